@@ -1,0 +1,24 @@
+/* cli.h - shared pieces of the wlm CLI subcommands. */
+#ifndef WLM_CLI_H
+#define WLM_CLI_H
+
+#include "common.h"
+
+/* Where the controller is and how to authenticate, from flags and env. */
+struct cli_ctx {
+    const char *controller; /* base URL, no trailing slash */
+    const char *token;      /* may be NULL */
+};
+
+/* GET/POST/... controller path; on success *out is the parsed JSON body
+ * (caller decrefs) and the return value is the HTTP status. On transport
+ * failure prints "wlm: cannot reach the controller at URL: ..." and returns
+ * -1. Non-2xx answers print the server's error and detail. */
+int cli_call(const struct cli_ctx *ctx, const char *method, const char *path, const char *body,
+             json_t **out);
+
+/* Print rows as an aligned table: `cells` holds nrows*ncols strings, the
+ * first row is the header. */
+void cli_table(FILE *out, const char *const *cells, size_t nrows, size_t ncols);
+
+#endif

@@ -1,0 +1,184 @@
+/* controller.c - lifecycle of the controller: database, API, timers. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+const struct wlm_cfg_field controller_cfg_fields[] = {
+    {"listen_host", WLM_CFG_STR, offsetof(struct controller_config, listen_host), 64,
+     "WLM_CONTROLLER_HOST", "127.0.0.1", 0, -1, "address of the REST API"},
+    {"listen_port", WLM_CFG_INT, offsetof(struct controller_config, listen_port), 0,
+     "WLM_CONTROLLER_PORT", "7700", 0, 65535, "port of the REST API (0 = pick a free one)"},
+    {"db", WLM_CFG_STR, offsetof(struct controller_config, db), 512, "WLM_CONTROLLER_DB",
+     "wlm-controller.db", 0, -1, "SQLite database file"},
+    {"token", WLM_CFG_STR, offsetof(struct controller_config, token), 256, "WLM_TOKEN", "", 0, -1,
+     "bearer token required on control endpoints"},
+    {"token_file", WLM_CFG_STR, offsetof(struct controller_config, token_file), 512,
+     "WLM_TOKEN_FILE", "", 0, -1,
+     "file holding the token; generated (mode 0600) when no token is given (default DB.token)"},
+    {"node_lost_after_ms", WLM_CFG_INT, offsetof(struct controller_config, node_lost_after_ms), 0,
+     NULL, "6000", 100, 86400000, "a node without heartbeat for this long is LOST"},
+};
+const size_t controller_cfg_nfields = WLM_ARRAY_LEN(controller_cfg_fields);
+
+static const char *const migrations[] = {
+    /* 1: the node registry */
+    "CREATE TABLE nodes ("
+    " name TEXT PRIMARY KEY, cores INTEGER NOT NULL, mhz REAL NOT NULL,"
+    " memory_mb INTEGER NOT NULL, arch TEXT NOT NULL, labels TEXT NOT NULL,"
+    " agent_url TEXT NOT NULL, registered_at REAL NOT NULL)",
+};
+
+/* Read the token file, or create it with a fresh random token. Tokens are
+ * never logged: only the file's path is. */
+static int load_or_make_token(struct controller *c, struct wlm_error *err)
+{
+    if (c->cfg.token[0]) {
+        wlm_strlcpy(c->token, c->cfg.token, sizeof(c->token));
+        return 0;
+    }
+    char path[600];
+    if (c->cfg.token_file[0])
+        wlm_strlcpy(path, c->cfg.token_file, sizeof(path));
+    else
+        snprintf(path, sizeof(path), "%s.token", c->cfg.db);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        char *ok = fgets(c->token, sizeof(c->token), f);
+        fclose(f);
+        c->token[strcspn(c->token, "\r\n")] = '\0';
+        if (ok && c->token[0])
+            return 0;
+        return wlm_error_setf(err, WLM_EINVAL, "token_file", "token file %s is empty", path);
+    }
+    unsigned char raw[24];
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || read(fd, raw, sizeof(raw)) != (ssize_t)sizeof(raw)) {
+        if (fd >= 0)
+            close(fd);
+        return wlm_error_set(err, WLM_EIO, "read /dev/urandom: %s", strerror(errno));
+    }
+    close(fd);
+    for (size_t i = 0; i < sizeof(raw); i++)
+        snprintf(c->token + 2 * i, 3, "%02x", raw[i]);
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return wlm_error_set(err, WLM_EIO, "create token file %s: %s", path, strerror(errno));
+    int bad = write(fd, c->token, strlen(c->token)) < 0 || write(fd, "\n", 1) < 0;
+    if (close(fd) || bad)
+        return wlm_error_set(err, WLM_EIO, "write token file %s: %s", path, strerror(errno));
+    wlm_info("controller", "generated an API token", "file=%s", path);
+    return 0;
+}
+
+static void handle_healthz(struct wlm_http_req *req, void *ud)
+{
+    struct controller *c = ud;
+    wlm_http_respond_json(req, 200,
+                          json_pack("{s:s, s:s, s:I}", "status", "ok", "version", WLM_VERSION,
+                                    "nodes", (json_int_t)c->nnodes));
+}
+
+int controller_new(uv_loop_t *loop, const struct controller_config *cfg, struct controller **out,
+                   struct wlm_error *err)
+{
+    int rc;
+    struct controller *c = calloc(1, sizeof(*c));
+    if (!c)
+        return wlm_error_set(err, ENOMEM, "out of memory");
+    c->loop = loop;
+    c->cfg = *cfg;
+    if ((rc = wlm_db_open(cfg->db, migrations, WLM_ARRAY_LEN(migrations), &c->db, err)))
+        goto fail;
+    if ((rc = load_or_make_token(c, err)))
+        goto fail;
+    if ((rc = ctl_nodes_load(c, err)))
+        goto fail;
+    c->metrics = wlm_metrics_new();
+    struct wlm_http_server_opts o = {
+        .host = cfg->listen_host,
+        .port = (int)cfg->listen_port,
+        .token = c->token,
+    };
+    c->http = wlm_http_server_new(loop, &o);
+    if (!c->metrics || !c->http) {
+        rc = wlm_error_set(err, ENOMEM, "out of memory");
+        goto fail;
+    }
+    wlm_http_server_set_metrics(c->http, c->metrics);
+    wlm_http_server_route(c->http, "GET", "/healthz", 0, handle_healthz, c);
+    ctl_nodes_routes(c);
+    *out = c;
+    return 0;
+fail:
+    controller_free(c);
+    *out = NULL;
+    return rc;
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+    struct controller *c = t->data;
+    ctl_nodes_sweep(c, wlm_now_wall());
+}
+
+int controller_start(struct controller *c, struct wlm_error *err)
+{
+    int rc = wlm_http_server_listen(c->http, err);
+    if (rc)
+        return rc;
+    uv_timer_init(c->loop, &c->sweep);
+    c->sweep.data = c;
+    uv_timer_start(&c->sweep, on_sweep, 500, 500);
+    c->started = 1;
+    wlm_info("controller", "listening", "addr=%s:%d db=%s nodes=%zu", c->cfg.listen_host,
+             wlm_http_server_port(c->http), c->cfg.db, c->nnodes);
+    return 0;
+}
+
+int controller_port(const struct controller *c) { return wlm_http_server_port(c->http); }
+const char *controller_token(const struct controller *c) { return c->token; }
+struct wlm_http_server *controller_http(struct controller *c) { return c->http; }
+struct wlm_metrics *controller_metrics(struct controller *c) { return c->metrics; }
+sqlite3 *controller_db(struct controller *c) { return c->db; }
+
+static void stop_step(struct controller *c)
+{
+    if (--c->pending_closes == 0 && c->stop_done)
+        c->stop_done(c->stop_ud);
+}
+
+static void on_timer_closed(uv_handle_t *h) { stop_step(h->data); }
+static void on_http_closed(void *ud)
+{
+    struct controller *c = ud;
+    c->http = NULL; /* released by the server itself */
+    stop_step(c);
+}
+
+void controller_stop(struct controller *c, void (*done)(void *ud), void *ud)
+{
+    c->stop_done = done;
+    c->stop_ud = ud;
+    c->pending_closes = 1; /* the http server */
+    if (c->started) {
+        c->pending_closes++;
+        uv_timer_stop(&c->sweep);
+        uv_close((uv_handle_t *)&c->sweep, on_timer_closed);
+    }
+    c->started = 0;
+    wlm_http_server_close(c->http, on_http_closed, c);
+}
+
+void controller_free(struct controller *c)
+{
+    if (!c)
+        return;
+    ctl_nodes_free(c);
+    wlm_metrics_free(c->metrics);
+    wlm_db_close(c->db);
+    free(c);
+}

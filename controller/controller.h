@@ -1,0 +1,52 @@
+/*
+ * controller.h - wlm-controller as a library: the REST API, the node
+ * registry and (as they land) the control loops. main.c only wires it to a
+ * libuv loop and signals, so tests can run several controllers in-process.
+ */
+#ifndef WLM_CONTROLLER_H
+#define WLM_CONTROLLER_H
+
+#include "common.h"
+
+struct controller_config {
+    char listen_host[64];
+    long long listen_port;
+    char db[512];         /* SQLite file */
+    char token[256];      /* bearer token; generated into token_file when empty */
+    char token_file[512]; /* where a generated token is written (0600) */
+    long long node_lost_after_ms;
+};
+
+extern const struct wlm_cfg_field controller_cfg_fields[];
+extern const size_t controller_cfg_nfields;
+
+/* What the registry knows of one server. */
+enum controller_node_state { CONTROLLER_NODE_READY, CONTROLLER_NODE_LOST };
+
+struct controller;
+
+/* Open the database (creating it), load the registry and prepare the API.
+ * Nothing listens until controller_start. On success *out owns the database. */
+int controller_new(uv_loop_t *loop, const struct controller_config *cfg, struct controller **out,
+                   struct wlm_error *err);
+/* Listen and start the periodic timers. */
+int controller_start(struct controller *c, struct wlm_error *err);
+int controller_port(const struct controller *c);
+/* The token in force (configured or generated); owned by the controller. */
+const char *controller_token(const struct controller *c);
+/* Stop listening and timers; `done` runs once every handle is closed. The
+ * controller must then be released with controller_free. */
+void controller_stop(struct controller *c, void (*done)(void *ud), void *ud);
+void controller_free(struct controller *c);
+
+/* The HTTP server, so other components can add their routes before start. */
+struct wlm_http_server *controller_http(struct controller *c);
+struct wlm_metrics *controller_metrics(struct controller *c);
+sqlite3 *controller_db(struct controller *c);
+
+/* Node state given the last heartbeat (wall seconds) and now: pure. */
+enum controller_node_state controller_node_state_at(double last_heartbeat, double now,
+                                                    double lost_after_s);
+const char *controller_node_state_name(enum controller_node_state s);
+
+#endif

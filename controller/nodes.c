@@ -1,0 +1,354 @@
+/* nodes.c - the node registry: registration, heartbeats, READY/LOST. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+enum controller_node_state controller_node_state_at(double last_heartbeat, double now,
+                                                    double lost_after_s)
+{
+    if (last_heartbeat <= 0 || now - last_heartbeat > lost_after_s)
+        return CONTROLLER_NODE_LOST;
+    return CONTROLLER_NODE_READY;
+}
+
+const char *controller_node_state_name(enum controller_node_state s)
+{
+    return s == CONTROLLER_NODE_READY ? "READY" : "LOST";
+}
+
+static struct ctl_node *node_find(struct controller *c, const char *name)
+{
+    for (size_t i = 0; i < c->nnodes; i++)
+        if (strcmp(c->nodes[i].name, name) == 0)
+            return &c->nodes[i];
+    return NULL;
+}
+
+static void node_fini(struct ctl_node *n)
+{
+    json_decref(n->labels);
+    json_decref(n->usage);
+    json_decref(n->power);
+}
+
+static struct ctl_node *node_add(struct controller *c)
+{
+    if (c->nnodes == c->capnodes) {
+        size_t cap = c->capnodes ? 2 * c->capnodes : 16;
+        struct ctl_node *p = realloc(c->nodes, cap * sizeof(*p));
+        if (!p)
+            return NULL;
+        c->nodes = p;
+        c->capnodes = cap;
+    }
+    struct ctl_node *n = &c->nodes[c->nnodes++];
+    memset(n, 0, sizeof(*n));
+    n->state = CONTROLLER_NODE_LOST;
+    return n;
+}
+
+int ctl_nodes_load(struct controller *c, struct wlm_error *err)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(c->db,
+                           "SELECT name, cores, mhz, memory_mb, arch, labels, agent_url,"
+                           " registered_at FROM nodes ORDER BY name",
+                           -1, &st, NULL) != SQLITE_OK)
+        return wlm_error_set(err, WLM_EIO, "load nodes: %s", sqlite3_errmsg(c->db));
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct ctl_node *n = node_add(c);
+        if (!n) {
+            sqlite3_finalize(st);
+            return wlm_error_set(err, ENOMEM, "out of memory");
+        }
+        wlm_strlcpy(n->name, (const char *)sqlite3_column_text(st, 0), sizeof(n->name));
+        n->cores = sqlite3_column_int64(st, 1);
+        n->mhz = sqlite3_column_double(st, 2);
+        n->memory_mb = sqlite3_column_int64(st, 3);
+        wlm_strlcpy(n->arch, (const char *)sqlite3_column_text(st, 4), sizeof(n->arch));
+        n->labels = json_loads((const char *)sqlite3_column_text(st, 5), 0, NULL);
+        if (!n->labels)
+            n->labels = json_object();
+        wlm_strlcpy(n->agent_url, (const char *)sqlite3_column_text(st, 6), sizeof(n->agent_url));
+        n->registered_at = sqlite3_column_double(st, 7);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return wlm_error_set(err, WLM_EIO, "load nodes: %s", sqlite3_errmsg(c->db));
+    return 0;
+}
+
+void ctl_nodes_free(struct controller *c)
+{
+    for (size_t i = 0; i < c->nnodes; i++)
+        node_fini(&c->nodes[i]);
+    free(c->nodes);
+    c->nodes = NULL;
+    c->nnodes = c->capnodes = 0;
+}
+
+static json_t *node_json(const struct controller *c, const struct ctl_node *n, double now)
+{
+    enum controller_node_state s =
+        controller_node_state_at(n->last_heartbeat, now, c->cfg.node_lost_after_ms / 1000.0);
+    json_t *o = json_pack("{s:s, s:s, s:I, s:f, s:I, s:s, s:O, s:s, s:f}", "name", n->name,
+                          "state", controller_node_state_name(s), "cores", (json_int_t)n->cores,
+                          "mhz", n->mhz, "memory_mb", (json_int_t)n->memory_mb, "arch", n->arch,
+                          "labels", n->labels, "agent_url", n->agent_url, "registered_at",
+                          n->registered_at);
+    if (n->last_heartbeat > 0) {
+        json_object_set_new(o, "last_heartbeat", json_real(n->last_heartbeat));
+        json_object_set_new(o, "heartbeat_age_s", json_real(now - n->last_heartbeat));
+    } else {
+        json_object_set_new(o, "last_heartbeat", json_null());
+    }
+    if (n->usage)
+        json_object_set(o, "usage", n->usage);
+    if (n->power)
+        json_object_set(o, "power", n->power);
+    return o;
+}
+
+static int valid_name(const char *s)
+{
+    size_t len = strlen(s);
+    if (len == 0 || len > 63)
+        return 0;
+    for (const char *p = s; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.')
+            return 0;
+    return 1;
+}
+
+/* Registration body -> a validated node; nothing is changed on error. */
+static int parse_node(const json_t *body, struct ctl_node *n, struct wlm_error *err)
+{
+    static const char *const keys[] = {"name", "cores", "mhz", "memory_mb", "arch",
+                                       "labels", "agent_url", NULL};
+    const char *name = NULL, *arch = "x86_64", *url = "";
+    int rc;
+    if ((rc = wlm_json_check_keys(body, keys, NULL, err)) ||
+        (rc = wlm_json_get_str(body, "name", 1, &name, err)) ||
+        (rc = wlm_json_get_int(body, "cores", 1, 1, 65536, &n->cores, err)) ||
+        (rc = wlm_json_get_num(body, "mhz", 1, 1, 1e6, &n->mhz, err)) ||
+        (rc = wlm_json_get_int(body, "memory_mb", 1, 1, 1LL << 40, &n->memory_mb, err)) ||
+        (rc = wlm_json_get_str(body, "arch", 0, &arch, err)) ||
+        (rc = wlm_json_get_str(body, "agent_url", 0, &url, err)))
+        return rc;
+    if (!valid_name(name))
+        return wlm_error_setf(err, WLM_EINVAL, "name",
+                              "name: '%s' must be 1-63 letters, digits, '-', '_' or '.'", name);
+    if (strlen(arch) >= sizeof(n->arch) || !*arch)
+        return wlm_error_setf(err, WLM_EINVAL, "arch", "arch: must be 1-31 characters");
+    if (*url && strncmp(url, "http://", 7) != 0)
+        return wlm_error_setf(err, WLM_EINVAL, "agent_url", "agent_url: must start with http://");
+    if (strlen(url) >= sizeof(n->agent_url))
+        return wlm_error_setf(err, WLM_EINVAL, "agent_url", "agent_url: too long");
+    json_t *labels = json_object_get(body, "labels");
+    if (labels && !json_is_null(labels)) {
+        if (!json_is_object(labels))
+            return wlm_error_setf(err, WLM_EINVAL, "labels", "labels: expected an object");
+        const char *k;
+        json_t *v;
+        json_object_foreach(labels, k, v) {
+            if (!json_is_string(v))
+                return wlm_error_setf(err, WLM_EINVAL, "labels", "labels.%s: expected a string",
+                                      k);
+        }
+    }
+    wlm_strlcpy(n->name, name, sizeof(n->name));
+    wlm_strlcpy(n->arch, arch, sizeof(n->arch));
+    wlm_strlcpy(n->agent_url, url, sizeof(n->agent_url));
+    n->labels = labels && json_is_object(labels) ? json_deep_copy(labels) : json_object();
+    return 0;
+}
+
+static void handle_register(struct wlm_http_req *req, void *ud)
+{
+    struct controller *c = ud;
+    struct wlm_error err = {0};
+    json_t *body = wlm_json_parse_object(req->body, req->body_len, &err);
+    struct ctl_node in = {0};
+    if (!body || parse_node(body, &in, &err)) {
+        json_decref(body);
+        json_decref(in.labels);
+        wlm_http_respond_werr(req, &err);
+        return;
+    }
+    json_decref(body);
+    double now = wlm_now_wall();
+    struct ctl_node *old = node_find(c, in.name);
+    in.registered_at = old ? old->registered_at : now;
+    /* Commit before answering: a registration we acknowledged survives a crash. */
+    char *labels = wlm_json_dumps(in.labels);
+    sqlite3_stmt *st = NULL;
+    int ok = sqlite3_prepare_v2(c->db,
+                                "INSERT INTO nodes(name, cores, mhz, memory_mb, arch, labels,"
+                                " agent_url, registered_at) VALUES (?,?,?,?,?,?,?,?)"
+                                " ON CONFLICT(name) DO UPDATE SET cores=excluded.cores,"
+                                " mhz=excluded.mhz, memory_mb=excluded.memory_mb,"
+                                " arch=excluded.arch, labels=excluded.labels,"
+                                " agent_url=excluded.agent_url",
+                                -1, &st, NULL) == SQLITE_OK;
+    if (ok) {
+        sqlite3_bind_text(st, 1, in.name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, in.cores);
+        sqlite3_bind_double(st, 3, in.mhz);
+        sqlite3_bind_int64(st, 4, in.memory_mb);
+        sqlite3_bind_text(st, 5, in.arch, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 6, labels, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 7, in.agent_url, -1, SQLITE_STATIC);
+        sqlite3_bind_double(st, 8, in.registered_at);
+        ok = sqlite3_step(st) == SQLITE_DONE;
+    }
+    sqlite3_finalize(st);
+    free(labels);
+    if (!ok) {
+        json_decref(in.labels);
+        wlm_http_respond_error(req, 500, "io_error", "store node: %s", sqlite3_errmsg(c->db));
+        return;
+    }
+    struct ctl_node *n = old ? old : node_add(c);
+    if (!n) {
+        json_decref(in.labels);
+        wlm_http_respond_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    if (old) {
+        json_decref(old->labels);
+        in.usage = old->usage;
+        in.power = old->power;
+        in.state = old->state;
+    }
+    in.last_heartbeat = now; /* registering counts as a sign of life */
+    *n = in;
+    wlm_info("controller", old ? "node re-registered" : "node registered",
+             "name=%s cores=%lld mhz=%.0f memory_mb=%lld agent=%s", n->name, n->cores, n->mhz,
+             n->memory_mb, n->agent_url[0] ? n->agent_url : "-");
+    wlm_http_respond_json(req, old ? 200 : 201, node_json(c, n, now));
+}
+
+static void handle_heartbeat(struct wlm_http_req *req, void *ud)
+{
+    struct controller *c = ud;
+    struct ctl_node *n = node_find(c, req->params[0]);
+    if (!n) {
+        wlm_http_respond_error(req, 404, "not_found", "node '%s' is not registered",
+                               req->params[0]);
+        return;
+    }
+    struct wlm_error err = {0};
+    json_t *body = wlm_json_parse_object(req->body, req->body_len, &err);
+    static const char *const keys[] = {"usage", "power", NULL};
+    if (!body || wlm_json_check_keys(body, keys, NULL, &err)) {
+        json_decref(body);
+        wlm_http_respond_werr(req, &err);
+        return;
+    }
+    json_t *usage = json_object_get(body, "usage"), *power = json_object_get(body, "power");
+    if ((usage && !json_is_object(usage)) || (power && !json_is_object(power))) {
+        json_decref(body);
+        wlm_http_respond_error(req, 400, "invalid", "usage and power must be objects");
+        return;
+    }
+    if (usage) {
+        json_decref(n->usage);
+        n->usage = json_incref(usage);
+    }
+    if (power) {
+        json_decref(n->power);
+        n->power = json_incref(power);
+    }
+    json_decref(body);
+    n->last_heartbeat = wlm_now_wall();
+    wlm_http_respond_json(req, 200, json_pack("{s:s}", "state", "READY"));
+}
+
+static void handle_list(struct wlm_http_req *req, void *ud)
+{
+    struct controller *c = ud;
+    double now = wlm_now_wall();
+    json_t *arr = json_array();
+    for (size_t i = 0; i < c->nnodes; i++)
+        json_array_append_new(arr, node_json(c, &c->nodes[i], now));
+    wlm_http_respond_json(req, 200, json_pack("{s:o}", "nodes", arr));
+}
+
+static void handle_get(struct wlm_http_req *req, void *ud)
+{
+    struct controller *c = ud;
+    struct ctl_node *n = node_find(c, req->params[0]);
+    if (!n) {
+        wlm_http_respond_error(req, 404, "not_found", "node '%s' is not registered",
+                               req->params[0]);
+        return;
+    }
+    wlm_http_respond_json(req, 200, node_json(c, n, wlm_now_wall()));
+}
+
+static void handle_delete(struct wlm_http_req *req, void *ud)
+{
+    struct controller *c = ud;
+    struct ctl_node *n = node_find(c, req->params[0]);
+    if (!n) {
+        wlm_http_respond_error(req, 404, "not_found", "node '%s' is not registered",
+                               req->params[0]);
+        return;
+    }
+    sqlite3_stmt *st = NULL;
+    int ok = sqlite3_prepare_v2(c->db, "DELETE FROM nodes WHERE name = ?", -1, &st, NULL) ==
+             SQLITE_OK;
+    if (ok) {
+        sqlite3_bind_text(st, 1, n->name, -1, SQLITE_STATIC);
+        ok = sqlite3_step(st) == SQLITE_DONE;
+    }
+    sqlite3_finalize(st);
+    if (!ok) {
+        wlm_http_respond_error(req, 500, "io_error", "remove node: %s", sqlite3_errmsg(c->db));
+        return;
+    }
+    wlm_info("controller", "node removed", "name=%s", n->name);
+    node_fini(n);
+    size_t idx = (size_t)(n - c->nodes);
+    memmove(n, n + 1, (c->nnodes - idx - 1) * sizeof(*n));
+    c->nnodes--;
+    wlm_http_respond(req, 204, NULL, NULL, NULL, 0);
+}
+
+void ctl_nodes_routes(struct controller *c)
+{
+    wlm_http_server_route(c->http, "POST", "/v1/nodes", 1, handle_register, c);
+    wlm_http_server_route(c->http, "GET", "/v1/nodes", 1, handle_list, c);
+    wlm_http_server_route(c->http, "GET", "/v1/nodes/:name", 1, handle_get, c);
+    wlm_http_server_route(c->http, "DELETE", "/v1/nodes/:name", 1, handle_delete, c);
+    wlm_http_server_route(c->http, "POST", "/v1/nodes/:name/heartbeat", 1, handle_heartbeat, c);
+}
+
+void ctl_nodes_sweep(struct controller *c, double now)
+{
+    size_t ready = 0;
+    double lost_after = c->cfg.node_lost_after_ms / 1000.0;
+    for (size_t i = 0; i < c->nnodes; i++) {
+        struct ctl_node *n = &c->nodes[i];
+        enum controller_node_state s = controller_node_state_at(n->last_heartbeat, now, lost_after);
+        if (s != n->state) {
+            if (s == CONTROLLER_NODE_LOST)
+                wlm_warn("controller", "node lost", "name=%s last_heartbeat_age_s=%.1f", n->name,
+                         n->last_heartbeat > 0 ? now - n->last_heartbeat : -1.0);
+            else
+                wlm_info("controller", "node ready", "name=%s", n->name);
+            n->state = s;
+        }
+        ready += s == CONTROLLER_NODE_READY;
+    }
+    wlm_gauge_set(wlm_metrics_gauge(c->metrics, "wlm_nodes", "Registered nodes by state.",
+                                    "state=\"READY\""),
+                  (double)ready);
+    wlm_gauge_set(wlm_metrics_gauge(c->metrics, "wlm_nodes", "Registered nodes by state.",
+                                    "state=\"LOST\""),
+                  (double)(c->nnodes - ready));
+}
