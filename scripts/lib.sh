@@ -1,0 +1,57 @@
+# scripts/lib.sh - shell helpers shared by the demo and the integration tests.
+# Source it; it defines functions only.
+
+# A TCP port on 127.0.0.1 that nothing listens on right now.
+wlm_free_port() {
+  python3 - <<'PY'
+import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()
+PY
+}
+
+# wlm_wait_http URL [SECONDS]: wait until URL answers 200.
+wlm_wait_http() {
+  local url=$1 limit=${2:-20} i=0
+  while [ "$i" -lt $((limit * 10)) ]; do
+    curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null && return 0
+    sleep 0.1
+    i=$((i + 1))
+  done
+  echo "timed out waiting for $url" >&2
+  return 1
+}
+
+# wlm_test_node_xml FILE CORES MHZ MEMORY_MB: a libvirt test-driver node.
+wlm_test_node_xml() {
+  local file=$1 cores=$2 mhz=$3 mem=$4
+  cat >"$file" <<XML
+<node>
+  <cpu>
+    <mhz>$mhz</mhz>
+    <model>x86_64</model>
+    <nodes>1</nodes>
+    <sockets>1</sockets>
+    <cores>$cores</cores>
+    <threads>1</threads>
+    <active>$cores</active>
+  </cpu>
+  <memory>$((mem * 1024))</memory>
+</node>
+XML
+}
+
+# wlm_kill_tree PID...: TERM, then KILL whatever is left after 5 s.
+wlm_kill_tree() {
+  local p
+  for p in "$@"; do kill -TERM "$p" 2>/dev/null || true; done
+  for _ in $(seq 50); do
+    local alive=0
+    for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ $alive -eq 0 ] && return 0
+    sleep 0.1
+  done
+  for p in "$@"; do kill -KILL "$p" 2>/dev/null || true; done
+}
