@@ -1,0 +1,225 @@
+// wlm admin dashboard: utilities over time, placement map, jobs and flows.
+// Plain DOM + SVG; no external resources (the cluster may have no internet).
+"use strict";
+
+const params = new URLSearchParams(location.hash.slice(1));
+if (params.get("token")) localStorage.setItem("wlm-token", params.get("token"));
+const token = params.get("token") || localStorage.getItem("wlm-token") || "";
+const headers = token ? { Authorization: "Bearer " + token } : {};
+const HISTORY_SECONDS = 900;
+const palette = ["#58a6ff", "#3fb950", "#d29922", "#bc8cff", "#f778ba", "#79c0ff",
+                 "#56d364", "#e3b341", "#ff7b72", "#a5d6ff", "#ffa657", "#7ee787"];
+const series = new Map(); // workload name -> [{t, u}]
+const minSeries = [];     // [{t, u, name}]
+let lastPoint = 0;
+
+function $(id) { return document.getElementById(id); }
+function el(tag, attrs, text) {
+  const e = document.createElementNS(tag === "svg" || ["path", "line", "text", "polyline", "g"].includes(tag)
+    ? "http://www.w3.org/2000/svg" : "http://www.w3.org/1999/xhtml", tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+function showError(msg) {
+  const e = $("error");
+  if (!msg) { e.classList.add("hidden"); return; }
+  e.textContent = msg;
+  e.classList.remove("hidden");
+}
+async function getJSON(path) {
+  const r = await fetch(path, { headers });
+  if (r.status === 401) throw new Error("the controller refused the token: open the URL the demo printed (…#token=…)");
+  if (r.status === 404) return null;
+  if (!r.ok) throw new Error(path + ": HTTP " + r.status);
+  return r.json();
+}
+function fmtUtil(u) { return (u === null || u === undefined || isNaN(u)) ? "–" : u.toFixed(3); }
+function utilClass(u) { return u >= 0 ? "good" : (u > -0.3 ? "warn" : "bad"); }
+function fmtTime(t) {
+  if (!t) return "–";
+  return new Date(t * 1000).toLocaleTimeString();
+}
+
+function addPoint(t, workloads, min) {
+  if (t <= lastPoint) return;
+  lastPoint = t;
+  for (const w of workloads) {
+    if (!series.has(w.name)) series.set(w.name, []);
+    series.get(w.name).push({ t, u: w.utility });
+  }
+  if (min) minSeries.push({ t, u: min.utility, name: min.name });
+  const cutoff = t - HISTORY_SECONDS;
+  for (const [name, pts] of series) {
+    while (pts.length && pts[0].t < cutoff) pts.shift();
+    if (!pts.length) series.delete(name);
+  }
+  while (minSeries.length && minSeries[0].t < cutoff) minSeries.shift();
+}
+
+function drawChart() {
+  const svg = $("chart");
+  const W = 900, H = 260, L = 40, R = 10, T = 10, B = 22;
+  svg.replaceChildren();
+  let t0 = Infinity, t1 = -Infinity, lo = -1, hi = 1;
+  for (const pts of series.values()) for (const p of pts) {
+    t0 = Math.min(t0, p.t); t1 = Math.max(t1, p.t);
+    lo = Math.min(lo, p.u); hi = Math.max(hi, p.u);
+  }
+  if (!isFinite(t0)) { svg.appendChild(el("text", { x: W / 2 - 60, y: H / 2 }, "waiting for data…")); return; }
+  if (t1 - t0 < 10) t0 = t1 - 10;
+  const x = t => L + (t - t0) / (t1 - t0) * (W - L - R);
+  const y = u => T + (hi - u) / (hi - lo) * (H - T - B);
+  svg.appendChild(el("line", { class: "axis", x1: L, y1: T, x2: L, y2: H - B }));
+  svg.appendChild(el("line", { class: "axis", x1: L, y1: H - B, x2: W - R, y2: H - B }));
+  svg.appendChild(el("line", { class: "zero", x1: L, y1: y(0), x2: W - R, y2: y(0) }));
+  for (const v of [lo, 0, hi]) svg.appendChild(el("text", { x: 4, y: y(v) + 3 }, v.toFixed(1)));
+  svg.appendChild(el("text", { x: L, y: H - 6 }, fmtTime(t0)));
+  svg.appendChild(el("text", { x: W - R - 60, y: H - 6 }, fmtTime(t1)));
+  const legend = $("legend");
+  legend.replaceChildren();
+  let i = 0;
+  for (const [name, pts] of series) {
+    const color = palette[i++ % palette.length];
+    const d = pts.map(p => x(p.t).toFixed(1) + "," + y(p.u).toFixed(1)).join(" ");
+    svg.appendChild(el("polyline", { class: "series", points: d, stroke: color, "data-name": name }));
+    const s = el("span", { style: "--c:" + color }, name + " " + fmtUtil(pts[pts.length - 1].u));
+    legend.appendChild(s);
+  }
+  if (minSeries.length) {
+    const d = minSeries.map(p => x(p.t).toFixed(1) + "," + y(p.u).toFixed(1)).join(" ");
+    svg.appendChild(el("polyline", { class: "min", points: d }));
+    legend.appendChild(el("span", { style: "--c:#fff" }, "minimum"));
+  }
+}
+
+function renderUtilities(u) {
+  if (!u) return;
+  for (const h of (u.history || [])) addPoint(h.t, Object.entries(h.workloads || {}).map(([name, utility]) => ({ name, utility })), h.min);
+  addPoint(u.now, u.workloads || [], u.min);
+  const m = u.min;
+  $("min-utility").textContent = m ? fmtUtil(m.utility) : "–";
+  $("min-utility").className = m ? utilClass(m.utility) : "";
+  $("min-name").textContent = m ? "(" + m.name + ")" : "";
+  drawChart();
+}
+
+function renderPlacement(p) {
+  const box = $("placement");
+  box.replaceChildren();
+  if (!p) { box.textContent = "no placement yet"; return; }
+  const nodes = p.nodes || [];
+  let on = 0;
+  for (const n of nodes) {
+    const off = n.power === "off";
+    if (!off) on++;
+    const div = el("div", { class: "node" + (off ? " off" : "") + (n.state === "LOST" ? " lost" : ""), "data-node": n.name });
+    const used = (n.instances || []).reduce((a, i) => a + (i.cpu_mhz || 0), 0);
+    const cap = n.cpu_mhz || 1;
+    const h = el("h3");
+    h.appendChild(el("span", {}, n.name));
+    h.appendChild(el("span", { class: "muted" }, (off ? "off" : (n.state || "on")) + " · " + Math.round(used) + "/" + Math.round(cap) + " MHz"));
+    div.appendChild(h);
+    const bar = el("div", { class: "bar" });
+    bar.appendChild(el("div", { style: "width:" + Math.min(100, used / cap * 100).toFixed(1) + "%" }));
+    div.appendChild(bar);
+    for (const i of (n.instances || [])) {
+      const r = el("div", { class: "inst " + (i.kind || "app") + (i.state === "SUSPENDED" ? " suspended" : "") });
+      r.appendChild(el("span", {}, i.name));
+      r.appendChild(el("span", {}, Math.round(i.cpu_mhz || 0) + " MHz · " + (i.memory_mb || 0) + " MB"));
+      div.appendChild(r);
+    }
+    box.appendChild(div);
+  }
+  $("nodes-summary").textContent = on + "/" + nodes.length;
+  const meta = [];
+  if (p.solver) meta.push("solver " + p.solver);
+  if (p.gap !== undefined && p.gap !== null) meta.push("gap " + (100 * p.gap).toFixed(2) + " %");
+  if (p.decided_at) meta.push("decided " + fmtTime(p.decided_at));
+  $("placement-meta").textContent = meta.join(" · ");
+}
+
+function renderJobs(j) {
+  const tb = $("jobs").querySelector("tbody");
+  tb.replaceChildren();
+  const jobs = (j && j.jobs) || [];
+  const counts = {};
+  for (const job of jobs) {
+    counts[job.state] = (counts[job.state] || 0) + 1;
+    const tr = el("tr");
+    const pred = job.predicted_completion, goal = job.goal;
+    const late = pred && goal && pred > goal;
+    for (const [v, cls] of [[job.id, ""], [job.name, ""], [job.state, ""], [job.class || "", ""],
+                           [fmtTime(goal), ""], [fmtTime(pred), late ? "bad" : ""]])
+      tr.appendChild(el("td", cls ? { class: cls } : {}, v === undefined || v === null ? "" : String(v)));
+    tb.appendChild(tr);
+  }
+  const done = counts.COMPLETED || 0, running = counts.RUNNING || 0;
+  const queued = (counts.PENDING || 0) + (counts.ELIGIBLE || 0) + (counts.SUSPENDED || 0);
+  $("jobs-summary").textContent = done + " done · " + running + " running · " + queued + " queued";
+}
+
+function renderFlows(f) {
+  const tb = $("flows").querySelector("tbody");
+  tb.replaceChildren();
+  for (const fl of ((f && f.flows) || [])) {
+    const tr = el("tr");
+    const bad = fl.goal_ms && fl.rt_ms > fl.goal_ms;
+    tr.appendChild(el("td", {}, fl.app + "/" + fl.class));
+    tr.appendChild(el("td", { class: "num" }, (fl.rate || 0).toFixed(1)));
+    tr.appendChild(el("td", { class: "num " + (bad ? "bad" : "good") }, (fl.rt_ms || 0).toFixed(1)));
+    tr.appendChild(el("td", { class: "num" }, fl.goal_ms ? String(fl.goal_ms) : "–"));
+    tr.appendChild(el("td", { class: "num" }, String(fl.rejected || 0)));
+    tb.appendChild(tr);
+  }
+}
+
+async function refresh() {
+  try {
+    const [u, p, j, f] = await Promise.all([getJSON("/v1/utilities"), getJSON("/v1/placement"),
+                                            getJSON("/v1/jobs"), getJSON("/v1/flows")]);
+    renderUtilities(u); renderPlacement(p); renderJobs(j); renderFlows(f);
+    showError(null);
+  } catch (e) { showError(String(e.message || e)); }
+}
+
+// Server-Sent Events through fetch, so the token travels in a header.
+async function stream() {
+  for (;;) {
+    try {
+      const r = await fetch("/v1/events", { headers });
+      if (!r.ok || !r.body) throw new Error("events: HTTP " + r.status);
+      $("live").classList.remove("off");
+      const reader = r.body.getReader();
+      const dec = new TextDecoder();
+      let buf = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += dec.decode(value, { stream: true });
+        let k;
+        while ((k = buf.indexOf("\n\n")) >= 0) {
+          const block = buf.slice(0, k); buf = buf.slice(k + 2);
+          let ev = "message", data = "";
+          for (const line of block.split("\n")) {
+            if (line.startsWith("event:")) ev = line.slice(6).trim();
+            else if (line.startsWith("data:")) data += line.slice(5).trim();
+          }
+          if (ev === "cycle" && data) {
+            const d = JSON.parse(data);
+            if (d.utilities) renderUtilities(d.utilities);
+            if (d.placement) renderPlacement(d.placement);
+          } else if (ev === "jobs" || ev === "flows") {
+            refresh();
+          }
+        }
+      }
+    } catch (e) { /* fall through to retry */ }
+    $("live").classList.add("off");
+    await new Promise(r => setTimeout(r, 2000));
+  }
+}
+
+refresh();
+setInterval(refresh, 5000);
+stream();
