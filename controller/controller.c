@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dashboard.h"
 #include "internal.h"
 
 const struct wlm_cfg_field controller_cfg_fields[] = {
@@ -82,6 +83,27 @@ static void handle_healthz(struct wlm_http_req *req, void *ud)
                                     "nodes", (json_int_t)c->nnodes));
 }
 
+/* The dashboard's files are public: they hold no data. The page asks for the
+ * token (from the URL fragment, which browsers never send) and uses it on
+ * the API. */
+static void handle_dashboard(struct wlm_http_req *req, void *ud)
+{
+    const char *rel = req->path + strlen("/dashboard");
+    while (*rel == '/')
+        rel++;
+    const struct dashboard_asset *a = dashboard_find(rel);
+    if (!a) {
+        wlm_http_respond_error(req, 404, "not_found", "no dashboard file '%s'", rel);
+        return;
+    }
+    wlm_http_respond(req, 200, a->content_type, "Cache-Control: no-cache", a->data, a->len);
+}
+
+static void handle_root(struct wlm_http_req *req, void *ud)
+{
+    wlm_http_respond(req, 302, "text/plain", "Location: /dashboard/", "see /dashboard/\n", 16);
+}
+
 int controller_new(uv_loop_t *loop, const struct controller_config *cfg, struct controller **out,
                    struct wlm_error *err)
 {
@@ -110,6 +132,9 @@ int controller_new(uv_loop_t *loop, const struct controller_config *cfg, struct 
     }
     wlm_http_server_set_metrics(c->http, c->metrics);
     wlm_http_server_route(c->http, "GET", "/healthz", 0, handle_healthz, c);
+    wlm_http_server_route(c->http, "GET", "/", 0, handle_root, c);
+    wlm_http_server_route(c->http, "GET", "/dashboard", 0, handle_dashboard, c);
+    wlm_http_server_route(c->http, "GET", "/dashboard/*", 0, handle_dashboard, c);
     ctl_nodes_routes(c);
     *out = c;
     return 0;
