@@ -21,4 +21,7 @@ int cli_call(const struct cli_ctx *ctx, const char *method, const char *path, co
  * first row is the header. */
 void cli_table(FILE *out, const char *const *cells, size_t nrows, size_t ncols);
 
+/* Subcommands in this directory. */
+int cli_cmd_app(const struct cli_ctx *ctx, int argc, char **argv);
+
 #endif

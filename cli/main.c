@@ -21,6 +21,7 @@ static void usage(FILE *out)
             "\n"
             "Commands:\n"
             "  nodes [--json]        list the cluster's nodes and their state\n"
+            "  app ...               deploy, list, show and delete web applications\n"
 #ifdef HAVE_CMD_JOB
             "  job ...               submit, list, show, cancel and wait for jobs (wlm job --help)\n"
 #endif
@@ -201,6 +202,8 @@ int main(int argc, char **argv)
     const char *cmd = argv[i];
     if (!strcmp(cmd, "nodes"))
         return cmd_nodes(&ctx, argc - i, argv + i);
+    if (!strcmp(cmd, "app"))
+        return cli_cmd_app(&ctx, argc - i, argv + i);
     if (!strcmp(cmd, "version")) {
         printf("wlm %s\n", WLM_VERSION);
         return 0;

@@ -31,6 +31,8 @@ static const char *const migrations[] = {
     " name TEXT PRIMARY KEY, cores INTEGER NOT NULL, mhz REAL NOT NULL,"
     " memory_mb INTEGER NOT NULL, arch TEXT NOT NULL, labels TEXT NOT NULL,"
     " agent_url TEXT NOT NULL, registered_at REAL NOT NULL)",
+    /* 2: deployed web applications */
+    "CREATE TABLE apps (name TEXT PRIMARY KEY, spec TEXT NOT NULL, created_at REAL NOT NULL)",
 };
 
 /* Read the token file, or create it with a fresh random token. Tokens are
@@ -117,7 +119,7 @@ int controller_new(uv_loop_t *loop, const struct controller_config *cfg, struct 
         goto fail;
     if ((rc = load_or_make_token(c, err)))
         goto fail;
-    if ((rc = ctl_nodes_load(c, err)))
+    if ((rc = ctl_nodes_load(c, err)) || (rc = ctl_apps_load(c, err)))
         goto fail;
     c->metrics = wlm_metrics_new();
     struct wlm_http_server_opts o = {
@@ -136,6 +138,7 @@ int controller_new(uv_loop_t *loop, const struct controller_config *cfg, struct 
     wlm_http_server_route(c->http, "GET", "/dashboard", 0, handle_dashboard, c);
     wlm_http_server_route(c->http, "GET", "/dashboard/*", 0, handle_dashboard, c);
     ctl_nodes_routes(c);
+    ctl_apps_routes(c);
     *out = c;
     return 0;
 fail:
@@ -203,6 +206,7 @@ void controller_free(struct controller *c)
     if (!c)
         return;
     ctl_nodes_free(c);
+    ctl_apps_free(c);
     wlm_metrics_free(c->metrics);
     wlm_db_close(c->db);
     free(c);

@@ -18,6 +18,26 @@ struct ctl_node {
     enum controller_node_state state; /* as last logged by the sweep */
 };
 
+#define CTL_APP_MAX_CLASSES 8
+
+struct ctl_app_class {
+    char name[32];
+    double goal_ms; /* response-time goal */
+    double weight;  /* importance when the app's classes are combined */
+    long long max_queue, max_wait_ms;
+};
+
+struct ctl_app {
+    char name[64];
+    double memory_mb;
+    long long min_instances, max_instances;
+    double max_cpu_mhz; /* per instance; 0 = a whole node */
+    struct ctl_app_class classes[CTL_APP_MAX_CLASSES];
+    size_t nclasses, default_class;
+    json_t *spec;      /* the validated spec as deployed, owned */
+    size_t ninstances; /* running now */
+};
+
 struct controller {
     uv_loop_t *loop;
     struct controller_config cfg;
@@ -29,6 +49,9 @@ struct controller {
     int started;
     struct ctl_node *nodes;
     size_t nnodes, capnodes;
+    struct ctl_app *apps;
+    size_t napps;
+    int apps_changed;
     void (*stop_done)(void *);
     void *stop_ud;
     int pending_closes;
@@ -39,5 +62,13 @@ int ctl_nodes_load(struct controller *c, struct wlm_error *err);
 void ctl_nodes_routes(struct controller *c);
 void ctl_nodes_sweep(struct controller *c, double now);
 void ctl_nodes_free(struct controller *c);
+
+/* apps.c */
+int ctl_app_parse(const json_t *body, struct ctl_app *a, struct wlm_error *err);
+void ctl_app_fini(struct ctl_app *a);
+struct ctl_app *ctl_app_find(struct controller *c, const char *name);
+int ctl_apps_load(struct controller *c, struct wlm_error *err);
+void ctl_apps_routes(struct controller *c);
+void ctl_apps_free(struct controller *c);
 
 #endif
