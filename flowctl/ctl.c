@@ -1,0 +1,442 @@
+/*
+ * ctl.c - the flow controller's state: online calibration of each flow,
+ * the per-cycle choice of limit and weights with damping, the router
+ * configuration fragment and per-application utility functions.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flowctl.h"
+#include "flowctl_int.h"
+
+struct fc_flow {
+    char app[FLOWCTL_NAME_MAX];
+    char cls[FLOWCTL_NAME_MAX];
+    double goal, importance;
+    double lambda, cost, d0; /* calibrated (EWMA) */
+    int have_lambda, have_cost, have_d0;
+    double last_obs;         /* now of the last observation */
+    double slots;            /* damped share applied last cycle; 0 = none yet */
+    double last_step;        /* signed change applied last cycle */
+    int last_dir;            /* sign of the last change that happened (0 = none yet) */
+    double gain;             /* current damping gain */
+};
+
+struct fc_app {
+    char name[FLOWCTL_NAME_MAX];
+    double omega;
+};
+
+struct flowctl {
+    struct flowctl_config cfg;
+    struct fc_flow flows[FLOWCTL_MAX_FLOWS];
+    size_t nflows;
+    struct fc_app apps[FLOWCTL_MAX_FLOWS];
+    size_t napps;
+};
+
+void flowctl_config_default(struct flowctl_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->util_floor = -1;
+    cfg->max_limit = 1000;
+    cfg->min_limit = 1;
+    cfg->gain = 0.5;
+    cfg->max_step_frac = 1.0;
+    cfg->deadband = 0.1;
+    cfg->ewma = 0.3;
+    cfg->queue_cap = 0;
+    cfg->default_d0 = 0;
+    cfg->stale_after = 30;
+}
+
+struct flowctl *flowctl_new(const struct flowctl_config *cfg, struct wlm_error *err)
+{
+    struct flowctl_config c;
+    if (cfg)
+        c = *cfg;
+    else
+        flowctl_config_default(&c);
+    if (!(c.util_floor < 0)) {
+        fc__err(err, WLM_EINVAL, "util_floor", "must be < 0");
+        return NULL;
+    }
+    if (c.min_limit < 1 || c.max_limit < c.min_limit) {
+        fc__err(err, WLM_EINVAL, "max_limit", "need 1 <= min_limit <= max_limit");
+        return NULL;
+    }
+    if (!(c.gain > 0 && c.gain <= 1)) {
+        fc__err(err, WLM_EINVAL, "gain", "must be in (0, 1]");
+        return NULL;
+    }
+    if (!(c.max_step_frac > 0)) {
+        fc__err(err, WLM_EINVAL, "max_step_frac", "must be > 0");
+        return NULL;
+    }
+    if (!(c.deadband >= 0 && c.deadband < 1)) {
+        fc__err(err, WLM_EINVAL, "deadband", "must be in [0, 1)");
+        return NULL;
+    }
+    if (!(c.ewma > 0 && c.ewma <= 1)) {
+        fc__err(err, WLM_EINVAL, "ewma", "must be in (0, 1]");
+        return NULL;
+    }
+    if (!(c.queue_cap >= 0) || !(c.default_d0 >= 0) || !(c.stale_after > 0)) {
+        fc__err(err, WLM_EINVAL, "queue_cap", "queue_cap, default_d0 must be >= 0, stale_after > 0");
+        return NULL;
+    }
+    struct flowctl *fc = calloc(1, sizeof *fc);
+    if (!fc) {
+        fc__err(err, ENOMEM, NULL, "out of memory");
+        return NULL;
+    }
+    fc->cfg = c;
+    return fc;
+}
+
+void flowctl_free(struct flowctl *fc)
+{
+    free(fc);
+}
+
+static int fc_name_ok(const char *s, const char *field, struct wlm_error *err)
+{
+    if (!s || !*s)
+        return fc__err(err, WLM_EINVAL, field, "must be a non-empty string");
+    if (strlen(s) >= FLOWCTL_NAME_MAX)
+        return fc__err(err, WLM_EINVAL, field, "longer than %d characters", FLOWCTL_NAME_MAX - 1);
+    return 0;
+}
+
+static struct fc_app *fc_app_find(const struct flowctl *fc, const char *name)
+{
+    for (size_t i = 0; i < fc->napps; i++)
+        if (!strcmp(fc->apps[i].name, name))
+            return (struct fc_app *)&fc->apps[i];
+    return NULL;
+}
+
+static struct fc_flow *fc_flow_find(const struct flowctl *fc, const char *app, const char *cls)
+{
+    for (size_t i = 0; i < fc->nflows; i++)
+        if (!strcmp(fc->flows[i].app, app) && !strcmp(fc->flows[i].cls, cls))
+            return (struct fc_flow *)&fc->flows[i];
+    return NULL;
+}
+
+static struct fc_flow *fc_flow_add(struct flowctl *fc, const char *app, const char *cls,
+                                   struct wlm_error *err)
+{
+    struct fc_flow *f = fc_flow_find(fc, app, cls);
+    if (f)
+        return f;
+    if (fc->nflows == FLOWCTL_MAX_FLOWS) {
+        fc__err(err, WLM_ELIMIT, "flows", "at most %d flows", FLOWCTL_MAX_FLOWS);
+        return NULL;
+    }
+    f = &fc->flows[fc->nflows++];
+    memset(f, 0, sizeof *f);
+    strcpy(f->app, app);
+    strcpy(f->cls, cls);
+    f->goal = 1;
+    f->importance = 1;
+    f->d0 = fc->cfg.default_d0;
+    f->gain = fc->cfg.gain;
+    f->last_obs = -INFINITY;
+    return f;
+}
+
+int flowctl_set_allocation(struct flowctl *fc, const char *app, double omega, struct wlm_error *err)
+{
+    int rc = fc_name_ok(app, "app", err);
+    if (rc)
+        return rc;
+    if (!(omega > 0) || !isfinite(omega))
+        return fc__err(err, WLM_EINVAL, "omega", "allocation must be > 0 MHz");
+    struct fc_app *a = fc_app_find(fc, app);
+    if (!a) {
+        if (fc->napps == FLOWCTL_MAX_FLOWS)
+            return fc__err(err, WLM_ELIMIT, "app", "at most %d applications", FLOWCTL_MAX_FLOWS);
+        a = &fc->apps[fc->napps++];
+        strcpy(a->name, app);
+    }
+    a->omega = omega;
+    return 0;
+}
+
+int flowctl_set_goal(struct flowctl *fc, const char *app, const char *cls, double goal,
+                     double importance, struct wlm_error *err)
+{
+    int rc = fc_name_ok(app, "app", err);
+    if (!rc)
+        rc = fc_name_ok(cls, "class", err);
+    if (rc)
+        return rc;
+    if (!(goal > 0) || !isfinite(goal))
+        return fc__err(err, WLM_EINVAL, "goal", "response-time goal must be > 0 s");
+    if (!(importance > 0) || !isfinite(importance))
+        return fc__err(err, WLM_EINVAL, "importance", "must be > 0");
+    struct fc_flow *f = fc_flow_add(fc, app, cls, err);
+    if (!f)
+        return err ? err->code : -WLM_ELIMIT;
+    f->goal = goal;
+    f->importance = importance;
+    return 0;
+}
+
+static double fc_ewma(double old, int have, double x, double a)
+{
+    return have ? old + a * (x - old) : x;
+}
+
+/* Total slots of an application's flows as applied last cycle (0 = none). */
+static double fc_app_slots(const struct flowctl *fc, const char *app)
+{
+    double m = 0;
+    for (size_t i = 0; i < fc->nflows; i++)
+        if (!strcmp(fc->flows[i].app, app))
+            m += fc->flows[i].slots;
+    return m;
+}
+
+int flowctl_observe(struct flowctl *fc, const struct flowctl_obs *o, double now,
+                    struct wlm_error *err)
+{
+    int rc = fc_name_ok(o->app, "app", err);
+    if (!rc)
+        rc = fc_name_ok(o->cls, "class", err);
+    if (rc)
+        return rc;
+    if (!isfinite(now))
+        return fc__err(err, WLM_EINVAL, "now", "must be finite");
+    const double *vals[] = {&o->arrival_rate, &o->completion_rate, &o->mean_rt, &o->mean_service,
+                            &o->cost};
+    const char *names[] = {"arrival_rate", "completion_rate", "mean_rt", "mean_service", "cost"};
+    for (size_t i = 0; i < 5; i++)
+        if (isnan(*vals[i]) || isinf(*vals[i]))
+            return fc__err(err, WLM_EINVAL, names[i], "must be a finite number");
+    struct fc_flow *f = fc_flow_add(fc, o->app, o->cls, err);
+    if (!f)
+        return err ? err->code : -WLM_ELIMIT;
+    double a = fc->cfg.ewma;
+    double lam = o->arrival_rate >= 0 ? o->arrival_rate : o->completion_rate;
+    if (lam >= 0) {
+        f->lambda = fc_ewma(f->lambda, f->have_lambda, lam, a);
+        f->have_lambda = 1;
+    }
+    if (o->cost >= 0) {
+        f->cost = fc_ewma(f->cost, f->have_cost, o->cost, a);
+        f->have_cost = 1;
+    }
+    /* d0 is what remains of the time spent in the application once the
+     * model's CPU part is taken out. Without the in-app time, the router's
+     * response time stands in (it overstates d0 while requests queue). */
+    double svc = o->mean_service >= 0 ? o->mean_service : o->mean_rt;
+    double done = o->completion_rate >= 0 ? o->completion_rate : lam;
+    struct fc_app *app = fc_app_find(fc, o->app);
+    if (svc >= 0 && done > 0) {
+        double cpu = 0;
+        if (app && f->have_cost && f->cost > 0) {
+            double U = 0;
+            for (size_t i = 0; i < fc->nflows; i++)
+                if (!strcmp(fc->flows[i].app, o->app))
+                    U += fc->flows[i].lambda * fc->flows[i].cost / app->omega;
+            U = fmin(U, 0.95);
+            double M = fc_app_slots(fc, o->app);
+            double kappa = M >= 1 ? (M - 1) / M : 1;
+            cpu = f->cost / app->omega / (1 - kappa * U);
+        }
+        double d0 = fmax(0, svc - cpu);
+        f->d0 = fc_ewma(f->d0, f->have_d0, d0, a);
+        f->have_d0 = 1;
+    }
+    f->last_obs = now;
+    return 0;
+}
+
+int flowctl_flow_get(const struct flowctl *fc, const char *app, const char *cls,
+                     struct flowctl_flow_model *out, struct wlm_error *err)
+{
+    const struct fc_flow *f = app && cls ? fc_flow_find(fc, app, cls) : NULL;
+    if (!f)
+        return fc__err(err, WLM_ENOTFOUND, "flow", "no flow %s/%s", app ? app : "?",
+                       cls ? cls : "?");
+    out->lambda = f->lambda;
+    out->cost = f->cost;
+    out->d0 = f->d0;
+    out->goal = f->goal;
+    out->queue_cap = fc->cfg.queue_cap;
+    return 0;
+}
+
+static void fc_model_of(const struct flowctl *fc, const struct fc_flow *f, double now,
+                        struct flowctl_flow_model *m)
+{
+    m->lambda = now - f->last_obs > fc->cfg.stale_after ? 0 : f->lambda;
+    m->cost = f->cost;
+    m->d0 = f->d0;
+    m->goal = f->goal;
+    m->queue_cap = fc->cfg.queue_cap;
+}
+
+/* Move `cur` toward `target` by the damping rules; returns the new value. */
+static double fc_damp(const struct flowctl_config *c, struct fc_flow *f, double target)
+{
+    double cur = f->slots;
+    if (cur <= 0) {
+        f->last_step = 0;
+        return target;
+    }
+    double gap = target - cur;
+    if (fabs(gap) <= c->deadband * cur || fabs(gap) < 0.5) {
+        f->last_step = 0;
+        return cur;
+    }
+    /* Hysteresis: a reversal by about one slot is what calibration noise and
+     * integer rounding produce; following it is what makes limits flap. */
+    int dir = gap > 0 ? 1 : -1;
+    if (f->last_dir && dir != f->last_dir && fabs(gap) <= 1 + c->deadband * cur) {
+        f->last_step = 0;
+        return cur;
+    }
+    if (f->last_step != 0 && (gap > 0) != (f->last_step > 0))
+        f->gain = fmax(f->gain / 2, 0.05); /* direction reversed: calm down */
+    else
+        f->gain = fmin(f->gain * 1.25, c->gain);
+    double step = f->gain * gap;
+    double maxstep = fmax(1, c->max_step_frac * cur);
+    if (fabs(step) < 1)
+        step = gap > 0 ? fmin(1, gap) : fmax(-1, gap);
+    if (step > maxstep)
+        step = maxstep;
+    if (step < -maxstep)
+        step = -maxstep;
+    f->last_step = step;
+    f->last_dir = dir;
+    return fmax(1, cur + step);
+}
+
+int flowctl_cycle(struct flowctl *fc, double now, struct flowctl_decision *out,
+                  struct wlm_error *err)
+{
+    if (!isfinite(now))
+        return fc__err(err, WLM_EINVAL, "now", "must be finite");
+    memset(out, 0, sizeof *out);
+    double total = 0;
+    for (size_t a = 0; a < fc->napps; a++) {
+        const struct fc_app *app = &fc->apps[a];
+        struct flowctl_flow_model m[FLOWCTL_MAX_FLOWS];
+        struct fc_flow *fl[FLOWCTL_MAX_FLOWS];
+        size_t n = 0;
+        for (size_t i = 0; i < fc->nflows; i++)
+            if (!strcmp(fc->flows[i].app, app->name)) {
+                fl[n] = &fc->flows[i];
+                fc_model_of(fc, fl[n], now, &m[n]);
+                n++;
+            }
+        if (n == 0)
+            continue;
+        unsigned target[FLOWCTL_MAX_FLOWS];
+        int rc = flowctl_optimize_slots(m, n, app->omega, fc->cfg.max_limit, fc->cfg.util_floor,
+                                        target, NULL, err);
+        if (rc)
+            return rc;
+        double applied[FLOWCTL_MAX_FLOWS];
+        for (size_t i = 0; i < n; i++) {
+            applied[i] = fc_damp(&fc->cfg, fl[i], target[i]);
+            fl[i]->slots = applied[i];
+        }
+        struct flowctl_prediction p[FLOWCTL_MAX_FLOWS];
+        rc = flowctl_predict(m, n, app->omega, applied, fc->cfg.util_floor, p, err);
+        if (rc)
+            return rc;
+        for (size_t i = 0; i < n; i++) {
+            struct flowctl_flow_decision *d = &out->flows[out->nflows++];
+            strcpy(d->app, fl[i]->app);
+            strcpy(d->cls, fl[i]->cls);
+            d->slots = applied[i];
+            d->target_slots = target[i];
+            d->cost = fl[i]->cost;
+            d->pred_rt = p[i].rt;
+            d->in_app = p[i].in_app;
+            d->utility = p[i].utility;
+            total += applied[i];
+        }
+    }
+    double lim = round(total);
+    if (lim < fc->cfg.min_limit)
+        lim = fc->cfg.min_limit;
+    if (lim > fc->cfg.max_limit)
+        lim = fc->cfg.max_limit;
+    out->limit = (unsigned)lim;
+    /* The router's scheduler (start-time fair queuing with costs) divides
+     * CPU, not slots: a backlogged flow is dispatched at a rate proportional
+     * to weight/cost. Our model gives flow f a dispatch rate of slots/T_f, so
+     * its weight is the CPU rate that implies, slots·c_f/T_f. */
+    double cbar = 0, wsum = 0;
+    size_t ncost = 0;
+    for (size_t i = 0; i < out->nflows; i++)
+        if (out->flows[i].cost > 0) {
+            cbar += out->flows[i].cost;
+            ncost++;
+        }
+    cbar = ncost ? cbar / ncost : 1;
+    for (size_t i = 0; i < out->nflows; i++) {
+        struct flowctl_flow_decision *d = &out->flows[i];
+        double T = d->in_app > 0 && isfinite(d->in_app) ? d->in_app : 1;
+        d->weight = d->slots / T * (d->cost > 0 ? d->cost : cbar);
+        wsum += d->weight;
+    }
+    for (size_t i = 0; i < out->nflows; i++)
+        out->flows[i].weight = wsum > 0 ? out->flows[i].weight / wsum : 1.0 / out->nflows;
+    return 0;
+}
+
+json_t *flowctl_decision_json(const struct flowctl_decision *d)
+{
+    json_t *root = json_object();
+    json_t *arr = json_array();
+    if (!root || !arr) {
+        json_decref(root);
+        json_decref(arr);
+        return NULL;
+    }
+    json_object_set_new(root, "concurrency_limit", json_integer(d->limit));
+    for (size_t i = 0; i < d->nflows; i++) {
+        const struct flowctl_flow_decision *f = &d->flows[i];
+        json_t *o = json_object();
+        long long w = llround(f->weight * 1000);
+        if (w < 1)
+            w = 1;
+        json_object_set_new(o, "app", json_string(f->app));
+        json_object_set_new(o, "class", json_string(f->cls));
+        json_object_set_new(o, "weight", json_integer(w));
+        json_object_set_new(o, "cost", json_real(f->cost));
+        json_array_append_new(arr, o);
+    }
+    json_object_set_new(root, "flows", arr);
+    return root;
+}
+
+int flowctl_utility_of(const struct flowctl *fc, const char *app, double omega_max, size_t npts,
+                       struct flowctl_utility *out, struct wlm_error *err)
+{
+    struct flowctl_flow_model m[FLOWCTL_MAX_FLOWS];
+    double imp[FLOWCTL_MAX_FLOWS];
+    size_t n = 0;
+    double latest = -INFINITY;
+    for (size_t i = 0; i < fc->nflows; i++)
+        if (app && !strcmp(fc->flows[i].app, app))
+            latest = fmax(latest, fc->flows[i].last_obs);
+    for (size_t i = 0; i < fc->nflows; i++)
+        if (app && !strcmp(fc->flows[i].app, app)) {
+            fc_model_of(fc, &fc->flows[i], latest, &m[n]);
+            m[n].queue_cap = 0;
+            imp[n++] = fc->flows[i].importance;
+        }
+    if (n == 0)
+        return fc__err(err, WLM_ENOTFOUND, "app", "no flows for application %s", app ? app : "?");
+    return flowctl_app_utility(m, imp, n, omega_max, npts, fc->cfg.util_floor, out, err);
+}

@@ -1,0 +1,178 @@
+/* The flow controller's cycle: calibration, damping, router fragment, utility. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "flowctl.h"
+
+static void observe(struct flowctl *fc, const char *app, const char *cls, double lam, double cost,
+                    double svc, double now)
+{
+    struct flowctl_obs o = {app, cls, lam, lam, -1, svc, cost};
+    assert_int_equal(flowctl_observe(fc, &o, now, NULL), 0);
+}
+
+/* Calibration recovers d0 from the in-app time once the CPU part is removed. */
+static void test_calibration(void **st)
+{
+    (void)st;
+    struct flowctl *fc = flowctl_new(NULL, NULL);
+    assert_non_null(fc);
+    assert_int_equal(flowctl_set_allocation(fc, "shop", 1000, NULL), 0);
+    assert_int_equal(flowctl_set_goal(fc, "shop", "gold", 0.2, 1, NULL), 0);
+    /* λ = 50/s, c = 10 Mc (10 ms at 1000 MHz): ρ = 0.5, PS CPU time 20 ms. */
+    for (int i = 0; i < 30; i++)
+        observe(fc, "shop", "gold", 50, 10, 0.05 + 0.02, i);
+    struct flowctl_flow_model m;
+    assert_int_equal(flowctl_flow_get(fc, "shop", "gold", &m, NULL), 0);
+    assert_true(fabs(m.lambda - 50) < 1e-6);
+    assert_true(fabs(m.cost - 10) < 1e-6);
+    assert_true(fabs(m.d0 - 0.05) < 1e-3);
+    assert_true(m.goal == 0.2);
+    struct wlm_error e = {0};
+    assert_int_equal(flowctl_flow_get(fc, "shop", "nope", &m, &e), -WLM_ENOTFOUND);
+    struct flowctl_obs bad = {"shop", "gold", NAN, 1, -1, -1, -1};
+    assert_int_equal(flowctl_observe(fc, &bad, 31, &e), -WLM_EINVAL);
+    assert_string_equal(e.field, "arrival_rate");
+    assert_int_equal(flowctl_set_goal(fc, "shop", "gold", 0, 1, &e), -WLM_EINVAL);
+    assert_string_equal(e.field, "goal");
+    flowctl_free(fc);
+    flowctl_free(NULL);
+}
+
+/* Constant conditions: the limit moves toward its target monotonically and
+ * then stays put; a load step up raises it, a step down lowers it, each
+ * without overshoot. */
+static void test_damping_monotone(void **st)
+{
+    (void)st;
+    struct flowctl *fc = flowctl_new(NULL, NULL);
+    flowctl_set_allocation(fc, "a", 1000, NULL);
+    flowctl_set_goal(fc, "a", "gold", 0.1, 1, NULL);
+    flowctl_set_goal(fc, "a", "bronze", 2, 1, NULL);
+    struct flowctl_decision d;
+    double now = 0;
+    double loads[3] = {10, 25, 10};
+    unsigned prev = 0;
+    for (int phase = 0; phase < 3; phase++) {
+        int dir = 0, reversals = 0;
+        unsigned first = prev;
+        for (int k = 0; k < 25; k++, now += 1) {
+            double svc = 0.02 + 0.01 / (1 - 3 * loads[phase] * 0.01); /* PS in the app */
+            observe(fc, "a", "gold", loads[phase], 10, svc, now);
+            observe(fc, "a", "bronze", 2 * loads[phase], 10, svc, now);
+            assert_int_equal(flowctl_cycle(fc, now, &d, NULL), 0);
+            if (prev && d.limit != prev) {
+                int ndir = d.limit > prev ? 1 : -1;
+                if (dir && ndir != dir)
+                    reversals++;
+                dir = ndir;
+            }
+            prev = d.limit;
+        }
+        for (size_t q = 0; q < d.nflows; q++) print_message("  %s slots %.1f target %.1f rt %.3f u %.2f\n", d.flows[q].cls, d.flows[q].slots, d.flows[q].target_slots, d.flows[q].pred_rt, d.flows[q].utility);
+        print_message("phase %d: limit %u -> %u, reversals %d\n", phase, first, d.limit, reversals);
+        assert_int_equal(reversals, 0);
+        /* Settled: the last cycles do not change the limit. */
+        unsigned settled = d.limit;
+        for (int k = 0; k < 3; k++, now += 1) {
+            double svc = 0.02 + 0.01 / (1 - 3 * loads[phase] * 0.01); /* PS in the app */
+            observe(fc, "a", "gold", loads[phase], 10, svc, now);
+            observe(fc, "a", "bronze", 2 * loads[phase], 10, svc, now);
+            assert_int_equal(flowctl_cycle(fc, now, &d, NULL), 0);
+            assert_int_equal(d.limit, settled);
+        }
+    }
+    flowctl_free(fc);
+}
+
+/* Noisy observations around a constant load: the limit does not flip-flop
+ * (few direction changes, small spread). */
+static void test_damping_noise(void **st)
+{
+    (void)st;
+    struct flowctl *fc = flowctl_new(NULL, NULL);
+    flowctl_set_allocation(fc, "a", 1000, NULL);
+    flowctl_set_goal(fc, "a", "gold", 0.1, 1, NULL);
+    flowctl_set_goal(fc, "a", "bronze", 1, 1, NULL);
+    struct flowctl_decision d;
+    unsigned seed = 7, prev = 0, lo = ~0u, hi = 0;
+    int dir = 0, reversals = 0;
+    for (int k = 0; k < 60; k++) {
+        seed = seed * 1103515245u + 12345u;
+        double noise = ((seed >> 16) % 1000) / 1000.0 - 0.5; /* ±50 % */
+        observe(fc, "a", "gold", 30 * (1 + noise * 0.6), 10, 0.03 * (1 - noise * 0.4), k);
+        observe(fc, "a", "bronze", 40 * (1 - noise * 0.6), 10, 0.03, k);
+        assert_int_equal(flowctl_cycle(fc, k, &d, NULL), 0);
+        if (k >= 20) {
+            lo = d.limit < lo ? d.limit : lo;
+            hi = d.limit > hi ? d.limit : hi;
+            if (prev && d.limit != prev) {
+                int ndir = d.limit > prev ? 1 : -1;
+                if (dir && ndir != dir)
+                    reversals++;
+                dir = ndir;
+            }
+        }
+        prev = d.limit;
+    }
+    print_message("noise: limit in [%u, %u], reversals %d\n", lo, hi, reversals);
+    assert_true(reversals <= 6);
+    assert_true(hi <= lo * 1.5 + 1);
+    flowctl_free(fc);
+}
+
+static void test_router_json(void **st)
+{
+    (void)st;
+    struct flowctl *fc = flowctl_new(NULL, NULL);
+    flowctl_set_allocation(fc, "a", 1000, NULL);
+    flowctl_set_goal(fc, "a", "gold", 0.1, 1, NULL);
+    observe(fc, "a", "gold", 30, 10, 0.03, 0);
+    observe(fc, "a", "bronze", 30, 5, 0.03, 0);
+    struct flowctl_decision d;
+    assert_int_equal(flowctl_cycle(fc, 0, &d, NULL), 0);
+    json_t *j = flowctl_decision_json(&d);
+    assert_non_null(j);
+    assert_int_equal(json_integer_value(json_object_get(j, "concurrency_limit")), d.limit);
+    json_t *flows = json_object_get(j, "flows");
+    assert_int_equal(json_array_size(flows), 2);
+    json_t *f1 = json_array_get(flows, 1);
+    assert_string_equal(json_string_value(json_object_get(f1, "class")), "bronze");
+    assert_true(fabs(json_real_value(json_object_get(f1, "cost")) - 5) < 1e-9);
+    assert_true(json_integer_value(json_object_get(f1, "weight")) >= 1);
+    json_decref(j);
+
+    struct flowctl_utility u;
+    assert_int_equal(flowctl_utility_of(fc, "a", 0, 8, &u, NULL), 0);
+    assert_true(u.n >= 2 && u.n <= 8);
+    assert_true(flowctl_utility_eval(&u, 0) == -1);
+    assert_true(flowctl_utility_eval(&u, 1e6) > 0.5);
+    struct wlm_error e = {0};
+    assert_int_equal(flowctl_utility_of(fc, "zz", 0, 8, &u, &e), -WLM_ENOTFOUND);
+    flowctl_free(fc);
+}
+
+static void test_bad_config(void **st)
+{
+    (void)st;
+    struct flowctl_config c;
+    flowctl_config_default(&c);
+    c.gain = 2;
+    struct wlm_error e = {0};
+    assert_null(flowctl_new(&c, &e));
+    assert_string_equal(e.field, "gain");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_calibration),      cmocka_unit_test(test_damping_monotone),
+        cmocka_unit_test(test_damping_noise),    cmocka_unit_test(test_router_json),
+        cmocka_unit_test(test_bad_config),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
