@@ -1,0 +1,378 @@
+/*
+ * api.c - REST handlers for jobs. The I/O shell around the scheduler: it
+ * reads the clock (through jobsched__now) and speaks HTTP; every decision is
+ * made by the scheduler.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "internal.h"
+
+static int parse_id(struct wlm_http_req *req, int64_t *id)
+{
+    const char *s = req->nparams > 0 ? req->params[0] : NULL;
+    char *end;
+    if (!s || !*s)
+        goto bad;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || v <= 0)
+        goto bad;
+    *id = v;
+    return 0;
+bad:
+    wlm_http_respond_error(req, 400, "invalid", "job id '%s' is not a positive integer",
+                           s ? s : "");
+    return -1;
+}
+
+static json_t *parse_body(struct wlm_http_req *req)
+{
+    json_error_t je;
+    if (!req->body || req->body_len == 0) {
+        wlm_http_respond_error(req, 400, "invalid", "request body must be a JSON object");
+        return NULL;
+    }
+    json_t *v = json_loadb(req->body, req->body_len, 0, &je);
+    if (!v) {
+        wlm_http_respond_error(req, 400, "invalid", "malformed JSON at line %d column %d: %s",
+                               je.line, je.column, je.text);
+        return NULL;
+    }
+    return v;
+}
+
+static void h_submit(struct wlm_http_req *req, void *ud)
+{
+    struct jobsched *js = ud;
+    struct wlm_error err;
+    wlm_error_clear(&err);
+    json_t *body = parse_body(req);
+    if (!body)
+        return;
+    const char *key = wlm_http_req_header(req, "Idempotency-Key");
+    if (key && (strlen(key) == 0 || strlen(key) > 200)) {
+        json_decref(body);
+        wlm_http_respond_error(req, 400, "invalid", "Idempotency-Key must be 1..200 bytes");
+        return;
+    }
+    json_t *resp = NULL;
+    int dup = 0;
+    int rc = jobsched_submit(js, body, key, jobsched__now(js), &resp, &dup, &err);
+    json_decref(body);
+    if (rc) {
+        wlm_http_respond_werr(req, &err);
+        return;
+    }
+    if (dup)
+        json_object_set_new(resp, "duplicate", json_true());
+    wlm_http_respond_json(req, dup ? 200 : 201, resp);
+}
+
+/* Compact row for listings. */
+static json_t *summary_json(struct jobsched *js, const struct jobsched_job *j, double now)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_integer(j->id));
+    json_object_set_new(o, "name", j->name ? json_string(j->name) : json_null());
+    json_object_set_new(o, "state", json_string(jobsched_state_name(j->state)));
+    json_object_set_new(o, "reason", json_string(j->reason));
+    json_object_set_new(o, "class", json_string(jobsched_class_name(j->cls)));
+    json_object_set_new(o, "submit_time", json_real(j->submit_time));
+    json_object_set_new(o, "goal_time", json_real(j->goal_time));
+    json_object_set_new(o, "node", j->node[0] ? json_string(j->node) : json_null());
+    json_object_set_new(o, "alloc_mhz", json_real(j->alloc_mhz));
+    double w = j->work_mcycles > 0 ? j->work_mcycles : 1;
+    json_object_set_new(o, "progress", json_real(fmin(1.0, j->done_mcycles / w)));
+    if (!jobsched_state_terminal(j->state)) {
+        int running = j->state == JOBSCHED_RUNNING && j->alloc_mhz > 0;
+        double t = jobsched_predict_completion(j, running ? j->alloc_mhz : jobsched_job_max_mhz(j),
+                                               now);
+        json_object_set_new(o, "predicted_completion", isfinite(t) ? json_real(t) : json_null());
+    } else {
+        json_object_set_new(o, "end_time", json_real(j->end_time));
+    }
+    (void)js;
+    return o;
+}
+
+/* "a,b,c" membership, case-insensitive. */
+static int in_list(const char *list, const char *v)
+{
+    size_t n = strlen(v);
+    const char *p = list;
+    while (p && *p) {
+        const char *c = strchr(p, ',');
+        size_t len = c ? (size_t)(c - p) : strlen(p);
+        if (len == n && strncasecmp(p, v, n) == 0)
+            return 1;
+        p = c ? c + 1 : NULL;
+    }
+    return 0;
+}
+
+static void h_list(struct wlm_http_req *req, void *ud)
+{
+    struct jobsched *js = ud;
+    char *state = wlm_http_req_query(req, "state");
+    char *cls = wlm_http_req_query(req, "class");
+    char *lim = wlm_http_req_query(req, "limit");
+    long long limit = 1000;
+    /* Validate the filters so a typo is an error, not an empty list. */
+    const char *p = state;
+    while (p && *p) {
+        const char *c = strchr(p, ',');
+        char one[32];
+        size_t len = c ? (size_t)(c - p) : strlen(p);
+        enum jobsched_state s;
+        snprintf(one, sizeof(one), "%.*s", (int)(len < 31 ? len : 31), p);
+        if (jobsched_state_parse(one, &s)) {
+            wlm_http_respond_error(req, 400, "invalid", "query 'state': unknown state '%s'", one);
+            goto out;
+        }
+        p = c ? c + 1 : NULL;
+    }
+    enum jobsched_class cv;
+    if (cls && jobsched_class_parse(cls, &cv)) {
+        wlm_http_respond_error(req, 400, "invalid",
+                               "query 'class': unknown class '%s' (platinum, gold, silver, bronze)",
+                               cls);
+        goto out;
+    }
+    if (lim) {
+        char *end;
+        limit = strtoll(lim, &end, 10);
+        if (*end || limit < 1 || limit > 1000000) {
+            wlm_http_respond_error(req, 400, "invalid", "query 'limit': must be 1..1000000");
+            goto out;
+        }
+    }
+    size_t n;
+    struct jobsched_job *const *all = jobsched_jobs(js, &n);
+    double now = jobsched__now(js);
+    /* The most recent `limit` matches, returned oldest first. */
+    size_t total = 0, start = n;
+    for (size_t i = n; i-- > 0;) {
+        const struct jobsched_job *j = all[i];
+        if (state && !in_list(state, jobsched_state_name(j->state)))
+            continue;
+        if (cls && j->cls != cv)
+            continue;
+        total++;
+        if ((long long)total <= limit)
+            start = i;
+    }
+    json_t *arr = json_array();
+    size_t shown = 0;
+    for (size_t i = start; i < n && (long long)shown < limit; i++) {
+        const struct jobsched_job *j = all[i];
+        if (state && !in_list(state, jobsched_state_name(j->state)))
+            continue;
+        if (cls && j->cls != cv)
+            continue;
+        json_array_append_new(arr, summary_json(js, j, now));
+        shown++;
+    }
+    wlm_http_respond_json(req, 200,
+                          json_pack("{s:o,s:I,s:I}", "jobs", arr, "total", (json_int_t)total,
+                                    "shown", (json_int_t)shown));
+out:
+    free(state);
+    free(cls);
+    free(lim);
+}
+
+static const struct jobsched_job *lookup(struct wlm_http_req *req, struct jobsched *js)
+{
+    int64_t id;
+    if (parse_id(req, &id))
+        return NULL;
+    const struct jobsched_job *j = jobsched_get(js, id);
+    if (!j)
+        wlm_http_respond_error(req, 404, "not_found", "no job %lld", (long long)id);
+    return j;
+}
+
+static void h_show(struct wlm_http_req *req, void *ud)
+{
+    struct jobsched *js = ud;
+    const struct jobsched_job *j = lookup(req, js);
+    if (j)
+        wlm_http_respond_json(req, 200, jobsched_job_json(js, j, jobsched__now(js), 1));
+}
+
+static void h_cancel(struct wlm_http_req *req, void *ud)
+{
+    struct jobsched *js = ud;
+    struct wlm_error err;
+    wlm_error_clear(&err);
+    const struct jobsched_job *j = lookup(req, js);
+    if (!j)
+        return;
+    int64_t id = j->id;
+    double now = jobsched__now(js);
+    char *reason = wlm_http_req_query(req, "reason");
+    int rc = jobsched_cancel(js, id, now, reason, &err);
+    free(reason);
+    if (rc) {
+        wlm_http_respond_werr(req, &err);
+        return;
+    }
+    wlm_http_respond_json(req, 200, jobsched_job_json(js, jobsched_get(js, id), now, 0));
+}
+
+static void h_utility(struct wlm_http_req *req, void *ud)
+{
+    struct jobsched *js = ud;
+    const struct jobsched_job *j = lookup(req, js);
+    if (!j)
+        return;
+    struct jobsched_point pts[64];
+    double now = jobsched__now(js);
+    size_t n = jobsched_utility_curve(j, now, jobsched_config(js), pts, WLM_ARRAY_LEN(pts));
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, json_pack("[f,f]", pts[i].x, pts[i].y));
+    wlm_http_respond_json(req, 200,
+                          json_pack("{s:I,s:f,s:f,s:o}", "id", (json_int_t)j->id, "now", now,
+                                    "max_mhz", jobsched_job_max_mhz(j), "points", arr));
+}
+
+static void h_hypothetical(struct wlm_http_req *req, void *ud)
+{
+    struct jobsched *js = ud;
+    size_t n;
+    struct jobsched_job *const *all = jobsched_jobs(js, &n);
+    const struct jobsched_job **q = calloc(n ? n : 1, sizeof(*q));
+    if (!q) {
+        wlm_http_respond_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    size_t m = 0;
+    /* Queued = waiting to be placed: eligible, or pending only on nodes. */
+    for (size_t i = 0; i < n; i++)
+        if (all[i]->state == JOBSCHED_ELIGIBLE || all[i]->state == JOBSCHED_SUSPENDED)
+            q[m++] = all[i];
+    const struct jobsched_config *cfg = jobsched_config(js);
+    double levels[21];
+    size_t nl = 0;
+    for (double v = cfg->utility_min; v <= cfg->utility_max + 1e-9 && nl < 21; v += 0.1)
+        levels[nl++] = v;
+    struct jobsched_point out[21];
+    size_t bad[21];
+    double now = jobsched__now(js);
+    jobsched_hypothetical_utility(q, m, now, cfg, levels, nl, out, bad);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < nl; i++)
+        json_array_append_new(arr, json_pack("{s:f,s:f,s:I}", "utility", out[i].x, "mhz",
+                                             isfinite(out[i].y) ? out[i].y : -1.0, "unreachable",
+                                             (json_int_t)bad[i]));
+    free(q);
+    wlm_http_respond_json(req, 200,
+                          json_pack("{s:f,s:I,s:o}", "now", now, "jobs", (json_int_t)m, "levels",
+                                    arr));
+}
+
+static void h_usage(struct wlm_http_req *req, void *ud)
+{
+    struct jobsched *js = ud;
+    struct wlm_error err;
+    wlm_error_clear(&err);
+    const struct jobsched_job *j = lookup(req, js);
+    if (!j)
+        return;
+    int64_t id = j->id;
+    json_t *body = parse_body(req);
+    if (!body)
+        return;
+    static const char *const keys[] = {"done_mcycles", "threads", "speed_mhz", NULL};
+    double done = 0, threads = 0, speed = 0;
+    if (wlm_json_check_keys(body, keys, "usage", &err) ||
+        wlm_json_get_num(body, "done_mcycles", 1, 0, 1e24, &done, &err) ||
+        wlm_json_get_num(body, "threads", 0, 0, 1e6, &threads, &err) ||
+        wlm_json_get_num(body, "speed_mhz", 0, 0, 1e7, &speed, &err) ||
+        jobsched_report_usage(js, id, done, threads, speed, jobsched__now(js), &err)) {
+        json_decref(body);
+        wlm_http_respond_werr(req, &err);
+        return;
+    }
+    json_decref(body);
+    wlm_http_respond_json(req, 200, jobsched_job_json(js, jobsched_get(js, id),
+                                                      jobsched__now(js), 0));
+}
+
+static void h_state(struct wlm_http_req *req, void *ud)
+{
+    struct jobsched *js = ud;
+    struct wlm_error err;
+    wlm_error_clear(&err);
+    const struct jobsched_job *j = lookup(req, js);
+    if (!j)
+        return;
+    int64_t id = j->id;
+    json_t *body = parse_body(req);
+    if (!body)
+        return;
+    static const char *const keys[] = {"state", "reason", "node", "alloc_mhz", NULL};
+    const char *st = NULL, *reason = "", *node = NULL;
+    double alloc = -1;
+    enum jobsched_state to;
+    double now = jobsched__now(js);
+    int rc = wlm_json_check_keys(body, keys, "transition", &err);
+    if (!rc)
+        rc = wlm_json_get_str(body, "state", 1, &st, &err);
+    if (!rc)
+        rc = wlm_json_get_str(body, "reason", 0, &reason, &err);
+    if (!rc)
+        rc = wlm_json_get_str(body, "node", 0, &node, &err);
+    if (!rc)
+        rc = wlm_json_get_num(body, "alloc_mhz", 0, 0, 1e9, &alloc, &err);
+    if (!rc && jobsched_state_parse(st, &to))
+        rc = wlm_error_setf(&err, WLM_EINVAL, "state", "field 'state': unknown state '%s'", st);
+    if (!rc && (node || alloc >= 0))
+        rc = jobsched_set_placement(js, id, node ? node : j->node, alloc >= 0 ? alloc : j->alloc_mhz,
+                                    now, &err);
+    if (!rc)
+        rc = jobsched_transition(js, id, to, now, reason, &err);
+    json_decref(body);
+    if (rc) {
+        wlm_http_respond_werr(req, &err);
+        return;
+    }
+    wlm_http_respond_json(req, 200, jobsched_job_json(js, jobsched_get(js, id), now, 0));
+}
+
+static void h_profiles(struct wlm_http_req *req, void *ud)
+{
+    struct jobsched *js = ud;
+    const struct jobsched_profile *p;
+    size_t n = jobsched__profiles(js, &p);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, json_pack("{s:s,s:I,s:f,s:f,s:f,s:f}", "kind", p[i].kind,
+                                             "samples", (json_int_t)p[i].samples, "mcycles",
+                                             p[i].mcycles, "threads", p[i].threads,
+                                             "max_speed_mhz", p[i].max_speed_mhz, "updated",
+                                             p[i].updated));
+    wlm_http_respond_json(req, 200, json_pack("{s:o}", "profiles", arr));
+}
+
+int jobsched_api_register(struct wlm_http_server *srv, struct jobsched *js)
+{
+    int rc;
+    if ((rc = wlm_http_server_route(srv, "POST", "/v1/jobs", 1, h_submit, js)) ||
+        (rc = wlm_http_server_route(srv, "GET", "/v1/jobs", 1, h_list, js)) ||
+        (rc = wlm_http_server_route(srv, "GET", "/v1/jobs/:id", 1, h_show, js)) ||
+        (rc = wlm_http_server_route(srv, "DELETE", "/v1/jobs/:id", 1, h_cancel, js)) ||
+        (rc = wlm_http_server_route(srv, "GET", "/v1/jobs/:id/utility", 1, h_utility, js)) ||
+        (rc = wlm_http_server_route(srv, "POST", "/v1/jobs/:id/usage", 1, h_usage, js)) ||
+        (rc = wlm_http_server_route(srv, "POST", "/v1/jobs/:id/state", 1, h_state, js)) ||
+        (rc = wlm_http_server_route(srv, "GET", "/v1/jobqueue/hypothetical", 1, h_hypothetical,
+                                    js)) ||
+        (rc = wlm_http_server_route(srv, "GET", "/v1/jobprofiles", 1, h_profiles, js)))
+        return rc;
+    return 0;
+}
