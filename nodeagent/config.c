@@ -1,0 +1,107 @@
+/* Configuration table of wlm-nodeagent and the defaults that depend on the
+ * machine (hostname, state directory). */
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nodeagent.h"
+
+#define F(field) offsetof(struct nodeagent_config, field)
+#define S(field) sizeof(((struct nodeagent_config *)0)->field)
+
+const struct wlm_cfg_field nodeagent_cfg_fields[] = {
+    {"name", WLM_CFG_STR, F(name), S(name), "WLM_NODE_NAME", "", 0, -1,
+     "node name (default: the hostname)"},
+    {"controller", WLM_CFG_STR, F(controller), S(controller), "WLM_CONTROLLER",
+     "http://127.0.0.1:7700", 0, -1, "controller base URL"},
+    {"token", WLM_CFG_STR, F(token), S(token), "WLM_TOKEN", "", 0, -1,
+     "bearer token shared with the controller (also protects this agent's API)"},
+    {"libvirt_uri", WLM_CFG_STR, F(libvirt_uri), S(libvirt_uri), "WLM_LIBVIRT_URI",
+     "test:///default", 0, -1,
+     "libvirt connection URI (test:///ABS/PATH.xml, qemu:///system) or 'none'"},
+    {"listen_host", WLM_CFG_STR, F(listen_host), S(listen_host), NULL, "127.0.0.1", 0, -1,
+     "address of the agent API"},
+    {"listen_port", WLM_CFG_INT, F(listen_port), 0, NULL, "0", 0, 65535,
+     "port of the agent API (0 = pick a free one)"},
+    {"state_dir", WLM_CFG_STR, F(state_dir), S(state_dir), "WLM_STATE_DIR", "", 0, -1,
+     "repository, job dirs, console logs (default /tmp/wlm-nodeagent-NAME)"},
+    {"shared_dir", WLM_CFG_STR, F(shared_dir), S(shared_dir), "WLM_SHARED_DIR", "", 0, -1,
+     "shared storage for VM save files (default STATE_DIR/shared)"},
+    {"heartbeat_ms", WLM_CFG_INT, F(heartbeat_ms), 0, NULL, "2000", 50, 3600000,
+     "heartbeat period in milliseconds"},
+    {"labels", WLM_CFG_STR, F(labels), S(labels), NULL, "", 0, -1, "node labels k=v,k=v"},
+    {"pool_size", WLM_CFG_INT, F(pool_size), 0, NULL, "2", 0, 1000,
+     "VM images pre-created at start-up"},
+    {"pool_max", WLM_CFG_INT, F(pool_max), 0, NULL, "8", 0, 1000,
+     "the image pool grows on demand up to this many images"},
+    {"base_image_mb", WLM_CFG_INT, F(base_image_mb), 0, NULL, "16", 1, 1048576,
+     "size of the base disk image (MiB)"},
+    {"kernel", WLM_CFG_STR, F(kernel), S(kernel), "WLM_KERNEL", "", 0, -1,
+     "job VM kernel (default: newest /boot/vmlinuz-*)"},
+    {"initramfs", WLM_CFG_STR, F(initramfs), S(initramfs), "WLM_INITRAMFS", "", 0, -1,
+     "job VM initramfs built by scripts/build-initramfs"},
+    {"vm_memory_mb", WLM_CFG_INT, F(vm_memory_mb), 0, NULL, "192", 32, 1048576,
+     "default memory of a job VM (MiB)"},
+    {"ip_pool", WLM_CFG_STR, F(ip_pool), S(ip_pool), NULL, "10.77.0.10", 0, -1,
+     "first IP address handed to job VMs"},
+    {"idle_watts", WLM_CFG_NUM, F(idle_watts), 0, NULL, "100", 0, 100000,
+     "power model: watts when idle"},
+    {"max_watts", WLM_CFG_NUM, F(max_watts), 0, NULL, "250", 0, 100000,
+     "power model: watts at full load"},
+    {"power_on_cmd", WLM_CFG_STR, F(power_on_cmd), S(power_on_cmd), NULL, "", 0, -1,
+     "command run to power the node on (default: simulated power state)"},
+    {"power_off_cmd", WLM_CFG_STR, F(power_off_cmd), S(power_off_cmd), NULL, "", 0, -1,
+     "command run to power the node off (default: simulated power state)"},
+};
+const size_t nodeagent_cfg_nfields = WLM_ARRAY_LEN(nodeagent_cfg_fields);
+
+void nodeagent_config_finish(struct nodeagent_config *c)
+{
+    if (!c->name[0]) {
+        if (gethostname(c->name, sizeof(c->name) - 1) != 0 || !c->name[0])
+            wlm_strlcpy(c->name, "node", sizeof(c->name));
+    }
+    if (!c->state_dir[0])
+        snprintf(c->state_dir, sizeof(c->state_dir), "/tmp/wlm-nodeagent-%s", c->name);
+    if (!c->shared_dir[0]) {
+        char tmp[sizeof(c->state_dir) + 16];
+        snprintf(tmp, sizeof(tmp), "%s/shared", c->state_dir);
+        wlm_strlcpy(c->shared_dir, tmp, sizeof(c->shared_dir));
+    }
+    /* A trailing slash on the controller URL would double up in paths. */
+    size_t n = strlen(c->controller);
+    while (n > 0 && c->controller[n - 1] == '/')
+        c->controller[--n] = '\0';
+}
+
+json_t *nodeagent_parse_labels(const char *s, struct wlm_error *err)
+{
+    json_t *o = json_object();
+    if (!o) {
+        wlm_error_set(err, ENOMEM, "out of memory");
+        return NULL;
+    }
+    if (!s || !*s)
+        return o;
+    char *copy = wlm_strdup(s), *save = NULL;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ')
+            tok++;
+        if (!*tok)
+            continue;
+        char *eq = strchr(tok, '=');
+        if (!eq || eq == tok) {
+            wlm_error_setf(err, WLM_EINVAL, "labels", "label '%s' is not of the form key=value",
+                           tok);
+            free(copy);
+            json_decref(o);
+            return NULL;
+        }
+        *eq = '\0';
+        json_object_set_new(o, tok, json_string(eq + 1));
+    }
+    free(copy);
+    return o;
+}

@@ -1,0 +1,208 @@
+/* Host facts from /proc and /sys, the power model, and the console-log and
+ * cpio helpers job VMs need. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "nodeagent.h"
+
+int nodeagent_proc_node_info(struct nodeagent_node_info *out, struct wlm_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    out->cores = n > 0 ? (int)n : 1;
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    double mhz = 0;
+    if (f) {
+        while (fgets(line, sizeof(line), f)) {
+            if (!strncmp(line, "cpu MHz", 7)) {
+                const char *c = strchr(line, ':');
+                if (c)
+                    mhz = atof(c + 1);
+                break;
+            }
+        }
+        fclose(f);
+    }
+    out->mhz = mhz > 0 ? (int)(mhz + 0.5) : 1000;
+    f = fopen("/proc/meminfo", "r");
+    if (!f)
+        return wlm_error_set(err, errno, "cannot read /proc/meminfo: %s", strerror(errno));
+    while (fgets(line, sizeof(line), f)) {
+        long long kb;
+        if (sscanf(line, "MemTotal: %lld kB", &kb) == 1) {
+            out->memory_mb = kb / 1024;
+            break;
+        }
+    }
+    fclose(f);
+    struct utsname u;
+    wlm_strlcpy(out->arch, uname(&u) == 0 ? u.machine : "unknown", sizeof(out->arch));
+    return 0;
+}
+
+double nodeagent_power_linear(double idle_w, double max_w, double util)
+{
+    if (util < 0)
+        util = 0;
+    if (util > 1)
+        util = 1;
+    return idle_w + (max_w - idle_w) * util;
+}
+
+void nodeagent_energy_split(double joules, const double *cpu_seconds, size_t n, double *out)
+{
+    double total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += cpu_seconds[i] > 0 ? cpu_seconds[i] : 0;
+    for (size_t i = 0; i < n; i++)
+        out[i] = total > 0 && cpu_seconds[i] > 0 ? joules * cpu_seconds[i] / total : 0;
+}
+
+int nodeagent_rapl_read_uj(unsigned long long *uj)
+{
+    DIR *d = opendir("/sys/class/powercap");
+    if (!d)
+        return -ENOENT;
+    struct dirent *e;
+    unsigned long long sum = 0;
+    int found = 0;
+    while ((e = readdir(d))) {
+        /* Packages only ("intel-rapl:0"), not sub-zones ("intel-rapl:0:0"),
+         * which are already included in their package. */
+        if (strncmp(e->d_name, "intel-rapl:", 11) || strchr(e->d_name + 11, ':'))
+            continue;
+        char path[512];
+        snprintf(path, sizeof(path), "/sys/class/powercap/%s/energy_uj", e->d_name);
+        FILE *f = fopen(path, "r");
+        unsigned long long v;
+        if (f && fscanf(f, "%llu", &v) == 1) {
+            sum += v;
+            found = 1;
+        }
+        if (f)
+            fclose(f);
+    }
+    closedir(d);
+    if (!found)
+        return -ENOENT;
+    *uj = sum;
+    return 0;
+}
+
+void nodeagent_console_parse(const char *text, size_t len, struct nodeagent_console_state *st,
+                             char **output)
+{
+    memset(st, 0, sizeof(*st));
+    st->exit_status = -1;
+    struct wlm_buf out;
+    wlm_buf_init(&out);
+    size_t i = 0;
+    while (i < len) {
+        size_t j = i;
+        while (j < len && text[j] != '\n')
+            j++;
+        size_t l = j - i;
+        const char *ln = text + i;
+        while (l > 0 && (ln[l - 1] == '\r'))
+            l--;
+        /* Markers may be preceded by kernel noise on the same line. */
+        const char *m;
+        char tmp[256];
+        size_t tl = l < sizeof(tmp) - 1 ? l : sizeof(tmp) - 1;
+        memcpy(tmp, ln, tl);
+        tmp[tl] = '\0';
+        if ((m = strstr(tmp, "WLM-EXIT "))) {
+            st->exit_status = atoi(m + 9);
+        } else if ((m = strstr(tmp, "WLM-PROGRESS "))) {
+            wlm_strlcpy(st->progress, m + 13, sizeof(st->progress));
+        } else if (strstr(tmp, "WLM-START")) {
+            st->started = 1;
+        } else if (st->started && st->exit_status < 0 && output) {
+            wlm_buf_append(&out, ln, l);
+            wlm_buf_append(&out, "\n", 1);
+        }
+        i = j + 1;
+    }
+    if (output) {
+        if (!out.data)
+            wlm_buf_append(&out, "", 0);
+        *output = wlm_buf_steal(&out);
+        if (!*output)
+            *output = wlm_strdup("");
+    } else {
+        wlm_buf_fini(&out);
+    }
+}
+
+/* newc cpio: "070701", 13 eight-digit hex fields, the name, padding to 4. */
+static int cpio_entry(FILE *f, const char *name, unsigned mode, const void *data, size_t len,
+                      unsigned ino)
+{
+    size_t nl = strlen(name) + 1;
+    if (fprintf(f, "070701%08X%08X%08X%08X%08X%08X%08zX%08X%08X%08X%08X%08zX%08X", ino, mode, 0u,
+                0u, 1u, 0u, len, 0u, 0u, 0u, 0u, nl, 0u) < 0)
+        return -1;
+    fwrite(name, 1, nl, f);
+    static const char zeros[4] = {0};
+    size_t hdr = 110 + nl;
+    fwrite(zeros, 1, (4 - hdr % 4) % 4, f);
+    if (len) {
+        fwrite(data, 1, len, f);
+        fwrite(zeros, 1, (4 - len % 4) % 4, f);
+    }
+    return ferror(f) ? -1 : 0;
+}
+
+int nodeagent_cpio_write(const char *out_path, const char *dir, const char *prefix,
+                         const char *const *extra_names, const char *const *extra_data,
+                         size_t nextra, struct wlm_error *err)
+{
+    FILE *f = fopen(out_path, "wb");
+    if (!f)
+        return wlm_error_set(err, errno, "cannot write %s: %s", out_path, strerror(errno));
+    unsigned ino = 1000;
+    int r = cpio_entry(f, prefix, 040755, NULL, 0, ino++);
+    if (dir && *dir) {
+        DIR *d = opendir(dir);
+        if (!d) {
+            fclose(f);
+            return wlm_error_setf(err, WLM_EINVAL, "job_dir", "cannot read job dir %s: %s", dir,
+                                  strerror(errno));
+        }
+        struct dirent *e;
+        while (!r && (e = readdir(d))) {
+            char path[1024], name[512];
+            snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+            struct stat sb;
+            if (e->d_name[0] == '.' || stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+                continue;
+            FILE *in = fopen(path, "rb");
+            if (!in)
+                continue;
+            char *buf = malloc((size_t)sb.st_size + 1);
+            size_t got = buf ? fread(buf, 1, (size_t)sb.st_size, in) : 0;
+            fclose(in);
+            snprintf(name, sizeof(name), "%s/%s", prefix, e->d_name);
+            r = cpio_entry(f, name, 0100000 | (sb.st_mode & 0777), buf, got, ino++);
+            free(buf);
+        }
+        closedir(d);
+    }
+    for (size_t i = 0; !r && i < nextra; i++) {
+        char name[512];
+        snprintf(name, sizeof(name), "%s/%s", prefix, extra_names[i]);
+        r = cpio_entry(f, name, 0100755, extra_data[i], strlen(extra_data[i]), ino++);
+    }
+    if (!r)
+        r = cpio_entry(f, "TRAILER!!!", 0, NULL, 0, 0);
+    if (fclose(f) != 0 || r)
+        return wlm_error_set(err, WLM_EIO, "cannot write %s", out_path);
+    return 0;
+}

@@ -1,0 +1,308 @@
+/*
+ * nodeagent.h - the one public header of libwlm_nodeagent (wlm-nodeagent).
+ *
+ * The node agent runs on every server. It registers the server with the
+ * controller, heartbeats capacity/usage/power, and carries out actions on job
+ * VMs (libvirt) and web application instances (processes). The controller
+ * never touches a hypervisor directly.
+ *
+ * Layers, bottom up:
+ *   - drivers behind one function table (struct nodeagent_driver): "libvirt"
+ *     for any connection URI (test:///..., qemu:///system) and "process";
+ *     calls are blocking and synchronous, so the agent runs them on the libuv
+ *     thread pool and unit tests call them directly;
+ *   - the VM-ID repository (SQLite) and the pure reconcile function;
+ *   - the agent (struct nodeagent): HTTP API, actions, registration, heartbeat.
+ */
+#ifndef WLM_NODEAGENT_H
+#define WLM_NODEAGENT_H
+
+#include <stddef.h>
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- config */
+
+struct nodeagent_config {
+    char name[64];
+    char controller[256];
+    char token[256];
+    char libvirt_uri[512]; /* "none" = no hypervisor: capacity from /proc */
+    char listen_host[64];
+    long long listen_port;
+    char state_dir[512];  /* repository, job dirs, console logs; default /tmp/wlm-nodeagent-NAME */
+    char shared_dir[512]; /* shared storage for save files; default STATE/shared */
+    long long heartbeat_ms;
+    char labels[512]; /* "k=v,k=v" */
+    long long pool_size;  /* images pre-created at start-up */
+    long long pool_max;   /* the pool grows on demand up to this */
+    long long base_image_mb;
+    char kernel[512];     /* "" = newest /boot/vmlinuz-* */
+    char initramfs[512];  /* "" = STATE/initramfs.cpio.gz built by scripts/build-initramfs */
+    long long vm_memory_mb;
+    char ip_pool[64];     /* first address of the pool: "10.77.0.10" */
+    double idle_watts, max_watts;
+    char power_on_cmd[512], power_off_cmd[512];
+};
+
+/* The flag/config table (for wlm_daemon_args) and its length. */
+extern const struct wlm_cfg_field nodeagent_cfg_fields[];
+extern const size_t nodeagent_cfg_nfields;
+
+/* Defaults that depend on the machine (name = hostname, state dir). Call
+ * after wlm_daemon_args. */
+void nodeagent_config_finish(struct nodeagent_config *c);
+
+/* Parse "k=v,k=v" into a JSON object (caller decrefs); NULL + err when bad. */
+json_t *nodeagent_parse_labels(const char *s, struct wlm_error *err);
+
+/* ---------------------------------------------------------------- drivers */
+
+struct nodeagent_node_info {
+    int cores;
+    int mhz;
+    long long memory_mb;
+    char arch[32];
+};
+
+/* What to run. Strings are borrowed for the duration of the call. */
+struct nodeagent_spec {
+    const char *id;       /* job id / instance id; names the domain or process */
+    const char *command;  /* job command (run by the VM's init) or process command line */
+    const char *job_dir;  /* files copied into the VM's /job (optional) */
+    const char *image;    /* disk image path from the pool (optional) */
+    const char *initrd;   /* per-job initramfs (libvirt; NULL = the driver's default) */
+    const char *console;  /* serial console log path (libvirt) or stdout log (process) */
+    const char *hostname, *mac, *ip; /* configuration management */
+    int vcpus;
+    long long memory_mb;
+    int port; /* process: exported as $PORT and substituted for {port} */
+};
+
+/* Resize request: 0 / NULL fields are left as they are. */
+struct nodeagent_resize {
+    int vcpus;
+    const char *pin; /* per-vCPU host CPU lists, ";"-separated: "0-1;2" */
+    long long cpu_shares;
+    long long vcpu_quota_us; /* -1 = uncapped */
+    long long period_us;
+    double cpu_cap_mhz; /* processes: cap in MHz (converted with the node's MHz) */
+};
+
+enum nodeagent_wl_state {
+    NODEAGENT_WL_NONE = 0, /* no such domain/process */
+    NODEAGENT_WL_RUNNING,
+    NODEAGENT_WL_PAUSED,
+    NODEAGENT_WL_SHUTOFF,
+    NODEAGENT_WL_CRASHED,
+    NODEAGENT_WL_OTHER,
+};
+const char *nodeagent_wl_state_name(enum nodeagent_wl_state s);
+
+struct nodeagent_wl_info {
+    char id[128];
+    char uuid[40];
+    enum nodeagent_wl_state state;
+    double cpu_seconds;   /* cumulative CPU time */
+    long long memory_kb;  /* current memory */
+    int vcpus;
+    long long cpu_shares;    /* -1 when unknown */
+    long long vcpu_quota_us; /* -1 = uncapped, 0 = unknown */
+    long long period_us;
+    long pid;                /* processes */
+};
+
+/* One driver instance. All calls are blocking and may run on any thread;
+ * one instance may be used by several threads at once. */
+struct nodeagent_driver;
+struct nodeagent_driver_ops {
+    const char *name;
+    int (*node_info)(struct nodeagent_driver *d, struct nodeagent_node_info *out,
+                     struct wlm_error *err);
+    int (*start)(struct nodeagent_driver *d, const struct nodeagent_spec *s, struct wlm_error *err);
+    int (*pause)(struct nodeagent_driver *d, const char *id, struct wlm_error *err);
+    int (*resume)(struct nodeagent_driver *d, const char *id, struct wlm_error *err);
+    /* Save the state to `path` and remove the running instance. */
+    int (*suspend)(struct nodeagent_driver *d, const char *id, const char *path,
+                   struct wlm_error *err);
+    /* Start from a save file; `console` replaces the console log path. */
+    int (*restore)(struct nodeagent_driver *d, const char *id, const char *path,
+                   const char *console, struct wlm_error *err);
+    /* Live migration to another hypervisor URI; -WLM_EUNSUPPORTED when the
+     * driver cannot (the agent then falls back to suspend/copy/restore). */
+    int (*migrate)(struct nodeagent_driver *d, const char *id, const char *dest_uri,
+                   struct wlm_error *err);
+    int (*resize)(struct nodeagent_driver *d, const char *id, const struct nodeagent_resize *r,
+                  struct wlm_error *err);
+    /* Graceful stop (ACPI shutdown / SIGTERM); force = kill at once. */
+    int (*stop)(struct nodeagent_driver *d, const char *id, int force, struct wlm_error *err);
+    /* Kill if running and remove every trace (definition, cgroup). */
+    int (*destroy)(struct nodeagent_driver *d, const char *id, struct wlm_error *err);
+    int (*info)(struct nodeagent_driver *d, const char *id, struct nodeagent_wl_info *out,
+                struct wlm_error *err);
+    /* Every instance this driver sees (for reconcile and heartbeat); *out is
+     * malloc'd, caller frees. */
+    int (*list)(struct nodeagent_driver *d, struct nodeagent_wl_info **out, size_t *n,
+                struct wlm_error *err);
+    void (*free)(struct nodeagent_driver *d);
+};
+struct nodeagent_driver {
+    const struct nodeagent_driver_ops *ops;
+};
+
+/* libvirt driver on `uri`. Domains are named "wlm-<id>"; their XML uses
+ * `kernel`/`initramfs` (may be NULL for the test driver, which boots nothing). */
+struct nodeagent_libvirt_opts {
+    const char *uri;
+    const char *kernel;
+    const char *initramfs;
+};
+struct nodeagent_driver *nodeagent_libvirt_new(const struct nodeagent_libvirt_opts *o,
+                                               struct wlm_error *err);
+/* The libvirt connection of a libvirt driver (virConnectPtr), for the pool. */
+void *nodeagent_libvirt_conn(struct nodeagent_driver *d);
+/* Domain lifecycle events of a libvirt driver: `fn(id, stopped, ud)` runs on
+ * libvirt's event thread (the agent hands it to its loop with uv_async_send).
+ * `stopped` is 1 when the domain is gone (shutdown, crash, destroy). */
+typedef void (*nodeagent_event_fn)(const char *id, int event, int detail, int stopped, void *ud);
+int nodeagent_libvirt_watch(struct nodeagent_driver *d, nodeagent_event_fn fn, void *ud,
+                            struct wlm_error *err);
+/* Register libvirt's default event loop and run it in its own thread (once
+ * per process: libvirt's event loop is process-wide by design). */
+int nodeagent_libvirt_event_thread_start(struct wlm_error *err);
+
+/* Process driver: processes in cgroup `cgroup_name` under the cpu controller
+ * (v2 cpu.max or v1 cpu.cfs_quota_us), or "uncapped" when neither works. */
+struct nodeagent_driver *nodeagent_process_new(const char *cgroup_name, int node_mhz,
+                                               struct wlm_error *err);
+/* "v2", "v1" or "uncapped". */
+const char *nodeagent_process_cap_mode(struct nodeagent_driver *d);
+
+/* Capacity from /proc (cores, MHz from /proc/cpuinfo, MemTotal). */
+int nodeagent_proc_node_info(struct nodeagent_node_info *out, struct wlm_error *err);
+
+/* ---------------------------------------------------------------- image pool */
+
+/* K qcow2 overlays on a base image as libvirt storage volumes (a "dir" pool
+ * at `dir`; with the test driver, volumes in its existing pool). */
+struct nodeagent_pool;
+struct nodeagent_pool_opts {
+    void *conn;          /* virConnectPtr */
+    const char *dir;     /* directory of the pool ("" with the test driver) */
+    const char *name;    /* libvirt pool name to create or reuse */
+    int size, max;
+    long long base_mb;
+};
+struct nodeagent_pool *nodeagent_pool_new(const struct nodeagent_pool_opts *o,
+                                          struct wlm_error *err);
+void nodeagent_pool_free(struct nodeagent_pool *p);
+/* Take an image (growing the pool up to max); *path is malloc'd. */
+int nodeagent_pool_take(struct nodeagent_pool *p, char **path, struct wlm_error *err);
+/* Scrub (re-create the overlay) and return an image to the pool. */
+int nodeagent_pool_release(struct nodeagent_pool *p, const char *path, struct wlm_error *err);
+/* Mark an image as in use without taking it (reconcile after restart). */
+void nodeagent_pool_mark_used(struct nodeagent_pool *p, const char *path);
+struct nodeagent_pool_status {
+    int free, used, max;
+    double create_seconds; /* time of the last overlay creation */
+};
+void nodeagent_pool_status(struct nodeagent_pool *p, struct nodeagent_pool_status *st);
+
+/* ---------------------------------------------------------------- repository */
+
+/* VM-ID repository: job id <-> domain, image, save file, state. */
+struct nodeagent_repo;
+struct nodeagent_vm_rec {
+    char job[128];
+    char domain[160];
+    char uuid[40];
+    char image[512];
+    char save_path[512];
+    char state[24]; /* running, paused, suspended, finished, failed, lost, destroyed */
+    char command[1024];
+    int exit_status; /* -1 until finished */
+    char hostname[64], mac[24], ip[40];
+};
+int nodeagent_repo_open(const char *path, struct nodeagent_repo **out, struct wlm_error *err);
+void nodeagent_repo_close(struct nodeagent_repo *r);
+int nodeagent_repo_put(struct nodeagent_repo *r, const struct nodeagent_vm_rec *v,
+                       struct wlm_error *err);
+/* -WLM_ENOTFOUND when absent. */
+int nodeagent_repo_get(struct nodeagent_repo *r, const char *job, struct nodeagent_vm_rec *out,
+                       struct wlm_error *err);
+int nodeagent_repo_delete(struct nodeagent_repo *r, const char *job, struct wlm_error *err);
+/* Every record; *out malloc'd. */
+int nodeagent_repo_list(struct nodeagent_repo *r, struct nodeagent_vm_rec **out, size_t *n,
+                        struct wlm_error *err);
+
+/* Pure reconcile of repository records with live domains. For each record:
+ * adopt (domain alive), suspended (no domain, save file recorded), lost (no
+ * domain, no save file), or keep (finished/destroyed). Live domains whose
+ * names carry our prefix but have no record are orphans. */
+enum nodeagent_reconcile_verdict {
+    NODEAGENT_ADOPT,
+    NODEAGENT_KEEP,
+    NODEAGENT_SUSPENDED,
+    NODEAGENT_LOST,
+};
+struct nodeagent_reconcile {
+    enum nodeagent_reconcile_verdict *verdict; /* one per record */
+    enum nodeagent_wl_state *live_state;       /* one per record */
+    char (*orphans)[128];                      /* live ids with no record */
+    size_t norphans;
+};
+int nodeagent_reconcile_compute(const struct nodeagent_vm_rec *recs, size_t nrecs,
+                                const struct nodeagent_wl_info *live, size_t nlive,
+                                struct nodeagent_reconcile *out);
+void nodeagent_reconcile_fini(struct nodeagent_reconcile *r);
+
+/* ---------------------------------------------------------------- power */
+
+/* Linear power model: idle + (max - idle) * util, util in [0,1]. Pure. */
+double nodeagent_power_linear(double idle_w, double max_w, double util);
+/* Energy attribution: share `joules` over items by CPU seconds. Pure. */
+void nodeagent_energy_split(double joules, const double *cpu_seconds, size_t n, double *out);
+/* Read RAPL package energy in microjoules (sum over packages); -ENOENT when
+ * /sys/class/powercap is not readable. */
+int nodeagent_rapl_read_uj(unsigned long long *uj);
+
+/* ---------------------------------------------------------------- console */
+
+/* Parse a job console log: the last "WLM-PROGRESS <text>" and the
+ * "WLM-EXIT <status>" line. exit_status = -1 when not finished. `output`
+ * (may be NULL) receives the job's own output lines (caller frees). Pure
+ * over the text given. */
+struct nodeagent_console_state {
+    int exit_status;
+    int started; /* "WLM-START" seen */
+    char progress[128];
+};
+void nodeagent_console_parse(const char *text, size_t len, struct nodeagent_console_state *st,
+                             char **output);
+
+/* Write a newc cpio archive of the regular files under `dir`, placed under
+ * `prefix` (e.g. "job") in the archive, plus extra in-memory files. */
+int nodeagent_cpio_write(const char *out_path, const char *dir, const char *prefix,
+                         const char *const *extra_names, const char *const *extra_data,
+                         size_t nextra, struct wlm_error *err);
+
+/* ---------------------------------------------------------------- agent */
+
+struct nodeagent;
+struct nodeagent *nodeagent_new(uv_loop_t *loop, const struct nodeagent_config *cfg,
+                                struct wlm_error *err);
+/* Listen, reconcile, start registering and heartbeating. */
+int nodeagent_start(struct nodeagent *a, struct wlm_error *err);
+int nodeagent_port(const struct nodeagent *a);
+/* Stop timers and the server; `done` runs once every handle is closed. */
+void nodeagent_stop(struct nodeagent *a, void (*done)(void *ud), void *ud);
+void nodeagent_free(struct nodeagent *a);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WLM_NODEAGENT_H */
