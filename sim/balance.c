@@ -1,0 +1,192 @@
+/*
+ * balance.c - experiment 3's two balancing rules on abstract hosts: the
+ * central three-band balancer (one migration per heavy/light pair per
+ * period) and wlm's balancing (plan the whole set of moves in one control
+ * cycle, choosing each move by how much out-of-band load it removes).
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sim.h"
+
+void sim_band(const double *l, size_t n, double *lo, double *hi)
+{
+    double sum = 0, mn = INFINITY, mx = -INFINITY;
+    for (size_t i = 0; i < n; i++) {
+        sum += l[i];
+        mn = fmin(mn, l[i]);
+        mx = fmax(mx, l[i]);
+    }
+    double mean = n ? sum / (double)n : 0;
+    double w = fmax(0.10, fabs(mean - (mn + mx) / 2));
+    *lo = mean - w;
+    *hi = mean + w;
+}
+
+static void host_loads(const double *vm_load, const int *vm_host, size_t nvm, double *l,
+                       size_t nh)
+{
+    memset(l, 0, nh * sizeof(double));
+    for (size_t i = 0; i < nvm; i++)
+        l[vm_host[i]] += vm_load[i];
+}
+
+/* Total distance of the hosts outside their band (0 = balanced). */
+static double out_of_band(const double *l, size_t nh)
+{
+    double lo, hi, d = 0;
+    sim_band(l, nh, &lo, &hi);
+    for (size_t h = 0; h < nh; h++)
+        d += l[h] > hi ? l[h] - hi : l[h] < lo ? lo - l[h] : 0;
+    return d;
+}
+
+static int check(size_t nvm, size_t nh, const int *vm_host)
+{
+    if (nh == 0)
+        return -WLM_EINVAL;
+    for (size_t i = 0; i < nvm; i++)
+        if (vm_host[i] < 0 || (size_t)vm_host[i] >= nh)
+            return -WLM_EINVAL;
+    return 0;
+}
+
+int sim_balance_threeband(const double *vm_load, int *vm_host, size_t nvm, size_t nh,
+                          unsigned max_rounds, struct sim_bal_result *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (check(nvm, nh, vm_host))
+        return -WLM_EINVAL;
+    double *l = calloc(nh, sizeof(double));
+    int *ord = calloc(nh, sizeof(int));
+    if (!l || !ord) {
+        free(l);
+        free(ord);
+        return -ENOMEM;
+    }
+    for (;;) {
+        host_loads(vm_load, vm_host, nvm, l, nh);
+        if (out_of_band(l, nh) <= 1e-12) {
+            out->converged = 1;
+            break;
+        }
+        if (out->rounds >= max_rounds)
+            break;
+        out->rounds++;
+        double lo, hi;
+        sim_band(l, nh, &lo, &hi);
+        /* hosts by load, heaviest first (index breaks ties) */
+        for (size_t h = 0; h < nh; h++)
+            ord[h] = (int)h;
+        for (size_t a = 1; a < nh; a++) {
+            int x = ord[a];
+            size_t k = a;
+            while (k > 0 && (l[ord[k - 1]] < l[x] || (l[ord[k - 1]] == l[x] && ord[k - 1] > x))) {
+                ord[k] = ord[k - 1];
+                k--;
+            }
+            ord[k] = x;
+        }
+        unsigned moved = 0;
+        /* pair the k-th heaviest with the k-th lightest while either is out of band */
+        for (size_t k = 0; k < nh / 2; k++) {
+            int src = ord[k], dst = ord[nh - 1 - k];
+            if (l[src] <= hi && l[dst] >= lo)
+                break;
+            double gap = (l[src] - l[dst]) / 2;
+            int best = -1;
+            for (size_t i = 0; i < nvm; i++) {
+                if (vm_host[i] != src || vm_load[i] >= 2 * gap)
+                    continue; /* moving it would not narrow the gap */
+                if (best < 0 || fabs(vm_load[i] - gap) < fabs(vm_load[best] - gap))
+                    best = (int)i;
+            }
+            if (best < 0)
+                continue;
+            vm_host[best] = dst;
+            l[src] -= vm_load[best];
+            l[dst] += vm_load[best];
+            out->migrations++;
+            moved++;
+        }
+        if (!moved)
+            break; /* stuck: no VM can narrow any pair's gap */
+    }
+    free(l);
+    free(ord);
+    return 0;
+}
+
+int sim_balance_wlm(const double *vm_load, int *vm_host, size_t nvm, size_t nh,
+                    unsigned max_rounds, struct sim_bal_result *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (check(nvm, nh, vm_host))
+        return -WLM_EINVAL;
+    double *l = calloc(nh, sizeof(double));
+    int *orig = calloc(nvm + 1, sizeof(int));
+    if (!l || !orig) {
+        free(l);
+        free(orig);
+        return -ENOMEM;
+    }
+    while (out->rounds < max_rounds) {
+        host_loads(vm_load, vm_host, nvm, l, nh);
+        double cur = out_of_band(l, nh);
+        if (cur <= 1e-12) {
+            out->converged = 1;
+            break;
+        }
+        out->rounds++;
+        memcpy(orig, vm_host, nvm * sizeof(int));
+        /* One control cycle: plan moves on the predicted loads until the
+         * prediction is balanced; the moves then run in parallel. A VM is
+         * moved at most once per cycle (its final host is what counts). */
+        for (size_t step = 0; step < nvm && cur > 1e-12; step++) {
+            int bi = -1, bd = -1;
+            double bscore = cur, bvar = INFINITY;
+            for (size_t i = 0; i < nvm; i++) {
+                if (vm_host[i] != orig[i])
+                    continue;
+                int src = vm_host[i];
+                for (size_t d = 0; d < nh; d++) {
+                    if ((int)d == src || l[d] + vm_load[i] >= l[src])
+                        continue;
+                    l[src] -= vm_load[i];
+                    l[d] += vm_load[i];
+                    double sc = out_of_band(l, nh);
+                    double var = 0;
+                    for (size_t h = 0; h < nh; h++)
+                        var += l[h] * l[h];
+                    l[src] += vm_load[i];
+                    l[d] -= vm_load[i];
+                    if (sc < bscore - 1e-12 || (sc <= bscore + 1e-12 && bi >= 0 && var < bvar)) {
+                        bscore = sc;
+                        bvar = var;
+                        bi = (int)i;
+                        bd = (int)d;
+                    }
+                }
+            }
+            if (bi < 0)
+                break;
+            l[vm_host[bi]] -= vm_load[bi];
+            l[bd] += vm_load[bi];
+            vm_host[bi] = bd;
+            cur = bscore;
+        }
+        unsigned moved = 0;
+        for (size_t i = 0; i < nvm; i++)
+            moved += vm_host[i] != orig[i];
+        out->migrations += moved;
+        if (!moved)
+            break;
+    }
+    host_loads(vm_load, vm_host, nvm, l, nh);
+    out->converged = out_of_band(l, nh) <= 1e-12;
+    free(l);
+    free(orig);
+    return 0;
+}

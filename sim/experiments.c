@@ -1,0 +1,343 @@
+/*
+ * experiments.c - the three evaluations of issue 9. Each replication uses the
+ * same workload for every policy (common random numbers), so differences
+ * between policies are not noise from different job sequences.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sim.h"
+
+void sim_exp_defaults(struct sim_exp_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    sim_config_defaults(&o->base);
+    o->seed = 1;
+    o->seeds = 10;
+    o->njobs = 100;
+    o->ia_lo_min = 8;
+    o->ia_hi_min = 30;
+    o->ia_step_min = 2;
+    o->exp2_ia_min = 20;
+    o->exp2_nodes = 8;
+    o->hosts = 16;
+    o->vms = 64;
+}
+
+static FILE *open_out(const struct sim_exp_opts *o, const char *suffix, struct wlm_error *err)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s%s", o->out_prefix, suffix);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        wlm_error_setf(err, errno, "out", "cannot write %s: %s", path, strerror(errno));
+    return f;
+}
+
+static int close_out(FILE *f, struct wlm_error *err)
+{
+    if (!f)
+        return 0;
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad)
+        return wlm_error_setf(err, WLM_EIO, "out", "write failed");
+    return 0;
+}
+
+/* ---------------------------------------------------------------- exp 1 */
+
+int sim_exp1(const struct sim_exp_opts *o, struct wlm_error *err)
+{
+    if (!(o->ia_lo_min > 0) || o->ia_hi_min < o->ia_lo_min || !(o->ia_step_min > 0))
+        return wlm_error_setf(err, WLM_EINVAL, "ia_min", "need 0 < ia_min <= ia_max, step > 0");
+    if (o->seeds < 1)
+        return wlm_error_setf(err, WLM_EINVAL, "seeds", "must be >= 1");
+    size_t nia = (size_t)floor((o->ia_hi_min - o->ia_lo_min) / o->ia_step_min + 1e-9) + 1;
+    enum { NP = SIM_POLICY_COUNT, NM = 4 }; /* metrics: missed %, suspends, migr, moves */
+    double *x = calloc(nia, sizeof(double));
+    double *v = calloc((size_t)NP * NM * nia * o->seeds, sizeof(double));
+    double *mean = calloc((size_t)NP * NM * nia, sizeof(double));
+    double *half = calloc((size_t)NP * NM * nia, sizeof(double));
+    FILE *runs = NULL, *sum = NULL, *svg = NULL;
+    int rc = -ENOMEM;
+    if (!x || !v || !mean || !half) {
+        wlm_error_set(err, ENOMEM, "out of memory");
+        goto out;
+    }
+#define V(p, m, i, s) v[((((size_t)(p) * NM + (m)) * nia + (i)) * o->seeds) + (s)]
+#define M(a, p, m, i) a[((size_t)(p) * NM + (m)) * nia + (i)]
+    if (o->out_prefix) {
+        rc = -WLM_EIO;
+        if (!(runs = open_out(o, "-runs.csv", err)) || !(sum = open_out(o, "-summary.csv", err)) ||
+            !(svg = open_out(o, ".svg", err)))
+            goto out;
+        fprintf(runs, "policy,mean_ia_min,seed,jobs,done,missed,missed_pct,starts,suspends,"
+                      "resumes,migrations,moves,end_h\n");
+    }
+    for (size_t i = 0; i < nia; i++) {
+        x[i] = o->ia_lo_min + o->ia_step_min * (double)i;
+        for (unsigned k = 0; k < o->seeds; k++) {
+            struct sim_job_spec *jobs = NULL;
+            size_t nj = 0;
+            uint64_t seed = o->seed + k;
+            rc = sim_workload_mix(seed, x[i] * 60, o->njobs, 1024, &jobs, &nj, err);
+            if (rc)
+                goto out;
+            for (int p = 0; p < NP; p++) {
+                struct sim_config c = o->base;
+                c.policy = p;
+                c.power = SIM_POWER_ALWAYS_ON;
+                c.web.peak_mhz = 0;
+                struct sim_result r;
+                rc = sim_run(&c, jobs, nj, &r, err);
+                if (rc) {
+                    free(jobs);
+                    goto out;
+                }
+                double pct = 100.0 * (double)(r.missed + (r.jobs - r.done)) / (double)r.jobs;
+                V(p, 0, i, k) = pct;
+                V(p, 1, i, k) = r.suspends;
+                V(p, 2, i, k) = r.migrations;
+                V(p, 3, i, k) = r.moves;
+                if (runs)
+                    fprintf(runs, "%s,%g,%llu,%zu,%zu,%zu,%.2f,%u,%u,%u,%u,%u,%.3f\n",
+                            sim_policy_name(p), x[i], (unsigned long long)seed, r.jobs, r.done,
+                            r.missed, pct, r.starts, r.suspends, r.resumes, r.migrations,
+                            r.moves, r.end_t / 3600);
+                sim_result_fini(&r);
+            }
+            free(jobs);
+        }
+        for (int p = 0; p < NP; p++)
+            for (int m = 0; m < NM; m++)
+                sim_ci95(&V(p, m, i, 0), o->seeds, &M(mean, p, m, i), &M(half, p, m, i));
+    }
+    if (sum) {
+        fprintf(sum, "policy,mean_ia_min,seeds,missed_pct_mean,missed_pct_ci95,suspends_mean,"
+                     "suspends_ci95,migrations_mean,migrations_ci95,moves_mean,moves_ci95\n");
+        for (int p = 0; p < NP; p++)
+            for (size_t i = 0; i < nia; i++)
+                fprintf(sum, "%s,%g,%u,%.3f,%.3f,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f\n",
+                        sim_policy_name(p), x[i], o->seeds, M(mean, p, 0, i), M(half, p, 0, i),
+                        M(mean, p, 1, i), M(half, p, 1, i), M(mean, p, 2, i), M(half, p, 2, i),
+                        M(mean, p, 3, i), M(half, p, 3, i));
+    }
+    if (svg) {
+        struct sim_series s[NP];
+        for (int p = 0; p < NP; p++)
+            s[p] = (struct sim_series){sim_policy_name(p), x, &M(mean, p, 0, 0),
+                                       &M(half, p, 0, 0), nia};
+        char title[160];
+        snprintf(title, sizeof(title), "Jobs missing their goal (%zu nodes x %g cores, %u seeds, 95%% CI)",
+                 o->base.nodes, o->base.cores, o->seeds);
+        sim_svg_plot(svg, title, "mean inter-arrival time (min)", "% jobs missing goal", s, NP);
+    }
+    if (o->table) {
+        FILE *t = o->table;
+        fprintf(t, "Experiment 1: %% of %zu jobs missing their goal (mean +- 95%% CI over %u "
+                   "seeds), %zu nodes x %g cores\n", o->njobs, o->seeds, o->base.nodes,
+                o->base.cores);
+        fprintf(t, "%8s", "ia_min");
+        for (int p = 0; p < NP; p++)
+            fprintf(t, " %18s", sim_policy_name(p));
+        fprintf(t, " | %9s %9s %9s\n", "apc_susp", "apc_migr", "apc_move");
+        for (size_t i = 0; i < nia; i++) {
+            fprintf(t, "%8g", x[i]);
+            for (int p = 0; p < NP; p++)
+                fprintf(t, " %10.1f +-%5.1f", M(mean, p, 0, i), M(half, p, 0, i));
+            fprintf(t, " | %9.1f %9.1f %9.1f\n", M(mean, SIM_POLICY_APC, 1, i),
+                    M(mean, SIM_POLICY_APC, 2, i), M(mean, SIM_POLICY_APC, 3, i));
+        }
+    }
+    rc = 0;
+#undef V
+#undef M
+out:
+    if (close_out(runs, err) || close_out(sum, err) || close_out(svg, err))
+        rc = rc ? rc : -WLM_EIO;
+    free(x);
+    free(v);
+    free(mean);
+    free(half);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- exp 2 */
+
+int sim_exp2(const struct sim_exp_opts *o, struct wlm_error *err)
+{
+    enum { NP = SIM_POWER_COUNT, NM = 5 }; /* kWh, missed %, web viol min, boots, migr+susp */
+    static const char *const mname[NM] = {"energy_kwh", "jobs_missed_pct", "web_violation_min",
+                                          "node_boots", "suspends_migrations"};
+    if (o->seeds < 1 || o->exp2_nodes < 1 || !(o->exp2_ia_min > 0))
+        return wlm_error_setf(err, WLM_EINVAL, "seeds", "need seeds >= 1, nodes >= 1, ia > 0");
+    double *v = calloc((size_t)NP * NM * o->seeds, sizeof(double));
+    FILE *runs = NULL, *sum = NULL;
+    int rc = -ENOMEM;
+    if (!v) {
+        wlm_error_set(err, ENOMEM, "out of memory");
+        goto out;
+    }
+    if (o->out_prefix) {
+        rc = -WLM_EIO;
+        if (!(runs = open_out(o, "-runs.csv", err)) || !(sum = open_out(o, "-summary.csv", err)))
+            goto out;
+        fprintf(runs, "power,seed,energy_kwh,jobs,missed,missed_pct,web_violation_min,node_boots,"
+                      "node_shutdowns,suspends,migrations,moves,end_h\n");
+    }
+    const double day = 86400;
+    struct sim_config c = o->base;
+    c.nodes = o->exp2_nodes;
+    c.policy = SIM_POLICY_APC;
+    c.horizon_s = day;
+    double cluster = (double)c.nodes * c.cores * c.mhz;
+    c.web.min_mhz = 0.05 * cluster;
+    c.web.peak_mhz = 0.55 * cluster;
+    c.web.period_s = day;
+    size_t njobs = (size_t)(day / (o->exp2_ia_min * 60));
+    if (njobs < 1)
+        njobs = 1;
+    for (unsigned k = 0; k < o->seeds; k++) {
+        struct sim_job_spec *jobs = NULL;
+        size_t nj = 0;
+        uint64_t seed = o->seed + k;
+        rc = sim_workload_mix(seed, o->exp2_ia_min * 60, njobs, 1024, &jobs, &nj, err);
+        if (rc)
+            goto out;
+        for (int p = 0; p < NP; p++) {
+            c.power = p;
+            struct sim_result r;
+            rc = sim_run(&c, jobs, nj, &r, err);
+            if (rc) {
+                free(jobs);
+                goto out;
+            }
+            double pct = 100.0 * (double)(r.missed + (r.jobs - r.done)) / (double)r.jobs;
+            double *row = &v[((size_t)p * NM) * o->seeds];
+            row[0 * o->seeds + k] = r.energy_kwh;
+            row[1 * o->seeds + k] = pct;
+            row[2 * o->seeds + k] = r.web_violation_s / 60;
+            row[3 * o->seeds + k] = r.node_boots;
+            row[4 * o->seeds + k] = r.suspends + r.migrations;
+            if (runs)
+                fprintf(runs, "%s,%llu,%.3f,%zu,%zu,%.2f,%.1f,%u,%u,%u,%u,%u,%.3f\n",
+                        sim_power_name(p), (unsigned long long)seed, r.energy_kwh, r.jobs,
+                        r.missed, pct, r.web_violation_s / 60, r.node_boots, r.node_shutdowns,
+                        r.suspends, r.migrations, r.moves, r.end_t / 3600);
+            sim_result_fini(&r);
+        }
+        free(jobs);
+    }
+    if (sum)
+        fprintf(sum, "power,metric,seeds,mean,ci95\n");
+    if (o->table)
+        fprintf(o->table, "Experiment 2: one day, %zu nodes x %g cores, web 5..55%% of the "
+                          "cluster, %zu jobs (mean ia %g min), %u seeds (mean +- 95%% CI)\n"
+                          "%-10s %20s %20s %20s %14s %18s\n", c.nodes, c.cores, njobs,
+                o->exp2_ia_min, o->seeds, "power", "energy_kWh", "jobs_missed_%",
+                "web_violation_min", "node_boots", "suspends+migr");
+    for (int p = 0; p < NP; p++) {
+        if (o->table)
+            fprintf(o->table, "%-10s", sim_power_name(p));
+        for (int m = 0; m < NM; m++) {
+            double mu, h;
+            sim_ci95(&v[((size_t)p * NM + (size_t)m) * o->seeds], o->seeds, &mu, &h);
+            if (sum)
+                fprintf(sum, "%s,%s,%u,%.3f,%.3f\n", sim_power_name(p), mname[m], o->seeds, mu, h);
+            if (o->table)
+                fprintf(o->table, m < 3 ? " %12.2f +-%5.2f" : " %9.1f +-%3.1f", mu, h);
+        }
+        if (o->table)
+            fprintf(o->table, "\n");
+    }
+    rc = 0;
+out:
+    if (close_out(runs, err) || close_out(sum, err))
+        rc = rc ? rc : -WLM_EIO;
+    free(v);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- exp 3 */
+
+int sim_exp3(const struct sim_exp_opts *o, struct wlm_error *err)
+{
+    enum { NP = 2, NM = 3 };
+    static const char *const pname[NP] = {"three-band", "wlm"};
+    if (o->seeds < 1 || o->hosts < 2 || o->vms < 1)
+        return wlm_error_setf(err, WLM_EINVAL, "hosts", "need seeds >= 1, hosts >= 2, vms >= 1");
+    double *v = calloc((size_t)NP * NM * o->seeds, sizeof(double));
+    double *load = calloc(o->vms, sizeof(double));
+    int *h0 = calloc(o->vms, sizeof(int)), *h = calloc(o->vms, sizeof(int));
+    FILE *runs = NULL, *sum = NULL;
+    int rc = -ENOMEM;
+    if (!v || !load || !h0 || !h) {
+        wlm_error_set(err, ENOMEM, "out of memory");
+        goto out;
+    }
+    if (o->out_prefix) {
+        rc = -WLM_EIO;
+        if (!(runs = open_out(o, "-runs.csv", err)) || !(sum = open_out(o, "-summary.csv", err)))
+            goto out;
+        fprintf(runs, "balancer,seed,hosts,vms,migrations,rounds,converged\n");
+    }
+    for (unsigned k = 0; k < o->seeds; k++) {
+        struct sim_rng r;
+        uint64_t seed = o->seed + k;
+        sim_rng_seed(&r, seed);
+        /* VM loads of 2..25 % of a host; hosts drawn with a skew (u^2) so
+         * that low-numbered hosts start overloaded, as after a burst of
+         * placements on the first hosts. */
+        for (size_t i = 0; i < o->vms; i++) {
+            load[i] = 0.02 + 0.23 * sim_rng_uniform(&r);
+            double u = sim_rng_uniform(&r);
+            h0[i] = (int)(u * u * (double)o->hosts);
+        }
+        for (int p = 0; p < NP; p++) {
+            struct sim_bal_result br;
+            memcpy(h, h0, o->vms * sizeof(int));
+            rc = p == 0 ? sim_balance_threeband(load, h, o->vms, o->hosts, 200, &br)
+                        : sim_balance_wlm(load, h, o->vms, o->hosts, 200, &br);
+            if (rc) {
+                wlm_error_set(err, -rc, "balancer failed");
+                goto out;
+            }
+            v[((size_t)p * NM + 0) * o->seeds + k] = br.migrations;
+            v[((size_t)p * NM + 1) * o->seeds + k] = br.rounds;
+            v[((size_t)p * NM + 2) * o->seeds + k] = br.converged;
+            if (runs)
+                fprintf(runs, "%s,%llu,%zu,%zu,%u,%u,%d\n", pname[p], (unsigned long long)seed,
+                        o->hosts, o->vms, br.migrations, br.rounds, br.converged);
+        }
+    }
+    if (sum)
+        fprintf(sum, "balancer,seeds,migrations_mean,migrations_ci95,rounds_mean,rounds_ci95,"
+                     "converged_frac\n");
+    if (o->table)
+        fprintf(o->table, "Experiment 3: %zu hosts, %zu VMs (load 2..25%% of a host, skewed "
+                          "start), %u seeds (mean +- 95%% CI)\n%-11s %18s %18s %10s\n",
+                o->hosts, o->vms, o->seeds, "balancer", "migrations", "rounds", "converged");
+    for (int p = 0; p < NP; p++) {
+        double mm, mh, rm, rh, cm, ch;
+        sim_ci95(&v[((size_t)p * NM + 0) * o->seeds], o->seeds, &mm, &mh);
+        sim_ci95(&v[((size_t)p * NM + 1) * o->seeds], o->seeds, &rm, &rh);
+        sim_ci95(&v[((size_t)p * NM + 2) * o->seeds], o->seeds, &cm, &ch);
+        if (sum)
+            fprintf(sum, "%s,%u,%.2f,%.2f,%.2f,%.2f,%.2f\n", pname[p], o->seeds, mm, mh, rm, rh,
+                    cm);
+        if (o->table)
+            fprintf(o->table, "%-11s %10.1f +-%5.1f %10.1f +-%5.1f %9.0f%%\n", pname[p], mm, mh,
+                    rm, rh, 100 * cm);
+    }
+    rc = 0;
+out:
+    if (close_out(runs, err) || close_out(sum, err))
+        rc = rc ? rc : -WLM_EIO;
+    free(v);
+    free(load);
+    free(h0);
+    free(h);
+    return rc;
+}

@@ -1,0 +1,260 @@
+/*
+ * sim.h - wlm-sim: a discrete-event simulator that drives wlm's decision code
+ * with simulated time and simulated nodes, to evaluate policies (APC against
+ * FCFS/EDF, consolidation against always-on, wlm balancing against the
+ * three-band balancer).
+ *
+ * Everything here is deterministic: the only source of randomness is a
+ * seeded generator (struct sim_rng), events at equal times are ordered by kind
+ * and then by insertion order, and no function reads a clock or the
+ * environment. Two runs with the same inputs produce byte-identical output.
+ *
+ * Units: time in seconds of simulated time, CPU in MHz (a node has
+ * cores x mhz), memory in MB, power in watts, energy in joules unless a name
+ * says kWh. Public names start with sim_.
+ */
+#ifndef WLM_SIM_H
+#define WLM_SIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- random */
+
+/* splitmix64: tiny, fast, and good enough for workload generation. Every
+ * stream is fully determined by its seed. */
+struct sim_rng {
+    uint64_t s;
+};
+
+void sim_rng_seed(struct sim_rng *r, uint64_t seed);
+uint64_t sim_rng_u64(struct sim_rng *r);
+/* Uniform in [0, 1). */
+double sim_rng_uniform(struct sim_rng *r);
+/* Exponentially distributed with the given mean (> 0). */
+double sim_rng_exp(struct sim_rng *r, double mean);
+
+/* ---------------------------------------------------------------- events */
+
+/* Kinds double as tie-break priority: at equal times a lower kind runs first,
+ * so capacity freed by a finishing job is visible to an arrival at the same
+ * instant, and the control cycle sees all of that instant's changes. */
+enum sim_event_kind {
+    SIM_EV_JOB_DONE = 0,
+    SIM_EV_ACTION_DONE,
+    SIM_EV_NODE_READY,
+    SIM_EV_ARRIVAL,
+    SIM_EV_CYCLE,
+    SIM_EV_END,
+};
+
+struct sim_event {
+    double t;
+    int kind;    /* enum sim_event_kind */
+    int a;       /* subject: job or node index */
+    uint64_t gen; /* subject's generation when scheduled; stale events are skipped */
+    uint64_t seq; /* insertion order, assigned by the queue */
+};
+
+/* Binary min-heap of events ordered by (t, kind, seq). */
+struct sim_evq;
+
+struct sim_evq *sim_evq_new(void);
+void sim_evq_free(struct sim_evq *q);
+/* Copies *ev (its seq is overwritten). 0 or -ENOMEM. */
+int sim_evq_push(struct sim_evq *q, const struct sim_event *ev);
+/* Removes the earliest event into *out; 0, or -WLM_ENOTFOUND when empty. */
+int sim_evq_pop(struct sim_evq *q, struct sim_event *out);
+size_t sim_evq_len(const struct sim_evq *q);
+
+/* ---------------------------------------------------------------- nodes */
+
+/* A simulated server with a linear power model: idle_w when on and idle,
+ * max_w at full CPU, off_w when powered off (BMC, PSU losses). */
+struct sim_node {
+    double cores, mhz, mem_mb;
+    double idle_w, max_w, off_w;
+    int on;          /* powered (or booting) */
+    int booting;     /* powered but not yet usable */
+    double used_mhz; /* CPU actually consumed right now */
+    double energy_j; /* accumulated */
+};
+
+double sim_node_capacity(const struct sim_node *n); /* cores * mhz */
+/* Instantaneous power draw in watts for the node's current state. */
+double sim_node_power(const struct sim_node *n);
+/* Add dt seconds at the current power draw to energy_j. */
+void sim_node_account(struct sim_node *n, double dt);
+
+/* ---------------------------------------------------------------- jobs */
+
+enum sim_class { SIM_PLATINUM = 0, SIM_GOLD, SIM_SILVER };
+
+/* A job as submitted: runtime_s is its execution time at full speed, i.e.
+ * with `threads` threads each on a whole core of the node's MHz. */
+struct sim_job_spec {
+    double arrival;
+    int threads;
+    double runtime_s;
+    int svc_class;      /* enum sim_class */
+    double goal_factor; /* completion-time goal = arrival + factor * runtime */
+    double mem_mb;
+};
+
+/* The design description's job mix (100 jobs: 25x 2-thread 32 min, 25x
+ * 2-thread 23 min, 25x 1-thread 66 min, 15x 1-thread 45 min, 10x 1-thread
+ * 127 min; 50/40/10 % platinum/gold/silver with goal factors 1.5/3/10) in a
+ * seeded random order with exponential inter-arrival times of the given mean.
+ * `njobs` scales the mix (100 = the original). *out is malloc'd; caller frees. */
+int sim_workload_mix(uint64_t seed, double mean_ia_s, size_t njobs, double mem_mb,
+                     struct sim_job_spec **out, size_t *n, struct wlm_error *err);
+
+/* ---------------------------------------------------------------- policies */
+
+enum sim_policy {
+    SIM_POLICY_FCFS = 0,   /* list scheduling in arrival order */
+    SIM_POLICY_EDF,        /* list scheduling by goal (deadline) */
+    SIM_POLICY_APC,        /* APC with suspend/resume/migrate; a job runs on whole cores */
+    SIM_POLICY_APC_NOKNOBS, /* APC; a started job runs to completion where it started */
+    SIM_POLICY_APC_SHARES, /* APC with suspend/resume/migrate and fractional CPU shares */
+    SIM_POLICY_COUNT
+};
+
+enum sim_power {
+    SIM_POWER_ALWAYS_ON = 0,
+    SIM_POWER_UTILSUM, /* power on ceil(sum U + headroom) nodes */
+    SIM_POWER_WLM,     /* fewest nodes whose max-min utility reaches the target */
+    SIM_POWER_COUNT
+};
+
+const char *sim_policy_name(int p);
+int sim_policy_parse(const char *s); /* -WLM_EINVAL when unknown */
+const char *sim_power_name(int p);
+int sim_power_parse(const char *s);
+
+/* A day-shaped web application: CPU demand lambda*c follows
+ * min_mhz + (peak_mhz - min_mhz) * (1 - cos(2 pi t / period_s)) / 2, and its
+ * utility is the design's processor-sharing model u = (tau - RT)/tau with
+ * RT = d0 + c / (omega - lambda*c). Disabled when peak_mhz <= 0. */
+struct sim_web {
+    double min_mhz, peak_mhz, period_s;
+    double c_mcycles; /* CPU megacycles per request */
+    double tau_s, d0_s;
+};
+
+double sim_web_demand(const struct sim_web *w, double t);
+/* Utility of allocating omega MHz at time t (clamped to [-1, u_max]). */
+double sim_web_utility(const struct sim_web *w, double t, double omega);
+
+struct sim_config {
+    size_t nodes;
+    double cores, mhz, mem_mb;
+    double idle_w, max_w, off_w;
+    /* action durations, seconds */
+    double boot_s;      /* start a job VM from a pre-created image */
+    double suspend_s;   /* checkpoint to shared storage */
+    double resume_s;    /* restore from checkpoint */
+    double migrate_s;   /* live migration */
+    double node_boot_s; /* power a node on until usable */
+    double cycle_s;     /* APC / power control period */
+    int policy;         /* enum sim_policy */
+    int power;          /* enum sim_power */
+    double headroom;    /* utilisation-sum rule: extra nodes' worth of headroom */
+    double power_target; /* wlm consolidation: utility every workload must keep */
+    double apc_hysteresis; /* min utility gain that justifies suspend/migrate */
+    struct sim_web web;
+    double horizon_s;   /* stop power/web accounting here (0 = when jobs drain) */
+};
+
+/* Defaults: 4 nodes x 2 cores x 3000 MHz, 4096 MB, 150/250/5 W, action
+ * durations from docs/sim.md, APC with knobs, always-on, no web load. */
+void sim_config_defaults(struct sim_config *c);
+
+struct sim_result {
+    size_t jobs, done, missed;
+    unsigned starts, suspends, resumes, migrations, moves; /* moves: resumed elsewhere */
+    unsigned node_boots, node_shutdowns;
+    unsigned decisions;
+    double end_t;          /* time of the last event processed */
+    double energy_kwh;
+    double web_violation_s; /* time with web utility < 0 */
+    double *finish;        /* per job completion time (-1 if never), malloc'd */
+};
+
+void sim_result_fini(struct sim_result *r);
+
+/* Run one simulation of `jobs` (sorted by arrival or not; they are ordered
+ * internally) under cfg. Fills *res (call sim_result_fini after). */
+int sim_run(const struct sim_config *cfg, const struct sim_job_spec *jobs, size_t n,
+            struct sim_result *res, struct wlm_error *err);
+
+/* ---------------------------------------------------------------- balance */
+
+/* Moderate band of the three-band balancer for host loads l[0..n):
+ * mean +- max(0.10, |mean - (min+max)/2|). */
+void sim_band(const double *l, size_t n, double *lo, double *hi);
+
+struct sim_bal_result {
+    unsigned migrations, rounds;
+    int converged; /* every host inside the moderate band at the end */
+};
+
+/* vm_load[i] is VM i's CPU load (fraction of one host); vm_host[i] its host,
+ * updated in place. At most max_rounds periods. */
+int sim_balance_threeband(const double *vm_load, int *vm_host, size_t nvm, size_t nhosts,
+                          unsigned max_rounds, struct sim_bal_result *out);
+int sim_balance_wlm(const double *vm_load, int *vm_host, size_t nvm, size_t nhosts,
+                    unsigned max_rounds, struct sim_bal_result *out);
+
+/* ---------------------------------------------------------------- stats/out */
+
+/* Mean and half-width of the 95 % confidence interval (Student t). */
+void sim_ci95(const double *x, size_t n, double *mean, double *half);
+
+/* One plotted series for sim_svg_plot. */
+struct sim_series {
+    const char *name;
+    const double *x, *y, *err; /* err may be NULL */
+    size_t n;
+};
+
+int sim_svg_plot(FILE *f, const char *title, const char *xlabel, const char *ylabel,
+                 const struct sim_series *s, size_t ns);
+
+/* ---------------------------------------------------------------- experiments */
+
+struct sim_exp_opts {
+    struct sim_config base; /* cluster, durations, power model, hysteresis */
+    uint64_t seed;          /* seed of the first replication; k-th uses seed + k */
+    unsigned seeds;         /* replications */
+    size_t njobs;           /* experiment 1: jobs per run (100 = the design's mix) */
+    double ia_lo_min, ia_hi_min, ia_step_min; /* experiment 1 sweep, minutes */
+    double exp2_ia_min;     /* experiment 2: mean job inter-arrival, minutes */
+    size_t exp2_nodes;      /* experiment 2 cluster size */
+    size_t hosts, vms;      /* experiment 3 */
+    const char *out_prefix; /* writes PREFIX-runs.csv, PREFIX-summary.csv, PREFIX.svg; NULL = none */
+    FILE *table;            /* human-readable table (NULL = none) */
+};
+
+void sim_exp_defaults(struct sim_exp_opts *o);
+/* Experiment 1: % of jobs missing their goal vs mean inter-arrival time for
+ * FCFS, EDF, APC and APC without knobs, plus suspend/migration counts. */
+int sim_exp1(const struct sim_exp_opts *o, struct wlm_error *err);
+/* Experiment 2: day-shaped web load plus jobs; energy and goal violations for
+ * always-on, the utilisation-sum rule and wlm consolidation. */
+int sim_exp2(const struct sim_exp_opts *o, struct wlm_error *err);
+/* Experiment 3: random VM loads; migrations and rounds to balance, three-band
+ * balancer vs wlm balancing. */
+int sim_exp3(const struct sim_exp_opts *o, struct wlm_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
