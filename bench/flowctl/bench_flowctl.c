@@ -1,0 +1,184 @@
+/*
+ * bench-flowctl - figures for the flow controller.
+ *
+ * Part 1, prediction error: wlm-sampleapp (one CPU worker = a processor-sharing
+ * server of one core, fixed CPU per request, fixed delay) under open-loop
+ * Poisson load at several utilisations. The model is calibrated online the
+ * way the controller does it: c from the application's own CPU counter over
+ * requests served, d0 from the lowest load level; it then predicts the mean
+ * response time at every level. Prints predicted vs measured and the mean
+ * absolute percentage error.
+ */
+#include <libgen.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "flowctl.h"
+#include "loadgen.h"
+
+static uv_loop_t *loop;
+
+static void on_wake(uv_timer_t *t)
+{
+    (void)t;
+}
+
+/* Run the loop (load generation) for s seconds. */
+static void run_for(double s)
+{
+    double end = lg_now() + s;
+    uv_timer_t w;
+    uv_timer_init(loop, &w);
+    while (lg_now() < end) {
+        uv_timer_start(&w, on_wake, (uint64_t)((end - lg_now()) * 1000) + 1, 0);
+        uv_run(loop, UV_RUN_ONCE);
+    }
+    uv_timer_stop(&w);
+    uv_close((uv_handle_t *)&w, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+}
+
+/* Requests served and CPU burnt by the sample app so far. */
+static int app_stats(struct lg *g, double *req, double *burn)
+{
+    char *body = NULL;
+    int st = lg_request_sync(g, "GET", "/stats", NULL, &body);
+    json_t *j = body ? json_loads(body, 0, NULL) : NULL;
+    free(body);
+    if (st != 200 || !j) {
+        json_decref(j);
+        return -1;
+    }
+    *req = json_number_value(json_object_get(j, "requests"));
+    *burn = json_number_value(json_object_get(j, "burn_seconds"));
+    json_decref(j);
+    return 0;
+}
+
+static void usage(void)
+{
+    printf("Usage: bench-flowctl [--cpu-ms X] [--delay-ms X] [--seconds S] [--quick]\n"
+           "Prints the flow controller's prediction error against wlm-sampleapp.\n");
+}
+
+int main(int argc, char **argv)
+{
+    double cpu_ms = 10, delay_ms = 20, secs = 10;
+    int quick = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--cpu-ms") && i + 1 < argc)
+            cpu_ms = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--delay-ms") && i + 1 < argc)
+            delay_ms = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
+            secs = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--quick"))
+            quick = 1;
+        else if (!strcmp(argv[i], "--help")) {
+            usage();
+            return 0;
+        } else if (!strcmp(argv[i], "--version")) {
+            printf("bench-flowctl %s\n", WLM_VERSION);
+            return 0;
+        } else {
+            fprintf(stderr, "bench-flowctl: unknown argument '%s' (see --help)\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!(cpu_ms > 0) || !(delay_ms >= 0) || !(secs > 0)) {
+        fprintf(stderr, "bench-flowctl: --cpu-ms > 0, --delay-ms >= 0, --seconds > 0\n");
+        return 2;
+    }
+    if (quick)
+        secs = 3;
+    signal(SIGPIPE, SIG_IGN);
+    char self[4096], bindir[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n < 0)
+        return 1;
+    self[n] = 0;
+    snprintf(bindir, sizeof bindir, "%s", dirname(self));
+    char app[4200], portfile[64], cpu_s[32], delay_s[32];
+    snprintf(app, sizeof app, "%s/wlm-sampleapp", bindir);
+    snprintf(portfile, sizeof portfile, "/tmp/bench-flowctl-%d.port", (int)getpid());
+    snprintf(cpu_s, sizeof cpu_s, "%g", cpu_ms);
+    snprintf(delay_s, sizeof delay_s, "%g", delay_ms);
+    unlink(portfile);
+    char *av[] = {app, "--port", "0", "--port-file", portfile, "--cpu-ms", cpu_s, "--delay-ms",
+                  delay_s, "--workers", "1", NULL};
+    int pid = lg_spawn(av, "/dev/null");
+    int port = lg_wait_port(portfile, 10);
+    unlink(portfile);
+    if (pid < 0 || port < 0) {
+        fprintf(stderr, "bench-flowctl: could not start %s\n", app);
+        return 1;
+    }
+    loop = uv_default_loop();
+    struct lg *g = lg_new(loop, "127.0.0.1", port);
+    double levels[] = {0.1, 0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9};
+    size_t nl = sizeof levels / sizeof levels[0];
+    double S = cpu_ms / 1000;
+    struct lg_stream *s = lg_stream_add(g, "/work", NULL, 0);
+    double meas[16], lam[16], cost[16], p95[16];
+    uint64_t cnt[16];
+    for (size_t i = 0; i < nl; i++) {
+        lg_stream_set_rate(s, levels[i] / S);
+        run_for(quick ? 1 : 2); /* warm up to steady state */
+        struct lg_stats st;
+        lg_stream_take(s, &st);
+        double r0, b0, r1, b1;
+        app_stats(g, &r0, &b0);
+        double t0 = lg_now();
+        run_for(secs);
+        lg_stream_take(s, &st);
+        double t1 = lg_now();
+        app_stats(g, &r1, &b1);
+        meas[i] = lg_stats_mean(&st);
+        p95[i] = lg_stats_pct(&st, 0.95);
+        lam[i] = st.sent / (t1 - t0);
+        cost[i] = r1 > r0 ? (b1 - b0) / (r1 - r0) : S;
+        cnt[i] = st.ok;
+        fprintf(stderr, "  level %.2f: %llu ok, mean %.1f ms\n", levels[i],
+                (unsigned long long)st.ok, meas[i] * 1000);
+    }
+    lg_stream_set_rate(s, 0);
+    /* Calibrate d0 at the lowest level (what the controller's EWMA of
+     * in-app time minus the CPU part converges to), then predict. */
+    double omega = 1000; /* one core, in MHz units: c in megacycles = CPU ms */
+    double c0 = cost[0] * 1000;
+    double d0 = fmax(0, meas[0] - flowctl_ps_rt(omega, lam[0], c0, 0));
+    printf("\nflowctl model vs wlm-sampleapp (processor sharing, 1 core, cpu %.1f ms, delay %.1f ms, "
+           "%.0f s per level)\n",
+           cpu_ms, delay_ms, secs);
+    printf("calibrated: c = %.2f ms CPU/request (profiled), d0 = %.2f ms\n", c0, d0 * 1000);
+    printf("%-6s %-8s %-8s %-10s %-10s %-10s %-8s %-8s\n", "rho", "lambda", "req", "c(ms)",
+           "meas(ms)", "pred(ms)", "err%", "p95(ms)");
+    double mae = 0;
+    size_t nm = 0;
+    for (size_t i = 0; i < nl; i++) {
+        struct flowctl_flow_model m = {lam[i], cost[i] * 1000, d0, 1, 0};
+        struct flowctl_prediction p;
+        flowctl_predict(&m, 1, omega, NULL, -1, &p, NULL);
+        double err = (p.rt - meas[i]) / meas[i] * 100;
+        if (i > 0) {
+            mae += fabs(err);
+            nm++;
+        }
+        printf("%-6.2f %-8.1f %-8llu %-10.2f %-10.1f %-10.1f %-+8.1f %-8.1f%s\n",
+               lam[i] * cost[i], lam[i], (unsigned long long)cnt[i], cost[i] * 1000,
+               meas[i] * 1000, p.rt * 1000, err, p95[i] * 1000, i == 0 ? "  (calibration)" : "");
+    }
+    printf("mean absolute error (excluding the calibration level): %.1f %%\n", mae / nm);
+    lg_free(g);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    uv_run(loop, UV_RUN_NOWAIT);
+    return 0;
+}
