@@ -396,6 +396,7 @@ json_t *jobsched_job_json(struct jobsched *js, const struct jobsched_job *j, dou
  *   GET    /v1/jobs/:id/utility     utility curve at now
  *   GET    /v1/jobqueue/hypothetical  hypothetical utility of queued jobs
  *   POST   /v1/jobs/:id/usage       {"done_mcycles","threads","speed_mhz"}
+ *   POST   /v1/jobs/:id/state       {"state","reason","node","alloc_mhz"} (executors)
  *   GET    /v1/jobprofiles          learned profiles */
 int jobsched_api_register(struct wlm_http_server *srv, struct jobsched *js);
 
