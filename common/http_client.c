@@ -376,7 +376,23 @@ static void cconn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     conn->nrecv += (size_t)nread;
-    size_t n = http_parser_execute(&conn->parser, &client_settings, buf->base, (size_t)nread);
+    size_t off = 0, n;
+    for (;;) {
+        n = http_parser_execute(&conn->parser, &client_settings, buf->base + off,
+                                (size_t)nread - off);
+        off += n;
+        /* An interim 1xx response (100 Continue, 103) precedes the real one. */
+        int st = (int)conn->parser.status_code;
+        if (!conn->complete || st < 100 || st > 199 || st == 101)
+            break;
+        http_parser_init(&conn->parser, HTTP_RESPONSE);
+        conn->parser.data = conn;
+        reset_response(conn);
+        conn->nrecv = 1;
+        if (off >= (size_t)nread)
+            break;
+    }
+    n = off;
     free(buf->base);
     if (conn->complete) {
         /* Extra bytes after the response mean we cannot trust the stream. */

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <errno.h>
 
 #include "http_test_util.h"
 
@@ -124,6 +125,33 @@ static void h_forever(struct wlm_http_req *req, void *ud)
     uv_timer_start(&l->t, forever_fire, 20, 20);
 }
 
+static atomic_int g_late_rc = 1;
+
+static void late_fire(uv_timer_t *t)
+{
+    struct later *l = t->data;
+    /* The peer is gone by now: -ENOTCONN, and the request is released. */
+    atomic_store(&g_late_rc, wlm_http_respond(l->req, 200, "text/plain", NULL, "late", 4));
+    uv_close((uv_handle_t *)&l->t, later_free);
+}
+
+/* Responds 100 ms later, without on_abort. */
+static void h_late(struct wlm_http_req *req, void *ud)
+{
+    struct test_server *ts = ud;
+    struct later *l = calloc(1, sizeof(*l));
+    l->req = req;
+    uv_timer_init(&ts->loop, &l->t);
+    l->t.data = l;
+    uv_timer_start(&l->t, late_fire, 100, 0);
+}
+
+/* Keeps the request without on_abort and never answers: the server must
+ * release it when it closes. */
+static void h_orphan(struct wlm_http_req *req, void *ud)
+{
+}
+
 static void h_param(struct wlm_http_req *req, void *ud)
 {
     char body[256];
@@ -159,6 +187,8 @@ static void setup_routes(struct test_server *ts, void *arg)
     wlm_http_server_route(s, "PUT", "/v1/things", 0, h_created, ts);
     wlm_http_server_route(s, "DELETE", "/v1/things", 0, h_created, ts);
     wlm_http_server_route(s, "GET", "/werr", 0, h_werr, ts);
+    wlm_http_server_route(s, "GET", "/late", 0, h_late, ts);
+    wlm_http_server_route(s, "GET", "/orphan", 0, h_orphan, ts);
 }
 
 /* ---------------------------------------------------------------- fixture */
@@ -556,6 +586,26 @@ static void test_hang_abort_on_close(void **state)
     wait_aborted(1);
 }
 
+static void test_orphans(void **state)
+{
+    struct raw *r = conn_new();
+    assert_int_equal(raw_sends(r, "GET /late HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+    usleep(20000);
+    conn_free(r);
+    for (int i = 0; i < 300 && atomic_load(&g_late_rc) == 1; i++)
+        usleep(10000);
+    assert_int_equal(atomic_load(&g_late_rc), -ENOTCONN);
+    /* Left unanswered on an open connection at teardown: freed by the
+     * server's close (LeakSanitizer checks). */
+    r = conn_new();
+    assert_int_equal(raw_sends(r, "GET /orphan HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+    usleep(20000);
+    test_server_stop(&g_ts);
+    assert_true(raw_wait_eof(r));
+    conn_free(r);
+    setup(state); /* for the teardown */
+}
+
 static void test_expect_continue(void **state)
 {
     struct raw *r = conn_new();
@@ -635,6 +685,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sse_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sse_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hang_abort_on_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_orphans, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expect_continue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
         cmocka_unit_test(test_max_connections),
