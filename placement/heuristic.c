@@ -1,0 +1,605 @@
+/*
+ * heuristic.c - the scalable placement heuristic.
+ *
+ * For a utility level t every workload needs d(t) = u^-1(t) MHz. That demand is
+ * cut into instance-sized pieces, pieces go first back to the nodes that run
+ * them today (no action needed), and the rest is packed first-fit decreasing
+ * over the nodes in a preference order (busy powered-on nodes first, powered-off
+ * nodes last). Bisection on t finds the highest level that packs. A segment
+ * tree over the node order (max free CPU, max free memory) makes first-fit
+ * O(log N) per piece in the common case, which is what lets 10,000 nodes x
+ * 30,000 workloads solve in well under the 10 s budget.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "heuristic.h"
+
+/* ---------------------------------------------------------------- packer */
+
+struct piece {
+    size_t w;
+    double cpu, mem;
+};
+
+static int cmp_piece(const void *x, const void *y)
+{
+    const struct piece *a = x, *b = y;
+    if (a->cpu != b->cpu)
+        return a->cpu > b->cpu ? -1 : 1;
+    if (a->mem != b->mem)
+        return a->mem > b->mem ? -1 : 1;
+    return a->w < b->w ? -1 : (a->w > b->w);
+}
+
+int pl_packer_init(struct pl_packer *k, const struct pl_ctx *c, const size_t *order)
+{
+    memset(k, 0, sizeof(*k));
+    k->c = c;
+    size_t N = c->N ? c->N : 1, W = c->W ? c->W : 1;
+    k->order = malloc(N * sizeof(size_t));
+    k->pos = malloc(N * sizeof(size_t));
+    k->fc = malloc(N * sizeof(double));
+    k->fm = malloc(N * sizeof(double));
+    for (k->size = 1; k->size < N; k->size <<= 1)
+        ;
+    k->tc = malloc(2 * k->size * sizeof(double));
+    k->tm = malloc(2 * k->size * sizeof(double));
+    k->head = malloc(W * sizeof(size_t));
+    k->pieces = malloc(W * sizeof(struct piece));
+    k->npieces_cap = W;
+    k->left = malloc(W * sizeof(int));
+    k->dem = malloc(W * sizeof(double));
+    if (!k->order || !k->pos || !k->fc || !k->fm || !k->tc || !k->tm || !k->head || !k->pieces ||
+        !k->left || !k->dem) {
+        pl_packer_fini(k);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < c->N; i++) {
+        k->order[i] = order ? order[i] : i;
+        k->pos[k->order[i]] = i;
+    }
+    return 0;
+}
+
+void pl_packer_fini(struct pl_packer *k)
+{
+    free(k->order);
+    free(k->pos);
+    free(k->fc);
+    free(k->fm);
+    free(k->tc);
+    free(k->tm);
+    free(k->head);
+    free(k->pieces);
+    free(k->left);
+    free(k->dem);
+    free(k->next);
+    memset(k, 0, sizeof(*k));
+}
+
+static void tree_build(struct pl_packer *k, size_t K)
+{
+    for (size_t i = 0; i < k->size; i++) {
+        double c = -1, m = -1;
+        if (i < K) {
+            size_t n = k->order[i];
+            c = k->fc[n];
+            m = k->fm[n];
+        }
+        k->tc[k->size + i] = c;
+        k->tm[k->size + i] = m;
+    }
+    for (size_t i = k->size - 1; i >= 1; i--) {
+        k->tc[i] = fmax(k->tc[2 * i], k->tc[2 * i + 1]);
+        k->tm[i] = fmax(k->tm[2 * i], k->tm[2 * i + 1]);
+    }
+}
+
+static void tree_update(struct pl_packer *k, size_t n)
+{
+    size_t i = k->size + k->pos[n];
+    k->tc[i] = k->fc[n];
+    k->tm[i] = k->fm[n];
+    for (i >>= 1; i >= 1; i >>= 1) {
+        k->tc[i] = fmax(k->tc[2 * i], k->tc[2 * i + 1]);
+        k->tm[i] = fmax(k->tm[2 * i], k->tm[2 * i + 1]);
+    }
+}
+
+/* Leftmost position >= from in subtree i (covering [lo, hi)) with free CPU >= cpu
+ * and free memory >= mem. Pruning is by the per-dimension maxima, so a subtree
+ * may be entered and found wanting; in practice the first candidate fits. */
+static size_t tree_find(const struct pl_packer *k, size_t i, size_t lo, size_t hi, size_t from,
+                        double cpu, double mem)
+{
+    if (hi <= from || k->tc[i] < cpu - PL_EPS || k->tm[i] < mem - PL_EPS)
+        return PL_NONE;
+    if (hi - lo == 1)
+        return lo;
+    size_t mid = (lo + hi) / 2;
+    size_t r = tree_find(k, 2 * i, lo, mid, from, cpu, mem);
+    if (r != PL_NONE)
+        return r;
+    return tree_find(k, 2 * i + 1, mid, hi, from, cpu, mem);
+}
+
+static int sol_has(const struct pl_packer *k, const struct pl_sol *s, size_t w, size_t n)
+{
+    for (size_t i = k->head[w]; i != PL_NONE; i = k->next[i])
+        if (s->a[i].node == n)
+            return 1;
+    return 0;
+}
+
+static int place(struct pl_packer *k, struct pl_sol *s, size_t w, size_t n, double cpu, double mem,
+                 int update)
+{
+    if (s->n == k->next_cap) {
+        size_t nc = k->next_cap ? k->next_cap * 2 : 1024;
+        size_t *nn = realloc(k->next, nc * sizeof(size_t));
+        if (!nn)
+            return -ENOMEM;
+        k->next = nn;
+        k->next_cap = nc;
+    }
+    if (pl_sol_push(s, w, n, cpu))
+        return -ENOMEM;
+    k->next[s->n - 1] = k->head[w];
+    k->head[w] = s->n - 1;
+    k->fc[n] -= cpu;
+    k->fm[n] -= mem;
+    if (update)
+        tree_update(k, n);
+    return 0;
+}
+
+/* Demand of workload a at level t, or -1 when the level is out of its reach. */
+static double demand(const struct pl_ctx *c, size_t a, double t)
+{
+    double d = placement_utility_inverse(&c->p->workloads[a].utility, t);
+    if (!isfinite(d))
+        return -1;
+    if (d > c->capi[a] * c->maxinst[a] * (1 + 1e-9) + 1e-6)
+        return -1;
+    return d;
+}
+
+int pl_pack(struct pl_packer *k, const struct pl_pack_args *pa, double t, struct pl_sol *out,
+            int *failed)
+{
+    const struct pl_ctx *c = k->c;
+    const struct placement_problem *p = c->p;
+    size_t K = pa->K;
+    int best_effort = pa->failed_mark != NULL;
+    *failed = 0;
+    out->n = 0;
+    for (size_t n = 0; n < c->N; n++) {
+        int in = k->pos[n] < K;
+        k->fc[n] = in ? c->cap[n] * pa->capfactor : -1;
+        k->fm[n] = in ? c->mem[n] : -1;
+    }
+    for (size_t a = 0; a < c->W; a++) {
+        k->head[a] = PL_NONE;
+        k->left[a] = 0;
+        k->dem[a] = 0;
+        if (!c->placeable[a] || (pa->excluded && pa->excluded[a]))
+            continue;
+        double d = demand(c, a, t);
+        if (d < 0) {
+            if (!best_effort)
+                return (*failed = 1), 0;
+            pa->failed_mark[a] = 1;
+            continue;
+        }
+        int cnt = (int)ceil(d / c->capi[a] - 1e-9);
+        if (cnt < c->mininst[a])
+            cnt = c->mininst[a];
+        /* A job that needs no CPU at this level but runs today keeps running:
+         * suspending it would be an action with nothing to gain. */
+        if (cnt == 0 && p->workloads[a].kind == PLACEMENT_JOB && p->workloads[a].cur_node >= 0)
+            cnt = 1;
+        if (cnt > c->maxinst[a])
+            cnt = c->maxinst[a];
+        k->left[a] = cnt;
+        k->dem[a] = cnt ? d / cnt : 0;
+    }
+    /* Sticky phase: pieces return to where the workload runs today. */
+    for (size_t i = 0; i < p->ncurrent; i++) {
+        size_t a = p->current[i].workload, n = p->current[i].node;
+        if (k->left[a] <= 0 || k->pos[n] >= K)
+            continue;
+        double mem = p->workloads[a].memory_mb;
+        if (k->fc[n] >= k->dem[a] - PL_EPS && k->fm[n] >= mem - PL_EPS && !sol_has(k, out, a, n) &&
+            pl_eligible(c, a, n)) {
+            if (place(k, out, a, n, k->dem[a], mem, 0))
+                return -ENOMEM;
+            k->left[a]--;
+        }
+    }
+    tree_build(k, K);
+    size_t np = 0;
+    for (size_t a = 0; a < c->W; a++) {
+        for (int j = 0; j < k->left[a]; j++) {
+            if (np == k->npieces_cap) {
+                size_t nc = k->npieces_cap * 2;
+                struct piece *pp = realloc(k->pieces, nc * sizeof(*pp));
+                if (!pp)
+                    return -ENOMEM;
+                k->pieces = pp;
+                k->npieces_cap = nc;
+            }
+            ((struct piece *)k->pieces)[np++] =
+                (struct piece){a, k->dem[a], p->workloads[a].memory_mb};
+        }
+    }
+    struct piece *pcs = k->pieces;
+    qsort(pcs, np, sizeof(*pcs), cmp_piece);
+    for (size_t i = 0; i < np; i++) {
+        size_t a = pcs[i].w, n = PL_NONE;
+        if (c->hasreq[a]) {
+            for (size_t q = 0; q < K && n == PL_NONE; q++) {
+                size_t m = k->order[q];
+                if (k->fc[m] >= pcs[i].cpu - PL_EPS && k->fm[m] >= pcs[i].mem - PL_EPS &&
+                    pl_eligible(c, a, m) && !sol_has(k, out, a, m))
+                    n = m;
+            }
+        } else {
+            size_t from = 0;
+            for (;;) {
+                size_t q = tree_find(k, 1, 0, k->size, from, pcs[i].cpu, pcs[i].mem);
+                if (q == PL_NONE || q >= K)
+                    break;
+                if (!sol_has(k, out, a, k->order[q])) {
+                    n = k->order[q];
+                    break;
+                }
+                from = q + 1;
+            }
+        }
+        if (n == PL_NONE) {
+            if (!best_effort)
+                return (*failed = 1), 0;
+            pa->failed_mark[a] = 1;
+            continue;
+        }
+        if (place(k, out, a, n, pcs[i].cpu, pcs[i].mem, 1))
+            return -ENOMEM;
+    }
+    if (best_effort) {
+        /* A workload that lost any piece is left out entirely (its other
+         * pieces are dropped): half an application is reported, not hidden. */
+        size_t j = 0;
+        for (size_t i = 0; i < out->n; i++)
+            if (!pa->failed_mark[out->a[i].workload])
+                out->a[j++] = out->a[i];
+        out->n = j;
+        for (size_t a = 0; a < c->W; a++)
+            if (pa->failed_mark[a])
+                *failed = 1;
+    }
+    return 0;
+}
+
+int pl_best_level(struct pl_packer *k, const struct pl_pack_args *pa, struct pl_sol *out,
+                  double *level)
+{
+    const struct pl_ctx *c = k->c;
+    double lo = INFINITY, hi = INFINITY;
+    for (size_t a = 0; a < c->W; a++) {
+        if (!c->placeable[a] || (pa->excluded && pa->excluded[a]))
+            continue;
+        double u0 = c->p->workloads[a].utility.util[0];
+        if (u0 < lo)
+            lo = u0;
+        if (c->umax[a] < hi)
+            hi = c->umax[a];
+    }
+    if (!isfinite(lo)) { /* nothing to place */
+        out->n = 0;
+        *level = 0;
+        return 0;
+    }
+    int failed, rc;
+    if ((rc = pl_pack(k, pa, lo, out, &failed)))
+        return rc;
+    if (failed) {
+        *level = -INFINITY;
+        return 0;
+    }
+    if ((rc = pl_pack(k, pa, hi, out, &failed)))
+        return rc;
+    if (!failed) {
+        *level = hi;
+        return 0;
+    }
+    for (int it = 0; it < 60 && hi - lo > 1e-6 * fmax(1, fabs(hi)); it++) {
+        double mid = 0.5 * (lo + hi);
+        if ((rc = pl_pack(k, pa, mid, out, &failed)))
+            return rc;
+        if (failed)
+            hi = mid;
+        else
+            lo = mid;
+    }
+    *level = lo;
+    return pl_pack(k, pa, lo, out, &failed);
+}
+
+/* ---------------------------------------------------------------- refine */
+
+/* Progressive filling on a fixed placement: raise every unsaturated workload
+ * to the highest common level the free CPU on its own nodes allows, freeze
+ * the ones that cannot grow further, repeat. This approximates the
+ * lexicographic max-min refinement without another solve. */
+int pl_refine(const struct pl_ctx *c, const int *usable, struct pl_sol *s)
+{
+    size_t N = c->N ? c->N : 1, W = c->W ? c->W : 1;
+    double *fc = malloc(N * sizeof(double)), *tmp = malloc(N * sizeof(double));
+    double *cpu = calloc(W, sizeof(double)), *add = malloc(s->n ? s->n * sizeof(double) : 8);
+    double *capsum = calloc(W, sizeof(double));
+    size_t *head = malloc(W * sizeof(size_t)), *next = malloc((s->n ? s->n : 1) * sizeof(size_t));
+    unsigned char *act = calloc(W, 1);
+    int rc = -ENOMEM;
+    if (!fc || !tmp || !cpu || !add || !capsum || !head || !next || !act)
+        goto out;
+    for (size_t n = 0; n < c->N; n++)
+        fc[n] = (!usable || usable[n]) ? c->cap[n] : 0;
+    for (size_t a = 0; a < c->W; a++)
+        head[a] = PL_NONE;
+    for (size_t i = 0; i < s->n; i++) {
+        struct placement_assign *x = &s->a[i];
+        fc[x->node] -= x->cpu_mhz;
+        cpu[x->workload] += x->cpu_mhz;
+        capsum[x->workload] += c->capi[x->workload];
+        next[i] = head[x->workload];
+        head[x->workload] = i;
+    }
+    size_t nact = 0;
+    for (size_t a = 0; a < c->W; a++) {
+        if (head[a] == PL_NONE)
+            continue;
+        act[a] = 1;
+        nact++;
+    }
+    for (int round = 0; round < 12 && nact > 0; round++) {
+        double lo = INFINITY, hi = -INFINITY;
+        for (size_t a = 0; a < c->W; a++) {
+            if (!act[a])
+                continue;
+            double u = placement_utility_eval(&c->p->workloads[a].utility, cpu[a]);
+            double um = placement_utility_eval(&c->p->workloads[a].utility, capsum[a]);
+            lo = fmin(lo, u);
+            hi = fmax(hi, um);
+        }
+        /* feasible(level): every active workload below level gets what it
+         * needs (or its cap) from free CPU on its own nodes. */
+        double best = lo;
+        for (int it = 0; it < 50 && hi - lo > 1e-7; it++) {
+            double mid = (it == 0) ? hi : 0.5 * (lo + hi);
+            memcpy(tmp, fc, c->N * sizeof(double));
+            int ok = 1;
+            for (size_t a = 0; a < c->W && ok; a++) {
+                if (!act[a])
+                    continue;
+                double need = placement_utility_inverse(&c->p->workloads[a].utility, mid);
+                if (need > capsum[a])
+                    need = capsum[a];
+                need -= cpu[a];
+                for (size_t i = head[a]; i != PL_NONE && need > 1e-9; i = next[i]) {
+                    size_t n = s->a[i].node;
+                    double room = fmin(c->capi[a] - s->a[i].cpu_mhz, tmp[n]);
+                    if (room <= 0)
+                        continue;
+                    double g = fmin(room, need);
+                    tmp[n] -= g;
+                    need -= g;
+                }
+                if (need > 1e-6)
+                    ok = 0;
+            }
+            if (ok) {
+                best = mid;
+                if (it == 0)
+                    break;
+                lo = mid;
+            } else if (it == 0) {
+                continue;
+            } else {
+                hi = mid;
+            }
+        }
+        /* Apply `best`, then freeze workloads that cannot grow any further. */
+        for (size_t a = 0; a < c->W; a++) {
+            if (!act[a])
+                continue;
+            double need = placement_utility_inverse(&c->p->workloads[a].utility, best);
+            if (need > capsum[a])
+                need = capsum[a];
+            need -= cpu[a];
+            for (size_t i = head[a]; i != PL_NONE && need > 1e-9; i = next[i]) {
+                size_t n = s->a[i].node;
+                double room = fmin(c->capi[a] - s->a[i].cpu_mhz, fc[n]);
+                if (room <= 0)
+                    continue;
+                double g = fmin(room, need);
+                fc[n] -= g;
+                s->a[i].cpu_mhz += g;
+                cpu[a] += g;
+                need -= g;
+            }
+        }
+        for (size_t a = 0; a < c->W; a++) {
+            if (!act[a])
+                continue;
+            double u = placement_utility_eval(&c->p->workloads[a].utility, cpu[a]);
+            double um = placement_utility_eval(&c->p->workloads[a].utility, capsum[a]);
+            int grow = 0;
+            if (u < um - 1e-9)
+                for (size_t i = head[a]; i != PL_NONE && !grow; i = next[i])
+                    grow = fc[s->a[i].node] > 1e-6 && s->a[i].cpu_mhz < c->capi[a] - 1e-6;
+            if (!grow) {
+                act[a] = 0;
+                nact--;
+            }
+        }
+    }
+    rc = 0;
+out:
+    free(fc);
+    free(tmp);
+    free(cpu);
+    free(add);
+    free(capsum);
+    free(head);
+    free(next);
+    free(act);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- balance */
+
+/* Central band balancer: nodes above mean + w are heavy, below mean - w light,
+ * w = max(band, |mean - (min + max) / 2|). Each step moves the one instance
+ * from the heaviest to the lightest node that best closes their gap, taking
+ * the smallest memory (the cheapest migration) among equals. A move carries
+ * its CPU allocation, so no workload's utility changes. */
+int pl_balance(const struct pl_ctx *c, struct pl_sol *s, const int *node_on)
+{
+    const struct placement_problem *p = c->p;
+    size_t N = c->N ? c->N : 1;
+    double *used = calloc(N, sizeof(double)), *mused = calloc(N, sizeof(double));
+    int moves = 0;
+    if (!used || !mused)
+        goto out;
+    for (size_t i = 0; i < s->n; i++) {
+        used[s->a[i].node] += s->a[i].cpu_mhz;
+        mused[s->a[i].node] += p->workloads[s->a[i].workload].memory_mb;
+    }
+    while (moves < c->o->max_balance_moves) {
+        double sum = 0, mn = INFINITY, mx = -INFINITY;
+        size_t cnt = 0, h = PL_NONE, l = PL_NONE;
+        for (size_t n = 0; n < c->N; n++) {
+            if (!node_on[n] || c->cap[n] <= 0)
+                continue;
+            double u = used[n] / c->cap[n];
+            sum += u;
+            cnt++;
+            if (u < mn)
+                mn = u, l = n;
+            if (u > mx)
+                mx = u, h = n;
+        }
+        if (cnt < 2)
+            break;
+        double mean = sum / cnt;
+        double w = fmax(c->o->balance_band, fabs(mean - 0.5 * (mn + mx)));
+        if (!(mx > mean + w && mn < mean - w))
+            break;
+        double gap = mx - mn;
+        size_t best = PL_NONE;
+        double bestgap = gap, bestmem = INFINITY;
+        for (size_t i = 0; i < s->n; i++) {
+            const struct placement_assign *x = &s->a[i];
+            if (x->node != h || x->cpu_mhz <= 0)
+                continue;
+            const struct placement_workload *wl = &p->workloads[x->workload];
+            if (wl->kind == PLACEMENT_JOB && !wl->migratable)
+                continue;
+            if (used[l] + x->cpu_mhz > c->cap[l] + PL_EPS ||
+                mused[l] + wl->memory_mb > c->mem[l] + PL_EPS || !pl_eligible(c, x->workload, l))
+                continue;
+            int dup = 0;
+            for (size_t j = 0; j < s->n && !dup; j++)
+                dup = s->a[j].workload == x->workload && s->a[j].node == l;
+            if (dup)
+                continue;
+            double g = fabs((used[h] - x->cpu_mhz) / c->cap[h] - (used[l] + x->cpu_mhz) / c->cap[l]);
+            if (g < bestgap - 1e-9 || (g < bestgap + 1e-9 && g < gap - 1e-9 && wl->memory_mb < bestmem)) {
+                best = i;
+                bestgap = g;
+                bestmem = wl->memory_mb;
+            }
+        }
+        if (best == PL_NONE)
+            break;
+        struct placement_assign *x = &s->a[best];
+        double mem = p->workloads[x->workload].memory_mb;
+        used[h] -= x->cpu_mhz;
+        mused[h] -= mem;
+        used[l] += x->cpu_mhz;
+        mused[l] += mem;
+        x->node = l;
+        moves++;
+    }
+out:
+    free(used);
+    free(mused);
+    return moves;
+}
+
+/* ---------------------------------------------------------------- bound */
+
+/* Aggregate relaxation of the LP relaxation: all CPU pooled, all memory
+ * pooled (an instance holding w MHz needs at least w / cap of an instance's
+ * memory), every workload capped by its own instances. Any feasible MILP
+ * solution satisfies these, so the highest level meeting them bounds t. */
+static int fluid_ok(const struct pl_ctx *c, const int *excluded, double t, double capsum,
+                    double memsum)
+{
+    double cpu = 0, mem = 0;
+    for (size_t a = 0; a < c->W; a++) {
+        if (!c->placeable[a] || (excluded && excluded[a]))
+            continue;
+        double d = demand(c, a, t);
+        if (d < 0)
+            return 0;
+        cpu += d;
+        double inst = d / c->capi[a];
+        if (inst < c->mininst[a])
+            inst = c->mininst[a];
+        mem += inst * c->p->workloads[a].memory_mb;
+    }
+    return cpu <= capsum * (1 + 1e-9) && mem <= memsum * (1 + 1e-9);
+}
+
+double pl_fluid_bound(const struct pl_ctx *c, const int *excluded)
+{
+    double capsum = 0, memsum = 0, lo = INFINITY, hi = INFINITY;
+    for (size_t n = 0; n < c->N; n++) {
+        capsum += c->cap[n];
+        memsum += c->mem[n];
+    }
+    for (size_t a = 0; a < c->W; a++) {
+        if (!c->placeable[a] || (excluded && excluded[a]))
+            continue;
+        lo = fmin(lo, c->p->workloads[a].utility.util[0]);
+        hi = fmin(hi, c->umax[a]);
+    }
+    if (!isfinite(lo))
+        return 0;
+    if (fluid_ok(c, excluded, hi, capsum, memsum))
+        return hi;
+    if (!fluid_ok(c, excluded, lo, capsum, memsum))
+        return lo;
+    for (int it = 0; it < 60 && hi - lo > 1e-9; it++) {
+        double mid = 0.5 * (lo + hi);
+        if (fluid_ok(c, excluded, mid, capsum, memsum))
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return hi;
+}
+
+double placement_fluid_bound(const struct placement_problem *p)
+{
+    struct pl_ctx c;
+    if (pl_ctx_init(&c, p))
+        return INFINITY;
+    double b = pl_fluid_bound(&c, NULL);
+    pl_ctx_fini(&c);
+    return b;
+}

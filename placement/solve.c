@@ -1,0 +1,495 @@
+/*
+ * solve.c - the decision pipeline: mode, solver, hysteresis, balance, plan.
+ *
+ *  1. Workloads that fit on no node at all are reported unplaced (utility at
+ *     zero CPU) and left out of the optimisation, so one impossible request
+ *     does not drag every other workload down to its level.
+ *  2. The best level over all nodes (powered-off ones included) decides the
+ *     mode. If every workload can meet its goal and power saving is on, we
+ *     consolidate: the fewest nodes (busiest first) that hold every workload
+ *     at its goal with `headroom` CPU to spare. This also powers nodes back on
+ *     before the powered-on ones run out (the headroom is the early warning).
+ *     Otherwise we maximise the minimum utility, powering nodes on only when
+ *     that buys more than the hysteresis.
+ *  3. The exact MILP, where the problem is small enough, starts from the
+ *     heuristic's placement and replaces it when it finishes.
+ *  4. Hysteresis: the new placement must beat what the current placement can
+ *     give (after merely re-dividing CPU) by `hysteresis` plus the utility cost
+ *     of its disruptive actions; otherwise the current placement stays.
+ *  5. The band balancer and the action planner finish the decision.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "heuristic.h"
+
+struct order_key {
+    size_t n;
+    int cls;
+    double load;
+};
+
+static int cmp_order(const void *x, const void *y)
+{
+    const struct order_key *a = x, *b = y;
+    if (a->cls != b->cls)
+        return a->cls - b->cls;
+    if (a->load != b->load)
+        return a->load > b->load ? -1 : 1;
+    return a->n < b->n ? -1 : (a->n > b->n);
+}
+
+/* Preference order for packing: nodes that must stay on, then powered-on
+ * nodes by current load (busiest first, so the idle ones are the ones that
+ * empty), then powered-off nodes by capacity. */
+static int build_order(const struct pl_ctx *c, size_t *order, size_t *n_must, size_t *n_on)
+{
+    const struct placement_problem *p = c->p;
+    struct order_key *k = calloc(c->N ? c->N : 1, sizeof(*k));
+    double *load = calloc(c->N ? c->N : 1, sizeof(double));
+    if (!k || !load) {
+        free(k);
+        free(load);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < p->ncurrent; i++)
+        load[p->current[i].node] += p->workloads[p->current[i].workload].memory_mb * 1e-6 +
+                                    p->current[i].cpu_mhz;
+    *n_must = *n_on = 0;
+    for (size_t n = 0; n < c->N; n++) {
+        const struct placement_node *nd = &p->nodes[n];
+        k[n].n = n;
+        if (nd->powered_on && (!nd->can_power_off || !p->opts.power_saving)) {
+            k[n].cls = 0;
+            (*n_must)++;
+        } else if (nd->powered_on) {
+            k[n].cls = 1;
+        } else {
+            k[n].cls = 2;
+        }
+        if (nd->powered_on)
+            (*n_on)++;
+        k[n].load = nd->powered_on ? load[n] / (c->cap[n] > 0 ? c->cap[n] : 1) : c->cap[n];
+    }
+    qsort(k, c->N, sizeof(*k), cmp_order);
+    for (size_t i = 0; i < c->N; i++)
+        order[i] = k[i].n;
+    free(k);
+    free(load);
+    return 0;
+}
+
+/* Per-workload instance lists of a solution, for "is w on n" lookups. */
+struct sol_index {
+    size_t *head, *next;
+};
+
+static int sol_index_build(struct sol_index *x, size_t W, const struct pl_sol *s)
+{
+    x->head = malloc((W ? W : 1) * sizeof(size_t));
+    x->next = malloc((s->n ? s->n : 1) * sizeof(size_t));
+    if (!x->head || !x->next)
+        return -ENOMEM;
+    for (size_t a = 0; a < W; a++)
+        x->head[a] = PL_NONE;
+    for (size_t i = 0; i < s->n; i++) {
+        x->next[i] = x->head[s->a[i].workload];
+        x->head[s->a[i].workload] = i;
+    }
+    return 0;
+}
+
+static void sol_index_fini(struct sol_index *x)
+{
+    free(x->head);
+    free(x->next);
+}
+
+static size_t sol_find(const struct sol_index *x, const struct pl_sol *s, size_t w, size_t n)
+{
+    for (size_t i = x->head[w]; i != PL_NONE; i = x->next[i])
+        if (s->a[i].node == n)
+            return i;
+    return PL_NONE;
+}
+
+/* Utility cost of the disruptive actions that turn `cur` into `tgt`. */
+static double change_cost(const struct pl_ctx *c, const struct pl_sol *cur, const struct pl_sol *tgt,
+                          int *nchanges)
+{
+    struct sol_index xt = {0};
+    double cost = 0;
+    *nchanges = 0;
+    if (sol_index_build(&xt, c->W, tgt)) {
+        sol_index_fini(&xt);
+        return INFINITY;
+    }
+    const struct placement_action_cost *k = c->o->cost;
+    for (size_t i = 0; i < cur->n; i++) {
+        size_t w = cur->a[i].workload, n = cur->a[i].node;
+        if (sol_find(&xt, tgt, w, n) != PL_NONE)
+            continue;
+        const struct placement_workload *wl = &c->p->workloads[w];
+        (*nchanges)++;
+        if (wl->kind == PLACEMENT_APP)
+            cost += k[PLACEMENT_ACT_STOP_INSTANCE].utility;
+        else if (xt.head[w] == PL_NONE)
+            cost += k[PLACEMENT_ACT_SUSPEND_JOB].utility;
+        else if (wl->migratable && wl->state == PLACEMENT_JOB_RUNNING)
+            cost += k[PLACEMENT_ACT_MIGRATE_JOB].utility;
+        else
+            cost += k[PLACEMENT_ACT_SUSPEND_JOB].utility + k[PLACEMENT_ACT_RESTORE_JOB].utility;
+    }
+    sol_index_fini(&xt);
+    return cost;
+}
+
+static double min_over(const struct pl_ctx *c, const int *excluded, const struct pl_sol *s,
+                       double *cpu, double *util)
+{
+    pl_sol_eval(c, s, cpu, util, NULL, NULL);
+    double m = INFINITY;
+    for (size_t a = 0; a < c->W; a++)
+        if (c->placeable[a] && !excluded[a] && util[a] < m)
+            m = util[a];
+    return isfinite(m) ? m : 0;
+}
+
+static double node_power(const struct placement_node *nd, double cap, double used)
+{
+    if (nd->power_max_w <= 0)
+        return 0;
+    double f = cap > 0 ? used / (nd->cores * nd->mhz_per_core) : 0;
+    return nd->power_idle_w + (nd->power_max_w - nd->power_idle_w) * fmin(1, f);
+}
+
+void placement_decision_free(struct placement_decision *d)
+{
+    if (!d)
+        return;
+    for (size_t i = 0; i < d->nactions; i++)
+        free(d->actions[i].deps);
+    free(d->actions);
+    free(d->assign);
+    free(d->utility);
+    free(d->cpu_mhz);
+    free(d->node_on);
+    free(d->unplaced);
+    free(d);
+}
+
+struct run {
+    struct pl_ctx c;
+    struct pl_packer k;
+    size_t *order;
+    int *excluded, *usable, *node_on;
+    double *cpu, *util;
+    struct pl_sol sol, cur;
+    size_t n_must, n_on;
+};
+
+static double level_at(struct run *r, size_t K, struct pl_sol *out, int *rc)
+{
+    struct pl_pack_args pa = {K, 1.0, r->excluded, NULL};
+    double lv;
+    *rc = pl_best_level(&r->k, &pa, out, &lv);
+    return lv;
+}
+
+static int pack_ok(struct run *r, size_t K, double level, double capf, struct pl_sol *out, int *rc)
+{
+    struct pl_pack_args pa = {K, capf, r->excluded, NULL};
+    int failed = 1;
+    *rc = pl_pack(&r->k, &pa, level, out, &failed);
+    return !*rc && !failed;
+}
+
+static void set_usable(struct run *r, size_t K)
+{
+    for (size_t i = 0; i < r->c.N; i++)
+        r->usable[r->order[i]] = i < K;
+}
+
+int placement_solve(const struct placement_problem *p, struct placement_decision **out,
+                    struct wlm_error *err)
+{
+    *out = NULL;
+    int rc = placement_problem_check(p, err);
+    if (rc)
+        return rc;
+    struct run r;
+    memset(&r, 0, sizeof(r));
+    struct placement_decision *d = calloc(1, sizeof(*d));
+    if (!d || pl_ctx_init(&r.c, p)) {
+        free(d);
+        return wlm_error_set(err, ENOMEM, "out of memory");
+    }
+    const struct placement_options *o = &p->opts;
+    struct pl_ctx *c = &r.c;
+    size_t N = c->N ? c->N : 1, W = c->W ? c->W : 1;
+    r.order = malloc(N * sizeof(size_t));
+    r.excluded = calloc(W, sizeof(int));
+    r.usable = calloc(N, sizeof(int));
+    r.node_on = calloc(N, sizeof(int));
+    r.cpu = calloc(W, sizeof(double));
+    r.util = calloc(W, sizeof(double));
+    rc = -ENOMEM;
+    if (!r.order || !r.excluded || !r.usable || !r.node_on || !r.cpu || !r.util)
+        goto fail;
+    if ((rc = build_order(c, r.order, &r.n_must, &r.n_on)) ||
+        (rc = pl_packer_init(&r.k, c, r.order)))
+        goto fail;
+
+    /* 1. Memory feasibility: if not even the minimum instance counts pack,
+     * drop the workloads that do not fit (best effort) and report them. */
+    double L_all = -INFINITY;
+    for (int tries = 0; tries < 4; tries++) {
+        L_all = level_at(&r, c->N, &r.sol, &rc);
+        if (rc)
+            goto fail;
+        if (isfinite(L_all))
+            break;
+        struct pl_pack_args pa = {c->N, 1.0, r.excluded, r.excluded};
+        int failed;
+        if ((rc = pl_pack(&r.k, &pa, -INFINITY, &r.sol, &failed)))
+            goto fail;
+    }
+    if (!isfinite(L_all)) {
+        rc = wlm_error_set(err, WLM_EINTERNAL, "placement: could not find a feasible packing");
+        goto fail;
+    }
+
+    /* 2. Mode and node set. */
+    size_t K = c->N;
+    double capf = 1.0;
+    char note[256] = "";
+    if (o->power_saving && L_all >= o->goal_utility - 1e-9) {
+        d->consolidated = 1;
+        size_t lo = r.n_must ? r.n_must : 1, hi = c->N;
+        capf = 1.0 - o->headroom;
+        if (!pack_ok(&r, hi, o->goal_utility, capf, &r.sol, &rc)) {
+            if (rc)
+                goto fail;
+            capf = 1.0; /* goals reachable only without headroom: use every node */
+        }
+        if (lo > hi)
+            lo = hi;
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (pack_ok(&r, mid, o->goal_utility, capf, &r.sol, &rc))
+                hi = mid;
+            else if (rc)
+                goto fail;
+            else
+                lo = mid + 1;
+        }
+        K = hi;
+        if (!pack_ok(&r, K, o->goal_utility, capf, &r.sol, &rc)) {
+            if (!rc)
+                rc = wlm_error_set(err, WLM_EINTERNAL, "placement: consolidation packing lost");
+            goto fail;
+        }
+        snprintf(note, sizeof(note), "all workloads meet their goal: consolidated onto %zu of %zu nodes",
+                 K, c->N);
+    } else {
+        K = r.n_on;
+        if (K < c->N) {
+            double L_on = r.n_on ? level_at(&r, r.n_on, &r.sol, &rc) : -INFINITY;
+            if (rc)
+                goto fail;
+            if (!(L_on >= L_all - o->hysteresis)) {
+                size_t lo = r.n_on + 1, hi = c->N;
+                while (lo < hi) {
+                    size_t mid = (lo + hi) / 2;
+                    double lv = level_at(&r, mid, &r.sol, &rc);
+                    if (rc)
+                        goto fail;
+                    if (lv >= L_all - o->hysteresis)
+                        hi = mid;
+                    else
+                        lo = mid + 1;
+                }
+                K = hi;
+            }
+        }
+        if (K == 0)
+            K = c->N;
+        double lv = level_at(&r, K, &r.sol, &rc);
+        if (rc)
+            goto fail;
+        if (!isfinite(lv)) { /* minimum instances need more nodes */
+            K = c->N;
+            level_at(&r, K, &r.sol, &rc);
+            if (rc)
+                goto fail;
+        }
+    }
+    set_usable(&r, K);
+    if ((rc = pl_refine(c, r.usable, &r.sol)))
+        goto fail;
+    d->solver = PLACEMENT_SOLVER_HEURISTIC;
+    double bound = pl_fluid_bound(c, r.excluded);
+
+    /* 3. Exact MILP for small problems (contention mode). */
+    int want_exact = o->solver == PLACEMENT_SOLVER_EXACT ||
+                     (o->solver == PLACEMENT_SOLVER_AUTO && c->N * c->W <= o->exact_max_pairs);
+    if (want_exact && !d->consolidated) {
+        double lpb = INFINITY;
+        int optimal = 0;
+        char mnote[128] = "";
+        int mrc = pl_milp(c, r.usable, r.excluded, &r.sol, &lpb, &optimal, mnote, sizeof(mnote));
+        if (mrc == 0) {
+            d->solver = PLACEMENT_SOLVER_EXACT;
+            d->exact_optimal = optimal;
+            if (lpb < bound)
+                bound = lpb;
+        } else {
+            snprintf(note + strlen(note), sizeof(note) - strlen(note), "%sexact solver: %s",
+                     note[0] ? "; " : "", mnote[0] ? mnote : "failed, heuristic used");
+        }
+    }
+    double t_new = min_over(c, r.excluded, &r.sol, r.cpu, r.util);
+
+    /* 4. Hysteresis against the current placement with CPU re-divided. */
+    if ((rc = pl_current(c, &r.cur)))
+        goto fail;
+    for (size_t i = 0; i < r.cur.n; i++)
+        r.cur.a[i].cpu_mhz = 0;
+    {
+        int *on = calloc(N, sizeof(int));
+        if (!on) {
+            rc = -ENOMEM;
+            goto fail;
+        }
+        for (size_t n = 0; n < c->N; n++)
+            on[n] = p->nodes[n].powered_on;
+        rc = pl_refine(c, on, &r.cur);
+        free(on);
+        if (rc)
+            goto fail;
+    }
+    double t_keep = min_over(c, r.excluded, &r.cur, r.cpu, r.util);
+    d->current_min_utility = t_keep;
+    int nchanges = 0;
+    double cost = change_cost(c, &r.cur, &r.sol, &nchanges);
+    size_t on_new = 0;
+    for (size_t i = 0; i < c->N; i++) {
+        size_t n = r.order[i];
+        const struct placement_node *nd = &p->nodes[n];
+        if (i < K)
+            r.node_on[n] = nd->powered_on || d->consolidated;
+        else
+            r.node_on[n] = nd->powered_on && !(d->consolidated && nd->can_power_off);
+    }
+    /* Powered-off nodes inside the set that received nothing stay off. */
+    {
+        int *hosts = calloc(N, sizeof(int));
+        if (!hosts) {
+            rc = -ENOMEM;
+            goto fail;
+        }
+        for (size_t i = 0; i < r.sol.n; i++)
+            hosts[r.sol.a[i].node] = 1;
+        for (size_t n = 0; n < c->N; n++) {
+            if (!p->nodes[n].powered_on && !hosts[n] && !d->consolidated)
+                r.node_on[n] = 0;
+            if (hosts[n])
+                r.node_on[n] = 1;
+            on_new += r.node_on[n];
+        }
+        free(hosts);
+    }
+    int accept;
+    if (nchanges == 0 && on_new == r.n_on)
+        accept = 1; /* only CPU shares and starts of waiting work change */
+    else if (d->consolidated && on_new != r.n_on)
+        accept = 1; /* power nodes off, or on before the headroom runs out */
+    else
+        accept = t_new - t_keep >= o->hysteresis + cost - 1e-9;
+    if (!accept) {
+        d->kept_current = 1;
+        snprintf(note, sizeof(note),
+                 "kept current placement: gain %.4f < hysteresis %.4f + action cost %.4f (%d changes)",
+                 t_new - t_keep, o->hysteresis, cost, nchanges);
+        struct pl_sol tmp = r.sol;
+        r.sol = r.cur;
+        r.cur = tmp;
+        d->consolidated = 0;
+        for (size_t n = 0; n < c->N; n++)
+            r.node_on[n] = p->nodes[n].powered_on;
+    }
+
+    /* 5. Balance, evaluate, plan. */
+    if (o->max_balance_moves > 0)
+        pl_balance(c, &r.sol, r.node_on);
+    d->nassign = r.sol.n;
+    d->assign = r.sol.a;
+    r.sol.a = NULL;
+    r.sol.n = r.sol.cap = 0;
+    d->utility = r.util;
+    d->cpu_mhz = r.cpu;
+    d->node_on = r.node_on;
+    r.util = r.cpu = NULL;
+    r.node_on = NULL;
+    {
+        struct pl_sol view = {d->assign, d->nassign, d->nassign};
+        pl_sol_eval(c, &view, d->cpu_mhz, d->utility, NULL, &d->min_utility);
+        d->min_utility_placeable = min_over(c, r.excluded, &view, d->cpu_mhz, d->utility);
+        size_t nu = 0;
+        for (size_t a = 0; a < c->W; a++)
+            nu += !c->placeable[a] || r.excluded[a];
+        d->unplaced = calloc(nu ? nu : 1, sizeof(size_t));
+        if (!d->unplaced) {
+            rc = -ENOMEM;
+            goto fail;
+        }
+        for (size_t a = 0; a < c->W; a++)
+            if (!c->placeable[a] || r.excluded[a])
+                d->unplaced[d->nunplaced++] = a;
+        d->status = nu ? PLACEMENT_PARTIAL : PLACEMENT_OK;
+        double *used = calloc(N, sizeof(double));
+        if (!used) {
+            rc = -ENOMEM;
+            goto fail;
+        }
+        for (size_t i = 0; i < d->nassign; i++)
+            used[d->assign[i].node] += d->assign[i].cpu_mhz;
+        for (size_t n = 0; n < c->N; n++)
+            if (d->node_on[n])
+                d->power_w += node_power(&p->nodes[n], c->cap[n], used[n]);
+        free(used);
+        d->upper_bound = bound;
+        d->gap = fmax(0, bound - d->min_utility_placeable);
+        if (nu) {
+            snprintf(note + strlen(note), sizeof(note) - strlen(note),
+                     "%s%zu workload(s) fit nowhere and are left out", note[0] ? "; " : "", nu);
+        }
+        wlm_strlcpy(d->note, note, sizeof(d->note));
+        if ((rc = pl_plan(c, &view, d->node_on, d)))
+            goto fail;
+    }
+    rc = 0;
+    *out = d;
+    d = NULL;
+fail:
+    if (rc && d)
+        placement_decision_free(d);
+    if (rc == -ENOMEM)
+        wlm_error_set(err, ENOMEM, "out of memory");
+    else if (rc && err && !err->code)
+        wlm_error_set(err, WLM_EINTERNAL, "placement failed (%d)", rc);
+    pl_packer_fini(&r.k);
+    pl_sol_fini(&r.sol);
+    pl_sol_fini(&r.cur);
+    free(r.order);
+    free(r.excluded);
+    free(r.usable);
+    free(r.node_on);
+    free(r.cpu);
+    free(r.util);
+    pl_ctx_fini(&r.c);
+    return rc;
+}
