@@ -420,6 +420,51 @@ json_t *flowctl_decision_json(const struct flowctl_decision *d)
     return root;
 }
 
+int flowctl_router_config_apply(json_t *cfg, const struct flowctl_decision *d,
+                                struct wlm_error *err)
+{
+    json_t *apps = json_is_object(cfg) ? json_object_get(cfg, "apps") : NULL;
+    if (!json_is_array(apps))
+        return fc__err(err, WLM_EINVAL, "apps", "router configuration has no 'apps' array");
+    json_object_set_new(cfg, "limit", json_integer(d->limit));
+    for (size_t i = 0; i < d->nflows; i++) {
+        const struct flowctl_flow_decision *f = &d->flows[i];
+        size_t k;
+        json_t *app;
+        json_array_foreach(apps, k, app)
+        {
+            const char *name = json_string_value(json_object_get(app, "name"));
+            if (!name || strcmp(name, f->app))
+                continue;
+            json_t *classes = json_object_get(app, "classes");
+            if (!classes || (json_is_array(classes) && json_array_size(classes) == 0)) {
+                if (strcmp(f->cls, "default"))
+                    continue;
+                classes = json_array();
+                json_t *c = json_object();
+                json_object_set_new(c, "name", json_string("default"));
+                json_array_append_new(classes, c);
+                json_object_set_new(app, "classes", classes);
+            }
+            if (!json_is_array(classes))
+                return fc__err(err, WLM_EINVAL, "classes", "app %s: 'classes' is not an array",
+                               name);
+            size_t m;
+            json_t *c;
+            json_array_foreach(classes, m, c)
+            {
+                const char *cn = json_string_value(json_object_get(c, "name"));
+                if (!cn || strcmp(cn, f->cls))
+                    continue;
+                json_object_set_new(c, "weight", json_real(fmax(0.001, f->weight * 1000)));
+                if (f->cost > 0)
+                    json_object_set_new(c, "cost", json_real(f->cost));
+            }
+        }
+    }
+    return 0;
+}
+
 int flowctl_utility_of(const struct flowctl *fc, const char *app, double omega_max, size_t npts,
                        struct flowctl_utility *out, struct wlm_error *err)
 {

@@ -190,6 +190,17 @@ int flowctl_cycle(struct flowctl *fc, double now, struct flowctl_decision *out,
  * Weights are integers in 1..1000 proportional to slots. Caller decrefs. */
 json_t *flowctl_decision_json(const struct flowctl_decision *d);
 
+/* Write a decision into a whole router configuration (the JSON document of
+ * router/README.md, as GET /admin/config returns it) in place: "limit", and
+ * for every decided flow the "weight" (share × 1000, at least 0.001) and
+ * "cost" (when known, > 0) of apps[].classes[] entry app/class. An
+ * application without a "classes" array gets one class "default" when the
+ * decision names app/default. Flows of the decision missing from the
+ * configuration are ignored (the router has not been told about them yet).
+ * Returns 0 or -WLM_EINVAL when cfg is not a router configuration. */
+int flowctl_router_config_apply(json_t *cfg, const struct flowctl_decision *d,
+                                struct wlm_error *err);
+
 /* Utility function of one application at its current calibration (see
  * flowctl_app_utility). */
 int flowctl_utility_of(const struct flowctl *fc, const char *app, double omega_max, size_t npts,

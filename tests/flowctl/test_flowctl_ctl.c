@@ -146,6 +146,28 @@ static void test_router_json(void **st)
     assert_true(json_integer_value(json_object_get(f1, "weight")) >= 1);
     json_decref(j);
 
+    /* Applied to a whole router configuration: limit, weights and costs of
+     * the matching classes; an app without classes gets "default"; other
+     * settings untouched. */
+    json_t *cfg = json_loads("{\"limit\":3,\"apps\":[{\"name\":\"a\",\"classes\":["
+                             "{\"name\":\"gold\",\"max_queue\":7},{\"name\":\"bronze\"}]},"
+                             "{\"name\":\"b\"}]}",
+                             0, NULL);
+    assert_non_null(cfg);
+    assert_int_equal(flowctl_router_config_apply(cfg, &d, NULL), 0);
+    assert_int_equal(json_integer_value(json_object_get(cfg, "limit")), d.limit);
+    json_t *gold = json_array_get(json_object_get(json_array_get(json_object_get(cfg, "apps"), 0), "classes"), 0);
+    assert_int_equal(json_integer_value(json_object_get(gold, "max_queue")), 7);
+    assert_true(fabs(json_real_value(json_object_get(gold, "weight")) - d.flows[0].weight * 1000) < 1e-9);
+    assert_true(fabs(json_real_value(json_object_get(gold, "cost")) - 10) < 1e-9);
+    assert_null(json_object_get(json_array_get(json_object_get(cfg, "apps"), 1), "classes"));
+    json_decref(cfg);
+    struct wlm_error e0 = {0};
+    json_t *bad = json_object();
+    assert_int_equal(flowctl_router_config_apply(bad, &d, &e0), -WLM_EINVAL);
+    assert_string_equal(e0.field, "apps");
+    json_decref(bad);
+
     struct flowctl_utility u;
     assert_int_equal(flowctl_utility_of(fc, "a", 0, 8, &u, NULL), 0);
     assert_true(u.n >= 2 && u.n <= 8);
