@@ -241,7 +241,12 @@ struct wlm_http_header {
 
 /* A request being served. Owned by the server; valid from the handler call
  * until the response is finished (wlm_http_respond or wlm_http_stream_end) or
- * the connection closes (then `on_abort` fires if set). */
+ * the connection closes (then `on_abort` fires if set). After on_abort returns
+ * the request is freed: drop every pointer to it. A handler that sets no
+ * on_abort keeps a valid request after the peer left: its respond/stream_end
+ * then returns -ENOTCONN and frees it (stream_write returns -ENOTCONN too, but
+ * call stream_end to release it); if it never answers, the request is freed
+ * when the server closes. One loop thread only: respond from the server's loop. */
 struct wlm_http_req {
     const char *method; /* "GET", "POST", ... */
     char *url;          /* raw request target */
@@ -305,7 +310,10 @@ struct wlm_http_server;
  * the path matches with another method). Routes are matched in the order added. */
 struct wlm_http_server *wlm_http_server_new(uv_loop_t *loop, const struct wlm_http_server_opts *o);
 /* Pattern: literal segments and ":name" segments, e.g. "/v1/nodes/:id/heartbeat",
- * or a trailing "*" to match any suffix. method NULL matches any method.
+ * or a trailing "*" to match any suffix (zero or more segments; the suffix,
+ * without its leading '/', becomes the last req->params entry). Segments are
+ * compared after percent-decoding. A GET route also answers HEAD (body
+ * omitted). method NULL matches any method.
  * `auth` = 1 requires "Authorization: Bearer <token>" (401 otherwise). */
 int wlm_http_server_route(struct wlm_http_server *s, const char *method, const char *pattern,
                           int auth, wlm_http_handler_fn fn, void *ud);
@@ -313,8 +321,9 @@ int wlm_http_server_route(struct wlm_http_server *s, const char *method, const c
 void wlm_http_server_set_metrics(struct wlm_http_server *s, struct wlm_metrics *m);
 int wlm_http_server_listen(struct wlm_http_server *s, struct wlm_error *err);
 int wlm_http_server_port(const struct wlm_http_server *s);
-/* Stop accepting, close all connections; `done` runs when every handle is
- * closed, after which the server memory is released. */
+/* Stop accepting, close all connections (aborting requests in flight); `done`
+ * runs when every handle is closed, after the server memory is released.
+ * Also the way to release a server whose listen failed. */
 void wlm_http_server_close(struct wlm_http_server *s, void (*done)(void *ud), void *ud);
 
 /* ---- client ---- */
@@ -335,12 +344,19 @@ typedef void (*wlm_http_client_cb)(const struct wlm_http_response *resp,
                                    const struct wlm_error *err, void *ud);
 
 struct wlm_http_client;
-/* A client keeps idle keep-alive connections per host:port for reuse. */
+/* A client keeps idle keep-alive connections per host:port for reuse; idle
+ * connections do not keep the loop alive. wlm_http_client_free completes in
+ * the loop's next close phase, so keep running the loop afterwards. The
+ * callback never runs inside wlm_http_client_request; transport errors read
+ * like "connect 127.0.0.1:7700: connection refused" and timeouts like
+ * "GET http://...: timed out after 500 ms" (code -WLM_ETIMEOUT). */
 struct wlm_http_client *wlm_http_client_new(uv_loop_t *loop);
 void wlm_http_client_free(struct wlm_http_client *c); /* aborts requests in flight (cb with error) */
 
 /* url: "http://host:port/path?query". token: bearer token or NULL.
- * body may be NULL; content_type defaults to application/json with a body. */
+ * body may be NULL; content_type defaults to application/json with a body.
+ * timeout_ms 0 = no deadline. Returns -WLM_EINVAL for a bad URL or method
+ * (no callback then). */
 int wlm_http_client_request(struct wlm_http_client *c, const char *method, const char *url,
                             const char *token, const char *content_type, const void *body,
                             size_t len, unsigned timeout_ms, wlm_http_client_cb cb, void *ud);
