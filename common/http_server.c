@@ -34,6 +34,7 @@
 #define HTTP_MAX_HEADERS 128
 #define HTTP_DRAIN_MS 500
 #define HTTP_READ_BUF (64 * 1024)
+#define HTTP_MAX_STREAM_BACKLOG (8u * 1024 * 1024) /* unsent stream bytes before we give up */
 #define HTTP_MAX_PARAMS WLM_ARRAY_LEN(((struct wlm_http_req *)0)->params)
 
 /* ---------------------------------------------------------------- shared helpers */
@@ -193,7 +194,7 @@ struct http_sreq {
     int orphan, in_abort;
 };
 
-enum timer_mode { T_NONE, T_IDLE, T_HEADER, T_DRAIN };
+enum timer_mode { T_NONE, T_IDLE, T_HEADER, T_DRAIN, T_KILL };
 
 struct wlm_http_conn {
     uv_tcp_t tcp;
@@ -557,7 +558,16 @@ int wlm_http_stream_write(struct wlm_http_req *req, const void *data, size_t len
         conn_close(req->conn);
         return rc;
     }
-    conn_flush(req->conn);
+    struct wlm_http_conn *conn = req->conn;
+    conn_flush(conn);
+    /* A consumer that does not keep up would make us buffer without bound.
+     * Drop it from the next loop turn (not here: on_abort would then run
+     * inside this call, under the caller's feet). */
+    if (!conn->closing && conn->tmode != T_KILL &&
+        conn->tcp.write_queue_size + r->out.len > HTTP_MAX_STREAM_BACKLOG) {
+        conn->tmode = T_KILL;
+        uv_timer_start(&conn->timer, timer_cb, 0, 0);
+    }
     return 0;
 }
 
@@ -819,7 +829,7 @@ static void conn_reject(struct wlm_http_conn *conn, int status, const char *erro
 
 static void conn_update_timer(struct wlm_http_conn *conn)
 {
-    if (conn->closing || conn->draining)
+    if (conn->closing || conn->draining || conn->tmode == T_KILL)
         return;
     struct wlm_http_server *srv = conn->srv;
     if (conn->cur && !conn->cur->headers_done) {
@@ -849,7 +859,8 @@ static void timer_cb(uv_timer_t *t)
         break;
     }
     case T_IDLE:
-    case T_DRAIN: conn_close(conn); break;
+    case T_DRAIN:
+    case T_KILL: conn_close(conn); break;
     case T_NONE: break;
     }
 }

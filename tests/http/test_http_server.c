@@ -152,6 +152,19 @@ static void h_orphan(struct wlm_http_req *req, void *ud)
 {
 }
 
+/* Streams 24 MiB at once to a peer that does not read. */
+static void h_flood(struct wlm_http_req *req, void *ud)
+{
+    req->on_abort = hang_abort;
+    wlm_http_stream_begin(req, 200, "application/octet-stream", NULL);
+    size_t sz = 1 << 20;
+    char *chunk = calloc(1, sz);
+    for (int i = 0; i < 24; i++)
+        if (wlm_http_stream_write(req, chunk, sz))
+            break;
+    free(chunk);
+}
+
 static void h_param(struct wlm_http_req *req, void *ud)
 {
     char body[256];
@@ -189,6 +202,7 @@ static void setup_routes(struct test_server *ts, void *arg)
     wlm_http_server_route(s, "GET", "/werr", 0, h_werr, ts);
     wlm_http_server_route(s, "GET", "/late", 0, h_late, ts);
     wlm_http_server_route(s, "GET", "/orphan", 0, h_orphan, ts);
+    wlm_http_server_route(s, "GET", "/flood", 0, h_flood, ts);
 }
 
 /* ---------------------------------------------------------------- fixture */
@@ -606,6 +620,32 @@ static void test_orphans(void **state)
     setup(state); /* for the teardown */
 }
 
+static void test_slow_stream_consumer_dropped(void **state)
+{
+    struct raw *r = conn_new();
+    assert_int_equal(raw_sends(r, "GET /flood HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+    wait_aborted(1);
+    conn_free(r);
+}
+
+static void test_idle_timeout(void **state)
+{
+    struct test_server ts;
+    struct wlm_http_server_opts o = {.idle_timeout_ms = 100};
+    assert_int_equal(test_server_start(&ts, &o, setup_routes, NULL), 0);
+    struct raw r;
+    assert_int_equal(raw_connect(&r, ts.port), 0);
+    assert_int_equal(raw_sends(&r, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+    struct raw_resp resp;
+    assert_int_equal(raw_read_response(&r, &resp, 0), 0);
+    free(resp.body);
+    uint64_t t0 = uv_hrtime();
+    assert_true(raw_wait_eof(&r)); /* closed after ~100 ms idle, not 5 s */
+    assert_true(uv_hrtime() - t0 < 2000000000ull);
+    raw_close(&r);
+    test_server_stop(&ts);
+}
+
 static void test_expect_continue(void **state)
 {
     struct raw *r = conn_new();
@@ -686,6 +726,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sse_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hang_abort_on_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_orphans, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_stream_consumer_dropped, setup, teardown),
+        cmocka_unit_test(test_idle_timeout),
         cmocka_unit_test_setup_teardown(test_expect_continue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
         cmocka_unit_test(test_max_connections),
