@@ -1,0 +1,37 @@
+/* internal.h - private helpers of libwlm_router. */
+#ifndef WLM_ROUTER_INTERNAL_H
+#define WLM_ROUTER_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "router.h"
+
+/* Fill a struct wlm_error without depending on common's .c files (the router
+ * only needs the type); returns -code_abs. */
+static inline int rt_err(struct wlm_error *err, int code_abs, const char *field, const char *fmt,
+                         ...) WLM_PRINTF(4, 5);
+static inline int rt_err(struct wlm_error *err, int code_abs, const char *field, const char *fmt,
+                         ...)
+{
+    if (err) {
+        va_list ap;
+        err->code = -code_abs;
+        snprintf(err->field, sizeof err->field, "%s", field ? field : "");
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return -code_abs;
+}
+
+static inline int rt_ieq(const char *a, size_t alen, const char *b)
+{
+    size_t blen = strlen(b);
+    return alen == blen && strncasecmp(a, b, alen) == 0;
+}
+
+char *rt_strndup(const char *s, size_t n);
+
+#endif

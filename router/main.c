@@ -1,0 +1,225 @@
+/* main.c - wlm-router daemon: parse flags, load the config, run the gateway. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "router.h"
+
+static struct router *g_router; /* for the signal handler only */
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (g_router)
+        router_stop(g_router); /* uv_async_send: async-signal-safe */
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: wlm-router [options]\n"
+            "Front-door HTTP/1.1 + h2c gateway with per-flow weighted-fair queuing.\n\n"
+            "  --config FILE           routing/flow configuration (JSON, see router/README.md)\n"
+            "  --listen HOST:PORT      data port (default 0.0.0.0:8080; port 0 = pick)\n"
+            "  --admin HOST:PORT|off   admin port (default 127.0.0.1:9090)\n"
+            "  --token TOKEN           bearer token for /admin/ endpoints (env WLM_ROUTER_TOKEN)\n"
+            "  --workers N             event-loop threads (default 1)\n"
+            "  --header-timeout-ms MS  whole request head must arrive (default 10000)\n"
+            "  --idle-timeout-ms MS    idle keep-alive connections closed (default 60000)\n"
+            "  --max-header-bytes N    larger heads get 431 (default 16384)\n"
+            "  --max-body-bytes N      larger bodies get 413 (default 8388608)\n"
+            "  --log-level LEVEL       debug|info|warn|error|off (default info)\n"
+            "  --help, --version\n");
+}
+
+static int split_hostport(const char *s, char *host, size_t hl, int *port)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon)
+        return -1;
+    size_t n = (size_t)(colon - s);
+    if (n == 0 || n >= hl)
+        return -1;
+    memcpy(host, s, n);
+    host[n] = 0;
+    if (host[0] == '[' && host[n - 1] == ']') {
+        memmove(host, host + 1, n - 2);
+        host[n - 2] = 0;
+    }
+    char *e;
+    long p = strtol(colon + 1, &e, 10);
+    if (*e || p < 0 || p > 65535)
+        return -1;
+    *port = (int)p;
+    return 0;
+}
+
+static long num_arg(const char *flag, const char *v, long min, long max)
+{
+    char *e;
+    errno = 0;
+    long x = strtol(v, &e, 10);
+    if (errno || *e || x < min || x > max) {
+        fprintf(stderr, "wlm-router: %s: expected an integer in [%ld, %ld], got '%s'\n", flag, min,
+                max, v);
+        exit(2);
+    }
+    return x;
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, n = 0;
+    char *b = malloc(cap);
+    size_t k;
+    while (b && (k = fread(b + n, 1, cap - n, f)) > 0) {
+        n += k;
+        if (n == cap) {
+            char *nb = realloc(b, cap *= 2);
+            if (!nb) {
+                free(b);
+                b = NULL;
+            } else {
+                b = nb;
+            }
+        }
+    }
+    fclose(f);
+    *len = n;
+    return b;
+}
+
+static void logline(const char *level, const char *msg)
+{
+    char ts[32];
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    fprintf(stderr, "%s %-5s router: %s\n", ts, level, msg);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, 0, 'c'},
+        {"listen", required_argument, 0, 'l'},
+        {"admin", required_argument, 0, 'a'},
+        {"token", required_argument, 0, 't'},
+        {"workers", required_argument, 0, 'w'},
+        {"header-timeout-ms", required_argument, 0, 'H'},
+        {"idle-timeout-ms", required_argument, 0, 'I'},
+        {"max-header-bytes", required_argument, 0, 'M'},
+        {"max-body-bytes", required_argument, 0, 'B'},
+        {"log-level", required_argument, 0, 'L'},
+        {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},
+        {0, 0, 0, 0},
+    };
+    char lhost[256] = "0.0.0.0", ahost[256] = "127.0.0.1";
+    int lport = 8080, aport = 9090;
+    const char *config = NULL, *token = getenv("WLM_ROUTER_TOKEN");
+    struct router_opts o = {0};
+    o.workers = 1;
+    int quiet = 0, opt;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'c': config = optarg; break;
+        case 'l':
+            if (split_hostport(optarg, lhost, sizeof lhost, &lport)) {
+                fprintf(stderr, "wlm-router: --listen: expected HOST:PORT, got '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 'a':
+            if (strcmp(optarg, "off") == 0)
+                aport = -1;
+            else if (split_hostport(optarg, ahost, sizeof ahost, &aport)) {
+                fprintf(stderr, "wlm-router: --admin: expected HOST:PORT or off, got '%s'\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case 't': token = optarg; break;
+        case 'w': o.workers = (unsigned)num_arg("--workers", optarg, 1, 64); break;
+        case 'H': o.header_timeout_ms = (unsigned)num_arg("--header-timeout-ms", optarg, 1, 3600000); break;
+        case 'I': o.idle_timeout_ms = (unsigned)num_arg("--idle-timeout-ms", optarg, 1, 36000000); break;
+        case 'M': o.max_header_bytes = (size_t)num_arg("--max-header-bytes", optarg, 256, 1 << 24); break;
+        case 'B': o.max_body_bytes = (size_t)num_arg("--max-body-bytes", optarg, 0, 1L << 34); break;
+        case 'L':
+            if (strcmp(optarg, "off") == 0 || strcmp(optarg, "error") == 0)
+                quiet = 1;
+            else if (strcmp(optarg, "debug") && strcmp(optarg, "info") && strcmp(optarg, "warn")) {
+                fprintf(stderr, "wlm-router: --log-level: unknown level '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 'h': usage(stdout); return 0;
+        case 'V': printf("wlm-router %s\n", WLM_VERSION); return 0;
+        default:
+            fprintf(stderr, "wlm-router: unknown or incomplete option '%s' (see --help)\n",
+                    argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "wlm-router: unexpected argument '%s' (see --help)\n", argv[optind]);
+        return 2;
+    }
+    size_t len = 2;
+    char *text = NULL;
+    if (config) {
+        text = read_file(config, &len);
+        if (!text) {
+            fprintf(stderr, "wlm-router: --config: cannot read '%s': %s\n", config,
+                    strerror(errno));
+            return 2;
+        }
+    }
+    struct wlm_error err = {0};
+    struct router_config *cfg = NULL;
+    if (router_config_parse(text ? text : "{}", len, &cfg, &err)) {
+        fprintf(stderr, "wlm-router: config %s: %s\n", config ? config : "(empty)", err.msg);
+        free(text);
+        return 2;
+    }
+    o.listen_host = lhost;
+    o.listen_port = lport;
+    o.admin_host = ahost;
+    o.admin_port = aport;
+    o.token = token;
+    struct router *r = NULL;
+    if (router_new(&o, cfg, &r, &err)) {
+        fprintf(stderr, "wlm-router: %s\n", err.msg);
+        router_config_free(cfg);
+        free(text);
+        return 1;
+    }
+    free(text);
+    g_router = r;
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if (!quiet) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "listening listen=%s:%d admin=%s:%d workers=%u apps=%zu",
+                 lhost, router_listen_port(r), ahost, aport < 0 ? -1 : router_admin_port(r),
+                 o.workers, cfg->napps);
+        logline("INFO", msg);
+    }
+    router_run(r);
+    if (!quiet)
+        logline("INFO", "stopped");
+    router_free(r);
+    return 0;
+}

@@ -1,0 +1,257 @@
+/* test_router.c - unit tests of the router's pure parts: configuration,
+ * classification, the SFQ scheduler and the HTTP/1 request reader. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "router.h"
+
+static const char *cfg_text =
+    "{\"limit\":4,\"apps\":["
+    "{\"name\":\"shop\",\"hosts\":[\"shop.example\"],\"prefix\":\"/\","
+    " \"classes\":[{\"name\":\"gold\",\"weight\":4,\"cost\":2,\"match\":{\"header\":\"X-Class: gold\"}},"
+    "              {\"name\":\"silver\",\"weight\":2,\"match\":{\"cookie\":\"tier=silver\"}},"
+    "              {\"name\":\"api\",\"match\":{\"path\":\"/api/\"}},"
+    "              {\"name\":\"bronze\"}],"
+    " \"default_class\":\"bronze\","
+    " \"instances\":[{\"id\":\"i1\",\"url\":\"http://127.0.0.1:8001\",\"cpu_mhz\":2000}]},"
+    "{\"name\":\"admin\",\"prefix\":\"/admin-ui\"}]}";
+
+static struct router_config *load(void)
+{
+    struct router_config *cfg = NULL;
+    struct wlm_error err = {0};
+    assert_int_equal(router_config_parse(cfg_text, strlen(cfg_text), &cfg, &err), 0);
+    return cfg;
+}
+
+static void test_config_ok(void **st)
+{
+    struct router_config *cfg = load();
+    assert_int_equal(cfg->limit, 4);
+    assert_int_equal(cfg->napps, 2);
+    assert_int_equal(cfg->nflows, 5);
+    assert_int_equal(cfg->apps[0].instances[0].port, 8001);
+    assert_string_equal(cfg->apps[0].instances[0].host, "127.0.0.1");
+    char b[64];
+    assert_string_equal(router_flow_name(cfg, 1, b, sizeof b), "shop/silver");
+    assert_int_equal(router_config_find_flow(cfg, "admin/default"), 4);
+    router_config_free(cfg);
+}
+
+static void expect_bad(const char *text, const char *field)
+{
+    struct router_config *cfg = NULL;
+    struct wlm_error err = {0};
+    assert_true(router_config_parse(text, strlen(text), &cfg, &err) < 0);
+    assert_null(cfg);
+    assert_string_equal(err.field, field);
+}
+
+static void test_config_bad(void **st)
+{
+    expect_bad("{\"limit\":0}", "limit");
+    expect_bad("{\"limitx\":1}", "limitx");
+    expect_bad("{\"apps\":[{\"name\":\"a\",\"classes\":[{\"name\":\"c\",\"weight\":-1}]}]}",
+               "apps[0].classes[0].weight");
+    expect_bad("{\"apps\":[{\"name\":\"a\",\"instances\":[{\"url\":\"ftp://x\"}]}]}",
+               "apps[0].instances[0].url");
+    expect_bad("{\"apps\":[{\"name\":\"a\",\"default_class\":\"zz\"}]}", "apps[0].default_class");
+    expect_bad("{\"apps\":[{\"name\":\"a\",\"classes\":[{\"name\":\"c\",\"match\":{\"header\":\"nocolon\"}}]}]}",
+               "apps[0].classes[0].match.header");
+    expect_bad("{\"apps\":[{\"name\":\"a\"},{\"name\":\"a\"}]}", "apps[1].name");
+    expect_bad("[1]", "");
+    expect_bad("{", "");
+}
+
+static long classify(struct router_config *cfg, const char *host, const char *path,
+                     const char *hn, const char *hv)
+{
+    struct router_hdr h = {hn, hn ? strlen(hn) : 0, hv, hv ? strlen(hv) : 0};
+    struct router_reqinfo ri = {host, host ? strlen(host) : 0, path, strlen(path), &h, hn ? 1 : 0};
+    return router_classify(cfg, &ri);
+}
+
+static void test_classify(void **st)
+{
+    struct router_config *cfg = load();
+    assert_int_equal(classify(cfg, "shop.example", "/x", "x-class", "gold"), 0);
+    assert_int_equal(classify(cfg, "SHOP.example:8080", "/x", "X-Class", "gold"), 0);
+    assert_int_equal(classify(cfg, "shop.example", "/x", "Cookie", "a=b; tier=silver"), 1);
+    assert_int_equal(classify(cfg, "shop.example", "/x", "Cookie", "tier=silverx"), 3);
+    assert_int_equal(classify(cfg, "shop.example", "/api/v1?q=1", NULL, NULL), 2);
+    assert_int_equal(classify(cfg, "shop.example", "/", "X-Class", "silver"), 3);
+    /* Host matches no app with hosts, but "admin" has none (any host) and its prefix. */
+    assert_int_equal(classify(cfg, "other", "/admin-ui/x", NULL, NULL), 4);
+    assert_true(classify(cfg, "other", "/x", NULL, NULL) < 0);
+    assert_true(classify(cfg, NULL, "/x", NULL, NULL) < 0);
+    router_config_free(cfg);
+}
+
+/* Saturated flows with weights 1:2:4 and costs 1:1:2: the service each gets
+ * (sum of costs dispatched) is proportional to its weight. */
+static void test_sched_weights(void **st)
+{
+    struct router_sched *s = router_sched_new(3);
+    double w[3] = {1, 2, 4}, c[3] = {1, 1, 2};
+    for (size_t f = 0; f < 3; f++)
+        router_sched_set_flow(s, f, w[f], c[f], 100000);
+    static struct router_sched_item items[3][3000];
+    for (size_t i = 0; i < 3000; i++)
+        for (size_t f = 0; f < 3; f++)
+            assert_int_equal(router_sched_enqueue(s, &items[f][i], f, 0), 0);
+    double served[3] = {0};
+    for (int k = 0; k < 3500; k++) {
+        struct router_sched_item *it = router_sched_pick(s, NULL, NULL);
+        assert_non_null(it);
+        served[it->flow] += c[it->flow];
+    }
+    double tot = served[0] + served[1] + served[2];
+    for (size_t f = 0; f < 3; f++)
+        assert_true(served[f] / tot > w[f] / 7 - 0.01 && served[f] / tot < w[f] / 7 + 0.01);
+    double norm[3];
+    for (size_t f = 0; f < 3; f++)
+        norm[f] = served[f] / w[f];
+    assert_true(router_jain_index(norm, 3) > 0.999);
+    router_sched_free(s);
+}
+
+static void test_sched_bounds_expiry_remove(void **st)
+{
+    struct router_sched *s = router_sched_new(2);
+    router_sched_set_flow(s, 0, 1, 1, 2);
+    struct router_sched_item a = {0}, b = {0}, c = {0}, d = {0};
+    assert_int_equal(router_sched_enqueue(s, &a, 0, 0.0), 0);
+    assert_int_equal(router_sched_enqueue(s, &b, 0, 1.0), 0);
+    assert_int_equal(router_sched_enqueue(s, &c, 0, 1.0), -WLM_ELIMIT);
+    assert_int_equal(router_sched_enqueue(s, &d, 1, 1.0), 0);
+    router_sched_remove(s, &d);
+    assert_false(d.queued);
+    assert_int_equal(s->flows[0].len, 2);
+    assert_int_equal(s->flows[1].len, 0);
+    router_sched_free(s);
+}
+
+static double wait_half(size_t f, void *ud)
+{
+    return 0.5;
+}
+
+static void test_sched_expiry(void **st)
+{
+    struct router_sched *s = router_sched_new(1);
+    struct router_sched_item a = {0}, b = {0};
+    router_sched_enqueue(s, &a, 0, 0.0);
+    router_sched_enqueue(s, &b, 0, 1.0);
+    assert_ptr_equal(router_sched_expired(s, 1.2, wait_half, NULL), &a);
+    assert_null(router_sched_expired(s, 1.2, wait_half, NULL));
+    assert_ptr_equal(router_sched_pick(s, NULL, NULL), &b);
+    assert_null(router_sched_pick(s, NULL, NULL));
+    router_sched_free(s);
+}
+
+static int only_flow1(size_t f, void *ud)
+{
+    return f == 1;
+}
+
+static void reject_count(struct router_sched_item *it, void *ud)
+{
+    (*(int *)ud)++;
+}
+
+static void test_sched_eligible_migrate(void **st)
+{
+    struct router_sched *s = router_sched_new(2), *t = router_sched_new(1);
+    struct router_sched_item a = {0}, b = {0}, c = {0};
+    router_sched_enqueue(s, &a, 0, 0);
+    router_sched_enqueue(s, &b, 1, 0);
+    router_sched_enqueue(s, &c, 1, 0);
+    assert_ptr_equal(router_sched_pick(s, only_flow1, NULL), &b);
+    long map[2] = {-1, 0};
+    int rejected = 0;
+    router_sched_migrate(s, t, map, reject_count, &rejected);
+    assert_int_equal(rejected, 1);
+    assert_int_equal(s->total, 0);
+    assert_ptr_equal(router_sched_pick(t, NULL, NULL), &c);
+    router_sched_free(s);
+    router_sched_free(t);
+}
+
+static enum router_h1_event feed_all(struct router_h1req *r, const char *s, size_t *used)
+{
+    return router_h1req_feed(r, s, strlen(s), used);
+}
+
+static void test_h1(void **st)
+{
+    struct router_h1req *r = router_h1req_new(256, 16);
+    size_t used;
+    const char *two = "GET /a HTTP/1.1\r\nHost: x\r\nX-Class: gold\r\n\r\n"
+                      "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc";
+    assert_int_equal(feed_all(r, two, &used), ROUTER_H1_REQUEST);
+    struct router_h1view v;
+    router_h1req_view(r, &v);
+    assert_string_equal(v.method, "GET");
+    assert_int_equal(v.nheaders, 2);
+    assert_non_null(router_hdr_find(v.headers, v.nheaders, "x-class"));
+    assert_true(v.keep_alive);
+    router_h1req_reset(r);
+    assert_int_equal(router_h1req_feed(r, two + used, strlen(two) - used, &used),
+                     ROUTER_H1_REQUEST);
+    router_h1req_view(r, &v);
+    assert_string_equal(v.method, "POST");
+    assert_int_equal(v.body_len, 3);
+    router_h1req_reset(r);
+    /* chunked */
+    assert_int_equal(feed_all(r, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                 "3\r\nabc\r\n0\r\n\r\n", &used), ROUTER_H1_REQUEST);
+    router_h1req_view(r, &v);
+    assert_int_equal(v.body_len, 3);
+    router_h1req_reset(r);
+    /* CL + TE conflict */
+    assert_int_equal(feed_all(r, "POST / HTTP/1.1\r\nContent-Length: 3\r\n"
+                                 "Transfer-Encoding: chunked\r\n\r\n", &used), ROUTER_H1_ERROR);
+    assert_int_equal(router_h1req_status(r), 400);
+    router_h1req_reset(r);
+    /* oversized head */
+    char big[600];
+    snprintf(big, sizeof big, "GET / HTTP/1.1\r\nX-Big: %0500d\r\n\r\n", 1);
+    assert_int_equal(feed_all(r, big, &used), ROUTER_H1_ERROR);
+    assert_int_equal(router_h1req_status(r), 431);
+    router_h1req_reset(r);
+    /* body too large */
+    assert_int_equal(feed_all(r, "POST / HTTP/1.1\r\nContent-Length: 99\r\n\r\n", &used),
+                     ROUTER_H1_ERROR);
+    assert_int_equal(router_h1req_status(r), 413);
+    router_h1req_reset(r);
+    /* garbage */
+    assert_int_equal(feed_all(r, "\x01\x02 nonsense\r\n\r\n", &used), ROUTER_H1_ERROR);
+    router_h1req_reset(r);
+    /* h2c upgrade flag */
+    assert_int_equal(feed_all(r, "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                                 "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n",
+                              &used), ROUTER_H1_REQUEST);
+    router_h1req_view(r, &v);
+    assert_true(v.upgrade_h2c);
+    router_h1req_free(r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_config_ok),
+        cmocka_unit_test(test_config_bad),
+        cmocka_unit_test(test_classify),
+        cmocka_unit_test(test_sched_weights),
+        cmocka_unit_test(test_sched_bounds_expiry_remove),
+        cmocka_unit_test(test_sched_expiry),
+        cmocka_unit_test(test_sched_eligible_migrate),
+        cmocka_unit_test(test_h1),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
