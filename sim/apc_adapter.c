@@ -2,8 +2,9 @@
  * apc_adapter.c - the one file through which the simulator reaches the
  * placement decision (APC) and the job utility estimator.
  *
- * Until placement/placement.h and jobsched/jobsched.h are usable this file
- * holds a self-contained implementation of the same policy: max-min utility
+ * Job utility is the production estimator (jobsched_utility). Until
+ * placement/placement.h is usable this file holds a self-contained
+ * implementation of the APC policy: max-min utility
  * placement by bisection on the utility level t, with each job's CPU demand
  * u^-1(t), packed from the current placement to minimise changes (the
  * heuristic of DESIGN.md). Swapping in the production core means rewriting
@@ -15,22 +16,40 @@
 #include <string.h>
 
 #include "internal.h"
+#include "jobsched.h"
 
 #define APC_T_LO (-10.0)    /* utility floor searched */
 #define APC_MIN_SHARE 0.05  /* a placed job gets at least this share of its cap */
 #define APC_EPS 1e-9
 
+/* The production estimator (jobsched/estimator.c) on a stack copy of the
+ * job. Its clamp to [-1, 1] is widened: the simulator ranks jobs by how far
+ * past hopeless they are, which a clamp would turn into ties. */
+static double js_utility(const struct sim_apc_job *j, double now, double alloc)
+{
+    struct jobsched_config cfg;
+    jobsched_config_default(&cfg);
+    cfg.utility_min = -1e9;
+    cfg.utility_max = 1e9;
+    struct jobsched_job js;
+    memset(&js, 0, sizeof(js));
+    js.work_mcycles = j->work_rem;
+    js.threads = 1;
+    js.max_speed_mhz = j->cap_mhz;
+    js.submit_time = j->deadline - j->span;
+    js.goal_time = j->deadline;
+    js.state = JOBSCHED_RUNNING;
+    return jobsched_utility(&js, alloc, now, &cfg);
+}
+
 double sim_job_utility(const struct sim_apc_job *j, double now, double alloc)
 {
-    double a = fmin(alloc, j->cap_mhz);
-    if (a <= 0)
-        return -INFINITY;
-    return (j->deadline - now - j->work_rem / a) / j->span;
+    return js_utility(j, now, alloc);
 }
 
 double sim_job_umax(const struct sim_apc_job *j, double now)
 {
-    return sim_job_utility(j, now, j->cap_mhz);
+    return js_utility(j, now, j->cap_mhz);
 }
 
 /* CPU a job needs to reach utility t: the inverse of the estimator, at least
@@ -44,20 +63,21 @@ static double job_demand(const struct sim_apc_job *j, double now, double umax, d
     return fmin(j->cap_mhz, fmax(d, APC_MIN_SHARE * j->cap_mhz));
 }
 
-static double web_umax(const struct sim_web *w)
+static double web_umax(const struct sim_apc_web *w)
 {
     return (w->tau_s - w->d0_s) / w->tau_s;
 }
 
 /* CPU the web application needs for utility t (processor-sharing model). */
-static double web_need(const struct sim_web *w, double now, double t)
+static double web_need(const struct sim_apc_web *w, double now, double t)
 {
     double um = web_umax(w) - 0.02;
     if (t > um)
         t = um;
     if (t < -1)
         t = -1;
-    return sim_web_demand(w, now) + w->c_mcycles / (w->tau_s * (1 - t) - w->d0_s);
+    (void)now;
+    return w->demand_mhz + w->c_mcycles / (w->tau_s * (1 - t) - w->d0_s);
 }
 
 enum { MODE_KEEP, MODE_STICKY, MODE_FRESH };
@@ -67,7 +87,7 @@ struct apc {
     size_t nn;
     const struct sim_apc_job *jobs;
     size_t nj;
-    const struct sim_web *web;
+    const struct sim_apc_web *web;
     double now;
     double *umax, *dem, *cpu, *mem;
     int *asg, *order, *sel;
@@ -368,7 +388,7 @@ static int lex_better(const struct plan *a, const struct plan *b, double h)
 }
 
 int sim_apc_decide(const struct sim_apc_node *nodes, size_t nn, const struct sim_apc_job *jobs,
-                   size_t nj, const struct sim_web *web, double now, int knobs, double hysteresis,
+                   size_t nj, const struct sim_apc_web *web, double now, int knobs, double hysteresis,
                    double cycle_s, struct sim_apc_decision *d)
 {
     struct apc c = {.nodes = nodes, .nn = nn, .jobs = jobs, .nj = nj, .web = web, .now = now};

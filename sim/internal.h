@@ -25,6 +25,12 @@ struct sim_apc_node {
     double cap_mhz, mem_mb;
 };
 
+/* The web application at one decision instant: demand lambda*c (MHz) and
+ * the processor-sharing utility parameters. */
+struct sim_apc_web {
+    double demand_mhz, c_mcycles, tau_s, d0_s;
+};
+
 struct sim_apc_decision {
     int *node;       /* per job: chosen node or -1 (queue / suspend) */
     double *alloc;   /* per job: MHz */
@@ -46,7 +52,7 @@ double sim_job_umax(const struct sim_apc_job *j, double now);
  * every running job in place by this much utility. d->node/alloc must hold nj
  * entries. Pure: no clock, no I/O. */
 int sim_apc_decide(const struct sim_apc_node *nodes, size_t nn, const struct sim_apc_job *jobs,
-                   size_t nj, const struct sim_web *web, double now, int knobs, double hysteresis,
+                   size_t nj, const struct sim_apc_web *web, double now, int knobs, double hysteresis,
                    double cycle_s, struct sim_apc_decision *d);
 
 #endif

@@ -202,6 +202,8 @@ struct sim {
     struct sim_apc_node *an;
     int *jmap, *nmap, *dnode;
     double *dalloc;
+    struct sim_apc_web wv;
+    size_t want_hist[3]; /* power rule's last wants: nodes go off only when all agree */
 };
 
 static int usable(const struct sim *s, size_t n)
@@ -395,10 +397,33 @@ static size_t build_view(struct sim *s, const int *nlist, size_t nn, int noknobs
         if (in_action || (noknobs && j->state == JS_RUN && vn >= 0)) {
             a->fixed = 1;
             a->fixed_mhz = j->alloc;
+            if (j->state == JS_SUSPENDING) {
+                /* leaving: its room is promised to whoever the plan puts
+                 * there (the move itself waits until the room is free) */
+                a->fixed_mhz = 0;
+                a->mem_mb = 0;
+            }
         }
         s->jmap[m++] = (int)i;
     }
     return m;
+}
+
+/* The web application as the controller sees it: current demand plus its
+ * recent rise extrapolated over one control cycle and a node boot (what a
+ * trend forecast from the web profiler gives), so capacity is planned for
+ * where the load is going, not where it was. */
+static const struct sim_apc_web *web_view(struct sim *s)
+{
+    if (!s->web_on)
+        return NULL;
+    const struct sim_web *w = &s->cfg->web;
+    double ahead = s->cfg->cycle_s + s->cfg->node_boot_s;
+    double d = sim_web_demand(w, s->now);
+    double prev = sim_web_demand(w, fmax(0, s->now - ahead));
+    s->wv = (struct sim_apc_web){.demand_mhz = d + fmax(0, d - prev), .c_mcycles = w->c_mcycles,
+                                 .tau_s = w->tau_s, .d0_s = w->d0_s};
+    return &s->wv;
 }
 
 static int decide_apc(struct sim *s)
@@ -413,7 +438,7 @@ static int decide_apc(struct sim *s)
     if (m == 0 && !s->web_on)
         return 0;
     struct sim_apc_decision d = {.node = s->dnode, .alloc = s->dalloc};
-    int rc = sim_apc_decide(s->an, nn, s->aj, m, s->web_on ? &s->cfg->web : NULL, s->now,
+    int rc = sim_apc_decide(s->an, nn, s->aj, m, web_view(s), s->now,
                             !noknobs, s->cfg->apc_hysteresis, s->cfg->cycle_s, &d);
     if (rc)
         return rc;
@@ -515,18 +540,22 @@ static double node_load(const struct sim *s, size_t n)
     return l;
 }
 
-/* Max-min utility the APC would reach on the k preferred nodes. */
-static int utility_with(struct sim *s, const int *pref, size_t k, double *mu)
+/* Max-min utility the APC would reach on the k preferred nodes, and how
+ * many jobs it would place there. */
+static int utility_with(struct sim *s, const int *pref, size_t k, double *mu, size_t *placed)
 {
     size_t m = build_view(s, pref, k, 0);
     struct sim_apc_decision d = {.node = s->dnode, .alloc = s->dalloc};
+    *placed = 0;
     if (m == 0 && !s->web_on) {
         *mu = INFINITY;
         return 0;
     }
-    int rc = sim_apc_decide(s->an, k, s->aj, m, s->web_on ? &s->cfg->web : NULL, s->now, 1,
-                            s->cfg->apc_hysteresis, s->cfg->cycle_s, &d);
+    int rc = sim_apc_decide(s->an, k, s->aj, m, web_view(s), s->now, 1, s->cfg->apc_hysteresis,
+                            s->cfg->cycle_s, &d);
     *mu = d.min_utility;
+    for (size_t i = 0; i < m; i++)
+        *placed += d.node[i] >= 0;
     return rc;
 }
 
@@ -564,21 +593,34 @@ static int power_control(struct sim *s)
         double U = used / sim_node_capacity(&s->nodes[0]);
         want = (size_t)fmax(1, ceil(U + c->headroom - 1e-9));
     } else {
+        /* wlm: the fewest nodes on which APC still places every job it
+         * would place on all of them, with the least utility at the target
+         * (or as high as all nodes allow) */
         double all, mu;
-        int rc = utility_with(s, pref, N, &all);
+        size_t pall, pk;
+        int rc = utility_with(s, pref, N, &all, &pall);
         if (rc)
             return rc;
         double goal = fmin(all - 1e-3, c->power_target);
         for (want = 1; want < N; want++) {
-            rc = utility_with(s, pref, want, &mu);
+            rc = utility_with(s, pref, want, &mu, &pk);
             if (rc)
                 return rc;
-            if (mu >= goal)
+            if (mu >= goal && pk >= pall)
                 break;
         }
     }
     if (want > N)
         want = N;
+    /* power on at once, power off only after three cycles agree (a node
+     * boot costs minutes; flapping would cost more than it saves) */
+    size_t w0 = want;
+    for (size_t k = 0; k < 3; k++)
+        if (s->want_hist[k] > want)
+            want = s->want_hist[k];
+    s->want_hist[2] = s->want_hist[1];
+    s->want_hist[1] = s->want_hist[0];
+    s->want_hist[0] = w0;
     for (size_t k = 0; k < N; k++) {
         size_t n = (size_t)pref[k];
         struct sim_node *nd = &s->nodes[n];
