@@ -167,8 +167,81 @@ static double demand(const struct pl_ctx *c, size_t a, double t)
     return d;
 }
 
-int pl_pack(struct pl_packer *k, const struct pl_pack_args *pa, double t, struct pl_sol *out,
-            int *failed)
+/* Position with the most free CPU among those with enough memory (greedy
+ * descent with backtracking; exact for CPU when memory does not bind). */
+static size_t tree_find_max(const struct pl_packer *k, size_t i, size_t lo, size_t hi, double mem)
+{
+    if (k->tm[i] < mem - PL_EPS || k->tc[i] < 0)
+        return PL_NONE;
+    if (hi - lo == 1)
+        return lo;
+    size_t mid = (lo + hi) / 2;
+    int first = k->tc[2 * i] >= k->tc[2 * i + 1] ? 0 : 1;
+    for (int side = 0; side < 2; side++) {
+        int c = side == 0 ? first : 1 - first;
+        size_t r = c == 0 ? tree_find_max(k, 2 * i, lo, mid, mem)
+                          : tree_find_max(k, 2 * i + 1, mid, hi, mem);
+        if (r != PL_NONE)
+            return r;
+    }
+    return PL_NONE;
+}
+
+/* Hide (or restore) the nodes already hosting app a from the tree, so
+ * queries never return a second instance on one node. */
+static void hide_hosts(struct pl_packer *k, const struct pl_sol *s, size_t a, int hide)
+{
+    for (size_t i = k->head[a]; i != PL_NONE; i = k->next[i]) {
+        size_t n = s->a[i].node, q = k->size + k->pos[n];
+        k->tc[q] = hide ? -1 : k->fc[n];
+        k->tm[q] = hide ? -1 : k->fm[n];
+        for (q >>= 1; q >= 1; q >>= 1) {
+            k->tc[q] = fmax(k->tc[2 * q], k->tc[2 * q + 1]);
+            k->tm[q] = fmax(k->tm[2 * q], k->tm[2 * q + 1]);
+        }
+    }
+}
+
+/* Node for one instance of a needing cpu/mem: strategy 0 = first fit in the
+ * preference order, 1 = the node with the most free CPU. */
+static size_t pick(struct pl_packer *k, const struct pl_sol *out, size_t a, double cpu, double mem,
+                   size_t K, int strategy)
+{
+    const struct pl_ctx *c = k->c;
+    if (c->hasreq[a]) {
+        size_t best = PL_NONE;
+        for (size_t q = 0; q < K; q++) {
+            size_t m = k->order[q];
+            if (k->fc[m] < cpu - PL_EPS || k->fm[m] < mem - PL_EPS || !pl_eligible(c, a, m) ||
+                sol_has(k, out, a, m))
+                continue;
+            if (strategy == 0)
+                return m;
+            if (best == PL_NONE || k->fc[m] > k->fc[best])
+                best = m;
+        }
+        return best;
+    }
+    hide_hosts(k, out, a, 1);
+    size_t q = strategy == 0 ? tree_find(k, 1, 0, k->size, 0, cpu, mem)
+                             : tree_find_max(k, 1, 0, k->size, mem);
+    hide_hosts(k, out, a, 0);
+    if (q == PL_NONE || q >= K)
+        return PL_NONE;
+    size_t n = k->order[q];
+    if (k->fc[n] < cpu - PL_EPS)
+        return PL_NONE;
+    return n;
+}
+
+static int cmp_demand_desc(const void *x, const void *y)
+{
+    const struct piece *a = x, *b = y;
+    return cmp_piece(a, b);
+}
+
+static int pack_once(struct pl_packer *k, const struct pl_pack_args *pa, double t,
+                     struct pl_sol *out, int *failed, int strategy)
 {
     const struct pl_ctx *c = k->c;
     const struct placement_problem *p = c->p;
@@ -194,79 +267,105 @@ int pl_pack(struct pl_packer *k, const struct pl_pack_args *pa, double t, struct
             pa->failed_mark[a] = 1;
             continue;
         }
-        int cnt = (int)ceil(d / c->capi[a] - 1e-9);
-        if (cnt < c->mininst[a])
-            cnt = c->mininst[a];
+        k->dem[a] = d; /* remaining demand */
         /* A job that needs no CPU at this level but runs today keeps running:
          * suspending it would be an action with nothing to gain. */
-        if (cnt == 0 && p->workloads[a].kind == PLACEMENT_JOB && p->workloads[a].cur_node >= 0)
-            cnt = 1;
-        if (cnt > c->maxinst[a])
-            cnt = c->maxinst[a];
-        k->left[a] = cnt;
-        k->dem[a] = cnt ? d / cnt : 0;
+        if (p->workloads[a].kind == PLACEMENT_JOB)
+            k->left[a] = (d > 0 || p->workloads[a].cur_node >= 0) ? 1 : 0;
+        else
+            k->left[a] = c->maxinst[a];
     }
-    /* Sticky phase: pieces return to where the workload runs today. */
-    for (size_t i = 0; i < p->ncurrent; i++) {
-        size_t a = p->current[i].workload, n = p->current[i].node;
-        if (k->left[a] <= 0 || k->pos[n] >= K)
-            continue;
-        double mem = p->workloads[a].memory_mb;
-        if (k->fc[n] >= k->dem[a] - PL_EPS && k->fm[n] >= mem - PL_EPS && !sol_has(k, out, a, n) &&
-            pl_eligible(c, a, n)) {
-            if (place(k, out, a, n, k->dem[a], mem, 0))
+    /* Sticky phase: work returns to where it runs today, jobs first (they
+     * cannot split), then app instances take what their node has left. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < p->ncurrent; i++) {
+            size_t a = p->current[i].workload, n = p->current[i].node;
+            int is_job = p->workloads[a].kind == PLACEMENT_JOB;
+            if (is_job != (pass == 0) || k->left[a] <= 0 || k->pos[n] >= K)
+                continue;
+            double mem = p->workloads[a].memory_mb;
+            if (k->fm[n] < mem - PL_EPS || sol_has(k, out, a, n) || !pl_eligible(c, a, n))
+                continue;
+            double take = is_job ? k->dem[a] : fmin(k->dem[a], fmin(c->capi[a], k->fc[n]));
+            if (take < 0)
+                take = 0;
+            if (k->fc[n] < take - PL_EPS)
+                continue;
+            if (!is_job && take <= 1e-9 && k->dem[a] > 1e-9)
+                continue; /* a full node: let the app grow elsewhere */
+            if (place(k, out, a, n, take, mem, 0))
                 return -ENOMEM;
             k->left[a]--;
+            k->dem[a] -= take;
         }
     }
     tree_build(k, K);
+    /* Jobs: one rigid piece each, decreasing CPU. Apps: splittable demand,
+     * largest first, poured into the nodes with the most free CPU. */
     size_t np = 0;
     for (size_t a = 0; a < c->W; a++) {
-        for (int j = 0; j < k->left[a]; j++) {
-            if (np == k->npieces_cap) {
-                size_t nc = k->npieces_cap * 2;
-                struct piece *pp = realloc(k->pieces, nc * sizeof(*pp));
-                if (!pp)
-                    return -ENOMEM;
-                k->pieces = pp;
-                k->npieces_cap = nc;
-            }
-            ((struct piece *)k->pieces)[np++] =
-                (struct piece){a, k->dem[a], p->workloads[a].memory_mb};
+        int is_job = p->workloads[a].kind == PLACEMENT_JOB;
+        if (k->left[a] <= 0 || (!is_job && k->dem[a] <= 1e-9 && k->head[a] != PL_NONE &&
+                                 0 >= c->mininst[a]))
+            continue;
+        if (!is_job && k->dem[a] <= 1e-9 && c->mininst[a] == 0)
+            continue;
+        if (np == k->npieces_cap) {
+            size_t nc = k->npieces_cap * 2;
+            struct piece *pp = realloc(k->pieces, nc * sizeof(*pp));
+            if (!pp)
+                return -ENOMEM;
+            k->pieces = pp;
+            k->npieces_cap = nc;
         }
+        ((struct piece *)k->pieces)[np++] = (struct piece){a, k->dem[a], p->workloads[a].memory_mb};
     }
     struct piece *pcs = k->pieces;
-    qsort(pcs, np, sizeof(*pcs), cmp_piece);
-    for (size_t i = 0; i < np; i++) {
-        size_t a = pcs[i].w, n = PL_NONE;
-        if (c->hasreq[a]) {
-            for (size_t q = 0; q < K && n == PL_NONE; q++) {
-                size_t m = k->order[q];
-                if (k->fc[m] >= pcs[i].cpu - PL_EPS && k->fm[m] >= pcs[i].mem - PL_EPS &&
-                    pl_eligible(c, a, m) && !sol_has(k, out, a, m))
-                    n = m;
-            }
-        } else {
-            size_t from = 0;
-            for (;;) {
-                size_t q = tree_find(k, 1, 0, k->size, from, pcs[i].cpu, pcs[i].mem);
-                if (q == PL_NONE || q >= K)
-                    break;
-                if (!sol_has(k, out, a, k->order[q])) {
-                    n = k->order[q];
-                    break;
+    if (np)
+        qsort(pcs, np, sizeof(*pcs), cmp_demand_desc);
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < np; i++) {
+            size_t a = pcs[i].w;
+            int is_job = p->workloads[a].kind == PLACEMENT_JOB;
+            if (is_job != (pass == 0) || (pa->failed_mark && pa->failed_mark[a]))
+                continue;
+            int ok = 1;
+            if (is_job) {
+                size_t n = pick(k, out, a, pcs[i].cpu, pcs[i].mem, K, strategy);
+                if (n == PL_NONE)
+                    ok = 0;
+                else if (place(k, out, a, n, pcs[i].cpu, pcs[i].mem, 1))
+                    return -ENOMEM;
+            } else {
+                int inst = 0;
+                for (size_t j = k->head[a]; j != PL_NONE; j = k->next[j])
+                    inst++;
+                while (ok && (k->dem[a] > 1e-6 || inst < c->mininst[a])) {
+                    if (inst >= c->maxinst[a]) {
+                        ok = 0;
+                        break;
+                    }
+                    double need = k->dem[a] > 1e-6 ? 1e-6 : 0;
+                    size_t n = pick(k, out, a, need, pcs[i].mem, K, 1);
+                    if (n == PL_NONE) {
+                        ok = 0;
+                        break;
+                    }
+                    double take = fmin(k->dem[a], fmin(c->capi[a], k->fc[n]));
+                    if (take < 0)
+                        take = 0;
+                    if (place(k, out, a, n, take, pcs[i].mem, 1))
+                        return -ENOMEM;
+                    k->dem[a] -= take;
+                    inst++;
                 }
-                from = q + 1;
+            }
+            if (!ok) {
+                if (!best_effort)
+                    return (*failed = 1), 0;
+                pa->failed_mark[a] = 1;
             }
         }
-        if (n == PL_NONE) {
-            if (!best_effort)
-                return (*failed = 1), 0;
-            pa->failed_mark[a] = 1;
-            continue;
-        }
-        if (place(k, out, a, n, pcs[i].cpu, pcs[i].mem, 1))
-            return -ENOMEM;
     }
     if (best_effort) {
         /* A workload that lost any piece is left out entirely (its other
@@ -281,6 +380,17 @@ int pl_pack(struct pl_packer *k, const struct pl_pack_args *pa, double t, struct
                 *failed = 1;
     }
     return 0;
+}
+
+int pl_pack(struct pl_packer *k, const struct pl_pack_args *pa, double t, struct pl_sol *out,
+            int *failed)
+{
+    /* First fit keeps nodes full (good for consolidation and few moves);
+     * when it fails, spreading jobs by free CPU often still fits. */
+    int rc = pack_once(k, pa, t, out, failed, 0);
+    if (rc || !*failed || pa->failed_mark)
+        return rc;
+    return pack_once(k, pa, t, out, failed, 1);
 }
 
 int pl_best_level(struct pl_packer *k, const struct pl_pack_args *pa, struct pl_sol *out,
@@ -602,4 +712,26 @@ double placement_fluid_bound(const struct placement_problem *p)
     double b = pl_fluid_bound(&c, NULL);
     pl_ctx_fini(&c);
     return b;
+}
+
+/* Work that needed no CPU at the packing level (a queued job whose utility
+ * at zero CPU is already above the minimum) still deserves spare CPU: start
+ * it where free CPU and memory are largest, and let pl_refine size it. Must
+ * follow the pl_pack that produced `s`. */
+int pl_place_idle(struct pl_packer *k, size_t K, const int *excluded, struct pl_sol *s)
+{
+    const struct pl_ctx *c = k->c;
+    for (size_t a = 0; a < c->W; a++) {
+        if (!c->placeable[a] || (excluded && excluded[a]) || k->head[a] != PL_NONE)
+            continue;
+        const struct placement_workload *w = &c->p->workloads[a];
+        if (c->umax[a] <= w->utility.util[0] + 1e-12)
+            continue; /* CPU would not help it */
+        size_t n = pick(k, s, a, 1.0, w->memory_mb, K, 1);
+        if (n == PL_NONE)
+            continue;
+        if (place(k, s, a, n, 0, w->memory_mb, 1))
+            return -ENOMEM;
+    }
+    return 0;
 }

@@ -39,6 +39,8 @@ int pl_pack(struct pl_packer *k, const struct pl_pack_args *pa, double t, struct
  * instance counts fit. `out` holds the packing at that level. */
 int pl_best_level(struct pl_packer *k, const struct pl_pack_args *pa, struct pl_sol *out,
                   double *level);
+/* Start idle-but-useful work on spare capacity after the last pl_pack. */
+int pl_place_idle(struct pl_packer *k, size_t K, const int *excluded, struct pl_sol *s);
 double pl_fluid_bound(const struct pl_ctx *c, const int *excluded);
 
 #endif

@@ -328,7 +328,7 @@ int placement_solve(const struct placement_problem *p, struct placement_decision
         }
     }
     set_usable(&r, K);
-    if ((rc = pl_refine(c, r.usable, &r.sol)))
+    if ((rc = pl_place_idle(&r.k, K, r.excluded, &r.sol)) || (rc = pl_refine(c, r.usable, &r.sol)))
         goto fail;
     d->solver = PLACEMENT_SOLVER_HEURISTIC;
     double bound = pl_fluid_bound(c, r.excluded);
