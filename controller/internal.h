@@ -14,7 +14,7 @@ struct ctl_node {
     char agent_url[256];
     double registered_at;
     double last_heartbeat; /* wall seconds; 0 = none since controller start */
-    json_t *usage, *power; /* last reported, owned, may be NULL */
+    json_t *report; /* last heartbeat body (usage, power, ...), owned, may be NULL */
     enum controller_node_state state; /* as last logged by the sweep */
 };
 

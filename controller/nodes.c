@@ -30,8 +30,7 @@ static struct ctl_node *node_find(struct controller *c, const char *name)
 static void node_fini(struct ctl_node *n)
 {
     json_decref(n->labels);
-    json_decref(n->usage);
-    json_decref(n->power);
+    json_decref(n->report);
 }
 
 static struct ctl_node *node_add(struct controller *c)
@@ -106,10 +105,13 @@ static json_t *node_json(const struct controller *c, const struct ctl_node *n, d
     } else {
         json_object_set_new(o, "last_heartbeat", json_null());
     }
-    if (n->usage)
-        json_object_set(o, "usage", n->usage);
-    if (n->power)
-        json_object_set(o, "power", n->power);
+    const char *k;
+    json_t *v;
+    if (n->report)
+        json_object_foreach(n->report, k, v) {
+            if (!json_object_get(o, k))
+                json_object_set(o, k, v);
+        }
     return o;
 }
 
@@ -220,8 +222,7 @@ static void handle_register(struct wlm_http_req *req, void *ud)
     }
     if (old) {
         json_decref(old->labels);
-        in.usage = old->usage;
-        in.power = old->power;
+        in.report = old->report;
         in.state = old->state;
     }
     in.last_heartbeat = now; /* registering counts as a sign of life */
@@ -243,27 +244,20 @@ static void handle_heartbeat(struct wlm_http_req *req, void *ud)
     }
     struct wlm_error err = {0};
     json_t *body = wlm_json_parse_object(req->body, req->body_len, &err);
-    static const char *const keys[] = {"usage", "power", NULL};
-    if (!body || wlm_json_check_keys(body, keys, NULL, &err)) {
-        json_decref(body);
+    if (!body) {
         wlm_http_respond_werr(req, &err);
         return;
     }
+    /* Agents may report more than usage and power (image pool, domains);
+     * what we do not interpret is kept and shown as is. */
     json_t *usage = json_object_get(body, "usage"), *power = json_object_get(body, "power");
     if ((usage && !json_is_object(usage)) || (power && !json_is_object(power))) {
         json_decref(body);
         wlm_http_respond_error(req, 400, "invalid", "usage and power must be objects");
         return;
     }
-    if (usage) {
-        json_decref(n->usage);
-        n->usage = json_incref(usage);
-    }
-    if (power) {
-        json_decref(n->power);
-        n->power = json_incref(power);
-    }
-    json_decref(body);
+    json_decref(n->report);
+    n->report = body;
     n->last_heartbeat = wlm_now_wall();
     wlm_http_respond_json(req, 200, json_pack("{s:s}", "state", "READY"));
 }
