@@ -45,11 +45,120 @@ static json_t *parse_body(struct wlm_http_req *req)
     return v;
 }
 
+static void respond_submission(struct wlm_http_req *req, struct jobsched_submission *sub)
+{
+    if (sub->rc) {
+        wlm_http_respond_werr(req, &sub->err);
+        return;
+    }
+    if (sub->duplicate)
+        json_object_set_new(sub->resp, "duplicate", json_true());
+    wlm_http_respond_json(req, sub->duplicate ? 200 : 201, sub->resp);
+    sub->resp = NULL; /* stolen */
+}
+
+/* ---- group commit: POSTs of one loop turn share one transaction ---- */
+
+struct pending {
+    struct wlm_http_req *req; /* NULL when the client went away */
+    json_t *body;
+    char *key;
+    struct pending *next;
+};
+
+struct group {
+    uv_timer_t timer;
+    struct jobsched *js;
+    struct pending *head, **tail;
+    size_t n;
+};
+
+static void group_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void pending_abort(struct wlm_http_req *req)
+{
+    struct pending *p = req->user;
+    /* The submission is still committed (a retry with the same key finds
+     * it); there is just nobody left to answer. */
+    if (p)
+        p->req = NULL;
+}
+
+static void group_flush(uv_timer_t *t)
+{
+    struct group *g = t->data;
+    struct jobsched *js = g->js;
+    /* New POSTs from here on start the next group. */
+    *jobsched__api_group(js) = NULL;
+    struct jobsched_submission *subs = calloc(g->n ? g->n : 1, sizeof(*subs));
+    size_t i = 0;
+    for (struct pending *p = g->head; p; p = p->next, i++)
+        if (subs) {
+            subs[i].body = p->body;
+            subs[i].idem_key = p->key;
+        }
+    if (subs)
+        jobsched_submit_many(js, subs, g->n, jobsched__now(js));
+    i = 0;
+    for (struct pending *p = g->head, *next; p; p = next, i++) {
+        next = p->next;
+        if (p->req) {
+            p->req->on_abort = NULL;
+            p->req->user = NULL;
+            if (subs)
+                respond_submission(p->req, &subs[i]);
+            else
+                wlm_http_respond_error(p->req, 500, "internal", "out of memory");
+        }
+        if (subs)
+            json_decref(subs[i].resp);
+        json_decref(p->body);
+        free(p->key);
+        free(p);
+    }
+    free(subs);
+    uv_close((uv_handle_t *)&g->timer, group_closed);
+}
+
+static int group_add(struct jobsched *js, struct wlm_http_req *req, json_t *body, const char *key)
+{
+    struct group **slot = (struct group **)jobsched__api_group(js);
+    struct pending *p = calloc(1, sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    if (!*slot) {
+        struct group *g = calloc(1, sizeof(*g));
+        if (!g) {
+            free(p);
+            return -ENOMEM;
+        }
+        g->js = js;
+        g->tail = &g->head;
+        uv_timer_init(jobsched__loop(js), &g->timer);
+        g->timer.data = g;
+        /* A zero timer runs at the start of the next loop turn, after every
+         * request read in this one. */
+        uv_timer_start(&g->timer, group_flush, 0, 0);
+        *slot = g;
+    }
+    struct group *g = *slot;
+    p->req = req;
+    p->body = body;
+    p->key = key ? wlm_strdup(key) : NULL;
+    *g->tail = p;
+    g->tail = &p->next;
+    g->n++;
+    req->user = p;
+    req->on_abort = pending_abort;
+    return 0;
+}
+
 static void h_submit(struct wlm_http_req *req, void *ud)
 {
     struct jobsched *js = ud;
-    struct wlm_error err;
-    wlm_error_clear(&err);
     json_t *body = parse_body(req);
     if (!body)
         return;
@@ -59,17 +168,15 @@ static void h_submit(struct wlm_http_req *req, void *ud)
         wlm_http_respond_error(req, 400, "invalid", "Idempotency-Key must be 1..200 bytes");
         return;
     }
-    json_t *resp = NULL;
-    int dup = 0;
-    int rc = jobsched_submit(js, body, key, jobsched__now(js), &resp, &dup, &err);
-    json_decref(body);
-    if (rc) {
-        wlm_http_respond_werr(req, &err);
-        return;
+    if (jobsched__loop(js)) {
+        if (group_add(js, req, body, key) == 0)
+            return;
     }
-    if (dup)
-        json_object_set_new(resp, "duplicate", json_true());
-    wlm_http_respond_json(req, dup ? 200 : 201, resp);
+    struct jobsched_submission sub = {body, key, NULL, 0, 0, {0, "", ""}};
+    jobsched_submit_many(js, &sub, 1, jobsched__now(js));
+    json_decref(body);
+    respond_submission(req, &sub);
+    json_decref(sub.resp);
 }
 
 /* Compact row for listings. */

@@ -11,4 +11,8 @@ double jobsched__now(struct jobsched *js);
 /* Learned profiles (array owned by js). */
 size_t jobsched__profiles(const struct jobsched *js, const struct jobsched_profile **out);
 
+/* Group commit state of the API (see api.c). */
+uv_loop_t *jobsched__loop(struct jobsched *js);
+void **jobsched__api_group(struct jobsched *js);
+
 #endif

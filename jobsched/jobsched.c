@@ -35,6 +35,8 @@ struct jobsched {
     double (*clock)(void *ud);
     void *clock_ud;
     int in_tx;
+    uv_loop_t *loop; /* set: the API group-commits submissions */
+    void *api_group; /* the API's group being collected */
     sqlite3_stmt *st_insert, *st_state, *st_event, *st_reason, *st_place, *st_usage, *st_dep,
         *st_profile, *st_by_submit, *st_work;
 };
@@ -476,6 +478,21 @@ void jobsched_set_clock(struct jobsched *js, double (*now)(void *ud), void *ud)
     js->clock_ud = now ? ud : NULL;
 }
 
+void jobsched_api_set_loop(struct jobsched *js, uv_loop_t *loop)
+{
+    js->loop = loop;
+}
+
+uv_loop_t *jobsched__loop(struct jobsched *js)
+{
+    return js->loop;
+}
+
+void **jobsched__api_group(struct jobsched *js)
+{
+    return &js->api_group;
+}
+
 double jobsched__now(struct jobsched *js)
 {
     return js->clock(js->clock_ud);
@@ -854,12 +871,18 @@ static int insert_job(struct jobsched *js, struct jobsched_job *j, struct wlm_er
     return step_done(js, js->st_event, err, "record submission");
 }
 
-int jobsched_submit(struct jobsched *js, const json_t *body, const char *idem_key, double now,
-                    json_t **resp, int *duplicate, struct wlm_error *err)
+/* One submission inside the open transaction. Returns 0 or <0; *fatal is
+ * set when the transaction itself is now unusable (database or memory
+ * failure) and must be rolled back. Validation errors and conflicts change
+ * nothing. */
+static int submit_in_tx(struct jobsched *js, const json_t *body, const char *idem_key, double now,
+                        json_t **resp, int *duplicate, int *fatal, struct wlm_error *err)
 {
     struct jobsched_batch b;
     struct jobsched_job **made = NULL;
+    int64_t *old = NULL;
     *resp = NULL;
+    *fatal = 0;
     if (duplicate)
         *duplicate = 0;
     int rc = jobsched_batch_parse(body, now, idem_key, &js->cfg, exists_cb, js, &b, err);
@@ -867,8 +890,8 @@ int jobsched_submit(struct jobsched *js, const json_t *body, const char *idem_ke
         return rc;
 
     /* A retried submission (same keys) returns what the first one created. */
-    size_t seen = 0, keyed = 0;
-    int64_t *old = calloc(b.njobs, sizeof(*old));
+    size_t seen = 0;
+    old = calloc(b.njobs, sizeof(*old));
     made = calloc(b.njobs, sizeof(*made));
     if (!old || !made) {
         rc = wlm_error_set(err, ENOMEM, "out of memory");
@@ -877,10 +900,10 @@ int jobsched_submit(struct jobsched *js, const json_t *body, const char *idem_ke
     for (size_t i = 0; i < b.njobs; i++) {
         if (!b.jobs[i].submit_id)
             continue;
-        keyed++;
         int64_t id = by_submit_id(js, b.jobs[i].submit_id, err);
         if (id < 0) {
             rc = (int)id;
+            *fatal = 1;
             goto out;
         }
         if (id > 0) {
@@ -907,21 +930,23 @@ int jobsched_submit(struct jobsched *js, const json_t *body, const char *idem_ke
             *duplicate = 1;
         goto out;
     }
-    (void)keyed;
 
-    if ((rc = tx_begin(js, err)))
-        goto out;
+    /* From here on any failure leaves the transaction half-written. */
+    *fatal = 1;
     for (size_t i = 0; i < b.njobs; i++) {
         struct jobsched_job *j = job_from_spec(js, &b.jobs[i], b.batch, now);
         if (!j) {
             rc = wlm_error_set(err, ENOMEM, "out of memory");
-            goto abort;
+            goto out;
         }
-        if ((rc = insert_job(js, j, err)) || (rc = append_job(js, j))) {
+        if ((rc = insert_job(js, j, err))) {
             job_free(j);
-            if (rc > 0 || rc == -ENOMEM)
-                rc = wlm_error_set(err, ENOMEM, "out of memory");
-            goto abort;
+            goto out;
+        }
+        if (append_job(js, j)) {
+            job_free(j);
+            rc = wlm_error_set(err, ENOMEM, "out of memory");
+            goto out;
         }
         made[i] = j;
     }
@@ -934,7 +959,7 @@ int jobsched_submit(struct jobsched *js, const json_t *body, const char *idem_ke
         j->deps = calloc(s->ndeps, sizeof(*j->deps));
         if (!j->deps) {
             rc = wlm_error_set(err, ENOMEM, "out of memory");
-            goto abort;
+            goto out;
         }
         for (size_t d = 0; d < s->ndeps; d++) {
             int64_t target = s->deps[d].batch_index >= 0 ? made[s->deps[d].batch_index]->id
@@ -949,37 +974,86 @@ int jobsched_submit(struct jobsched *js, const json_t *body, const char *idem_ke
             sqlite3_bind_text(js->st_dep, 3, jobsched_dep_kind_name(s->deps[d].kind), -1,
                               SQLITE_STATIC);
             if ((rc = step_done(js, js->st_dep, err, "insert dependency")))
-                goto abort;
+                goto out;
             j->deps[j->ndeps++] = (struct jobsched_dep){s->deps[d].kind, target};
             if (add_dependent(find_job(js, target), j->id)) {
                 rc = wlm_error_set(err, ENOMEM, "out of memory");
-                goto abort;
+                goto out;
             }
         }
     }
     for (size_t i = 0; i < b.njobs; i++) {
         rc = evaluate(js, made[i], now, err);
         if (rc < 0)
-            goto abort;
+            goto out;
         if (rc == 1 && (rc = cascade(js, made[i], now, err)))
-            goto abort;
+            goto out;
         rc = 0;
     }
-    if ((rc = tx_commit(js, err)))
-        goto abort;
     json_t *arr = json_array();
     for (size_t i = 0; i < b.njobs; i++)
         json_array_append_new(arr, ack_json(made[i]));
     *resp = b.batch ? json_pack("{s:o,s:s}", "jobs", arr, "batch", b.batch)
                     : json_pack("{s:o}", "jobs", arr);
-    goto out;
-abort:
-    tx_abort(js);
+    *fatal = 0;
 out:
     free(old);
     free(made);
     jobsched_batch_fini(&b);
     return rc;
+}
+
+int jobsched_submit(struct jobsched *js, const json_t *body, const char *idem_key, double now,
+                    json_t **resp, int *duplicate, struct wlm_error *err)
+{
+    struct jobsched_submission s = {body, idem_key, NULL, 0, 0, {0, "", ""}};
+    jobsched_submit_many(js, &s, 1, now);
+    *resp = s.resp;
+    if (duplicate)
+        *duplicate = s.duplicate;
+    if (s.rc && err)
+        *err = s.err;
+    return s.rc;
+}
+
+void jobsched_submit_many(struct jobsched *js, struct jobsched_submission *subs, size_t n,
+                          double now)
+{
+    struct wlm_error terr;
+    wlm_error_clear(&terr);
+    for (size_t i = 0; i < n; i++) {
+        subs[i].resp = NULL;
+        subs[i].duplicate = 0;
+        subs[i].rc = 0;
+        wlm_error_clear(&subs[i].err);
+    }
+    int rc = tx_begin(js, &terr);
+    if (rc)
+        goto fail_all;
+    for (size_t i = 0; i < n; i++) {
+        int fatal = 0;
+        subs[i].rc = submit_in_tx(js, subs[i].body, subs[i].idem_key, now, &subs[i].resp,
+                                  &subs[i].duplicate, &fatal, &subs[i].err);
+        if (fatal) {
+            rc = subs[i].rc;
+            terr = subs[i].err;
+            goto abort_all;
+        }
+    }
+    if ((rc = tx_commit(js, &terr)))
+        goto abort_all;
+    return;
+abort_all:
+    tx_abort(js);
+fail_all:
+    /* Nothing of the group was committed: every submission fails alike. */
+    for (size_t i = 0; i < n; i++) {
+        json_decref(subs[i].resp);
+        subs[i].resp = NULL;
+        subs[i].duplicate = 0;
+        subs[i].rc = rc;
+        subs[i].err = terr;
+    }
 }
 
 /* ---------------------------------------------------------------- updates from the controller */

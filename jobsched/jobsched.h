@@ -332,6 +332,21 @@ void jobsched_set_clock(struct jobsched *js, double (*now)(void *ud), void *ud);
 int jobsched_submit(struct jobsched *js, const json_t *body, const char *idem_key, double now,
                     json_t **resp, int *duplicate, struct wlm_error *err);
 
+/* Group commit: several submissions (e.g. every POST that arrived in one
+ * loop turn) in ONE transaction, so one disk flush acknowledges them all.
+ * Each is validated on its own (a bad one gets its error, the others go
+ * on); a database failure fails every one of them, and none is stored. */
+struct jobsched_submission {
+    const json_t *body;   /* in */
+    const char *idem_key; /* in, may be NULL */
+    json_t *resp;         /* out: as jobsched_submit; caller decrefs */
+    int duplicate;        /* out */
+    int rc;               /* out: 0 or negative code */
+    struct wlm_error err; /* out when rc != 0 */
+};
+void jobsched_submit_many(struct jobsched *js, struct jobsched_submission *subs, size_t n,
+                          double now);
+
 /* Re-evaluate every non-terminal job: PENDING <-> ELIGIBLE from dependencies
  * and matchmaking, FAILED when a dependency can never be satisfied. Changes
  * are committed in one transaction. Returns the number of transitions or a
@@ -399,6 +414,12 @@ json_t *jobsched_job_json(struct jobsched *js, const struct jobsched_job *j, dou
  *   POST   /v1/jobs/:id/state       {"state","reason","node","alloc_mhz"} (executors)
  *   GET    /v1/jobprofiles          learned profiles */
 int jobsched_api_register(struct wlm_http_server *srv, struct jobsched *js);
+/* Optional, recommended: the loop the server runs on. With it, every POST
+ * /v1/jobs that arrives in one loop turn is committed in one transaction
+ * (group commit: one disk flush for all of them, each still answered only
+ * after its commit). Without it each POST commits on its own. Free the
+ * scheduler only after the loop has run to completion. */
+void jobsched_api_set_loop(struct jobsched *js, uv_loop_t *loop);
 
 #ifdef __cplusplus
 }

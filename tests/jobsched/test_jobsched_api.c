@@ -55,8 +55,12 @@ static void on_stop(uv_async_t *a)
     uv_close((uv_handle_t *)&s->stop, NULL);
 }
 
+/* Prestate NOLOOP: submissions commit one by one instead of grouped. */
+static int NOLOOP;
+
 static int setup(void **state)
 {
+    int group = *state != &NOLOOP;
     struct srv *s = calloc(1, sizeof(*s));
     struct wlm_error err = {0};
     snprintf(s->path, sizeof(s->path), "/tmp/test_jobsched_api_%d_%p.db", (int)getpid(), (void *)s);
@@ -71,6 +75,8 @@ static int setup(void **state)
     s->http = wlm_http_server_new(&s->loop, &o);
     assert_non_null(s->http);
     assert_int_equal(jobsched_api_register(s->http, s->js), 0);
+    if (group)
+        jobsched_api_set_loop(s->js, &s->loop);
     assert_int_equal(wlm_http_server_listen(s->http, &err), 0);
     s->port = wlm_http_server_port(s->http);
     snprintf(s->url, sizeof(s->url), "http://127.0.0.1:%d", s->port);
@@ -298,6 +304,54 @@ static void test_state_usage_utility(void **state)
     json_decref(v);
 }
 
+/* Many submissions in flight at once (several land in one group), one bad
+ * one among them: each gets its own answer, the good ones are all stored. */
+struct conc {
+    int done, created, bad;
+};
+
+static void conc_cb(const struct wlm_http_response *resp, const struct wlm_error *err, void *ud)
+{
+    struct conc *c = ud;
+    c->done++;
+    if (err && err->code)
+        return;
+    if (resp->status == 201)
+        c->created++;
+    else if (resp->status == 400)
+        c->bad++;
+}
+
+static void test_group_commit_concurrent(void **state)
+{
+    struct srv *s = *state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct wlm_http_client *cl = wlm_http_client_new(&loop);
+    struct conc c = {0, 0, 0};
+    char url[128];
+    snprintf(url, sizeof(url), "%s/v1/jobs", s->url);
+    for (int i = 0; i < 40; i++) {
+        char body[128];
+        int len = i == 17 ? snprintf(body, sizeof(body), "{\"command\":\"x\",\"class\":\"tin\"}")
+                          : snprintf(body, sizeof(body), "{\"command\":\"job%d\",\"submit_id\":\"c%d\"}", i, i);
+        assert_int_equal(wlm_http_client_request(cl, "POST", url, TOKEN, "application/json", body,
+                                                 (size_t)len, 10000, conc_cb, &c),
+                         0);
+    }
+    while (c.done < 40)
+        uv_run(&loop, UV_RUN_ONCE);
+    wlm_http_client_free(cl);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    assert_int_equal(c.created, 39);
+    assert_int_equal(c.bad, 1);
+    json_t *v;
+    assert_int_equal(req(s, "GET", "/v1/jobs", NULL, TOKEN, &v), 200);
+    assert_int_equal(json_integer_value(json_object_get(v, "total")), 39);
+    json_decref(v);
+}
+
 /* ------------------------------------------------------------ CLI */
 
 /* Run wlm job with stdout captured into buf. */
@@ -401,6 +455,11 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_auth_required, setup, teardown),
         cmocka_unit_test_setup_teardown(test_submit_show_list_cancel, setup, teardown),
+        cmocka_unit_test_prestate_setup_teardown(test_submit_show_list_cancel, setup, teardown,
+                                                 &NOLOOP),
+        cmocka_unit_test_prestate_setup_teardown(test_bad_specs_store_nothing, setup, teardown,
+                                                 &NOLOOP),
+        cmocka_unit_test_setup_teardown(test_group_commit_concurrent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_specs_store_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotent_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_usage_utility, setup, teardown),
