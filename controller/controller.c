@@ -22,6 +22,8 @@ const struct wlm_cfg_field controller_cfg_fields[] = {
      "file holding the token; generated (mode 0600) when no token is given (default DB.token)"},
     {"node_lost_after_ms", WLM_CFG_INT, offsetof(struct controller_config, node_lost_after_ms), 0,
      NULL, "6000", 100, 86400000, "a node without heartbeat for this long is LOST"},
+    {"jobs_db", WLM_CFG_STR, offsetof(struct controller_config, jobs_db), 512,
+     "WLM_CONTROLLER_JOBS_DB", "", 0, -1, "SQLite file of the job store (default DB-jobs.db)"},
 };
 const size_t controller_cfg_nfields = WLM_ARRAY_LEN(controller_cfg_fields);
 
@@ -121,6 +123,20 @@ int controller_new(uv_loop_t *loop, const struct controller_config *cfg, struct 
         goto fail;
     if ((rc = ctl_nodes_load(c, err)) || (rc = ctl_apps_load(c, err)))
         goto fail;
+    char jobs_db[600];
+    if (cfg->jobs_db[0]) {
+        wlm_strlcpy(jobs_db, cfg->jobs_db, sizeof(jobs_db));
+    } else {
+        const char *dot = strrchr(cfg->db, '.');
+        const char *slash = strrchr(cfg->db, '/');
+        if (dot && (!slash || dot > slash))
+            snprintf(jobs_db, sizeof(jobs_db), "%.*s-jobs%s", (int)(dot - cfg->db), cfg->db, dot);
+        else
+            snprintf(jobs_db, sizeof(jobs_db), "%s-jobs", cfg->db);
+    }
+    if ((rc = jobsched_store_open(jobs_db, &c->jstore, err)) ||
+        (rc = jobsched_new(NULL, c->jstore, &c->js, err)))
+        goto fail;
     c->metrics = wlm_metrics_new();
     struct wlm_http_server_opts o = {
         .host = cfg->listen_host,
@@ -139,6 +155,8 @@ int controller_new(uv_loop_t *loop, const struct controller_config *cfg, struct 
     wlm_http_server_route(c->http, "GET", "/dashboard/*", 0, handle_dashboard, c);
     ctl_nodes_routes(c);
     ctl_apps_routes(c);
+    jobsched_api_register(c->http, c->js);
+    jobsched_api_set_loop(c->js, loop);
     *out = c;
     return 0;
 fail:
@@ -207,6 +225,8 @@ void controller_free(struct controller *c)
         return;
     ctl_nodes_free(c);
     ctl_apps_free(c);
+    jobsched_free(c->js);
+    jobsched_store_close(c->jstore);
     wlm_metrics_free(c->metrics);
     wlm_db_close(c->db);
     free(c);

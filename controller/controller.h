@@ -15,6 +15,7 @@ struct controller_config {
     char token[256];      /* bearer token; generated into token_file when empty */
     char token_file[512]; /* where a generated token is written (0600) */
     long long node_lost_after_ms;
+    char jobs_db[512]; /* job store; default: DB with "-jobs" before the extension */
 };
 
 extern const struct wlm_cfg_field controller_cfg_fields[];

@@ -3,6 +3,7 @@
 #define WLM_CONTROLLER_INTERNAL_H
 
 #include "controller.h"
+#include "jobsched.h"
 
 struct ctl_node {
     char name[64];
@@ -49,6 +50,8 @@ struct controller {
     int started;
     struct ctl_node *nodes;
     size_t nnodes, capnodes;
+    struct jobsched_store *jstore;
+    struct jobsched *js;
     struct ctl_app *apps;
     size_t napps;
     int apps_changed;

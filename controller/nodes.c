@@ -322,6 +322,46 @@ void ctl_nodes_routes(struct controller *c)
     wlm_http_server_route(c->http, "POST", "/v1/nodes/:name/heartbeat", 1, handle_heartbeat, c);
 }
 
+/* Hand the READY nodes to the job scheduler for matchmaking and let it
+ * re-evaluate dependencies. */
+static void sync_jobsched(struct controller *c, double now)
+{
+    struct jobsched_node *jn = calloc(c->nnodes ? c->nnodes : 1, sizeof(*jn));
+    size_t nlab = 0;
+    for (size_t i = 0; i < c->nnodes; i++)
+        nlab += json_object_size(c->nodes[i].labels);
+    struct jobsched_label *labs = calloc(nlab ? nlab : 1, sizeof(*labs));
+    if (!jn || !labs) {
+        free(jn);
+        free(labs);
+        return;
+    }
+    size_t k = 0, l = 0;
+    for (size_t i = 0; i < c->nnodes; i++) {
+        const struct ctl_node *n = &c->nodes[i];
+        if (n->state != CONTROLLER_NODE_READY)
+            continue;
+        jn[k] = (struct jobsched_node){.name = n->name, .cores = (int)n->cores, .mhz = n->mhz,
+                                       .memory_mb = n->memory_mb, .arch = n->arch,
+                                       .labels = labs + l};
+        const char *key;
+        json_t *v;
+        json_object_foreach(n->labels, key, v) {
+            labs[l].key = (char *)key;
+            labs[l].value = (char *)json_string_value(v);
+            l++;
+            jn[k].nlabels++;
+        }
+        k++;
+    }
+    jobsched_set_nodes(c->js, jn, k);
+    free(jn);
+    free(labs);
+    struct wlm_error err = {0};
+    if (jobsched_update(c->js, now, &err) < 0)
+        wlm_errorlog("controller", "job scheduler update failed", "detail=\"%s\"", err.msg);
+}
+
 void ctl_nodes_sweep(struct controller *c, double now)
 {
     size_t ready = 0;
@@ -345,4 +385,5 @@ void ctl_nodes_sweep(struct controller *c, double now)
     wlm_gauge_set(wlm_metrics_gauge(c->metrics, "wlm_nodes", "Registered nodes by state.",
                                     "state=\"LOST\""),
                   (double)(c->nnodes - ready));
+    sync_jobsched(c, now);
 }
