@@ -31,6 +31,8 @@ struct conn {
     uv_timer_t timer;
     int stats, reset;
     char url[128];
+    char hdrs[4096]; /* "name: value\n" lines, for /__echo */
+    size_t hlen;
 };
 
 static int g_delay_ms;
@@ -148,6 +150,14 @@ static int on_url(http_parser *p, const char *at, size_t len)
 static int on_field(http_parser *p, const char *at, size_t len)
 {
     struct conn *c = p->data;
+    if (c->hlen + len + 4 < sizeof c->hdrs) {
+        if (c->hlen)
+            c->hdrs[c->hlen++] = '\n';
+        memcpy(c->hdrs + c->hlen, at, len);
+        c->hlen += len;
+        c->hdrs[c->hlen++] = ':';
+        c->hdrs[c->hlen++] = ' ';
+    }
     c->in_tag = len == 5 && strncasecmp(at, "x-tag", 5) == 0;
     c->in_spin = len == 9 && strncasecmp(at, "x-spin-us", 9) == 0;
     return 0;
@@ -156,6 +166,10 @@ static int on_field(http_parser *p, const char *at, size_t len)
 static int on_value(http_parser *p, const char *at, size_t len)
 {
     struct conn *c = p->data;
+    if (c->hlen + len + 2 < sizeof c->hdrs) {
+        memcpy(c->hdrs + c->hlen, at, len);
+        c->hlen += len;
+    }
     if (c->in_tag && len < sizeof c->tag) {
         memcpy(c->tag, at, len);
         c->tag[len] = 0;
@@ -169,7 +183,10 @@ static int on_complete(http_parser *p)
 {
     struct conn *c = p->data;
     c->keep_alive = http_should_keep_alive(p);
-    if (strcmp(c->url, "/__stats") == 0) {
+    if (strcmp(c->url, "/__echo") == 0) {
+        c->hdrs[c->hlen++] = '\n';
+        send_resp(c, c->hdrs, c->hlen);
+    } else if (strcmp(c->url, "/__stats") == 0) {
         stats_reply(c);
     } else if (strcmp(c->url, "/__reset") == 0) {
         g_requests = g_max = 0;
@@ -212,6 +229,7 @@ static int on_complete(http_parser *p)
     }
     c->tag[0] = 0;
     c->url[0] = 0;
+    c->hlen = 0;
     c->spin_us = 0;
     return 0;
 }
