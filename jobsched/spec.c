@@ -507,40 +507,54 @@ static const char *job_label(const struct jobsched_batch *b, size_t i, char *buf
     return buf;
 }
 
-/* Depth-first search for a cycle among batch-internal dependencies; on a
- * back edge the path is the stack from the edge's target to the top. */
-static int find_cycle(const struct jobsched_batch *b, size_t i, unsigned char *color, int *stack,
-                      size_t depth, struct wlm_error *err)
+static int report_cycle(const struct jobsched_batch *b, const int *stack, size_t depth, int t,
+                        struct wlm_error *err)
 {
-    color[i] = 1;
-    stack[depth] = (int)i;
-    for (size_t d = 0; d < b->jobs[i].ndeps; d++) {
-        int t = b->jobs[i].deps[d].batch_index;
-        if (t < 0)
+    struct wlm_buf path;
+    char tmp[32];
+    wlm_buf_init(&path);
+    size_t start = 0;
+    while (stack[start] != t)
+        start++;
+    for (size_t k = start; k < depth; k++)
+        wlm_buf_printf(&path, "%s -> ", job_label(b, (size_t)stack[k], tmp, sizeof(tmp)));
+    wlm_buf_printf(&path, "%s", job_label(b, (size_t)t, tmp, sizeof(tmp)));
+    int rc = wlm_error_setf(err, WLM_EINVAL, "dependencies",
+                            "field 'dependencies': dependency cycle: %s",
+                            path.data ? path.data : "?");
+    wlm_buf_fini(&path);
+    return rc;
+}
+
+/* Depth-first search for a cycle among batch-internal dependencies, with an
+ * explicit stack (a batch may be a chain of thousands). On a back edge the
+ * path is the stack from the edge's target to the top. color: 0 unvisited,
+ * 1 on the stack, 2 done. */
+static int find_cycle(const struct jobsched_batch *b, size_t root, unsigned char *color,
+                      int *stack, size_t *next, struct wlm_error *err)
+{
+    size_t depth = 0;
+    stack[depth] = (int)root;
+    next[depth] = 0;
+    depth++;
+    color[root] = 1;
+    while (depth > 0) {
+        size_t i = (size_t)stack[depth - 1];
+        if (next[depth - 1] >= b->jobs[i].ndeps) {
+            color[i] = 2;
+            depth--;
             continue;
-        if (color[t] == 1) {
-            struct wlm_buf path;
-            char tmp[32];
-            wlm_buf_init(&path);
-            size_t start = 0;
-            while (stack[start] != t)
-                start++;
-            for (size_t k = start; k <= depth; k++)
-                wlm_buf_printf(&path, "%s -> ", job_label(b, (size_t)stack[k], tmp, sizeof(tmp)));
-            wlm_buf_printf(&path, "%s", job_label(b, (size_t)t, tmp, sizeof(tmp)));
-            int rc = wlm_error_setf(err, WLM_EINVAL, "dependencies",
-                                    "field 'dependencies': dependency cycle: %s",
-                                    path.data ? path.data : "?");
-            wlm_buf_fini(&path);
-            return rc;
         }
-        if (color[t] == 0) {
-            int rc = find_cycle(b, (size_t)t, color, stack, depth + 1, err);
-            if (rc)
-                return rc;
-        }
+        int t = b->jobs[i].deps[next[depth - 1]++].batch_index;
+        if (t < 0 || color[t] == 2)
+            continue;
+        if (color[t] == 1)
+            return report_cycle(b, stack, depth, t, err);
+        color[t] = 1;
+        stack[depth] = t;
+        next[depth] = 0;
+        depth++;
     }
-    color[i] = 2;
     return 0;
 }
 
@@ -634,17 +648,20 @@ int jobsched_batch_parse(const json_t *body, double now, const char *idem_key,
     {
         unsigned char *color = calloc(n, 1);
         int *stack = calloc(n, sizeof(int));
-        if (!color || !stack) {
+        size_t *next = calloc(n, sizeof(size_t));
+        if (!color || !stack || !next) {
             free(color);
             free(stack);
+            free(next);
             rc = wlm_error_set(err, ENOMEM, "out of memory");
             goto fail;
         }
         for (size_t i = 0; i < n && rc == 0; i++)
             if (color[i] == 0)
-                rc = find_cycle(out, i, color, stack, 0, err);
+                rc = find_cycle(out, i, color, stack, next, err);
         free(color);
         free(stack);
+        free(next);
         if (rc)
             goto fail;
     }

@@ -359,6 +359,43 @@ static void test_cancel_with_dependents(void **state)
     assert_int_equal(st_of(f, d), JOBSCHED_ELIGIBLE); /* afterany: b ended (failed) */
 }
 
+/* A long chain in one batch: accepted, and one failure at the head fails
+ * all of it (no recursion limits); closing it into a ring is a cycle. */
+static json_t *chain(int n, int ring)
+{
+    json_t *jobs = json_array();
+    for (int i = 0; i < n; i++) {
+        char name[32], dep[48];
+        snprintf(name, sizeof(name), "j%d", i);
+        json_t *o = json_pack("{s:s,s:s}", "name", name, "command", "c");
+        if (i > 0 || ring) {
+            snprintf(dep, sizeof(dep), "afterok:j%d", i > 0 ? i - 1 : n - 1);
+            json_object_set_new(o, "dependencies", json_string(dep));
+        }
+        json_array_append_new(jobs, o);
+    }
+    return json_pack("{s:o}", "jobs", jobs);
+}
+
+static void test_long_chain(void **state)
+{
+    struct fx *f = *state;
+    struct wlm_error err = {0};
+    json_t *resp = NULL, *body = chain(3000, 1);
+    assert_int_equal(jobsched_submit(f->js, body, NULL, 100, &resp, NULL, &err), -WLM_EINVAL);
+    assert_non_null(strstr(err.msg, "dependency cycle: j0 -> j2999 -> j2998 -> "));
+    json_decref(body);
+    body = chain(3000, 0);
+    assert_int_equal(jobsched_submit(f->js, body, NULL, 100, &resp, NULL, &err), 0);
+    json_decref(body);
+    int64_t first = json_integer_value(json_object_get(json_array_get(json_object_get(resp, "jobs"), 0), "id"));
+    int64_t last = json_integer_value(json_object_get(json_array_get(json_object_get(resp, "jobs"), 2999), "id"));
+    json_decref(resp);
+    assert_int_equal(st_of(f, last), JOBSCHED_PENDING);
+    run_to(f, first, JOBSCHED_FAILED, 110);
+    assert_int_equal(st_of(f, last), JOBSCHED_FAILED);
+}
+
 /* ------------------------------------------------------------ matchmaking */
 
 static void test_matchmaking_reasons(void **state)
@@ -700,6 +737,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dependency_on_finished_job, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_cycle_rejected_with_path, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_cancel_with_dependents, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_long_chain, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_matchmaking_reasons, fx_setup, fx_teardown),
         cmocka_unit_test(test_estimator_values),
         cmocka_unit_test(test_utility_curve),
