@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Build the router's libFuzzer target with clang (the main build may use gcc)
+# and run it briefly. Usage: fuzz_router.sh [SECONDS]  (default 20)
+# Env: WLM_SOURCE_DIR, WLM_BUILD_DIR (set by ctest).
+set -euo pipefail
+src=${WLM_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+out=${WLM_BUILD_DIR:-$src/build}/router-fuzz
+secs=${1:-20}
+cc=${CLANG:-/usr/bin/clang}
+[ -x "$cc" ] || { echo "fuzz_router: $cc not found (Debian package clang)" >&2; exit 1; }
+mkdir -p "$out/corpus"
+# shellcheck disable=SC2046
+"$cc" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+  -D_GNU_SOURCE -DWLM_VERSION='"fuzz"' -I"$src/router" -I"$src/common" \
+  $(pkg-config --cflags libuv jansson) \
+  "$src/tests/router/fuzz_router.c" "$src/router/h1req.c" "$src/router/config.c" \
+  "$src/router/sched.c" -o "$out/fuzz_router" -lhttp_parser $(pkg-config --libs jansson)
+# Seeds: a few valid requests and configs, so the run starts deep.
+printf '\x00\x07GET /api/x HTTP/1.1\r\nHost: shop.example\r\nX-Class: gold\r\n\r\nPOST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nCookie: tier=silver\r\n\r\n3\r\nabc\r\n0\r\n\r\n' >"$out/corpus/seed1"
+printf '\x00\x40GET /x HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n' >"$out/corpus/seed2"
+printf '\x01{"limit":3,"apps":[{"name":"a","hosts":["x"],"classes":[{"name":"c","weight":2,"match":{"cookie":"a=b"}}],"instances":[{"url":"http://127.0.0.1:1"}]}]}' >"$out/corpus/seed3"
+echo "fuzz_router: running ${secs}s"
+"$out/fuzz_router" -max_total_time="$secs" -max_len=4096 -print_final_stats=1 "$out/corpus" 2>&1 |
+  tail -n 40
