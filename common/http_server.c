@@ -1034,16 +1034,19 @@ static void dispatch(struct http_sreq *r)
 
 /* ---------------------------------------------------------------- parser callbacks */
 
-static int over_header_limit(struct wlm_http_conn *conn, size_t add)
+static int over_header_limit(struct wlm_http_conn *conn, size_t add, int in_url)
 {
     struct http_sreq *r = conn->cur;
     r->hdr_bytes += add;
     if (r->hdr_bytes <= conn->srv->max_header_bytes)
         return 0;
     char detail[96];
-    snprintf(detail, sizeof(detail), "request header larger than %zu bytes",
-             conn->srv->max_header_bytes);
-    conn_reject(conn, 431, "header_too_large", detail);
+    snprintf(detail, sizeof(detail), "request %s larger than %zu bytes",
+             in_url ? "target" : "header", conn->srv->max_header_bytes);
+    if (in_url)
+        conn_reject(conn, 414, "uri_too_long", detail);
+    else
+        conn_reject(conn, 431, "header_too_large", detail);
     return 1;
 }
 
@@ -1106,7 +1109,7 @@ static int on_message_begin(http_parser *p)
 static int on_url(http_parser *p, const char *at, size_t len)
 {
     struct wlm_http_conn *conn = p->data;
-    if (over_header_limit(conn, len))
+    if (over_header_limit(conn, len, 1))
         return -1;
     if (wlm_buf_append(&conn->cur->url, at, len)) {
         conn_close(conn);
@@ -1118,7 +1121,7 @@ static int on_url(http_parser *p, const char *at, size_t len)
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
     struct wlm_http_conn *conn = p->data;
-    if (over_header_limit(conn, len + 4))
+    if (over_header_limit(conn, len + 4, 0))
         return -1;
     if (conn->acc.in_value && finish_header(conn))
         return -1;
@@ -1132,7 +1135,7 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
     struct wlm_http_conn *conn = p->data;
-    if (over_header_limit(conn, len))
+    if (over_header_limit(conn, len, 0))
         return -1;
     conn->acc.in_value = 1;
     if (wlm_buf_append(&conn->acc.value, at, len)) {
@@ -1559,7 +1562,15 @@ void wlm_http_server_close(struct wlm_http_server *s, void (*done)(void *ud), vo
     s->closing = 1;
     s->done = done;
     s->done_ud = ud;
-    for (struct wlm_http_conn *c = s->conns; c; c = c->next)
-        conn_close(c);
+    for (struct wlm_http_conn *c = s->conns; c; c = c->next) {
+        /* Let a connection with nothing in progress finish writing what it
+         * has (say, the response to the request that asked for the close). */
+        if (c->nq == 0 && !c->closing && c->tcp.write_queue_size > 0) {
+            c->final = 1;
+            conn_finish(c);
+        } else {
+            conn_close(c);
+        }
+    }
     uv_close((uv_handle_t *)&s->listener, listener_close_cb);
 }

@@ -22,13 +22,21 @@ static void *loop_main(void *arg)
 static void server_done(void *ud)
 {
     struct test_server *ts = ud;
-    uv_close((uv_handle_t *)&ts->stop, NULL);
+    atomic_store(&ts->closed, 1);
+}
+
+void test_server_close_now(struct test_server *ts)
+{
+    if (ts->srv)
+        wlm_http_server_close(ts->srv, server_done, ts);
+    ts->srv = NULL;
 }
 
 static void on_stop(uv_async_t *a)
 {
     struct test_server *ts = a->data;
-    wlm_http_server_close(ts->srv, server_done, ts);
+    test_server_close_now(ts);
+    uv_close((uv_handle_t *)&ts->stop, NULL);
 }
 
 int test_server_start(struct test_server *ts, const struct wlm_http_server_opts *opts,
@@ -60,6 +68,8 @@ void test_server_stop(struct test_server *ts)
     uv_async_send(&ts->stop);
     pthread_join(ts->thread, NULL);
     uv_run(&ts->loop, UV_RUN_DEFAULT); /* nothing should be left */
+    if (!atomic_load(&ts->closed))
+        fprintf(stderr, "test server: close callback did not run\n");
     uv_loop_close(&ts->loop);
     wlm_metrics_free(ts->metrics);
 }

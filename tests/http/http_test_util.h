@@ -19,11 +19,14 @@ struct test_server {
     struct wlm_http_server *srv;
     struct wlm_metrics *metrics;
     int port;
+    atomic_int closed; /* the server's close callback ran */
 };
 
 int test_server_start(struct test_server *ts, const struct wlm_http_server_opts *opts,
                       void (*setup)(struct test_server *ts, void *arg), void *arg);
 void test_server_stop(struct test_server *ts);
+/* On the loop thread: close the server now (handlers use it). */
+void test_server_close_now(struct test_server *ts);
 
 /* Raw socket with a read buffer. Every read gives up after 5 s. */
 struct raw {

@@ -165,6 +165,13 @@ static void h_flood(struct wlm_http_req *req, void *ud)
     free(chunk);
 }
 
+/* Answers, then closes the whole server: the answer must still arrive. */
+static void h_shutdown(struct wlm_http_req *req, void *ud)
+{
+    wlm_http_respond(req, 200, "text/plain", NULL, "bye", 3);
+    test_server_close_now(ud);
+}
+
 static void h_param(struct wlm_http_req *req, void *ud)
 {
     char body[256];
@@ -203,6 +210,7 @@ static void setup_routes(struct test_server *ts, void *arg)
     wlm_http_server_route(s, "GET", "/late", 0, h_late, ts);
     wlm_http_server_route(s, "GET", "/orphan", 0, h_orphan, ts);
     wlm_http_server_route(s, "GET", "/flood", 0, h_flood, ts);
+    wlm_http_server_route(s, "POST", "/shutdown", 0, h_shutdown, ts);
 }
 
 /* ---------------------------------------------------------------- fixture */
@@ -360,6 +368,9 @@ static void test_oversized_header_431(void **state)
     char req[5000];
     snprintf(req, sizeof(req), "GET /echo HTTP/1.1\r\nHost: x\r\nX-Big: %s\r\n\r\n", big);
     expect_status_and_close(req, 431);
+    char url[4096];
+    snprintf(url, sizeof(url), "GET /echo?q=%.3000s HTTP/1.1\r\nHost: x\r\n\r\n", big);
+    expect_status_and_close(url, 414);
 }
 
 static void test_oversized_body_413(void **state)
@@ -646,6 +657,24 @@ static void test_idle_timeout(void **state)
     test_server_stop(&ts);
 }
 
+static void test_close_from_handler(void **state)
+{
+    struct raw *other = conn_new(); /* an idle keep-alive connection */
+    struct raw_resp resp;
+    assert_int_equal(one_shot("POST /shutdown HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+                              &resp),
+                     0);
+    assert_int_equal(resp.status, 200);
+    assert_string_equal(resp.body, "bye");
+    free(resp.body);
+    assert_true(raw_wait_eof(other));
+    conn_free(other);
+    for (int i = 0; i < 300 && !atomic_load(&g_ts.closed); i++)
+        usleep(10000);
+    assert_true(atomic_load(&g_ts.closed));
+    assert_int_equal(raw_connect(&(struct raw){0}, g_ts.port), -1); /* no longer listening */
+}
+
 static void test_expect_continue(void **state)
 {
     struct raw *r = conn_new();
@@ -728,6 +757,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_orphans, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_stream_consumer_dropped, setup, teardown),
         cmocka_unit_test(test_idle_timeout),
+        cmocka_unit_test_setup_teardown(test_close_from_handler, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expect_continue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
         cmocka_unit_test(test_max_connections),
