@@ -50,6 +50,7 @@ struct cconn {
 struct creq {
     uv_timer_t timer;
     uv_getaddrinfo_t gai;
+    struct addrinfo *ai, *ai_next; /* resolved addresses; the next to try */
     struct wlm_http_client *c;
     struct creq *next, *prev;
     char *host;
@@ -77,6 +78,7 @@ struct wlm_http_client {
 
 static void creq_start(struct creq *r);
 static void creq_timer(uv_timer_t *t);
+static void creq_connect(struct creq *r, const struct sockaddr *sa);
 static void cconn_close(struct cconn *conn);
 
 /* ---------------------------------------------------------------- response helpers */
@@ -108,6 +110,8 @@ static void creq_maybe_free(struct creq *r)
     if (!r->timer_closed || r->gai_pending)
         return;
     struct wlm_http_client *c = r->c;
+    if (r->ai)
+        uv_freeaddrinfo(r->ai);
     free(r->host);
     free(r->desc);
     wlm_buf_fini(&r->out);
@@ -467,6 +471,16 @@ static void cconn_connected(uv_connect_t *cr, int status)
         return;
     struct creq *r = conn->req;
     if (status < 0) {
+        if (r && r->ai_next) {
+            /* "localhost" may resolve to ::1 and 127.0.0.1: try each. */
+            struct addrinfo *next = r->ai_next;
+            r->ai_next = next->ai_next;
+            conn->req = NULL;
+            r->conn = NULL;
+            cconn_close(conn);
+            creq_connect(r, next->ai_addr);
+            return;
+        }
         if (r)
             creq_fail(r, WLM_EIO, "connect %s: %s", conn->key, uv_strerror(status));
         cconn_close(conn);
@@ -523,11 +537,17 @@ static void creq_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *res)
         creq_maybe_free(r);
         return;
     }
-    if (status < 0 || !res)
-        creq_fail(r, WLM_EIO, "resolve %s: %s", r->host, uv_strerror(status ? status : UV_EAI_NONAME));
-    else
-        creq_connect(r, res->ai_addr);
-    uv_freeaddrinfo(res);
+    if (status < 0 || !res) {
+        uv_freeaddrinfo(res);
+        creq_fail(r, WLM_EIO, "resolve %s: %s", r->host,
+                  uv_strerror(status ? status : UV_EAI_NONAME));
+        return;
+    }
+    if (r->ai) /* a retry resolved again */
+        uv_freeaddrinfo(r->ai);
+    r->ai = res;
+    r->ai_next = res->ai_next;
+    creq_connect(r, res->ai_addr);
 }
 
 /* Send on an idle connection to the same host:port, or open one. */

@@ -103,6 +103,13 @@ static void test_fetch_json(void **state)
     assert_int_equal(resp.status, 401);
     wlm_http_response_fini(&resp);
     free(u);
+
+    /* A name, resolved asynchronously (and tried address by address). */
+    u = wlm_asprintf("http://localhost:%d/peer?x=1", g_ts.port);
+    assert_int_equal(wlm_http_fetch("GET", u, NULL, NULL, NULL, 0, 2000, &resp, &err), 0);
+    assert_int_equal(resp.status, 200);
+    wlm_http_response_fini(&resp);
+    free(u);
 }
 
 static void test_fetch_chunked_and_head(void **state)
