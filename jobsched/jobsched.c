@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1397,4 +1398,23 @@ json_t *jobsched_job_json(struct jobsched *js, const struct jobsched_job *j, dou
         json_object_set_new(o, "history", h);
     }
     return o;
+}
+
+void jobsched_export_metrics(const struct jobsched *js, struct wlm_metrics *m)
+{
+    size_t counts[JOBSCHED_NSTATES] = {0};
+    for (size_t i = 0; i < js->njobs; i++)
+        if ((unsigned)js->jobs[i]->state < JOBSCHED_NSTATES)
+            counts[js->jobs[i]->state]++;
+    for (int s = 0; s < JOBSCHED_NSTATES; s++) {
+        char labels[48];
+        snprintf(labels, sizeof(labels), "state=\"%s\"", jobsched_state_name((enum jobsched_state)s));
+        struct wlm_gauge *g = wlm_metrics_gauge(m, "wlm_jobs", "Jobs by state", labels);
+        if (g)
+            wlm_gauge_set(g, (double)counts[s]);
+    }
+    struct wlm_gauge *g =
+        wlm_metrics_gauge(m, "wlm_job_profiles", "Job kinds with a learned profile", NULL);
+    if (g)
+        wlm_gauge_set(g, (double)js->nprofiles);
 }

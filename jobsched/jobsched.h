@@ -400,6 +400,10 @@ int jobsched_history(struct jobsched *js, int64_t id, struct jobsched_event **ou
 json_t *jobsched_job_json(struct jobsched *js, const struct jobsched_job *j, double now,
                           int with_history);
 
+/* Set gauges wlm_jobs{state="..."} and wlm_job_profiles in `m` (call once
+ * per control cycle; cheap). */
+void jobsched_export_metrics(const struct jobsched *js, struct wlm_metrics *m);
+
 /* ---------------------------------------------------------------- REST API */
 
 /* Routes (all with auth = 1):

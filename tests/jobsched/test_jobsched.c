@@ -723,6 +723,14 @@ static void test_job_json_view(void **state)
     assert_string_equal(json_string_value(json_array_get(json_object_get(o, "eligible_nodes"), 0)),
                         "n1");
     json_decref(o);
+
+    struct wlm_metrics *m = wlm_metrics_new();
+    jobsched_export_metrics(f->js, m);
+    char *text = wlm_metrics_render(m);
+    assert_non_null(strstr(text, "wlm_jobs{state=\"ELIGIBLE\"} 1"));
+    assert_non_null(strstr(text, "wlm_jobs{state=\"RUNNING\"} 0"));
+    free(text);
+    wlm_metrics_free(m);
 }
 
 int main(void)
