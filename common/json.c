@@ -22,6 +22,7 @@ static const char *json_type_name(const json_t *v)
 static int json_member(const json_t *obj, const char *key, int required, json_t **out,
                        struct wlm_error *err)
 {
+    *out = NULL;
     if (!json_is_object(obj))
         return wlm_error_setf(err, WLM_EINVAL, key, "%s: expected an object around it", key);
     *out = json_object_get(obj, key);
