@@ -167,24 +167,35 @@ static double demand(const struct pl_ctx *c, size_t a, double t)
     return d;
 }
 
-/* Position with the most free CPU among those with enough memory (greedy
- * descent with backtracking; exact for CPU when memory does not bind). */
+/* Position with the most free CPU among those with enough memory: branch
+ * and bound over the tree, larger child first, pruning subtrees whose CPU
+ * maximum cannot beat the best leaf found. */
+static void tree_max_rec(const struct pl_packer *k, size_t i, size_t lo, size_t hi, double mem,
+                         size_t *best, double *bestc)
+{
+    if (k->tm[i] < mem - PL_EPS || k->tc[i] < 0 || k->tc[i] <= *bestc)
+        return;
+    if (hi - lo == 1) {
+        *best = lo;
+        *bestc = k->tc[i];
+        return;
+    }
+    size_t mid = (lo + hi) / 2;
+    if (k->tc[2 * i] >= k->tc[2 * i + 1]) {
+        tree_max_rec(k, 2 * i, lo, mid, mem, best, bestc);
+        tree_max_rec(k, 2 * i + 1, mid, hi, mem, best, bestc);
+    } else {
+        tree_max_rec(k, 2 * i + 1, mid, hi, mem, best, bestc);
+        tree_max_rec(k, 2 * i, lo, mid, mem, best, bestc);
+    }
+}
+
 static size_t tree_find_max(const struct pl_packer *k, size_t i, size_t lo, size_t hi, double mem)
 {
-    if (k->tm[i] < mem - PL_EPS || k->tc[i] < 0)
-        return PL_NONE;
-    if (hi - lo == 1)
-        return lo;
-    size_t mid = (lo + hi) / 2;
-    int first = k->tc[2 * i] >= k->tc[2 * i + 1] ? 0 : 1;
-    for (int side = 0; side < 2; side++) {
-        int c = side == 0 ? first : 1 - first;
-        size_t r = c == 0 ? tree_find_max(k, 2 * i, lo, mid, mem)
-                          : tree_find_max(k, 2 * i + 1, mid, hi, mem);
-        if (r != PL_NONE)
-            return r;
-    }
-    return PL_NONE;
+    size_t best = PL_NONE;
+    double bestc = -0.5;
+    tree_max_rec(k, i, lo, hi, mem, &best, &bestc);
+    return best;
 }
 
 /* Hide (or restore) the nodes already hosting app a from the tree, so

@@ -32,6 +32,10 @@
 #define EPS_KEEP 1e-7 /* stage-1 bonus for keeping an existing instance */
 #define EPS_NEW 1e-8  /* stage-1 penalty for a new instance */
 #define OBJ_SHIFT 2.0 /* keeps GLPK's relative gap meaningful around t = 0 */
+/* The model works in GHz and GB: MHz, MB and utility slopes per MHz span
+ * seven orders of magnitude, which is what makes GLPK's simplex crawl. */
+#define CPU_U 1000.0
+#define MEM_U 1024.0
 
 struct hook_env {
     jmp_buf jb;
@@ -64,6 +68,7 @@ struct model {
     double *hint;    /* incumbent column values, 1-based */
     int hint_given;
     int ncols;
+    int nv; /* W column of workload a is vcol[a] + nv */
 };
 
 static void heur_cb(glp_tree *tree, void *info)
@@ -90,8 +95,9 @@ static void set_hint(struct model *m, const struct pl_sol *s, const int *exclude
             if (s->a[i].workload == pr->a && s->a[i].node == pr->n) {
                 m->hint[pr->xcol] = 1;
                 double cap = fmin(c->capi[pr->a], c->cap[pr->n]);
-                m->hint[pr->wcol] = fmin(s->a[i].cpu_mhz, cap);
-                cpu[pr->a] += m->hint[pr->wcol];
+                double w = fmin(s->a[i].cpu_mhz, cap);
+                m->hint[pr->wcol] = w / CPU_U;
+                cpu[pr->a] += w;
             }
         }
     }
@@ -104,6 +110,7 @@ static void set_hint(struct model *m, const struct pl_sol *s, const int *exclude
             t = u;
         if (with_v)
             m->hint[m->vcol[a]] = u;
+        m->hint[m->vcol[a] + m->nv] = cpu[a] / CPU_U;
     }
     m->hint[m->tcol] = isfinite(t) ? t : 0;
     (void)excluded;
@@ -173,7 +180,8 @@ int pl_milp(const struct pl_ctx *c, const int *allowed, const int *excluded, str
     for (size_t a = 0; a < c->W; a++)
         if (c->placeable[a] && !excluded[a])
             m.vcol[a] = ncols + (++nv);
-    ncols += nv;
+    m.nv = nv;
+    ncols += 2 * nv; /* v[a], then W[a] = sum_n w[a,n] */
     m.ncols = ncols;
     glp_add_cols(lp, ncols);
     m.tcol = 1;
@@ -194,25 +202,19 @@ int pl_milp(const struct pl_ctx *c, const int *allowed, const int *excluded, str
         pr->xcol = 2 + 2 * (int)k;
         pr->wcol = pr->xcol + 1;
         glp_set_col_kind(lp, pr->xcol, GLP_BV);
-        glp_set_col_bnds(lp, pr->wcol, GLP_DB, 0, fmax(1e-9, fmin(c->capi[pr->a], c->cap[pr->n])));
+        glp_set_col_bnds(lp, pr->wcol, GLP_DB, 0, fmax(1e-9, fmin(c->capi[pr->a], c->cap[pr->n]) / CPU_U));
     }
     for (size_t a = 0; a < c->W; a++)
-        if (m.vcol[a])
+        if (m.vcol[a]) {
             glp_set_col_bnds(lp, m.vcol[a], GLP_UP, 0, c->umax[a]);
+            glp_set_col_bnds(lp, m.vcol[a] + nv, GLP_LO, 0, 0);
+        }
 
     /* Rows. Count nonzeros generously first. */
-    size_t nnz_max = 5 * m.npairs + 16;
-    {
-        size_t *np_a = calloc(c->W ? c->W : 1, sizeof(size_t));
-        if (!np_a)
-            goto nomem;
-        for (size_t k = 0; k < m.npairs; k++)
-            np_a[m.pairs[k].a]++;
-        for (size_t a = 0; a < c->W; a++)
-            if (m.vcol[a])
-                nnz_max += 2 * (p->workloads[a].utility.npoints + 1) * (np_a[a] + 1);
-        free(np_a);
-    }
+    size_t nnz_max = 6 * m.npairs + 16;
+    for (size_t a = 0; a < c->W; a++)
+        if (m.vcol[a])
+            nnz_max += 1 + 4 * (p->workloads[a].utility.npoints + 1);
     ia = malloc((nnz_max + 1) * sizeof(int));
     ja = malloc((nnz_max + 1) * sizeof(int));
     ar = malloc((nnz_max + 1) * sizeof(double));
@@ -233,13 +235,13 @@ int pl_milp(const struct pl_ctx *c, const int *allowed, const int *excluded, str
             continue;
         int rc_cpu = ++row, rc_mem = ++row;
         glp_add_rows(lp, 2);
-        glp_set_row_bnds(lp, rc_cpu, GLP_UP, 0, c->cap[n]);
-        glp_set_row_bnds(lp, rc_mem, GLP_UP, 0, c->mem[n]);
+        glp_set_row_bnds(lp, rc_cpu, GLP_UP, 0, c->cap[n] / CPU_U);
+        glp_set_row_bnds(lp, rc_mem, GLP_UP, 0, c->mem[n] / MEM_U);
         for (size_t k = 0; k < m.npairs; k++) {
             if (m.pairs[k].n != n)
                 continue;
             NZ(rc_cpu, m.pairs[k].wcol, 1.0);
-            NZ(rc_mem, m.pairs[k].xcol, p->workloads[m.pairs[k].a].memory_mb);
+            NZ(rc_mem, m.pairs[k].xcol, p->workloads[m.pairs[k].a].memory_mb / MEM_U);
         }
     }
     /* instance caps */
@@ -248,7 +250,7 @@ int pl_milp(const struct pl_ctx *c, const int *allowed, const int *excluded, str
         ++row;
         glp_set_row_bnds(lp, row, GLP_UP, 0, 0);
         NZ(row, m.pairs[k].wcol, 1.0);
-        NZ(row, m.pairs[k].xcol, -fmin(c->capi[m.pairs[k].a], c->cap[m.pairs[k].n]));
+        NZ(row, m.pairs[k].xcol, -fmin(c->capi[m.pairs[k].a], c->cap[m.pairs[k].n]) / CPU_U);
     }
     /* instance counts, utility segments */
     for (size_t a = 0; a < c->W; a++) {
@@ -264,6 +266,15 @@ int pl_milp(const struct pl_ctx *c, const int *allowed, const int *excluded, str
         for (size_t k = 0; k < m.npairs; k++)
             if (m.pairs[k].a == a)
                 NZ(row, m.pairs[k].xcol, 1.0);
+        /* W[a] - sum_n w[a,n] = 0: utility rows then need two entries each */
+        int wcol = m.vcol[a] + nv;
+        glp_add_rows(lp, 1);
+        ++row;
+        glp_set_row_bnds(lp, row, GLP_FX, 0, 0);
+        NZ(row, wcol, 1.0);
+        for (size_t k = 0; k < m.npairs; k++)
+            if (m.pairs[k].a == a)
+                NZ(row, m.pairs[k].wcol, -1.0);
         const struct placement_utility *u = &p->workloads[a].utility;
         for (size_t s2 = 1; s2 <= u->npoints; s2++) {
             double slope, alpha;
@@ -281,9 +292,7 @@ int pl_milp(const struct pl_ctx *c, const int *allowed, const int *excluded, str
                 glp_set_row_bnds(lp, row, GLP_UP, 0, alpha);
                 NZ(row, which == 0 ? m.tcol : m.vcol[a], 1.0);
                 if (slope != 0)
-                    for (size_t k = 0; k < m.npairs; k++)
-                        if (m.pairs[k].a == a)
-                            NZ(row, m.pairs[k].wcol, -slope);
+                    NZ(row, wcol, -slope * CPU_U);
             }
         }
     }
@@ -363,7 +372,7 @@ int pl_milp(const struct pl_ctx *c, const int *allowed, const int *excluded, str
         double wsum = 0;
         for (size_t k = 0; k < m.npairs; k++)
             if (m.pairs[k].a == a)
-                wsum += m.hint[m.pairs[k].wcol];
+                wsum += m.hint[m.pairs[k].wcol] * CPU_U;
         m.hint[m.vcol[a]] = fmin(c->umax[a], placement_utility_eval(&p->workloads[a].utility, wsum));
     }
     m.hint_given = 0;
@@ -371,9 +380,13 @@ int pl_milp(const struct pl_ctx *c, const int *allowed, const int *excluded, str
     double *val = m.hint;
     r = glp_simplex(lp, &sp);
     if (r == 0 && glp_get_status(lp) == GLP_OPT) {
-        ip.tm_lim = (int)(c->o->time_limit_s * 1000 / 4) + 1;
+        /* Stage 2 only refines: the minimum is already proven. A short
+         * limit keeps small problems well under a second; the incumbent
+         * (stage 1's placement) is always a valid answer. */
+        ip.tm_lim = (int)fmin(c->o->time_limit_s * 1000 / 4, 250) + 1;
+        ip.mip_gap = fmax(c->o->mip_gap, 1e-3);
         r = glp_intopt(lp, &ip);
-        st = glp_mip_status(lp);
+            st = glp_mip_status(lp);
         if (st == GLP_OPT || st == GLP_FEAS) {
             for (int j = 1; j <= ncols; j++)
                 val[j] = glp_mip_col_val(lp, j);
@@ -381,7 +394,7 @@ int pl_milp(const struct pl_ctx *c, const int *allowed, const int *excluded, str
     }
     for (size_t k = 0; k < m.npairs; k++) {
         if (val[m.pairs[k].xcol] > 0.5 &&
-            pl_sol_push(&best, m.pairs[k].a, m.pairs[k].n, fmax(0, val[m.pairs[k].wcol]))) {
+            pl_sol_push(&best, m.pairs[k].a, m.pairs[k].n, fmax(0, val[m.pairs[k].wcol] * CPU_U))) {
             pl_sol_fini(&best);
             goto nomem;
         }

@@ -342,6 +342,10 @@ int placement_solve(const struct placement_problem *p, struct placement_decision
         char mnote[128] = "";
         int mrc = pl_milp(c, r.usable, r.excluded, &r.sol, &lpb, &optimal, mnote, sizeof(mnote));
         if (mrc == 0) {
+            /* If stage 2 ran out of time, CPU above the minimum may be
+             * left on the table: hand it out as the heuristic would. */
+            if ((rc = pl_refine(c, r.usable, &r.sol)))
+                goto fail;
             d->solver = PLACEMENT_SOLVER_EXACT;
             d->exact_optimal = optimal;
             if (lpb < bound)

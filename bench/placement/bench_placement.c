@@ -1,0 +1,149 @@
+/*
+ * wlm-bench-placement - placement controller scaling and quality.
+ *
+ * Generated instances (nodes x 3 workloads, 1/3 web apps with up to four
+ * instances, 2/3 jobs, concave utilities, CPU over-committed by `load`), for
+ * each size: heuristic solve time, minimum utility, upper bound and gap; the
+ * exact MILP's result where it finishes within its time limit; and a
+ * consolidation run at low load (nodes left on). Prints a table.
+ *
+ * Goals (issue 5): exact < 1 s at 20 x 60; heuristic within 0.02 (2 % of the
+ * utility scale) of the exact minimum utility; 10,000 x 30,000 < 10 s.
+ */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "helpers.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: wlm-bench-placement [--max-nodes N] [--exact-max-nodes N] [--time-limit S]\n"
+               "                           [--load X] [--seed N] [--smoke]\n"
+               "Prints solve time, minimum utility and gap for generated instances from\n"
+               "10 nodes x 30 workloads up to --max-nodes (default 10000).\n");
+}
+
+struct result {
+    double secs, minu, bound, gap;
+    int optimal, solver, on;
+    size_t actions;
+};
+
+static int run(struct placement_problem *p, enum placement_solver s, struct result *r)
+{
+    struct placement_decision *d = NULL;
+    struct wlm_error err = {0};
+    p->opts.solver = s;
+    double t0 = now();
+    int rc = placement_solve(p, &d, &err);
+    r->secs = now() - t0;
+    if (rc) {
+        fprintf(stderr, "solve failed: %s\n", err.msg);
+        return rc;
+    }
+    r->minu = d->min_utility_placeable;
+    r->bound = d->upper_bound;
+    r->gap = d->gap;
+    r->optimal = d->exact_optimal;
+    r->solver = d->solver;
+    r->actions = d->nactions;
+    r->on = 0;
+    for (size_t n = 0; n < p->nnodes; n++)
+        r->on += d->node_on[n];
+    placement_decision_free(d);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    size_t max_nodes = 10000, exact_max_nodes = 50;
+    double tlim = 10, load = 1.2;
+    unsigned long long seed = 42;
+    static const struct option opts[] = {{"max-nodes", required_argument, 0, 'n'},
+                                         {"exact-max-nodes", required_argument, 0, 'e'},
+                                         {"time-limit", required_argument, 0, 't'},
+                                         {"load", required_argument, 0, 'l'},
+                                         {"seed", required_argument, 0, 's'},
+                                         {"smoke", no_argument, 0, 'k'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {"version", no_argument, 0, 'V'},
+                                         {0, 0, 0, 0}};
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'n': max_nodes = strtoul(optarg, NULL, 10); break;
+        case 'e': exact_max_nodes = strtoul(optarg, NULL, 10); break;
+        case 't': tlim = atof(optarg); break;
+        case 'l': load = atof(optarg); break;
+        case 's': seed = strtoull(optarg, NULL, 10); break;
+        case 'k':
+            max_nodes = 10;
+            exact_max_nodes = 10;
+            tlim = 2;
+            break;
+        case 'h': usage(stdout); return 0;
+        case 'V': printf("wlm-bench-placement %s\n", WLM_VERSION); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc || max_nodes < 1 || !(tlim > 0) || !(load > 0)) {
+        usage(stderr);
+        return 2;
+    }
+    static const size_t sizes[] = {10, 20, 50, 100, 200, 1000, 3000, 10000};
+    printf("placement bench: workloads = 3 x nodes, CPU load %.2f, seed %llu, MILP limit %.0f s\n",
+           load, seed, tlim);
+    printf("%6s %6s | %8s %8s %8s %7s | %8s %8s %8s %7s %4s | %7s | %8s %6s\n", "nodes", "wklds",
+           "heur_s", "heur_min", "bound", "gap", "exact_s", "ex_min", "lp_bnd", "ex_gap", "opt",
+           "h-ex", "cons_s", "on");
+    int failed = 0;
+    for (size_t i = 0; i < WLM_ARRAY_LEN(sizes) && sizes[i] <= max_nodes; i++) {
+        size_t nn = sizes[i], nw = 3 * nn;
+        struct placement_problem *p = tp_random(nn, nw, seed + nn, load);
+        p->opts.power_saving = 0;
+        p->opts.max_balance_moves = 0;
+        p->opts.time_limit_s = tlim;
+        struct result h = {0}, e = {0}, cons = {0};
+        if (run(p, PLACEMENT_SOLVER_HEURISTIC, &h)) {
+            failed = 1;
+            placement_problem_free(p);
+            break;
+        }
+        int have_exact = 0;
+        if (nn <= exact_max_nodes) {
+            if (run(p, PLACEMENT_SOLVER_EXACT, &e) == 0 && e.solver == PLACEMENT_SOLVER_EXACT)
+                have_exact = 1;
+        }
+        placement_problem_free(p);
+        /* Consolidation: same shape at a fifth of the load, power saving on. */
+        p = tp_random(nn, nw, seed + nn, load / 5);
+        p->opts.time_limit_s = tlim;
+        p->opts.max_balance_moves = 0;
+        if (run(p, PLACEMENT_SOLVER_HEURISTIC, &cons))
+            failed = 1;
+        placement_problem_free(p);
+        printf("%6zu %6zu | %8.3f %8.4f %8.4f %7.4f | ", nn, nw, h.secs, h.minu, h.bound, h.gap);
+        if (have_exact)
+            printf("%8.3f %8.4f %8.4f %7.4f %4s | %7.4f | ", e.secs, e.minu, e.bound, e.gap,
+                   e.optimal ? "yes" : "no", h.minu - e.minu);
+        else
+            printf("%8s %8s %8s %7s %4s | %7s | ", "-", "-", "-", "-", "-", "-");
+        printf("%8.3f %3d/%zu\n", cons.secs, cons.on, nn);
+        fflush(stdout);
+    }
+    printf("gap = upper bound - min utility (utility units; 1.0 = the whole goal range).\n"
+           "bound: aggregate LP relaxation (heuristic) or GLPK LP relaxation (exact).\n"
+           "cons: consolidation run at load/5 with power saving: solve time, nodes left on.\n");
+    return failed;
+}
