@@ -296,20 +296,20 @@ static int copy_file(const char *from, FILE *to)
     return 0;
 }
 
-/* The job's initramfs: the base archive (busybox + init) followed by a cpio
- * of /job (cmd + files). The kernel unpacks concatenated archives in order. */
+/* The job's initramfs: an uncompressed cpio of /job (cmd + files) followed
+ * by the base archive (busybox + init, gzip). The kernel unpacks
+ * concatenated archives in order; an uncompressed one must come first, the
+ * way early microcode is prepended to an initrd. */
 static int build_job_initrd(struct nodeagent *a, const char *job, const char *command,
                             const char *job_dir, char *out, size_t n, struct wlm_error *err)
 {
-    char cpio[1200];
-    job_path(a, job, "job.cpio", cpio, sizeof(cpio));
+    job_path(a, job, "initrd.img", out, n);
     const char *names[] = {"cmd"};
     const char *data[] = {command};
-    int r = nodeagent_cpio_write(cpio, job_dir, "job", names, data, 1, err);
+    int r = nodeagent_cpio_write(out, job_dir, "job", names, data, 1, err);
     if (r < 0)
         return r;
-    job_path(a, job, "initrd.img", out, n);
-    FILE *o = fopen(out, "wb");
+    FILE *o = fopen(out, "ab");
     if (!o)
         return wlm_error_set(err, errno, "cannot write %s: %s", out, strerror(errno));
     r = copy_file(a->initramfs, o);
@@ -320,10 +320,8 @@ static int build_job_initrd(struct nodeagent *a, const char *job, const char *co
                               "scripts/build-initramfs)",
                               a->initramfs, strerror(-r));
     }
-    copy_file(cpio, o);
     if (fclose(o) != 0)
         return wlm_error_set(err, WLM_EIO, "cannot write %s", out);
-    unlink(cpio);
     return 0;
 }
 

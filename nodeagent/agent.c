@@ -507,7 +507,10 @@ struct nodeagent *nodeagent_new(uv_loop_t *loop, const struct nodeagent_config *
         if (nodeagent_libvirt_event_thread_start(err) < 0)
             goto fail;
         struct nodeagent_libvirt_opts lo = {
-            .uri = a->cfg.libvirt_uri, .kernel = a->cfg.kernel, .initramfs = a->initramfs};
+            .uri = a->cfg.libvirt_uri,
+            .kernel = a->cfg.kernel,
+            .initramfs = a->initramfs,
+            .vm_type = a->cfg.vm_type};
         a->vm = nodeagent_libvirt_new(&lo, err);
         if (!a->vm)
             goto fail;
@@ -549,7 +552,12 @@ static void pool_start(struct nodeagent *a)
     char dir[1100], name[128];
     int is_test = !strncmp(a->cfg.libvirt_uri, "test:", 5);
     snprintf(dir, sizeof(dir), "%s/images", a->cfg.state_dir);
-    snprintf(name, sizeof(name), "wlm-%s", a->cfg.name);
+    /* One libvirtd may serve several agents (tests, or a node name reused
+     * with another state dir): the pool name carries the directory. */
+    unsigned h = 2166136261u;
+    for (const char *c = a->cfg.state_dir; *c; c++)
+        h = (h ^ (unsigned char)*c) * 16777619u;
+    snprintf(name, sizeof(name), "wlm-%.60s-%08x", a->cfg.name, h);
     struct nodeagent_pool_opts po = {
         .conn = nodeagent_libvirt_conn(a->vm),
         .dir = is_test ? "" : dir,

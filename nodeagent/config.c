@@ -44,6 +44,8 @@ const struct wlm_cfg_field nodeagent_cfg_fields[] = {
      "job VM initramfs built by scripts/build-initramfs"},
     {"vm_memory_mb", WLM_CFG_INT, F(vm_memory_mb), 0, NULL, "192", 32, 1048576,
      "default memory of a job VM (MiB)"},
+    {"vm_type", WLM_CFG_STR, F(vm_type), S(vm_type), "WLM_VM_TYPE", "qemu", 0, -1,
+     "libvirt domain type of job VMs: qemu (TCG, works everywhere) or kvm"},
     {"ip_pool", WLM_CFG_STR, F(ip_pool), S(ip_pool), NULL, "10.77.0.10", 0, -1,
      "first IP address handed to job VMs"},
     {"idle_watts", WLM_CFG_NUM, F(idle_watts), 0, NULL, "100", 0, 100000,

@@ -24,6 +24,7 @@ struct lv_driver {
     char *kernel;
     char *initramfs;
     int is_test;
+    char vm_type[16];
     int callback_id;
     nodeagent_event_fn event_fn;
     void *event_ud;
@@ -130,7 +131,7 @@ static char *lv_domain_xml(struct lv_driver *d, const struct nodeagent_spec *s)
     /* Room to grow the vCPU count live (resize) up to 4. */
     int maxv = vcpus > 4 ? vcpus : 4;
     long long mem = s->memory_mb > 0 ? s->memory_mb : 128;
-    const char *type = d->is_test ? "test" : (access("/dev/kvm", R_OK | W_OK) == 0 ? "kvm" : "qemu");
+    const char *type = d->is_test ? "test" : d->vm_type;
     wlm_buf_printf(&b, "<domain type='%s'><name>" DOM_PREFIX, type);
     xml_esc(&b, s->id);
     wlm_buf_printf(&b, "</name><memory unit='MiB'>%lld</memory>", mem);
@@ -157,7 +158,9 @@ static char *lv_domain_xml(struct lv_driver *d, const struct nodeagent_spec *s)
             wlm_buf_printf(&b, " wlm.ip=");
             xml_esc(&b, s->ip);
         }
-        wlm_buf_printf(&b, "</cmdline></os>");
+        /* Without ACPI the guest's poweroff only halts and the domain
+         * would never stop. */
+        wlm_buf_printf(&b, "</cmdline></os><features><acpi/></features>");
     }
     wlm_buf_printf(&b, "<on_poweroff>destroy</on_poweroff><on_reboot>destroy</on_reboot>"
                        "<on_crash>destroy</on_crash><devices>");
@@ -577,6 +580,7 @@ struct nodeagent_driver *nodeagent_libvirt_new(const struct nodeagent_libvirt_op
     d->kernel = wlm_strdup(o->kernel ? o->kernel : "");
     d->initramfs = wlm_strdup(o->initramfs ? o->initramfs : "");
     d->is_test = !strncmp(o->uri, "test:", 5);
+    wlm_strlcpy(d->vm_type, o->vm_type && *o->vm_type ? o->vm_type : "qemu", sizeof(d->vm_type));
     virSetErrorFunc(NULL, lv_quiet);
     d->conn = virConnectOpen(o->uri);
     if (!d->conn) {

@@ -44,6 +44,7 @@ struct nodeagent_config {
     char kernel[512];     /* "" = newest /boot/vmlinuz-* */
     char initramfs[512];  /* "" = STATE/initramfs.cpio.gz built by scripts/build-initramfs */
     long long vm_memory_mb;
+    char vm_type[16];
     char ip_pool[64];     /* first address of the pool: "10.77.0.10" */
     double idle_watts, max_watts;
     char power_on_cmd[512], power_off_cmd[512];
@@ -160,6 +161,7 @@ struct nodeagent_libvirt_opts {
     const char *uri;
     const char *kernel;
     const char *initramfs;
+    const char *vm_type; /* domain type: "qemu" (TCG, default) or "kvm" */
 };
 struct nodeagent_driver *nodeagent_libvirt_new(const struct nodeagent_libvirt_opts *o,
                                                struct wlm_error *err);

@@ -110,6 +110,14 @@ struct nodeagent_pool *nodeagent_pool_new(const struct nodeagent_pool_opts *o,
         goto fail;
     }
     p->pool = virStoragePoolLookupByName(p->conn, o->name);
+    if (p->pool && (virStoragePoolIsActive(p->pool) != 1 || virStoragePoolRefresh(p->pool, 0) < 0)) {
+        /* A transient pool whose directory went away: start afresh. */
+        if (virStoragePoolIsPersistent(p->pool) == 1)
+            virStoragePoolUndefine(p->pool);
+        virStoragePoolDestroy(p->pool);
+        virStoragePoolFree(p->pool);
+        p->pool = NULL;
+    }
     if (!p->pool) {
         virResetLastError();
         /* The test driver keeps pools in memory; any absolute path will do. */
@@ -126,9 +134,6 @@ struct nodeagent_pool *nodeagent_pool_new(const struct nodeagent_pool_opts *o,
             pool_fail(err, "create storage pool");
             goto fail;
         }
-    } else if (virStoragePoolIsActive(p->pool) != 1 && virStoragePoolCreate(p->pool, 0) < 0) {
-        pool_fail(err, "start storage pool");
-        goto fail;
     }
     virStoragePoolRefresh(p->pool, 0);
     virResetLastError();
