@@ -154,7 +154,6 @@ static int pr_start(struct nodeagent_driver *dd, const struct nodeagent_spec *s,
     /* {port} in the command is replaced by the port; $PORT is set too. */
     struct wlm_buf cmd;
     wlm_buf_init(&cmd);
-    wlm_buf_append(&cmd, "exec ", 5);
     for (const char *p = s->command; *p; p++) {
         if (!strncmp(p, "{port}", 6)) {
             wlm_buf_printf(&cmd, "%d", s->port);

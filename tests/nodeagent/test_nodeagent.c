@@ -307,6 +307,10 @@ static void test_process_driver(void **state)
                                .console = log, .port = 8123};
     assert_int_equal(d->ops->start(d, &s, &err), 0);
     assert_int_equal(d->ops->start(d, &s, &err), -WLM_ECONFLICT);
+    /* Let the child run its echo before it is stopped and signalled. */
+    struct stat sb;
+    for (int i = 0; i < 500 && (stat(log, &sb) != 0 || sb.st_size == 0); i++)
+        usleep(10000);
     struct nodeagent_wl_info wi;
     assert_int_equal(d->ops->info(d, "web1", &wi, &err), 0);
     assert_true(wi.pid > 0);
