@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# bench/router/run.sh - wlm-router against nginx and HAProxy, and its fairness.
+#
+# Throughput: one fixed-response backend (rt_backend), wrk over HTTP/1.1
+# keep-alive and h2load over h2c (prior knowledge), direct and through nginx
+# (proxy_pass + upstream keepalive), HAProxy (http-reuse always) and
+# wlm-router; each proxy runs ONE worker pinned to the same core
+# (PROXY_CPU), backend and load generator share the other (LOAD_CPU). Runs
+# are interleaved and repeated; the median run (by req/s) is reported.
+#
+# Fairness: three flows with weights 1:2:4 and per-request CPU costs
+# 300/600/150 us (config cost = the same numbers), all saturated, through one
+# single-threaded backend (one CPU); the CPU each flow received is measured
+# by the backend. Share vs weight share, and Jain's index of share/weight.
+#
+# Usage: bench/router/run.sh   env: DUR=5 REPEAT=3 CONNS=64 BUILD=build-bench-router
+set -euo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+build=${BUILD:-$top/build-bench-router}
+DUR=${DUR:-5}
+REPEAT=${REPEAT:-3}
+CONNS=${CONNS:-64}
+ncpu=$(nproc)
+LOAD_CPU=${LOAD_CPU:-0}
+PROXY_CPU=${PROXY_CPU:-$((ncpu > 1 ? 1 : 0))}
+for t in wrk h2load nginx haproxy taskset python3; do
+  command -v "$t" >/dev/null || { echo "run.sh: $t not found (scripts/install-deps bench)" >&2; exit 1; }
+done
+
+echo "building release (no sanitizers) in $build ..." >&2
+cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=Release -DWLM_SANITIZE=OFF >/dev/null
+cmake --build "$build" -j"$ncpu" --target wlm-router rt_backend >/dev/null
+bin=$build/bin
+
+work=$(mktemp -d /tmp/wlm-bench-router.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "run.sh: port $1 never opened" >&2; exit 1
+}
+
+# ---------------------------------------------------------------- servers
+taskset -c "$LOAD_CPU" "$bin/rt_backend" --port 0 >"$work/be.port" &
+pids+=($!)
+for _ in $(seq 50); do [ -s "$work/be.port" ] && break; sleep 0.05; done
+BE=$(cat "$work/be.port")
+
+NG1=$(free_port); NG2=$(free_port); HA1=$(free_port); HA2=$(free_port); RT=$(free_port)
+mkdir -p "$work/ngx/logs"
+cat >"$work/ngx/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $work/ngx/nginx.pid;
+error_log $work/ngx/error.log crit;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  upstream be { server 127.0.0.1:$BE; keepalive 256; keepalive_requests 1000000; }
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$NG1;
+    listen 127.0.0.1:$NG2 http2;
+    http2_max_concurrent_streams 256;
+    location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+EOF
+taskset -c "$PROXY_CPU" nginx -c "$work/ngx/nginx.conf" -p "$work/ngx" 2>/dev/null &
+pids+=($!)
+
+cat >"$work/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 8192
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  option http-keep-alive
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:$HA1
+  bind 127.0.0.1:$HA2 proto h2
+  default_backend be
+backend be
+  server s1 127.0.0.1:$BE maxconn 1024
+EOF
+taskset -c "$PROXY_CPU" haproxy -f "$work/haproxy.cfg" -db 2>/dev/null &
+pids+=($!)
+
+cat >"$work/router.json" <<EOF
+{"limit": 1024, "apps": [{"name": "bench", "instances": [{"id": "be", "url": "http://127.0.0.1:$BE"}]}]}
+EOF
+taskset -c "$PROXY_CPU" "$bin/wlm-router" --config "$work/router.json" --listen "127.0.0.1:$RT" \
+  --admin off --workers 1 --log-level error &
+pids+=($!)
+for p in "$BE" "$NG1" "$NG2" "$HA1" "$HA2" "$RT"; do wait_port "$p"; done
+
+# ---------------------------------------------------------------- runs
+# Each run appends "target proto rps p50_ms p99_ms" to $work/runs.
+to_ms() { # wrk latency "123.45us" / "1.23ms" / "1.2s" -> ms
+  awk -v v="$1" 'BEGIN{ if (v ~ /us$/) {sub(/us$/,"",v); print v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v); print v+0} else {sub(/s$/,"",v); print v*1000} }'
+}
+run_wrk() { # name port
+  local out
+  out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "http://127.0.0.1:$2/")
+  local rps p50 p99 bad
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  bad=$(awk '/Non-2xx/ {print $5}' <<<"$out")
+  [ -n "$bad" ] && echo "warning: $1 had $bad non-2xx responses" >&2
+  echo "$1 http/1.1 $rps $(to_ms "$p50") $(to_ms "$p99")" >>"$work/runs"
+}
+run_h2() { # name port
+  local out line rps p50 sd p99 failed
+  out=$(taskset -c "$LOAD_CPU" h2load -c 16 -m 16 -D "$DUR" "http://127.0.0.1:$2/" 2>&1)
+  rps=$(awk '/^finished in/ {print $4}' <<<"$out")
+  # h2load reports min/max/mean/sd, no percentiles: p50 ~ mean, p99 ~ mean + 2.33 sd.
+  line=$(grep '^time for request:' <<<"$out")
+  p50=$(to_ms "$(awk '{print $6}' <<<"$line")")
+  sd=$(to_ms "$(awk '{print $7}' <<<"$line")")
+  p99=$(awk -v m="$p50" -v s="$sd" 'BEGIN{printf "%.3f", m + 2.33*s}')
+  failed=$(awk '/^requests:/ {print $10}' <<<"$out")
+  [ "${failed:-0}" != "0" ] && echo "warning: $1 h2 had $failed failed requests" >&2
+  echo "$1 h2c $rps $p50 $p99" >>"$work/runs"
+}
+
+echo "running: ${REPEAT}x interleaved, ${DUR}s each, wrk -c$CONNS, h2load -c16 -m16; proxy cpu $PROXY_CPU, load+backend cpu $LOAD_CPU" >&2
+: >"$work/runs"
+for i in $(seq "$REPEAT"); do
+  run_wrk direct "$BE"
+  run_wrk nginx "$NG1"
+  run_wrk haproxy "$HA1"
+  run_wrk wlm-router "$RT"
+  run_h2 nginx "$NG2"
+  run_h2 haproxy "$HA2"
+  run_h2 wlm-router "$RT"
+done
+
+python3 - "$work/runs" <<'PY'
+import sys, statistics
+rows = {}
+for line in open(sys.argv[1]):
+    t, proto, rps, p50, p99 = line.split()
+    rows.setdefault((t, proto), []).append((float(rps), float(p50), float(p99)))
+def med(k):
+    runs = sorted(rows[k])
+    return runs[len(runs) // 2]
+print()
+print("Throughput (median of runs; one proxy worker on one core)")
+print(f"{'target':<11} {'proto':<8} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'vs nginx':>9} {'vs haproxy':>11}")
+for proto in ("http/1.1", "h2c"):
+    for t in ("direct", "nginx", "haproxy", "wlm-router"):
+        if (t, proto) not in rows:
+            continue
+        rps, p50, p99 = med((t, proto))
+        vn = rps / med(("nginx", proto))[0]
+        vh = rps / med(("haproxy", proto))[0]
+        print(f"{t:<11} {proto:<8} {rps:>10.0f} {p50:>8.3f} {p99:>8.3f} {vn:>9.2f} {vh:>11.2f}")
+print("(h2c latency: p50 = mean, p99 ~ mean + 2.33 sd, h2load reports no percentiles)")
+PY
+
+# ---------------------------------------------------------------- fairness
+FR=$(free_port); FA=$(free_port)
+taskset -c "$LOAD_CPU" "$bin/rt_backend" --port 0 >"$work/fbe.port" &
+pids+=($!)
+for _ in $(seq 50); do [ -s "$work/fbe.port" ] && break; sleep 0.05; done
+FBE=$(cat "$work/fbe.port")
+cat >"$work/fair.json" <<EOF
+{"limit": 2, "apps": [{"name": "fair", "classes": [
+  {"name": "w1", "weight": 1, "cost": 300, "max_queue": 10000, "max_wait_ms": 600000, "match": {"header": "X-Class: w1"}},
+  {"name": "w2", "weight": 2, "cost": 600, "max_queue": 10000, "max_wait_ms": 600000, "match": {"header": "X-Class: w2"}},
+  {"name": "w4", "weight": 4, "cost": 150, "max_queue": 10000, "max_wait_ms": 600000, "match": {"header": "X-Class: w4"}}],
+  "instances": [{"id": "one-cpu", "url": "http://127.0.0.1:$FBE"}]}]}
+EOF
+taskset -c "$PROXY_CPU" "$bin/wlm-router" --config "$work/fair.json" --listen "127.0.0.1:$FR" \
+  --admin "127.0.0.1:$FA" --log-level error &
+pids+=($!)
+wait_port "$FR"
+FDUR=$((DUR * 2))
+wrks=()
+for spec in "w1 300" "w2 600" "w4 150"; do
+  set -- $spec
+  taskset -c "$PROXY_CPU" wrk -t1 -c8 -d"${FDUR}s" -H "X-Class: $1" -H "X-Tag: $1" \
+    -H "X-Spin-Us: $2" "http://127.0.0.1:$FR/" >"$work/fair.$1" 2>&1 &
+  wrks+=($!)
+done
+# Measure only the saturated middle: reset the backend's counters after 1 s
+# and read them before the load stops.
+sleep 1
+curl -s "http://127.0.0.1:$FBE/__reset" >/dev/null
+sleep $((FDUR - 2))
+curl -s "http://127.0.0.1:$FBE/__stats" >"$work/fair.stats"
+wait "${wrks[@]}" || true
+python3 - "$work/fair.stats" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))["spin_us"]
+w = {"w1": 1, "w2": 2, "w4": 4}
+tot = sum(d.get(k, 0) for k in w)
+print()
+print("Fairness: 3 saturated flows, weights 1:2:4, CPU per request 300/600/150 us, limit 2")
+print(f"{'flow':<6} {'weight':>6} {'CPU share':>10} {'weight share':>13} {'error':>7}")
+norm = []
+for k in ("w1", "w2", "w4"):
+    share = d.get(k, 0) / tot if tot else 0
+    ws = w[k] / 7
+    norm.append(share / ws)
+    print(f"{k:<6} {w[k]:>6} {share:>10.3f} {ws:>13.3f} {100*(share-ws):>+6.1f}%")
+jain = sum(norm) ** 2 / (len(norm) * sum(x * x for x in norm))
+print(f"Jain's index of CPU share / weight share: {jain:.4f}  (1 = exactly weighted)")
+print(f"max |share - weight share| = {max(abs(n*w[k]/7 - w[k]/7) for n,k in zip(norm,('w1','w2','w4')))*100:.1f} points")
+PY
