@@ -2337,7 +2337,7 @@ int router_new(const struct router_opts *o, struct router_config *cfg, struct ro
         if (i == 0) {
             uv_timer_init(&w->loop, &w->sweep);
             w->sweep.data = w;
-            uv_timer_start(&w->sweep, expire_tick, 100, 100);
+            uv_timer_start(&w->sweep, expire_tick, 20, 20);
             if (r->w[0].afd >= 0) {
                 uv_tcp_init(&w->loop, &w->admin);
                 uv_tcp_open(&w->admin, w->afd);
