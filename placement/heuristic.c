@@ -167,35 +167,46 @@ static double demand(const struct pl_ctx *c, size_t a, double t)
     return d;
 }
 
-/* Position with the most free CPU among those with enough memory: branch
- * and bound over the tree, larger child first, pruning subtrees whose CPU
- * maximum cannot beat the best leaf found. */
-static void tree_max_rec(const struct pl_packer *k, size_t i, size_t lo, size_t hi, double mem,
-                         size_t *best, double *bestc)
+/* Position with (nearly) the most free CPU among those with enough memory:
+ * branch and bound over the tree, larger child first, pruning subtrees
+ * whose CPU maximum cannot beat the best leaf found. When memory is tight
+ * the search could visit many subtrees, so after a budget of visits it
+ * settles for the best leaf found so far (it never gives up before finding
+ * one, so a feasible node is always found if there is one). */
+struct maxq {
+    double mem;
+    size_t best;
+    double bestc;
+    int budget;
+};
+
+static void tree_max_rec(const struct pl_packer *k, size_t i, size_t lo, size_t hi, struct maxq *q)
 {
-    if (k->tm[i] < mem - PL_EPS || k->tc[i] < 0 || k->tc[i] <= *bestc)
+    if (k->tm[i] < q->mem - PL_EPS || k->tc[i] < 0 || k->tc[i] <= q->bestc)
         return;
+    if (q->best != PL_NONE && q->budget <= 0)
+        return;
+    q->budget--;
     if (hi - lo == 1) {
-        *best = lo;
-        *bestc = k->tc[i];
+        q->best = lo;
+        q->bestc = k->tc[i];
         return;
     }
     size_t mid = (lo + hi) / 2;
     if (k->tc[2 * i] >= k->tc[2 * i + 1]) {
-        tree_max_rec(k, 2 * i, lo, mid, mem, best, bestc);
-        tree_max_rec(k, 2 * i + 1, mid, hi, mem, best, bestc);
+        tree_max_rec(k, 2 * i, lo, mid, q);
+        tree_max_rec(k, 2 * i + 1, mid, hi, q);
     } else {
-        tree_max_rec(k, 2 * i + 1, mid, hi, mem, best, bestc);
-        tree_max_rec(k, 2 * i, lo, mid, mem, best, bestc);
+        tree_max_rec(k, 2 * i + 1, mid, hi, q);
+        tree_max_rec(k, 2 * i, lo, mid, q);
     }
 }
 
 static size_t tree_find_max(const struct pl_packer *k, size_t i, size_t lo, size_t hi, double mem)
 {
-    size_t best = PL_NONE;
-    double bestc = -0.5;
-    tree_max_rec(k, i, lo, hi, mem, &best, &bestc);
-    return best;
+    struct maxq q = {mem, PL_NONE, -0.5, 256};
+    tree_max_rec(k, i, lo, hi, &q);
+    return q.best;
 }
 
 /* Hide (or restore) the nodes already hosting app a from the tree, so
@@ -356,8 +367,13 @@ static int pack_once(struct pl_packer *k, const struct pl_pack_args *pa, double 
                         ok = 0;
                         break;
                     }
-                    double need = k->dem[a] > 1e-6 ? 1e-6 : 0;
-                    size_t n = pick(k, out, a, need, pcs[i].mem, K, 1);
+                    /* The whole remaining piece on one node if any node can
+                     * take it (same strategy as jobs), else the node with the
+                     * most free CPU takes what it can. */
+                    double want = fmin(k->dem[a], c->capi[a]);
+                    size_t n = pick(k, out, a, want, pcs[i].mem, K, strategy);
+                    if (n == PL_NONE)
+                        n = pick(k, out, a, k->dem[a] > 1e-6 ? 1e-6 : 0, pcs[i].mem, K, 1);
                     if (n == PL_NONE) {
                         ok = 0;
                         break;

@@ -245,28 +245,37 @@ int placement_solve(const struct placement_problem *p, struct placement_decision
 
     /* 1. Memory feasibility: if not even the minimum instance counts pack,
      * drop the workloads that do not fit (best effort) and report them. */
-    double L_all = -INFINITY;
     for (int tries = 0; tries < 4; tries++) {
-        L_all = level_at(&r, c->N, &r.sol, &rc);
+        if (pack_ok(&r, c->N, -INFINITY, 1.0, &r.sol, &rc))
+            break;
         if (rc)
             goto fail;
-        if (isfinite(L_all))
-            break;
         struct pl_pack_args pa = {c->N, 1.0, r.excluded, r.excluded};
         int failed;
         if ((rc = pl_pack(&r.k, &pa, -INFINITY, &r.sol, &failed)))
             goto fail;
     }
-    if (!isfinite(L_all)) {
-        rc = wlm_error_set(err, WLM_EINTERNAL, "placement: could not find a feasible packing");
+    /* The mode needs only one packing when goals are reachable; the best
+     * level over all nodes is computed only when they are not. */
+    double L_all = INFINITY;
+    int goals_met = o->power_saving && pack_ok(&r, c->N, o->goal_utility, 1.0, &r.sol, &rc);
+    if (rc)
         goto fail;
+    if (!goals_met) {
+        L_all = level_at(&r, c->N, &r.sol, &rc);
+        if (rc)
+            goto fail;
+        if (!isfinite(L_all)) {
+            rc = wlm_error_set(err, WLM_EINTERNAL, "placement: could not find a feasible packing");
+            goto fail;
+        }
     }
 
     /* 2. Mode and node set. */
     size_t K = c->N;
     double capf = 1.0;
     char note[256] = "";
-    if (o->power_saving && L_all >= o->goal_utility - 1e-9) {
+    if (goals_met) {
         d->consolidated = 1;
         size_t lo = r.n_must ? r.n_must : 1, hi = c->N;
         capf = 1.0 - o->headroom;
