@@ -126,8 +126,13 @@ static double fc_score(const struct flowctl_flow_model *f, struct flowctl_predic
     p->utility = fmax(ueff, floor_u);
     if (ueff >= floor_u)
         return p->score = ueff;
-    /* Below the floor: keep ranking so that the optimiser still sees progress. */
-    return p->score = floor_u - 0.5 * (1 - 1 / (1 + (floor_u - ueff)));
+    /* Below the floor: keep ranking so that the optimiser still sees progress
+     * (more of the traffic served, a shorter response time; log scale so
+     * that halving a 30 s queue still counts). Mixing utilities here would
+     * make dropping requests look better than serving them slowly. */
+    double served = fmin(1, p->throughput / f->lambda);
+    return p->score = floor_u - 0.5 + 0.25 * served +
+                      0.25 * (1 - tanh(log1p(p->rt / f->goal) / 10));
 }
 
 static int fc_check_flows(const struct flowctl_flow_model *flows, size_t n, struct wlm_error *err)

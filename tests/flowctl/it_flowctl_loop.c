@@ -1,0 +1,145 @@
+/*
+ * The flow controller in a closed loop on real processes: wlm-router in front
+ * of two wlm-sampleapp applications, "gold" (goal 60 ms) and "bronze" (goal
+ * 2 s), starting from a bad static limit; a load step up then down. The
+ * controller (web profiler + flowctl core, one cycle per second) must bring
+ * gold within its goal within a bounded number of cycles after the step up,
+ * keep it there, and not oscillate the limit.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loop.h"
+
+static int cmpd(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    const char *bindir = getenv("WLM_BIN_DIR");
+    if (!bindir) {
+        fprintf(stderr, "it_flowctl_loop: WLM_BIN_DIR not set\n");
+        return 2;
+    }
+    static struct loop_params p;
+    p.bindir = bindir;
+    p.policy = LOOP_FLOWCTL;
+    p.cycle_s = 1;
+    p.goal[0] = 0.100;
+    p.goal[1] = 2.0;
+    p.cpu_ms[0] = p.cpu_ms[1] = 3;
+    p.delay_ms[0] = p.delay_ms[1] = 50;
+    p.limit0 = 2;
+    p.max_queue = 500;
+    p.max_wait_ms = 5000;
+    p.phases[0] = (struct loop_phase){10, {10, 10}};
+    p.phases[1] = (struct loop_phase){20, {80, 80}};
+    p.phases[2] = (struct loop_phase){8, {10, 10}};
+    p.nphases = 3;
+    p.verbose = getenv("WLM_VERBOSE") != NULL;
+    static struct loop_result r;
+    if (loop_run(&p, &r)) {
+        fprintf(stderr, "FAIL: %s\n", r.error);
+        return 1;
+    }
+    /* Print the trace: on failure it is the evidence. */
+    for (size_t i = 0; i < r.ncycles; i++) {
+        const struct loop_cycle *c = &r.cycles[i];
+        printf("t=%5.1f phase=%zu limit=%3u gold rt=%7.1f ms (goal %.0f) 503=%3.0f | bronze rt=%7.1f "
+               "ms 503=%3.0f | cost %.2f/%.2f ms\n",
+               c->t, c->phase, c->limit, c->rt[0] * 1000, p.goal[0] * 1000, c->rejected[0],
+               c->rt[1] * 1000, c->rejected[1], c->cost_est[0], c->cost_est[1]);
+    }
+    int fail = 0;
+    /* 1. The web profiler learnt the sample app's known cost (3 ms). */
+    const struct loop_cycle *last = &r.cycles[r.ncycles - 1];
+    for (int k = 0; k < 2; k++) {
+        double err = fabs(last->cost_est[k] - p.cpu_ms[k]) / p.cpu_ms[k];
+        printf("profiler: app %d cost %.3f ms, known %.3f ms, error %.1f %%\n", k,
+               last->cost_est[k], p.cpu_ms[k], err * 100);
+        if (!(err < 0.15)) {
+            fprintf(stderr, "FAIL: profiler cost of app %d is %.3f ms, want %.3f ms within 15 %%\n",
+                    k, last->cost_est[k], p.cpu_ms[k]);
+            fail = 1;
+        }
+    }
+    /* 2. After the step up, gold meets its goal within a bounded number of
+     * cycles, and stays within it (median over the second half of the phase:
+     * the machine is shared, single cycles may be disturbed). */
+    const size_t bound = 12;
+    size_t first = 0, n1 = 0, reach = 0;
+    for (size_t i = 0; i < r.ncycles; i++)
+        if (r.cycles[i].phase == 1) {
+            if (!n1)
+                first = i;
+            n1++;
+        }
+    /* Reached = the median of three consecutive cycles is within the goal
+     * (one lucky second right after the step does not count). */
+    for (size_t i = first; i + 2 < first + n1; i++) {
+        double w[3] = {r.cycles[i].rt[0], r.cycles[i + 1].rt[0], r.cycles[i + 2].rt[0]};
+        qsort(w, 3, sizeof w[0], cmpd);
+        if (w[1] <= p.goal[0]) {
+            reach = i - first + 3;
+            break;
+        }
+    }
+    printf("gold within its goal %zu cycles after the step up (bound %zu)\n", reach, bound);
+    if (!reach || reach > bound) {
+        fprintf(stderr, "FAIL: gold did not reach its %.0f ms goal within %zu cycles of the step\n",
+                p.goal[0] * 1000, bound);
+        fail = 1;
+    }
+    double rts[LOOP_MAX_CYCLES];
+    size_t nr = 0;
+    for (size_t i = first + n1 / 2; i < first + n1; i++) /* the second half of the phase */
+        rts[nr++] = r.cycles[i].rt[0];
+    if (nr) {
+        qsort(rts, nr, sizeof rts[0], cmpd);
+        double med = rts[nr / 2];
+        printf("gold median response time, second half of the high-load phase: %.1f ms\n",
+               med * 1000);
+        if (!(med <= p.goal[0])) {
+            fprintf(stderr, "FAIL: gold median %.1f ms above its goal after settling\n", med * 1000);
+            fail = 1;
+        }
+    }
+    /* 3. No oscillation: from the cycle gold first met its goal to the end of
+     * the phase, the limit changes direction at most 3 times. */
+    int dir = 0, reversals = 0;
+    for (size_t i = first + (reach ? reach : 0) + 1; i < first + n1; i++) {
+        int d = r.cycles[i].limit > r.cycles[i - 1].limit ? 1
+                : r.cycles[i].limit < r.cycles[i - 1].limit ? -1
+                                                            : 0;
+        if (d && dir && d != dir)
+            reversals++;
+        if (d)
+            dir = d;
+    }
+    printf("limit direction reversals while settled: %d\n", reversals);
+    if (reversals > 3) {
+        fprintf(stderr, "FAIL: the limit oscillates (%d reversals)\n", reversals);
+        fail = 1;
+    }
+    /* 4. Bronze is not starved: it keeps being served with no 503s. */
+    double bronze_done = 0, rejected = 0;
+    for (size_t i = first; i < first + n1; i++) {
+        bronze_done += r.cycles[i].done[1];
+        rejected += r.cycles[i].rejected[0] + r.cycles[i].rejected[1];
+    }
+    printf("phase 1: bronze served %.0f, 503s %.0f\n", bronze_done, rejected);
+    if (bronze_done < 0.7 * p.phases[1].rate[1] * p.phases[1].seconds) {
+        fprintf(stderr, "FAIL: bronze starved (%.0f served)\n", bronze_done);
+        fail = 1;
+    }
+    if (!fail)
+        printf("PASS\n");
+    return fail;
+}
