@@ -257,6 +257,50 @@ static int buf_add(char **b, size_t *len, size_t *cap, const void *d, size_t n)
     return 0;
 }
 
+/* The hot path avoids printf: these append pieces directly. */
+static int buf_str(char **b, size_t *len, size_t *cap, const char *s)
+{
+    return buf_add(b, len, cap, s, strlen(s));
+}
+
+static int buf_u(char **b, size_t *len, size_t *cap, unsigned long long v)
+{
+    char t[24];
+    int i = 24;
+    do
+        t[--i] = (char)('0' + v % 10);
+    while ((v /= 10));
+    return buf_add(b, len, cap, t + i, (size_t)(24 - i));
+}
+
+/* "name: value\r\n" */
+static int buf_hdr(char **b, size_t *len, size_t *cap, const char *n, size_t nl, const char *v,
+                   size_t vl)
+{
+    if (*len + nl + vl + 5 > *cap && buf_add(b, len, cap, "", 0) == 0) {
+        size_t nc = *cap;
+        while (nc < *len + nl + vl + 5)
+            nc *= 2;
+        char *nb = realloc(*b, nc);
+        if (!nb)
+            return -1;
+        *b = nb;
+        *cap = nc;
+    }
+    char *p = *b + *len;
+    memcpy(p, n, nl);
+    p += nl;
+    *p++ = ':';
+    *p++ = ' ';
+    memcpy(p, v, vl);
+    p += vl;
+    *p++ = '\r';
+    *p++ = '\n';
+    *p = 0;
+    *len += nl + vl + 4;
+    return 0;
+}
+
 static int buf_printf(char **b, size_t *len, size_t *cap, const char *fmt, ...) WLM_PRINTF(4, 5);
 static int buf_printf(char **b, size_t *len, size_t *cap, const char *fmt, ...)
 {
@@ -794,8 +838,7 @@ static int up_on_headers_complete(http_parser *p)
             break;
         size_t vl = strlen(v);
         if (!hop_by_hop(k, nl))
-            buf_printf(&q->resp.hb, &q->resp.hlen, &q->resp.hcap, "%.*s: %.*s\r\n", (int)nl, k,
-                       (int)vl, v);
+            buf_hdr(&q->resp.hb, &q->resp.hlen, &q->resp.hcap, k, nl, v, vl);
         k = v + vl + 1;
     }
     u->hklen = 0;
@@ -843,7 +886,8 @@ static void up_done(struct rt_upconn *u)
     u->req = NULL;
     q->up = NULL;
     up_release(u, ka);
-    buf_printf(&q->resp.hb, &q->resp.hlen, &q->resp.hcap, "X-Request-Id: %s\r\n", q->reqid);
+    buf_hdr(&q->resp.hb, &q->resp.hlen, &q->resp.hcap, "X-Request-Id", 12, q->reqid,
+            strlen(q->reqid));
     release_slot(q, q->resp.status < 500, 0);
     req_complete(q);
 }
@@ -1028,9 +1072,26 @@ static void drain_ready(struct rt_worker *w)
 
 /* ------------------------------------------------------------ request intake */
 
+/* "<router prefix>-<worker>-<hex seq>", unique per router run. */
 static void gen_reqid(struct rt_worker *w, char *out, size_t n)
 {
-    snprintf(out, n, "%s-%u-%llx", w->r->idprefix, w->idx, (unsigned long long)++w->seq);
+    static const char hex[] = "0123456789abcdef";
+    size_t pl = strlen(w->r->idprefix), o = 0;
+    uint64_t v = ++w->seq;
+    char t[17];
+    int i = 16;
+    if (n < pl + 24)
+        return;
+    memcpy(out, w->r->idprefix, pl);
+    o = pl;
+    out[o++] = '-';
+    o += (size_t)snprintf(out + o, n - o, "%u", w->idx % 100);
+    out[o++] = '-';
+    t[16] = 0;
+    do
+        t[--i] = hex[v & 15];
+    while ((v >>= 4));
+    memcpy(out + o, t + i, (size_t)(17 - i));
 }
 
 /* Build the upstream HTTP/1.1 request once (reused on retry). */
@@ -1038,13 +1099,20 @@ static int build_upstream(struct rt_req *q, const char *method, const char *targ
                           const char *authority, size_t alen, const struct router_hdr *h,
                           size_t nh, const char *body, size_t blen, const char *peer)
 {
-    size_t len = 0, cap = 0;
-    char *b = NULL;
+    size_t len = 0, cap = tlen + alen + blen + 256;
+    for (size_t i = 0; i < nh; i++)
+        cap += h[i].name_len + h[i].value_len + 4;
+    char *b = malloc(cap); /* sized once: no regrowth on the hot path */
     const char *xff = NULL;
     size_t xffl = 0;
-    int rc = buf_printf(&b, &len, &cap, "%s %.*s HTTP/1.1\r\n", method, (int)tlen, target);
+    if (!b)
+        return -1;
+    int rc = buf_str(&b, &len, &cap, method);
+    rc |= buf_add(&b, &len, &cap, " ", 1);
+    rc |= buf_add(&b, &len, &cap, target, tlen);
+    rc |= buf_add(&b, &len, &cap, " HTTP/1.1\r\n", 11);
     if (authority)
-        rc |= buf_printf(&b, &len, &cap, "Host: %.*s\r\n", (int)alen, authority);
+        rc |= buf_hdr(&b, &len, &cap, "Host", 4, authority, alen);
     q->reqid[0] = 0;
     for (size_t i = 0; i < nh; i++) {
         if (hop_by_hop(h[i].name, h[i].name_len))
@@ -1058,21 +1126,25 @@ static int build_upstream(struct rt_req *q, const char *method, const char *targ
         if (rt_ieq(h[i].name, h[i].name_len, "x-request-id") && h[i].value_len > 0 &&
             h[i].value_len < sizeof q->reqid)
             memcpy(q->reqid, h[i].value, h[i].value_len), q->reqid[h[i].value_len] = 0;
-        rc |= buf_printf(&b, &len, &cap, "%.*s: %.*s\r\n", (int)h[i].name_len, h[i].name,
-                         (int)h[i].value_len, h[i].value);
+        rc |= buf_hdr(&b, &len, &cap, h[i].name, h[i].name_len, h[i].value, h[i].value_len);
     }
     if (!q->reqid[0]) {
         gen_reqid(q->w, q->reqid, sizeof q->reqid);
-        rc |= buf_printf(&b, &len, &cap, "X-Request-Id: %s\r\n", q->reqid);
+        rc |= buf_hdr(&b, &len, &cap, "X-Request-Id", 12, q->reqid, strlen(q->reqid));
     }
-    if (xff)
-        rc |= buf_printf(&b, &len, &cap, "X-Forwarded-For: %.*s, %s\r\n", (int)xffl, xff, peer);
-    else
-        rc |= buf_printf(&b, &len, &cap, "X-Forwarded-For: %s\r\n", peer);
-    rc |= buf_printf(&b, &len, &cap, "Via: 1.1 wlm-router\r\n");
+    rc |= buf_add(&b, &len, &cap, "X-Forwarded-For: ", 17);
+    if (xff) {
+        rc |= buf_add(&b, &len, &cap, xff, xffl);
+        rc |= buf_add(&b, &len, &cap, ", ", 2);
+    }
+    rc |= buf_str(&b, &len, &cap, peer);
+    rc |= buf_add(&b, &len, &cap, "\r\nVia: 1.1 wlm-router\r\n", 23);
     if (blen || !(strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ||
-                  strcmp(method, "DELETE") == 0 || strcmp(method, "OPTIONS") == 0))
-        rc |= buf_printf(&b, &len, &cap, "Content-Length: %zu\r\n", blen);
+                  strcmp(method, "DELETE") == 0 || strcmp(method, "OPTIONS") == 0)) {
+        rc |= buf_add(&b, &len, &cap, "Content-Length: ", 16);
+        rc |= buf_u(&b, &len, &cap, blen);
+        rc |= buf_add(&b, &len, &cap, "\r\n", 2);
+    }
     rc |= buf_add(&b, &len, &cap, "\r\n", 2);
     if (blen)
         rc |= buf_add(&b, &len, &cap, body, blen);
@@ -1254,10 +1326,23 @@ static void conn_flush(struct rt_conn *c)
         size_t len = 0, cap = 0;
         int close = !q->keep_alive || c->want_close;
         const struct rt_resp *rs = &q->resp;
-        buf_printf(&b, &len, &cap, "HTTP/1.1 %d %s\r\n", rs->status, reason(rs->status));
+        cap = rs->hlen + rs->blen + 128;
+        b = malloc(cap);
+        if (!b) {
+            conn_close(c);
+            return;
+        }
+        buf_add(&b, &len, &cap, "HTTP/1.1 ", 9);
+        buf_u(&b, &len, &cap, (unsigned)rs->status);
+        buf_add(&b, &len, &cap, " ", 1);
+        buf_str(&b, &len, &cap, reason(rs->status));
+        buf_add(&b, &len, &cap, "\r\n", 2);
         buf_add(&b, &len, &cap, rs->hb ? rs->hb : "", rs->hlen);
-        if (!(rs->status == 204 || rs->status == 304 || rs->status / 100 == 1))
-            buf_printf(&b, &len, &cap, "Content-Length: %zu\r\n", rs->blen);
+        if (!(rs->status == 204 || rs->status == 304 || rs->status / 100 == 1)) {
+            buf_add(&b, &len, &cap, "Content-Length: ", 16);
+            buf_u(&b, &len, &cap, rs->blen);
+            buf_add(&b, &len, &cap, "\r\n", 2);
+        }
         if (close)
             buf_add(&b, &len, &cap, "Connection: close\r\n", 19);
         buf_add(&b, &len, &cap, "\r\n", 2);
