@@ -66,7 +66,7 @@ static const char submit_help[] =
 
 /* Returns the HTTP status with *out the parsed body, or -1 when the
  * controller cannot be reached (message printed). Non-2xx answers print the
- * controller's error unless quiet. */
+ * controller's error unless quiet == 1; quiet == 2 silences only transport failures. */
 static int call(const struct ctx *c, const char *method, const char *path, const char *body,
                 const char *extra_key, json_t **out, int quiet)
 {
@@ -80,11 +80,12 @@ static int call(const struct ctx *c, const char *method, const char *path, const
     (void)extra_key;
     if (wlm_http_fetch(method, url, c->token, body ? "application/json" : NULL, body,
                        body ? strlen(body) : 0, 30000, &resp, &err)) {
-        fprintf(stderr, "wlm job: cannot reach the controller at %s: %s\n", c->url, err.msg);
+        if (quiet < 2)
+            fprintf(stderr, "wlm job: cannot reach the controller at %s: %s\n", c->url, err.msg);
         return -1;
     }
     json_t *v = resp.body_len ? json_loadb(resp.body, resp.body_len, 0, NULL) : NULL;
-    if ((resp.status < 200 || resp.status > 299) && !quiet) {
+    if ((resp.status < 200 || resp.status > 299) && quiet != 1) {
         const char *d = json_string_value(json_object_get(v, "detail"));
         if (resp.status == 401)
             fprintf(stderr, "wlm job: the controller refused the token (%s); set WLM_TOKEN or "
@@ -209,6 +210,65 @@ static char *read_all(const char *path, size_t *len)
     *len = b.len;
     char *s = wlm_buf_steal(&b);
     return s ? s : strdup("");
+}
+
+/* A random idempotency key, so that a submission retried after a lost
+ * answer is recognised by the controller instead of stored twice. */
+static void make_key(char *buf, size_t size)
+{
+    unsigned char r[12];
+    FILE *f = fopen("/dev/urandom", "rb");
+    size_t got = f ? fread(r, 1, sizeof(r), f) : 0;
+    if (f)
+        fclose(f);
+    if (got != sizeof(r)) {
+        /* No entropy source: time and pid are unique enough per host. */
+        snprintf(buf, size, "cli-%lld-%d", (long long)(wlm_now_wall() * 1e6), (int)getpid());
+        return;
+    }
+    size_t n = (size_t)snprintf(buf, size, "cli-");
+    for (size_t i = 0; i < sizeof(r) && n + 2 < size; i++)
+        n += (size_t)snprintf(buf + n, size - n, "%02x", r[i]);
+}
+
+/* Give every job of a spec (one job or {"jobs": [...]}) without a
+ * submit_id one derived from `key`. */
+static void add_keys(json_t *spec, const char *key)
+{
+    json_t *jobs = json_object_get(spec, "jobs");
+    if (json_is_array(jobs)) {
+        size_t i;
+        json_t *j;
+        json_array_foreach(jobs, i, j)
+        {
+            char k[128];
+            snprintf(k, sizeof(k), "%s#%zu", key, i);
+            if (json_is_object(j) && !json_object_get(j, "submit_id"))
+                json_object_set_new(j, "submit_id", json_string(k));
+        }
+    } else if (json_is_object(spec) && !json_object_get(spec, "submit_id")) {
+        json_object_set_new(spec, "submit_id", json_string(key));
+    }
+}
+
+/* POST with retries: a lost connection or a restarting controller does not
+ * lose the submission, and the keys make the retry safe. */
+static int post_retrying(const struct ctx *c, const char *body, json_t **resp)
+{
+    int st = -1;
+    for (int attempt = 0; attempt < 4; attempt++) {
+        if (attempt > 0)
+            usleep((useconds_t)(125000u << attempt)); /* 0.25, 0.5, 1 s */
+        int last = attempt == 3;
+        st = call(c, "POST", "/v1/jobs", body, NULL, resp, last ? 0 : 2);
+        if (st >= 0 && st != 502 && st != 503 && st != 504)
+            return st;
+        if (!last) {
+            json_decref(*resp);
+            *resp = NULL;
+        }
+    }
+    return st;
 }
 
 static int cmd_submit(const struct ctx *c, int argc, char **argv)
@@ -371,12 +431,16 @@ static int cmd_submit(const struct ctx *c, int argc, char **argv)
         }
         json_error_t je;
         json_t *chk = json_loadb(body, len, 0, &je);
+        free(body);
         if (!chk) {
             fprintf(stderr, "wlm job submit: %s:%d:%d: %s\n", file, je.line, je.column, je.text);
-            free(body);
             rc = EXIT_FAIL;
             goto out;
         }
+        char key[64];
+        make_key(key, sizeof(key));
+        add_keys(chk, key);
+        body = json_dumps(chk, JSON_COMPACT);
         json_decref(chk);
     } else {
         if (!json_object_get(job, "command")) {
@@ -384,10 +448,13 @@ static int cmd_submit(const struct ctx *c, int argc, char **argv)
                             "FILE)\n");
             goto out;
         }
+        char key[64];
+        make_key(key, sizeof(key));
+        add_keys(job, key);
         body = json_dumps(job, JSON_COMPACT);
     }
-    json_t *resp;
-    int st = call(c, "POST", "/v1/jobs", body, NULL, &resp, 0);
+    json_t *resp = NULL;
+    int st = post_retrying(c, body, &resp);
     free(body);
     rc = status_exit(st);
     if (rc == EXIT_OK) {
