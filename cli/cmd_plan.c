@@ -1,0 +1,239 @@
+/*
+ * cmd_plan.c - `wlm plan --snapshot FILE [--json]`.
+ *
+ * Loads a snapshot (docs/snapshot.md), runs the same placement core as the
+ * controller, checks the action plan step by step, and prints the placement,
+ * every workload's utility, the ordered actions, the optimality gap and the
+ * nodes that power off. Nothing is contacted and nothing is changed.
+ */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd_plan.h"
+#include "placement.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: wlm plan --snapshot FILE [--json] [--solver auto|exact|heuristic]\n"
+            "                [--time-limit SECONDS]\n"
+            "\n"
+            "What-if placement: load a cluster snapshot (nodes, web applications, jobs,\n"
+            "current placement, utility functions; schema in docs/snapshot.md), run the\n"
+            "placement controller on it and print the placement, each workload's utility,\n"
+            "the ordered actions with their dependencies, the optimality gap and the nodes\n"
+            "that power off. --json prints the decision as JSON instead.\n"
+            "Flags override the snapshot's \"options\". Exit: 0 ok, 1 failure, 2 usage.\n");
+}
+
+static const char *node_name(const struct placement_problem *p, int n)
+{
+    return n >= 0 && (size_t)n < p->nnodes ? p->nodes[n].name : "-";
+}
+
+static void print_text(FILE *out, const struct placement_problem *p,
+                       const struct placement_decision *d)
+{
+    size_t *count = calloc(p->nworkloads ? p->nworkloads : 1, sizeof(size_t));
+    char *unpl = calloc(p->nworkloads ? p->nworkloads : 1, 1);
+    if (!count || !unpl) {
+        free(count);
+        free(unpl);
+        return;
+    }
+    for (size_t i = 0; i < d->nassign; i++)
+        count[d->assign[i].workload]++;
+    for (size_t i = 0; i < d->nunplaced; i++)
+        unpl[d->unplaced[i]] = 1;
+
+    fprintf(out, "Solver: %s%s%s%s\n", placement_solver_name(d->solver),
+            d->solver == PLACEMENT_SOLVER_EXACT ? (d->exact_optimal ? " (optimal)" : " (time limit)")
+                                                : "",
+            d->consolidated ? ", consolidating" : "", d->kept_current ? ", kept current" : "");
+    fprintf(out, "\nNodes\n  %-16s %-9s %17s %19s  %s\n", "NODE", "POWER", "CPU MHz used/cap",
+            "MEM MB used/cap", "RUNS");
+    for (size_t n = 0; n < p->nnodes; n++) {
+        const struct placement_node *nd = &p->nodes[n];
+        double cpu = 0, mem = 0;
+        for (size_t i = 0; i < d->nassign; i++) {
+            if (d->assign[i].node != n)
+                continue;
+            cpu += d->assign[i].cpu_mhz;
+            mem += p->workloads[d->assign[i].workload].memory_mb;
+        }
+        const char *power = d->node_on[n] ? (nd->powered_on ? "on" : "power-on")
+                                          : (nd->powered_on ? "power-off" : "off");
+        fprintf(out, "  %-16s %-9s %8.0f/%-8.0f %9.0f/%-9.0f  ", nd->name, power, cpu,
+                nd->cores * nd->mhz_per_core, mem, nd->memory_mb);
+        int first = 1;
+        for (size_t i = 0; i < d->nassign; i++) {
+            if (d->assign[i].node != n)
+                continue;
+            fprintf(out, "%s%s(%.0f)", first ? "" : " ", p->workloads[d->assign[i].workload].name,
+                    d->assign[i].cpu_mhz);
+            first = 0;
+        }
+        fprintf(out, "%s\n", first ? "-" : "");
+    }
+    fprintf(out, "\nWorkloads\n  %-20s %-4s %9s %10s %9s  %s\n", "WORKLOAD", "KIND", "UTILITY",
+            "CPU MHz", "INSTANCES", "NOTE");
+    for (size_t a = 0; a < p->nworkloads; a++) {
+        const struct placement_workload *w = &p->workloads[a];
+        const char *note = "";
+        if (unpl[a])
+            note = "fits nowhere: not placed";
+        else if (count[a] == 0 && w->kind == PLACEMENT_JOB)
+            note = w->state == PLACEMENT_JOB_SUSPENDED ? "stays suspended" : "waits";
+        fprintf(out, "  %-20s %-4s %9.4f %10.0f %9zu  %s\n", w->name,
+                w->kind == PLACEMENT_APP ? "app" : "job", d->utility[a], d->cpu_mhz[a], count[a],
+                note);
+    }
+    fprintf(out, "\nMinimum utility: %.4f", d->min_utility);
+    if (d->nunplaced)
+        fprintf(out, " (%.4f among workloads that fit)", d->min_utility_placeable);
+    fprintf(out, "; current placement would give %.4f\n", d->current_min_utility);
+    fprintf(out, "Upper bound: %.4f  gap: %.4f\n", d->upper_bound, d->gap);
+    fprintf(out, "Powered off:");
+    int any = 0;
+    for (size_t n = 0; n < p->nnodes; n++)
+        if (p->nodes[n].powered_on && !d->node_on[n])
+            fprintf(out, " %s", p->nodes[n].name), any = 1;
+    fprintf(out, "%s\nPowered on:", any ? "" : " none");
+    any = 0;
+    for (size_t n = 0; n < p->nnodes; n++)
+        if (!p->nodes[n].powered_on && d->node_on[n])
+            fprintf(out, " %s", p->nodes[n].name), any = 1;
+    fprintf(out, "%s\nEstimated power: %.0f W\n", any ? "" : " none", d->power_w);
+    if (d->note[0])
+        fprintf(out, "Note: %s\n", d->note);
+
+    fprintf(out, "\nActions (%zu; critical path %.0f s)\n", d->nactions, d->plan_duration_s);
+    if (d->nactions)
+        fprintf(out, "  %4s %-15s %-20s %-16s %-16s %8s  %s\n", "#", "ACTION", "WORKLOAD", "NODE",
+                "FROM", "CPU MHz", "AFTER");
+    for (size_t i = 0; i < d->nactions; i++) {
+        const struct placement_action *a = &d->actions[i];
+        fprintf(out, "  %4zu %-15s %-20s %-16s %-16s %8.0f  ", i, placement_action_name(a->kind),
+                a->workload < p->nworkloads ? p->workloads[a->workload].name : "-",
+                node_name(p, a->node), node_name(p, a->from_node), a->cpu_mhz);
+        if (!a->ndeps)
+            fprintf(out, "-");
+        for (size_t k = 0; k < a->ndeps; k++)
+            fprintf(out, "%s%zu", k ? "," : "", a->deps[k]);
+        fprintf(out, "\n");
+    }
+    free(count);
+    free(unpl);
+}
+
+int wlm_cmd_plan_io(int argc, char **argv, FILE *out, FILE *err)
+{
+    static const struct option opts[] = {{"snapshot", required_argument, 0, 's'},
+                                         {"json", no_argument, 0, 'j'},
+                                         {"solver", required_argument, 0, 'S'},
+                                         {"time-limit", required_argument, 0, 't'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    const char *path = NULL, *solver = NULL;
+    double tlim = 0;
+    int json = 0, ch;
+    optind = 0; /* reset getopt: callers (and tests) may parse several argv */
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        switch (ch) {
+        case 's': path = optarg; break;
+        case 'j': json = 1; break;
+        case 'S': solver = optarg; break;
+        case 't': {
+            char *end;
+            tlim = strtod(optarg, &end);
+            if (*end || !(tlim > 0) || !isfinite(tlim)) {
+                fprintf(err, "wlm plan: --time-limit: '%s' is not a positive number\n", optarg);
+                return 2;
+            }
+            break;
+        }
+        case 'h': usage(out); return 0;
+        case ':':
+            fprintf(err, "wlm plan: %s needs a value (see wlm plan --help)\n", argv[optind - 1]);
+            return 2;
+        default:
+            fprintf(err, "wlm plan: unknown flag '%s' (see wlm plan --help)\n", argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(err, "wlm plan: unexpected argument '%s' (see wlm plan --help)\n", argv[optind]);
+        return 2;
+    }
+    if (!path) {
+        fprintf(err, "wlm plan: --snapshot FILE is required (see wlm plan --help)\n");
+        return 2;
+    }
+    enum placement_solver sv = PLACEMENT_SOLVER_AUTO;
+    if (solver) {
+        if (!strcmp(solver, "exact"))
+            sv = PLACEMENT_SOLVER_EXACT;
+        else if (!strcmp(solver, "heuristic"))
+            sv = PLACEMENT_SOLVER_HEURISTIC;
+        else if (strcmp(solver, "auto")) {
+            fprintf(err, "wlm plan: --solver: expected auto, exact or heuristic\n");
+            return 2;
+        }
+    }
+    json_error_t jerr;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        if (jerr.line > 0)
+            fprintf(err, "wlm plan: %s:%d:%d: %s\n", path, jerr.line, jerr.column, jerr.text);
+        else
+            fprintf(err, "wlm plan: %s: %s\n", path, jerr.text);
+        return 1;
+    }
+    struct placement_problem *p = NULL;
+    struct wlm_error e = {0};
+    int rc = placement_snapshot_parse(root, &p, &e);
+    json_decref(root);
+    if (rc) {
+        fprintf(err, "wlm plan: %s: %s\n", path, e.msg);
+        return 1;
+    }
+    if (solver)
+        p->opts.solver = sv;
+    if (tlim > 0)
+        p->opts.time_limit_s = tlim;
+    struct placement_decision *d = NULL;
+    rc = placement_solve(p, &d, &e);
+    if (rc) {
+        fprintf(err, "wlm plan: %s\n", e.msg);
+        placement_problem_free(p);
+        return 1;
+    }
+    /* The plan must be executable as printed: check it step by step. */
+    rc = placement_plan_verify(p, d, &e);
+    if (rc)
+        fprintf(err, "wlm plan: internal error, the plan is not safe: %s\n", e.msg);
+    if (!rc && json) {
+        json_t *o = placement_decision_to_json(p, d);
+        char *s = o ? json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(6)) : NULL;
+        if (s)
+            fprintf(out, "%s\n", s);
+        else
+            rc = -1, fprintf(err, "wlm plan: out of memory\n");
+        free(s);
+        json_decref(o);
+    } else if (!rc) {
+        print_text(out, p, d);
+    }
+    placement_decision_free(d);
+    placement_problem_free(p);
+    return rc ? 1 : 0;
+}
+
+int wlm_cmd_plan(int argc, char **argv)
+{
+    return wlm_cmd_plan_io(argc, argv, stdout, stderr);
+}
