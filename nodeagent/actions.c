@@ -480,14 +480,24 @@ static void stop_run(struct na_action *x)
     int force = 0;
     wlm_json_get_bool(x->params, "force", 0, &force, NULL);
     struct nodeagent_driver *d = kind_is_app(x->kind) ? x->a->proc : x->a->vm;
-    d->ops->stop(d, x->job, force, &x->err);
+    if (d->ops->stop(d, x->job, force, &x->err) < 0 || kind_is_app(x->kind))
+        return;
+    if (x->a->pool && x->rec.image[0])
+        nodeagent_pool_release(x->a->pool, x->rec.image, NULL);
 }
 
 static void stop_after(struct na_action *x)
 {
-    /* The job's exit is recorded by the lifecycle event / heartbeat check. */
-    if (!x->err.code)
-        set_result(x, json_pack("{s:s}", "state", "stopping"));
+    if (x->err.code)
+        return;
+    if (kind_is_app(x->kind)) {
+        set_result(x, json_pack("{s:s}", "state", "stopped"));
+        return;
+    }
+    /* Stopped on purpose: not "failed", whatever the console says. */
+    wlm_strlcpy(x->rec.state, "stopped", sizeof(x->rec.state));
+    nodeagent_repo_put(x->a->repo, &x->rec, NULL);
+    set_result(x, json_pack("{s:s}", "state", "stopped"));
 }
 
 static void destroy_run(struct na_action *x)

@@ -345,6 +345,15 @@ static void hb_after(uv_work_t *w, int status)
     if (a->pool) {
         struct nodeagent_pool_status ps;
         nodeagent_pool_status(a->pool, &ps);
+        wlm_gauge_set(wlm_metrics_gauge(a->metrics, "wlm_nodeagent_pool_images",
+                                        "Job VM images in the pool", "state=\"free\""),
+                      ps.free);
+        wlm_gauge_set(wlm_metrics_gauge(a->metrics, "wlm_nodeagent_pool_images",
+                                        "Job VM images in the pool", "state=\"used\""),
+                      ps.used);
+        wlm_gauge_set(wlm_metrics_gauge(a->metrics, "wlm_nodeagent_pool_max_images",
+                                        "Maximum size of the image pool", NULL),
+                      ps.max);
         json_object_set_new(body, "pool",
                             json_pack("{s:i,s:i,s:i}", "free", ps.free, "used", ps.used, "max",
                                       ps.max));
@@ -355,6 +364,12 @@ static void hb_after(uv_work_t *w, int status)
     wlm_gauge_set(wlm_metrics_gauge(a->metrics, "wlm_nodeagent_power_watts", "Node power (W)",
                                     NULL),
                   a->watts);
+    wlm_gauge_set(wlm_metrics_gauge(a->metrics, "wlm_nodeagent_energy_joules_total",
+                                    "Node energy since start (J)", NULL),
+                  a->energy_j);
+    wlm_gauge_set(wlm_metrics_gauge(a->metrics, "wlm_nodeagent_power_on",
+                                    "1 when the node is powered on", NULL),
+                  a->powered_on);
     wlm_gauge_set(wlm_metrics_gauge(a->metrics, "wlm_nodeagent_domains", "Live job domains", NULL),
                   (double)hw->nvms);
     free(cpu_delta);

@@ -416,8 +416,25 @@ out:
 
 static int lv_stop(struct nodeagent_driver *dd, const char *id, int force, struct wlm_error *err)
 {
-    return lv_simple(dd, id, force ? virDomainDestroy : virDomainShutdown,
-                     force ? "destroy" : "shutdown", err);
+    struct lv_driver *d = LV(dd);
+    virDomainPtr dom = lv_lookup(d, id, err);
+    if (!dom)
+        return err ? err->code : -WLM_ENOTFOUND;
+    int r = 0;
+    if (!force) {
+        /* ACPI shutdown; a guest that ignores it (a busybox init has no
+         * acpid) is destroyed after a grace period. */
+        if (virDomainShutdown(dom) == 0) {
+            for (int i = 0; i < 50 && virDomainIsActive(dom) == 1; i++)
+                usleep(100000);
+        }
+        virResetLastError();
+    }
+    if (virDomainIsActive(dom) == 1 && virDomainDestroy(dom) < 0)
+        r = lv_fail(err, "destroy", id);
+    virResetLastError();
+    virDomainFree(dom);
+    return r;
 }
 
 static int lv_destroy(struct nodeagent_driver *dd, const char *id, struct wlm_error *err)

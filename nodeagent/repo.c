@@ -174,9 +174,7 @@ int nodeagent_reconcile_compute(const struct nodeagent_vm_rec *recs, size_t nrec
             out->verdict[i] = NODEAGENT_ADOPT;
         else if (!strcmp(recs[i].state, "running") || !strcmp(recs[i].state, "paused") ||
                  !strcmp(recs[i].state, "starting"))
-            out->verdict[i] = recs[i].save_path[0] && !strcmp(recs[i].state, "suspended")
-                                  ? NODEAGENT_SUSPENDED
-                                  : NODEAGENT_LOST;
+            out->verdict[i] = NODEAGENT_LOST;
         else if (!strcmp(recs[i].state, "suspended"))
             out->verdict[i] = NODEAGENT_SUSPENDED;
         else

@@ -558,6 +558,19 @@ static void test_agent_actions(void **state)
     assert_string_equal(status_of(r), "succeeded");
     assert_true(json_is_true(json_object_get(json_object_get(r, "result"), "scrubbed")));
     json_decref(r);
+    /* Stop: the job is "stopped" (not failed) and its image is back. */
+    r = act(g.a, "{\"id\":\"s2\",\"kind\":\"start\",\"job\":\"j2\",\"command\":\"x\"}", &st);
+    assert_string_equal(status_of(r), "succeeded");
+    json_decref(r);
+    r = act(g.a, "{\"id\":\"t2\",\"kind\":\"stop\",\"job\":\"j2\"}", &st);
+    assert_string_equal(status_of(r), "succeeded");
+    json_decref(r);
+    r = call(g.a, "GET", "/v1/jobs/j2", NULL, &st);
+    assert_string_equal(json_string_value(json_object_get(r, "state")), "stopped");
+    json_decref(r);
+    r = call(g.a, "POST", "/v1/actions", "{\"id\":\"t3\",\"kind\":\"stop\",\"job\":\"j2\"}", &st);
+    assert_int_equal(st, 409);
+    json_decref(r);
     r = act(g.a, "{\"id\":\"off2\",\"kind\":\"power_off\"}", &st);
     assert_string_equal(status_of(r), "succeeded");
     json_decref(r);
