@@ -580,9 +580,16 @@ static void show_human(const json_t *j)
            fmt_dur(fabs(jnum(j, "goal_time") - now), b2, sizeof(b2)),
            jnum(j, "goal_time") >= now ? "from now" : "ago");
     json_t *pc = json_object_get(j, "predicted_completion");
-    if (json_is_number(pc))
-        printf("  predicted:   %s (utility %.2f)\n", fmt_time(json_number_value(pc), b1, sizeof(b1)),
-               jnum(j, "predicted_utility"));
+    if (json_is_number(pc)) {
+        /* Placed jobs are predicted at their allocation; waiting ones at full
+         * speed from now, i.e. the earliest they could finish. */
+        const char *st = jstr(j, "state", "");
+        int placed = (!strcmp(st, "RUNNING") || !strcmp(st, "STARTING") ||
+                      !strcmp(st, "MIGRATING")) &&
+                     jnum(j, "alloc_mhz") > 0;
+        printf("  %s %s (utility %.2f)\n", placed ? "predicted: " : "earliest:  ",
+               fmt_time(json_number_value(pc), b1, sizeof(b1)), jnum(j, "predicted_utility"));
+    }
     else if (json_is_number(json_object_get(j, "end_time")))
         printf("  ended:       %s\n", fmt_time(jnum(j, "end_time"), b1, sizeof(b1)));
     printf("  work:        %.0f of %.0f Mcycles (%s profile), %lld thread(s) x %.0f MHz, %lld MB\n",
