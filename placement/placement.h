@@ -150,6 +150,7 @@ struct placement_options {
     double hysteresis;      /* min-utility gain needed to change the placement */
     double goal_utility;    /* "meets its goal" threshold for consolidation (0) */
     double headroom;        /* CPU fraction kept free on powered-on nodes */
+    double power_off_margin; /* extra CPU fraction needed before a node powers off (anti-flap) */
     int power_saving;       /* consolidate and power nodes off */
     double balance_band;    /* minimum half-width of the utilisation band (0.10) */
     int max_balance_moves;  /* migrations per decision spent on balancing */

@@ -157,6 +157,7 @@ void placement_options_default(struct placement_options *o)
     o->hysteresis = 0.02;
     o->goal_utility = 0.0;
     o->headroom = 0.10;
+    o->power_off_margin = 0.05;
     o->power_saving = 1;
     o->balance_band = 0.10;
     o->max_balance_moves = 4;

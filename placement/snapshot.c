@@ -206,7 +206,7 @@ static int parse_options(const json_t *o, struct placement_options *opt, struct 
 {
     static const char *const keys[] = {"solver",        "exact_max_pairs", "time_limit_s",
                                        "mip_gap",       "hysteresis",      "goal_utility",
-                                       "headroom",      "power_saving",    "balance_band",
+                                       "headroom",      "power_off_margin", "power_saving",    "balance_band",
                                        "max_balance_moves", "costs",      NULL};
     if (!json_is_object(o))
         return fail(err, "options", "expected an object");
@@ -232,6 +232,7 @@ static int parse_options(const json_t *o, struct placement_options *opt, struct 
         (rc = get_num(o, "options", "hysteresis", 0, GE0, &opt->hysteresis, err)) ||
         (rc = get_num(o, "options", "goal_utility", 0, ANY, &opt->goal_utility, err)) ||
         (rc = get_num(o, "options", "headroom", 0, GE0, &opt->headroom, err)) ||
+        (rc = get_num(o, "options", "power_off_margin", 0, GE0, &opt->power_off_margin, err)) ||
         (rc = get_bool(o, "options", "power_saving", &opt->power_saving, err)) ||
         (rc = get_num(o, "options", "balance_band", 0, GE0, &opt->balance_band, err)) ||
         (rc = get_int(o, "options", "max_balance_moves", 0, GE0, &opt->max_balance_moves, err)))
@@ -239,6 +240,8 @@ static int parse_options(const json_t *o, struct placement_options *opt, struct 
     opt->exact_max_pairs = (size_t)pairs;
     if (opt->headroom >= 1)
         return fail(err, "options.headroom", "must be < 1");
+    if (opt->headroom + opt->power_off_margin >= 1)
+        return fail(err, "options.power_off_margin", "headroom + power_off_margin must be < 1");
     json_t *costs = json_object_get(o, "costs");
     if (costs) {
         if (!json_is_object(costs))

@@ -166,6 +166,37 @@ static double node_power(const struct placement_node *nd, double cap, double use
     return nd->power_idle_w + (nd->power_max_w - nd->power_idle_w) * fmin(1, f);
 }
 
+static int cmp_double(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return a < b ? -1 : a > b;
+}
+
+/* Utilities of the workloads in the optimisation, ascending. */
+static size_t sorted_utils(const struct pl_ctx *c, const int *excluded, const double *util,
+                           double *out)
+{
+    size_t n = 0;
+    for (size_t a = 0; a < c->W; a++)
+        if (c->placeable[a] && !excluded[a])
+            out[n++] = util[a];
+    if (n)
+        qsort(out, n, sizeof(double), cmp_double);
+    return n;
+}
+
+/* Lexicographic max-min comparison of two sorted utility vectors: the
+ * difference at the first position where they differ. Comparing only the
+ * minimum would leave work waiting forever when its start needs a move but
+ * the minimum belongs to someone else. */
+static double lex_gain(const double *a, const double *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (fabs(a[i] - b[i]) > 1e-6)
+            return a[i] - b[i];
+    return 0;
+}
+
 void placement_decision_free(struct placement_decision *d)
 {
     if (!d)
@@ -296,6 +327,24 @@ int placement_solve(const struct placement_problem *p, struct placement_decision
                 lo = mid + 1;
         }
         K = hi;
+        /* Switching nodes off must also fit with a further margin, so demand
+         * hovering at the threshold does not power the same node off and on
+         * every cycle. */
+        size_t n_on_now = r.n_on ? r.n_on : 1;
+        double capf_off = capf - o->power_off_margin;
+        if (K < n_on_now && capf_off > 0) {
+            size_t lo2 = K, hi2 = n_on_now;
+            while (lo2 < hi2) {
+                size_t mid = (lo2 + hi2) / 2;
+                if (pack_ok(&r, mid, o->goal_utility, capf_off, &r.sol, &rc))
+                    hi2 = mid;
+                else if (rc)
+                    goto fail;
+                else
+                    lo2 = mid + 1;
+            }
+            K = hi2;
+        }
         if (!pack_ok(&r, K, o->goal_utility, capf, &r.sol, &rc)) {
             if (!rc)
                 rc = wlm_error_set(err, WLM_EINTERNAL, "placement: consolidation packing lost");
@@ -364,7 +413,13 @@ int placement_solve(const struct placement_problem *p, struct placement_decision
                      note[0] ? "; " : "", mnote[0] ? mnote : "failed, heuristic used");
         }
     }
-    double t_new = min_over(c, r.excluded, &r.sol, r.cpu, r.util);
+    min_over(c, r.excluded, &r.sol, r.cpu, r.util); /* fills r.util */
+    double *sorted_new = malloc(W * sizeof(double));
+    if (!sorted_new) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    size_t nsorted = sorted_utils(c, r.excluded, r.util, sorted_new);
 
     /* 4. Hysteresis against the current placement with CPU re-divided. */
     if ((rc = pl_current(c, &r.cur)))
@@ -386,6 +441,19 @@ int placement_solve(const struct placement_problem *p, struct placement_decision
     }
     double t_keep = min_over(c, r.excluded, &r.cur, r.cpu, r.util);
     d->current_min_utility = t_keep;
+    double gain;
+    {
+        double *sorted_keep = malloc(W * sizeof(double));
+        if (!sorted_keep) {
+            free(sorted_new);
+            rc = -ENOMEM;
+            goto fail;
+        }
+        sorted_utils(c, r.excluded, r.util, sorted_keep);
+        gain = lex_gain(sorted_new, sorted_keep, nsorted);
+        free(sorted_keep);
+        free(sorted_new);
+    }
     int nchanges = 0;
     double cost = change_cost(c, &r.cur, &r.sol, &nchanges);
     size_t on_new = 0;
@@ -421,12 +489,12 @@ int placement_solve(const struct placement_problem *p, struct placement_decision
     else if (d->consolidated && on_new != r.n_on)
         accept = 1; /* power nodes off, or on before the headroom runs out */
     else
-        accept = t_new - t_keep >= o->hysteresis + cost - 1e-9;
+        accept = gain >= o->hysteresis + cost - 1e-9;
     if (!accept) {
         d->kept_current = 1;
         snprintf(note, sizeof(note),
                  "kept current placement: gain %.4f < hysteresis %.4f + action cost %.4f (%d changes)",
-                 t_new - t_keep, o->hysteresis, cost, nchanges);
+                 gain, o->hysteresis, cost, nchanges);
         struct pl_sol tmp = r.sol;
         r.sol = r.cur;
         r.cur = tmp;

@@ -187,6 +187,25 @@ static void test_consolidation(void **state)
     assert_int_equal(count_actions(d, PLACEMENT_ACT_POWER_OFF), 0);
     placement_decision_free(d);
 
+    /* Anti-flap band: 4 x 1750 MHz fits two nodes within the 10 % headroom
+     * (7200) but not with the extra 5 % power-off margin (6800). Two running
+     * nodes stay two; four running nodes only go down to three. */
+    for (size_t i = 0; i < 8; i++)
+        p->workloads[i].utility.cpu_mhz[1] = 1750;
+    d = solve_ok(p);
+    assert_int_equal(count_actions(d, PLACEMENT_ACT_POWER_ON), 0);
+    assert_int_equal(count_actions(d, PLACEMENT_ACT_MIGRATE_JOB), 0);
+    placement_decision_free(d);
+    {
+        struct placement_problem *q = consolidation_problem();
+        for (size_t i = 0; i < 8; i++)
+            q->workloads[i].utility.cpu_mhz[1] = 1750;
+        d = solve_ok(q);
+        assert_int_equal(count_actions(d, PLACEMENT_ACT_POWER_OFF), 1);
+        placement_decision_free(d);
+        placement_problem_free(q);
+    }
+
     /* Demand grows past the headroom: a node is powered on before the two
      * running ones run out, and the plan boots it before moving work there. */
     for (size_t i = 0; i < 8; i++)
@@ -401,6 +420,38 @@ static void test_spare_capacity_used(void **state)
     placement_problem_free(p);
 }
 
+/* The minimum belongs to an app that cannot do better (0.3); starting a
+ * queued job needs one migration. Comparing minimums alone would keep the
+ * current placement forever; the lexicographic comparison starts the job. */
+static void test_hysteresis_lexicographic(void **state)
+{
+    (void)state;
+    struct placement_problem *p = tp_new(3, 4);
+    tp_node(p, 0, 2, 1000, 4096, 1);
+    tp_node(p, 1, 2, 1000, 4096, 1);
+    tp_node(p, 2, 2, 1000, 2048, 1);
+    tp_job(p, 0, 2048, 1000, 1000); /* A on n0 */
+    tp_job(p, 1, 2048, 1000, 1000); /* B on n1 */
+    tp_app(p, 2, 512, 500, 1, 1, 500);
+    p->workloads[2].utility.util[1] = 0.3; /* X on n2, best 0.3 */
+    tp_job(p, 3, 3072, 1000, 1000);        /* J queued, 0.5 at zero CPU */
+    p->workloads[3].utility.util[0] = 0.5;
+    tp_cur(p, 0, 0, 1000);
+    tp_cur(p, 1, 1, 1000);
+    tp_cur(p, 2, 2, 500);
+    p->opts.power_saving = 0;
+    p->opts.max_balance_moves = 0;
+    p->opts.solver = PLACEMENT_SOLVER_EXACT;
+    struct placement_decision *d = solve_ok(p);
+    assert_int_equal(d->kept_current, 0);
+    assert_int_equal(count_actions(d, PLACEMENT_ACT_MIGRATE_JOB), 1);
+    assert_int_equal(count_actions(d, PLACEMENT_ACT_START_JOB), 1);
+    assert_true(d->utility[3] > 0.99);
+    assert_true(fabs(d->min_utility - 0.3) < 1e-6);
+    placement_decision_free(d);
+    placement_problem_free(p);
+}
+
 static void test_utility_functions(void **state)
 {
     (void)state;
@@ -434,6 +485,7 @@ int main(void)
         cmocka_unit_test(test_balancing),
         cmocka_unit_test(test_hysteresis),
         cmocka_unit_test(test_spare_capacity_used),
+        cmocka_unit_test(test_hysteresis_lexicographic),
         cmocka_unit_test(test_plan_never_overcommits),
         cmocka_unit_test(test_heuristic_vs_exact),
     };
