@@ -96,7 +96,31 @@ size_t jobsched_match(const struct jobsched_job *j, const struct jobsched_node *
             wlm_strlcpy(worst_why, w, sizeof(worst_why));
         }
     }
-    if (m == 0 && why)
-        snprintf(why, whysize, "no node matches: %s", worst_why);
+    if (m == 0 && why) {
+        /* Say what the cluster does offer, so the fix is obvious. */
+        char have[128] = "";
+        if (worst == REQ_CORES || worst == REQ_MEMORY) {
+            long long best = 0;
+            for (size_t i = 0; i < n; i++) {
+                long long v = worst == REQ_CORES ? nodes[i].cores : nodes[i].memory_mb;
+                if (v > best)
+                    best = v;
+            }
+            snprintf(have, sizeof(have), " (largest node has %lld)", best);
+        } else if (worst == REQ_ARCH) {
+            size_t len = (size_t)snprintf(have, sizeof(have), " (nodes are");
+            for (size_t i = 0; i < n && len + 20 < sizeof(have); i++) {
+                const char *a = nodes[i].arch ? nodes[i].arch : "unknown";
+                int seen = 0;
+                for (size_t k = 0; k < i; k++)
+                    seen |= strcmp(nodes[k].arch ? nodes[k].arch : "unknown", a) == 0;
+                if (!seen)
+                    len += (size_t)snprintf(have + len, sizeof(have) - len, " %s", a);
+            }
+            if (len < sizeof(have) - 1)
+                snprintf(have + len, sizeof(have) - len, ")");
+        }
+        snprintf(why, whysize, "no node matches: %s%s", worst_why, have);
+    }
     return m;
 }

@@ -422,11 +422,11 @@ static void test_matchmaking_reasons(void **state)
                100, &err),
         0);
     assert_int_equal(st_of(f, ids[0]), JOBSCHED_PENDING);
-    assert_string_equal(jobsched_get(f->js, ids[0])->reason, "no node matches: min_cores 64");
+    assert_string_equal(jobsched_get(f->js, ids[0])->reason, "no node matches: min_cores 64 (largest node has 32)");
     assert_string_equal(jobsched_get(f->js, ids[1])->reason, "no node matches: label disk=nvme");
     assert_string_equal(jobsched_get(f->js, ids[2])->reason,
-                        "no node matches: memory_mb 200000");
-    assert_string_equal(jobsched_get(f->js, ids[3])->reason, "no node matches: arch riscv64");
+                        "no node matches: memory_mb 200000 (largest node has 131072)");
+    assert_string_equal(jobsched_get(f->js, ids[3])->reason, "no node matches: arch riscv64 (nodes are x86_64 aarch64)");
     const struct jobsched_job *e = jobsched_get(f->js, ids[4]);
     assert_int_equal(e->state, JOBSCHED_ELIGIBLE);
     assert_int_equal(e->neligible, 1);
