@@ -35,7 +35,7 @@ static void usage(FILE *f)
 }
 
 struct result {
-    double secs, minu, bound, gap;
+    double secs, cpu, minu, bound, gap;
     int optimal, solver, on;
     size_t actions;
 };
@@ -46,8 +46,10 @@ static int run(struct placement_problem *p, enum placement_solver s, struct resu
     struct wlm_error err = {0};
     p->opts.solver = s;
     double t0 = now();
+    clock_t c0 = clock();
     int rc = placement_solve(p, &d, &err);
     r->secs = now() - t0;
+    r->cpu = (double)(clock() - c0) / CLOCKS_PER_SEC;
     if (rc) {
         fprintf(stderr, "solve failed: %s\n", err.msg);
         return rc;
@@ -104,9 +106,9 @@ int main(int argc, char **argv)
     static const size_t sizes[] = {10, 20, 50, 100, 200, 1000, 3000, 10000};
     printf("placement bench: workloads = 3 x nodes, CPU load %.2f, seed %llu, MILP limit %.0f s\n",
            load, seed, tlim);
-    printf("%6s %6s | %8s %8s %8s %7s | %8s %8s %8s %7s %4s | %7s | %8s %6s\n", "nodes", "wklds",
-           "heur_s", "heur_min", "bound", "gap", "exact_s", "ex_min", "lp_bnd", "ex_gap", "opt",
-           "h-ex", "cons_s", "on");
+    printf("%6s %6s | %8s %8s %8s %8s %7s | %8s %8s %8s %8s %7s %4s | %7s | %8s %6s\n", "nodes",
+           "wklds", "heur_s", "heur_cpu", "heur_min", "bound", "gap", "exact_s", "ex_cpu", "ex_min",
+           "lp_bnd", "ex_gap", "opt", "h-ex", "cons_s", "on");
     int failed = 0;
     for (size_t i = 0; i < WLM_ARRAY_LEN(sizes) && sizes[i] <= max_nodes; i++) {
         size_t nn = sizes[i], nw = 3 * nn;
@@ -133,17 +135,67 @@ int main(int argc, char **argv)
         if (run(p, PLACEMENT_SOLVER_HEURISTIC, &cons))
             failed = 1;
         placement_problem_free(p);
-        printf("%6zu %6zu | %8.3f %8.4f %8.4f %7.4f | ", nn, nw, h.secs, h.minu, h.bound, h.gap);
+        printf("%6zu %6zu | %8.3f %8.3f %8.4f %8.4f %7.4f | ", nn, nw, h.secs, h.cpu, h.minu,
+               h.bound, h.gap);
         if (have_exact)
-            printf("%8.3f %8.4f %8.4f %7.4f %4s | %7.4f | ", e.secs, e.minu, e.bound, e.gap,
-                   e.optimal ? "yes" : "no", h.minu - e.minu);
+            printf("%8.3f %8.3f %8.4f %8.4f %7.4f %4s | %7.4f | ", e.secs, e.cpu, e.minu, e.bound,
+                   e.gap, e.optimal ? "yes" : "no", h.minu - e.minu);
         else
-            printf("%8s %8s %8s %7s %4s | %7s | ", "-", "-", "-", "-", "-", "-");
+            printf("%8s %8s %8s %8s %7s %4s | %7s | ", "-", "-", "-", "-", "-", "-", "-");
         printf("%8.3f %3d/%zu\n", cons.secs, cons.on, nn);
         fflush(stdout);
     }
-    printf("gap = upper bound - min utility (utility units; 1.0 = the whole goal range).\n"
+    /* Harder for the heuristic: rigid single-node jobs only (no splittable
+     * apps), so bin packing matters and the LP bound is not tight. */
+    printf("\nrigid jobs only (heuristic vs exact, %d seeds per size)\n", 5);
+    printf("%6s %6s | %10s %10s %10s | %10s %10s | %9s %9s\n", "nodes", "jobs", "heur_s_max",
+           "exact_s_max", "ex_cpu_max", "worst h-ex", "mean h-ex", "ex_opt", "mean_gap");
+    static const size_t jsizes[] = {5, 10, 20};
+    for (size_t i = 0; i < WLM_ARRAY_LEN(jsizes) && jsizes[i] <= max_nodes; i++) {
+        size_t nn = jsizes[i], nw = 3 * nn;
+        double hmax = 0, emax = 0, ecpu = 0, worst = 0, sum = 0, gsum = 0;
+        int nopt = 0, runs = 0;
+        for (unsigned long long k = 0; k < 5; k++) {
+            struct placement_problem *p = tp_random(nn, nw, seed * 31 + k * 7 + nn, load);
+            for (size_t a = 0; a < nw; a++) { /* turn the apps into jobs */
+                struct placement_workload *w = &p->workloads[a];
+                if (w->kind != PLACEMENT_APP)
+                    continue;
+                w->kind = PLACEMENT_JOB;
+                w->max_cpu_per_instance = 8000;
+                w->min_instances = 0;
+                w->max_instances = 1;
+                w->state = PLACEMENT_JOB_QUEUED;
+            }
+            p->opts.power_saving = 0;
+            p->opts.max_balance_moves = 0;
+            p->opts.time_limit_s = tlim;
+            struct result h = {0}, e = {0};
+            if (run(p, PLACEMENT_SOLVER_HEURISTIC, &h) || run(p, PLACEMENT_SOLVER_EXACT, &e)) {
+                failed = 1;
+                placement_problem_free(p);
+                break;
+            }
+            placement_problem_free(p);
+            if (e.solver != PLACEMENT_SOLVER_EXACT)
+                continue;
+            runs++;
+            hmax = fmax(hmax, h.secs);
+            emax = fmax(emax, e.secs);
+            ecpu = fmax(ecpu, e.cpu);
+            double diff = h.minu - e.minu;
+            worst = fmin(worst, diff);
+            sum += diff;
+            gsum += e.gap;
+            nopt += e.optimal;
+        }
+        if (runs)
+            printf("%6zu %6zu | %10.3f %10.3f %10.3f | %10.4f %10.4f | %4d/%-4d %9.4f\n", nn, nw,
+                   hmax, emax, ecpu, worst, sum / runs, nopt, runs, gsum / runs);
+    }
+    printf("\ngap = upper bound - min utility (utility units; 1.0 = the whole goal range).\n"
            "bound: aggregate LP relaxation (heuristic) or GLPK LP relaxation (exact).\n"
-           "cons: consolidation run at load/5 with power saving: solve time, nodes left on.\n");
+           "cons: consolidation run at load/5 with power saving: solve time, nodes left on.\n"
+           "_s = wall seconds, _cpu = process CPU seconds (differ when the machine is busy).\n");
     return failed;
 }
