@@ -165,6 +165,8 @@ struct rt_conn {
     struct rt_req *rhead, *rtail;
     unsigned nreq;
     nghttp2_session *h2;
+    struct rt_conn *dnext; /* worker's list of h2 conns with output pending */
+    int dirty;
     char peer[64];
 };
 
@@ -181,6 +183,7 @@ struct rt_worker {
     struct rt_req *ready_head, *ready_tail;
     uint64_t seq;
     int need_drain; /* own ready list got work: drain at the end of the callback */
+    struct rt_conn *dirty; /* h2 conns to flush at the end of the callback */
     char rbuf[65536];
 };
 
@@ -592,10 +595,21 @@ static void wake_workers(struct router *r, uint64_t wake, struct rt_worker *self
 
 static void drain_ready(struct rt_worker *w);
 
+static void h2_flush(struct rt_conn *c);
+
+/* End of every libuv callback: admit what this worker was handed, then send
+ * the h2 frames produced meanwhile, one write per connection. */
 static void maybe_drain(struct rt_worker *w)
 {
     while (w->need_drain)
         drain_ready(w);
+    while (w->dirty) {
+        struct rt_conn *c = w->dirty;
+        w->dirty = c->dnext;
+        c->dnext = NULL;
+        c->dirty = 0;
+        h2_flush(c);
+    }
 }
 
 /* ------------------------------------------------------------ responses */
@@ -980,6 +994,7 @@ static void up_connected(uv_connect_t *cr, int status)
     uv_read_start((uv_stream_t *)&u->tcp, worker_alloc, up_read);
     if (u->req)
         up_send(u);
+    maybe_drain(w);
 }
 
 static void up_release(struct rt_upconn *u, int reuse)
@@ -1256,6 +1271,13 @@ static void conn_closed(uv_handle_t *h)
 {
     struct rt_conn *c = h->data;
     if (--c->handles == 0) {
+        if (c->dirty) { /* normally flushed long before; never leave a dangling entry */
+            struct rt_conn **pp = &c->w->dirty;
+            while (*pp && *pp != c)
+                pp = &(*pp)->dnext;
+            if (*pp)
+                *pp = c->dnext;
+        }
         router_h1req_free(c->h1);
         if (c->h2)
             nghttp2_session_del(c->h2);
@@ -1824,8 +1846,12 @@ static void h2_respond(struct rt_conn *c, struct rt_req *q)
         return;
     }
     /* The request stays linked to the conn until the stream closes (the
-     * body provider reads from it). */
-    h2_flush(c);
+     * body provider reads from it). Frames go out at the end of the callback. */
+    if (!c->dirty) {
+        c->dirty = 1;
+        c->dnext = c->w->dirty;
+        c->w->dirty = c;
+    }
 }
 
 static void h2_flush(struct rt_conn *c)

@@ -115,19 +115,21 @@ to_ms() { # wrk latency "123.45us" / "1.23ms" / "1.2s" -> ms
 }
 run_wrk() { # name port
   local out
-  out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "http://127.0.0.1:$2/")
+  out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "http://127.0.0.1:$2/" 2>&1) || true
   local rps p50 p99 bad
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   bad=$(awk '/Non-2xx/ {print $5}' <<<"$out")
   [ -n "$bad" ] && echo "warning: $1 had $bad non-2xx responses" >&2
+  [ -z "$rps" ] && { echo "warning: $1 http/1.1 run failed: $(head -c 200 <<<"$out")" >&2; return 0; }
   echo "$1 http/1.1 $rps $(to_ms "$p50") $(to_ms "$p99")" >>"$work/runs"
 }
 run_h2() { # name port
   local out line rps p50 sd p99 failed
-  out=$(taskset -c "$LOAD_CPU" h2load -c 16 -m 16 -D "$DUR" "http://127.0.0.1:$2/" 2>&1)
+  out=$(taskset -c "$LOAD_CPU" h2load -c 16 -m 16 -D "$DUR" "http://127.0.0.1:$2/" 2>&1) || true
   rps=$(awk '/^finished in/ {print $4}' <<<"$out")
+  [ -z "$rps" ] && { echo "warning: $1 h2c run failed: $(head -c 200 <<<"$out")" >&2; return 0; }
   # h2load reports min/max/mean/sd, no percentiles: p50 ~ mean, p99 ~ mean + 2.33 sd.
   line=$(grep '^time for request:' <<<"$out")
   p50=$(to_ms "$(awk '{print $6}' <<<"$line")")
@@ -162,15 +164,19 @@ def med(k):
 print()
 print("Throughput (median of runs; one proxy worker on one core)")
 print(f"{'target':<11} {'proto':<8} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'vs nginx':>9} {'vs haproxy':>11}")
+def ratio(rps, other, proto):
+    return f"{rps / med((other, proto))[0]:.2f}" if (other, proto) in rows else "n/a"
 for proto in ("http/1.1", "h2c"):
     for t in ("direct", "nginx", "haproxy", "wlm-router"):
         if (t, proto) not in rows:
             continue
         rps, p50, p99 = med((t, proto))
-        vn = rps / med(("nginx", proto))[0]
-        vh = rps / med(("haproxy", proto))[0]
-        print(f"{t:<11} {proto:<8} {rps:>10.0f} {p50:>8.3f} {p99:>8.3f} {vn:>9.2f} {vh:>11.2f}")
+        vn = ratio(rps, "nginx", proto)
+        vh = ratio(rps, "haproxy", proto)
+        print(f"{t:<11} {proto:<8} {rps:>10.0f} {p50:>8.3f} {p99:>8.3f} {vn:>9} {vh:>11}")
 print("(h2c latency: p50 = mean, p99 ~ mean + 2.33 sd, h2load reports no percentiles)")
+load = open("/proc/loadavg").read().split()[:3]
+print(f"(machine load average during the run: {' '.join(load)}; other work on the host skews all rows alike)")
 PY
 
 # ---------------------------------------------------------------- fairness
@@ -194,7 +200,7 @@ FDUR=$((DUR * 2))
 wrks=()
 for spec in "w1 300" "w2 600" "w4 150"; do
   set -- $spec
-  taskset -c "$PROXY_CPU" wrk -t1 -c8 -d"${FDUR}s" -H "X-Class: $1" -H "X-Tag: $1" \
+  taskset -c "$PROXY_CPU" wrk -t1 -c32 -d"${FDUR}s" -H "X-Class: $1" -H "X-Tag: $1" \
     -H "X-Spin-Us: $2" "http://127.0.0.1:$FR/" >"$work/fair.$1" 2>&1 &
   wrks+=($!)
 done
