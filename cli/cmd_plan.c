@@ -55,12 +55,26 @@ static void print_text(FILE *out, const struct placement_problem *p,
             d->consolidated ? ", consolidating" : "", d->kept_current ? ", kept current" : "");
     fprintf(out, "\nNodes\n  %-16s %-9s %17s %19s  %s\n", "NODE", "POWER", "CPU MHz used/cap",
             "MEM MB used/cap", "RUNS");
+    /* Instances grouped by node (linked through `next`) keep this linear. */
+    size_t N = p->nnodes ? p->nnodes : 1;
+    size_t *head = malloc(N * sizeof(size_t)), *next = malloc((d->nassign + 1) * sizeof(size_t));
+    if (!head || !next) {
+        free(head);
+        free(next);
+        free(count);
+        free(unpl);
+        return;
+    }
+    for (size_t n = 0; n < p->nnodes; n++)
+        head[n] = (size_t)-1;
+    for (size_t i = d->nassign; i-- > 0;) {
+        next[i] = head[d->assign[i].node];
+        head[d->assign[i].node] = i;
+    }
     for (size_t n = 0; n < p->nnodes; n++) {
         const struct placement_node *nd = &p->nodes[n];
         double cpu = 0, mem = 0;
-        for (size_t i = 0; i < d->nassign; i++) {
-            if (d->assign[i].node != n)
-                continue;
+        for (size_t i = head[n]; i != (size_t)-1; i = next[i]) {
             cpu += d->assign[i].cpu_mhz;
             mem += p->workloads[d->assign[i].workload].memory_mb;
         }
@@ -68,16 +82,13 @@ static void print_text(FILE *out, const struct placement_problem *p,
                                           : (nd->powered_on ? "power-off" : "off");
         fprintf(out, "  %-16s %-9s %8.0f/%-8.0f %9.0f/%-9.0f  ", nd->name, power, cpu,
                 nd->cores * nd->mhz_per_core, mem, nd->memory_mb);
-        int first = 1;
-        for (size_t i = 0; i < d->nassign; i++) {
-            if (d->assign[i].node != n)
-                continue;
-            fprintf(out, "%s%s(%.0f)", first ? "" : " ", p->workloads[d->assign[i].workload].name,
-                    d->assign[i].cpu_mhz);
-            first = 0;
-        }
-        fprintf(out, "%s\n", first ? "-" : "");
+        for (size_t i = head[n]; i != (size_t)-1; i = next[i])
+            fprintf(out, "%s%s(%.0f)", i == head[n] ? "" : " ",
+                    p->workloads[d->assign[i].workload].name, d->assign[i].cpu_mhz);
+        fprintf(out, "%s\n", head[n] == (size_t)-1 ? "-" : "");
     }
+    free(head);
+    free(next);
     fprintf(out, "\nWorkloads\n  %-20s %-4s %9s %10s %9s  %s\n", "WORKLOAD", "KIND", "UTILITY",
             "CPU MHz", "INSTANCES", "NOTE");
     for (size_t a = 0; a < p->nworkloads; a++) {

@@ -192,12 +192,12 @@ static int get_utility(const json_t *o, const char *path, struct placement_utili
     return placement_utility_check(u, f, err);
 }
 
-static int find_node(const struct placement_problem *p, const char *name)
+/* Names are looked up through a jansson object used as a hash table, so
+ * snapshots of 10,000 nodes and 30,000 workloads load in linear time. */
+static int find_node(json_t *index, const char *name)
 {
-    for (size_t n = 0; n < p->nnodes; n++)
-        if (strcmp(p->nodes[n].name, name) == 0)
-            return (int)n;
-    return -1;
+    json_t *v = json_object_get(index, name);
+    return v ? (int)json_integer_value(v) : -1;
 }
 
 static const char *const action_keys[] = {"duration_s", "cpu_mhz", "utility", NULL};
@@ -305,8 +305,13 @@ int placement_snapshot_parse(const json_t *root, struct placement_problem **out,
     if ((rc = check_keys(root, "", top_keys, err)))
         return rc;
     struct placement_problem *p = calloc(1, sizeof(*p));
-    if (!p)
+    json_t *node_index = json_object(), *wl_index = json_object();
+    if (!p || !node_index || !wl_index) {
+        free(p);
+        json_decref(node_index);
+        json_decref(wl_index);
         return wlm_error_set(err, ENOMEM, "out of memory");
+    }
     placement_options_default(&p->opts);
     size_t curcap = 0;
     json_t *opts = json_object_get(root, "options");
@@ -363,14 +368,13 @@ int placement_snapshot_parse(const json_t *root, struct placement_problem **out,
             rc = fail(err, f, "must be >= power_idle_w");
             goto fail;
         }
-        for (size_t j = 0; j < i; j++) {
-            if (strcmp(p->nodes[j].name, n->name) == 0) {
-                char f[96];
-                snprintf(f, sizeof(f), "%s.name", path);
-                rc = fail(err, f, "duplicate node name '%s'", n->name);
-                goto fail;
-            }
+        if (json_object_get(node_index, n->name)) {
+            char f[96];
+            snprintf(f, sizeof(f), "%s.name", path);
+            rc = fail(err, f, "duplicate node name '%s'", n->name);
+            goto fail;
         }
+        json_object_set_new(node_index, n->name, json_integer((json_int_t)i));
     }
     for (int kind = 0; kind < 2; kind++) {
         json_t *arr = kind == 0 ? apps : jobs;
@@ -397,14 +401,13 @@ int placement_snapshot_parse(const json_t *root, struct placement_problem **out,
                 (rc = get_utility(e, path, &w->utility, err)) ||
                 (rc = get_labels(e, path, "requires", w->requires, sizeof(w->requires), err)))
                 goto fail;
-            for (size_t j = 0; j < wi; j++) {
-                if (strcmp(p->workloads[j].name, w->name) == 0) {
-                    char f[96];
-                    snprintf(f, sizeof(f), "%s.name", path);
-                    rc = fail(err, f, "duplicate workload name '%s'", w->name);
-                    goto fail;
-                }
+            if (json_object_get(wl_index, w->name)) {
+                char f[96];
+                snprintf(f, sizeof(f), "%s.name", path);
+                rc = fail(err, f, "duplicate workload name '%s'", w->name);
+                goto fail;
             }
+            json_object_set_new(wl_index, w->name, json_integer((json_int_t)wi));
             if (kind == 0) {
                 w->max_instances = 0;
                 if ((rc = get_int(e, path, "min_instances", 0, GE0, &w->min_instances, err)) ||
@@ -425,7 +428,7 @@ int placement_snapshot_parse(const json_t *root, struct placement_problem **out,
                     rc = fail(err, f, "expected an array");
                     goto fail;
                 }
-                size_t k;
+                size_t k, first_cur = p->ncurrent; /* this app's instances follow */
                 json_t *ie;
                 json_array_foreach(inst, k, ie)
                 {
@@ -440,7 +443,7 @@ int placement_snapshot_parse(const json_t *root, struct placement_problem **out,
                         (rc = get_name(ie, ip, "node", 1, nodename, sizeof(nodename), err)) ||
                         (rc = get_num(ie, ip, "cpu_mhz", 0, GE0, &cpu, err)))
                         goto fail;
-                    int n = find_node(p, nodename);
+                    int n = find_node(node_index, nodename);
                     char f[128];
                     snprintf(f, sizeof(f), "%s.node", ip);
                     if (n < 0) {
@@ -451,7 +454,7 @@ int placement_snapshot_parse(const json_t *root, struct placement_problem **out,
                         rc = fail(err, f, "node '%s' is powered off", nodename);
                         goto fail;
                     }
-                    for (size_t q = 0; q < p->ncurrent; q++) {
+                    for (size_t q = first_cur; q < p->ncurrent; q++) {
                         if (p->current[q].workload == wi && p->current[q].node == (size_t)n) {
                             rc = fail(err, f, "second instance on node '%s'", nodename);
                             goto fail;
@@ -495,7 +498,7 @@ int placement_snapshot_parse(const json_t *root, struct placement_problem **out,
                 goto fail;
             }
             if (on_node) {
-                int n = find_node(p, nodename);
+                int n = find_node(node_index, nodename);
                 if (n < 0) {
                     rc = fail(err, f, "unknown node '%s'", nodename);
                     goto fail;
@@ -514,9 +517,13 @@ int placement_snapshot_parse(const json_t *root, struct placement_problem **out,
     }
     if ((rc = placement_problem_check(p, err)))
         goto fail;
+    json_decref(node_index);
+    json_decref(wl_index);
     *out = p;
     return 0;
 fail:
+    json_decref(node_index);
+    json_decref(wl_index);
     placement_problem_free(p);
     return rc ? rc : -WLM_EINVAL;
 }
@@ -554,19 +561,33 @@ json_t *placement_decision_to_json(const struct placement_problem *p,
     }
     json_object_set_new(o, "placement", pl);
 
+    size_t W = p->nworkloads ? p->nworkloads : 1, N = p->nnodes ? p->nnodes : 1;
+    int *inst = calloc(W, sizeof(int));
+    char *unpl = calloc(W, 1);
+    double *ncpu = calloc(N, sizeof(double)), *nmem = calloc(N, sizeof(double));
+    if (!inst || !unpl || !ncpu || !nmem) {
+        free(inst);
+        free(unpl);
+        free(ncpu);
+        free(nmem);
+        json_decref(o);
+        return NULL;
+    }
+    for (size_t i = 0; i < d->nassign; i++) {
+        inst[d->assign[i].workload]++;
+        ncpu[d->assign[i].node] += d->assign[i].cpu_mhz;
+        nmem[d->assign[i].node] += p->workloads[d->assign[i].workload].memory_mb;
+    }
+    for (size_t k = 0; k < d->nunplaced; k++)
+        unpl[d->unplaced[k]] = 1;
     json_t *ws = json_array(), *un = json_array();
     for (size_t a = 0; a < p->nworkloads; a++) {
-        int unplaced = 0, inst = 0;
-        for (size_t k = 0; k < d->nunplaced; k++)
-            unplaced |= d->unplaced[k] == a;
-        for (size_t i = 0; i < d->nassign; i++)
-            inst += d->assign[i].workload == a;
         json_array_append_new(
             ws, json_pack("{s:s, s:s, s:f, s:f, s:i, s:b}", "name", p->workloads[a].name, "kind",
                           p->workloads[a].kind == PLACEMENT_APP ? "app" : "job", "utility",
-                          d->utility[a], "cpu_mhz", d->cpu_mhz[a], "instances", inst, "unplaced",
-                          unplaced));
-        if (unplaced)
+                          d->utility[a], "cpu_mhz", d->cpu_mhz[a], "instances", inst[a], "unplaced",
+                          unpl[a]));
+        if (unpl[a])
             json_array_append_new(un, json_string(p->workloads[a].name));
     }
     json_object_set_new(o, "workloads", ws);
@@ -574,24 +595,21 @@ json_t *placement_decision_to_json(const struct placement_problem *p,
 
     json_t *ns = json_array(), *off = json_array(), *on = json_array();
     for (size_t n = 0; n < p->nnodes; n++) {
-        double cpu = 0, mem = 0;
-        for (size_t i = 0; i < d->nassign; i++) {
-            if (d->assign[i].node != n)
-                continue;
-            cpu += d->assign[i].cpu_mhz;
-            mem += p->workloads[d->assign[i].workload].memory_mb;
-        }
         const struct placement_node *nd = &p->nodes[n];
         json_array_append_new(ns, json_pack("{s:s, s:b, s:b, s:f, s:f, s:f, s:f}", "name", nd->name,
                                             "on", d->node_on[n], "was_on", nd->powered_on,
-                                            "cpu_used_mhz", cpu, "cpu_mhz",
-                                            nd->cores * nd->mhz_per_core, "memory_used_mb", mem,
-                                            "memory_mb", nd->memory_mb));
+                                            "cpu_used_mhz", ncpu[n], "cpu_mhz",
+                                            nd->cores * nd->mhz_per_core, "memory_used_mb",
+                                            nmem[n], "memory_mb", nd->memory_mb));
         if (nd->powered_on && !d->node_on[n])
             json_array_append_new(off, json_string(nd->name));
         if (!nd->powered_on && d->node_on[n])
             json_array_append_new(on, json_string(nd->name));
     }
+    free(inst);
+    free(unpl);
+    free(ncpu);
+    free(nmem);
     json_object_set_new(o, "nodes", ns);
     json_object_set_new(o, "powered_off", off);
     json_object_set_new(o, "powered_on", on);
