@@ -754,7 +754,9 @@ static void up_fail(struct rt_upconn *u, int timeout)
         return;
     q->up = NULL;
     struct router *r = q->w->r;
-    if (!timeout && !got && q->conn && q->tries < 3 && (q->idempotent || reused)) {
+    /* Only idempotent requests are retried: a POST on a connection that died
+     * may already have been executed. */
+    if (!timeout && !got && q->conn && q->tries < 3 && q->idempotent) {
         /* A dead pooled connection is the pool's fault, not the instance's. */
         double now = mono();
         pthread_mutex_lock(&r->mu);
@@ -2417,6 +2419,8 @@ int router_new(const struct router_opts *o, struct router_config *cfg, struct ro
         goto fail;
     uint64_t wake = 0;
     state_install(r, s, &wake);
+    if (o->config_json)
+        s->json = rt_dup(o->config_json);
     int port = o->listen_port;
     for (unsigned i = 0; i < r->nw; i++) {
         int fd = bind_fd(r->listen_host, port, 1, &port, err, "listen");

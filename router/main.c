@@ -92,6 +92,8 @@ static char *read_file(const char *path, size_t *len)
         }
     }
     fclose(f);
+    if (b)
+        b[n] = 0; /* the loop always leaves room */
     *len = n;
     return b;
 }
@@ -196,6 +198,7 @@ int main(int argc, char **argv)
     o.admin_host = ahost;
     o.admin_port = aport;
     o.token = token;
+    o.config_json = text;
     struct router *r = NULL;
     if (router_new(&o, cfg, &r, &err)) {
         fprintf(stderr, "wlm-router: %s\n", err.msg);

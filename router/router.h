@@ -235,6 +235,7 @@ struct router_opts {
     unsigned idle_timeout_ms;   /* default 60000 */
     unsigned eject_failures;    /* consecutive failures that eject an instance, default 3 */
     unsigned eject_ms;          /* ejection time, default 5000 */
+    const char *config_json;    /* text of the initial config, for GET /admin/config (copied) */
 };
 
 struct router;

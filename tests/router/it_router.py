@@ -236,6 +236,8 @@ def main():
     # --- admin API
     check(admin(aport, "GET", "/admin/stats", token=None)[0] == 401, "admin without token -> 401")
     check(admin(aport, "GET", "/admin/stats", token="wrong")[0] == 401, "wrong token -> 401")
+    st, _, body = admin(aport, "GET", "/admin/config")
+    check(st == 200 and json.loads(body)["limit"] == 4, "GET /admin/config returns the loaded config")
     st, _, body = admin(aport, "PUT", "/admin/config", body='{"limit":0}')
     check(st == 400 and json.loads(body)["field"] == "limit", "bad config -> 400 naming the field")
     st, _, body = request(aport, "/metrics")
