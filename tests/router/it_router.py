@@ -93,6 +93,40 @@ def raw(port, data, timeout=5):
     return out
 
 
+def h2_get(port, path, authority="shop"):
+    """Minimal h2c prior-knowledge client (no nghttp needed): one GET on
+    stream 1; returns (status_is_200, body)."""
+    def lit(idx, value):  # literal without indexing, indexed name
+        v = value.encode()
+        return bytes([idx, len(v)]) + v
+    block = b"\x82\x86" + lit(4, path) + lit(1, authority)  # GET, http, :path, :authority
+    frame = lambda t, f, sid, payload: (len(payload).to_bytes(3, "big") + bytes([t, f]) +
+                                        sid.to_bytes(4, "big") + payload)
+    s = socket.create_connection(("127.0.0.1", port), 10)
+    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") +
+              frame(1, 0x5, 1, block))
+    buf, status200, body = b"", False, b""
+    while True:
+        while len(buf) < 9 or len(buf) < 9 + int.from_bytes(buf[:3], "big"):
+            b = s.recv(65536)
+            if not b:
+                s.close()
+                return status200, body
+            buf += b
+        n = int.from_bytes(buf[:3], "big")
+        t, f, sid = buf[3], buf[4], int.from_bytes(buf[5:9], "big") & 0x7fffffff
+        payload, buf = buf[9:9 + n], buf[9 + n:]
+        if t == 4 and not f & 1:
+            s.sendall(frame(4, 1, 0, b""))
+        if sid == 1 and t == 1:
+            status200 = payload[:1] == b"\x88"  # static table: :status 200
+        if sid == 1 and t == 0:
+            body += payload
+        if sid == 1 and t in (0, 1) and f & 1:
+            s.close()
+            return status200, body
+
+
 def backend_stats(bport):
     return json.loads(request(bport, "/__stats")[2])
 
@@ -215,6 +249,9 @@ def main():
     tiny = [f for f in st["flows"] if f["flow"] == "shop/tiny"][0]
     check(tiny["rejected"] == n503 and tiny["arrivals"] == 20, "stats count tiny's rejections")
 
+    # --- h2c through the router: a minimal built-in client, then nghttp
+    ok200, body = h2_get(port, "/h2raw")
+    check(ok200 and body == b"hello from backend\n", "h2c prior knowledge (built-in client)")
     # --- h2c through the router with nghttp
     if shutil.which("nghttp"):
         out = subprocess.run(["nghttp", "-s", f"http://127.0.0.1:{port}/h2"],
