@@ -285,6 +285,19 @@ def main():
     check(gold["completed"] >= 40 and gold["queue_wait"]["count"] >= 40 and
           gold["response"]["p99_ms"] > 0, "per-flow stats: completed, queue wait, response time")
 
+    # --- per-instance limit and CPU-weighted least-outstanding selection
+    b5 = start_backend(delay_ms=40, name="b5")
+    request(b1, "/__reset")
+    st, _, _ = admin(aport, "PUT", "/admin/config", body=cfg([
+        {"id": "b1", "url": f"http://127.0.0.1:{b1}", "cpu_mhz": 3000, "max_concurrency": 3},
+        {"id": "b5", "url": f"http://127.0.0.1:{b5}", "cpu_mhz": 1000}], limit=4))
+    res = burst(port, [("/sel", {})] * 40)
+    s1, s5 = backend_stats(b1), backend_stats(b5)
+    check(all(x == 200 for x, _ in res) and s1["max_concurrent"] <= 3,
+          f"per-instance max_concurrency 3 honoured (max seen {s1['max_concurrent']})")
+    check(s1["requests"] + s5["requests"] == 40 and s1["requests"] >= 2 * s5["requests"],
+          f"selection weighted by CPU: 3000 MHz got {s1['requests']}, 1000 MHz got {s5['requests']}")
+
     # --- dead instance: retried on another, then ejected
     b2 = start_backend(delay_ms=0, name="b2")
     dead = free_port()
