@@ -673,6 +673,16 @@ static void req_complete(struct rt_req *q)
         conn_flush(c);
 }
 
+/* Passive health check: consecutive failures take an instance out of
+ * selection for eject_ms. Lock held. */
+static void eject(struct router *r, struct rt_inst *in, double now)
+{
+    if (in->ejected_until <= now)
+        wlm_warn("router", "instance ejected", "id=%s url=%s consecutive_failures=%u for_ms=%u",
+                 in->id, in->url, in->fails, r->o.eject_ms);
+    in->ejected_until = now + r->o.eject_ms / 1e3;
+}
+
 /* Release the slot of an admitted request and admit the next ones. */
 static void release_slot(struct rt_req *q, int ok, int failed_inst)
 {
@@ -685,7 +695,7 @@ static void release_slot(struct rt_req *q, int ok, int failed_inst)
         if (failed_inst) {
             q->inst->failures++;
             if (++q->inst->fails >= r->o.eject_failures)
-                q->inst->ejected_until = now + r->o.eject_ms / 1e3;
+                eject(r, q->inst, now);
         } else if (ok) {
             q->inst->fails = 0;
         }
@@ -764,7 +774,7 @@ static void up_fail(struct rt_upconn *u, int timeout)
         if (!reused) {
             old->failures++;
             if (++old->fails >= r->o.eject_failures)
-                old->ejected_until = now + r->o.eject_ms / 1e3;
+                eject(r, old, now);
         }
         struct rt_state *s = r->cur;
         struct rt_app *app = NULL;
@@ -2038,6 +2048,8 @@ int router_set_config(struct router *r, struct router_config *cfg, struct wlm_er
     struct rt_state *old = state_install(r, s, &wake);
     dispatch_locked(r, mono(), &wake);
     pthread_mutex_unlock(&r->mu);
+    wlm_info("router", "config installed", "limit=%u apps=%zu flows=%zu", cfg->limit, cfg->napps,
+             cfg->nflows);
     state_free(old);
     wake_workers(r, wake, NULL);
     return 0;

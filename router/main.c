@@ -98,15 +98,6 @@ static char *read_file(const char *path, size_t *len)
     return b;
 }
 
-static void logline(const char *level, const char *msg)
-{
-    char ts[32];
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    fprintf(stderr, "%s %-5s router: %s\n", ts, level, msg);
-}
 
 int main(int argc, char **argv)
 {
@@ -130,7 +121,7 @@ int main(int argc, char **argv)
     const char *config = NULL, *token = getenv("WLM_ROUTER_TOKEN");
     struct router_opts o = {0};
     o.workers = 1;
-    int quiet = 0, opt;
+    int opt;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (opt) {
@@ -156,14 +147,15 @@ int main(int argc, char **argv)
         case 'I': o.idle_timeout_ms = (unsigned)num_arg("--idle-timeout-ms", optarg, 1, 36000000); break;
         case 'M': o.max_header_bytes = (size_t)num_arg("--max-header-bytes", optarg, 256, 1 << 24); break;
         case 'B': o.max_body_bytes = (size_t)num_arg("--max-body-bytes", optarg, 0, 1L << 34); break;
-        case 'L':
-            if (strcmp(optarg, "off") == 0 || strcmp(optarg, "error") == 0)
-                quiet = 1;
-            else if (strcmp(optarg, "debug") && strcmp(optarg, "info") && strcmp(optarg, "warn")) {
+        case 'L': {
+            enum wlm_log_level lv;
+            if (wlm_log_parse_level(optarg, &lv)) {
                 fprintf(stderr, "wlm-router: --log-level: unknown level '%s'\n", optarg);
                 return 2;
             }
+            wlm_log_set_level(lv);
             break;
+        }
         case 'h': usage(stdout); return 0;
         case 'V': printf("wlm-router %s\n", WLM_VERSION); return 0;
         default:
@@ -213,16 +205,11 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    if (!quiet) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "listening listen=%s:%d admin=%s:%d workers=%u apps=%zu",
-                 lhost, router_listen_port(r), ahost, aport < 0 ? -1 : router_admin_port(r),
-                 o.workers, cfg->napps);
-        logline("INFO", msg);
-    }
+    wlm_info("router", "listening", "listen=%s:%d admin=%s:%d workers=%u apps=%zu flows=%zu", lhost,
+             router_listen_port(r), ahost, aport < 0 ? -1 : router_admin_port(r), o.workers,
+             cfg->napps, cfg->nflows);
     router_run(r);
-    if (!quiet)
-        logline("INFO", "stopped");
+    wlm_info("router", "stopped", "%s", "");
     router_free(r);
     return 0;
 }

@@ -384,6 +384,12 @@ finally:
         except subprocess.TimeoutExpired:
             p.kill()
 if failures:
-    print(f"{len(failures)} check(s) failed", file=sys.stderr)
+    print(f"{len(failures)} check(s) failed; router log: /tmp/it_router_{os.getpid()}.log",
+          file=sys.stderr)
     sys.exit(1)
+for f in (f"/tmp/it_router_{os.getpid()}.json", f"/tmp/it_router_{os.getpid()}.log"):
+    try:
+        os.unlink(f)
+    except OSError:
+        pass
 print("all router integration checks passed")
