@@ -516,7 +516,15 @@ struct nodeagent *nodeagent_new(uv_loop_t *loop, const struct nodeagent_config *
     if (a->cfg.initramfs[0])
         wlm_strlcpy(a->initramfs, a->cfg.initramfs, sizeof(a->initramfs));
     else
-        snprintf(a->initramfs, sizeof(a->initramfs), "%s/initramfs.cpio.gz", a->cfg.state_dir);
+        snprintf(a->initramfs, sizeof(a->initramfs), "%s/initramfs.cpio", a->cfg.state_dir);
+    if (!a->cfg.initramfs[0] && strncmp(a->cfg.libvirt_uri, "test:", 5) != 0 &&
+        strcmp(a->cfg.libvirt_uri, "none") != 0 && access(a->initramfs, R_OK) != 0) {
+        /* Real hypervisor and no initramfs given: build the default one. */
+        struct wlm_error e2 = {0};
+        if (nodeagent_initramfs_write(a->initramfs, "/bin/busybox", &e2) < 0)
+            wlm_warn(NA_COMP, "no job VM initramfs; job starts will fail", "error=\"%s\"",
+                     e2.msg);
+    }
 
     if (strcmp(a->cfg.libvirt_uri, "none") != 0) {
         if (nodeagent_libvirt_event_thread_start(err) < 0)

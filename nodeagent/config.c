@@ -41,7 +41,7 @@ const struct wlm_cfg_field nodeagent_cfg_fields[] = {
     {"kernel", WLM_CFG_STR, F(kernel), S(kernel), "WLM_KERNEL", "", 0, -1,
      "job VM kernel (default: newest /boot/vmlinuz-*)"},
     {"initramfs", WLM_CFG_STR, F(initramfs), S(initramfs), "WLM_INITRAMFS", "", 0, -1,
-     "job VM initramfs built by scripts/build-initramfs"},
+     "job VM initramfs (default: STATE_DIR/initramfs.cpio, built from /bin/busybox)"},
     {"vm_memory_mb", WLM_CFG_INT, F(vm_memory_mb), 0, NULL, "192", 32, 1048576,
      "default memory of a job VM (MiB)"},
     {"vm_type", WLM_CFG_STR, F(vm_type), S(vm_type), "WLM_VM_TYPE", "qemu", 0, -1,

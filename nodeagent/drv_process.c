@@ -152,11 +152,12 @@ static int pr_start(struct nodeagent_driver *dd, const struct nodeagent_spec *s,
     }
     pthread_mutex_unlock(&d->mu);
     /* {port} in the command is replaced by the port; $PORT is set too. */
-    /* "exec" makes the shell become the command, so the pid we watch (CPU
+    /* A simple command is exec'd by the shell, so the pid we watch (CPU
      * time, signals) is the application's own, not a waiting shell's. */
     struct wlm_buf cmd;
     wlm_buf_init(&cmd);
-    wlm_buf_printf(&cmd, "exec ");
+    if (!strpbrk(s->command, ";&|`$()<>\n"))
+        wlm_buf_printf(&cmd, "exec ");
     for (const char *p = s->command; *p; p++) {
         if (!strncmp(p, "{port}", 6)) {
             wlm_buf_printf(&cmd, "%d", s->port);

@@ -206,3 +206,68 @@ int nodeagent_cpio_write(const char *out_path, const char *dir, const char *pref
         return wlm_error_set(err, WLM_EIO, "cannot write %s", out_path);
     return 0;
 }
+
+/* The init of job VMs; scripts/build-initramfs writes the same one. */
+static const char job_init[] =
+    "#!/bin/busybox sh\n"
+    "/bin/busybox --install -s /bin\n"
+    "mount -t proc proc /proc\n"
+    "mount -t sysfs sys /sys\n"
+    "mount -t devtmpfs dev /dev 2>/dev/null\n"
+    "for a in $(cat /proc/cmdline); do\n"
+    "  case \"$a\" in\n"
+    "    wlm.hostname=*) hostname \"${a#*=}\" ;;\n"
+    "    wlm.ip=*) ip=${a#*=} ;;\n"
+    "    wlm.job=*) job=${a#*=} ;;\n"
+    "  esac\n"
+    "done\n"
+    "if [ -n \"$ip\" ] && [ -e /sys/class/net/eth0 ]; then\n"
+    "  ip link set eth0 up 2>/dev/null && ip addr add \"$ip/24\" dev eth0 2>/dev/null\n"
+    "fi\n"
+    "exec </dev/null >/dev/console 2>&1\n"
+    "echo \"WLM-START job=$job\"\n"
+    "cd /job\n"
+    "sh /job/cmd\n"
+    "rc=$?\n"
+    "echo \"WLM-EXIT $rc\"\n"
+    "sync\n"
+    "poweroff -f\n";
+
+int nodeagent_initramfs_write(const char *out_path, const char *busybox, struct wlm_error *err)
+{
+    FILE *in = fopen(busybox, "rb");
+    if (!in)
+        return wlm_error_set(err, errno, "cannot read %s (install busybox-static): %s", busybox,
+                             strerror(errno));
+    struct wlm_buf bb;
+    wlm_buf_init(&bb);
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+        wlm_buf_append(&bb, buf, n);
+    fclose(in);
+    char tmp[1100];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", out_path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        wlm_buf_fini(&bb);
+        return wlm_error_set(err, errno, "cannot write %s: %s", tmp, strerror(errno));
+    }
+    static const char *const dirs[] = {"bin", "sbin", "proc", "sys", "dev", "tmp", "job", "etc"};
+    unsigned ino = 1;
+    int r = 0;
+    for (size_t i = 0; i < WLM_ARRAY_LEN(dirs) && !r; i++)
+        r = cpio_entry(f, dirs[i], 040755, NULL, 0, ino++);
+    if (!r)
+        r = cpio_entry(f, "bin/busybox", 0100755, bb.data, bb.len, ino++);
+    if (!r)
+        r = cpio_entry(f, "init", 0100755, job_init, strlen(job_init), ino++);
+    if (!r)
+        r = cpio_entry(f, "TRAILER!!!", 0, NULL, 0, 0);
+    wlm_buf_fini(&bb);
+    if (fclose(f) != 0 || r || chmod(tmp, 0644) != 0 || rename(tmp, out_path) != 0) {
+        unlink(tmp);
+        return wlm_error_set(err, WLM_EIO, "cannot write %s", out_path);
+    }
+    return 0;
+}

@@ -42,7 +42,7 @@ struct nodeagent_config {
     long long pool_max;   /* the pool grows on demand up to this */
     long long base_image_mb;
     char kernel[512];     /* "" = newest /boot/vmlinuz-* */
-    char initramfs[512];  /* "" = STATE/initramfs.cpio.gz built by scripts/build-initramfs */
+    char initramfs[512];  /* "" = STATE/initramfs.cpio, written at start from /bin/busybox */
     long long vm_memory_mb;
     char vm_type[16];
     char ip_pool[64];     /* first address of the pool: "10.77.0.10" */
@@ -291,6 +291,11 @@ void nodeagent_console_parse(const char *text, size_t len, struct nodeagent_cons
 int nodeagent_cpio_write(const char *out_path, const char *dir, const char *prefix,
                          const char *const *extra_names, const char *const *extra_data,
                          size_t nextra, struct wlm_error *err);
+
+/* Write the job VM initramfs (uncompressed newc cpio) from a static busybox:
+ * its /init runs /job/cmd and reports "WLM-START", the output and
+ * "WLM-EXIT <status>" on the console, then powers off. */
+int nodeagent_initramfs_write(const char *out_path, const char *busybox, struct wlm_error *err);
 
 /* ---------------------------------------------------------------- agent */
 

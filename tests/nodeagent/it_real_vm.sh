@@ -30,6 +30,7 @@ fail() {
   exit 1
 }
 
+# Agent b uses the script's initramfs; agent a builds its default one.
 "$WLM_SOURCE_DIR/scripts/build-initramfs" "$dir/initramfs.cpio.gz"
 export WLM_TOKEN=vm-secret
 cport=$(wlm_free_port) # nothing listens: agents retry registration quietly
@@ -37,7 +38,7 @@ cport=$(wlm_free_port) # nothing listens: agents retry registration quietly
 start_agent() { # NAME
   "$bin/wlm-nodeagent" --name "$1-$tag" --controller "http://127.0.0.1:$cport" \
     --libvirt-uri qemu:///system --listen-port 0 --state-dir "$dir/$1" --shared-dir "$dir/shared" \
-    --initramfs "$dir/initramfs.cpio.gz" --vm-memory-mb 128 --pool-size 1 --pool-max 4 \
+    $([ "$1" = b ] && echo --initramfs "$dir/initramfs.cpio.gz") --vm-memory-mb 128 --pool-size 1 --pool-max 4 \
     --heartbeat-ms 300 >>"$dir/$1.log" 2>&1 &
   pids+=($!)
   eval "pid_$1=$!"

@@ -285,6 +285,17 @@ static void test_console_and_power(void **state)
     assert_non_null(memmem(buf, n, "TRAILER!!!", 10));
     assert_int_equal(n % 4, 0);
 
+    if (access("/bin/busybox", R_OK) == 0) {
+        snprintf(path, sizeof(path), "%s/initramfs.cpio", tmpdir);
+        assert_int_equal(nodeagent_initramfs_write(path, "/bin/busybox", &err), 0);
+        f = fopen(path, "rb");
+        n = fread(buf, 1, sizeof(buf), f);
+        fclose(f);
+        assert_true(!memcmp(buf, "070701", 6));
+        assert_non_null(memmem(buf, n, "bin/busybox", 11));
+    }
+    assert_int_equal(nodeagent_initramfs_write(path, "/no/busybox", &err), -ENOENT);
+
     json_t *l = nodeagent_parse_labels("zone=a, gpu=no", &err);
     assert_non_null(l);
     assert_string_equal(json_string_value(json_object_get(l, "gpu")), "no");
