@@ -8,6 +8,13 @@
  * requests served, d0 from the lowest load level; it then predicts the mean
  * response time at every level. Prints predicted vs measured and the mean
  * absolute percentage error.
+ *
+ * Part 2, against a gradient limiter: wlm-router + two sample apps (gold with
+ * a tight goal, bronze with a lax one) under the same load steps, the limit
+ * set each second either by flowctl (limit, weights, costs) or by Envoy's
+ * adaptive-concurrency rule limit·(minRTT·1.25)/sampleRTT + √limit (equal
+ * weights), or left static. Prints goal violations (seconds in which a flow's
+ * mean response time exceeded its goal) and 503s per phase.
  */
 #include <libgen.h>
 #include <math.h>
@@ -22,6 +29,7 @@
 
 #include "flowctl.h"
 #include "loadgen.h"
+#include "loop.h"
 
 static uv_loop_t *loop;
 
@@ -62,16 +70,23 @@ static int app_stats(struct lg *g, double *req, double *burn)
     return 0;
 }
 
+static int bench_predict(const char *bindir, double cpu_ms, double delay_ms, double secs,
+                         int quick);
+static int bench_loop(const char *bindir, int quick);
+
 static void usage(void)
 {
     printf("Usage: bench-flowctl [--cpu-ms X] [--delay-ms X] [--seconds S] [--quick]\n"
-           "Prints the flow controller's prediction error against wlm-sampleapp.\n");
+           "                     [--only predict|loop]\n"
+           "Prints the flow controller's prediction error against wlm-sampleapp, then\n"
+           "flowctl against Envoy's gradient limiter on load steps (needs wlm-router).\n");
 }
 
 int main(int argc, char **argv)
 {
     double cpu_ms = 10, delay_ms = 20, secs = 10;
     int quick = 0;
+    const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--cpu-ms") && i + 1 < argc)
             cpu_ms = atof(argv[++i]);
@@ -81,6 +96,8 @@ int main(int argc, char **argv)
             secs = atof(argv[++i]);
         else if (!strcmp(argv[i], "--quick"))
             quick = 1;
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+            only = argv[++i];
         else if (!strcmp(argv[i], "--help")) {
             usage();
             return 0;
@@ -98,6 +115,10 @@ int main(int argc, char **argv)
     }
     if (quick)
         secs = 3;
+    if (only && strcmp(only, "predict") && strcmp(only, "loop")) {
+        fprintf(stderr, "bench-flowctl: --only: expected predict or loop\n");
+        return 2;
+    }
     signal(SIGPIPE, SIG_IGN);
     char self[4096], bindir[4096];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -105,6 +126,17 @@ int main(int argc, char **argv)
         return 1;
     self[n] = 0;
     snprintf(bindir, sizeof bindir, "%s", dirname(self));
+    if (!only || !strcmp(only, "predict")) {
+        if (bench_predict(bindir, cpu_ms, delay_ms, secs, quick))
+            return 1;
+    }
+    if (!only || !strcmp(only, "loop"))
+        return bench_loop(bindir, quick);
+    return 0;
+}
+
+static int bench_predict(const char *bindir, double cpu_ms, double delay_ms, double secs, int quick)
+{
     char app[4200], portfile[64], cpu_s[32], delay_s[32];
     snprintf(app, sizeof app, "%s/wlm-sampleapp", bindir);
     snprintf(portfile, sizeof portfile, "/tmp/bench-flowctl-%d.port", (int)getpid());
@@ -180,5 +212,79 @@ int main(int argc, char **argv)
     kill(pid, SIGTERM);
     waitpid(pid, NULL, 0);
     uv_run(loop, UV_RUN_NOWAIT);
+    return 0;
+}
+
+static int bench_loop(const char *bindir, int quick)
+{
+    static struct loop_params p;
+    static struct loop_result r[3];
+    const char *names[3] = {"flowctl", "gradient", "static"};
+    p.bindir = bindir;
+    p.cycle_s = 1;
+    p.goal[0] = 0.100;
+    p.goal[1] = 2.0;
+    p.cpu_ms[0] = p.cpu_ms[1] = 3;
+    p.delay_ms[0] = p.delay_ms[1] = 50;
+    p.limit0 = 8;
+    p.max_queue = 200;
+    p.max_wait_ms = 1000;
+    double f = quick ? 0.5 : 1;
+    p.phases[0] = (struct loop_phase){15 * f, {10, 10}};
+    p.phases[1] = (struct loop_phase){30 * f, {80, 80}};
+    p.phases[2] = (struct loop_phase){15 * f, {10, 10}};
+    p.phases[3] = (struct loop_phase){30 * f, {120, 60}};
+    p.phases[4] = (struct loop_phase){15 * f, {10, 10}};
+    p.nphases = 5;
+    enum loop_policy pol[3] = {LOOP_FLOWCTL, LOOP_GRADIENT, LOOP_STATIC};
+    for (int k = 0; k < 3; k++) {
+        p.policy = pol[k];
+        fprintf(stderr, "  running %s ...\n", names[k]);
+        if (loop_run(&p, &r[k])) {
+            printf("\nflowctl vs gradient limiter: skipped (%s)\n", r[k].error);
+            return 0;
+        }
+    }
+    printf("\nflowctl vs Envoy gradient limiter vs static limit %u (router + 2 sample apps, cpu "
+           "3 ms, delay 50 ms; gold goal %.0f ms, bronze goal %.0f ms; 1 s cycles)\n",
+           p.limit0, p.goal[0] * 1000, p.goal[1] * 1000);
+    printf("%-5s %-13s %-9s | %-8s %-11s %-10s %-6s | %-11s %-10s %-6s | %-9s\n", "phase",
+           "load g/b", "policy", "cycles", "gold viol.", "gold mean", "503", "bronze viol.",
+           "bronze mean", "503", "limit end");
+    int tot_v[3] = {0}, tot_503[3] = {0};
+    for (size_t ph = 0; ph < p.nphases; ph++) {
+        for (int k = 0; k < 3; k++) {
+            int n = 0, viol[2] = {0}, rej[2] = {0};
+            double sum[2] = {0}, cnt[2] = {0};
+            unsigned lim = 0;
+            for (size_t i = 0; i < r[k].ncycles; i++) {
+                const struct loop_cycle *c = &r[k].cycles[i];
+                if (c->phase != ph)
+                    continue;
+                n++;
+                lim = c->limit;
+                for (int a = 0; a < 2; a++) {
+                    if (!(c->rt[a] <= p.goal[a]) && c->done[a] + c->rejected[a] > 0)
+                        viol[a]++;
+                    rej[a] += (int)c->rejected[a];
+                    if (c->done[a] > 0) {
+                        sum[a] += c->rt[a] * c->done[a];
+                        cnt[a] += c->done[a];
+                    }
+                }
+            }
+            tot_v[k] += viol[0] + viol[1];
+            tot_503[k] += rej[0] + rej[1];
+            char load[32];
+            snprintf(load, sizeof load, "%.0f/%.0f", p.phases[ph].rate[0], p.phases[ph].rate[1]);
+            printf("%-5zu %-13s %-9s | %-8d %-11d %-10.1f %-6d | %-11d %-10.1f %-6d | %-9u\n", ph,
+                   k ? "" : load, names[k], n, viol[0], cnt[0] ? sum[0] / cnt[0] * 1000 : NAN,
+                   rej[0], viol[1], cnt[1] ? sum[1] / cnt[1] * 1000 : NAN, rej[1], lim);
+        }
+    }
+    printf("totals: ");
+    for (int k = 0; k < 3; k++)
+        printf("%s %d goal-violation seconds, %d 503s%s", names[k], tot_v[k], tot_503[k],
+               k < 2 ? "; " : "\n");
     return 0;
 }

@@ -187,6 +187,7 @@ static int control(struct ctx *c, double now, struct loop_cycle *cy, char *err, 
         double dn = cum[k].svc_n - c->prev[k].svc_n;
         if (dn > 0)
             svc[k] = (cum[k].svc_sum_ms - c->prev[k].svc_sum_ms) / dn / 1000;
+        cy->svc[k] = svc[k];
         if (p->policy == LOOP_FLOWCTL && dt > 0) {
             double drn = cum[k].resp_n - c->prev[k].resp_n;
             struct flowctl_obs o = {
@@ -320,7 +321,6 @@ int loop_run(const struct loop_params *p, struct loop_result *r)
     struct flowctl_config fcfg;
     flowctl_config_default(&fcfg);
     fcfg.queue_cap = p->max_queue;
-    fcfg.ewma = 0.5;
     c.fc = flowctl_new(&fcfg, NULL);
     struct prof_web_config pcfg;
     prof_web_config_default(&pcfg);

@@ -46,6 +46,7 @@ struct loop_cycle {
     unsigned limit;    /* limit in force during the cycle */
     double weight[2];  /* router weights in force */
     double rt[2];      /* mean response time of completed requests, s (NAN if none) */
+    double svc[2];     /* router's mean time in the application (dispatch to response), s */
     double done[2];    /* completions */
     double rejected[2];/* 503s: queue full or queue timeout */
     double cost_est[2];/* profiler's CPU ms per request (NAN until known) */

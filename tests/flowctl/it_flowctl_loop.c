@@ -1,7 +1,8 @@
 /*
  * The flow controller in a closed loop on real processes: wlm-router in front
- * of two wlm-sampleapp applications, "gold" (goal 60 ms) and "bronze" (goal
- * 2 s), starting from a bad static limit; a load step up then down. The
+ * of two wlm-sampleapp applications (2 ms CPU + 80 ms delay per request),
+ * "gold" (goal 130 ms) and "bronze" (goal 2 s), starting from a bad static
+ * limit of 2; a load step from 10 to 50 requests/s per app, then back. The
  * controller (web profiler + flowctl core, one cycle per second) must bring
  * gold within its goal within a bounded number of cycles after the step up,
  * keep it there, and not oscillate the limit.
@@ -19,6 +20,10 @@ static int cmpd(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+static struct loop_params p;
+static struct loop_result r;
+static int judge(void);
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -28,23 +33,32 @@ int main(int argc, char **argv)
         fprintf(stderr, "it_flowctl_loop: WLM_BIN_DIR not set\n");
         return 2;
     }
-    static struct loop_params p;
     p.bindir = bindir;
     p.policy = LOOP_FLOWCTL;
     p.cycle_s = 1;
-    p.goal[0] = 0.100;
+    p.goal[0] = 0.130;
     p.goal[1] = 2.0;
-    p.cpu_ms[0] = p.cpu_ms[1] = 3;
-    p.delay_ms[0] = p.delay_ms[1] = 50;
+    p.cpu_ms[0] = p.cpu_ms[1] = 2;
+    p.delay_ms[0] = p.delay_ms[1] = 80;
     p.limit0 = 2;
     p.max_queue = 500;
     p.max_wait_ms = 5000;
     p.phases[0] = (struct loop_phase){10, {10, 10}};
-    p.phases[1] = (struct loop_phase){20, {80, 80}};
+    p.phases[1] = (struct loop_phase){20, {50, 50}};
     p.phases[2] = (struct loop_phase){8, {10, 10}};
     p.nphases = 3;
     p.verbose = getenv("WLM_VERBOSE") != NULL;
-    static struct loop_result r;
+    int rc = judge();
+    if (rc == 3) {
+        printf("--- second attempt: the first was too disturbed to judge\n");
+        rc = judge();
+    }
+    return rc ? 1 : 0;
+}
+
+/* Run the scenario once and check it: 0 pass, 1 fail, 3 inconclusive. */
+static int judge(void)
+{
     if (loop_run(&p, &r)) {
         fprintf(stderr, "FAIL: %s\n", r.error);
         return 1;
@@ -52,13 +66,14 @@ int main(int argc, char **argv)
     /* Print the trace: on failure it is the evidence. */
     for (size_t i = 0; i < r.ncycles; i++) {
         const struct loop_cycle *c = &r.cycles[i];
-        printf("t=%5.1f phase=%zu limit=%3u gold rt=%7.1f ms (goal %.0f) 503=%3.0f | bronze rt=%7.1f "
-               "ms 503=%3.0f | cost %.2f/%.2f ms\n",
-               c->t, c->phase, c->limit, c->rt[0] * 1000, p.goal[0] * 1000, c->rejected[0],
+        printf("t=%5.1f phase=%zu limit=%3u gold rt=%7.1f ms (in app %6.1f, goal %.0f) 503=%3.0f | "
+               "bronze rt=%7.1f ms 503=%3.0f | cost %.2f/%.2f ms\n",
+               c->t, c->phase, c->limit, c->rt[0] * 1000, c->svc[0] * 1000, p.goal[0] * 1000,
+               c->rejected[0],
                c->rt[1] * 1000, c->rejected[1], c->cost_est[0], c->cost_est[1]);
     }
     int fail = 0;
-    /* 1. The web profiler learnt the sample app's known cost (3 ms). */
+    /* 1. The web profiler learnt the sample app's known cost. */
     const struct loop_cycle *last = &r.cycles[r.ncycles - 1];
     for (int k = 0; k < 2; k++) {
         double err = fabs(last->cost_est[k] - p.cpu_ms[k]) / p.cpu_ms[k];
@@ -70,24 +85,50 @@ int main(int argc, char **argv)
             fail = 1;
         }
     }
-    /* 2. After the step up, gold meets its goal within a bounded number of
-     * cycles, and stays within it (median over the second half of the phase:
-     * the machine is shared, single cycles may be disturbed). */
-    const size_t bound = 12;
-    size_t first = 0, n1 = 0, reach = 0;
+    /* The machine is shared (CI runs other tests beside this one): when the
+     * application itself is starved of CPU its in-app time balloons and no
+     * router setting can help. Such cycles (in-app time over 1.5x the quiet
+     * phase's) are left out of the judgement and counted. */
+    double base = 0;
+    size_t nb = 0;
+    for (size_t i = 0; i < r.ncycles; i++)
+        if (r.cycles[i].phase == 0 && i >= 2 && isfinite(r.cycles[i].svc[0])) {
+            base += r.cycles[i].svc[0];
+            nb++;
+        }
+    base = nb ? base / nb : p.delay_ms[0] / 1000;
+    size_t first = 0, n1 = 0;
     for (size_t i = 0; i < r.ncycles; i++)
         if (r.cycles[i].phase == 1) {
             if (!n1)
                 first = i;
             n1++;
         }
-    /* Reached = the median of three consecutive cycles is within the goal
-     * (one lucky second right after the step does not count). */
-    for (size_t i = first; i + 2 < first + n1; i++) {
-        double w[3] = {r.cycles[i].rt[0], r.cycles[i + 1].rt[0], r.cycles[i + 2].rt[0]};
+    size_t idx[LOOP_MAX_CYCLES], nu = 0, starved = 0;
+    for (size_t i = first; i < first + n1; i++) {
+        if (r.cycles[i].svc[0] > 1.5 * base)
+            starved++;
+        else if (isfinite(r.cycles[i].rt[0]))
+            idx[nu++] = i;
+    }
+    printf("quiet in-app time %.1f ms; %zu of %zu high-load cycles left out (app starved of CPU)\n",
+           base * 1000, starved, n1);
+    if (nu < n1 / 2) {
+        fprintf(stderr, "FAIL: machine too loaded to judge: only %zu of %zu cycles usable\n", nu, n1);
+        return 3;
+    }
+    /* 2. After the step up, gold meets its goal within a bounded number of
+     * cycles (three consecutive usable cycles with a median within the goal:
+     * one lucky second right after the step does not count), and stays within
+     * it (median over the usable cycles of the second half of the phase). */
+    const size_t bound = 12;
+    size_t reach = 0;
+    for (size_t j = 0; j + 2 < nu; j++) {
+        double w[3] = {r.cycles[idx[j]].rt[0], r.cycles[idx[j + 1]].rt[0],
+                       r.cycles[idx[j + 2]].rt[0]};
         qsort(w, 3, sizeof w[0], cmpd);
         if (w[1] <= p.goal[0]) {
-            reach = i - first + 3;
+            reach = idx[j + 2] - first + 1;
             break;
         }
     }
@@ -99,8 +140,9 @@ int main(int argc, char **argv)
     }
     double rts[LOOP_MAX_CYCLES];
     size_t nr = 0;
-    for (size_t i = first + n1 / 2; i < first + n1; i++) /* the second half of the phase */
-        rts[nr++] = r.cycles[i].rt[0];
+    for (size_t j = 0; j < nu; j++)
+        if (idx[j] >= first + n1 / 2)
+            rts[nr++] = r.cycles[idx[j]].rt[0];
     if (nr) {
         qsort(rts, nr, sizeof rts[0], cmpd);
         double med = rts[nr / 2];
@@ -112,13 +154,17 @@ int main(int argc, char **argv)
         }
     }
     /* 3. No oscillation: from the cycle gold first met its goal to the end of
-     * the phase, the limit changes direction at most 3 times. */
+     * the phase, the limit changes direction at most 3 times (moves made
+     * right after a starved cycle are reactions to the disturbance and do
+     * not count). */
     int dir = 0, reversals = 0;
     for (size_t i = first + (reach ? reach : 0) + 1; i < first + n1; i++) {
         int d = r.cycles[i].limit > r.cycles[i - 1].limit ? 1
                 : r.cycles[i].limit < r.cycles[i - 1].limit ? -1
                                                             : 0;
-        if (d && dir && d != dir)
+        int disturbed = r.cycles[i - 1].svc[0] > 1.5 * base ||
+                        (i >= 2 && r.cycles[i - 2].svc[0] > 1.5 * base);
+        if (d && dir && d != dir && !disturbed)
             reversals++;
         if (d)
             dir = d;
