@@ -93,9 +93,9 @@ def raw(port, data, timeout=5):
     return out
 
 
-def h2_get(port, path, authority="shop"):
-    """Minimal h2c prior-knowledge client (no nghttp needed): one GET on
-    stream 1; returns (status_is_200, body)."""
+def h2_get(port, path, authority="shop", upgrade=False):
+    """Minimal h2c client (no nghttp needed): one GET on stream 1, by prior
+    knowledge or by Upgrade: h2c; returns (status_is_200, body)."""
     def lit(idx, value):  # literal without indexing, indexed name
         v = value.encode()
         return bytes([idx, len(v)]) + v
@@ -103,9 +103,19 @@ def h2_get(port, path, authority="shop"):
     frame = lambda t, f, sid, payload: (len(payload).to_bytes(3, "big") + bytes([t, f]) +
                                         sid.to_bytes(4, "big") + payload)
     s = socket.create_connection(("127.0.0.1", port), 10)
-    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") +
-              frame(1, 0x5, 1, block))
     buf, status200, body = b"", False, b""
+    if upgrade:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: Upgrade, "
+                  "HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABk\r\n\r\n".encode())
+        while b"\r\n\r\n" not in buf:
+            buf += s.recv(65536)
+        head, buf = buf.split(b"\r\n\r\n", 1)
+        if not head.startswith(b"HTTP/1.1 101"):
+            return False, head
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b""))
+    else:
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") +
+                  frame(1, 0x5, 1, block))
     while True:
         while len(buf) < 9 or len(buf) < 9 + int.from_bytes(buf[:3], "big"):
             b = s.recv(65536)
@@ -173,7 +183,9 @@ def burst(port, specs):
 
 
 def main():
-    b1 = start_backend(delay_ms=40, name="b1")
+    # 100 ms per request: a burst is fully queued long before slots free up,
+    # even on a loaded CI machine.
+    b1 = start_backend(delay_ms=100, name="b1")
     port, aport = free_port(), free_port()
     cfgfile = f"/tmp/it_router_{os.getpid()}.json"
     with open(cfgfile, "w") as f:
@@ -252,6 +264,8 @@ def main():
     # --- h2c through the router: a minimal built-in client, then nghttp
     ok200, body = h2_get(port, "/h2raw")
     check(ok200 and body == b"hello from backend\n", "h2c prior knowledge (built-in client)")
+    ok200, body = h2_get(port, "/h2rawup", upgrade=True)
+    check(ok200 and body == b"hello from backend\n", "h2c Upgrade (built-in client)")
     # --- h2c through the router with nghttp
     if shutil.which("nghttp"):
         out = subprocess.run(["nghttp", "-s", f"http://127.0.0.1:{port}/h2"],
@@ -286,7 +300,7 @@ def main():
           gold["response"]["p99_ms"] > 0, "per-flow stats: completed, queue wait, response time")
 
     # --- per-instance limit and CPU-weighted least-outstanding selection
-    b5 = start_backend(delay_ms=40, name="b5")
+    b5 = start_backend(delay_ms=100, name="b5")
     request(b1, "/__reset")
     st, _, _ = admin(aport, "PUT", "/admin/config", body=cfg([
         {"id": "b1", "url": f"http://127.0.0.1:{b1}", "cpu_mhz": 3000, "max_concurrency": 3},
