@@ -12,11 +12,15 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
 #include "jobsched.h"
+#include "placement.h"
 
 #define APC_T_LO (-10.0)    /* utility floor searched */
 #define APC_MIN_SHARE 0.05  /* a placed job gets at least this share of its cap */
@@ -484,5 +488,217 @@ out:
     free(freep.sel);
     free(keep.u);
     free(freep.u);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- production core */
+
+static void job_curve(const struct sim_apc_job *j, double now, double floor_u,
+                      struct placement_utility *u)
+{
+    struct jobsched_config cfg;
+    jobsched_config_default(&cfg);
+    cfg.utility_points = 16;
+    cfg.utility_min = floor_u;
+    struct jobsched_job js;
+    memset(&js, 0, sizeof(js));
+    js.work_mcycles = j->work_rem;
+    js.threads = 1;
+    js.max_speed_mhz = j->cap_mhz;
+    js.submit_time = j->deadline - j->span;
+    js.goal_time = j->deadline;
+    js.state = JOBSCHED_RUNNING;
+    struct jobsched_point pts[PLACEMENT_UTILITY_MAX_POINTS];
+    size_t n = jobsched_utility_curve(&js, now, &cfg, pts, 16);
+    u->npoints = n;
+    for (size_t k = 0; k < n; k++) {
+        u->cpu_mhz[k] = pts[k].x;
+        u->util[k] = pts[k].y;
+    }
+    if (n == 1) { /* a flat curve: one point is enough for the core, keep two */
+        u->npoints = 2;
+        u->cpu_mhz[1] = j->cap_mhz > pts[0].x ? j->cap_mhz : pts[0].x + 1;
+        u->util[1] = pts[0].y;
+    }
+}
+
+/* The processor-sharing web utility sampled at utility levels -1 .. u_max,
+ * then made concave (the clamp at -1 below the knee is not). */
+static void web_curve(const struct sim_apc_web *w, double max_mhz, struct placement_utility *u)
+{
+    double um = web_umax(w);
+    size_t n = 0;
+    u->cpu_mhz[n] = 0;
+    u->util[n++] = -1;
+    for (int k = 0; k <= 20; k++) {
+        double lvl = -1 + (um - 0.01 + 1) * k / 20.0;
+        double x = w->demand_mhz + w->c_mcycles / (w->tau_s * (1 - lvl) - w->d0_s);
+        if (x <= u->cpu_mhz[n - 1] + 1e-6 || x > max_mhz)
+            continue;
+        u->cpu_mhz[n] = x;
+        u->util[n++] = lvl;
+    }
+    if (n == 1) {
+        u->cpu_mhz[n] = max_mhz;
+        u->util[n++] = -1;
+    }
+    u->npoints = n;
+    placement_utility_make_concave(u);
+}
+
+int sim_apc_decide_core(const struct sim_apc_node *nodes, size_t nn,
+                        const struct sim_apc_job *jobs, size_t nj, const struct sim_apc_web *web,
+                        double now, int knobs, const struct sim_config *cfg,
+                        struct sim_apc_decision *d, struct wlm_error *err)
+{
+    struct placement_problem p;
+    memset(&p, 0, sizeof(p));
+    size_t nw = nj + (web ? 1 : 0);
+    int rc = -ENOMEM;
+    struct placement_decision *dec = NULL;
+    p.nodes = calloc(nn + 1, sizeof(*p.nodes));
+    p.workloads = calloc(nw + 1, sizeof(*p.workloads));
+    p.current = calloc(nw + nn + 1, sizeof(*p.current));
+    size_t *widx = calloc(nj + 1, sizeof(size_t)); /* job -> workload, or SIZE_MAX */
+    if (!p.nodes || !p.workloads || !p.current || !widx) {
+        wlm_error_set(err, ENOMEM, "out of memory");
+        goto out;
+    }
+    /* Jobs busy in an action are not the core's to move: their CPU and
+     * memory come off their node's capacity instead. */
+    double *cap = calloc(nn + 1, sizeof(double)), *mem = calloc(nn + 1, sizeof(double));
+    if (!cap || !mem) {
+        free(cap);
+        free(mem);
+        wlm_error_set(err, ENOMEM, "out of memory");
+        goto out;
+    }
+    double total = 0;
+    for (size_t n = 0; n < nn; n++) {
+        cap[n] = nodes[n].cap_mhz;
+        mem[n] = nodes[n].mem_mb;
+    }
+    for (size_t i = 0; i < nj; i++)
+        if (jobs[i].fixed) {
+            cap[jobs[i].cur_node] -= jobs[i].fixed_mhz;
+            mem[jobs[i].cur_node] -= jobs[i].mem_mb;
+        }
+    p.nnodes = nn;
+    for (size_t n = 0; n < nn; n++) {
+        struct placement_node *pn = &p.nodes[n];
+        snprintf(pn->name, sizeof(pn->name), "n%zu", n);
+        snprintf(pn->labels, sizeof(pn->labels), "n%zu", n);
+        /* capacity = cores x mhz; the core only sees the product, so a node
+         * with busy CPU is described as one core of what is left */
+        pn->cores = cap[n] < nodes[n].cap_mhz ? 1 : (int)nodes[n].cores;
+        pn->mhz_per_core = cap[n] < nodes[n].cap_mhz ? fmax(1, cap[n]) : nodes[n].mhz;
+        pn->memory_mb = fmax(1, mem[n]);
+        pn->powered_on = 1;
+        pn->power_idle_w = cfg->idle_w;
+        pn->power_max_w = cfg->max_w;
+        total += pn->cores * pn->mhz_per_core;
+    }
+    free(cap);
+    free(mem);
+    size_t w = 0;
+    for (size_t i = 0; i < nj; i++) {
+        const struct sim_apc_job *j = &jobs[i];
+        widx[i] = SIZE_MAX;
+        if (j->fixed)
+            continue;
+        struct placement_workload *pw = &p.workloads[w];
+        snprintf(pw->name, sizeof(pw->name), "j%zu", i);
+        pw->kind = PLACEMENT_JOB;
+        pw->memory_mb = fmax(1, j->mem_mb);
+        pw->max_cpu_per_instance = j->cap_mhz;
+        pw->min_instances = 0;
+        pw->max_instances = 1;
+        job_curve(j, now, cfg->job_utility_floor, &pw->utility);
+        pw->migratable = 1;
+        pw->cur_node = j->cur_node;
+        pw->state = j->cur_node >= 0 ? PLACEMENT_JOB_RUNNING
+                    : j->started     ? PLACEMENT_JOB_SUSPENDED
+                                     : PLACEMENT_JOB_QUEUED;
+        if (!knobs && j->cur_node >= 0)
+            snprintf(pw->requires, sizeof(pw->requires), "n%d", j->cur_node);
+        if (j->cur_node >= 0)
+            p.current[p.ncurrent++] =
+                (struct placement_assign){.workload = w, .node = (size_t)j->cur_node,
+                                          .cpu_mhz = j->cur_mhz};
+        widx[i] = w++;
+    }
+    size_t wweb = SIZE_MAX;
+    if (web) {
+        struct placement_workload *pw = &p.workloads[w];
+        snprintf(pw->name, sizeof(pw->name), "web");
+        pw->kind = PLACEMENT_APP;
+        pw->memory_mb = 1;
+        double maxn = 0;
+        for (size_t n = 0; n < nn; n++)
+            maxn = fmax(maxn, nodes[n].cap_mhz);
+        pw->max_cpu_per_instance = maxn;
+        pw->min_instances = nn ? 1 : 0;
+        pw->max_instances = nn ? (int)nn : 1;
+        web_curve(web, total, &pw->utility);
+        pw->cur_node = -1;
+        for (size_t n = 0; n < nn; n++)
+            p.current[p.ncurrent++] = (struct placement_assign){
+                .workload = w, .node = n, .cpu_mhz = web->cur_mhz / (double)nn};
+        wweb = w++;
+    }
+    p.nworkloads = w;
+    placement_options_default(&p.opts);
+    p.opts.solver = cfg->solver == 1   ? PLACEMENT_SOLVER_EXACT
+                    : cfg->solver == 2 ? PLACEMENT_SOLVER_HEURISTIC
+                                       : PLACEMENT_SOLVER_AUTO;
+    p.opts.power_saving = 0; /* the simulator's power rules own power */
+    p.opts.headroom = 0;
+    p.opts.max_balance_moves = 0;
+    p.opts.hysteresis = cfg->apc_hysteresis;
+    p.opts.cost[PLACEMENT_ACT_START_JOB].duration_s = cfg->boot_s;
+    p.opts.cost[PLACEMENT_ACT_SUSPEND_JOB].duration_s = cfg->suspend_s;
+    p.opts.cost[PLACEMENT_ACT_RESTORE_JOB].duration_s = cfg->resume_s;
+    p.opts.cost[PLACEMENT_ACT_MIGRATE_JOB].duration_s = cfg->migrate_s;
+    p.opts.cost[PLACEMENT_ACT_POWER_ON].duration_s = cfg->node_boot_s;
+    if (!knobs) {
+        p.opts.cost[PLACEMENT_ACT_SUSPEND_JOB].utility = 1e9;
+        p.opts.cost[PLACEMENT_ACT_MIGRATE_JOB].utility = 1e9;
+    }
+    if (w == 0) {
+        d->web_mhz = 0;
+        d->min_utility = INFINITY;
+        for (size_t i = 0; i < nj; i++) {
+            d->node[i] = jobs[i].fixed ? jobs[i].cur_node : -1;
+            d->alloc[i] = jobs[i].fixed ? jobs[i].fixed_mhz : 0;
+        }
+        rc = 0;
+        goto out;
+    }
+    if ((rc = placement_solve(&p, &dec, err)))
+        goto out;
+    for (size_t i = 0; i < nj; i++) {
+        d->node[i] = jobs[i].fixed ? jobs[i].cur_node : -1;
+        d->alloc[i] = jobs[i].fixed ? jobs[i].fixed_mhz : 0;
+    }
+    for (size_t a = 0; a < dec->nassign; a++) {
+        const struct placement_assign *as = &dec->assign[a];
+        if (as->workload == wweb)
+            continue;
+        for (size_t i = 0; i < nj; i++)
+            if (widx[i] == as->workload) {
+                d->node[i] = (int)as->node;
+                d->alloc[i] = as->cpu_mhz;
+                break;
+            }
+    }
+    d->web_mhz = web ? dec->cpu_mhz[wweb] : 0;
+    d->min_utility = dec->min_utility;
+    rc = 0;
+out:
+    placement_decision_free(dec);
+    free(p.nodes);
+    free(p.workloads);
+    free(p.current);
+    free(widx);
     return rc;
 }

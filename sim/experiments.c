@@ -73,8 +73,8 @@ int sim_exp1(const struct sim_exp_opts *o, struct wlm_error *err)
         if (!(runs = open_out(o, "-runs.csv", err)) || !(sum = open_out(o, "-summary.csv", err)) ||
             !(svg = open_out(o, ".svg", err)))
             goto out;
-        fprintf(runs, "policy,mean_ia_min,seed,jobs,done,missed,missed_pct,starts,suspends,"
-                      "resumes,migrations,moves,end_h\n");
+        fprintf(runs, "policy,mean_ia_min,seed,jobs,done,missed,unfinished,missed_pct,starts,"
+                      "suspends,resumes,migrations,moves,end_h\n");
     }
     for (size_t i = 0; i < nia; i++) {
         x[i] = o->ia_lo_min + o->ia_step_min * (double)i;
@@ -102,9 +102,9 @@ int sim_exp1(const struct sim_exp_opts *o, struct wlm_error *err)
                 V(p, 2, i, k) = r.migrations;
                 V(p, 3, i, k) = r.moves;
                 if (runs)
-                    fprintf(runs, "%s,%g,%llu,%zu,%zu,%zu,%.2f,%u,%u,%u,%u,%u,%.3f\n",
+                    fprintf(runs, "%s,%g,%llu,%zu,%zu,%zu,%zu,%.2f,%u,%u,%u,%u,%u,%.3f\n",
                             sim_policy_name(p), x[i], (unsigned long long)seed, r.jobs, r.done,
-                            r.missed, pct, r.starts, r.suspends, r.resumes, r.migrations,
+                            r.missed, r.unfinished, pct, r.starts, r.suspends, r.resumes, r.migrations,
                             r.moves, r.end_t / 3600);
                 sim_result_fini(&r);
             }
@@ -142,13 +142,24 @@ int sim_exp1(const struct sim_exp_opts *o, struct wlm_error *err)
         fprintf(t, "%8s", "ia_min");
         for (int p = 0; p < NP; p++)
             fprintf(t, " %18s", sim_policy_name(p));
-        fprintf(t, " | %9s %9s %9s\n", "apc_susp", "apc_migr", "apc_move");
+        fprintf(t, "\n");
         for (size_t i = 0; i < nia; i++) {
             fprintf(t, "%8g", x[i]);
             for (int p = 0; p < NP; p++)
                 fprintf(t, " %10.1f +-%5.1f", M(mean, p, 0, i), M(half, p, 0, i));
-            fprintf(t, " | %9.1f %9.1f %9.1f\n", M(mean, SIM_POLICY_APC, 1, i),
-                    M(mean, SIM_POLICY_APC, 2, i), M(mean, SIM_POLICY_APC, 3, i));
+            fprintf(t, "\n");
+        }
+        fprintf(t, "Actions per run (mean): suspends / migrations / resumed elsewhere\n%8s",
+                "ia_min");
+        for (int p = SIM_POLICY_APC; p < NP; p++)
+            fprintf(t, " %24s", sim_policy_name(p));
+        fprintf(t, "\n");
+        for (size_t i = 0; i < nia; i++) {
+            fprintf(t, "%8g", x[i]);
+            for (int p = SIM_POLICY_APC; p < NP; p++)
+                fprintf(t, "   %6.1f / %6.1f / %6.1f", M(mean, p, 1, i), M(mean, p, 2, i),
+                        M(mean, p, 3, i));
+            fprintf(t, "\n");
         }
     }
     rc = 0;

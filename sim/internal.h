@@ -18,17 +18,21 @@ struct sim_apc_job {
     int cur_node;    /* node it occupies now, -1 when queued or suspended */
     int fixed;       /* in an action or not movable: stays at cur_node with fixed_mhz */
     int whole;       /* no resource control: it runs at cap_mhz or not at all */
+    int started;     /* has run before: a suspended job (restore) rather than queued */
+    double cur_mhz;  /* current allocation when cur_node >= 0 */
     double fixed_mhz;
 };
 
 struct sim_apc_node {
     double cap_mhz, mem_mb;
+    double cores, mhz; /* cap_mhz = cores * mhz */
 };
 
 /* The web application at one decision instant: demand lambda*c (MHz) and
  * the processor-sharing utility parameters. */
 struct sim_apc_web {
     double demand_mhz, c_mcycles, tau_s, d0_s;
+    double cur_mhz; /* its current allocation (over all nodes) */
 };
 
 struct sim_apc_decision {
@@ -54,5 +58,15 @@ double sim_job_umax(const struct sim_apc_job *j, double now);
 int sim_apc_decide(const struct sim_apc_node *nodes, size_t nn, const struct sim_apc_job *jobs,
                    size_t nj, const struct sim_apc_web *web, double now, int knobs, double hysteresis,
                    double cycle_s, struct sim_apc_decision *d);
+
+/* The same decision made by the production placement core
+ * (placement_solve from placement/placement.h) with jobs' utility curves
+ * from jobsched_utility_curve. knobs = 0 pins running jobs to their nodes and
+ * makes suspending prohibitively expensive. cfg supplies action durations,
+ * hysteresis and the solver. */
+int sim_apc_decide_core(const struct sim_apc_node *nodes, size_t nn,
+                        const struct sim_apc_job *jobs, size_t nj, const struct sim_apc_web *web,
+                        double now, int knobs, const struct sim_config *cfg,
+                        struct sim_apc_decision *d, struct wlm_error *err);
 
 #endif

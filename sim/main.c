@@ -16,12 +16,13 @@ struct opts {
     char experiment[16];
     char policy[32];
     char power[32];
+    char solver[16];
     char out[512];
     long long seed, seeds, jobs, nodes, hosts, vms, exp2_nodes;
     double cores, mhz, mem_mb, idle_w, max_w, off_w;
     double boot_s, suspend_s, resume_s, migrate_s, node_boot_s, cycle_s;
     double ia_min, ia_max, ia_step, mean_ia_min, exp2_ia_min;
-    double hysteresis, headroom, power_target;
+    double hysteresis, headroom, power_target, job_utility_floor;
     int no_action_costs;
 };
 
@@ -30,7 +31,11 @@ struct opts {
      hi, help}
 static const struct wlm_cfg_field fields[] = {
     F("experiment", WLM_CFG_STR, experiment, "run", 1, 0, "run | exp1 | exp2 | exp3 | all"),
-    F("policy", WLM_CFG_STR, policy, "apc", 1, 0, "run: fcfs | edf | apc | apc-noknobs | apc-shares"),
+    F("policy", WLM_CFG_STR, policy, "apc", 1, 0, "run: fcfs | edf | apc | apc-noknobs | apc-whole | apc-whole-noknobs"),
+    F("solver", WLM_CFG_STR, solver, "heuristic", 1, 0,
+      "production APC core solver: heuristic | exact (GLPK MILP) | auto"),
+    F("job_utility_floor", WLM_CFG_NUM, job_utility_floor, "-1", -1e9, 0,
+      "apc/apc-noknobs: clamp of job utility curves (jobsched's default -1)"),
     F("power", WLM_CFG_STR, power, "always-on", 1, 0, "run: always-on | utilsum | wlm"),
     F("out", WLM_CFG_STR, out, "", 1, 0,
       "output prefix: PREFIX-runs.csv, PREFIX-summary.csv, PREFIX.svg (all: PREFIX-expN...)"),
@@ -101,9 +106,10 @@ static int run_one(const struct opts *o, const struct sim_config *c, struct wlm_
     if (f != stdout)
         fclose(f);
     fprintf(o->out[0] ? stdout : stderr,
-            "policy=%s power=%s jobs=%zu missed=%zu done=%zu starts=%u suspends=%u resumes=%u "
+            "policy=%s power=%s jobs=%zu missed=%zu unfinished=%zu done=%zu starts=%u suspends=%u resumes=%u "
             "migrations=%u moves=%u energy_kwh=%.3f end_h=%.3f\n",
-            sim_policy_name(c->policy), sim_power_name(c->power), r.jobs, r.missed, r.done,
+            sim_policy_name(c->policy), sim_power_name(c->power), r.jobs, r.missed, r.unfinished,
+            r.done,
             r.starts, r.suspends, r.resumes, r.migrations, r.moves, r.energy_kwh, r.end_t / 3600);
     free(jobs);
     sim_result_fini(&r);
@@ -144,6 +150,7 @@ int main(int argc, char **argv)
         c->boot_s = c->suspend_s = c->resume_s = c->migrate_s = c->node_boot_s = 0;
     c->cycle_s = o.cycle_s;
     c->apc_hysteresis = o.hysteresis;
+    c->job_utility_floor = o.job_utility_floor;
     c->headroom = o.headroom;
     c->power_target = o.power_target;
     if (o.max_w < o.idle_w) {
@@ -151,13 +158,23 @@ int main(int argc, char **argv)
         return 2;
     }
     if ((c->policy = sim_policy_parse(o.policy)) < 0) {
-        fprintf(stderr, "wlm-sim: --policy: unknown policy '%s' (fcfs, edf, apc, apc-noknobs, apc-shares)\n",
+        fprintf(stderr, "wlm-sim: --policy: unknown policy '%s' (fcfs, edf, apc, apc-noknobs, apc-whole, apc-whole-noknobs)\n",
                 o.policy);
         return 2;
     }
     if ((c->power = sim_power_parse(o.power)) < 0) {
         fprintf(stderr, "wlm-sim: --power: unknown rule '%s' (always-on, utilsum, wlm)\n",
                 o.power);
+        return 2;
+    }
+    if (!strcmp(o.solver, "auto"))
+        c->solver = 0;
+    else if (!strcmp(o.solver, "exact"))
+        c->solver = 1;
+    else if (!strcmp(o.solver, "heuristic"))
+        c->solver = 2;
+    else {
+        fprintf(stderr, "wlm-sim: --solver: unknown '%s' (heuristic, exact, auto)\n", o.solver);
         return 2;
     }
     e.seed = (uint64_t)o.seed;

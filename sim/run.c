@@ -13,7 +13,7 @@
 
 /* ---------------------------------------------------------------- names */
 
-static const char *const policy_names[] = {"fcfs", "edf", "apc", "apc-noknobs", "apc-shares"};
+static const char *const policy_names[] = {"fcfs", "edf", "apc", "apc-noknobs", "apc-whole", "apc-whole-noknobs"};
 static const char *const power_names[] = {"always-on", "utilsum", "wlm"};
 
 const char *sim_policy_name(int p)
@@ -82,6 +82,8 @@ void sim_config_defaults(struct sim_config *c)
     c->node_boot_s = 120;
     c->cycle_s = 300;
     c->policy = SIM_POLICY_APC;
+    c->solver = 2;
+    c->job_utility_floor = -1;
     c->power = SIM_POWER_ALWAYS_ON;
     c->headroom = 0.25;
     c->power_target = 0.1;
@@ -203,6 +205,7 @@ struct sim {
     int *jmap, *nmap, *dnode;
     double *dalloc;
     struct sim_apc_web wv;
+    struct wlm_error *err;
     size_t want_hist[3]; /* power rule's last wants: nodes go off only when all agree */
 };
 
@@ -375,6 +378,8 @@ static size_t build_view(struct sim *s, const int *nlist, size_t nn, int noknobs
         s->nmap[n] = (int)k;
         s->an[k].cap_mhz = sim_node_capacity(&s->nodes[n]);
         s->an[k].mem_mb = s->nodes[n].mem_mb;
+        s->an[k].cores = s->nodes[n].cores;
+        s->an[k].mhz = s->nodes[n].mhz;
     }
     size_t m = 0;
     for (size_t i = 0; i < s->nj; i++) {
@@ -393,8 +398,15 @@ static size_t build_view(struct sim *s, const int *nlist, size_t nn, int noknobs
         a->deadline = j->deadline;
         a->span = j->span;
         a->cur_node = vn;
-        a->whole = s->cfg->policy != SIM_POLICY_APC_SHARES;
-        if (in_action || (noknobs && j->state == JS_RUN && vn >= 0)) {
+        a->whole = s->cfg->policy == SIM_POLICY_APC_WHOLE ||
+                   s->cfg->policy == SIM_POLICY_APC_WHOLE_NOKNOBS;
+        a->started = j->last_node >= 0 || on_node(j);
+        a->cur_mhz = on_node(j) ? j->alloc : 0;
+        /* without knobs the simulator's heuristic keeps a running job as it
+         * is; the production core gets it pinned (by node label) instead, so
+         * it may still resize it */
+        int pin = noknobs && s->cfg->policy == SIM_POLICY_APC_WHOLE_NOKNOBS;
+        if (in_action || (pin && j->state == JS_RUN && vn >= 0)) {
             a->fixed = 1;
             a->fixed_mhz = j->alloc;
             if (j->state == JS_SUSPENDING) {
@@ -422,13 +434,15 @@ static const struct sim_apc_web *web_view(struct sim *s)
     double d = sim_web_demand(w, s->now);
     double prev = sim_web_demand(w, fmax(0, s->now - ahead));
     s->wv = (struct sim_apc_web){.demand_mhz = d + fmax(0, d - prev), .c_mcycles = w->c_mcycles,
-                                 .tau_s = w->tau_s, .d0_s = w->d0_s};
+                                 .tau_s = w->tau_s, .d0_s = w->d0_s, .cur_mhz = s->web_alloc};
     return &s->wv;
 }
 
 static int decide_apc(struct sim *s)
 {
-    int noknobs = s->cfg->policy == SIM_POLICY_APC_NOKNOBS;
+    int noknobs = s->cfg->policy == SIM_POLICY_APC_NOKNOBS ||
+                  s->cfg->policy == SIM_POLICY_APC_WHOLE_NOKNOBS;
+    int core = s->cfg->policy == SIM_POLICY_APC || s->cfg->policy == SIM_POLICY_APC_NOKNOBS;
     int *nlist = s->dnode + s->nj; /* scratch after the per-job part */
     size_t nn = 0;
     for (size_t n = 0; n < s->nn; n++)
@@ -438,8 +452,10 @@ static int decide_apc(struct sim *s)
     if (m == 0 && !s->web_on)
         return 0;
     struct sim_apc_decision d = {.node = s->dnode, .alloc = s->dalloc};
-    int rc = sim_apc_decide(s->an, nn, s->aj, m, web_view(s), s->now,
-                            !noknobs, s->cfg->apc_hysteresis, s->cfg->cycle_s, &d);
+    int rc = core ? sim_apc_decide_core(s->an, nn, s->aj, m, web_view(s), s->now, !noknobs,
+                                        s->cfg, &d, s->err)
+                  : sim_apc_decide(s->an, nn, s->aj, m, web_view(s), s->now, !noknobs,
+                                   s->cfg->apc_hysteresis, s->cfg->cycle_s, &d);
     if (rc)
         return rc;
     s->res->decisions++;
@@ -505,6 +521,8 @@ static int decide_apc(struct sim *s)
                 j->alloc = al;
                 s->res->migrations++;
                 rc = begin_action(s, i, JS_MIGRATING, s->cfg->migrate_s);
+            } else if (noknobs) {
+                /* no knobs: a started job is never suspended */
             } else {
                 /* keeps its CPU and memory until the checkpoint is written */
                 s->res->suspends++;
@@ -751,7 +769,7 @@ int sim_run(const struct sim_config *cfg, const struct sim_job_spec *jobs, size_
                                   "job %zu: need runtime > 0, goal factor > 0, arrival >= 0, "
                                   "0 <= mem <= node memory", i);
     }
-    struct sim s = {.cfg = cfg, .nn = cfg->nodes, .nj = n, .res = res, .remaining = n};
+    struct sim s = {.cfg = cfg, .nn = cfg->nodes, .nj = n, .res = res, .remaining = n, .err = err};
     size_t big = n + 3 * cfg->nodes + 1;
     s.nodes = calloc(s.nn, sizeof(*s.nodes));
     s.draining = calloc(s.nn, sizeof(int));
@@ -801,10 +819,19 @@ int sim_run(const struct sim_config *cfg, const struct sim_job_spec *jobs, size_
         goto nomem;
     if (cfg->horizon_s > 0 && (rc = push(&s, cfg->horizon_s, SIM_EV_END, 0, 0)))
         goto nomem;
+    /* Safety limit: a policy may starve a job forever (it keeps deciding
+     * every cycle); stop well after any sane completion and report the
+     * jobs that never finished. */
+    double t_limit = cfg->horizon_s;
+    for (size_t i = 0; i < n; i++)
+        t_limit = fmax(t_limit, jobs[i].arrival + 20 * jobs[i].goal_factor * jobs[i].runtime_s);
+    t_limit += 2 * 86400;
     recompute_usage(&s);
     struct sim_event ev;
     while (sim_evq_pop(s.q, &ev) == 0) {
         if (s.remaining == 0 && (cfg->horizon_s <= 0 || ev.t > cfg->horizon_s))
+            break;
+        if (ev.t > t_limit)
             break;
         advance(&s, ev.t);
         res->end_t = s.now;
@@ -823,10 +850,13 @@ int sim_run(const struct sim_config *cfg, const struct sim_job_spec *jobs, size_
     }
     for (size_t k = 0; k < s.nn; k++)
         res->energy_kwh += s.nodes[k].energy_j / 3.6e6;
+    res->unfinished = res->jobs - res->done;
     rc = 0;
     goto out;
 nomem:
-    wlm_error_set(err, -rc, "simulation failed: %s", rc == -ENOMEM ? "out of memory" : "internal");
+    if (!err || !err->code)
+        wlm_error_set(err, rc == -ENOMEM ? ENOMEM : WLM_EINTERNAL, "simulation failed: %s",
+                      rc == -ENOMEM ? "out of memory" : "decision core error");
 out:
     free(s.nodes);
     free(s.draining);

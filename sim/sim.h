@@ -121,9 +121,10 @@ int sim_workload_mix(uint64_t seed, double mean_ia_s, size_t njobs, double mem_m
 enum sim_policy {
     SIM_POLICY_FCFS = 0,   /* list scheduling in arrival order */
     SIM_POLICY_EDF,        /* list scheduling by goal (deadline) */
-    SIM_POLICY_APC,        /* APC with suspend/resume/migrate; a job runs on whole cores */
-    SIM_POLICY_APC_NOKNOBS, /* APC; a started job runs to completion where it started */
-    SIM_POLICY_APC_SHARES, /* APC with suspend/resume/migrate and fractional CPU shares */
+    SIM_POLICY_APC,        /* production APC core: suspend/resume/migrate, CPU shares */
+    SIM_POLICY_APC_NOKNOBS, /* production APC core; a started job stays where it started */
+    SIM_POLICY_APC_WHOLE,  /* simulator's APC heuristic, jobs on whole cores, with knobs */
+    SIM_POLICY_APC_WHOLE_NOKNOBS, /* the same without knobs (non-preemptive) */
     SIM_POLICY_COUNT
 };
 
@@ -165,6 +166,8 @@ struct sim_config {
     double node_boot_s; /* power a node on until usable */
     double cycle_s;     /* APC / power control period */
     int policy;         /* enum sim_policy */
+    int solver;         /* production core: 0 auto, 1 exact (GLPK), 2 heuristic */
+    double job_utility_floor; /* production core: jobsched's utility clamp (-1 there) */
     int power;          /* enum sim_power */
     double headroom;    /* utilisation-sum rule: extra nodes' worth of headroom */
     double power_target; /* wlm consolidation: utility every workload must keep */
@@ -178,7 +181,8 @@ struct sim_config {
 void sim_config_defaults(struct sim_config *c);
 
 struct sim_result {
-    size_t jobs, done, missed;
+    size_t jobs, done, missed; /* missed counts finished late; see unfinished */
+    size_t unfinished;     /* never finished: starved until the safety limit */
     unsigned starts, suspends, resumes, migrations, moves; /* moves: resumed elsewhere */
     unsigned node_boots, node_shutdowns;
     unsigned decisions;

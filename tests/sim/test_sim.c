@@ -148,7 +148,7 @@ static void test_apc_suspends(void **state)
     (void)state;
     struct sim_job_spec jobs[] = {J(0, 1, 100, 10), J(1, 1, 10, 1.5)};
     struct sim_result r;
-    struct sim_config c = tiny(SIM_POLICY_APC, 1);
+    struct sim_config c = tiny(SIM_POLICY_APC_WHOLE, 1);
     assert_int_equal(sim_run(&c, jobs, 2, &r, NULL), 0);
     NEAR(r.finish[1], 11);
     NEAR(r.finish[0], 110);
@@ -166,8 +166,9 @@ static void test_apc_suspends(void **state)
     /* A booted 0..1 (no progress), was suspended at once, resumes at 14 */
     NEAR(r.finish[0], 14 + 3 + 100);
     sim_result_fini(&r);
-    for (int p = SIM_POLICY_EDF; p <= SIM_POLICY_APC_NOKNOBS; p += 2) {
-        c = tiny(p, 1);
+    int noknobs[] = {SIM_POLICY_EDF, SIM_POLICY_APC_WHOLE_NOKNOBS};
+    for (int k = 0; k < 2; k++) {
+        c = tiny(noknobs[k], 1);
         assert_int_equal(sim_run(&c, jobs, 2, &r, NULL), 0);
         NEAR(r.finish[0], 100);
         NEAR(r.finish[1], 110);
@@ -177,12 +178,30 @@ static void test_apc_suspends(void **state)
     }
 }
 
+/* The production core on the same case: the urgent job gets the CPU it needs
+ * to meet its goal, the relaxed one still finishes within its goal. */
+static void test_apc_core(void **state)
+{
+    (void)state;
+    struct sim_job_spec jobs[] = {J(0, 1, 100, 10), J(1, 1, 10, 1.5)};
+    struct sim_result r;
+    for (int p = SIM_POLICY_APC; p <= SIM_POLICY_APC_NOKNOBS; p++) {
+        struct sim_config c = tiny(p, 1);
+        assert_int_equal(sim_run(&c, jobs, 2, &r, NULL), 0);
+        assert_int_equal(r.done, 2);
+        assert_int_equal(r.missed, 0);
+        assert_true(r.finish[1] <= 16 + 1e-6);
+        assert_true(r.finish[0] >= 110 - 1e-6); /* one core: 110 s of work */
+        sim_result_fini(&r);
+    }
+}
+
 /* APC migrates to defragment: two 1-thread jobs on two 2-core nodes, then a
  * 2-thread job arrives. */
 static void test_apc_migrates(void **state)
 {
     (void)state;
-    struct sim_config c = tiny(SIM_POLICY_APC, 2);
+    struct sim_config c = tiny(SIM_POLICY_APC_WHOLE, 2);
     c.nodes = 2;
     struct sim_job_spec jobs[] = {J(0, 1, 1000, 10), J(0, 1, 1000, 10), J(10, 2, 100, 1.5)};
     struct sim_result r;
@@ -223,7 +242,7 @@ static void test_energy(void **state)
 static void test_power_utilsum(void **state)
 {
     (void)state;
-    struct sim_config c = tiny(SIM_POLICY_APC, 2);
+    struct sim_config c = tiny(SIM_POLICY_APC_WHOLE, 2);
     c.nodes = 4;
     c.idle_w = 100;
     c.max_w = 200;
@@ -353,7 +372,7 @@ int main(void)
         cmocka_unit_test(test_event_order),   cmocka_unit_test(test_rng),
         cmocka_unit_test(test_node_energy),   cmocka_unit_test(test_fcfs),
         cmocka_unit_test(test_fcfs_vs_edf),   cmocka_unit_test(test_apc_suspends),
-        cmocka_unit_test(test_apc_migrates),  cmocka_unit_test(test_energy),
+        cmocka_unit_test(test_apc_core),      cmocka_unit_test(test_apc_migrates),  cmocka_unit_test(test_energy),
         cmocka_unit_test(test_power_utilsum), cmocka_unit_test(test_bad_config),
         cmocka_unit_test(test_workload_mix),  cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_band_and_balancers), cmocka_unit_test(test_ci),
