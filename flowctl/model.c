@@ -262,7 +262,7 @@ static int fc_try(const struct flowctl_flow_model *flows, size_t n, double omega
                   unsigned max_total, double floor_u, double *cur, const double *delta,
                   double *curscore, struct flowctl_prediction *p, double *total)
 {
-    double cand[FLOWCTL_MAX_FLOWS], candscore[FLOWCTL_MAX_FLOWS];
+    double cand[FLOWCTL_MAX_FLOWS] = {0}, candscore[FLOWCTL_MAX_FLOWS];
     struct flowctl_prediction q[FLOWCTL_MAX_FLOWS];
     double t = 0;
     for (size_t i = 0; i < n; i++) {

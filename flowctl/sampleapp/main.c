@@ -231,7 +231,7 @@ static void conn_flush(struct conn *c)
                          j->keep_alive ? "" : "Connection: close\r\n", j->body);
         conn_send(c, buf, (size_t)n, !j->keep_alive);
         uv_close((uv_handle_t *)&j->timer, on_job_timer_closed);
-        conn_unref(c);
+        c->refs--; /* the job's reference; ours keeps c alive */
     }
     conn_unref(c);
 }
