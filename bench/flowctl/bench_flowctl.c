@@ -282,6 +282,12 @@ static int bench_loop(const char *bindir, int quick)
                    rej[0], viol[1], cnt[1] ? sum[1] / cnt[1] * 1000 : NAN, rej[1], lim);
         }
     }
+    const struct loop_cycle *lc = &r[0].cycles[r[0].ncycles - 1];
+    printf("web profiler (RLS on app CPU + router completions) at the end of the flowctl run: "
+           "gold %.3f ms, bronze %.3f ms per request; known %.3f ms (error %.1f %% / %.1f %%)\n",
+           lc->cost_est[0], lc->cost_est[1], p.cpu_ms[0],
+           fabs(lc->cost_est[0] - p.cpu_ms[0]) / p.cpu_ms[0] * 100,
+           fabs(lc->cost_est[1] - p.cpu_ms[1]) / p.cpu_ms[1] * 100);
     printf("totals: ");
     for (int k = 0; k < 3; k++)
         printf("%s %d goal-violation seconds, %d 503s%s", names[k], tot_v[k], tot_503[k],
