@@ -24,6 +24,26 @@ const struct wlm_cfg_field controller_cfg_fields[] = {
      NULL, "6000", 100, 86400000, "a node without heartbeat for this long is LOST"},
     {"jobs_db", WLM_CFG_STR, offsetof(struct controller_config, jobs_db), 512,
      "WLM_CONTROLLER_JOBS_DB", "", 0, -1, "SQLite file of the job store (default DB-jobs.db)"},
+    {"router_url", WLM_CFG_STR, offsetof(struct controller_config, router_url), 256,
+     "WLM_ROUTER_URL", "", 0, -1, "admin URL of wlm-router, e.g. http://127.0.0.1:7702"},
+    {"router_token", WLM_CFG_STR, offsetof(struct controller_config, router_token), 256,
+     "WLM_ROUTER_TOKEN", "", 0, -1, "token of the router's admin API (default: the token)"},
+    {"flow_period_ms", WLM_CFG_INT, offsetof(struct controller_config, flow_period_ms), 0, NULL,
+     "2000", 100, 3600000, "period of the flow controller (router limit, weights, utilities)"},
+    {"placement_period_ms", WLM_CFG_INT, offsetof(struct controller_config, placement_period_ms),
+     0, NULL, "15000", 200, 86400000, "period of the placement controller"},
+    {"action_timeout_ms", WLM_CFG_INT, offsetof(struct controller_config, action_timeout_ms), 0,
+     NULL, "120000", 100, 86400000, "an action without completion after this long has failed"},
+    {"app_port_base", WLM_CFG_INT, offsetof(struct controller_config, app_port_base), 0, NULL,
+     "19000", 1024, 65000, "first port given to web application instances"},
+    {"simulate_jobs", WLM_CFG_BOOL, offsetof(struct controller_config, simulate_jobs), 0, NULL,
+     "false", 0, -1, "advance jobs by their CPU allocation (for test-driver nodes)"},
+    {"power_saving", WLM_CFG_BOOL, offsetof(struct controller_config, power_saving), 0, NULL,
+     "true", 0, -1, "consolidate and power off nodes that are not needed"},
+    {"headroom", WLM_CFG_NUM, offsetof(struct controller_config, headroom), 0, NULL, "0.1", 0,
+     0.9, "CPU fraction kept free on powered-on nodes when consolidating"},
+    {"solver", WLM_CFG_STR, offsetof(struct controller_config, solver), 16, NULL, "auto", 0, -1,
+     "placement solver: auto, exact or heuristic"},
 };
 const size_t controller_cfg_nfields = WLM_ARRAY_LEN(controller_cfg_fields);
 
@@ -137,6 +157,8 @@ int controller_new(uv_loop_t *loop, const struct controller_config *cfg, struct 
     if ((rc = jobsched_store_open(jobs_db, &c->jstore, err)) ||
         (rc = jobsched_new(NULL, c->jstore, &c->js, err)))
         goto fail;
+    if ((rc = ctl_cycle_init(c, err)))
+        goto fail;
     c->metrics = wlm_metrics_new();
     struct wlm_http_server_opts o = {
         .host = cfg->listen_host,
@@ -157,6 +179,7 @@ int controller_new(uv_loop_t *loop, const struct controller_config *cfg, struct 
     ctl_apps_routes(c);
     jobsched_api_register(c->http, c->js);
     jobsched_api_set_loop(c->js, loop);
+    ctl_cycle_routes(c);
     *out = c;
     return 0;
 fail:
@@ -179,6 +202,7 @@ int controller_start(struct controller *c, struct wlm_error *err)
     uv_timer_init(c->loop, &c->sweep);
     c->sweep.data = c;
     uv_timer_start(&c->sweep, on_sweep, 500, 500);
+    ctl_cycle_start(c);
     c->started = 1;
     wlm_info("controller", "listening", "addr=%s:%d db=%s nodes=%zu", c->cfg.listen_host,
              wlm_http_server_port(c->http), c->cfg.db, c->nnodes);
@@ -214,6 +238,7 @@ void controller_stop(struct controller *c, void (*done)(void *ud), void *ud)
         c->pending_closes++;
         uv_timer_stop(&c->sweep);
         uv_close((uv_handle_t *)&c->sweep, on_timer_closed);
+        ctl_cycle_stop(c);
     }
     c->started = 0;
     wlm_http_server_close(c->http, on_http_closed, c);
@@ -223,6 +248,7 @@ void controller_free(struct controller *c)
 {
     if (!c)
         return;
+    ctl_cycle_free(c);
     ctl_nodes_free(c);
     ctl_apps_free(c);
     jobsched_free(c->js);

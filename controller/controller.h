@@ -16,6 +16,16 @@ struct controller_config {
     char token_file[512]; /* where a generated token is written (0600) */
     long long node_lost_after_ms;
     char jobs_db[512]; /* job store; default: DB with "-jobs" before the extension */
+    char router_url[256]; /* admin URL of wlm-router ("" = no router) */
+    char router_token[256]; /* default: the controller's token */
+    long long flow_period_ms;
+    long long placement_period_ms;
+    long long action_timeout_ms;
+    long long app_port_base;
+    int simulate_jobs; /* job progress from allocation (test-driver nodes run nothing) */
+    int power_saving;
+    double headroom;
+    char solver[16]; /* auto, exact, heuristic */
 };
 
 extern const struct wlm_cfg_field controller_cfg_fields[];

@@ -3,7 +3,10 @@
 #define WLM_CONTROLLER_INTERNAL_H
 
 #include "controller.h"
+#include "flowctl.h"
 #include "jobsched.h"
+#include "placement.h"
+#include "profilers.h"
 
 struct ctl_node {
     char name[64];
@@ -39,6 +42,54 @@ struct ctl_app {
     size_t ninstances; /* running now */
 };
 
+/* An instance of a web application on a node. */
+enum ctl_inst_state { CTL_INST_STARTING, CTL_INST_RUNNING, CTL_INST_STOPPING };
+struct ctl_instance {
+    char id[96]; /* "<app>-<n>", unique while the controller runs */
+    char app[64];
+    char node[64];
+    char host[64]; /* where the node's agent (and so the instance) listens */
+    int port;
+    double cpu_mhz;
+    enum ctl_inst_state state;
+};
+
+/* One step of the plan being carried out. */
+enum ctl_act_state { CTL_ACT_WAITING, CTL_ACT_SENT, CTL_ACT_DONE, CTL_ACT_FAILED };
+struct ctl_action {
+    char id[64];
+    enum placement_action_kind kind;
+    char node[64];      /* the agent that carries it out */
+    char from_node[64]; /* migrate: source */
+    char dest_node[64]; /* migrate/restore: destination */
+    int is_job;
+    int64_t job;
+    char app[64];
+    char instance[96];
+    double cpu_mhz, memory_mb;
+    size_t deps[16];
+    size_t ndeps;
+    enum ctl_act_state st;
+    double sent_at, done_at;
+    char error[256];
+};
+
+/* A point of the utility history. */
+#define CTL_HISTORY 900
+struct ctl_util_point {
+    double t;
+    json_t *workloads; /* {"name": utility}, owned */
+    char min_name[96];
+    double min;
+};
+
+/* Router flow statistics between two polls. */
+struct ctl_flowstat {
+    char app[64], cls[32];
+    double arrivals, completed, rejected, resp_count, resp_sum_ms; /* cumulative */
+    double rate, rt_ms, reject_rate;                              /* last interval */
+};
+
 struct controller {
     uv_loop_t *loop;
     struct controller_config cfg;
@@ -55,6 +106,34 @@ struct controller {
     struct ctl_app *apps;
     size_t napps;
     int apps_changed;
+    /* control cycle (cycle.c, flows.c) */
+    struct flowctl *fc;
+    struct flowctl_decision fd; /* last flow-controller decision */
+    int have_fd;
+    struct prof_web *prof;
+    struct wlm_http_client *client;
+    uv_timer_t flow_timer, place_timer;
+    struct ctl_instance *insts;
+    size_t ninsts;
+    unsigned inst_seq;
+    int next_port;
+    struct ctl_action *plan;
+    size_t nplan;
+    unsigned plan_seq;
+    int solving;
+    double last_place, last_progress;
+    json_t *last_decision; /* summary of the last placement decision */
+    struct ctl_util_point history[CTL_HISTORY];
+    size_t hist_head, hist_len;
+    struct ctl_flowstat *fstats;
+    size_t nfstats;
+    double fstats_at;
+    char *router_pushed; /* last configuration PUT to the router */
+    unsigned router_pushes;
+    int router_busy, stats_busy;
+    struct wlm_http_req **sse;
+    size_t nsse;
+    json_t *app_cpu_mcycles; /* {"app": cumulative megacycles} for the profiler */
     void (*stop_done)(void *);
     void *stop_ud;
     int pending_closes;
@@ -65,6 +144,24 @@ int ctl_nodes_load(struct controller *c, struct wlm_error *err);
 void ctl_nodes_routes(struct controller *c);
 void ctl_nodes_sweep(struct controller *c, double now);
 void ctl_nodes_free(struct controller *c);
+
+/* cycle.c */
+int ctl_cycle_init(struct controller *c, struct wlm_error *err);
+void ctl_cycle_start(struct controller *c);
+void ctl_cycle_stop(struct controller *c); /* closes the timers (counted in pending_closes) */
+void ctl_cycle_free(struct controller *c);
+void ctl_cycle_routes(struct controller *c);
+void ctl_cycle_heartbeat(struct controller *c, struct ctl_node *n, double now, double dt);
+struct ctl_node *ctl_node_find(struct controller *c, const char *name);
+double ctl_app_allocation(const struct controller *c, const char *app);
+
+/* flows.c */
+void ctl_flows_tick(struct controller *c, double now);
+void ctl_flows_routes(struct controller *c);
+void ctl_router_push(struct controller *c, int force);
+int ctl_app_utility(struct controller *c, const struct ctl_app *a, struct placement_utility *out);
+void ctl_events_broadcast(struct controller *c, const char *event, json_t *data);
+void ctl_flows_free(struct controller *c);
 
 /* apps.c */
 int ctl_app_parse(const json_t *body, struct ctl_app *a, struct wlm_error *err);

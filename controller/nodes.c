@@ -258,7 +258,10 @@ static void handle_heartbeat(struct wlm_http_req *req, void *ud)
     }
     json_decref(n->report);
     n->report = body;
-    n->last_heartbeat = wlm_now_wall();
+    double now = wlm_now_wall();
+    double dt = n->last_heartbeat > 0 && now - n->last_heartbeat < 60 ? now - n->last_heartbeat : 0;
+    n->last_heartbeat = now;
+    ctl_cycle_heartbeat(c, n, now, dt);
     wlm_http_respond_json(req, 200, json_pack("{s:s}", "state", "READY"));
 }
 
@@ -358,6 +361,7 @@ static void sync_jobsched(struct controller *c, double now)
     free(jn);
     free(labs);
     struct wlm_error err = {0};
+    jobsched_export_metrics(c->js, c->metrics);
     if (jobsched_update(c->js, now, &err) < 0)
         wlm_errorlog("controller", "job scheduler update failed", "detail=\"%s\"", err.msg);
 }
