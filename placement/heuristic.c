@@ -112,18 +112,38 @@ static void tree_update(struct pl_packer *k, size_t n)
 /* Leftmost position >= from in subtree i (covering [lo, hi)) with free CPU >= cpu
  * and free memory >= mem. Pruning is by the per-dimension maxima, so a subtree
  * may be entered and found wanting; in practice the first candidate fits. */
-static size_t tree_find(const struct pl_packer *k, size_t i, size_t lo, size_t hi, size_t from,
-                        double cpu, double mem)
+#ifndef FF_BUDGET
+#define FF_BUDGET (1 << 30)
+#endif
+
+struct ffq {
+    double cpu, mem;
+    int budget;
+};
+
+static size_t tree_ff_rec(const struct pl_packer *k, size_t i, size_t lo, size_t hi, struct ffq *q)
 {
-    if (hi <= from || k->tc[i] < cpu - PL_EPS || k->tm[i] < mem - PL_EPS)
+    if (k->tc[i] < q->cpu - PL_EPS || k->tm[i] < q->mem - PL_EPS || q->budget <= 0)
         return PL_NONE;
+    q->budget--;
     if (hi - lo == 1)
         return lo;
     size_t mid = (lo + hi) / 2;
-    size_t r = tree_find(k, 2 * i, lo, mid, from, cpu, mem);
+    size_t r = tree_ff_rec(k, 2 * i, lo, mid, q);
     if (r != PL_NONE)
         return r;
-    return tree_find(k, 2 * i + 1, mid, hi, from, cpu, mem);
+    return tree_ff_rec(k, 2 * i + 1, mid, hi, q);
+}
+
+/* First fit. When CPU and memory are both fragmented the two maxima can
+ * lead into many subtrees where no single node has both, so the search has
+ * a budget; past it, the caller falls back to the most-free-CPU node. */
+static size_t tree_find(const struct pl_packer *k, double cpu, double mem, int budget, int *exhausted)
+{
+    struct ffq q = {cpu, mem, budget};
+    size_t r = tree_ff_rec(k, 1, 0, k->size, &q);
+    *exhausted = r == PL_NONE && q.budget <= 0;
+    return r;
 }
 
 static int sol_has(const struct pl_packer *k, const struct pl_sol *s, size_t w, size_t n)
@@ -202,9 +222,10 @@ static void tree_max_rec(const struct pl_packer *k, size_t i, size_t lo, size_t 
     }
 }
 
-static size_t tree_find_max(const struct pl_packer *k, size_t i, size_t lo, size_t hi, double mem)
+static size_t tree_find_max(const struct pl_packer *k, size_t i, size_t lo, size_t hi, double mem,
+                            int budget)
 {
-    struct maxq q = {mem, PL_NONE, -0.5, 256};
+    struct maxq q = {mem, PL_NONE, -0.5, budget};
     tree_max_rec(k, i, lo, hi, &q);
     return q.best;
 }
@@ -245,8 +266,14 @@ static size_t pick(struct pl_packer *k, const struct pl_sol *out, size_t a, doub
         return best;
     }
     hide_hosts(k, out, a, 1);
-    size_t q = strategy == 0 ? tree_find(k, 1, 0, k->size, 0, cpu, mem)
-                             : tree_find_max(k, 1, 0, k->size, mem);
+    int exhausted = 0;
+    size_t q = strategy == 0 ? tree_find(k, cpu, mem, FF_BUDGET, &exhausted)
+                             : tree_find_max(k, 1, 0, k->size, mem, 256);
+    /* The most-free-CPU search is approximate (budgeted) by design: it is
+     * the fallback strategy, and an exact 2-D search can cost seconds when
+     * both CPU and memory are fragmented. First fit stays exact. */
+    if (exhausted)
+        q = tree_find_max(k, 1, 0, k->size, mem, 256);
     hide_hosts(k, out, a, 0);
     if (q == PL_NONE || q >= K)
         return PL_NONE;
@@ -415,7 +442,7 @@ int pl_pack(struct pl_packer *k, const struct pl_pack_args *pa, double t, struct
     /* First fit keeps nodes full (good for consolidation and few moves);
      * when it fails, spreading jobs by free CPU often still fits. */
     int rc = pack_once(k, pa, t, out, failed, 0);
-    if (rc || !*failed || pa->failed_mark)
+    if (rc || !*failed || pa->failed_mark || pa->ff_only)
         return rc;
     return pack_once(k, pa, t, out, failed, 1);
 }
@@ -675,6 +702,33 @@ out:
     free(used);
     free(mused);
     return moves;
+}
+
+size_t pl_min_prefix(const struct pl_packer *k, const int *excluded, double t, double capfactor)
+{
+    const struct pl_ctx *c = k->c;
+    double cpu = 0, mem = 0;
+    for (size_t a = 0; a < c->W; a++) {
+        if (!c->placeable[a] || (excluded && excluded[a]))
+            continue;
+        double d = demand(c, a, t);
+        if (d < 0)
+            return c->N;
+        cpu += d;
+        double inst = ceil(d / c->capi[a] - 1e-9);
+        if (inst < c->mininst[a])
+            inst = c->mininst[a];
+        mem += inst * c->p->workloads[a].memory_mb;
+    }
+    double hc = 0, hm = 0;
+    for (size_t i = 0; i < c->N; i++) {
+        size_t n = k->order[i];
+        hc += c->cap[n] * capfactor;
+        hm += c->mem[n];
+        if (hc >= cpu * (1 - 1e-9) && hm >= mem * (1 - 1e-9))
+            return i + 1;
+    }
+    return c->N;
 }
 
 /* ---------------------------------------------------------------- bound */

@@ -27,6 +27,7 @@ struct pl_pack_args {
     double capfactor;   /* CPU fraction usable (1 - headroom when consolidating) */
     const int *excluded; /* workloads left out */
     int *failed_mark;   /* best effort: mark workloads that could not be packed (NULL = strict) */
+    int ff_only;        /* no worst-fit retry (consolidation probes want tight packing) */
 };
 
 int pl_packer_init(struct pl_packer *k, const struct pl_ctx *c, const size_t *order);
@@ -41,6 +42,10 @@ int pl_best_level(struct pl_packer *k, const struct pl_pack_args *pa, struct pl_
                   double *level);
 /* Start idle-but-useful work on spare capacity after the last pl_pack. */
 int pl_place_idle(struct pl_packer *k, size_t K, const int *excluded, struct pl_sol *s);
+/* Smallest prefix of the node order whose CPU (x capfactor) and memory could
+ * hold every workload at level t, counting aggregates only: a lower bound on
+ * the nodes a packing needs. */
+size_t pl_min_prefix(const struct pl_packer *k, const int *excluded, double t, double capfactor);
 double pl_fluid_bound(const struct pl_ctx *c, const int *excluded);
 
 #endif

@@ -218,13 +218,13 @@ struct run {
     size_t *order;
     int *excluded, *usable, *node_on;
     double *cpu, *util;
-    struct pl_sol sol, cur;
+    struct pl_sol sol, cur, probe;
     size_t n_must, n_on;
 };
 
 static double level_at(struct run *r, size_t K, struct pl_sol *out, int *rc)
 {
-    struct pl_pack_args pa = {K, 1.0, r->excluded, NULL};
+    struct pl_pack_args pa = {K, 1.0, r->excluded, NULL, 0};
     double lv;
     *rc = pl_best_level(&r->k, &pa, out, &lv);
     return lv;
@@ -232,10 +232,52 @@ static double level_at(struct run *r, size_t K, struct pl_sol *out, int *rc)
 
 static int pack_ok(struct run *r, size_t K, double level, double capf, struct pl_sol *out, int *rc)
 {
-    struct pl_pack_args pa = {K, capf, r->excluded, NULL};
+    struct pl_pack_args pa = {K, capf, r->excluded, NULL, 0};
+    *rc = 0;
+    if (!out) /* a probe: the result is not kept */
+        out = &r->probe;
     int failed = 1;
     *rc = pl_pack(&r->k, &pa, level, out, &failed);
     return !*rc && !failed;
+}
+
+/* Smallest prefix in [lo, hi] that packs at `level` (hi is assumed to pack).
+ * Galloping from the aggregate lower bound: the answer is usually a few
+ * percent above it, so this needs far fewer probes than bisecting [lo, N].
+ * Returns hi when nothing smaller packs; *found says whether a probe
+ * succeeded (so the caller can replay exactly that packing). */
+static size_t smallest_prefix(struct run *r, size_t lo, size_t hi, double level, double capf,
+                              int *found, int *rc)
+{
+    *found = 0;
+    size_t prev = lo, step = lo / 64 + 1, cur = lo;
+    for (;;) {
+        if (cur >= hi)
+            break;
+        if (pack_ok(r, cur, level, capf, NULL, rc)) {
+            *found = 1;
+            hi = cur;
+            break;
+        }
+        if (*rc)
+            return hi;
+        prev = cur + 1;
+        cur += step;
+        step *= 2;
+    }
+    lo = prev;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (pack_ok(r, mid, level, capf, NULL, rc)) {
+            hi = mid;
+            *found = 1;
+        } else if (*rc) {
+            return hi;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    return hi;
 }
 
 static void set_usable(struct run *r, size_t K)
@@ -281,7 +323,7 @@ int placement_solve(const struct placement_problem *p, struct placement_decision
             break;
         if (rc)
             goto fail;
-        struct pl_pack_args pa = {c->N, 1.0, r.excluded, r.excluded};
+        struct pl_pack_args pa = {c->N, 1.0, r.excluded, r.excluded, 0};
         int failed;
         if ((rc = pl_pack(&r.k, &pa, -INFINITY, &r.sol, &failed)))
             goto fail;
@@ -315,40 +357,63 @@ int placement_solve(const struct placement_problem *p, struct placement_decision
                 goto fail;
             capf = 1.0; /* goals reachable only without headroom: use every node */
         }
+        /* Aggregate CPU and memory give a lower bound on the node count;
+         * packing probes then find the smallest prefix that packs. */
+        size_t agg = pl_min_prefix(&r.k, r.excluded, o->goal_utility, capf);
+        if (agg > lo)
+            lo = agg;
         if (lo > hi)
             lo = hi;
-        while (lo < hi) {
-            size_t mid = (lo + hi) / 2;
-            if (pack_ok(&r, mid, o->goal_utility, capf, &r.sol, &rc))
-                hi = mid;
-            else if (rc)
-                goto fail;
-            else
-                lo = mid + 1;
-        }
-        K = hi;
+        /* Remember the exact parameters that packed K: packing is not
+         * monotone in node count or capacity, so only a replay of the
+         * successful probe is sure to pack again. */
+        double K_capf = capf;
+        int K_ff = 0, found = 0; /* K_ff: 1 = a probe packed K, 0 = K = N is known to pack */
+        K = smallest_prefix(&r, lo, hi, o->goal_utility, capf, &found, &rc);
+        if (rc)
+            goto fail;
+        K_ff = found;
         /* Switching nodes off must also fit with a further margin, so demand
          * hovering at the threshold does not power the same node off and on
          * every cycle. */
         size_t n_on_now = r.n_on ? r.n_on : 1;
         double capf_off = capf - o->power_off_margin;
         if (K < n_on_now && capf_off > 0) {
-            size_t lo2 = K, hi2 = n_on_now;
-            while (lo2 < hi2) {
-                size_t mid = (lo2 + hi2) / 2;
-                if (pack_ok(&r, mid, o->goal_utility, capf_off, &r.sol, &rc))
-                    hi2 = mid;
-                else if (rc)
-                    goto fail;
-                else
-                    lo2 = mid + 1;
+            size_t lo2 = pl_min_prefix(&r.k, r.excluded, o->goal_utility, capf_off);
+            if (lo2 < K)
+                lo2 = K;
+            size_t K2 = smallest_prefix(&r, lo2, n_on_now, o->goal_utility, capf_off, &found, &rc);
+            if (rc)
+                goto fail;
+            if (found) {
+                K = K2;
+                K_capf = capf_off;
+                K_ff = 1;
+            } else {
+                K = n_on_now; /* keep what is on; the walk below checks it packs */
+                K_ff = -1;
             }
-            K = hi2;
         }
-        if (!pack_ok(&r, K, o->goal_utility, capf, &r.sol, &rc)) {
-            if (!rc)
-                rc = wlm_error_set(err, WLM_EINTERNAL, "placement: consolidation packing lost");
+        struct pl_pack_args pa = {K, K_capf, r.excluded, NULL, 0};
+        int failed = 1;
+        if (K_ff >= 0 && (rc = pl_pack(&r.k, &pa, o->goal_utility, &r.sol, &failed)))
             goto fail;
+        /* Safety net (the replay cannot fail): walk up to all nodes, which
+         * are known to pack at full capacity. */
+        while (failed) {
+            if (K >= c->N) {
+                K = c->N;
+                capf = 1.0;
+            }
+            if (pack_ok(&r, K, o->goal_utility, capf, &r.sol, &rc))
+                break;
+            if (rc)
+                goto fail;
+            if (K == c->N) {
+                rc = wlm_error_set(err, WLM_EINTERNAL, "placement: consolidation packing lost");
+                goto fail;
+            }
+            K++;
         }
         snprintf(note, sizeof(note), "all workloads meet their goal: consolidated onto %zu of %zu nodes",
                  K, c->N);
@@ -565,6 +630,7 @@ fail:
     pl_packer_fini(&r.k);
     pl_sol_fini(&r.sol);
     pl_sol_fini(&r.cur);
+    pl_sol_fini(&r.probe);
     free(r.order);
     free(r.excluded);
     free(r.usable);
