@@ -452,6 +452,73 @@ static void test_hysteresis_lexicographic(void **state)
     placement_problem_free(p);
 }
 
+/* Job states map to the right actions: queued -> start, suspended ->
+ * restore, paused -> resume; a job that cannot live-migrate moves through
+ * storage (suspend, then restore after it). */
+static void test_job_state_actions(void **state)
+{
+    (void)state;
+    struct placement_problem *p = tp_new(2, 4);
+    tp_node(p, 0, 4, 1000, 8192, 1);
+    tp_node(p, 1, 4, 1000, 8192, 1);
+    for (size_t i = 0; i < 4; i++)
+        tp_job(p, i, 1024, 1000, 1000);
+    p->workloads[1].state = PLACEMENT_JOB_SUSPENDED;
+    tp_cur(p, 2, 0, 0);
+    p->workloads[2].state = PLACEMENT_JOB_PAUSED;
+    tp_cur(p, 3, 0, 1000);
+    p->workloads[3].migratable = 0;
+    struct placement_assign target[] = {{0, 1, 1000}, {1, 1, 1000}, {2, 0, 1000}, {3, 1, 1000}};
+    struct placement_decision *d = NULL;
+    struct wlm_error err = {0};
+    assert_int_equal(placement_plan_target(p, target, 4, NULL, &d, &err), 0);
+    assert_int_equal(placement_plan_verify(p, d, &err), 0);
+    assert_int_equal(count_actions(d, PLACEMENT_ACT_START_JOB), 1);
+    assert_int_equal(count_actions(d, PLACEMENT_ACT_RESUME_JOB), 1);
+    assert_int_equal(count_actions(d, PLACEMENT_ACT_MIGRATE_JOB), 0);
+    assert_int_equal(count_actions(d, PLACEMENT_ACT_SUSPEND_JOB), 1);
+    assert_int_equal(count_actions(d, PLACEMENT_ACT_RESTORE_JOB), 2);
+    size_t susp = SIZE_MAX;
+    for (size_t i = 0; i < d->nactions; i++)
+        if (d->actions[i].kind == PLACEMENT_ACT_SUSPEND_JOB)
+            susp = i;
+    for (size_t i = 0; i < d->nactions; i++) {
+        const struct placement_action *a = &d->actions[i];
+        if (a->kind != PLACEMENT_ACT_RESTORE_JOB || a->workload != 3)
+            continue;
+        assert_true(i > susp);
+        int dep = 0;
+        for (size_t k = 0; k < a->ndeps; k++)
+            dep |= a->deps[k] == susp;
+        assert_true(dep);
+    }
+    placement_decision_free(d);
+    placement_problem_free(p);
+}
+
+/* A power budget caps what a node may allocate: 150 W of a 100-200 W node
+ * is half its CPU. */
+static void test_power_budget(void **state)
+{
+    (void)state;
+    struct placement_problem *p = tp_new(1, 1);
+    tp_node(p, 0, 4, 1000, 8192, 1);
+    p->nodes[0].power_idle_w = 100;
+    p->nodes[0].power_max_w = 200;
+    p->nodes[0].power_budget_w = 150;
+    tp_job(p, 0, 1024, 4000, 4000);
+    p->opts.power_saving = 0;
+    for (int solver = PLACEMENT_SOLVER_EXACT; solver <= PLACEMENT_SOLVER_HEURISTIC; solver++) {
+        p->opts.solver = solver;
+        struct placement_decision *d = solve_ok(p);
+        assert_true(fabs(d->cpu_mhz[0] - 2000) < 1);
+        assert_true(fabs(d->utility[0]) < 1e-3);
+        assert_true(d->power_w <= 150 + 1e-6);
+        placement_decision_free(d);
+    }
+    placement_problem_free(p);
+}
+
 static void test_utility_functions(void **state)
 {
     (void)state;
@@ -486,6 +553,8 @@ int main(void)
         cmocka_unit_test(test_hysteresis),
         cmocka_unit_test(test_spare_capacity_used),
         cmocka_unit_test(test_hysteresis_lexicographic),
+        cmocka_unit_test(test_job_state_actions),
+        cmocka_unit_test(test_power_budget),
         cmocka_unit_test(test_plan_never_overcommits),
         cmocka_unit_test(test_heuristic_vs_exact),
     };
