@@ -23,5 +23,10 @@ void cli_table(FILE *out, const char *const *cells, size_t nrows, size_t ncols);
 
 /* Subcommands in this directory. */
 int cli_cmd_app(const struct cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_status(const struct cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_placement(const struct cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_utilities(const struct cli_ctx *ctx, int argc, char **argv);
+/* The one-line summary of GET /v1/summary. */
+void cli_status_line(json_t *summary, char *out, size_t size);
 
 #endif

@@ -22,6 +22,9 @@ static void usage(FILE *out)
             "Commands:\n"
             "  nodes [--json]        list the cluster's nodes and their state\n"
             "  app ...               deploy, list, show and delete web applications\n"
+            "  status [--json]       one line: minimum utility, jobs, nodes on\n"
+            "  placement [--json]    where everything runs and the last decision\n"
+            "  utilities [--json]    utility of every application and job\n"
 #ifdef HAVE_CMD_JOB
             "  job ...               submit, list, show, cancel and wait for jobs (wlm job --help)\n"
 #endif
@@ -204,6 +207,12 @@ int main(int argc, char **argv)
         return cmd_nodes(&ctx, argc - i, argv + i);
     if (!strcmp(cmd, "app"))
         return cli_cmd_app(&ctx, argc - i, argv + i);
+    if (!strcmp(cmd, "status"))
+        return cli_cmd_status(&ctx, argc - i, argv + i);
+    if (!strcmp(cmd, "placement"))
+        return cli_cmd_placement(&ctx, argc - i, argv + i);
+    if (!strcmp(cmd, "utilities"))
+        return cli_cmd_utilities(&ctx, argc - i, argv + i);
     if (!strcmp(cmd, "version")) {
         printf("wlm %s\n", WLM_VERSION);
         return 0;

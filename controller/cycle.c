@@ -846,28 +846,40 @@ static void job_finished(struct controller *c, const struct jobsched_job *j, int
     int64_t id = j->id;
     char node[64];
     wlm_strlcpy(node, j->node, sizeof(node));
+    /* The domain is removed (and its image returned to the pool) by
+     * cleanup_ended on the next tick, as for a cancelled job. */
     job_transition(c, id, ok ? JOBSCHED_COMPLETED : JOBSCHED_FAILED, why);
-    job_place(c, id, NULL, 0);
     wlm_info(CTL_COMP, ok ? "job completed" : "job failed", "job=%lld node=%s detail=\"%s\"",
              (long long)id, node, why);
-    /* Remove the finished domain and return its image to the pool. */
-    const struct ctl_node *n = ctl_node_find(c, node);
-    if (n && n->agent_url[0]) {
-        char *url = wlm_asprintf("%s/v1/actions", n->agent_url);
-        json_t *b = json_pack("{s:s, s:s, s:s}", "id", "", "kind", "destroy", "job", "");
-        char aid[64], jid[32];
-        snprintf(aid, sizeof(aid), "end-j%lld", (long long)id);
-        snprintf(jid, sizeof(jid), "j%lld", (long long)id);
-        json_object_set_new(b, "id", json_string(aid));
-        json_object_set_new(b, "job", json_string(jid));
-        char *text = wlm_json_dumps(b);
-        json_decref(b);
-        wlm_http_client_request(c->client, "POST", url, c->token, "application/json", text,
-                                strlen(text), 10000, NULL, NULL);
-        free(text);
-        free(url);
-    }
     ctl_events_broadcast(c, "jobs", json_pack("{s:I}", "job", (json_int_t)id));
+}
+
+/* A cancelled (or failed) job may still have a domain on its node: remove
+ * it and forget the placement. */
+static void cleanup_ended(struct controller *c)
+{
+    size_t n;
+    struct jobsched_job *const *jobs = jobsched_jobs(c->js, &n);
+    for (size_t i = 0; i < n; i++) {
+        const struct jobsched_job *j = jobs[i];
+        if (!jobsched_state_terminal(j->state) || !j->node[0])
+            continue;
+        const struct ctl_node *node = ctl_node_find(c, j->node);
+        if (node && node->agent_url[0]) {
+            char *url = wlm_asprintf("%s/v1/actions", node->agent_url);
+            char *text = wlm_asprintf("{\"id\":\"end-j%lld\",\"kind\":\"destroy\","
+                                      "\"job\":\"j%lld\"}",
+                                      (long long)j->id, (long long)j->id);
+            wlm_http_client_request(c->client, "POST", url, c->token, "application/json", text,
+                                    strlen(text), 10000, NULL, NULL);
+            free(text);
+            free(url);
+        }
+        wlm_info(CTL_COMP, "removing the domain of an ended job", "job=%lld node=%s state=%s",
+                 (long long)j->id, j->node, jobsched_state_name(j->state));
+        job_place(c, j->id, NULL, 0);
+        jobs = jobsched_jobs(c->js, &n); /* the table may have been rebuilt */
+    }
 }
 
 /* With simulate_jobs, running jobs advance by their allocation (the test
@@ -1059,6 +1071,7 @@ static void on_flow_timer(uv_timer_t *t)
     }
     c->last_progress = now;
     check_timeouts(c);
+    cleanup_ended(c);
     ctl_flows_tick(c, now);
 }
 
