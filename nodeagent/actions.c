@@ -669,6 +669,10 @@ static void migrate_after1(struct na_action *x)
                              x->job, "path", x->rec.save_path);
     if (x->rec.command[0])
         json_object_set_new(body, "command", json_string(x->rec.command));
+    if (x->rec.sim_remaining >= 0) {
+        json_object_set_new(body, "sim_seconds", json_real(x->rec.sim_remaining));
+        json_object_set_new(body, "sim_total", json_real(x->rec.sim_total));
+    }
     char *s = wlm_json_dumps(body);
     json_decref(body);
     char *url = wlm_asprintf("%s/v1/actions", x->target);
@@ -809,6 +813,13 @@ static int check_state(struct na_action *x, struct wlm_error *err)
         wlm_strlcpy(x->rec.command, cmd, sizeof(x->rec.command));
         wlm_strlcpy(x->rec.state, "starting", sizeof(x->rec.state));
         x->rec.exit_status = -1;
+        double sim = -1;
+        if (wlm_json_get_num(x->params, "sim_seconds", 0, 0.001, 1e8, &sim, err) < 0)
+            return err->code;
+        if (sim > 0 && strncmp(a->cfg.libvirt_uri, "test:", 5) != 0)
+            return wlm_error_setf(err, WLM_EINVAL, "sim_seconds",
+                                  "sim_seconds is for simulated nodes (test:// driver) only");
+        x->rec.sim_remaining = x->rec.sim_total = sim;
         assign_config(a, &x->rec);
         /* Record before starting: if the agent dies mid-start, reconcile
          * finds the domain and adopts it instead of starting it again. */
@@ -832,7 +843,12 @@ static int check_state(struct na_action *x, struct wlm_error *err)
             const char *cmd = NULL;
             wlm_json_get_str(x->params, "command", 0, &cmd, NULL);
             wlm_strlcpy(x->rec.command, cmd ? cmd : "", sizeof(x->rec.command));
+            x->rec.sim_remaining = x->rec.sim_total = -1;
         }
+        /* A simulated job carries its remaining time from node to node. */
+        if (wlm_json_get_num(x->params, "sim_seconds", 0, 0, 1e8, &x->rec.sim_remaining, err) < 0 ||
+            wlm_json_get_num(x->params, "sim_total", 0, 0, 1e8, &x->rec.sim_total, err) < 0)
+            return err->code;
         if (path)
             wlm_strlcpy(x->rec.save_path, path, sizeof(x->rec.save_path));
         else if (!x->rec.save_path[0])
@@ -1030,6 +1046,11 @@ static json_t *rec_json(const struct nodeagent_vm_rec *r)
         json_object_set_new(o, "exit_status", json_integer(r->exit_status));
     if (r->save_path[0])
         json_object_set_new(o, "save_path", json_string(r->save_path));
+    if (r->sim_total > 0) {
+        double done = 1.0 - (r->sim_remaining > 0 ? r->sim_remaining : 0) / r->sim_total;
+        json_object_set_new(o, "sim_remaining", json_real(r->sim_remaining));
+        json_object_set_new(o, "progress", json_real(done < 0 ? 0 : done));
+    }
     return o;
 }
 
@@ -1303,4 +1324,77 @@ void na_actions_routes(struct nodeagent *a)
     wlm_http_server_route(a->http, "GET", "/v1/actions/:id", 1, h_get_action, a);
     wlm_http_server_route(a->http, "GET", "/v1/jobs", 1, h_list_jobs, a);
     wlm_http_server_route(a->http, "GET", "/v1/jobs/:id", 1, h_get_job, a);
+}
+
+/* Simulated jobs (test driver): running time counts down between
+ * heartbeats; at zero the domain goes and the job is finished, exit 0. */
+struct sim_end {
+    uv_work_t w;
+    struct nodeagent *a;
+    struct nodeagent_vm_rec rec;
+};
+
+static void sim_end_run(uv_work_t *w)
+{
+    struct sim_end *e = w->data;
+    e->a->vm->ops->destroy(e->a->vm, e->rec.job, NULL);
+    if (e->a->pool && e->rec.image[0])
+        nodeagent_pool_release(e->a->pool, e->rec.image, NULL);
+}
+
+static void sim_end_after(uv_work_t *w, int status)
+{
+    (void)status;
+    struct sim_end *e = w->data;
+    struct nodeagent *a = e->a;
+    struct nodeagent_vm_rec r;
+    if (nodeagent_repo_get(a->repo, e->rec.job, &r, NULL) == 0 && rec_live(&r)) {
+        wlm_strlcpy(r.state, "finished", sizeof(r.state));
+        r.exit_status = 0;
+        r.sim_remaining = 0;
+        nodeagent_repo_put(a->repo, &r, NULL);
+        char path[1200];
+        job_path(a, r.job, "console.log", path, sizeof(path));
+        FILE *f = fopen(path, "a");
+        if (f) {
+            fprintf(f, "WLM-START job=%s\nsimulated job ran %.1f s\nWLM-EXIT 0\n", r.job,
+                    r.sim_total);
+            fclose(f);
+        }
+        wlm_info(NA_COMP, "job ended", "job=%s state=finished exit_status=0 simulated=1", r.job);
+    }
+    free(e);
+    na_pending_dec(a);
+}
+
+void na_sim_tick(struct nodeagent *a, double dt)
+{
+    if (!a->vm || dt <= 0)
+        return;
+    struct nodeagent_vm_rec *recs = NULL;
+    size_t n = 0;
+    if (nodeagent_repo_list(a->repo, &recs, &n, NULL) < 0)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        struct nodeagent_vm_rec *r = &recs[i];
+        if (strcmp(r->state, "running") || r->sim_remaining < 0 || na_job_busy(a, r->job))
+            continue;
+        r->sim_remaining -= dt;
+        if (r->sim_remaining > 0) {
+            nodeagent_repo_put(a->repo, r, NULL);
+            continue;
+        }
+        struct sim_end *e = calloc(1, sizeof(*e));
+        if (!e)
+            continue;
+        e->a = a;
+        e->rec = *r;
+        e->w.data = e;
+        na_pending_inc(a);
+        if (uv_queue_work(a->loop, &e->w, sim_end_run, sim_end_after) != 0) {
+            free(e);
+            na_pending_dec(a);
+        }
+    }
+    free(recs);
 }

@@ -9,6 +9,7 @@
 #include "internal.h"
 
 static void hb_schedule(struct nodeagent *a, uint64_t ms);
+static void reg_schedule(struct nodeagent *a, uint64_t ms);
 
 void na_pending_inc(struct nodeagent *a) { a->pending++; }
 
@@ -116,13 +117,13 @@ static void on_register_done(const struct wlm_http_response *resp, const struct 
                      resp->status, resp->body ? resp->body : "");
         }
         if (a->registered) {
-            hb_schedule(a, 0);
+            hb_schedule(a, 0); /* tell the controller our usage at once */
         } else {
             /* Exponential backoff from 200 ms up to 10 s. */
             uint64_t ms = 200;
             for (int i = 1; i < a->reg_failures && ms < 10000; i++)
                 ms *= 2;
-            hb_schedule(a, ms > 10000 ? 10000 : ms);
+            reg_schedule(a, ms > 10000 ? 10000 : ms);
         }
     }
     na_pending_dec(a);
@@ -207,6 +208,7 @@ static void on_hb_done(const struct wlm_http_response *resp, const struct wlm_er
             wlm_warn(NA_COMP, "controller does not know this node, registering again", "name=%s",
                      a->cfg.name);
             a->registered = 0;
+            reg_schedule(a, 0);
         } else if (resp->status >= 300) {
             wlm_warn(NA_COMP, "heartbeat refused", "status=%d body=\"%.200s\"", resp->status,
                      resp->body ? resp->body : "");
@@ -215,7 +217,7 @@ static void on_hb_done(const struct wlm_http_response *resp, const struct wlm_er
                                                 "Heartbeats accepted by the controller", NULL),
                             1);
         }
-        hb_schedule(a, a->registered ? (uint64_t)a->cfg.heartbeat_ms : 0);
+        hb_schedule(a, (uint64_t)a->cfg.heartbeat_ms);
     }
     na_pending_dec(a);
 }
@@ -238,6 +240,7 @@ static void hb_after(uv_work_t *w, int status)
     double now = wlm_now_mono();
     double dt = a->last_hb_t > 0 ? now - a->last_hb_t : 0;
     a->last_hb_t = now;
+    na_sim_tick(a, dt);
     size_t n = hw->nvms + hw->nprocs;
     double *cpu_delta = calloc(n + 1, sizeof(double));
     double *mhz = calloc(n + 1, sizeof(double));
@@ -379,6 +382,15 @@ static void hb_after(uv_work_t *w, int status)
     free(hw->procs);
     free(hw);
 
+    if (!a->registered) {
+        /* Usage, power and job ends are still tracked; the controller
+         * hears about them once registration succeeds. */
+        json_decref(body);
+        a->hb_inflight = 0;
+        hb_schedule(a, (uint64_t)a->cfg.heartbeat_ms);
+        na_pending_dec(a);
+        return;
+    }
     char *s = wlm_json_dumps(body);
     json_decref(body);
     char *url = wlm_asprintf("%s/v1/nodes/%s/heartbeat", a->cfg.controller, a->cfg.name);
@@ -397,12 +409,8 @@ static void hb_after(uv_work_t *w, int status)
 static void on_hb_timer(uv_timer_t *t)
 {
     struct nodeagent *a = t->data;
-    if (a->stopping || a->hb_inflight || a->reg_inflight)
+    if (a->stopping || a->hb_inflight)
         return;
-    if (!a->registered) {
-        do_register(a);
-        return;
-    }
     struct hb_work *hw = calloc(1, sizeof(*hw));
     if (!hw)
         return;
@@ -421,6 +429,19 @@ static void hb_schedule(struct nodeagent *a, uint64_t ms)
 {
     if (!a->stopping)
         uv_timer_start(&a->hb_timer, on_hb_timer, ms, 0);
+}
+
+static void on_reg_timer(uv_timer_t *t)
+{
+    struct nodeagent *a = t->data;
+    if (!a->stopping && !a->registered && !a->reg_inflight)
+        do_register(a);
+}
+
+static void reg_schedule(struct nodeagent *a, uint64_t ms)
+{
+    if (!a->stopping)
+        uv_timer_start(&a->reg_timer, on_reg_timer, ms, 0);
 }
 
 /* ------------------------------------------------------------ HTTP */
@@ -634,11 +655,15 @@ int nodeagent_start(struct nodeagent *a, struct wlm_error *err)
     uv_timer_init(a->loop, &a->hb_timer);
     a->hb_timer.data = a;
     na_pending_inc(a);
+    uv_timer_init(a->loop, &a->reg_timer);
+    a->reg_timer.data = a;
+    na_pending_inc(a);
     a->started = 1;
     wlm_info(NA_COMP, "node agent listening", "name=%s url=%s libvirt=%s cores=%d mhz=%d memory_mb=%lld",
              a->cfg.name, a->agent_url, a->cfg.libvirt_uri, a->node.cores, a->node.mhz,
              a->node.memory_mb);
-    hb_schedule(a, 0);
+    reg_schedule(a, 0);
+    hb_schedule(a, (uint64_t)a->cfg.heartbeat_ms);
     return 0;
 }
 
@@ -670,6 +695,8 @@ void nodeagent_stop(struct nodeagent *a, void (*done)(void *ud), void *ud)
     if (a->started) {
         uv_timer_stop(&a->hb_timer);
         uv_close((uv_handle_t *)&a->hb_timer, on_handle_closed);
+        uv_timer_stop(&a->reg_timer);
+        uv_close((uv_handle_t *)&a->reg_timer, on_handle_closed);
         if (a->vm)
             uv_close((uv_handle_t *)&a->ev_async, on_handle_closed);
     }

@@ -38,7 +38,7 @@ struct nodeagent {
     char agent_url[160];
     char initramfs[600];
 
-    uv_timer_t hb_timer;
+    uv_timer_t hb_timer, reg_timer;
     uv_async_t ev_async;
     pthread_mutex_t ev_mu;
     struct na_event *evq;
@@ -74,6 +74,7 @@ int na_reconcile(struct nodeagent *a, struct wlm_error *err);
 void na_pending_inc(struct nodeagent *a);
 void na_pending_dec(struct nodeagent *a);
 json_t *na_jobs_json(struct nodeagent *a);
+void na_sim_tick(struct nodeagent *a, double dt);
 void na_check_jobs(struct nodeagent *a, const struct nodeagent_wl_info *live, size_t n);
 int na_job_busy(struct nodeagent *a, const char *job);
 

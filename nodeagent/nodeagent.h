@@ -224,10 +224,14 @@ struct nodeagent_vm_rec {
     char uuid[40];
     char image[512];
     char save_path[512];
-    char state[24]; /* running, paused, suspended, finished, failed, lost, destroyed */
+    char state[24]; /* starting, running, paused, suspended, finished, failed, stopped,
+                       destroyed, migrated */
     char command[1024];
     int exit_status; /* -1 until finished */
     char hostname[64], mac[24], ip[40];
+    /* Simulated jobs (test driver): seconds of running time left and in
+     * total; -1 when the job is real. */
+    double sim_remaining, sim_total;
 };
 int nodeagent_repo_open(const char *path, struct nodeagent_repo **out, struct wlm_error *err);
 void nodeagent_repo_close(struct nodeagent_repo *r);

@@ -17,6 +17,8 @@ static const char *const migrations[] = {
     " state TEXT NOT NULL, command TEXT NOT NULL DEFAULT '', exit_status INTEGER NOT NULL DEFAULT -1,"
     " hostname TEXT NOT NULL DEFAULT '', mac TEXT NOT NULL DEFAULT '', ip TEXT NOT NULL DEFAULT '',"
     " updated REAL NOT NULL DEFAULT 0)",
+    "ALTER TABLE vms ADD COLUMN sim_remaining REAL NOT NULL DEFAULT -1;"
+    "ALTER TABLE vms ADD COLUMN sim_total REAL NOT NULL DEFAULT -1",
 };
 
 int nodeagent_repo_open(const char *path, struct nodeagent_repo **out, struct wlm_error *err)
@@ -52,8 +54,8 @@ int nodeagent_repo_put(struct nodeagent_repo *r, const struct nodeagent_vm_rec *
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(r->db,
                            "INSERT OR REPLACE INTO vms (job, domain, uuid, image, save_path, state,"
-                           " command, exit_status, hostname, mac, ip, updated)"
-                           " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                           " command, exit_status, hostname, mac, ip, updated, sim_remaining,"
+                           " sim_total) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                            -1, &st, NULL) != SQLITE_OK)
         return db_fail(r, err, "put");
     const char *txt[] = {v->job,   v->domain,  v->uuid,    v->image, v->save_path,
@@ -65,6 +67,8 @@ int nodeagent_repo_put(struct nodeagent_repo *r, const struct nodeagent_vm_rec *
     sqlite3_bind_text(st, 10, v->mac, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 11, v->ip, -1, SQLITE_TRANSIENT);
     sqlite3_bind_double(st, 12, wlm_now_wall());
+    sqlite3_bind_double(st, 13, v->sim_remaining);
+    sqlite3_bind_double(st, 14, v->sim_total);
     int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : db_fail(r, err, "put");
     sqlite3_finalize(st);
     return rc;
@@ -86,11 +90,13 @@ static void row_to_rec(sqlite3_stmt *st, struct nodeagent_vm_rec *v)
     COL(9, mac);
     COL(10, ip);
 #undef COL
+    v->sim_remaining = sqlite3_column_double(st, 11);
+    v->sim_total = sqlite3_column_double(st, 12);
 }
 
 #define SELECT_COLS                                                                                \
-    "SELECT job, domain, uuid, image, save_path, state, command, exit_status, hostname, mac, ip "   \
-    "FROM vms"
+    "SELECT job, domain, uuid, image, save_path, state, command, exit_status, hostname, mac, ip, "  \
+    "sim_remaining, sim_total FROM vms"
 
 int nodeagent_repo_get(struct nodeagent_repo *r, const char *job, struct nodeagent_vm_rec *out,
                        struct wlm_error *err)

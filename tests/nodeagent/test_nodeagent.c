@@ -400,6 +400,7 @@ static struct nodeagent *make_agent(struct agents *g, const char *name, const ch
     /* No controller listens here: the agent keeps retrying, quietly. */
     wlm_strlcpy(c.controller, "http://127.0.0.1:1", sizeof(c.controller));
     wlm_strlcpy(c.token, "tok", sizeof(c.token));
+    c.heartbeat_ms = 50;
     struct nodeagent *a = nodeagent_new(&g->loop, &c, &err);
     if (!a)
         fail_msg("agent %s: %s", name, err.msg);
@@ -569,6 +570,27 @@ static void test_agent_actions(void **state)
     assert_string_equal(status_of(r), "succeeded");
     assert_true(json_is_true(json_object_get(json_object_get(r, "result"), "scrubbed")));
     json_decref(r);
+    /* A simulated job (test driver) finishes after its running time. */
+    r = act(g.b, "{\"id\":\"sim1\",\"kind\":\"start\",\"job\":\"js\",\"command\":\"x\","
+                 "\"sim_seconds\":0.3}", &st);
+    assert_string_equal(status_of(r), "succeeded");
+    json_decref(r);
+    const char *jst = NULL;
+    for (int i = 0; i < 250; i++) {
+        r = call(g.b, "GET", "/v1/jobs/js", NULL, &st);
+        jst = json_string_value(json_object_get(r, "state"));
+        if (!strcmp(jst, "finished"))
+            break;
+        json_decref(r);
+        r = NULL;
+        usleep(20000);
+    }
+    assert_non_null(r);
+    assert_string_equal(jst, "finished");
+    assert_int_equal(json_integer_value(json_object_get(r, "exit_status")), 0);
+    assert_non_null(strstr(json_string_value(json_object_get(r, "output")), "simulated"));
+    json_decref(r);
+
     /* Stop: the job is "stopped" (not failed) and its image is back. */
     r = act(g.a, "{\"id\":\"s2\",\"kind\":\"start\",\"job\":\"j2\",\"command\":\"x\"}", &st);
     assert_string_equal(status_of(r), "succeeded");
