@@ -522,28 +522,29 @@ static void job_curve(const struct sim_apc_job *j, double now, double floor_u,
     }
 }
 
-/* The processor-sharing web utility sampled at utility levels -1 .. u_max,
- * then made concave (the clamp at -1 below the knee is not). */
+/* The processor-sharing web utility sampled at utility levels -1 .. u_max.
+ * Below its demand the model is flat at the -1 clamp, a convex knee the core
+ * cannot take and that a concave envelope from 0 MHz would paper over (it
+ * reports utility 0.4 for an overloaded application). Instead the curve
+ * continues below the knee with the steepest slope of the model, down to a
+ * very negative utility at 0 MHz: CPU below demand is what the application
+ * needs most. */
 static void web_curve(const struct sim_apc_web *w, double max_mhz, struct placement_utility *u)
 {
     double um = web_umax(w);
-    size_t n = 0;
-    u->cpu_mhz[n] = 0;
-    u->util[n++] = -1;
-    for (int k = 0; k <= 20; k++) {
-        double lvl = -1 + (um - 0.01 + 1) * k / 20.0;
+    size_t n = 1;
+    for (int k = 0; k <= 24 && n < PLACEMENT_UTILITY_MAX_POINTS; k++) {
+        double lvl = -1 + (um - 0.01 + 1) * k / 24.0;
         double x = w->demand_mhz + w->c_mcycles / (w->tau_s * (1 - lvl) - w->d0_s);
-        if (x <= u->cpu_mhz[n - 1] + 1e-6 || x > max_mhz)
+        if (n > 1 && (x <= u->cpu_mhz[n - 1] + 1e-6 || x > max_mhz))
             continue;
         u->cpu_mhz[n] = x;
         u->util[n++] = lvl;
     }
-    if (n == 1) {
-        u->cpu_mhz[n] = max_mhz;
-        u->util[n++] = -1;
-    }
+    double s1 = n > 2 ? (u->util[2] - u->util[1]) / (u->cpu_mhz[2] - u->cpu_mhz[1]) : 1e-3;
+    u->cpu_mhz[0] = 0;
+    u->util[0] = u->util[1] - s1 * u->cpu_mhz[1];
     u->npoints = n;
-    placement_utility_make_concave(u);
 }
 
 int sim_apc_decide_core(const struct sim_apc_node *nodes, size_t nn,

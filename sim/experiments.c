@@ -22,6 +22,7 @@ void sim_exp_defaults(struct sim_exp_opts *o)
     o->ia_step_min = 2;
     o->exp2_ia_min = 20;
     o->exp2_nodes = 8;
+    o->exp2_policy = SIM_POLICY_APC;
     o->hosts = 16;
     o->vms = 64;
 }
@@ -201,7 +202,9 @@ int sim_exp2(const struct sim_exp_opts *o, struct wlm_error *err)
     const double day = 86400;
     struct sim_config c = o->base;
     c.nodes = o->exp2_nodes;
-    c.policy = SIM_POLICY_APC;
+    c.policy = o->exp2_policy;
+    if (c.policy == SIM_POLICY_FCFS || c.policy == SIM_POLICY_EDF)
+        return wlm_error_setf(err, WLM_EINVAL, "exp2_policy", "needs an apc policy (it places the web application too)");
     c.horizon_s = day;
     double cluster = (double)c.nodes * c.cores * c.mhz;
     c.web.min_mhz = 0.05 * cluster;
@@ -245,9 +248,10 @@ int sim_exp2(const struct sim_exp_opts *o, struct wlm_error *err)
         fprintf(sum, "power,metric,seeds,mean,ci95\n");
     if (o->table)
         fprintf(o->table, "Experiment 2: one day, %zu nodes x %g cores, web 5..55%% of the "
-                          "cluster, %zu jobs (mean ia %g min), %u seeds (mean +- 95%% CI)\n"
+                          "cluster, %zu jobs (mean ia %g min), placement %s, %u seeds (mean +- "
+                          "95%% CI)\n"
                           "%-10s %20s %20s %20s %14s %18s\n", c.nodes, c.cores, njobs,
-                o->exp2_ia_min, o->seeds, "power", "energy_kWh", "jobs_missed_%",
+                o->exp2_ia_min, sim_policy_name(c.policy), o->seeds, "power", "energy_kWh", "jobs_missed_%",
                 "web_violation_min", "node_boots", "suspends+migr");
     for (int p = 0; p < NP; p++) {
         if (o->table)

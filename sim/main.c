@@ -17,6 +17,7 @@ struct opts {
     char policy[32];
     char power[32];
     char solver[16];
+    char exp2_policy[32];
     char out[512];
     long long seed, seeds, jobs, nodes, hosts, vms, exp2_nodes;
     double cores, mhz, mem_mb, idle_w, max_w, off_w;
@@ -62,6 +63,8 @@ static const struct wlm_cfg_field fields[] = {
     F("ia_step", WLM_CFG_NUM, ia_step, "2", 0.01, 1e6, "exp1: step (min)"),
     F("mean_ia_min", WLM_CFG_NUM, mean_ia_min, "15", 0.01, 1e6, "run: mean inter-arrival (min)"),
     F("exp2_ia_min", WLM_CFG_NUM, exp2_ia_min, "20", 0.01, 1e6, "exp2: mean job inter-arrival"),
+    F("exp2_policy", WLM_CFG_STR, exp2_policy, "apc", 1, 0,
+      "exp2: placement of jobs and web (apc | apc-whole | ...noknobs)"),
     F("exp2_nodes", WLM_CFG_INT, exp2_nodes, "8", 1, 10000, "exp2: nodes"),
     F("hosts", WLM_CFG_INT, hosts, "16", 2, 100000, "exp3: hosts"),
     F("vms", WLM_CFG_INT, vms, "64", 1, 1000000, "exp3: VMs"),
@@ -185,6 +188,10 @@ int main(int argc, char **argv)
     e.ia_step_min = o.ia_step;
     e.exp2_ia_min = o.exp2_ia_min;
     e.exp2_nodes = (size_t)o.exp2_nodes;
+    if ((e.exp2_policy = sim_policy_parse(o.exp2_policy)) < 0) {
+        fprintf(stderr, "wlm-sim: --exp2-policy: unknown policy '%s'\n", o.exp2_policy);
+        return 2;
+    }
     e.hosts = (size_t)o.hosts;
     e.vms = (size_t)o.vms;
     e.table = stdout;

@@ -569,8 +569,11 @@ static int utility_with(struct sim *s, const int *pref, size_t k, double *mu, si
         *mu = INFINITY;
         return 0;
     }
-    int rc = sim_apc_decide(s->an, k, s->aj, m, web_view(s), s->now, 1, s->cfg->apc_hysteresis,
-                            s->cfg->cycle_s, &d);
+    int core = s->cfg->policy == SIM_POLICY_APC || s->cfg->policy == SIM_POLICY_APC_NOKNOBS;
+    int rc = core ? sim_apc_decide_core(s->an, k, s->aj, m, web_view(s), s->now, 1, s->cfg, &d,
+                                        s->err)
+                  : sim_apc_decide(s->an, k, s->aj, m, web_view(s), s->now, 1,
+                                   s->cfg->apc_hysteresis, s->cfg->cycle_s, &d);
     *mu = d.min_utility;
     for (size_t i = 0; i < m; i++)
         *placed += d.node[i] >= 0;

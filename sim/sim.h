@@ -242,6 +242,7 @@ struct sim_exp_opts {
     double ia_lo_min, ia_hi_min, ia_step_min; /* experiment 1 sweep, minutes */
     double exp2_ia_min;     /* experiment 2: mean job inter-arrival, minutes */
     size_t exp2_nodes;      /* experiment 2 cluster size */
+    int exp2_policy;        /* experiment 2 job/web placement policy (enum sim_policy) */
     size_t hosts, vms;      /* experiment 3 */
     const char *out_prefix; /* writes PREFIX-runs.csv, PREFIX-summary.csv, PREFIX.svg; NULL = none */
     FILE *table;            /* human-readable table (NULL = none) */
