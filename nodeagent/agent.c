@@ -300,14 +300,20 @@ static void hb_after(uv_work_t *w, int status)
         json_t *o = json_object();
         json_object_set_new(o, i < hw->nvms ? "job" : "instance", json_string(wi->id));
         json_object_set_new(o, "state", json_string(nodeagent_wl_state_name(wi->state)));
+        json_object_set_new(o, "domain_state", json_string(nodeagent_wl_state_name(wi->state)));
         json_object_set_new(o, "cpu_mhz", json_real(mhz[i]));
         json_object_set_new(o, "memory_mb", json_real((double)wi->memory_kb / 1024.0));
         json_object_set_new(o, "energy_j", json_real(s ? s->energy_j : 0));
         if (i < hw->nvms) {
             json_object_set_new(o, "vcpus", json_integer(wi->vcpus));
             json_t *rec = jobs ? json_object_get(jobs, wi->id) : NULL;
-            if (rec)
+            if (rec) {
+                /* "state" is the job's state in the repository (running,
+                 * paused, finished, failed, ...); the hypervisor's view is
+                 * domain_state. */
                 json_object_update_missing(o, rec);
+                json_object_set(o, "state", json_object_get(rec, "job_state"));
+            }
             json_array_append_new(doms, o);
         } else {
             json_object_set_new(o, "pid", json_integer(wi->pid));
@@ -327,6 +333,8 @@ static void hb_after(uv_work_t *w, int status)
         if (!live) {
             json_t *o = json_deep_copy(jv);
             json_object_set_new(o, "job", json_string(jk));
+            json_object_set(o, "state", json_object_get(jv, "job_state"));
+            json_object_set_new(o, "domain_state", json_string("none"));
             json_array_append_new(doms, o);
         }
     }

@@ -28,7 +28,7 @@ const struct wlm_cfg_field nodeagent_cfg_fields[] = {
     {"state_dir", WLM_CFG_STR, F(state_dir), S(state_dir), "WLM_STATE_DIR", "", 0, -1,
      "repository, job dirs, console logs (default /tmp/wlm-nodeagent-NAME)"},
     {"shared_dir", WLM_CFG_STR, F(shared_dir), S(shared_dir), "WLM_SHARED_DIR", "", 0, -1,
-     "shared storage for VM save files (default STATE_DIR/shared)"},
+     "shared storage for VM save files (default: wlm-shared beside STATE_DIR)"},
     {"heartbeat_ms", WLM_CFG_INT, F(heartbeat_ms), 0, NULL, "2000", 50, 3600000,
      "heartbeat period in milliseconds"},
     {"labels", WLM_CFG_STR, F(labels), S(labels), NULL, "", 0, -1, "node labels k=v,k=v"},
@@ -68,9 +68,22 @@ void nodeagent_config_finish(struct nodeagent_config *c)
     if (!c->state_dir[0])
         snprintf(c->state_dir, sizeof(c->state_dir), "/tmp/wlm-nodeagent-%s", c->name);
     if (!c->shared_dir[0]) {
+        /* Agents whose state dirs are siblings (one machine, a demo or a
+         * test) share save files by default, so suspend on one node and
+         * restore on another works without extra flags. */
         char tmp[sizeof(c->state_dir) + 16];
-        snprintf(tmp, sizeof(tmp), "%s/shared", c->state_dir);
-        wlm_strlcpy(c->shared_dir, tmp, sizeof(c->shared_dir));
+        wlm_strlcpy(tmp, c->state_dir, sizeof(tmp));
+        size_t n = strlen(tmp);
+        while (n > 1 && tmp[n - 1] == '/')
+            tmp[--n] = '\0';
+        char *slash = strrchr(tmp, '/');
+        if (slash && slash != tmp)
+            *slash = '\0';
+        else
+            wlm_strlcpy(tmp, "", sizeof(tmp));
+        char out[sizeof(tmp) + 16];
+        snprintf(out, sizeof(out), "%s/wlm-shared", tmp);
+        wlm_strlcpy(c->shared_dir, out, sizeof(c->shared_dir));
     }
     /* A trailing slash on the controller URL would double up in paths. */
     size_t n = strlen(c->controller);
