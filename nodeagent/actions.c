@@ -1348,7 +1348,7 @@ static void sim_end_after(uv_work_t *w, int status)
     struct sim_end *e = w->data;
     struct nodeagent *a = e->a;
     struct nodeagent_vm_rec r;
-    if (nodeagent_repo_get(a->repo, e->rec.job, &r, NULL) == 0 && rec_live(&r)) {
+    if (nodeagent_repo_get(a->repo, e->rec.job, &r, NULL) == 0 && !strcmp(r.state, "finishing")) {
         wlm_strlcpy(r.state, "finished", sizeof(r.state));
         r.exit_status = 0;
         r.sim_remaining = 0;
@@ -1384,6 +1384,10 @@ void na_sim_tick(struct nodeagent *a, double dt)
             nodeagent_repo_put(a->repo, r, NULL);
             continue;
         }
+        /* Not "running" any more, so the heartbeat's check for vanished
+         * domains leaves it to us. */
+        wlm_strlcpy(r->state, "finishing", sizeof(r->state));
+        nodeagent_repo_put(a->repo, r, NULL);
         struct sim_end *e = calloc(1, sizeof(*e));
         if (!e)
             continue;

@@ -19,6 +19,8 @@
 
 #include "nodeagent.h"
 
+extern char **environ;
+
 struct pr_inst {
     char id[128];
     pid_t pid;
@@ -167,40 +169,54 @@ static int pr_start(struct nodeagent_driver *dd, const struct nodeagent_spec *s,
         }
     }
     char *line = wlm_buf_steal(&cmd);
-    char cgdir[700] = "";
+    char cgdir[700] = "", procs[800] = "", tasks[800] = "";
     if (d->cg_root[0]) {
         snprintf(cgdir, sizeof(cgdir), "%s/%s", d->cg_root, s->id);
         mkdir(cgdir, 0755);
+        snprintf(procs, sizeof(procs), "%s/cgroup.procs", cgdir);
+        snprintf(tasks, sizeof(tasks), "%s/tasks", cgdir);
     }
+    /* Everything the child needs is prepared here: after fork() in a
+     * threaded process only async-signal-safe calls are allowed. */
+    char port_env[32];
+    snprintf(port_env, sizeof(port_env), "PORT=%d", s->port);
+    size_t nenv = 0;
+    while (environ[nenv])
+        nenv++;
+    char **envp = calloc(nenv + 2, sizeof(char *));
+    if (!envp) {
+        free(line);
+        return wlm_error_set(err, ENOMEM, "out of memory");
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < nenv; i++)
+        if (strncmp(environ[i], "PORT=", 5) != 0)
+            envp[k++] = environ[i];
+    envp[k++] = port_env;
+    envp[k] = NULL;
+    const char *out = s->console && *s->console ? s->console : "/dev/null";
+    char *const argv[] = {"sh", "-c", line, NULL};
     pid_t pid = fork();
     if (pid < 0) {
+        int e = errno;
         free(line);
-        return wlm_error_set(err, errno, "fork: %s", strerror(errno));
+        free(envp);
+        return wlm_error_set(err, e, "fork: %s", strerror(e));
     }
     if (pid == 0) {
         setsid();
-        if (cgdir[0]) {
-            char procs[800], me[32];
-            snprintf(procs, sizeof(procs), "%s/cgroup.procs", cgdir);
-            snprintf(me, sizeof(me), "%d", (int)getpid());
-            if (write_file(procs, me) < 0) {
-                snprintf(procs, sizeof(procs), "%s/tasks", cgdir);
-                write_file(procs, me);
-            }
-        }
-        char port[16];
-        snprintf(port, sizeof(port), "%d", s->port);
-        setenv("PORT", port, 1);
-        int fd = open(s->console && *s->console ? s->console : "/dev/null",
-                      O_WRONLY | O_CREAT | O_APPEND, 0644);
+        /* Writing "0" moves the writing process itself. */
+        if (procs[0] && write_file(procs, "0") < 0)
+            write_file(tasks, "0");
+        int fd = open(out, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
         if (fd >= 0) {
             dup2(fd, 1);
             dup2(fd, 2);
-            close(fd);
         }
-        execl("/bin/sh", "sh", "-c", line, (char *)NULL);
+        execve("/bin/sh", argv, envp);
         _exit(127);
     }
+    free(envp);
     free(line);
     pthread_mutex_lock(&d->mu);
     struct pr_inst *in = find(d, s->id);
@@ -452,6 +468,8 @@ static void pr_free(struct nodeagent_driver *dd)
         wlm_strlcpy(id, d->inst[0].id, sizeof(id));
         pr_stop(dd, id, 0, NULL);
     }
+    if (d->cg_root[0])
+        rmdir(d->cg_root); /* only succeeds when empty, which it is now */
     free(d->inst);
     pthread_mutex_destroy(&d->mu);
     free(d);
