@@ -494,20 +494,63 @@ int pl_best_level(struct pl_packer *k, const struct pl_pack_args *pa, struct pl_
 
 /* ---------------------------------------------------------------- refine */
 
+/* Give workload a enough CPU on its own instances to reach `level` (or its
+ * cap), taking from free CPU `fc`. Instances with the most room go first,
+ * which is what a flow would do for the few instances an app has. With
+ * `apply`, allocations are written into s and cpu[a]. Returns 1 when the
+ * level (or the cap) is reached. */
+static int grow_to(const struct pl_ctx *c, size_t a, double level, double *fc, struct pl_sol *s,
+                   const size_t *head, const size_t *next, double *cpu, double capsum, int apply)
+{
+    double need = placement_utility_inverse(&c->p->workloads[a].utility, level);
+    if (need > capsum)
+        need = capsum;
+    need -= cpu[a];
+    while (need > 1e-9) {
+        size_t best = PL_NONE;
+        double room = 0;
+        for (size_t i = head[a]; i != PL_NONE; i = next[i]) {
+            double r = fmin(c->capi[a] - s->a[i].cpu_mhz, fc[s->a[i].node]);
+            if (r > room + 1e-12) {
+                room = r;
+                best = i;
+            }
+        }
+        if (best == PL_NONE || room <= 1e-9)
+            break;
+        double g = fmin(room, need);
+        fc[s->a[best].node] -= g;
+        need -= g;
+        if (apply) {
+            s->a[best].cpu_mhz += g;
+            cpu[a] += g;
+        } else {
+            /* tentative: remember the grant in the instance so the next pick
+             * sees it; undone by the caller */
+            s->a[best].cpu_mhz += g;
+            cpu[a] += g;
+        }
+    }
+    return need <= 1e-6;
+}
+
 /* Progressive filling on a fixed placement: raise every unsaturated workload
  * to the highest common level the free CPU on its own nodes allows, freeze
- * the ones that cannot grow further, repeat. This approximates the
- * lexicographic max-min refinement without another solve. */
+ * the ones that cannot grow further, repeat. Rigid jobs are served before
+ * apps, whose demand can flow to whichever instance has room. This
+ * approximates the lexicographic max-min refinement without another solve. */
 int pl_refine(const struct pl_ctx *c, const int *usable, struct pl_sol *s)
 {
     size_t N = c->N ? c->N : 1, W = c->W ? c->W : 1;
     double *fc = malloc(N * sizeof(double)), *tmp = malloc(N * sizeof(double));
-    double *cpu = calloc(W, sizeof(double)), *add = malloc(s->n ? s->n * sizeof(double) : 8);
+    double *cpu = calloc(W, sizeof(double)), *cpu_save = malloc(W * sizeof(double));
+    double *inst_save = malloc((s->n ? s->n : 1) * sizeof(double));
     double *capsum = calloc(W, sizeof(double));
     size_t *head = malloc(W * sizeof(size_t)), *next = malloc((s->n ? s->n : 1) * sizeof(size_t));
+    size_t *ord = malloc(W * sizeof(size_t));
     unsigned char *act = calloc(W, 1);
     int rc = -ENOMEM;
-    if (!fc || !tmp || !cpu || !add || !capsum || !head || !next || !act)
+    if (!fc || !tmp || !cpu || !cpu_save || !inst_save || !capsum || !head || !next || !ord || !act)
         goto out;
     for (size_t n = 0; n < c->N; n++)
         fc[n] = (!usable || usable[n]) ? c->cap[n] : 0;
@@ -521,7 +564,11 @@ int pl_refine(const struct pl_ctx *c, const int *usable, struct pl_sol *s)
         next[i] = head[x->workload];
         head[x->workload] = i;
     }
-    size_t nact = 0;
+    size_t nact = 0, nord = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t a = 0; a < c->W; a++)
+            if (head[a] != PL_NONE && (c->p->workloads[a].kind == PLACEMENT_JOB) == (pass == 0))
+                ord[nord++] = a;
     for (size_t a = 0; a < c->W; a++) {
         if (head[a] == PL_NONE)
             continue;
@@ -539,62 +586,35 @@ int pl_refine(const struct pl_ctx *c, const int *usable, struct pl_sol *s)
             hi = fmax(hi, um);
         }
         /* feasible(level): every active workload below level gets what it
-         * needs (or its cap) from free CPU on its own nodes. */
+         * needs (or its cap) from free CPU on its own nodes. Tentative grants
+         * are undone from the saved allocations. */
         double best = lo;
+        memcpy(cpu_save, cpu, c->W * sizeof(double));
+        for (size_t i = 0; i < s->n; i++)
+            inst_save[i] = s->a[i].cpu_mhz;
         for (int it = 0; it < 50 && hi - lo > 1e-7; it++) {
             double mid = (it == 0) ? hi : 0.5 * (lo + hi);
             memcpy(tmp, fc, c->N * sizeof(double));
             int ok = 1;
-            for (size_t a = 0; a < c->W && ok; a++) {
-                if (!act[a])
-                    continue;
-                double need = placement_utility_inverse(&c->p->workloads[a].utility, mid);
-                if (need > capsum[a])
-                    need = capsum[a];
-                need -= cpu[a];
-                for (size_t i = head[a]; i != PL_NONE && need > 1e-9; i = next[i]) {
-                    size_t n = s->a[i].node;
-                    double room = fmin(c->capi[a] - s->a[i].cpu_mhz, tmp[n]);
-                    if (room <= 0)
-                        continue;
-                    double g = fmin(room, need);
-                    tmp[n] -= g;
-                    need -= g;
-                }
-                if (need > 1e-6)
-                    ok = 0;
-            }
+            for (size_t k = 0; k < nord && ok; k++)
+                if (act[ord[k]])
+                    ok = grow_to(c, ord[k], mid, tmp, s, head, next, cpu, capsum[ord[k]], 0);
+            memcpy(cpu, cpu_save, c->W * sizeof(double));
+            for (size_t i = 0; i < s->n; i++)
+                s->a[i].cpu_mhz = inst_save[i];
             if (ok) {
                 best = mid;
                 if (it == 0)
                     break;
                 lo = mid;
-            } else if (it == 0) {
-                continue;
-            } else {
+            } else if (it > 0) {
                 hi = mid;
             }
         }
         /* Apply `best`, then freeze workloads that cannot grow any further. */
-        for (size_t a = 0; a < c->W; a++) {
-            if (!act[a])
-                continue;
-            double need = placement_utility_inverse(&c->p->workloads[a].utility, best);
-            if (need > capsum[a])
-                need = capsum[a];
-            need -= cpu[a];
-            for (size_t i = head[a]; i != PL_NONE && need > 1e-9; i = next[i]) {
-                size_t n = s->a[i].node;
-                double room = fmin(c->capi[a] - s->a[i].cpu_mhz, fc[n]);
-                if (room <= 0)
-                    continue;
-                double g = fmin(room, need);
-                fc[n] -= g;
-                s->a[i].cpu_mhz += g;
-                cpu[a] += g;
-                need -= g;
-            }
-        }
+        for (size_t k = 0; k < nord; k++)
+            if (act[ord[k]])
+                grow_to(c, ord[k], best, fc, s, head, next, cpu, capsum[ord[k]], 1);
         for (size_t a = 0; a < c->W; a++) {
             if (!act[a])
                 continue;
@@ -615,10 +635,12 @@ out:
     free(fc);
     free(tmp);
     free(cpu);
-    free(add);
+    free(cpu_save);
+    free(inst_save);
     free(capsum);
     free(head);
     free(next);
+    free(ord);
     free(act);
     return rc;
 }
@@ -660,7 +682,10 @@ int pl_balance(const struct pl_ctx *c, struct pl_sol *s, const int *node_on)
             break;
         double mean = sum / cnt;
         double w = fmax(c->o->balance_band, fabs(mean - 0.5 * (mn + mx)));
-        if (!(mx > mean + w && mn < mean - w))
+        /* Start moving only when both ends are a further 5 % outside the
+         * band: demand noise then does not trigger a migration every cycle,
+         * yet a real imbalance is still corrected. */
+        if (!(mx > mean + w + 0.05 && mn < mean - w - 0.05))
             break;
         double gap = mx - mn;
         size_t best = PL_NONE;

@@ -569,8 +569,25 @@ int placement_solve(const struct placement_problem *p, struct placement_decision
     }
 
     /* 5. Balance, evaluate, plan. */
-    if (o->max_balance_moves > 0)
-        pl_balance(c, &r.sol, r.node_on);
+    /* Balance only when every workload meets its goal. Under contention
+     * CPU is elastic and every node is as full as max-min makes it; gaps in
+     * utilisation come from capped workloads, which moving cannot fix, so
+     * moves there would repeat every cycle. */
+    if (o->max_balance_moves > 0) {
+        struct pl_sol view = {r.sol.a, r.sol.n, r.sol.cap};
+        double *bc = malloc(W * sizeof(double)), *bu = malloc(W * sizeof(double));
+        if (!bc || !bu) {
+            free(bc);
+            free(bu);
+            rc = -ENOMEM;
+            goto fail;
+        }
+        double tmin = min_over(c, r.excluded, &view, bc, bu);
+        free(bc);
+        free(bu);
+        if (tmin >= o->goal_utility - 1e-9)
+            pl_balance(c, &r.sol, r.node_on);
+    }
     d->nassign = r.sol.n;
     d->assign = r.sol.a;
     r.sol.a = NULL;

@@ -106,9 +106,9 @@ int main(int argc, char **argv)
     static const size_t sizes[] = {10, 20, 50, 100, 200, 1000, 3000, 10000};
     printf("placement bench: workloads = 3 x nodes, CPU load %.2f, seed %llu, MILP limit %.0f s\n",
            load, seed, tlim);
-    printf("%6s %6s | %8s %8s %8s %8s %7s | %8s %8s %8s %8s %7s %4s | %7s | %8s %6s\n", "nodes",
+    printf("%6s %6s | %8s %8s %8s %8s %7s | %8s %8s %8s %8s %7s %4s | %7s | %8s %8s %6s\n", "nodes",
            "wklds", "heur_s", "heur_cpu", "heur_min", "bound", "gap", "exact_s", "ex_cpu", "ex_min",
-           "lp_bnd", "ex_gap", "opt", "h-ex", "cons_s", "on");
+           "lp_bnd", "ex_gap", "opt", "h-ex", "cons_s", "cons_cpu", "on");
     int failed = 0;
     for (size_t i = 0; i < WLM_ARRAY_LEN(sizes) && sizes[i] <= max_nodes; i++) {
         size_t nn = sizes[i], nw = 3 * nn;
@@ -142,7 +142,7 @@ int main(int argc, char **argv)
                    e.gap, e.optimal ? "yes" : "no", h.minu - e.minu);
         else
             printf("%8s %8s %8s %8s %7s %4s | %7s | ", "-", "-", "-", "-", "-", "-", "-");
-        printf("%8.3f %3d/%zu\n", cons.secs, cons.on, nn);
+        printf("%8.3f %8.3f %3d/%zu\n", cons.secs, cons.cpu, cons.on, nn);
         fflush(stdout);
     }
     /* Harder for the heuristic: rigid single-node jobs only (no splittable
@@ -150,7 +150,7 @@ int main(int argc, char **argv)
     printf("\nrigid jobs only (heuristic vs exact, %d seeds per size)\n", 5);
     printf("%6s %6s | %10s %10s %10s | %10s %10s | %9s %9s\n", "nodes", "jobs", "heur_s_max",
            "exact_s_max", "ex_cpu_max", "worst h-ex", "mean h-ex", "ex_opt", "mean_gap");
-    static const size_t jsizes[] = {5, 10, 20};
+    static const size_t jsizes[] = {4, 10, 20};
     for (size_t i = 0; i < WLM_ARRAY_LEN(jsizes) && jsizes[i] <= max_nodes; i++) {
         size_t nn = jsizes[i], nw = 3 * nn;
         double hmax = 0, emax = 0, ecpu = 0, worst = 0, sum = 0, gsum = 0;
@@ -193,6 +193,68 @@ int main(int argc, char **argv)
             printf("%6zu %6zu | %10.3f %10.3f %10.3f | %10.4f %10.4f | %4d/%-4d %9.4f\n", nn, nw,
                    hmax, emax, ecpu, worst, sum / runs, nopt, runs, gsum / runs);
     }
+    /* Steady state: feed each decision back as the current placement, jiggle
+     * demand by +-5 %, and count the disruptive actions per cycle. Action
+     * costs and hysteresis are what keep this near zero. */
+    printf("\nsteady state (5 cycles, demand noise +-5 %%, heuristic, power saving off)\n");
+    printf("%6s %6s | %10s %12s %12s %10s\n", "nodes", "wklds", "first_acts", "moves/cycle",
+           "starts/cycle", "kept");
+    static const size_t ssizes[] = {20, 200, 2000};
+    for (size_t i = 0; i < WLM_ARRAY_LEN(ssizes) && ssizes[i] <= max_nodes; i++) {
+        size_t nn = ssizes[i], nw = 3 * nn;
+        struct placement_problem *p = tp_random(nn, nw, seed + 1000 + nn, load);
+        p->opts.power_saving = 0;
+        p->opts.solver = PLACEMENT_SOLVER_HEURISTIC;
+        unsigned long long rs = seed;
+        size_t first = 0, moves = 0, starts = 0, kept = 0;
+        for (int cyc = 0; cyc <= 5; cyc++) {
+            struct placement_decision *d = NULL;
+            struct wlm_error err = {0};
+            if (placement_solve(p, &d, &err)) {
+                fprintf(stderr, "solve failed: %s\n", err.msg);
+                failed = 1;
+                break;
+            }
+            size_t mv = 0, st = 0;
+            for (size_t k = 0; k < d->nactions; k++) {
+                enum placement_action_kind kd = d->actions[k].kind;
+                mv += kd == PLACEMENT_ACT_MIGRATE_JOB || kd == PLACEMENT_ACT_SUSPEND_JOB ||
+                      kd == PLACEMENT_ACT_STOP_INSTANCE;
+                st += kd == PLACEMENT_ACT_START_JOB || kd == PLACEMENT_ACT_START_INSTANCE ||
+                      kd == PLACEMENT_ACT_RESTORE_JOB;
+            }
+            if (cyc == 0) {
+                first = d->nactions;
+            } else {
+                moves += mv;
+                starts += st;
+                kept += d->kept_current;
+            }
+            /* the decision becomes the current state */
+            p->ncurrent = 0;
+            for (size_t a = 0; a < nw; a++) {
+                struct placement_workload *w = &p->workloads[a];
+                if (w->kind == PLACEMENT_JOB) {
+                    w->state = w->state == PLACEMENT_JOB_QUEUED ? PLACEMENT_JOB_QUEUED
+                                                                : PLACEMENT_JOB_SUSPENDED;
+                    w->cur_node = -1;
+                }
+            }
+            for (size_t k = 0; k < d->nassign; k++)
+                tp_cur(p, d->assign[k].workload, d->assign[k].node, d->assign[k].cpu_mhz);
+            placement_decision_free(d);
+            for (size_t a = 0; a < nw; a++) {
+                struct placement_utility *u = &p->workloads[a].utility;
+                double f = 0.95 + 0.1 * tp_rand(&rs);
+                for (size_t q = 1; q < u->npoints; q++)
+                    u->cpu_mhz[q] *= f;
+            }
+        }
+        placement_problem_free(p);
+        printf("%6zu %6zu | %10zu %12.1f %12.1f %7zu/5\n", nn, nw, first, moves / 5.0,
+               starts / 5.0, kept);
+    }
+
     printf("\ngap = upper bound - min utility (utility units; 1.0 = the whole goal range).\n"
            "bound: aggregate LP relaxation (heuristic) or GLPK LP relaxation (exact).\n"
            "cons: consolidation run at load/5 with power saving: solve time, nodes left on.\n"
