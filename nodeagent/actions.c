@@ -760,10 +760,17 @@ static int check_state(struct na_action *x, struct wlm_error *err)
             for (size_t i = 0; i < n; i++)
                 live += rec_live(&recs[i]);
             free(recs);
+            struct nodeagent_wl_info *procs = NULL;
+            size_t np = 0;
+            if (a->proc && a->proc->ops->list(a->proc, &procs, &np, NULL) == 0) {
+                for (size_t i = 0; i < np; i++)
+                    live += procs[i].state != NODEAGENT_WL_SHUTOFF;
+                free(procs);
+            }
             if (live)
                 return wlm_error_set(err, WLM_ECONFLICT,
-                                     "power_off: %d job(s) still run on this node; move or "
-                                     "suspend them first",
+                                     "power_off: %d job(s) or instance(s) still run on this node; "
+                                     "move, suspend or stop them first",
                                      live);
         }
         return 0;
