@@ -367,28 +367,31 @@ int pl_plan(const struct pl_ctx *c, const struct pl_sol *tgt, const int *node_on
         if (progress)
             continue;
         /* Only a cycle of migrations is left: send the smallest through storage. */
-        struct item *m = NULL;
+        size_t mi = PL_NONE;
         for (size_t i = 0; i < pl.nit; i++) {
-            struct item *x = &pl.it[i];
+            const struct item *x = &pl.it[i];
             if (x->type == IT_ARRIVE && !x->done && x->kind == PLACEMENT_ACT_MIGRATE_JOB &&
-                (!m || x->mem < m->mem))
-                m = x;
+                (mi == PL_NONE || x->mem < pl.it[mi].mem))
+                mi = i;
         }
-        if (!m) {
+        if (mi == PL_NONE) {
             /* The target itself over-commits a node: a solver bug. */
             rc = -WLM_EINTERNAL;
             goto out;
         }
-        size_t s;
-        if (emit(&pl, PLACEMENT_ACT_SUSPEND_JOB, m->w, m->from, -1, 0, -m->mem, &s) ||
-            vec_push(&pl.frees[m->from], s))
+        size_t s, w = pl.it[mi].w;
+        int from = pl.it[mi].from;
+        double mem = pl.it[mi].mem;
+        if (emit(&pl, PLACEMENT_ACT_SUSPEND_JOB, w, from, -1, 0, -mem, &s) ||
+            vec_push(&pl.frees[from], s))
             goto out;
-        pl.fm[m->from] += m->mem;
-        m->kind = PLACEMENT_ACT_RESTORE_JOB;
-        m->from = -1;
-        size_t mi = (size_t)(m - pl.it);
-        if (add_item(&pl, (struct item){IT_DEPART, PLACEMENT_ACT_SUSPEND_JOB, pl.it[mi].w, -1, -1, 0,
-                                        0, PL_NONE, 0, 0}))
+        pl.fm[from] += mem;
+        pl.it[mi].kind = PLACEMENT_ACT_RESTORE_JOB;
+        pl.it[mi].from = -1;
+        /* A finished pseudo-item carries the suspend, so the restore can
+         * depend on it like any other suspend-then-restore pair. */
+        if (add_item(&pl, (struct item){IT_DEPART, PLACEMENT_ACT_SUSPEND_JOB, w, -1, -1, 0, 0,
+                                        PL_NONE, 0, 0}))
             goto out;
         pl.it[pl.nit - 1].done = 1;
         pl.it[pl.nit - 1].action = s;
