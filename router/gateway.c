@@ -2435,7 +2435,9 @@ int router_new(const struct router_opts *o, struct router_config *cfg, struct ro
         s->json = rt_dup(o->config_json);
     int port = o->listen_port;
     for (unsigned i = 0; i < r->nw; i++) {
-        int fd = bind_fd(r->listen_host, port, 1, &port, err, "listen");
+        /* SO_REUSEPORT only to share the port among our own workers: with
+         * one worker a port already in use is an error, never a silent split. */
+        int fd = bind_fd(r->listen_host, port, r->nw > 1, &port, err, "listen");
         if (fd < 0)
             goto fail;
         r->w[i].lfd = fd;

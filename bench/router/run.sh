@@ -41,7 +41,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() {
   for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
@@ -56,7 +55,12 @@ pids+=($!)
 for _ in $(seq 50); do [ -s "$work/be.port" ] && break; sleep 0.05; done
 BE=$(cat "$work/be.port")
 
-NG1=$(free_port); NG2=$(free_port); HA1=$(free_port); HA2=$(free_port); RT=$(free_port)
+# All ports picked while holding every socket, so they are distinct.
+read -r NG1 NG2 HA1 HA2 RT FR FA < <(python3 -c '
+import socket
+ss = [socket.socket() for _ in range(7)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in ss])')
 mkdir -p "$work/ngx/logs"
 cat >"$work/ngx/nginx.conf" <<EOF
 worker_processes 1;
@@ -104,8 +108,9 @@ cat >"$work/router.json" <<EOF
 {"limit": 1024, "apps": [{"name": "bench", "instances": [{"id": "be", "url": "http://127.0.0.1:$BE"}]}]}
 EOF
 taskset -c "$PROXY_CPU" "$bin/wlm-router" --config "$work/router.json" --listen "127.0.0.1:$RT" \
-  --admin off --workers 1 --log-level error &
+  --admin off --workers 1 --log-level warn 2>"$work/router.log" &
 pids+=($!)
+RTPID=$!
 for p in "$BE" "$NG1" "$NG2" "$HA1" "$HA2" "$RT"; do wait_port "$p"; done
 
 # ---------------------------------------------------------------- runs
@@ -150,6 +155,7 @@ for i in $(seq "$REPEAT"); do
   run_h2 nginx "$NG2"
   run_h2 haproxy "$HA2"
   run_h2 wlm-router "$RT"
+  kill -0 "$RTPID" 2>/dev/null || { echo "run.sh: wlm-router died:" >&2; tail "$work/router.log" >&2; exit 1; }
 done
 
 python3 - "$work/runs" <<'PY'
@@ -180,7 +186,6 @@ print(f"(machine load average during the run: {' '.join(load)}; other work on th
 PY
 
 # ---------------------------------------------------------------- fairness
-FR=$(free_port); FA=$(free_port)
 taskset -c "$LOAD_CPU" "$bin/rt_backend" --port 0 >"$work/fbe.port" &
 pids+=($!)
 for _ in $(seq 50); do [ -s "$work/fbe.port" ] && break; sleep 0.05; done
@@ -200,7 +205,7 @@ FDUR=$((DUR * 2))
 wrks=()
 for spec in "w1 300" "w2 600" "w4 150"; do
   set -- $spec
-  taskset -c "$PROXY_CPU" wrk -t1 -c32 -d"${FDUR}s" -H "X-Class: $1" -H "X-Tag: $1" \
+  taskset -c "$PROXY_CPU" wrk -t1 -c256 -d"${FDUR}s" -H "X-Class: $1" -H "X-Tag: $1" \
     -H "X-Spin-Us: $2" "http://127.0.0.1:$FR/" >"$work/fair.$1" 2>&1 &
   wrks+=($!)
 done

@@ -194,6 +194,7 @@ static int on_complete(http_parser *p)
             free(g_log[i]);
         g_nlog = 0;
         g_ntags = 0;
+        memset(g_spin, 0, sizeof g_spin);
         send_resp(c, "ok\n", 3);
     } else {
         g_requests++;
