@@ -54,7 +54,7 @@ static void run_for(double s)
 }
 
 /* Requests served and CPU burnt by the sample app so far. */
-static int app_stats(struct lg *g, double *req, double *burn)
+static int app_stats(struct lg *g, double *req, double *burn, double *busy)
 {
     char *body = NULL;
     int st = lg_request_sync(g, "GET", "/stats", NULL, &body);
@@ -66,6 +66,7 @@ static int app_stats(struct lg *g, double *req, double *burn)
     }
     *req = json_number_value(json_object_get(j, "requests"));
     *burn = json_number_value(json_object_get(j, "burn_seconds"));
+    *busy = json_number_value(json_object_get(j, "busy_seconds"));
     json_decref(j);
     return 0;
 }
@@ -158,20 +159,29 @@ static int bench_predict(const char *bindir, double cpu_ms, double delay_ms, dou
     size_t nl = sizeof levels / sizeof levels[0];
     double S = cpu_ms / 1000;
     struct lg_stream *s = lg_stream_add(g, "/work", NULL, 0);
-    double meas[16], lam[16], cost[16], p95[16];
+    double meas[16], lam[16], cost[16], p95[16], share[16];
     uint64_t cnt[16];
+    /* Levels are utilisations of the CPU the app actually gets: on a shared
+     * machine that is less than a core, so each level's rate is scaled by
+     * the share measured during the previous one. */
+    double cap = 1;
     for (size_t i = 0; i < nl; i++) {
-        lg_stream_set_rate(s, levels[i] / S);
+        lg_stream_set_rate(s, levels[i] * cap / S);
         run_for(quick ? 1 : 2); /* warm up to steady state */
         struct lg_stats st;
         lg_stream_take(s, &st);
-        double r0, b0, r1, b1;
-        app_stats(g, &r0, &b0);
+        double r0, b0, r1, b1, w0, w1;
+        app_stats(g, &r0, &b0, &w0);
         double t0 = lg_now();
         run_for(secs);
         lg_stream_take(s, &st);
         double t1 = lg_now();
-        app_stats(g, &r1, &b1);
+        app_stats(g, &r1, &b1, &w1);
+        /* The CPU share the app's worker actually got while it had work: on a
+         * shared machine that is the allocation ω the model should use (in
+         * production the hypervisor or cgroup enforces it). */
+        share[i] = w1 > w0 ? fmin(1, (b1 - b0) / (w1 - w0)) : 1;
+        cap = share[i];
         meas[i] = lg_stats_mean(&st);
         p95[i] = lg_stats_pct(&st, 0.95);
         lam[i] = st.sent / (t1 - t0);
@@ -183,29 +193,32 @@ static int bench_predict(const char *bindir, double cpu_ms, double delay_ms, dou
     lg_stream_set_rate(s, 0);
     /* Calibrate d0 at the lowest level (what the controller's EWMA of
      * in-app time minus the CPU part converges to), then predict. */
-    double omega = 1000; /* one core, in MHz units: c in megacycles = CPU ms */
+    /* One core = 1000 MHz, so c in megacycles = CPU ms; ω = share · 1000. */
     double c0 = cost[0] * 1000;
-    double d0 = fmax(0, meas[0] - flowctl_ps_rt(omega, lam[0], c0, 0));
+    double d0 = fmax(0, meas[0] - flowctl_ps_rt(1000 * share[0], lam[0], c0, 0));
     printf("\nflowctl model vs wlm-sampleapp (processor sharing, 1 core, cpu %.1f ms, delay %.1f ms, "
            "%.0f s per level)\n",
            cpu_ms, delay_ms, secs);
-    printf("calibrated: c = %.2f ms CPU/request (profiled), d0 = %.2f ms\n", c0, d0 * 1000);
-    printf("%-6s %-8s %-8s %-10s %-10s %-10s %-8s %-8s\n", "rho", "lambda", "req", "c(ms)",
-           "meas(ms)", "pred(ms)", "err%", "p95(ms)");
+    printf("calibrated: c = %.2f ms CPU/request (profiled), d0 = %.2f ms; cpu = share of a core the\n"
+           "app's worker obtained while busy (the allocation ω used by the model; < 1 when the\n"
+           "machine is shared); rho = λc/ω\n",
+           c0, d0 * 1000);
+    printf("%-6s %-8s %-8s %-8s %-8s %-10s %-10s %-8s %-8s\n", "rho", "lambda", "req", "c(ms)",
+           "cpu", "meas(ms)", "pred(ms)", "err%", "p95(ms)");
     double mae = 0;
     size_t nm = 0;
     for (size_t i = 0; i < nl; i++) {
         struct flowctl_flow_model m = {lam[i], cost[i] * 1000, d0, 1, 0};
         struct flowctl_prediction p;
-        flowctl_predict(&m, 1, omega, NULL, -1, &p, NULL);
+        flowctl_predict(&m, 1, 1000 * share[i], NULL, -1, &p, NULL);
         double err = (p.rt - meas[i]) / meas[i] * 100;
         if (i > 0) {
             mae += fabs(err);
             nm++;
         }
-        printf("%-6.2f %-8.1f %-8llu %-10.2f %-10.1f %-10.1f %-+8.1f %-8.1f%s\n",
-               lam[i] * cost[i], lam[i], (unsigned long long)cnt[i], cost[i] * 1000,
-               meas[i] * 1000, p.rt * 1000, err, p95[i] * 1000, i == 0 ? "  (calibration)" : "");
+        printf("%-6.2f %-8.1f %-8llu %-8.2f %-8.2f %-10.1f %-10.1f %-+8.1f %-8.1f%s\n",
+               lam[i] * cost[i] / share[i], lam[i], (unsigned long long)cnt[i], cost[i] * 1000,
+               share[i], meas[i] * 1000, p.rt * 1000, err, p95[i] * 1000, i == 0 ? "  (calibration)" : "");
     }
     printf("mean absolute error (excluding the calibration level): %.1f %%\n", mae / nm);
     lg_free(g);

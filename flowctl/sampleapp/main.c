@@ -43,7 +43,7 @@ struct job {
     double cpu_ms;
     int done;      /* response ready */
     int status;    /* HTTP status */
-    char body[256];
+    char body[384];
     int keep_alive;
     uv_timer_t timer;
 };
@@ -81,6 +81,7 @@ struct app {
     /* Statistics (loop thread only, except burn_ns under mu). */
     uint64_t requests, in_flight;
     int64_t burn_ns;
+    int64_t busy_ns; /* wall time the workers spent burning: burn/busy = CPU share they got */
     double start;
 };
 
@@ -126,11 +127,12 @@ static void *worker_main(void *arg)
         j->next = NULL;
         pthread_mutex_unlock(&a->mu);
         int64_t q = j->remaining_ns < a->quantum_ns ? j->remaining_ns : a->quantum_ns;
-        int64_t t0 = thread_cpu_ns();
+        int64_t t0 = thread_cpu_ns(), w0 = (int64_t)uv_hrtime();
         burn(q);
-        int64_t used = thread_cpu_ns() - t0;
+        int64_t used = thread_cpu_ns() - t0, wall = (int64_t)uv_hrtime() - w0;
         pthread_mutex_lock(&a->mu);
         a->burn_ns += used;
+        a->busy_ns += wall;
         j->remaining_ns -= used;
         if (j->remaining_ns > 0) {
             if (a->rq_tail)
@@ -361,13 +363,13 @@ static int on_message_complete(http_parser *p)
         j->status = 200;
         double up = uv_now(a->loop) / 1000.0 - a->start;
         pthread_mutex_lock(&a->mu);
-        double burn_s = a->burn_ns / 1e9;
+        double burn_s = a->burn_ns / 1e9, busy_s = a->busy_ns / 1e9;
         pthread_mutex_unlock(&a->mu);
         snprintf(j->body, sizeof j->body,
                  "{\"requests\":%" PRIu64 ",\"in_flight\":%" PRIu64
-                 ",\"cpu_seconds\":%.6f,\"burn_seconds\":%.6f,\"uptime_seconds\":%.3f,"
-                 "\"cpu_ms\":%g,\"delay_ms\":%g,\"workers\":%d}\n",
-                 a->requests, a->in_flight - 1, process_cpu_s(), burn_s, up, a->cpu_ms,
+                 ",\"cpu_seconds\":%.6f,\"burn_seconds\":%.6f,\"busy_seconds\":%.6f,"
+                 "\"uptime_seconds\":%.3f,\"cpu_ms\":%g,\"delay_ms\":%g,\"workers\":%d}\n",
+                 a->requests, a->in_flight - 1, process_cpu_s(), burn_s, busy_s, up, a->cpu_ms,
                  a->delay_ms, a->nworkers);
         a->requests--; /* /stats is not work */
         job_finish(j);
@@ -491,7 +493,8 @@ static void usage(FILE *f)
             "  --workers N        CPU worker threads = cores of capacity (default 1)\n"
             "  --quantum-us N     processor-sharing quantum in us of CPU time (default 1000)\n"
             "  --help, --version\n\n"
-            "GET /stats -> {\"requests\", \"cpu_seconds\" (process), \"burn_seconds\", ...}\n");
+            "GET /stats -> {\"requests\", \"cpu_seconds\" (process), \"burn_seconds\" (request CPU),\n"
+            "  \"busy_seconds\" (wall time spent burning; burn/busy = CPU share obtained), ...}\n");
 }
 
 static int parse_num(const char *flag, const char *s, double min, double max, double *out)
