@@ -14,6 +14,7 @@
 # by the backend. Share vs weight share, and Jain's index of share/weight.
 #
 # Usage: bench/router/run.sh   env: DUR=5 REPEAT=3 CONNS=64 BUILD=build-bench-router
+#        ONLY=fair (skip the throughput table)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=${BUILD:-$top/build-bench-router}
@@ -145,6 +146,7 @@ run_h2() { # name port
   echo "$1 h2c $rps $p50 $p99" >>"$work/runs"
 }
 
+if [ "${ONLY:-all}" != fair ]; then
 echo "running: ${REPEAT}x interleaved, ${DUR}s each, wrk -c$CONNS, h2load -c16 -m16; proxy cpu $PROXY_CPU, load+backend cpu $LOAD_CPU" >&2
 : >"$work/runs"
 for i in $(seq "$REPEAT"); do
@@ -184,6 +186,8 @@ print("(h2c latency: p50 = mean, p99 ~ mean + 2.33 sd, h2load reports no percent
 load = open("/proc/loadavg").read().split()[:3]
 print(f"(machine load average during the run: {' '.join(load)}; other work on the host skews all rows alike)")
 PY
+
+fi # ONLY
 
 # ---------------------------------------------------------------- fairness
 taskset -c "$LOAD_CPU" "$bin/rt_backend" --port 0 >"$work/fbe.port" &
