@@ -329,7 +329,7 @@ int pl_milp(const struct pl_ctx *c, const int *allowed, const int *excluded, str
     m.hint = calloc((size_t)ncols + 1, sizeof(double));
     if (!m.hint)
         goto nomem;
-    set_hint(&m, s, excluded, 0);
+    set_hint(&m, s, excluded, 1); /* v = u(W) satisfies the v rows too */
 
     glp_iocp ip;
     glp_init_iocp(&ip);
