@@ -463,20 +463,38 @@ int placement_solve(const struct placement_problem *p, struct placement_decision
         double lpb = INFINITY;
         int optimal = 0;
         char mnote[128] = "";
+        struct pl_sol heur = {0};
+        if ((rc = pl_sol_copy(&heur, &r.sol)))
+            goto fail;
+        double t_heur = min_over(c, r.excluded, &heur, r.cpu, r.util);
         int mrc = pl_milp(c, r.usable, r.excluded, &r.sol, &lpb, &optimal, mnote, sizeof(mnote));
         if (mrc == 0) {
             /* If stage 2 ran out of time, CPU above the minimum may be
              * left on the table: hand it out as the heuristic would. */
-            if ((rc = pl_refine(c, r.usable, &r.sol)))
+            if ((rc = pl_refine(c, r.usable, &r.sol))) {
+                pl_sol_fini(&heur);
                 goto fail;
+            }
+            /* A MILP cut short by its time limit can end below the heuristic
+             * it started from (if GLPK rejected the incumbent): keep the best. */
+            if (min_over(c, r.excluded, &r.sol, r.cpu, r.util) < t_heur - 1e-7) {
+                pl_sol_fini(&r.sol);
+                r.sol = heur;
+                heur = (struct pl_sol){0};
+                mrc = 1;
+                snprintf(mnote, sizeof(mnote), "stopped below the heuristic, heuristic used");
+            }
+        }
+        pl_sol_fini(&heur);
+        if (mrc == 0) {
             d->solver = PLACEMENT_SOLVER_EXACT;
             d->exact_optimal = optimal;
-            if (lpb < bound)
-                bound = lpb;
         } else {
             snprintf(note + strlen(note), sizeof(note) - strlen(note), "%sexact solver: %s",
                      note[0] ? "; " : "", mnote[0] ? mnote : "failed, heuristic used");
         }
+        if (lpb < bound) /* the LP relaxation bounds t whichever answer is used */
+            bound = lpb;
     }
     min_over(c, r.excluded, &r.sol, r.cpu, r.util); /* fills r.util */
     double *sorted_new = malloc(W * sizeof(double));
