@@ -493,7 +493,10 @@ int placement_solve(const struct placement_problem *p, struct placement_decision
             snprintf(note + strlen(note), sizeof(note) - strlen(note), "%sexact solver: %s",
                      note[0] ? "; " : "", mnote[0] ? mnote : "failed, heuristic used");
         }
-        if (lpb < bound) /* the LP relaxation bounds t whichever answer is used */
+        /* The LP relaxation bounds t whichever answer is used, but only for
+         * the nodes it was given: with powered-off nodes left out it says
+         * nothing about powering them on, so the fluid bound stays. */
+        if (lpb < bound && K == c->N)
             bound = lpb;
     }
     min_over(c, r.excluded, &r.sol, r.cpu, r.util); /* fills r.util */
