@@ -183,7 +183,8 @@ struct rt_worker {
     struct rt_req *ready_head, *ready_tail;
     uint64_t seq;
     int need_drain; /* own ready list got work: drain at the end of the callback */
-    struct rt_conn *dirty; /* h2 conns to flush at the end of the callback */
+    struct rt_conn *dirty; /* h2 conns with frames to send, flushed in the check phase */
+    uv_check_t flush;
     char rbuf[65536];
 };
 
@@ -597,12 +598,19 @@ static void drain_ready(struct rt_worker *w);
 
 static void h2_flush(struct rt_conn *c);
 
-/* End of every libuv callback: admit what this worker was handed, then send
- * the h2 frames produced meanwhile, one write per connection. */
+/* End of every libuv callback: admit what this worker was handed. */
 static void maybe_drain(struct rt_worker *w)
 {
     while (w->need_drain)
         drain_ready(w);
+}
+
+/* Check phase (after all I/O callbacks of a loop iteration): send the h2
+ * frames produced by every response of the iteration, one write per
+ * connection instead of one per response. */
+static void flush_dirty(uv_check_t *h)
+{
+    struct rt_worker *w = h->data;
     while (w->dirty) {
         struct rt_conn *c = w->dirty;
         w->dirty = c->dnext;
@@ -610,6 +618,9 @@ static void maybe_drain(struct rt_worker *w)
         c->dirty = 0;
         h2_flush(c);
     }
+    maybe_drain(w);
+    if (!w->dirty)
+        uv_check_stop(&w->flush);
 }
 
 /* ------------------------------------------------------------ responses */
@@ -1863,6 +1874,7 @@ static void h2_respond(struct rt_conn *c, struct rt_req *q)
         c->dirty = 1;
         c->dnext = c->w->dirty;
         c->w->dirty = c;
+        uv_check_start(&c->w->flush, flush_dirty);
     }
 }
 
@@ -2339,6 +2351,7 @@ static void on_async(uv_async_t *a)
         if (w->has_admin)
             uv_close((uv_handle_t *)&w->admin, NULL);
         uv_close((uv_handle_t *)&w->sweep, NULL);
+        uv_close((uv_handle_t *)&w->flush, NULL);
         uv_close((uv_handle_t *)&w->async, NULL);
         return;
     }
@@ -2459,6 +2472,8 @@ int router_new(const struct router_opts *o, struct router_config *cfg, struct ro
         w->loop.data = w;
         uv_async_init(&w->loop, &w->async, on_async);
         w->async.data = w;
+        uv_check_init(&w->loop, &w->flush);
+        w->flush.data = w;
         uv_tcp_init(&w->loop, &w->listener);
         uv_tcp_open(&w->listener, w->lfd);
         w->lfd = -1;
