@@ -420,6 +420,77 @@ json_t *flowctl_decision_json(const struct flowctl_decision *d)
     return root;
 }
 
+struct fc_cum {
+    double arrivals, completed, resp_n, resp_sum, svc_n, svc_sum;
+};
+
+static int fc_cum_of(const json_t *f, struct fc_cum *c, struct wlm_error *err)
+{
+    static const char *const keys[] = {"arrivals", "completed", "service_count"};
+    double *dst[] = {&c->arrivals, &c->completed, &c->svc_n};
+    for (size_t i = 0; i < 3; i++) {
+        json_t *v = json_object_get(f, keys[i]);
+        if (!json_is_number(v) || json_number_value(v) < 0)
+            return fc__err(err, WLM_EINVAL, keys[i], "flows[].%s: must be a number >= 0", keys[i]);
+        *dst[i] = json_number_value(v);
+    }
+    json_t *resp = json_object_get(f, "response");
+    c->resp_n = json_number_value(json_object_get(resp, "count"));
+    c->resp_sum = json_number_value(json_object_get(resp, "sum_ms"));
+    c->svc_sum = c->svc_n * json_number_value(json_object_get(f, "service_time_ms_mean"));
+    return 0;
+}
+
+int flowctl_obs_from_router_stats(const json_t *prev, const json_t *cur, double dt,
+                                  struct flowctl_obs *out, size_t max, size_t *n,
+                                  struct wlm_error *err)
+{
+    *n = 0;
+    json_t *flows = json_object_get(cur, "flows");
+    if (!json_is_array(flows))
+        return fc__err(err, WLM_EINVAL, "flows", "router stats have no 'flows' array");
+    if (prev && !(dt > 0))
+        return fc__err(err, WLM_EINVAL, "dt", "interval must be > 0 s");
+    json_t *pflows = prev ? json_object_get(prev, "flows") : NULL;
+    size_t i;
+    json_t *f;
+    json_array_foreach(flows, i, f)
+    {
+        if (*n == max)
+            return fc__err(err, WLM_ELIMIT, "flows", "more than %zu flows", max);
+        const char *app = json_string_value(json_object_get(f, "app"));
+        const char *cls = json_string_value(json_object_get(f, "class"));
+        if (!app || !cls)
+            return fc__err(err, WLM_EINVAL, "app", "flows[%zu]: needs 'app' and 'class'", i);
+        struct fc_cum c, pc;
+        int rc = fc_cum_of(f, &c, err);
+        if (rc)
+            return rc;
+        const json_t *pf = NULL;
+        size_t k;
+        json_t *q;
+        json_array_foreach(pflows, k, q)
+        {
+            const char *pa = json_string_value(json_object_get(q, "app"));
+            const char *pcl = json_string_value(json_object_get(q, "class"));
+            if (pa && pcl && !strcmp(pa, app) && !strcmp(pcl, cls))
+                pf = q;
+        }
+        struct flowctl_obs *o = &out[(*n)++];
+        *o = (struct flowctl_obs){app, cls, -1, -1, -1, -1, -1};
+        if (!pf || fc_cum_of(pf, &pc, NULL) || c.arrivals < pc.arrivals ||
+            c.completed < pc.completed)
+            continue;
+        o->arrival_rate = (c.arrivals - pc.arrivals) / dt;
+        o->completion_rate = (c.completed - pc.completed) / dt;
+        if (c.resp_n > pc.resp_n)
+            o->mean_rt = (c.resp_sum - pc.resp_sum) / (c.resp_n - pc.resp_n) / 1000;
+        if (c.svc_n > pc.svc_n)
+            o->mean_service = fmax(0, (c.svc_sum - pc.svc_sum) / (c.svc_n - pc.svc_n) / 1000);
+    }
+    return 0;
+}
+
 int flowctl_router_config_apply(json_t *cfg, const struct flowctl_decision *d,
                                 struct wlm_error *err)
 {

@@ -139,6 +139,20 @@ struct flowctl_obs {
     double cost;            /* profiler's CPU per request, megacycles */
 };
 
+/* Per-flow observations over an interval from two GET /admin/stats documents
+ * of the router (router/README.md) taken dt seconds apart: arrival and
+ * completion rates from the counter differences, mean response time from the
+ * `response` histogram's count/sum_ms, mean time in the application from
+ * service_time_ms_mean × service_count. prev may be NULL (first sample: rates
+ * and means over the router's whole life are not an interval, so every value
+ * is -1 "unknown"). A flow absent from prev (new, or the router restarted and
+ * its counters went back) also gets -1s. cost is always -1 (the profiler's).
+ * app/cls point into `cur` (valid while it lives). Writes at most max
+ * entries and *n. Returns 0 or -WLM_EINVAL naming the field. */
+int flowctl_obs_from_router_stats(const json_t *prev, const json_t *cur, double dt,
+                                  struct flowctl_obs *out, size_t max, size_t *n,
+                                  struct wlm_error *err);
+
 struct flowctl;
 
 /* Create a controller; cfg NULL = defaults. Returns NULL with err set on bad config. */

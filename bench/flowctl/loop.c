@@ -31,6 +31,7 @@ struct ctx {
     struct flowctl *fc;
     struct prof_web *prof;
     struct flow_cum prev[2];
+    json_t *prev_stats; /* last GET /admin/stats document */
     double prev_t;
     double min_rtt;         /* gradient policy */
     double limit;           /* gradient policy, continuous */
@@ -111,7 +112,8 @@ static int put_config(struct ctx *c, char *err, size_t errlen)
     return st == 200 ? 0 : -1;
 }
 
-static int read_router(struct ctx *c, struct flow_cum *cum, char *err, size_t errlen)
+static int read_router(struct ctx *c, struct flow_cum *cum, json_t **doc, char *err,
+                       size_t errlen)
 {
     char *body = NULL;
     int st = lg_request_sync(c->admin, "GET", "/admin/stats", NULL, &body);
@@ -143,7 +145,10 @@ static int read_router(struct ctx *c, struct flow_cum *cum, char *err, size_t er
                 cum[k].svc_n * json_number_value(json_object_get(f, "service_time_ms_mean"));
         }
     }
-    json_decref(j);
+    if (doc)
+        *doc = j;
+    else
+        json_decref(j);
     return 0;
 }
 
@@ -168,9 +173,14 @@ static int control(struct ctx *c, double now, struct loop_cycle *cy, char *err, 
 {
     const struct loop_params *p = c->p;
     struct flow_cum cum[2];
-    if (read_router(c, cum, err, errlen))
+    json_t *doc = NULL;
+    if (read_router(c, cum, &doc, err, errlen))
         return -1;
-    double dt = now - c->prev_t;
+    /* What the controller daemon does with the router's stats. */
+    struct flowctl_obs obs[8];
+    size_t nobs = 0;
+    if (flowctl_obs_from_router_stats(c->prev_stats, doc, now - c->prev_t, obs, 8, &nobs, NULL))
+        nobs = 0;
     double svc[2] = {NAN, NAN};
     for (int k = 0; k < 2; k++) {
         double burn = app_burn(c, k);
@@ -188,21 +198,15 @@ static int control(struct ctx *c, double now, struct loop_cycle *cy, char *err, 
         if (dn > 0)
             svc[k] = (cum[k].svc_sum_ms - c->prev[k].svc_sum_ms) / dn / 1000;
         cy->svc[k] = svc[k];
-        if (p->policy == LOOP_FLOWCTL && dt > 0) {
-            double drn = cum[k].resp_n - c->prev[k].resp_n;
-            struct flowctl_obs o = {
-                app_name[k],
-                "default",
-                (cum[k].arrivals - c->prev[k].arrivals) / dt,
-                (cum[k].completed - c->prev[k].completed) / dt,
-                drn > 0 ? (cum[k].resp_sum_ms - c->prev[k].resp_sum_ms) / drn / 1000 : -1,
-                isfinite(svc[k]) ? svc[k] : -1,
-                isfinite(cy->cost_est[k]) ? cy->cost_est[k] : -1,
-            };
-            flowctl_observe(c->fc, &o, now, NULL);
-        }
+        for (size_t i = 0; p->policy == LOOP_FLOWCTL && i < nobs; i++)
+            if (!strcmp(obs[i].app, app_name[k])) {
+                obs[i].cost = isfinite(cy->cost_est[k]) ? cy->cost_est[k] : -1;
+                flowctl_observe(c->fc, &obs[i], now, NULL);
+            }
     }
     memcpy(c->prev, cum, sizeof cum);
+    json_decref(c->prev_stats);
+    c->prev_stats = doc;
     c->prev_t = now;
     cy->pred_rt[0] = cy->pred_rt[1] = NAN;
     if (p->policy == LOOP_FLOWCTL) {
@@ -334,7 +338,7 @@ int loop_run(const struct loop_params *p, struct loop_result *r)
     }
     double t0 = lg_now();
     c.prev_t = t0;
-    if (read_router(&c, c.prev, r->error, sizeof r->error))
+    if (read_router(&c, c.prev, &c.prev_stats, r->error, sizeof r->error))
         goto out;
     for (size_t ph = 0; ph < p->nphases; ph++) {
         for (int k = 0; k < 2; k++)
@@ -400,6 +404,7 @@ out:
         unlink(cfgpath);
     }
     json_decref(c.cfg);
+    json_decref(c.prev_stats);
     flowctl_free(c.fc);
     prof_web_free(c.prof);
     return rc;

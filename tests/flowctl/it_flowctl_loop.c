@@ -48,15 +48,10 @@ int main(int argc, char **argv)
     p.phases[2] = (struct loop_phase){8, {10, 10}};
     p.nphases = 3;
     p.verbose = getenv("WLM_VERBOSE") != NULL;
-    int rc = judge();
-    if (rc == 3) {
-        printf("--- second attempt: the first was too disturbed to judge\n");
-        rc = judge();
-    }
-    return rc ? 1 : 0;
+    return judge() ? 1 : 0;
 }
 
-/* Run the scenario once and check it: 0 pass, 1 fail, 3 inconclusive. */
+/* Run the scenario and check it: 0 pass, 1 fail. */
 static int judge(void)
 {
     if (loop_run(&p, &r)) {
@@ -87,8 +82,9 @@ static int judge(void)
     }
     /* The machine is shared (CI runs other tests beside this one): when the
      * application itself is starved of CPU its in-app time balloons and no
-     * router setting can help. Such cycles (in-app time over 1.5x the quiet
-     * phase's) are left out of the judgement and counted. */
+     * router setting can help. What the flow controller owns is the time a
+     * request spends at the router, so gold is judged on its response time
+     * with the in-app part at its quiet level: rt - in_app + quiet in_app. */
     double base = 0;
     size_t nb = 0;
     for (size_t i = 0; i < r.ncycles; i++)
@@ -97,38 +93,32 @@ static int judge(void)
             nb++;
         }
     base = nb ? base / nb : p.delay_ms[0] / 1000;
-    size_t first = 0, n1 = 0;
+    size_t first = 0, n1 = 0, starved = 0;
     for (size_t i = 0; i < r.ncycles; i++)
         if (r.cycles[i].phase == 1) {
             if (!n1)
                 first = i;
             n1++;
+            starved += r.cycles[i].svc[0] > 1.5 * base;
         }
-    size_t idx[LOOP_MAX_CYCLES], nu = 0, starved = 0;
-    for (size_t i = first; i < first + n1; i++) {
-        if (r.cycles[i].svc[0] > 1.5 * base)
-            starved++;
-        else if (isfinite(r.cycles[i].rt[0]))
-            idx[nu++] = i;
+    double adj[LOOP_MAX_CYCLES];
+    for (size_t i = 0; i < r.ncycles; i++) {
+        const struct loop_cycle *c = &r.cycles[i];
+        adj[i] = isfinite(c->svc[0]) ? c->rt[0] - fmax(0, c->svc[0] - base) : c->rt[0];
     }
-    printf("quiet in-app time %.1f ms; %zu of %zu high-load cycles left out (app starved of CPU)\n",
+    printf("quiet in-app time %.1f ms; %zu of %zu high-load cycles with the app starved of CPU\n",
            base * 1000, starved, n1);
-    if (nu < n1 / 2) {
-        fprintf(stderr, "FAIL: machine too loaded to judge: only %zu of %zu cycles usable\n", nu, n1);
-        return 3;
-    }
     /* 2. After the step up, gold meets its goal within a bounded number of
-     * cycles (three consecutive usable cycles with a median within the goal:
-     * one lucky second right after the step does not count), and stays within
-     * it (median over the usable cycles of the second half of the phase). */
+     * cycles (a median of three consecutive cycles within the goal: one lucky
+     * second right after the step does not count), and stays within it
+     * (median over the second half of the phase). */
     const size_t bound = 12;
     size_t reach = 0;
-    for (size_t j = 0; j + 2 < nu; j++) {
-        double w[3] = {r.cycles[idx[j]].rt[0], r.cycles[idx[j + 1]].rt[0],
-                       r.cycles[idx[j + 2]].rt[0]};
+    for (size_t i = first; i + 2 < first + n1; i++) {
+        double w[3] = {adj[i], adj[i + 1], adj[i + 2]};
         qsort(w, 3, sizeof w[0], cmpd);
         if (w[1] <= p.goal[0]) {
-            reach = idx[j + 2] - first + 1;
+            reach = i - first + 3;
             break;
         }
     }
@@ -140,13 +130,14 @@ static int judge(void)
     }
     double rts[LOOP_MAX_CYCLES];
     size_t nr = 0;
-    for (size_t j = 0; j < nu; j++)
-        if (idx[j] >= first + n1 / 2)
-            rts[nr++] = r.cycles[idx[j]].rt[0];
+    for (size_t i = first + n1 / 2; i < first + n1; i++)
+        if (isfinite(adj[i]))
+            rts[nr++] = adj[i];
     if (nr) {
         qsort(rts, nr, sizeof rts[0], cmpd);
         double med = rts[nr / 2];
-        printf("gold median response time, second half of the high-load phase: %.1f ms\n",
+        printf("gold median response time (in-app part at its quiet level), second half of the "
+               "high-load phase: %.1f ms\n",
                med * 1000);
         if (!(med <= p.goal[0])) {
             fprintf(stderr, "FAIL: gold median %.1f ms above its goal after settling\n", med * 1000);

@@ -178,6 +178,51 @@ static void test_router_json(void **st)
     flowctl_free(fc);
 }
 
+static void test_obs_from_router_stats(void **st)
+{
+    (void)st;
+    const char *a = "{\"limit\":4,\"flows\":[{\"flow\":\"s/g\",\"app\":\"s\",\"class\":\"g\","
+                    "\"arrivals\":100,\"completed\":90,\"response\":{\"count\":90,\"sum_ms\":4500},"
+                    "\"service_time_ms_mean\":40,\"service_count\":90}]}";
+    const char *b = "{\"limit\":4,\"flows\":[{\"flow\":\"s/g\",\"app\":\"s\",\"class\":\"g\","
+                    "\"arrivals\":300,\"completed\":290,\"response\":{\"count\":290,\"sum_ms\":16500},"
+                    "\"service_time_ms_mean\":45,\"service_count\":290},"
+                    "{\"flow\":\"s/b\",\"app\":\"s\",\"class\":\"b\",\"arrivals\":5,\"completed\":5,"
+                    "\"response\":{\"count\":5,\"sum_ms\":100},\"service_time_ms_mean\":20,"
+                    "\"service_count\":5}]}";
+    json_t *ja = json_loads(a, 0, NULL), *jb = json_loads(b, 0, NULL);
+    struct flowctl_obs o[4];
+    size_t n;
+    assert_int_equal(flowctl_obs_from_router_stats(ja, jb, 2, o, 4, &n, NULL), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(o[0].app, "s");
+    assert_string_equal(o[0].cls, "g");
+    assert_true(fabs(o[0].arrival_rate - 100) < 1e-9);
+    assert_true(fabs(o[0].completion_rate - 100) < 1e-9);
+    assert_true(fabs(o[0].mean_rt - 0.060) < 1e-9);                        /* 12000 ms / 200 */
+    assert_true(fabs(o[0].mean_service - (290 * 45 - 90 * 40) / 200.0 / 1000) < 1e-9);
+    assert_true(o[1].arrival_rate == -1 && o[1].mean_rt == -1); /* new flow: unknown */
+    assert_int_equal(flowctl_obs_from_router_stats(NULL, jb, 0, o, 4, &n, NULL), 0);
+    assert_true(o[0].arrival_rate == -1);
+    struct wlm_error e = {0};
+    assert_int_equal(flowctl_obs_from_router_stats(ja, jb, 2, o, 1, &n, &e), -WLM_ELIMIT);
+    json_t *bad = json_object();
+    assert_int_equal(flowctl_obs_from_router_stats(NULL, bad, 1, o, 4, &n, &e), -WLM_EINVAL);
+    assert_string_equal(e.field, "flows");
+    /* Feeding them in works and calibrates. */
+    struct flowctl *fc = flowctl_new(NULL, NULL);
+    assert_int_equal(flowctl_obs_from_router_stats(ja, jb, 2, o, 4, &n, NULL), 0);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(flowctl_observe(fc, &o[i], 10, NULL), 0);
+    struct flowctl_flow_model m;
+    assert_int_equal(flowctl_flow_get(fc, "s", "g", &m, NULL), 0);
+    assert_true(fabs(m.lambda - 100) < 1e-9);
+    flowctl_free(fc);
+    json_decref(bad);
+    json_decref(ja);
+    json_decref(jb);
+}
+
 static void test_bad_config(void **st)
 {
     (void)st;
@@ -194,7 +239,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_calibration),      cmocka_unit_test(test_damping_monotone),
         cmocka_unit_test(test_damping_noise),    cmocka_unit_test(test_router_json),
-        cmocka_unit_test(test_bad_config),
+        cmocka_unit_test(test_bad_config),       cmocka_unit_test(test_obs_from_router_stats),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
