@@ -47,20 +47,26 @@ int pl_packer_init(struct pl_packer *k, const struct pl_ctx *c, const size_t *or
         ;
     k->tc = malloc(2 * k->size * sizeof(double));
     k->tm = malloc(2 * k->size * sizeof(double));
+    k->tb = malloc(2 * k->size * sizeof(double));
     k->head = malloc(W * sizeof(size_t));
     k->pieces = malloc(W * sizeof(struct piece));
     k->npieces_cap = W;
     k->left = malloc(W * sizeof(int));
     k->dem = malloc(W * sizeof(double));
-    if (!k->order || !k->pos || !k->fc || !k->fm || !k->tc || !k->tm || !k->head || !k->pieces ||
+    if (!k->order || !k->pos || !k->fc || !k->fm || !k->tc || !k->tm || !k->tb || !k->head || !k->pieces ||
         !k->left || !k->dem) {
         pl_packer_fini(k);
         return -ENOMEM;
     }
+    double cs = 0, ms = 0;
     for (size_t i = 0; i < c->N; i++) {
         k->order[i] = order ? order[i] : i;
         k->pos[k->order[i]] = i;
+        cs += c->cap[i];
+        ms += c->mem[i];
     }
+    k->cs = c->N && cs > 0 ? cs / c->N : 1;
+    k->ms = c->N && ms > 0 ? ms / c->N : 1;
     return 0;
 }
 
@@ -72,12 +78,25 @@ void pl_packer_fini(struct pl_packer *k)
     free(k->fm);
     free(k->tc);
     free(k->tm);
+    free(k->tb);
     free(k->head);
     free(k->pieces);
     free(k->left);
     free(k->dem);
     free(k->next);
     memset(k, 0, sizeof(*k));
+}
+
+static inline double leaf_b(const struct pl_packer *k, double c, double m)
+{
+    return (c < 0 || m < 0) ? -1 : fmin(c / k->cs, m / k->ms);
+}
+
+static inline void tree_pull(struct pl_packer *k, size_t i)
+{
+    k->tc[i] = fmax(k->tc[2 * i], k->tc[2 * i + 1]);
+    k->tm[i] = fmax(k->tm[2 * i], k->tm[2 * i + 1]);
+    k->tb[i] = fmax(k->tb[2 * i], k->tb[2 * i + 1]);
 }
 
 static void tree_build(struct pl_packer *k, size_t K)
@@ -91,11 +110,10 @@ static void tree_build(struct pl_packer *k, size_t K)
         }
         k->tc[k->size + i] = c;
         k->tm[k->size + i] = m;
+        k->tb[k->size + i] = leaf_b(k, c, m);
     }
-    for (size_t i = k->size - 1; i >= 1; i--) {
-        k->tc[i] = fmax(k->tc[2 * i], k->tc[2 * i + 1]);
-        k->tm[i] = fmax(k->tm[2 * i], k->tm[2 * i + 1]);
-    }
+    for (size_t i = k->size - 1; i >= 1; i--)
+        tree_pull(k, i);
 }
 
 static void tree_update(struct pl_packer *k, size_t n)
@@ -103,10 +121,9 @@ static void tree_update(struct pl_packer *k, size_t n)
     size_t i = k->size + k->pos[n];
     k->tc[i] = k->fc[n];
     k->tm[i] = k->fm[n];
-    for (i >>= 1; i >= 1; i >>= 1) {
-        k->tc[i] = fmax(k->tc[2 * i], k->tc[2 * i + 1]);
-        k->tm[i] = fmax(k->tm[2 * i], k->tm[2 * i + 1]);
-    }
+    k->tb[i] = leaf_b(k, k->fc[n], k->fm[n]);
+    for (i >>= 1; i >= 1; i >>= 1)
+        tree_pull(k, i);
 }
 
 /* Leftmost position >= from in subtree i (covering [lo, hi)) with free CPU >= cpu
@@ -117,13 +134,14 @@ static void tree_update(struct pl_packer *k, size_t n)
 #endif
 
 struct ffq {
-    double cpu, mem;
+    double cpu, mem, b; /* b = min(cpu / cs, mem / ms): no leaf below it fits */
     int budget;
 };
 
 static size_t tree_ff_rec(const struct pl_packer *k, size_t i, size_t lo, size_t hi, struct ffq *q)
 {
-    if (k->tc[i] < q->cpu - PL_EPS || k->tm[i] < q->mem - PL_EPS || q->budget <= 0)
+    if (k->tc[i] < q->cpu - PL_EPS || k->tm[i] < q->mem - PL_EPS || k->tb[i] < q->b - 1e-12 ||
+        q->budget <= 0)
         return PL_NONE;
     q->budget--;
     if (hi - lo == 1)
@@ -140,7 +158,7 @@ static size_t tree_ff_rec(const struct pl_packer *k, size_t i, size_t lo, size_t
  * a budget; past it, the caller falls back to the most-free-CPU node. */
 static size_t tree_find(const struct pl_packer *k, double cpu, double mem, int budget, int *exhausted)
 {
-    struct ffq q = {cpu, mem, budget};
+    struct ffq q = {cpu, mem, fmin(cpu / k->cs, mem / k->ms) * (1 - 1e-9), budget};
     size_t r = tree_ff_rec(k, 1, 0, k->size, &q);
     *exhausted = r == PL_NONE && q.budget <= 0;
     return r;
@@ -238,10 +256,9 @@ static void hide_hosts(struct pl_packer *k, const struct pl_sol *s, size_t a, in
         size_t n = s->a[i].node, q = k->size + k->pos[n];
         k->tc[q] = hide ? -1 : k->fc[n];
         k->tm[q] = hide ? -1 : k->fm[n];
-        for (q >>= 1; q >= 1; q >>= 1) {
-            k->tc[q] = fmax(k->tc[2 * q], k->tc[2 * q + 1]);
-            k->tm[q] = fmax(k->tm[2 * q], k->tm[2 * q + 1]);
-        }
+        k->tb[q] = hide ? -1 : leaf_b(k, k->fc[n], k->fm[n]);
+        for (q >>= 1; q >= 1; q >>= 1)
+            tree_pull(k, q);
     }
 }
 

@@ -14,6 +14,8 @@ struct pl_packer {
     double *fc, *fm; /* free CPU / memory per node */
     size_t size;     /* segment tree leaves */
     double *tc, *tm; /* segment tree maxima */
+    double *tb;      /* max over leaves of min(fc / cs, fm / ms): a joint 2-D prune */
+    double cs, ms;   /* scales: mean node CPU and memory */
     size_t *head, *next; /* per-workload instance lists in the output */
     size_t next_cap;
     void *pieces;
