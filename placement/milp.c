@@ -349,7 +349,7 @@ int pl_milp(const struct pl_ctx *c, const int *allowed, const int *excluded, str
     double t1 = glp_mip_col_val(lp, m.tcol);
 
     /* Stage 2: keep the minimum, maximise the sum, pay for changes. */
-    double tol = 1e-6 + c->o->mip_gap * fabs(t1);
+    double tol = 1e-6; /* numerical slack only: t1 is attained by the incumbent */
     glp_set_col_bnds(lp, m.tcol, GLP_DB, t1 - tol, umax);
     glp_set_obj_coef(lp, 0, 0);
     glp_set_obj_coef(lp, m.tcol, 0);

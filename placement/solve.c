@@ -477,7 +477,9 @@ int placement_solve(const struct placement_problem *p, struct placement_decision
             }
             /* A MILP cut short by its time limit can end below the heuristic
              * it started from (if GLPK rejected the incumbent): keep the best. */
-            if (min_over(c, r.excluded, &r.sol, r.cpu, r.util) < t_heur - 1e-7) {
+            /* (stage 2 may give up t within the MIP gap: that is no loss) */
+            double tol = 1e-6 + 2 * o->mip_gap * fabs(t_heur);
+            if (min_over(c, r.excluded, &r.sol, r.cpu, r.util) < t_heur - tol) {
                 pl_sol_fini(&r.sol);
                 r.sol = heur;
                 heur = (struct pl_sol){0};

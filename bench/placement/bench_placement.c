@@ -38,6 +38,7 @@ struct result {
     double secs, cpu, minu, bound, gap;
     int optimal, solver, on;
     size_t actions;
+    char note[256];
 };
 
 static int run(struct placement_problem *p, enum placement_solver s, struct result *r)
@@ -60,6 +61,7 @@ static int run(struct placement_problem *p, enum placement_solver s, struct resu
     r->optimal = d->exact_optimal;
     r->solver = d->solver;
     r->actions = d->nactions;
+    snprintf(r->note, sizeof(r->note), "%s", d->note);
     r->on = 0;
     for (size_t n = 0; n < p->nnodes; n++)
         r->on += d->node_on[n];
@@ -126,6 +128,8 @@ int main(int argc, char **argv)
         if (nn <= exact_max_nodes) {
             if (run(p, PLACEMENT_SOLVER_EXACT, &e) == 0 && e.solver == PLACEMENT_SOLVER_EXACT)
                 have_exact = 1;
+            else
+                fprintf(stderr, "%zu x %zu: %s\n", nn, nw, e.note);
         }
         placement_problem_free(p);
         /* Consolidation: same shape at a fifth of the load, power saving on. */
@@ -177,8 +181,10 @@ int main(int argc, char **argv)
                 break;
             }
             placement_problem_free(p);
-            if (e.solver != PLACEMENT_SOLVER_EXACT)
+            if (e.solver != PLACEMENT_SOLVER_EXACT) {
+                fprintf(stderr, "rigid %zu x %zu: %s\n", nn, nw, e.note);
                 continue;
+            }
             runs++;
             hmax = fmax(hmax, h.secs);
             emax = fmax(emax, e.secs);
