@@ -540,14 +540,23 @@ struct nodeagent *nodeagent_new(uv_loop_t *loop, const struct nodeagent_config *
     char path[1100];
     snprintf(path, sizeof(path), "%s/jobs", a->cfg.state_dir);
     mkdir_p(path, 0755);
-    if (!a->cfg.kernel[0])
+    int is_real = strncmp(a->cfg.libvirt_uri, "test:", 5) != 0 &&
+                  strcmp(a->cfg.libvirt_uri, "none") != 0;
+    if (!a->cfg.kernel[0]) {
         find_kernel(a->cfg.kernel, sizeof(a->cfg.kernel));
+        char pvh[600];
+        if (is_real && a->cfg.kernel[0] &&
+            (nodeagent_kernel_pvh(a->cfg.kernel, "/var/tmp", pvh, sizeof(pvh)) == 0 ||
+             nodeagent_kernel_pvh(a->cfg.kernel, a->cfg.state_dir, pvh, sizeof(pvh)) == 0)) {
+            wlm_info(NA_COMP, "job VMs boot the uncompressed kernel", "kernel=%s", pvh);
+            wlm_strlcpy(a->cfg.kernel, pvh, sizeof(a->cfg.kernel));
+        }
+    }
     if (a->cfg.initramfs[0])
         wlm_strlcpy(a->initramfs, a->cfg.initramfs, sizeof(a->initramfs));
     else
         snprintf(a->initramfs, sizeof(a->initramfs), "%s/initramfs.cpio", a->cfg.state_dir);
-    if (!a->cfg.initramfs[0] && strncmp(a->cfg.libvirt_uri, "test:", 5) != 0 &&
-        strcmp(a->cfg.libvirt_uri, "none") != 0 && access(a->initramfs, R_OK) != 0) {
+    if (!a->cfg.initramfs[0] && is_real && access(a->initramfs, R_OK) != 0) {
         /* Real hypervisor and no initramfs given: build the default one. */
         struct wlm_error e2 = {0};
         if (nodeagent_initramfs_write(a->initramfs, "/bin/busybox", &e2) < 0)

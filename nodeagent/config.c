@@ -39,7 +39,7 @@ const struct wlm_cfg_field nodeagent_cfg_fields[] = {
     {"base_image_mb", WLM_CFG_INT, F(base_image_mb), 0, NULL, "16", 1, 1048576,
      "size of the base disk image (MiB)"},
     {"kernel", WLM_CFG_STR, F(kernel), S(kernel), "WLM_KERNEL", "", 0, -1,
-     "job VM kernel (default: newest /boot/vmlinuz-*)"},
+     "job VM kernel (default: newest /boot/vmlinuz-*, booted as its extracted PVH vmlinux when possible)"},
     {"initramfs", WLM_CFG_STR, F(initramfs), S(initramfs), "WLM_INITRAMFS", "", 0, -1,
      "job VM initramfs (default: STATE_DIR/initramfs.cpio, built from /bin/busybox)"},
     {"vm_memory_mb", WLM_CFG_INT, F(vm_memory_mb), 0, NULL, "192", 32, 1048576,

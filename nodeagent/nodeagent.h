@@ -301,6 +301,12 @@ int nodeagent_cpio_write(const char *out_path, const char *dir, const char *pref
  * "WLM-EXIT <status>" on the console, then powers off. */
 int nodeagent_initramfs_write(const char *out_path, const char *busybox, struct wlm_error *err);
 
+/* For a Debian kernel /boot/vmlinuz-VER built with CONFIG_PVH: extract its
+ * ELF vmlinux once into cache_dir/wlm-vmlinux-VER (QEMU boots it directly,
+ * several times faster under TCG) and put that path in `out`. Negative
+ * errno when the kernel does not qualify or extraction fails. */
+int nodeagent_kernel_pvh(const char *bzimage, const char *cache_dir, char *out, size_t n);
+
 /* ---------------------------------------------------------------- agent */
 
 struct nodeagent;

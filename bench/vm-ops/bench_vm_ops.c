@@ -20,10 +20,11 @@
 #define WLM_SOURCE_DIR "."
 #endif
 
-enum { OP_POOL, OP_COLD, OP_BOOT, OP_PROC, OP_SUSPEND, OP_RESTORE, OP_COPYCK, OP_COPYIMG,
+enum { OP_POOL, OP_COLD, OP_BOOT, OP_BOOT_BZ, OP_PROC, OP_SUSPEND, OP_RESTORE, OP_COPYCK, OP_COPYIMG,
        OP_MOVE, OP_N };
 static const char *op_names[OP_N] = {
-    "create domain (image from pool)", "create domain (cold: new overlay)", "boot to job start",
+    "create domain (image from pool)", "create domain (cold: new overlay)",
+    "boot to job start (PVH vmlinux)", "boot to job start (bzImage)",
     "process start (web instance)",    "suspend (save checkpoint)",          "restore",
     "copy checkpoint",                 "copy image",                         "move (suspend+copy+restore)"};
 
@@ -148,9 +149,17 @@ int main(int argc, char **argv)
         pclose(p);
     }
     struct wlm_error err = {0};
+    /* The agent boots the extracted PVH vmlinux when it can; the bzImage is
+     * measured too, for comparison. */
+    char pvh[600];
+    int have_pvh = nodeagent_kernel_pvh(kernel, "/var/tmp", pvh, sizeof(pvh)) == 0;
     struct nodeagent_libvirt_opts lo = {
-        .uri = "qemu:///system", .kernel = kernel, .initramfs = base, .vm_type = vm_type};
+        .uri = "qemu:///system", .kernel = have_pvh ? pvh : kernel, .initramfs = base,
+        .vm_type = vm_type};
     struct nodeagent_driver *d = nodeagent_libvirt_new(&lo, &err);
+    struct nodeagent_libvirt_opts lbz = lo;
+    lbz.kernel = kernel;
+    struct nodeagent_driver *dbz = have_pvh ? nodeagent_libvirt_new(&lbz, &err) : NULL;
     if (!d) {
         fprintf(stderr, "bench_vm_ops: %s\n", err.msg);
         return 1;
@@ -179,8 +188,26 @@ int main(int argc, char **argv)
     struct nodeagent_driver *pd = nodeagent_process_new("wlm-bench", 2000, &err);
     const char *job = "i=0; while true; do i=$((i+1)); echo count $i; sleep 0.2; done";
     int failures = 0;
-    for (int r = 0; r < runs * 2; r++) {
+    for (int r = 0; r < runs * (dbz ? 3 : 2); r++) {
         int cold = r % 2; /* alternate pool and cold creates */
+        if (r >= runs * 2) {
+            /* bzImage boots, for comparison. */
+            char id[64], jd[400], console[512], initrd[512];
+            snprintf(id, sizeof(id), "bench-%d-%d", (int)getpid(), r);
+            snprintf(jd, sizeof(jd), "%s/%s", dir, id);
+            mkdir(jd, 0755);
+            snprintf(console, sizeof(console), "%s/console.log", jd);
+            fclose(fopen(console, "w"));
+            if (job_initrd(jd, base, job, initrd, sizeof(initrd)) < 0)
+                continue;
+            struct nodeagent_spec s = {.id = id, .command = job, .initrd = initrd,
+                                       .console = console, .vcpus = 1, .memory_mb = mem};
+            double t0 = wlm_now_mono();
+            if (dbz->ops->start(dbz, &s, &err) == 0 && wait_for(console, "WLM-START", 300) == 0)
+                add(OP_BOOT_BZ, wlm_now_mono() - t0);
+            dbz->ops->destroy(dbz, id, NULL);
+            continue;
+        }
         char id[64], jd[400], console[512], initrd[512], save[512], copy[512];
         snprintf(id, sizeof(id), "bench-%d-%d", (int)getpid(), r);
         snprintf(jd, sizeof(jd), "%s/%s", dir, id);
@@ -264,6 +291,7 @@ int main(int argc, char **argv)
     }
     printf("\nVM operations, qemu:///system (%s), %lld MiB guest, median of %d runs\n", vm_type,
            mem, runs);
+    printf("kernel %s\n", have_pvh ? pvh : kernel);
     printf("checkpoint %.1f MiB, image overlay %.1f MiB\n\n", (double)ck_bytes / 1048576.0,
            (double)img_bytes / 1048576.0);
     printf("%-36s %10s %6s\n", "operation", "median s", "runs");
@@ -279,6 +307,8 @@ int main(int argc, char **argv)
     nodeagent_pool_free(cold_pool);
     if (pd)
         pd->ops->free(pd);
+    if (dbz)
+        dbz->ops->free(dbz);
     d->ops->free(d);
     snprintf(cmd, sizeof(cmd),
              "virsh -q -c qemu:///system pool-destroy %s >/dev/null 2>&1; "

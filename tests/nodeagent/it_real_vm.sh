@@ -21,7 +21,7 @@ cleanup() {
   [ ${#pids[@]} -gt 0 ] && wlm_kill_tree "${pids[@]}"
   for d in $(virsh list --name 2>/dev/null | grep "^wlm-$tag" || true); do virsh destroy "$d" >/dev/null 2>&1 || true; done
   for p in $(virsh pool-list --name 2>/dev/null | grep -- "-$tag" || true); do virsh pool-destroy "$p" >/dev/null 2>&1 || true; done
-  rm -rf "$dir"
+  [ -n "${WLM_KEEP_TMP:-}" ] || rm -rf "$dir"
 }
 trap cleanup EXIT
 fail() {
@@ -51,13 +51,15 @@ start_agent() { # NAME
   [ -n "$url" ] || fail "agent $1 did not start"
   eval "url_$1=$url"
 }
-api() { curl -sS -H "Authorization: Bearer $WLM_TOKEN" "$@"; }
+# Transport failures are retried (a busy CI machine can run short of
+# ephemeral ports); POSTs are safe to repeat because action ids are idempotent.
+api() { curl -sS --retry 5 --retry-all-errors --retry-delay 1 -H "Authorization: Bearer $WLM_TOKEN" "$@"; }
 field() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"; }
 act() { # URL JSON -> final action JSON
   local url=$1 body=$2 id
   id=$(echo "$body" | field 'd["id"]')
   code=$(api -o "$dir/post" -w '%{http_code}' -d "$body" "$url/v1/actions")
-  [ "$code" = 202 ] || fail "POST $body -> $code $(cat "$dir/post")"
+  [ "$code" = 202 ] || [ "$code" = 200 ] || fail "POST $body -> $code $(cat "$dir/post")"
   for _ in $(seq 600); do
     api "$url/v1/actions/$id" >"$dir/act"
     st=$(field 'd["status"]' <"$dir/act")
