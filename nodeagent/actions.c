@@ -363,7 +363,7 @@ static void start_run(struct na_action *x)
             nodeagent_pool_release(a->pool, x->image, NULL);
         return;
     }
-    struct nodeagent_wl_info wi;
+    struct nodeagent_wl_info wi = {0};
     if (a->vm->ops->info(a->vm, x->job, &wi, NULL) == 0)
         wlm_strlcpy(r->uuid, wi.uuid, sizeof(r->uuid));
     wlm_strlcpy(r->image, x->image ? x->image : "", sizeof(r->image));
@@ -437,7 +437,7 @@ static void restore_run(struct na_action *x)
         return;
     /* The save file is consumed: a second restore would run the job twice. */
     unlink(x->rec.save_path);
-    struct nodeagent_wl_info wi;
+    struct nodeagent_wl_info wi = {0};
     if (a->vm->ops->info(a->vm, x->job, &wi, NULL) == 0)
         wlm_strlcpy(x->rec.uuid, wi.uuid, sizeof(x->rec.uuid));
     set_result(x, json_pack("{s:s,s:f}", "state", "running", "seconds", wlm_now_mono() - t0));
@@ -468,7 +468,7 @@ static void resize_run(struct na_action *x)
     };
     if (d->ops->resize(d, x->job, &r, &x->err) < 0)
         return;
-    struct nodeagent_wl_info wi;
+    struct nodeagent_wl_info wi = {0};
     if (d->ops->info(d, x->job, &wi, &x->err) < 0)
         return;
     set_result(x, json_pack("{s:i,s:I,s:I,s:I}", "vcpus", wi.vcpus, "cpu_shares", wi.cpu_shares,
@@ -715,7 +715,7 @@ static void app_start_run(struct na_action *x)
         if (a->proc->ops->resize(a->proc, x->job, &r, &e2) < 0)
             capmode = "uncapped";
     }
-    struct nodeagent_wl_info wi;
+    struct nodeagent_wl_info wi = {0};
     a->proc->ops->info(a->proc, x->job, &wi, NULL);
     set_result(x, json_pack("{s:I,s:i,s:s,s:f}", "pid", (json_int_t)wi.pid, "port", s.port, "cap",
                             capmode, "seconds", wlm_now_mono() - t0));
@@ -1158,7 +1158,7 @@ struct check_job {
 static void check_run(uv_work_t *w)
 {
     struct check_job *c = w->data;
-    struct nodeagent_wl_info wi;
+    struct nodeagent_wl_info wi = {0};
     struct wlm_error err = {0};
     int r = c->a->vm->ops->info(c->a->vm, c->job, &wi, &err);
     c->gone = r == -WLM_ENOTFOUND || (r == 0 && wi.state == NODEAGENT_WL_SHUTOFF);

@@ -1,5 +1,6 @@
 /* The agent: registration, heartbeat, power reporting, the HTTP server and
  * the bridge from libvirt's event thread to the libuv loop. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -521,6 +522,17 @@ struct nodeagent *nodeagent_new(uv_loop_t *loop, const struct nodeagent_config *
     if (strncmp(a->cfg.controller, "http://", 7)) {
         wlm_error_setf(err, WLM_EINVAL, "controller", "controller URL '%s' must start with http://",
                        a->cfg.controller);
+        goto fail;
+    }
+    struct in_addr ip;
+    if (inet_pton(AF_INET, a->cfg.ip_pool, &ip) != 1) {
+        wlm_error_setf(err, WLM_EINVAL, "ip_pool", "ip_pool '%s' is not an IPv4 address",
+                       a->cfg.ip_pool);
+        goto fail;
+    }
+    if (strcmp(a->cfg.vm_type, "qemu") && strcmp(a->cfg.vm_type, "kvm")) {
+        wlm_error_setf(err, WLM_EINVAL, "vm_type", "vm_type '%s' must be qemu or kvm",
+                       a->cfg.vm_type);
         goto fail;
     }
     a->labels = nodeagent_parse_labels(a->cfg.labels, err);
