@@ -144,6 +144,7 @@ struct rt_upconn {
     char *hk; /* header pairs "name\0value\0" */
     size_t hklen, hkcap;
     int in_value, complete;
+    int noreuse; /* EOF seen or stray bytes after the response */
 };
 
 enum rt_proto { P_DETECT, P_H1, P_H2 };
@@ -918,7 +919,7 @@ static const http_parser_settings up_settings = {
 static void up_done(struct rt_upconn *u)
 {
     struct rt_req *q = u->req;
-    int ka = http_should_keep_alive(&u->p);
+    int ka = http_should_keep_alive(&u->p) && !u->noreuse;
     uv_timer_stop(&u->timer);
     u->req = NULL;
     q->up = NULL;
@@ -955,6 +956,7 @@ static void up_read_(struct rt_upconn *u, ssize_t n, const uv_buf_t *b)
     }
     if (n < 0) {
         if (n == UV_EOF && u->got_bytes) {
+            u->noreuse = 1;
             http_parser_execute(&u->p, &up_settings, NULL, 0);
             if (u->complete) {
                 up_done(u);
@@ -968,7 +970,7 @@ static void up_read_(struct rt_upconn *u, ssize_t n, const uv_buf_t *b)
     size_t k = http_parser_execute(&u->p, &up_settings, b->base, (size_t)n);
     if (u->complete) {
         if (k < (size_t)n) /* bytes after the response: not reusable */
-            u->p.http_major = 1, u->p.http_minor = 0, u->p.flags = 0;
+            u->noreuse = 1;
         up_done(u);
         return;
     }

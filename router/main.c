@@ -10,10 +10,13 @@
 #include "router.h"
 
 static struct router *g_router; /* for the signal handler only */
+static volatile sig_atomic_t g_signo, g_sender;
 
-static void on_signal(int sig)
+static void on_signal(int sig, siginfo_t *si, void *ctx)
 {
-    (void)sig;
+    (void)ctx;
+    g_signo = sig;
+    g_sender = si ? (sig_atomic_t)si->si_pid : 0;
     if (g_router)
         router_stop(g_router); /* uv_async_send: async-signal-safe */
 }
@@ -201,7 +204,8 @@ int main(int argc, char **argv)
     free(text);
     g_router = r;
     struct sigaction sa = {0};
-    sa.sa_handler = on_signal;
+    sa.sa_sigaction = on_signal;
+    sa.sa_flags = SA_SIGINFO;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
@@ -209,7 +213,7 @@ int main(int argc, char **argv)
              router_listen_port(r), ahost, aport < 0 ? -1 : router_admin_port(r), o.workers,
              cfg->napps, cfg->nflows);
     router_run(r);
-    wlm_info("router", "stopped", "%s", "");
+    wlm_info("router", "stopped", "signal=%d sender_pid=%d", (int)g_signo, (int)g_sender);
     router_free(r);
     return 0;
 }
