@@ -26,6 +26,29 @@ int ctl_app_utility(struct controller *c, const struct ctl_app *a, struct placem
     size_t n = u.n < PLACEMENT_UTILITY_MAX_POINTS ? u.n : PLACEMENT_UTILITY_MAX_POINTS;
     if (n < 1)
         return -WLM_ENOTFOUND;
+    if (u.pts[n - 1].y - u.pts[0].y < 1e-6) {
+        /* A flat curve says CPU does not matter, which is only ever the
+         * model being unsure (e.g. response time inflated by something it
+         * does not see, so all of it was taken for non-CPU delay). Starving
+         * the app on that basis would make it true; fall back to its CPU
+         * demand instead: at the goal when it runs at 80 % utilisation. */
+        double demand = 0;
+        for (size_t k = 0; k < a->nclasses; k++) {
+            struct flowctl_flow_model m;
+            if (flowctl_flow_get(c->fc, a->name, a->classes[k].name, &m, NULL) == 0)
+                demand += m.lambda * m.cost;
+        }
+        if (demand < 100)
+            demand = 100;
+        out->npoints = 3;
+        out->cpu_mhz[0] = 0;
+        out->util[0] = -1;
+        out->cpu_mhz[1] = demand / 0.8;
+        out->util[1] = 0;
+        out->cpu_mhz[2] = demand * 2;
+        out->util[2] = 0.5;
+        return 0;
+    }
     out->npoints = n;
     for (size_t i = 0; i < n; i++) {
         out->cpu_mhz[i] = u.pts[i].x;
@@ -252,6 +275,9 @@ static void on_stats(const struct wlm_http_response *resp, const struct wlm_erro
                      json_number_value(json_object_get(f, "expired"));
         double rc = json_number_value(json_object_get(resp_h, "count"));
         double rs = json_number_value(json_object_get(resp_h, "sum_ms"));
+        /* Time in the application (dispatch to response), as a cumulative sum. */
+        double sc = json_number_value(json_object_get(f, "service_count"));
+        double ss = json_number_value(json_object_get(f, "service_time_ms_mean")) * sc;
         /* Counters restart with the router: a drop means a new baseline. */
         if (dt > 0 && arr >= s->arrivals && comp >= s->completed && rc >= s->resp_count) {
             s->rate = (arr - s->arrivals) / dt;
@@ -263,7 +289,10 @@ static void on_stats(const struct wlm_http_response *resp, const struct wlm_erro
                                     .arrival_rate = s->rate,
                                     .completion_rate = (comp - s->completed) / dt,
                                     .mean_rt = n > 0 ? s->rt_ms / 1000.0 : -1,
-                                    .mean_service = -1,
+                                    .mean_service = sc > s->svc_count
+                                                        ? (ss - s->svc_sum_ms) /
+                                                              (sc - s->svc_count) / 1000.0
+                                                        : -1,
                                     .cost = -1};
             char flow[128];
             snprintf(flow, sizeof(flow), "%s/%s", app, cls);
@@ -277,6 +306,8 @@ static void on_stats(const struct wlm_http_response *resp, const struct wlm_erro
         s->rejected = rej;
         s->resp_count = rc;
         s->resp_sum_ms = rs;
+        s->svc_count = sc;
+        s->svc_sum_ms = ss;
     }
     /* The web profiler: per application, its instances' CPU against the
      * completions of its flows. */

@@ -87,6 +87,7 @@ struct ctl_util_point {
 struct ctl_flowstat {
     char app[64], cls[32];
     double arrivals, completed, rejected, resp_count, resp_sum_ms; /* cumulative */
+    double svc_count, svc_sum_ms;
     double rate, rt_ms, reject_rate;                              /* last interval */
 };
 
