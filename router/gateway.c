@@ -1350,7 +1350,9 @@ static void conn_timers(struct rt_conn *c)
     struct router *r = c->w->r;
     if (c->closing)
         return;
-    if (c->partial || (c->proto == P_DETECT && c->prelen)) {
+    /* A new connection must send its first request head within the header
+     * timeout too, so silent connections cannot pin memory for the idle time. */
+    if (c->partial || c->proto == P_DETECT) {
         if (c->timer_mode != T_HEADER) { /* not extended by trickling bytes */
             c->timer_mode = T_HEADER;
             uv_timer_start(&c->timer, conn_timeout, r->o.header_timeout_ms, 0);

@@ -231,6 +231,10 @@ def main():
     t0 = time.time()
     out = raw(port, b"GET / HTTP/1.1\r\nHost: a\r\n", timeout=5)
     check(out.startswith(b"HTTP/1.1 408") and time.time() - t0 < 3, "slow header -> 408")
+    t0 = time.time()
+    out = raw(port, b"", timeout=5)
+    check(out.startswith(b"HTTP/1.1 408") and time.time() - t0 < 3,
+          "silent new connection closed after the header timeout")
     out = raw(port, b"POST /x HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\n"
                     b"Connection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
     check(out.startswith(b"HTTP/1.1 200"), "chunked request body proxied")
