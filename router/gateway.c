@@ -1442,23 +1442,36 @@ static void h1_request(struct rt_conn *c, const struct router_h1view *v)
     }
     q->keep_alive = v->keep_alive && !c->want_close;
     const struct router_hdr *hh = router_hdr_find(v->headers, v->nheaders, "host");
-    /* Path = target up to '?' (absolute-form targets keep their scheme part,
-     * and so match no app prefix; rare behind a front door). */
     if (c->admin) {
         const char *qm = memchr(v->url, '?', v->url_len);
         size_t pl = qm ? (size_t)(qm - v->url) : v->url_len;
         admin_handle(q, v->method, v->url, pl, v->headers, v->nheaders, v->body, v->body_len);
         return;
     }
-    if (build_upstream(q, v->method, v->url, v->url_len, NULL, 0, v->headers, v->nheaders,
-                       v->body, v->body_len, c->peer)) {
+    /* Absolute-form target (RFC 9112 3.2.2): its authority replaces Host and
+     * the upstream gets the origin-form path. */
+    const char *target = v->url, *auth = NULL;
+    size_t tlen = v->url_len, alen = 0;
+    if (tlen > 7 && strncasecmp(target, "http://", 7) == 0) {
+        const char *a = target + 7, *end = target + tlen;
+        const char *slash = memchr(a, '/', (size_t)(end - a));
+        auth = a;
+        alen = (size_t)((slash ? slash : end) - a);
+        target = slash ? slash : "/";
+        tlen = slash ? (size_t)(end - slash) : 1;
+    }
+    if (build_upstream(q, v->method, target, tlen, auth, alen, v->headers, v->nheaders, v->body,
+                       v->body_len, c->peer)) {
         resp_local(q, 500, NULL, "out of memory");
         q->state = Q_DONE;
         conn_flush(c);
         return;
     }
-    req_submit(q, hh ? hh->value : NULL, hh ? hh->value_len : 0, v->url, v->url_len, v->headers,
-               v->nheaders);
+    if (auth)
+        req_submit(q, auth, alen, target, tlen, v->headers, v->nheaders);
+    else
+        req_submit(q, hh ? hh->value : NULL, hh ? hh->value_len : 0, target, tlen, v->headers,
+                   v->nheaders);
 }
 
 static int b64url_decode(const char *in, size_t n, unsigned char *out, size_t cap)

@@ -208,6 +208,11 @@ def main():
     check("x-forwarded-for: 10.0.0.9, 127.0.0.1" in echo, "X-Forwarded-For appended")
     check("via: 1.1 wlm-router" in echo and "x-request-id: " in echo, "Via and X-Request-Id added")
 
+    out = raw(port, b"GET http://shop.example/__echo HTTP/1.1\r\nHost: other\r\n"
+                    b"Connection: close\r\n\r\n")
+    check(out.startswith(b"HTTP/1.1 200") and b"Host: shop.example" in out and
+          b"Host: other" not in out, "absolute-form target: origin-form upstream, its Host")
+
     # --- pipelining on one connection keeps order
     s = socket.create_connection(("127.0.0.1", port), 5)
     s.sendall(b"GET /p1 HTTP/1.1\r\nHost: a\r\n\r\nGET /__echo HTTP/1.1\r\nHost: a\r\nX-N: 2\r\n\r\n"
