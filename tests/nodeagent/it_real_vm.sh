@@ -26,6 +26,7 @@ cleanup() {
 trap cleanup EXIT
 fail() {
   echo "FAIL: $*" >&2
+  echo "agents: a=${url_a:-} b=${url_b:-}; listening: $(ss -ltn 2>/dev/null | awk 'NR>1 {print $4}' | tr '\n' ' ')" >&2
   for f in "$dir"/*.log "$dir"/*/jobs/*/console.log; do [ -f "$f" ] && { echo "== $f"; tail -15 "$f"; }; done >&2
   exit 1
 }
@@ -53,7 +54,17 @@ start_agent() { # NAME
 }
 # Transport failures are retried (a busy CI machine can run short of
 # ephemeral ports); POSTs are safe to repeat because action ids are idempotent.
-api() { curl -sS --retry 5 --retry-all-errors --retry-delay 1 -H "Authorization: Bearer $WLM_TOKEN" "$@"; }
+api() {
+  local i rc
+  for i in $(seq 30); do
+    rc=0
+    curl -sS -H "Authorization: Bearer $WLM_TOKEN" "$@" || rc=$?
+    [ $rc -eq 7 ] || return $rc # 7: could not connect
+    echo "api: connect failed (try $i): $(ss -ltn 2>/dev/null | grep -c LISTEN) listeners" >&2
+    sleep 0.5
+  done
+  return 7
+}
 field() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"; }
 act() { # URL JSON -> final action JSON
   local url=$1 body=$2 id
