@@ -919,6 +919,23 @@ static int check_state(struct na_action *x, struct wlm_error *err)
     return 0;
 }
 
+/* Keep the newest 4096 actions for idempotent retries; older finished ones
+ * go once no callback can still refer to them (a minute after the end). */
+static void prune_actions(struct nodeagent *a, double now)
+{
+    size_t n = 0;
+    struct na_action **pp = &a->actions;
+    while (*pp) {
+        struct na_action *x = *pp;
+        if (++n > 4096 && x->t_done > 0 && now - x->t_done > 60 && !x->timer) {
+            *pp = x->next;
+            action_free(x);
+        } else {
+            pp = &x->next;
+        }
+    }
+}
+
 static void h_post_action(struct wlm_http_req *req, void *ud)
 {
     struct nodeagent *a = ud;
@@ -999,6 +1016,7 @@ static void h_post_action(struct wlm_http_req *req, void *ud)
     wlm_strlcpy(x->status, "running", sizeof(x->status));
     x->next = a->actions;
     a->actions = x;
+    prune_actions(a, x->t_accept);
     wlm_info(NA_COMP, "action accepted", "id=%s kind=%s %s=%s", x->id, x->kind, fname, x->job);
     if (!strcmp(kind, "start"))
         queue_step(x, start_run, start_after);
