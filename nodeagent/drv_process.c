@@ -361,36 +361,78 @@ static int pr_destroy(struct nodeagent_driver *dd, const char *id, struct wlm_er
     return r;
 }
 
-static void read_proc(pid_t pid, struct nodeagent_wl_info *out)
+/* Fields of /proc/PID/stat after the command name. */
+struct pstat {
+    char state;
+    int session;
+    unsigned long long utime, stime;
+    long long cutime, cstime;
+    long rss;
+};
+
+static int read_stat(const char *path, struct pstat *ps)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    char buf[1024];
     FILE *f = fopen(path, "r");
-    if (!f) {
-        out->state = NODEAGENT_WL_SHUTOFF;
-        return;
-    }
+    if (!f)
+        return -1;
     size_t n = fread(buf, 1, sizeof(buf) - 1, f);
     fclose(f);
     buf[n] = '\0';
     const char *p = strrchr(buf, ')');
-    if (!p)
+    /* state(3) ppid pgrp session(6) tty tpgid flags minflt cminflt majflt
+     * cmajflt utime(14) stime cutime cstime priority nice threads
+     * itrealvalue starttime vsize rss(24) */
+    if (!p || sscanf(p + 2,
+                     "%c %*d %*d %d %*d %*d %*u %*u %*u %*u %*u %llu %llu %lld %lld %*d %*d %*d "
+                     "%*d %*u %*u %ld",
+                     &ps->state, &ps->session, &ps->utime, &ps->stime, &ps->cutime, &ps->cstime,
+                     &ps->rss) != 7)
+        return -1;
+    return 0;
+}
+
+/* CPU time and memory of an instance: its leader (the session it was
+ * started in, see setsid) plus every live process of that session, plus the
+ * children already reaped. So "a; b" or a server that forks workers is
+ * measured whole, not just the shell. */
+static void read_proc(pid_t pid, struct nodeagent_wl_info *out)
+{
+    char path[64];
+    struct pstat lead;
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    if (read_stat(path, &lead) < 0) {
+        out->state = NODEAGENT_WL_SHUTOFF;
         return;
-    char st;
-    unsigned long long ut, stt;
-    long rss;
-    /* Fields after the command: state(3) ... utime(14) stime(15) ... rss(24). */
-    if (sscanf(p + 2,
-               "%c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d %*d %*u "
-               "%*u %ld",
-               &st, &ut, &stt, &rss) == 4) {
-        long hz = sysconf(_SC_CLK_TCK);
-        out->cpu_seconds = (double)(ut + stt) / (double)(hz > 0 ? hz : 100);
-        out->memory_kb = rss * (sysconf(_SC_PAGESIZE) / 1024);
-        out->state = st == 'T' ? NODEAGENT_WL_PAUSED
-                     : st == 'Z' ? NODEAGENT_WL_SHUTOFF
-                                 : NODEAGENT_WL_RUNNING;
     }
+    long hz = sysconf(_SC_CLK_TCK);
+    long page_kb = sysconf(_SC_PAGESIZE) / 1024;
+    unsigned long long ticks = lead.utime + lead.stime;
+    if (lead.cutime > 0)
+        ticks += (unsigned long long)lead.cutime;
+    if (lead.cstime > 0)
+        ticks += (unsigned long long)lead.cstime;
+    long rss = lead.rss;
+    DIR *dir = opendir("/proc");
+    struct dirent *e;
+    while (dir && (e = readdir(dir))) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9' || atoi(e->d_name) == (int)pid)
+            continue;
+        char sp[300];
+        struct pstat ps;
+        snprintf(sp, sizeof(sp), "/proc/%s/stat", e->d_name);
+        if (read_stat(sp, &ps) == 0 && ps.session == (int)pid) {
+            ticks += ps.utime + ps.stime;
+            rss += ps.rss;
+        }
+    }
+    if (dir)
+        closedir(dir);
+    out->cpu_seconds = (double)ticks / (double)(hz > 0 ? hz : 100);
+    out->memory_kb = rss * page_kb;
+    out->state = lead.state == 'T'   ? NODEAGENT_WL_PAUSED
+                 : lead.state == 'Z' ? NODEAGENT_WL_SHUTOFF
+                                     : NODEAGENT_WL_RUNNING;
 }
 
 static void fill(struct pr_driver *d, const struct pr_inst *in, struct nodeagent_wl_info *out)

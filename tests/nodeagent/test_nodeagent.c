@@ -352,6 +352,18 @@ static void test_process_driver(void **state)
     assert_non_null(fgets(line, sizeof(line), f));
     fclose(f);
     assert_string_equal(line, "port=8123 8123\n");
+
+    /* CPU burnt by a child of the instance's shell is the instance's. */
+    struct nodeagent_spec burn = {.id = "burn", .command = "(while :; do :; done) & wait"};
+    assert_int_equal(d->ops->start(d, &burn, &err), 0);
+    double cpu = 0;
+    for (int i = 0; i < 100 && cpu < 0.05; i++) {
+        usleep(20000);
+        assert_int_equal(d->ops->info(d, "burn", &wi, &err), 0);
+        cpu = wi.cpu_seconds;
+    }
+    assert_true(cpu >= 0.05);
+    assert_int_equal(d->ops->stop(d, "burn", 1, &err), 0);
     d->ops->free(d);
 }
 
