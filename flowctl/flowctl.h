@@ -94,7 +94,9 @@ int flowctl_predict(const struct flowctl_flow_model *flows, size_t n, double ome
 
 /* Choose integer slots (>= 1 each, total <= max_total) for the flows of one
  * application that maximise the minimum flow utility (leximin: then the
- * second smallest, ...). Flows with lambda == 0 get one slot. Writes slots[n]
+ * second smallest, ...). Flows with lambda == 0 get one slot. The total is
+ * also capped at four times the knee ω·(d0 + c/ω)/c (traffic-weighted c,
+ * d0), past which slots buy little but in-app sharing. Writes slots[n]
  * and, if pred is not NULL, the predictions at that choice. */
 int flowctl_optimize_slots(const struct flowctl_flow_model *flows, size_t n, double omega,
                            unsigned max_total, double util_floor, unsigned *slots,

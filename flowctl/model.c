@@ -298,6 +298,24 @@ int flowctl_optimize_slots(const struct flowctl_flow_model *flows, size_t n, dou
         return rc;
     if (n == 0)
         return 0;
+    /* The knee of the closed system, N* = (d0 + c/ω)/(c/ω): past it the
+     * CPU is nearly always busy, so more slots add little throughput and
+     * mostly in-app sharing. Four times the knee bounds the search so that a
+     * flow that cannot be served anyway does not collect hundreds of slots
+     * for crumbs (the brute-force test shows the optimum stays inside). */
+    double lc = 0, ld0 = 0, lsum = 0;
+    for (size_t i = 0; i < n; i++) {
+        lc += flows[i].lambda * flows[i].cost;
+        ld0 += flows[i].lambda * flows[i].d0;
+        lsum += flows[i].lambda;
+    }
+    if (lsum > 0 && lc > 0) {
+        double cbar = lc / lsum, d0bar = ld0 / lsum;
+        double nsat = omega * (d0bar + cbar / omega) / cbar;
+        double cap = ceil(4 * nsat) + (double)n;
+        if (cap < max_total)
+            max_total = (unsigned)cap;
+    }
     double cur[FLOWCTL_MAX_FLOWS];
     double curscore[FLOWCTL_MAX_FLOWS];
     struct flowctl_prediction p[FLOWCTL_MAX_FLOWS];

@@ -236,26 +236,29 @@ static int bench_loop(const char *bindir, int quick)
     p.bindir = bindir;
     p.cycle_s = 1;
     p.goal[0] = 0.100;
-    p.goal[1] = 2.0;
+    p.goal[1] = 1.0;
     p.cpu_ms[0] = p.cpu_ms[1] = 3;
     p.delay_ms[0] = p.delay_ms[1] = 50;
     p.limit0 = 8;
     p.max_queue = 200;
     p.max_wait_ms = 1000;
     double f = quick ? 0.5 : 1;
-    p.phases[0] = (struct loop_phase){15 * f, {10, 10}};
-    p.phases[1] = (struct loop_phase){30 * f, {80, 80}};
-    p.phases[2] = (struct loop_phase){15 * f, {10, 10}};
-    p.phases[3] = (struct loop_phase){30 * f, {120, 60}};
-    p.phases[4] = (struct loop_phase){15 * f, {10, 10}};
-    p.nphases = 5;
+    /* Quiet, a step up, bronze overloaded (1.2x its core), back to quiet. */
+    p.phases[0] = (struct loop_phase){15 * f, {20, 20}};
+    p.phases[1] = (struct loop_phase){30 * f, {60, 60}};
+    p.phases[2] = (struct loop_phase){30 * f, {60, 400}};
+    p.phases[3] = (struct loop_phase){15 * f, {20, 20}};
+    p.nphases = 4;
     enum loop_policy pol[3] = {LOOP_FLOWCTL, LOOP_GRADIENT, LOOP_STATIC};
     for (int k = 0; k < 3; k++) {
         p.policy = pol[k];
         fprintf(stderr, "  running %s ...\n", names[k]);
         if (loop_run(&p, &r[k])) {
-            printf("\nflowctl vs gradient limiter: skipped (%s)\n", r[k].error);
-            return 0;
+            fprintf(stderr, "  %s failed (%s); once more\n", names[k], r[k].error);
+            if (loop_run(&p, &r[k])) {
+                printf("\nflowctl vs gradient limiter: skipped (%s)\n", r[k].error);
+                return 0;
+            }
         }
     }
     printf("\nflowctl vs Envoy gradient limiter vs static limit %u (router + 2 sample apps, cpu "

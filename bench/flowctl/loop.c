@@ -31,6 +31,8 @@ struct ctx {
     struct flowctl *fc;
     struct prof_web *prof;
     struct flow_cum prev[2];
+    double prev_svc_n[2]; /* service counts at the previous cycle (gradient policy) */
+    double prev_burn[2], prev_busy[2], omega[2]; /* the apps' obtained CPU (MHz) */
     json_t *prev_stats; /* last GET /admin/stats document */
     double prev_t;
     double min_rtt;         /* gradient policy */
@@ -152,13 +154,16 @@ static int read_router(struct ctx *c, struct flow_cum *cum, json_t **doc, char *
     return 0;
 }
 
-static double app_burn(struct ctx *c, int k)
+/* The app's CPU counter (burn_seconds) and the wall time its worker spent
+ * burning (busy_seconds); NAN when unreachable. */
+static double app_burn(struct ctx *c, int k, double *busy)
 {
     char *body = NULL;
     int st = lg_request_sync(c->app[k], "GET", "/stats", NULL, &body);
     json_t *j = body ? json_loads(body, 0, NULL) : NULL;
     free(body);
     double v = st == 200 && j ? json_number_value(json_object_get(j, "burn_seconds")) : NAN;
+    *busy = st == 200 && j ? json_number_value(json_object_get(j, "busy_seconds")) : NAN;
     json_decref(j);
     return v;
 }
@@ -183,7 +188,22 @@ static int control(struct ctx *c, double now, struct loop_cycle *cy, char *err, 
         nobs = 0;
     double svc[2] = {NAN, NAN};
     for (int k = 0; k < 2; k++) {
-        double burn = app_burn(c, k);
+        double busy, burn = app_burn(c, k, &busy);
+        /* The allocation the app really gets: on this shared machine nothing
+         * enforces one core per app, so the CPU share its worker obtained
+         * while it had work stands in for what the placement controller and
+         * the hypervisor would guarantee. Without it, a starved app looks
+         * like one with a long non-CPU delay, where more concurrency helps. */
+        if (isfinite(burn) && isfinite(busy) && busy - c->prev_busy[k] > 0.05) {
+            double share = (burn - c->prev_burn[k]) / (busy - c->prev_busy[k]);
+            share = fmax(0.05, fmin(1, share));
+            c->omega[k] = c->omega[k] > 0 ? 0.5 * c->omega[k] + 0.5 * 1000 * share : 1000 * share;
+            c->prev_burn[k] = burn;
+            c->prev_busy[k] = busy;
+            if (p->policy == LOOP_FLOWCTL)
+                flowctl_set_allocation(c->fc, app_name[k], c->omega[k], NULL);
+        }
+        cy->omega[k] = c->omega[k] > 0 ? c->omega[k] : 1000;
         char flow[64];
         snprintf(flow, sizeof flow, "%s/default", app_name[k]);
         struct prof_flow_count pc = {flow, cum[k].completed};
@@ -204,6 +224,8 @@ static int control(struct ctx *c, double now, struct loop_cycle *cy, char *err, 
                 flowctl_observe(c->fc, &obs[i], now, NULL);
             }
     }
+    for (int k = 0; k < 2; k++)
+        c->prev_svc_n[k] = c->prev[k].svc_n;
     memcpy(c->prev, cum, sizeof cum);
     json_decref(c->prev_stats);
     c->prev_stats = doc;
@@ -239,13 +261,14 @@ static int control(struct ctx *c, double now, struct loop_cycle *cy, char *err, 
          * latency (dispatch to response), minRTT the least sample seen. */
         double sample = 0, n = 0;
         for (int k = 0; k < 2; k++) {
-            if (isfinite(svc[k])) {
-                sample += svc[k];
-                n++;
+            double dn = cum[k].svc_n - c->prev_svc_n[k];
+            if (isfinite(svc[k]) && dn > 0) {
+                sample += svc[k] * dn;
+                n += dn;
             }
         }
         if (n == 0)
-            return 0;
+            return put_config(c, err, errlen);
         sample /= n;
         if (!(c->min_rtt > 0) || sample < c->min_rtt)
             c->min_rtt = sample;
@@ -285,8 +308,14 @@ int loop_run(const struct loop_params *p, struct loop_result *r)
         snprintf(cpu, sizeof cpu, "%g", p->cpu_ms[k]);
         snprintf(delay, sizeof delay, "%g", p->delay_ms[k]);
         unlink(pf);
+        /* One core each, and on different cores when there are two: the
+         * design gives each application its own CPU allocation, so one
+         * app's overload must not eat the other's CPU. */
+        char aff[16];
+        snprintf(aff, sizeof aff, "%d", k);
         char *av[] = {sapp, "--port", "0", "--port-file", pf, "--cpu-ms", cpu, "--delay-ms", delay,
-                      "--workers", "1", NULL};
+                      "--workers", "1", sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? "--cpu-affinity" : NULL,
+                      aff, NULL};
         c.pids[k] = lg_spawn(av, log);
         ports[k] = lg_wait_port(pf, 10);
         unlink(pf);
@@ -370,10 +399,12 @@ int loop_run(const struct loop_params *p, struct loop_result *r)
             if (p->verbose)
                 fprintf(stderr,
                         "t=%5.1f ph=%zu limit=%3u w=%.0f/%.0f gold rt=%6.1fms (pred %6.1f) n=%3.0f "
-                        "503=%3.0f c=%.2f | bronze rt=%6.1fms n=%3.0f 503=%3.0f c=%.2f\n",
+                        "503=%3.0f c=%.2f cpu=%.0f | bronze rt=%6.1fms n=%3.0f 503=%3.0f c=%.2f "
+                        "cpu=%.0f\n",
                         cy->t, ph, cy->limit, cy->weight[0], cy->weight[1], cy->rt[0] * 1000,
                         cy->pred_rt[0] * 1000, cy->done[0], cy->rejected[0], cy->cost_est[0],
-                        cy->rt[1] * 1000, cy->done[1], cy->rejected[1], cy->cost_est[1]);
+                        cy->omega[0], cy->rt[1] * 1000, cy->done[1], cy->rejected[1],
+                        cy->cost_est[1], cy->omega[1]);
         }
     }
     rc = 0;

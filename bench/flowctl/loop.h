@@ -5,7 +5,8 @@
  * "bronze" with a lax one), open-loop Poisson load in phases, and every
  * cycle a limit policy reads the router's statistics and PUTs a new
  * configuration:
- *   FLOWCTL  - the web profiler + flowctl core (limit, weights, costs);
+ *   FLOWCTL  - the web profiler + flowctl core (limit, weights, costs), with
+ *              each app's allocation = the CPU share its worker obtained;
  *   GRADIENT - Envoy's adaptive-concurrency rule on the system-wide limit,
  *              limit' = limit·(minRTT·1.25)/sampleRTT + √limit, weights equal;
  *   STATIC   - the initial configuration, never changed.
@@ -50,6 +51,7 @@ struct loop_cycle {
     double done[2];    /* completions */
     double rejected[2];/* 503s: queue full or queue timeout */
     double cost_est[2];/* profiler's CPU ms per request (NAN until known) */
+    double omega[2];   /* CPU the app obtained while busy, MHz (1000 = a whole core) */
     double pred_rt[2]; /* flowctl's prediction for the next cycle (NAN otherwise) */
 };
 

@@ -77,6 +77,7 @@ struct app {
     struct job *done_head; /* finished burning, to the loop */
     int stop;
     int nworkers;
+    int cpu_affinity; /* -1 = any CPU */
     pthread_t *workers;
     /* Statistics (loop thread only, except burn_ns under mu). */
     uint64_t requests, in_flight;
@@ -114,6 +115,12 @@ static void burn(int64_t ns)
 static void *worker_main(void *arg)
 {
     struct app *a = arg;
+    if (a->cpu_affinity >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(a->cpu_affinity, &set);
+        pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+    }
     pthread_mutex_lock(&a->mu);
     for (;;) {
         while (!a->stop && !a->rq_head)
@@ -492,6 +499,7 @@ static void usage(FILE *f)
             "  --cpu-dist D       const or exp (exponentially distributed around --cpu-ms)\n"
             "  --workers N        CPU worker threads = cores of capacity (default 1)\n"
             "  --quantum-us N     processor-sharing quantum in us of CPU time (default 1000)\n"
+            "  --cpu-affinity N   run the CPU workers on CPU N only (default: any)\n"
             "  --help, --version\n\n"
             "GET /stats -> {\"requests\", \"cpu_seconds\" (process), \"burn_seconds\" (request CPU),\n"
             "  \"busy_seconds\" (wall time spent burning; burn/busy = CPU share obtained), ...}\n");
@@ -519,10 +527,11 @@ int main(int argc, char **argv)
         {"delay-ms", required_argument, 0, 'd'},  {"cpu-dist", required_argument, 0, 'D'},
         {"workers", required_argument, 0, 'w'},   {"quantum-us", required_argument, 0, 'q'},
         {"help", no_argument, 0, 'H'},            {"version", no_argument, 0, 'V'},
+        {"cpu-affinity", required_argument, 0, 'a'},
         {0, 0, 0, 0},
     };
     const char *host = "127.0.0.1", *port_file = NULL;
-    double port = 8080, cpu = 10, delay = 0, workers = 1, quantum = 1000;
+    double port = 8080, cpu = 10, delay = 0, workers = 1, quantum = 1000, affinity = -1;
     int exp_dist = 0, o;
     opterr = 0;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -534,6 +543,7 @@ int main(int argc, char **argv)
         case 'd': if (parse_num("delay-ms", optarg, 0, 1e6, &delay)) return 2; break;
         case 'w': if (parse_num("workers", optarg, 1, 256, &workers)) return 2; break;
         case 'q': if (parse_num("quantum-us", optarg, 10, 1e6, &quantum)) return 2; break;
+        case 'a': if (parse_num("cpu-affinity", optarg, 0, CPU_SETSIZE - 1, &affinity)) return 2; break;
         case 'D':
             if (!strcmp(optarg, "exp"))
                 exp_dist = 1;
@@ -565,6 +575,7 @@ int main(int argc, char **argv)
     a.quantum_ns = (int64_t)(quantum * 1000);
     a.rng = 0x2545F4914F6CDD1Dull ^ (uint64_t)uv_hrtime();
     a.nworkers = (int)workers;
+    a.cpu_affinity = (int)affinity;
     a.start = uv_now(a.loop) / 1000.0;
     a.settings.on_message_begin = on_message_begin;
     a.settings.on_url = on_url;
