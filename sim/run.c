@@ -182,6 +182,7 @@ struct job {
     int state, node, last_node;
     double alloc;       /* MHz: current when running, target during an action */
     double sched_alloc; /* alloc the pending JOB_DONE event was computed for */
+    double moved_at;    /* when its last migration or resume began */
     uint64_t gen;
 };
 
@@ -406,7 +407,10 @@ static size_t build_view(struct sim *s, const int *nlist, size_t nn, int noknobs
          * is; the production core gets it pinned (by node label) instead, so
          * it may still resize it */
         int pin = noknobs && s->cfg->policy == SIM_POLICY_APC_WHOLE_NOKNOBS;
-        if (in_action || (pin && j->state == JS_RUN && vn >= 0)) {
+        /* a job that just moved stays put for a cycle: without this, moves
+         * that complete at the same instant can chase each other forever */
+        int settling = j->state == JS_RUN && s->now - j->moved_at < s->cfg->cycle_s;
+        if (in_action || ((pin || settling) && j->state == JS_RUN && vn >= 0)) {
             a->fixed = 1;
             a->fixed_mhz = j->alloc;
             if (j->state == JS_SUSPENDING) {
@@ -510,6 +514,7 @@ static int decide_apc(struct sim *s)
                 j->node = dn;
                 j->alloc = al;
                 s->res->resumes++;
+                j->moved_at = s->now;
                 rc = begin_action(s, i, JS_RESUMING, s->cfg->resume_s);
             }
             break;
@@ -520,6 +525,7 @@ static int decide_apc(struct sim *s)
                 j->node = dn;
                 j->alloc = al;
                 s->res->migrations++;
+                j->moved_at = s->now;
                 rc = begin_action(s, i, JS_MIGRATING, s->cfg->migrate_s);
             } else if (noknobs) {
                 /* no knobs: a started job is never suspended */
@@ -814,6 +820,7 @@ int sim_run(const struct sim_config *cfg, const struct sim_job_spec *jobs, size_
         j->deadline = jobs[i].arrival + j->span;
         j->node = j->last_node = -1;
         j->sched_alloc = -1;
+        j->moved_at = -INFINITY;
         res->finish[i] = -1;
         if ((rc = push(&s, jobs[i].arrival, SIM_EV_ARRIVAL, (int)i, 0)))
             goto nomem;
@@ -825,17 +832,28 @@ int sim_run(const struct sim_config *cfg, const struct sim_job_spec *jobs, size_
     /* Safety limit: a policy may starve a job forever (it keeps deciding
      * every cycle); stop well after any sane completion and report the
      * jobs that never finished. */
-    double t_limit = cfg->horizon_s;
+    double t_limit = cfg->horizon_s, last_arrival = 0;
+    for (size_t i = 0; i < n; i++)
+        last_arrival = fmax(last_arrival, jobs[i].arrival);
     for (size_t i = 0; i < n; i++)
         t_limit = fmax(t_limit, jobs[i].arrival + 20 * jobs[i].goal_factor * jobs[i].runtime_s);
     t_limit += 2 * 86400;
     recompute_usage(&s);
     struct sim_event ev;
+    unsigned long same_instant = 0;
     while (sim_evq_pop(s.q, &ev) == 0) {
         if (s.remaining == 0 && (cfg->horizon_s <= 0 || ev.t > cfg->horizon_s))
             break;
         if (ev.t > t_limit)
             break;
+        /* a policy that keeps acting at one instant (zero-length actions
+         * undoing each other) would never let time advance */
+        if (ev.t == res->end_t && ++same_instant > 1000000) {
+            rc = wlm_error_set(err, WLM_EINTERNAL, "policy livelock at t=%.3f s", ev.t);
+            goto out;
+        } else if (ev.t != res->end_t) {
+            same_instant = 0;
+        }
         advance(&s, ev.t);
         res->end_t = s.now;
         rc = handle(&s, &ev);
@@ -850,6 +868,18 @@ int sim_run(const struct sim_config *cfg, const struct sim_job_spec *jobs, size_
         recompute_usage(&s);
         if ((rc = reschedule(&s)) < 0)
             goto nomem;
+        /* Stalled: every job has arrived, nothing runs or moves, yet jobs
+         * wait on a cluster that is idle. Job utility only falls with time,
+         * so a policy that starts none of them now never will. */
+        if (s.remaining > 0 && ev.t >= last_arrival && ev.kind == SIM_EV_CYCLE) {
+            int busy = 0;
+            for (size_t i = 0; i < n && !busy; i++)
+                busy = on_node(&s.jobs[i]) || s.jobs[i].state == JS_PENDING;
+            for (size_t k = 0; k < s.nn && !busy; k++)
+                busy = s.nodes[k].booting;
+            if (!busy && (cfg->horizon_s <= 0 || ev.t >= cfg->horizon_s))
+                break;
+        }
     }
     for (size_t k = 0; k < s.nn; k++)
         res->energy_kwh += s.nodes[k].energy_j / 3.6e6;
