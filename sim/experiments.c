@@ -181,7 +181,7 @@ out:
 int sim_exp2(const struct sim_exp_opts *o, struct wlm_error *err)
 {
     enum { NP = SIM_POWER_COUNT, NM = 5 }; /* kWh, missed %, web viol min, boots, migr+susp */
-    static const char *const mname[NM] = {"energy_kwh", "jobs_missed_pct", "web_violation_min",
+    static const char *const mname[NM] = {"energy_day_kwh", "jobs_missed_pct", "web_violation_min",
                                           "node_boots", "suspends_migrations"};
     if (o->seeds < 1 || o->exp2_nodes < 1 || !(o->exp2_ia_min > 0))
         return wlm_error_setf(err, WLM_EINVAL, "seeds", "need seeds >= 1, nodes >= 1, ia > 0");
@@ -196,7 +196,7 @@ int sim_exp2(const struct sim_exp_opts *o, struct wlm_error *err)
         rc = -WLM_EIO;
         if (!(runs = open_out(o, "-runs.csv", err)) || !(sum = open_out(o, "-summary.csv", err)))
             goto out;
-        fprintf(runs, "power,seed,energy_kwh,jobs,missed,missed_pct,web_violation_min,node_boots,"
+        fprintf(runs, "power,seed,energy_day_kwh,energy_run_kwh,jobs,missed,missed_pct,web_violation_min,node_boots,"
                       "node_shutdowns,suspends,migrations,moves,end_h\n");
     }
     const double day = 86400;
@@ -230,14 +230,15 @@ int sim_exp2(const struct sim_exp_opts *o, struct wlm_error *err)
             }
             double pct = 100.0 * (double)(r.missed + (r.jobs - r.done)) / (double)r.jobs;
             double *row = &v[((size_t)p * NM) * o->seeds];
-            row[0 * o->seeds + k] = r.energy_kwh;
+            row[0 * o->seeds + k] = r.energy_horizon_kwh;
             row[1 * o->seeds + k] = pct;
             row[2 * o->seeds + k] = r.web_violation_s / 60;
             row[3 * o->seeds + k] = r.node_boots;
             row[4 * o->seeds + k] = r.suspends + r.migrations;
             if (runs)
-                fprintf(runs, "%s,%llu,%.3f,%zu,%zu,%.2f,%.1f,%u,%u,%u,%u,%u,%.3f\n",
-                        sim_power_name(p), (unsigned long long)seed, r.energy_kwh, r.jobs,
+                fprintf(runs, "%s,%llu,%.3f,%.3f,%zu,%zu,%.2f,%.1f,%u,%u,%u,%u,%u,%.3f\n",
+                        sim_power_name(p), (unsigned long long)seed, r.energy_horizon_kwh,
+                        r.energy_kwh, r.jobs,
                         r.missed, pct, r.web_violation_s / 60, r.node_boots, r.node_shutdowns,
                         r.suspends, r.migrations, r.moves, r.end_t / 3600);
             sim_result_fini(&r);
@@ -251,7 +252,7 @@ int sim_exp2(const struct sim_exp_opts *o, struct wlm_error *err)
                           "cluster, %zu jobs (mean ia %g min), placement %s, %u seeds (mean +- "
                           "95%% CI)\n"
                           "%-10s %20s %20s %20s %14s %18s\n", c.nodes, c.cores, njobs,
-                o->exp2_ia_min, sim_policy_name(c.policy), o->seeds, "power", "energy_kWh", "jobs_missed_%",
+                o->exp2_ia_min, sim_policy_name(c.policy), o->seeds, "power", "energy_day_kWh", "jobs_missed_%",
                 "web_violation_min", "node_boots", "suspends+migr");
     for (int p = 0; p < NP; p++) {
         if (o->table)

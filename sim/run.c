@@ -744,6 +744,10 @@ static int handle(struct sim *s, const struct sim_event *ev)
             j->sched_alloc = -1;
         }
         return 0;
+    case SIM_EV_END:
+        for (size_t k = 0; k < s->nn; k++)
+            s->res->energy_horizon_kwh += s->nodes[k].energy_j / 3.6e6;
+        return 0;
     case SIM_EV_NODE_READY:
         s->nodes[ev->a].booting = 0;
         return 0;

@@ -187,7 +187,8 @@ struct sim_result {
     unsigned node_boots, node_shutdowns;
     unsigned decisions;
     double end_t;          /* time of the last event processed */
-    double energy_kwh;
+    double energy_kwh;     /* whole run */
+    double energy_horizon_kwh; /* [0, horizon_s] when a horizon is set */
     double web_violation_s; /* time with web utility < 0 */
     double *finish;        /* per job completion time (-1 if never), malloc'd */
 };

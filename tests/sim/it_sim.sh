@@ -35,7 +35,7 @@ grep -q "missing their goal" "$tmp/a.txt" || fail "no table printed"
 
 "$sim" --experiment exp2 --seeds 1 --exp2-nodes 4 --exp2-ia-min 60 --out "$tmp/e2" >"$tmp/e2.txt"
 for p in always-on utilsum wlm; do
-    grep -q "^$p,energy_kwh" "$tmp/e2-summary.csv" || fail "exp2 lacks $p"
+    grep -q "^$p,energy_day_kwh" "$tmp/e2-summary.csv" || fail "exp2 lacks $p"
 done
 "$sim" --experiment exp3 --seeds 3 --out "$tmp/e3" >"$tmp/e3.txt"
 grep -q "^three-band," "$tmp/e3-summary.csv" && grep -q "^wlm," "$tmp/e3-summary.csv" ||

@@ -227,6 +227,7 @@ static void test_energy(void **state)
     assert_int_equal(sim_run(&c, jobs, 1, &r, NULL), 0);
     NEAR(r.finish[0], 3600);
     assert_true(fabs(r.energy_kwh - 0.3) < 1e-9);
+    assert_true(fabs(r.energy_horizon_kwh - 0.3) < 1e-9);
     sim_result_fini(&r);
     /* half speed progress: a 2-thread job given ... one 2-core node at
      * full speed finishes in its runtime */
