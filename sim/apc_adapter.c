@@ -22,8 +22,8 @@
 #include "jobsched.h"
 #include "placement.h"
 
-#define APC_T_LO (-10.0)    /* utility floor searched */
-#define APC_MIN_SHARE 0.05  /* a placed job gets at least this share of its cap */
+#define APC_T_LO (-10.0)   /* utility floor searched */
+#define APC_MIN_SHARE 0.05 /* a placed job gets at least this share of its cap */
 #define APC_EPS 1e-9
 
 /* The production estimator (jobsched/estimator.c) on a stack copy of the
@@ -160,8 +160,8 @@ static int pack(struct apc *c, double t, int mode)
         size_t nmove = 0;
         for (size_t k = 0; k < np; k++) {
             int i = place[k], n = c->jobs[i].cur_node;
-            if (mode == MODE_KEEP || (c->cpu[n] + APC_EPS >= c->dem[i] &&
-                                      c->mem[n] + APC_EPS >= c->jobs[i].mem_mb)) {
+            if (mode == MODE_KEEP ||
+                (c->cpu[n] + APC_EPS >= c->dem[i] && c->mem[n] + APC_EPS >= c->jobs[i].mem_mb)) {
                 c->asg[i] = n;
                 c->cpu[n] -= c->dem[i];
                 c->mem[n] -= c->jobs[i].mem_mb;
@@ -360,8 +360,7 @@ static void solve(struct apc *c, int knobs, double cycle_s, struct plan *p)
     for (size_t i = 0; i < c->nj; i++) {
         if (c->jobs[i].fixed)
             continue;
-        double u = c->sel[i] ? fmin(lo, c->umax[i])
-                             : c->umax[i] - cycle_s / c->jobs[i].span;
+        double u = c->sel[i] ? fmin(lo, c->umax[i]) : c->umax[i] - cycle_s / c->jobs[i].span;
         p->u[p->nu++] = u;
     }
     if (c->web)
@@ -392,8 +391,8 @@ static int lex_better(const struct plan *a, const struct plan *b, double h)
 }
 
 int sim_apc_decide(const struct sim_apc_node *nodes, size_t nn, const struct sim_apc_job *jobs,
-                   size_t nj, const struct sim_apc_web *web, double now, int knobs, double hysteresis,
-                   double cycle_s, struct sim_apc_decision *d)
+                   size_t nj, const struct sim_apc_web *web, double now, int knobs,
+                   double hysteresis, double cycle_s, struct sim_apc_decision *d)
 {
     struct apc c = {.nodes = nodes, .nn = nn, .jobs = jobs, .nj = nj, .web = web, .now = now};
     struct plan keep = {0}, freep = {0};
@@ -547,10 +546,10 @@ static void web_curve(const struct sim_apc_web *w, double max_mhz, struct placem
     u->npoints = n;
 }
 
-int sim_apc_decide_core(const struct sim_apc_node *nodes, size_t nn,
-                        const struct sim_apc_job *jobs, size_t nj, const struct sim_apc_web *web,
-                        double now, int knobs, const struct sim_config *cfg,
-                        struct sim_apc_decision *d, struct wlm_error *err)
+int sim_apc_decide_core(const struct sim_apc_node *nodes, size_t nn, const struct sim_apc_job *jobs,
+                        size_t nj, const struct sim_apc_web *web, double now, int knobs,
+                        const struct sim_config *cfg, struct sim_apc_decision *d,
+                        struct wlm_error *err)
 {
     struct placement_problem p;
     memset(&p, 0, sizeof(p));
@@ -623,9 +622,8 @@ int sim_apc_decide_core(const struct sim_apc_node *nodes, size_t nn,
         if (!knobs && j->cur_node >= 0)
             snprintf(pw->requires, sizeof(pw->requires), "n%d", j->cur_node);
         if (j->cur_node >= 0)
-            p.current[p.ncurrent++] =
-                (struct placement_assign){.workload = w, .node = (size_t)j->cur_node,
-                                          .cpu_mhz = j->cur_mhz};
+            p.current[p.ncurrent++] = (struct placement_assign){
+                .workload = w, .node = (size_t)j->cur_node, .cpu_mhz = j->cur_mhz};
         widx[i] = w++;
     }
     size_t wweb = SIZE_MAX;

@@ -25,8 +25,7 @@ void sim_band(const double *l, size_t n, double *lo, double *hi)
     *hi = mean + w;
 }
 
-static void host_loads(const double *vm_load, const int *vm_host, size_t nvm, double *l,
-                       size_t nh)
+static void host_loads(const double *vm_load, const int *vm_host, size_t nvm, double *l, size_t nh)
 {
     memset(l, 0, nh * sizeof(double));
     for (size_t i = 0; i < nvm; i++)
@@ -119,8 +118,8 @@ int sim_balance_threeband(const double *vm_load, int *vm_host, size_t nvm, size_
     return 0;
 }
 
-int sim_balance_wlm(const double *vm_load, int *vm_host, size_t nvm, size_t nh,
-                    unsigned max_rounds, struct sim_bal_result *out)
+int sim_balance_wlm(const double *vm_load, int *vm_host, size_t nvm, size_t nh, unsigned max_rounds,
+                    struct sim_bal_result *out)
 {
     memset(out, 0, sizeof(*out));
     if (check(nvm, nh, vm_host))

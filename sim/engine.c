@@ -211,16 +211,20 @@ int sim_svg_plot(FILE *f, const char *title, const char *xlabel, const char *yla
         y1 = y0 + 1;
     y1 += (y1 - y0) * 0.05;
     double pw = W - L - R, ph = H - T - B;
-#define SX(v) (L + ((v) - x0) / (x1 - x0) * pw)
-#define SY(v) (T + ph - ((v) - y0) / (y1 - y0) * ph)
-    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
-               "font-family=\"sans-serif\" font-size=\"12\">\n", W, H);
+#define SX(v) (L + ((v)-x0) / (x1 - x0) * pw)
+#define SY(v) (T + ph - ((v)-y0) / (y1 - y0) * ph)
+    fprintf(f,
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+            "font-family=\"sans-serif\" font-size=\"12\">\n",
+            W, H);
     fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
     fprintf(f, "<text x=\"%.0f\" y=\"22\" font-size=\"15\" text-anchor=\"middle\">", W / 2);
     svg_text(f, title);
     fprintf(f, "</text>\n");
-    fprintf(f, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" "
-               "stroke=\"#333\"/>\n", L, T, pw, ph);
+    fprintf(f,
+            "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" "
+            "stroke=\"#333\"/>\n",
+            L, T, pw, ph);
     for (int i = 0; i <= 5; i++) {
         double xv = x0 + (x1 - x0) * i / 5, yv = y0 + (y1 - y0) * i / 5;
         fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n",
@@ -234,8 +238,10 @@ int sim_svg_plot(FILE *f, const char *title, const char *xlabel, const char *yla
     }
     fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">", L + pw / 2, H - 12);
     svg_text(f, xlabel);
-    fprintf(f, "</text>\n<text transform=\"translate(16,%.1f) rotate(-90)\" "
-               "text-anchor=\"middle\">", T + ph / 2);
+    fprintf(f,
+            "</text>\n<text transform=\"translate(16,%.1f) rotate(-90)\" "
+            "text-anchor=\"middle\">",
+            T + ph / 2);
     svg_text(f, ylabel);
     fprintf(f, "</text>\n");
     for (size_t k = 0; k < ns; k++) {
@@ -248,13 +254,17 @@ int sim_svg_plot(FILE *f, const char *title, const char *xlabel, const char *yla
             fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", SX(s[k].x[i]),
                     SY(s[k].y[i]), col);
             if (s[k].err && s[k].err[i] > 0)
-                fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
-                           "stroke=\"%s\"/>\n", SX(s[k].x[i]), SY(s[k].y[i] - s[k].err[i]),
-                        SX(s[k].x[i]), SY(s[k].y[i] + s[k].err[i]), col);
+                fprintf(f,
+                        "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
+                        "stroke=\"%s\"/>\n",
+                        SX(s[k].x[i]), SY(s[k].y[i] - s[k].err[i]), SX(s[k].x[i]),
+                        SY(s[k].y[i] + s[k].err[i]), col);
         }
         double ly = T + 14 + 18 * (double)k;
-        fprintf(f, "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"%s\" "
-                   "stroke-width=\"2\"/>\n", L + pw + 12, ly, L + pw + 32, ly, col);
+        fprintf(f,
+                "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"%s\" "
+                "stroke-width=\"2\"/>\n",
+                L + pw + 12, ly, L + pw + 32, ly, col);
         fprintf(f, "<text x=\"%.0f\" y=\"%.0f\">", L + pw + 38, ly + 4);
         svg_text(f, s[k].name);
         fprintf(f, "</text>\n");

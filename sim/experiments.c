@@ -67,8 +67,8 @@ int sim_exp1(const struct sim_exp_opts *o, struct wlm_error *err)
         wlm_error_set(err, ENOMEM, "out of memory");
         goto out;
     }
-#define V(p, m, i, s) v[((((size_t)(p) * NM + (m)) * nia + (i)) * o->seeds) + (s)]
-#define M(a, p, m, i) a[((size_t)(p) * NM + (m)) * nia + (i)]
+#define V(p, m, i, s) v[((((size_t)(p)*NM + (m)) * nia + (i)) * o->seeds) + (s)]
+#define M(a, p, m, i) a[((size_t)(p)*NM + (m)) * nia + (i)]
     if (o->out_prefix) {
         rc = -WLM_EIO;
         if (!(runs = open_out(o, "-runs.csv", err)) || !(sum = open_out(o, "-summary.csv", err)) ||
@@ -105,8 +105,8 @@ int sim_exp1(const struct sim_exp_opts *o, struct wlm_error *err)
                 if (runs)
                     fprintf(runs, "%s,%g,%llu,%zu,%zu,%zu,%zu,%.2f,%u,%u,%u,%u,%u,%.3f\n",
                             sim_policy_name(p), x[i], (unsigned long long)seed, r.jobs, r.done,
-                            r.missed, r.unfinished, pct, r.starts, r.suspends, r.resumes, r.migrations,
-                            r.moves, r.end_t / 3600);
+                            r.missed, r.unfinished, pct, r.starts, r.suspends, r.resumes,
+                            r.migrations, r.moves, r.end_t / 3600);
                 sim_result_fini(&r);
             }
             free(jobs);
@@ -128,18 +128,20 @@ int sim_exp1(const struct sim_exp_opts *o, struct wlm_error *err)
     if (svg) {
         struct sim_series s[NP];
         for (int p = 0; p < NP; p++)
-            s[p] = (struct sim_series){sim_policy_name(p), x, &M(mean, p, 0, 0),
-                                       &M(half, p, 0, 0), nia};
+            s[p] = (struct sim_series){sim_policy_name(p), x, &M(mean, p, 0, 0), &M(half, p, 0, 0),
+                                       nia};
         char title[160];
-        snprintf(title, sizeof(title), "Jobs missing their goal (%zu nodes x %g cores, %u seeds, 95%% CI)",
-                 o->base.nodes, o->base.cores, o->seeds);
+        snprintf(title, sizeof(title),
+                 "Jobs missing their goal (%zu nodes x %g cores, %u seeds, 95%% CI)", o->base.nodes,
+                 o->base.cores, o->seeds);
         sim_svg_plot(svg, title, "mean inter-arrival time (min)", "% jobs missing goal", s, NP);
     }
     if (o->table) {
         FILE *t = o->table;
-        fprintf(t, "Experiment 1: %% of %zu jobs missing their goal (mean +- 95%% CI over %u "
-                   "seeds), %zu nodes x %g cores\n", o->njobs, o->seeds, o->base.nodes,
-                o->base.cores);
+        fprintf(t,
+                "Experiment 1: %% of %zu jobs missing their goal (mean +- 95%% CI over %u "
+                "seeds), %zu nodes x %g cores\n",
+                o->njobs, o->seeds, o->base.nodes, o->base.cores);
         fprintf(t, "%8s", "ia_min");
         for (int p = 0; p < NP; p++)
             fprintf(t, " %18s", sim_policy_name(p));
@@ -196,7 +198,8 @@ int sim_exp2(const struct sim_exp_opts *o, struct wlm_error *err)
         rc = -WLM_EIO;
         if (!(runs = open_out(o, "-runs.csv", err)) || !(sum = open_out(o, "-summary.csv", err)))
             goto out;
-        fprintf(runs, "power,seed,energy_day_kwh,energy_run_kwh,jobs,missed,missed_pct,web_violation_min,node_boots,"
+        fprintf(runs, "power,seed,energy_day_kwh,energy_run_kwh,jobs,missed,missed_pct,web_"
+                      "violation_min,node_boots,"
                       "node_shutdowns,suspends,migrations,moves,end_h\n");
     }
     const double day = 86400;
@@ -204,7 +207,8 @@ int sim_exp2(const struct sim_exp_opts *o, struct wlm_error *err)
     c.nodes = o->exp2_nodes;
     c.policy = o->exp2_policy;
     if (c.policy == SIM_POLICY_FCFS || c.policy == SIM_POLICY_EDF)
-        return wlm_error_setf(err, WLM_EINVAL, "exp2_policy", "needs an apc policy (it places the web application too)");
+        return wlm_error_setf(err, WLM_EINVAL, "exp2_policy",
+                              "needs an apc policy (it places the web application too)");
     c.horizon_s = day;
     double cluster = (double)c.nodes * c.cores * c.mhz;
     c.web.min_mhz = 0.05 * cluster;
@@ -238,9 +242,8 @@ int sim_exp2(const struct sim_exp_opts *o, struct wlm_error *err)
             if (runs)
                 fprintf(runs, "%s,%llu,%.3f,%.3f,%zu,%zu,%.2f,%.1f,%u,%u,%u,%u,%u,%.3f\n",
                         sim_power_name(p), (unsigned long long)seed, r.energy_horizon_kwh,
-                        r.energy_kwh, r.jobs,
-                        r.missed, pct, r.web_violation_s / 60, r.node_boots, r.node_shutdowns,
-                        r.suspends, r.migrations, r.moves, r.end_t / 3600);
+                        r.energy_kwh, r.jobs, r.missed, pct, r.web_violation_s / 60, r.node_boots,
+                        r.node_shutdowns, r.suspends, r.migrations, r.moves, r.end_t / 3600);
             sim_result_fini(&r);
         }
         free(jobs);
@@ -248,12 +251,14 @@ int sim_exp2(const struct sim_exp_opts *o, struct wlm_error *err)
     if (sum)
         fprintf(sum, "power,metric,seeds,mean,ci95\n");
     if (o->table)
-        fprintf(o->table, "Experiment 2: one day, %zu nodes x %g cores, web 5..55%% of the "
-                          "cluster, %zu jobs (mean ia %g min), placement %s, %u seeds (mean +- "
-                          "95%% CI)\n"
-                          "%-10s %20s %20s %20s %14s %18s\n", c.nodes, c.cores, njobs,
-                o->exp2_ia_min, sim_policy_name(c.policy), o->seeds, "power", "energy_day_kWh", "jobs_missed_%",
-                "web_violation_min", "node_boots", "suspends+migr");
+        fprintf(o->table,
+                "Experiment 2: one day, %zu nodes x %g cores, web 5..55%% of the "
+                "cluster, %zu jobs (mean ia %g min), placement %s, %u seeds (mean +- "
+                "95%% CI)\n"
+                "%-10s %20s %20s %20s %14s %18s\n",
+                c.nodes, c.cores, njobs, o->exp2_ia_min, sim_policy_name(c.policy), o->seeds,
+                "power", "energy_day_kWh", "jobs_missed_%", "web_violation_min", "node_boots",
+                "suspends+migr");
     for (int p = 0; p < NP; p++) {
         if (o->table)
             fprintf(o->table, "%-10s", sim_power_name(p));
@@ -332,8 +337,9 @@ int sim_exp3(const struct sim_exp_opts *o, struct wlm_error *err)
         fprintf(sum, "balancer,seeds,migrations_mean,migrations_ci95,rounds_mean,rounds_ci95,"
                      "converged_frac\n");
     if (o->table)
-        fprintf(o->table, "Experiment 3: %zu hosts, %zu VMs (load 2..25%% of a host, skewed "
-                          "start), %u seeds (mean +- 95%% CI)\n%-11s %18s %18s %10s\n",
+        fprintf(o->table,
+                "Experiment 3: %zu hosts, %zu VMs (load 2..25%% of a host, skewed "
+                "start), %u seeds (mean +- 95%% CI)\n%-11s %18s %18s %10s\n",
                 o->hosts, o->vms, o->seeds, "balancer", "migrations", "rounds", "converged");
     for (int p = 0; p < NP; p++) {
         double mm, mh, rm, rh, cm, ch;
@@ -344,8 +350,8 @@ int sim_exp3(const struct sim_exp_opts *o, struct wlm_error *err)
             fprintf(sum, "%s,%u,%.2f,%.2f,%.2f,%.2f,%.2f\n", pname[p], o->seeds, mm, mh, rm, rh,
                     cm);
         if (o->table)
-            fprintf(o->table, "%-11s %10.1f +-%5.1f %10.1f +-%5.1f %9.0f%%\n", pname[p], mm, mh,
-                    rm, rh, 100 * cm);
+            fprintf(o->table, "%-11s %10.1f +-%5.1f %10.1f +-%5.1f %9.0f%%\n", pname[p], mm, mh, rm,
+                    rh, 100 * cm);
     }
     rc = 0;
 out:

@@ -10,7 +10,7 @@
 
 /* A job as the placement controller sees it at one decision instant. */
 struct sim_apc_job {
-    double cap_mhz;  /* threads x per-thread speed: the most it can use */
+    double cap_mhz; /* threads x per-thread speed: the most it can use */
     double mem_mb;
     double work_rem; /* megacycles still to run */
     double deadline; /* absolute completion-time goal */
@@ -36,9 +36,9 @@ struct sim_apc_web {
 };
 
 struct sim_apc_decision {
-    int *node;       /* per job: chosen node or -1 (queue / suspend) */
-    double *alloc;   /* per job: MHz */
-    double web_mhz;  /* CPU for the web application (total over nodes) */
+    int *node;          /* per job: chosen node or -1 (queue / suspend) */
+    double *alloc;      /* per job: MHz */
+    double web_mhz;     /* CPU for the web application (total over nodes) */
     double min_utility; /* max-min utility reached (incl. estimates for waiting jobs) */
 };
 
@@ -56,17 +56,17 @@ double sim_job_umax(const struct sim_apc_job *j, double now);
  * every running job in place by this much utility. d->node/alloc must hold nj
  * entries. Pure: no clock, no I/O. */
 int sim_apc_decide(const struct sim_apc_node *nodes, size_t nn, const struct sim_apc_job *jobs,
-                   size_t nj, const struct sim_apc_web *web, double now, int knobs, double hysteresis,
-                   double cycle_s, struct sim_apc_decision *d);
+                   size_t nj, const struct sim_apc_web *web, double now, int knobs,
+                   double hysteresis, double cycle_s, struct sim_apc_decision *d);
 
 /* The same decision made by the production placement core
  * (placement_solve from placement/placement.h) with jobs' utility curves
  * from jobsched_utility_curve. knobs = 0 pins running jobs to their nodes and
  * makes suspending prohibitively expensive. cfg supplies action durations,
  * hysteresis and the solver. */
-int sim_apc_decide_core(const struct sim_apc_node *nodes, size_t nn,
-                        const struct sim_apc_job *jobs, size_t nj, const struct sim_apc_web *web,
-                        double now, int knobs, const struct sim_config *cfg,
-                        struct sim_apc_decision *d, struct wlm_error *err);
+int sim_apc_decide_core(const struct sim_apc_node *nodes, size_t nn, const struct sim_apc_job *jobs,
+                        size_t nj, const struct sim_apc_web *web, double now, int knobs,
+                        const struct sim_config *cfg, struct sim_apc_decision *d,
+                        struct wlm_error *err);
 
 #endif

@@ -27,12 +27,15 @@ struct opts {
     int no_action_costs;
 };
 
-#define F(name, type, field, def, lo, hi, help)                                                   \
-    {name, type, offsetof(struct opts, field), sizeof(((struct opts *)0)->field), NULL, def, lo,  \
-     hi, help}
+#define F(name, type, field, def, lo, hi, help)                                                    \
+    {                                                                                              \
+        name, type, offsetof(struct opts, field), sizeof(((struct opts *)0)->field), NULL, def,    \
+            lo, hi, help                                                                           \
+    }
 static const struct wlm_cfg_field fields[] = {
     F("experiment", WLM_CFG_STR, experiment, "run", 1, 0, "run | exp1 | exp2 | exp3 | all"),
-    F("policy", WLM_CFG_STR, policy, "apc", 1, 0, "run: fcfs | edf | apc | apc-noknobs | apc-whole | apc-whole-noknobs"),
+    F("policy", WLM_CFG_STR, policy, "apc", 1, 0,
+      "run: fcfs | edf | apc | apc-noknobs | apc-whole | apc-whole-noknobs"),
     F("solver", WLM_CFG_STR, solver, "heuristic", 1, 0,
       "production APC core solver: heuristic | exact (GLPK MILP) | auto"),
     F("job_utility_floor", WLM_CFG_NUM, job_utility_floor, "-1", -1e9, 0,
@@ -79,8 +82,8 @@ static int run_one(const struct opts *o, const struct sim_config *c, struct wlm_
 {
     struct sim_job_spec *jobs = NULL;
     size_t nj = 0;
-    int rc = sim_workload_mix((uint64_t)o->seed, o->mean_ia_min * 60, (size_t)o->jobs, 1024,
-                              &jobs, &nj, err);
+    int rc = sim_workload_mix((uint64_t)o->seed, o->mean_ia_min * 60, (size_t)o->jobs, 1024, &jobs,
+                              &nj, err);
     if (rc)
         return rc;
     struct sim_result r;
@@ -109,11 +112,12 @@ static int run_one(const struct opts *o, const struct sim_config *c, struct wlm_
     if (f != stdout)
         fclose(f);
     fprintf(o->out[0] ? stdout : stderr,
-            "policy=%s power=%s jobs=%zu missed=%zu unfinished=%zu done=%zu starts=%u suspends=%u resumes=%u "
+            "policy=%s power=%s jobs=%zu missed=%zu unfinished=%zu done=%zu starts=%u suspends=%u "
+            "resumes=%u "
             "migrations=%u moves=%u energy_kwh=%.3f end_h=%.3f\n",
             sim_policy_name(c->policy), sim_power_name(c->power), r.jobs, r.missed, r.unfinished,
-            r.done,
-            r.starts, r.suspends, r.resumes, r.migrations, r.moves, r.energy_kwh, r.end_t / 3600);
+            r.done, r.starts, r.suspends, r.resumes, r.migrations, r.moves, r.energy_kwh,
+            r.end_t / 3600);
     free(jobs);
     sim_result_fini(&r);
     return 0;
@@ -161,13 +165,14 @@ int main(int argc, char **argv)
         return 2;
     }
     if ((c->policy = sim_policy_parse(o.policy)) < 0) {
-        fprintf(stderr, "wlm-sim: --policy: unknown policy '%s' (fcfs, edf, apc, apc-noknobs, apc-whole, apc-whole-noknobs)\n",
+        fprintf(stderr,
+                "wlm-sim: --policy: unknown policy '%s' (fcfs, edf, apc, apc-noknobs, apc-whole, "
+                "apc-whole-noknobs)\n",
                 o.policy);
         return 2;
     }
     if ((c->power = sim_power_parse(o.power)) < 0) {
-        fprintf(stderr, "wlm-sim: --power: unknown rule '%s' (always-on, utilsum, wlm)\n",
-                o.power);
+        fprintf(stderr, "wlm-sim: --power: unknown rule '%s' (always-on, utilsum, wlm)\n", o.power);
         return 2;
     }
     if (!strcmp(o.solver, "auto"))

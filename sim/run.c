@@ -13,7 +13,8 @@
 
 /* ---------------------------------------------------------------- names */
 
-static const char *const policy_names[] = {"fcfs", "edf", "apc", "apc-noknobs", "apc-whole", "apc-whole-noknobs"};
+static const char *const policy_names[] = {"fcfs",        "edf",       "apc",
+                                           "apc-noknobs", "apc-whole", "apc-whole-noknobs"};
 static const char *const power_names[] = {"always-on", "utilsum", "wlm"};
 
 const char *sim_policy_name(int p)
@@ -289,8 +290,8 @@ static int reschedule(struct sim *s)
         j->sched_alloc = j->alloc;
         if (j->alloc <= 0)
             continue;
-        int rc = push(s, s->now + (j->work - j->done_w) / j->alloc, SIM_EV_JOB_DONE, (int)i,
-                      j->gen);
+        int rc =
+            push(s, s->now + (j->work - j->done_w) / j->alloc, SIM_EV_JOB_DONE, (int)i, j->gen);
         if (rc)
             return rc;
     }
@@ -325,10 +326,10 @@ static int decide_list(struct sim *s)
         size_t k = a;
         while (k > 0) {
             int y = s->jmap[k - 1];
-            double kx = s->cfg->policy == SIM_POLICY_EDF ? s->jobs[x].deadline
-                                                          : s->jobs[x].s.arrival;
-            double ky = s->cfg->policy == SIM_POLICY_EDF ? s->jobs[y].deadline
-                                                          : s->jobs[y].s.arrival;
+            double kx =
+                s->cfg->policy == SIM_POLICY_EDF ? s->jobs[x].deadline : s->jobs[x].s.arrival;
+            double ky =
+                s->cfg->policy == SIM_POLICY_EDF ? s->jobs[y].deadline : s->jobs[y].s.arrival;
             if (ky < kx || (ky == kx && y < x))
                 break;
             s->jmap[k] = y;
@@ -437,15 +438,18 @@ static const struct sim_apc_web *web_view(struct sim *s)
     double ahead = s->cfg->cycle_s + s->cfg->node_boot_s;
     double d = sim_web_demand(w, s->now);
     double prev = sim_web_demand(w, fmax(0, s->now - ahead));
-    s->wv = (struct sim_apc_web){.demand_mhz = d + fmax(0, d - prev), .c_mcycles = w->c_mcycles,
-                                 .tau_s = w->tau_s, .d0_s = w->d0_s, .cur_mhz = s->web_alloc};
+    s->wv = (struct sim_apc_web){.demand_mhz = d + fmax(0, d - prev),
+                                 .c_mcycles = w->c_mcycles,
+                                 .tau_s = w->tau_s,
+                                 .d0_s = w->d0_s,
+                                 .cur_mhz = s->web_alloc};
     return &s->wv;
 }
 
 static int decide_apc(struct sim *s)
 {
-    int noknobs = s->cfg->policy == SIM_POLICY_APC_NOKNOBS ||
-                  s->cfg->policy == SIM_POLICY_APC_WHOLE_NOKNOBS;
+    int noknobs =
+        s->cfg->policy == SIM_POLICY_APC_NOKNOBS || s->cfg->policy == SIM_POLICY_APC_WHOLE_NOKNOBS;
     int core = s->cfg->policy == SIM_POLICY_APC || s->cfg->policy == SIM_POLICY_APC_NOKNOBS;
     int *nlist = s->dnode + s->nj; /* scratch after the per-job part */
     size_t nn = 0;
@@ -456,8 +460,8 @@ static int decide_apc(struct sim *s)
     if (m == 0 && !s->web_on)
         return 0;
     struct sim_apc_decision d = {.node = s->dnode, .alloc = s->dalloc};
-    int rc = core ? sim_apc_decide_core(s->an, nn, s->aj, m, web_view(s), s->now, !noknobs,
-                                        s->cfg, &d, s->err)
+    int rc = core ? sim_apc_decide_core(s->an, nn, s->aj, m, web_view(s), s->now, !noknobs, s->cfg,
+                                        &d, s->err)
                   : sim_apc_decide(s->an, nn, s->aj, m, web_view(s), s->now, !noknobs,
                                    s->cfg->apc_hysteresis, s->cfg->cycle_s, &d);
     if (rc)
@@ -535,8 +539,7 @@ static int decide_apc(struct sim *s)
                 rc = begin_action(s, i, JS_SUSPENDING, s->cfg->suspend_s);
             }
             break;
-        default:
-            break;
+        default: break;
         }
         if (rc)
             return rc;
@@ -576,10 +579,10 @@ static int utility_with(struct sim *s, const int *pref, size_t k, double *mu, si
         return 0;
     }
     int core = s->cfg->policy == SIM_POLICY_APC || s->cfg->policy == SIM_POLICY_APC_NOKNOBS;
-    int rc = core ? sim_apc_decide_core(s->an, k, s->aj, m, web_view(s), s->now, 1, s->cfg, &d,
-                                        s->err)
-                  : sim_apc_decide(s->an, k, s->aj, m, web_view(s), s->now, 1,
-                                   s->cfg->apc_hysteresis, s->cfg->cycle_s, &d);
+    int rc =
+        core ? sim_apc_decide_core(s->an, k, s->aj, m, web_view(s), s->now, 1, s->cfg, &d, s->err)
+             : sim_apc_decide(s->an, k, s->aj, m, web_view(s), s->now, 1, s->cfg->apc_hysteresis,
+                              s->cfg->cycle_s, &d);
     *mu = d.min_utility;
     for (size_t i = 0; i < m; i++)
         *placed += d.node[i] >= 0;
@@ -712,13 +715,10 @@ static int check_config(const struct sim_config *c, struct wlm_error *err)
 
 static int handle(struct sim *s, const struct sim_event *ev)
 {
-    struct job *j = ev->kind <= SIM_EV_ACTION_DONE || ev->kind == SIM_EV_ARRIVAL
-                        ? &s->jobs[ev->a]
-                        : NULL;
+    struct job *j =
+        ev->kind <= SIM_EV_ACTION_DONE || ev->kind == SIM_EV_ARRIVAL ? &s->jobs[ev->a] : NULL;
     switch (ev->kind) {
-    case SIM_EV_ARRIVAL:
-        j->state = JS_QUEUED;
-        return 0;
+    case SIM_EV_ARRIVAL: j->state = JS_QUEUED; return 0;
     case SIM_EV_JOB_DONE:
         if (ev->gen != j->gen || j->state != JS_RUN)
             return 1; /* stale */
@@ -748,9 +748,7 @@ static int handle(struct sim *s, const struct sim_event *ev)
         for (size_t k = 0; k < s->nn; k++)
             s->res->energy_horizon_kwh += s->nodes[k].energy_j / 3.6e6;
         return 0;
-    case SIM_EV_NODE_READY:
-        s->nodes[ev->a].booting = 0;
-        return 0;
+    case SIM_EV_NODE_READY: s->nodes[ev->a].booting = 0; return 0;
     case SIM_EV_CYCLE: {
         int rc = power_control(s);
         if (rc)
@@ -759,8 +757,7 @@ static int handle(struct sim *s, const struct sim_event *ev)
             rc = push(s, s->now + s->cfg->cycle_s, SIM_EV_CYCLE, 0, 0);
         return rc;
     }
-    default:
-        return 0;
+    default: return 0;
     }
 }
 
@@ -776,11 +773,12 @@ int sim_run(const struct sim_config *cfg, const struct sim_job_spec *jobs, size_
         if (j->threads < 1 || j->threads > cfg->cores)
             return wlm_error_setf(err, WLM_EINVAL, "threads",
                                   "job %zu: threads must be 1..cores per node", i);
-        if (!(j->runtime_s > 0) || !(j->goal_factor > 0) || j->arrival < 0 ||
-            j->mem_mb < 0 || j->mem_mb > cfg->mem_mb)
+        if (!(j->runtime_s > 0) || !(j->goal_factor > 0) || j->arrival < 0 || j->mem_mb < 0 ||
+            j->mem_mb > cfg->mem_mb)
             return wlm_error_setf(err, WLM_EINVAL, "runtime_s",
                                   "job %zu: need runtime > 0, goal factor > 0, arrival >= 0, "
-                                  "0 <= mem <= node memory", i);
+                                  "0 <= mem <= node memory",
+                                  i);
     }
     struct sim s = {.cfg = cfg, .nn = cfg->nodes, .nj = n, .res = res, .remaining = n, .err = err};
     size_t big = n + 3 * cfg->nodes + 1;

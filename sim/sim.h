@@ -57,8 +57,8 @@ enum sim_event_kind {
 
 struct sim_event {
     double t;
-    int kind;    /* enum sim_event_kind */
-    int a;       /* subject: job or node index */
+    int kind;     /* enum sim_event_kind */
+    int a;        /* subject: job or node index */
     uint64_t gen; /* subject's generation when scheduled; stale events are skipped */
     uint64_t seq; /* insertion order, assigned by the queue */
 };
@@ -119,11 +119,11 @@ int sim_workload_mix(uint64_t seed, double mean_ia_s, size_t njobs, double mem_m
 /* ---------------------------------------------------------------- policies */
 
 enum sim_policy {
-    SIM_POLICY_FCFS = 0,   /* list scheduling in arrival order */
-    SIM_POLICY_EDF,        /* list scheduling by goal (deadline) */
-    SIM_POLICY_APC,        /* production APC core: suspend/resume/migrate, CPU shares */
-    SIM_POLICY_APC_NOKNOBS, /* production APC core; a started job stays where it started */
-    SIM_POLICY_APC_WHOLE,  /* simulator's APC heuristic, jobs on whole cores, with knobs */
+    SIM_POLICY_FCFS = 0,          /* list scheduling in arrival order */
+    SIM_POLICY_EDF,               /* list scheduling by goal (deadline) */
+    SIM_POLICY_APC,               /* production APC core: suspend/resume/migrate, CPU shares */
+    SIM_POLICY_APC_NOKNOBS,       /* production APC core; a started job stays where it started */
+    SIM_POLICY_APC_WHOLE,         /* simulator's APC heuristic, jobs on whole cores, with knobs */
     SIM_POLICY_APC_WHOLE_NOKNOBS, /* the same without knobs (non-preemptive) */
     SIM_POLICY_COUNT
 };
@@ -159,21 +159,21 @@ struct sim_config {
     double cores, mhz, mem_mb;
     double idle_w, max_w, off_w;
     /* action durations, seconds */
-    double boot_s;      /* start a job VM from a pre-created image */
-    double suspend_s;   /* checkpoint to shared storage */
-    double resume_s;    /* restore from checkpoint */
-    double migrate_s;   /* live migration */
-    double node_boot_s; /* power a node on until usable */
-    double cycle_s;     /* APC / power control period */
-    int policy;         /* enum sim_policy */
-    int solver;         /* production core: 0 auto, 1 exact (GLPK), 2 heuristic */
+    double boot_s;            /* start a job VM from a pre-created image */
+    double suspend_s;         /* checkpoint to shared storage */
+    double resume_s;          /* restore from checkpoint */
+    double migrate_s;         /* live migration */
+    double node_boot_s;       /* power a node on until usable */
+    double cycle_s;           /* APC / power control period */
+    int policy;               /* enum sim_policy */
+    int solver;               /* production core: 0 auto, 1 exact (GLPK), 2 heuristic */
     double job_utility_floor; /* production core: jobsched's utility clamp (-1 there) */
-    int power;          /* enum sim_power */
-    double headroom;    /* utilisation-sum rule: extra nodes' worth of headroom */
-    double power_target; /* wlm consolidation: utility every workload must keep */
-    double apc_hysteresis; /* min utility gain that justifies suspend/migrate */
+    int power;                /* enum sim_power */
+    double headroom;          /* utilisation-sum rule: extra nodes' worth of headroom */
+    double power_target;      /* wlm consolidation: utility every workload must keep */
+    double apc_hysteresis;    /* min utility gain that justifies suspend/migrate */
     struct sim_web web;
-    double horizon_s;   /* stop power/web accounting here (0 = when jobs drain) */
+    double horizon_s; /* stop power/web accounting here (0 = when jobs drain) */
 };
 
 /* Defaults: 4 nodes x 2 cores x 3000 MHz, 4096 MB, 150/250/5 W, action
@@ -182,15 +182,15 @@ void sim_config_defaults(struct sim_config *c);
 
 struct sim_result {
     size_t jobs, done, missed; /* missed counts finished late; see unfinished */
-    size_t unfinished;     /* never finished: starved until the safety limit */
+    size_t unfinished;         /* never finished: starved until the safety limit */
     unsigned starts, suspends, resumes, migrations, moves; /* moves: resumed elsewhere */
     unsigned node_boots, node_shutdowns;
     unsigned decisions;
-    double end_t;          /* time of the last event processed */
-    double energy_kwh;     /* whole run */
+    double end_t;              /* time of the last event processed */
+    double energy_kwh;         /* whole run */
     double energy_horizon_kwh; /* [0, horizon_s] when a horizon is set */
-    double web_violation_s; /* time with web utility < 0 */
-    double *finish;        /* per job completion time (-1 if never), malloc'd */
+    double web_violation_s;    /* time with web utility < 0 */
+    double *finish;            /* per job completion time (-1 if never), malloc'd */
 };
 
 void sim_result_fini(struct sim_result *r);
@@ -241,12 +241,13 @@ struct sim_exp_opts {
     unsigned seeds;         /* replications */
     size_t njobs;           /* experiment 1: jobs per run (100 = the design's mix) */
     double ia_lo_min, ia_hi_min, ia_step_min; /* experiment 1 sweep, minutes */
-    double exp2_ia_min;     /* experiment 2: mean job inter-arrival, minutes */
-    size_t exp2_nodes;      /* experiment 2 cluster size */
-    int exp2_policy;        /* experiment 2 job/web placement policy (enum sim_policy) */
-    size_t hosts, vms;      /* experiment 3 */
-    const char *out_prefix; /* writes PREFIX-runs.csv, PREFIX-summary.csv, PREFIX.svg; NULL = none */
-    FILE *table;            /* human-readable table (NULL = none) */
+    double exp2_ia_min;                       /* experiment 2: mean job inter-arrival, minutes */
+    size_t exp2_nodes;                        /* experiment 2 cluster size */
+    int exp2_policy;   /* experiment 2 job/web placement policy (enum sim_policy) */
+    size_t hosts, vms; /* experiment 3 */
+    const char
+        *out_prefix; /* writes PREFIX-runs.csv, PREFIX-summary.csv, PREFIX.svg; NULL = none */
+    FILE *table;     /* human-readable table (NULL = none) */
 };
 
 void sim_exp_defaults(struct sim_exp_opts *o);

@@ -19,7 +19,7 @@ static void test_event_order(void **state)
     assert_non_null(q);
     /* pushed out of order; equal times break by kind, then insertion order */
     struct sim_event in[] = {
-        {.t = 5, .kind = SIM_EV_ARRIVAL, .a = 1}, {.t = 1, .kind = SIM_EV_CYCLE, .a = 2},
+        {.t = 5, .kind = SIM_EV_ARRIVAL, .a = 1},  {.t = 1, .kind = SIM_EV_CYCLE, .a = 2},
         {.t = 5, .kind = SIM_EV_JOB_DONE, .a = 3}, {.t = 5, .kind = SIM_EV_ARRIVAL, .a = 4},
         {.t = 0.5, .kind = SIM_EV_END, .a = 5},    {.t = 5, .kind = SIM_EV_ARRIVAL, .a = 6},
     };
@@ -94,17 +94,20 @@ static struct sim_config tiny(int policy, double cores)
     return c;
 }
 
-static struct sim_job_spec J(double arrival, int threads, double runtime, double factor)
-{
-    return (struct sim_job_spec){.arrival = arrival, .threads = threads, .runtime_s = runtime,
-                                 .goal_factor = factor, .mem_mb = 512};
+static struct sim_job_spec J(double arrival, int threads, double runtime, double factor) {
+    return (struct sim_job_spec){.arrival = arrival,
+                                 .threads = threads,
+                                 .runtime_s = runtime,
+                                 .goal_factor = factor,
+                                 .mem_mb = 512};
 }
 
 #define NEAR(a, b) assert_true(fabs((a) - (b)) < 1e-6)
 
 /* FCFS is list scheduling: B (2 threads) does not fit while A runs, and does
  * not block C behind it. */
-static void test_fcfs(void **state)
+static void
+test_fcfs(void **state)
 {
     (void)state;
     struct sim_config c = tiny(SIM_POLICY_FCFS, 2);
@@ -370,13 +373,21 @@ static void test_ci(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_event_order),   cmocka_unit_test(test_rng),
-        cmocka_unit_test(test_node_energy),   cmocka_unit_test(test_fcfs),
-        cmocka_unit_test(test_fcfs_vs_edf),   cmocka_unit_test(test_apc_suspends),
-        cmocka_unit_test(test_apc_core),      cmocka_unit_test(test_apc_migrates),  cmocka_unit_test(test_energy),
-        cmocka_unit_test(test_power_utilsum), cmocka_unit_test(test_bad_config),
-        cmocka_unit_test(test_workload_mix),  cmocka_unit_test(test_deterministic),
-        cmocka_unit_test(test_band_and_balancers), cmocka_unit_test(test_ci),
+        cmocka_unit_test(test_event_order),
+        cmocka_unit_test(test_rng),
+        cmocka_unit_test(test_node_energy),
+        cmocka_unit_test(test_fcfs),
+        cmocka_unit_test(test_fcfs_vs_edf),
+        cmocka_unit_test(test_apc_suspends),
+        cmocka_unit_test(test_apc_core),
+        cmocka_unit_test(test_apc_migrates),
+        cmocka_unit_test(test_energy),
+        cmocka_unit_test(test_power_utilsum),
+        cmocka_unit_test(test_bad_config),
+        cmocka_unit_test(test_workload_mix),
+        cmocka_unit_test(test_deterministic),
+        cmocka_unit_test(test_band_and_balancers),
+        cmocka_unit_test(test_ci),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
