@@ -701,3 +701,105 @@ out:
     free(widx);
     return rc;
 }
+
+/* ---------------------------------------------------------------- balancing by the core */
+
+/* Each round is one placement_solve over VMs that all fit (so every VM gets
+ * its load and max-min has nothing to improve); what moves is the core's
+ * band balancer (max_balance_moves per decision). Rounds stop when the
+ * strict moderate band is reached or the core stops moving VMs. */
+int sim_balance_wlm_core(const double *vm_load, int *vm_host, size_t nvm, size_t nh,
+                         unsigned max_rounds, struct sim_bal_result *out)
+{
+    const double cap = 10000; /* MHz of one host; loads are fractions of it */
+    memset(out, 0, sizeof(*out));
+    if (nh == 0)
+        return -WLM_EINVAL;
+    for (size_t i = 0; i < nvm; i++)
+        if (vm_host[i] < 0 || (size_t)vm_host[i] >= nh)
+            return -WLM_EINVAL;
+    struct placement_problem p;
+    memset(&p, 0, sizeof(p));
+    p.nodes = calloc(nh, sizeof(*p.nodes));
+    p.workloads = calloc(nvm + 1, sizeof(*p.workloads));
+    p.current = calloc(nvm + 1, sizeof(*p.current));
+    double *l = calloc(nh, sizeof(double));
+    int rc = -ENOMEM;
+    if (!p.nodes || !p.workloads || !p.current || !l)
+        goto out;
+    p.nnodes = nh;
+    for (size_t n = 0; n < nh; n++) {
+        struct placement_node *pn = &p.nodes[n];
+        snprintf(pn->name, sizeof(pn->name), "h%zu", n);
+        pn->cores = 1;
+        pn->mhz_per_core = cap;
+        pn->memory_mb = 1e6;
+        pn->powered_on = 1;
+        pn->power_idle_w = 150;
+        pn->power_max_w = 250;
+    }
+    p.nworkloads = nvm;
+    for (size_t i = 0; i < nvm; i++) {
+        struct placement_workload *pw = &p.workloads[i];
+        snprintf(pw->name, sizeof(pw->name), "vm%zu", i);
+        pw->kind = PLACEMENT_JOB;
+        pw->memory_mb = 512;
+        pw->max_cpu_per_instance = vm_load[i] * cap;
+        pw->max_instances = 1;
+        pw->migratable = 1;
+        pw->utility.npoints = 2;
+        pw->utility.cpu_mhz[0] = 0;
+        pw->utility.util[0] = -1;
+        pw->utility.cpu_mhz[1] = vm_load[i] * cap;
+        pw->utility.util[1] = 1;
+    }
+    placement_options_default(&p.opts);
+    p.opts.solver = PLACEMENT_SOLVER_HEURISTIC;
+    p.opts.power_saving = 0;
+    p.opts.headroom = 0;
+    for (;;) {
+        double lo, hi, dev = 0;
+        memset(l, 0, nh * sizeof(double));
+        for (size_t i = 0; i < nvm; i++)
+            l[vm_host[i]] += vm_load[i];
+        sim_band(l, nh, &lo, &hi);
+        for (size_t n = 0; n < nh; n++)
+            dev += l[n] > hi + 1e-12 || l[n] < lo - 1e-12;
+        if (dev == 0) {
+            out->converged = 1;
+            break;
+        }
+        if (out->rounds >= max_rounds)
+            break;
+        p.ncurrent = 0;
+        for (size_t i = 0; i < nvm; i++) {
+            p.workloads[i].state = PLACEMENT_JOB_RUNNING;
+            p.workloads[i].cur_node = vm_host[i];
+            p.current[p.ncurrent++] = (struct placement_assign){
+                .workload = i, .node = (size_t)vm_host[i], .cpu_mhz = vm_load[i] * cap};
+        }
+        struct placement_decision *d = NULL;
+        if ((rc = placement_solve(&p, &d, NULL)))
+            goto out;
+        out->rounds++;
+        unsigned moved = 0;
+        for (size_t a = 0; a < d->nassign; a++) {
+            size_t w = d->assign[a].workload;
+            if (w < nvm && (int)d->assign[a].node != vm_host[w]) {
+                vm_host[w] = (int)d->assign[a].node;
+                moved++;
+            }
+        }
+        placement_decision_free(d);
+        out->migrations += moved;
+        if (!moved)
+            break;
+    }
+    rc = 0;
+out:
+    free(p.nodes);
+    free(p.workloads);
+    free(p.current);
+    free(l);
+    return rc;
+}

@@ -285,8 +285,8 @@ out:
 
 int sim_exp3(const struct sim_exp_opts *o, struct wlm_error *err)
 {
-    enum { NP = 2, NM = 3 };
-    static const char *const pname[NP] = {"three-band", "wlm"};
+    enum { NP = 3, NM = 3 };
+    static const char *const pname[NP] = {"three-band", "wlm", "wlm-core"};
     if (o->seeds < 1 || o->hosts < 2 || o->vms < 1)
         return wlm_error_setf(err, WLM_EINVAL, "hosts", "need seeds >= 1, hosts >= 2, vms >= 1");
     double *v = calloc((size_t)NP * NM * o->seeds, sizeof(double));
@@ -308,19 +308,32 @@ int sim_exp3(const struct sim_exp_opts *o, struct wlm_error *err)
         struct sim_rng r;
         uint64_t seed = o->seed + k;
         sim_rng_seed(&r, seed);
-        /* VM loads of 2..25 % of a host; hosts drawn with a skew (u^2) so
-         * that low-numbered hosts start overloaded, as after a burst of
-         * placements on the first hosts. */
+        /* VM loads of 2..25 % of a host, placed on a host drawn with a
+         * skew (u^2) when it still has room below 95 %, else on the next
+         * host with room: the first hosts start full, the last ones nearly
+         * empty, as after a burst of first-fit placements. */
+        double *hl = calloc(o->hosts, sizeof(double));
+        if (!hl) {
+            wlm_error_set(err, ENOMEM, "out of memory");
+            rc = -ENOMEM;
+            goto out;
+        }
         for (size_t i = 0; i < o->vms; i++) {
             load[i] = 0.02 + 0.23 * sim_rng_uniform(&r);
             double u = sim_rng_uniform(&r);
-            h0[i] = (int)(u * u * (double)o->hosts);
+            size_t hh = (size_t)(u * u * (double)o->hosts), tries = 0;
+            while (hl[hh] + load[i] > 0.95 && tries++ < o->hosts)
+                hh = (hh + 1) % o->hosts;
+            h0[i] = (int)hh;
+            hl[hh] += load[i];
         }
+        free(hl);
         for (int p = 0; p < NP; p++) {
             struct sim_bal_result br;
             memcpy(h, h0, o->vms * sizeof(int));
-            rc = p == 0 ? sim_balance_threeband(load, h, o->vms, o->hosts, 200, &br)
-                        : sim_balance_wlm(load, h, o->vms, o->hosts, 200, &br);
+            rc = p == 0   ? sim_balance_threeband(load, h, o->vms, o->hosts, 200, &br)
+                 : p == 1 ? sim_balance_wlm(load, h, o->vms, o->hosts, 200, &br)
+                          : sim_balance_wlm_core(load, h, o->vms, o->hosts, 200, &br);
             if (rc) {
                 wlm_error_set(err, -rc, "balancer failed");
                 goto out;
@@ -338,7 +351,7 @@ int sim_exp3(const struct sim_exp_opts *o, struct wlm_error *err)
                      "converged_frac\n");
     if (o->table)
         fprintf(o->table,
-                "Experiment 3: %zu hosts, %zu VMs (load 2..25%% of a host, skewed "
+                "Experiment 3: %zu hosts, %zu VMs (load 2..25%% of a host, skewed first-fit "
                 "start), %u seeds (mean +- 95%% CI)\n%-11s %18s %18s %10s\n",
                 o->hosts, o->vms, o->seeds, "balancer", "migrations", "rounds", "converged");
     for (int p = 0; p < NP; p++) {

@@ -217,6 +217,9 @@ int sim_balance_threeband(const double *vm_load, int *vm_host, size_t nvm, size_
                           unsigned max_rounds, struct sim_bal_result *out);
 int sim_balance_wlm(const double *vm_load, int *vm_host, size_t nvm, size_t nhosts,
                     unsigned max_rounds, struct sim_bal_result *out);
+/* The production placement core's balancer, one placement_solve per round. */
+int sim_balance_wlm_core(const double *vm_load, int *vm_host, size_t nvm, size_t nhosts,
+                         unsigned max_rounds, struct sim_bal_result *out);
 
 /* ---------------------------------------------------------------- stats/out */
 
