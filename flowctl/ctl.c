@@ -498,6 +498,42 @@ int flowctl_router_config_apply(json_t *cfg, const struct flowctl_decision *d,
     if (!json_is_array(apps))
         return fc__err(err, WLM_EINVAL, "apps", "router configuration has no 'apps' array");
     json_object_set_new(cfg, "limit", json_integer(d->limit));
+    /* Per-application budgets: the router's limit is global and its fair
+     * queuing orders dispatch but cannot take a slot back, so an overloaded
+     * application whose requests linger would soon hold every slot. Each
+     * instance's max_concurrency gets its application's slots, split by the
+     * instances' cpu_mhz. */
+    size_t ai;
+    json_t *ja;
+    json_array_foreach(apps, ai, ja)
+    {
+        const char *name = json_string_value(json_object_get(ja, "name"));
+        double slots = 0;
+        int found = 0;
+        for (size_t i = 0; name && i < d->nflows; i++)
+            if (!strcmp(d->flows[i].app, name)) {
+                slots += d->flows[i].slots;
+                found = 1;
+            }
+        json_t *insts = json_object_get(ja, "instances");
+        if (!found || !json_is_array(insts) || json_array_size(insts) == 0)
+            continue;
+        double mhz = 0;
+        size_t k;
+        json_t *in;
+        json_array_foreach(insts, k, in)
+        {
+            json_t *m = json_object_get(in, "cpu_mhz");
+            mhz += json_is_number(m) ? json_number_value(m) : 1000;
+        }
+        json_array_foreach(insts, k, in)
+        {
+            json_t *m = json_object_get(in, "cpu_mhz");
+            double share = (json_is_number(m) ? json_number_value(m) : 1000) / mhz;
+            json_object_set_new(in, "max_concurrency",
+                                json_integer((json_int_t)fmax(1, ceil(slots * share))));
+        }
+    }
     for (size_t i = 0; i < d->nflows; i++) {
         const struct flowctl_flow_decision *f = &d->flows[i];
         size_t k;

@@ -209,7 +209,10 @@ json_t *flowctl_decision_json(const struct flowctl_decision *d);
 /* Write a decision into a whole router configuration (the JSON document of
  * router/README.md, as GET /admin/config returns it) in place: "limit", and
  * for every decided flow the "weight" (share × 1000, at least 0.001) and
- * "cost" (when known, > 0) of apps[].classes[] entry app/class. An
+ * "cost" (when known, > 0) of apps[].classes[] entry app/class, and each
+ * application's slots as its instances' "max_concurrency" (split by
+ * cpu_mhz; the global limit alone would let an overloaded application hold
+ * every slot). An
  * application without a "classes" array gets one class "default" when the
  * decision names app/default. Flows of the decision missing from the
  * configuration are ignored (the router has not been told about them yet).

@@ -162,6 +162,18 @@ static void test_router_json(void **st)
     assert_true(fabs(json_real_value(json_object_get(gold, "cost")) - 10) < 1e-9);
     assert_null(json_object_get(json_array_get(json_object_get(cfg, "apps"), 1), "classes"));
     json_decref(cfg);
+    /* Instances get the app's slots as max_concurrency, split by cpu_mhz. */
+    cfg = json_loads("{\"limit\":3,\"apps\":[{\"name\":\"a\",\"instances\":["
+                     "{\"url\":\"http://h:1\",\"cpu_mhz\":3000},{\"url\":\"http://h:2\",\"cpu_mhz\":1000}]}]}",
+                     0, NULL);
+    assert_int_equal(flowctl_router_config_apply(cfg, &d, NULL), 0);
+    json_t *insts = json_object_get(json_array_get(json_object_get(cfg, "apps"), 0), "instances");
+    double slots = d.flows[0].slots + d.flows[1].slots;
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(insts, 0), "max_concurrency")),
+                     (long long)fmax(1, ceil(slots * 0.75)));
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(insts, 1), "max_concurrency")),
+                     (long long)fmax(1, ceil(slots * 0.25)));
+    json_decref(cfg);
     struct wlm_error e0 = {0};
     json_t *bad = json_object();
     assert_int_equal(flowctl_router_config_apply(bad, &d, &e0), -WLM_EINVAL);
