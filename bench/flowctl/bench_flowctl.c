@@ -212,15 +212,21 @@ static int bench_predict(const char *bindir, double cpu_ms, double delay_ms, dou
         struct flowctl_prediction p;
         flowctl_predict(&m, 1, 1000 * share[i], NULL, -1, &p, NULL);
         double err = (p.rt - meas[i]) / meas[i] * 100;
-        if (i > 0) {
+        /* A level at which the app got so little CPU that it was overloaded
+         * (ρ >= 0.95 of what it obtained) has no steady state to predict. */
+        int overloaded = !(lam[i] * cost[i] / share[i] < 0.95) || !isfinite(meas[i]);
+        if (i > 0 && !overloaded) {
             mae += fabs(err);
             nm++;
         }
         printf("%-6.2f %-8.1f %-8llu %-8.2f %-8.2f %-10.1f %-10.1f %-+8.1f %-8.1f%s\n",
                lam[i] * cost[i] / share[i], lam[i], (unsigned long long)cnt[i], cost[i] * 1000,
-               share[i], meas[i] * 1000, p.rt * 1000, err, p95[i] * 1000, i == 0 ? "  (calibration)" : "");
+               share[i], meas[i] * 1000, p.rt * 1000, err, p95[i] * 1000,
+               i == 0 ? "  (calibration)" : overloaded ? "  (overloaded: excluded)" : "");
     }
-    printf("mean absolute error (excluding the calibration level): %.1f %%\n", mae / nm);
+    printf("mean absolute error over %zu levels (calibration and overloaded levels excluded): "
+           "%.1f %%\n",
+           nm, nm ? mae / nm : NAN);
     lg_free(g);
     kill(pid, SIGTERM);
     waitpid(pid, NULL, 0);
