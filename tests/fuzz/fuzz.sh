@@ -28,8 +28,9 @@ build() {
   # shellcheck disable=SC2207
   flags+=($(pkg-config --cflags libuv jansson libnghttp2 sqlite3))
   local objs=() jobs=0 f o
-  for f in "$src"/common/*.c "$src"/jobsched/*.c "$src"/placement/*.c \
-           "$src"/router/config.c "$src"/router/sched.c "$src"/router/h1req.c "$src"/router/gateway.c; do
+  # Whole libraries (as their CMakeLists glob them), minus the daemons' main.c.
+  for f in "$src"/common/*.c "$src"/jobsched/*.c "$src"/placement/*.c "$src"/router/*.c; do
+    [ "$(basename "$f")" = main.c ] && continue
     o="$out/obj/$(basename "$(dirname "$f")")_$(basename "$f" .c).o"
     objs+=("$o")
     # Rebuild when the source or any header of the tree is newer.
