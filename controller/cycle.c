@@ -112,16 +112,32 @@ static void solve_run(uv_work_t *w)
     sw->seconds = wlm_now_mono() - t0;
 }
 
-static void utility_from_points(const struct jobsched_point *pts, size_t n,
-                                struct placement_utility *u)
+/* A job's utility as a function of the CPU it gets for the next `horizon`
+ * seconds, after which it is assumed to run at full speed again. A decision
+ * is revisited every placement period, so this is what an allocation really
+ * buys: pausing a job with slack for a while costs it little, pausing one
+ * near its goal costs a lot. (Read as "this CPU forever", every job at 0 MHz
+ * would look hopeless and none would ever make room for a web spike.) */
+static void job_horizon_curve(const struct jobsched_job *j, double now, double horizon,
+                              const struct jobsched_config *cfg, struct placement_utility *u)
 {
-    if (n > PLACEMENT_UTILITY_MAX_POINTS)
-        n = PLACEMENT_UTILITY_MAX_POINTS;
+    double vmax = jobsched_job_max_mhz(j);
+    double rem = jobsched_job_remaining(j);
+    if (vmax <= 0)
+        vmax = 1;
+    const size_t n = 12;
     u->npoints = n;
     for (size_t i = 0; i < n; i++) {
-        u->cpu_mhz[i] = pts[i].x;
-        u->util[i] = pts[i].y;
+        double w = vmax * (double)i / (double)(n - 1);
+        double t;
+        if (w * horizon >= rem)
+            t = now + rem / w;
+        else
+            t = now + horizon + (rem - w * horizon) / vmax;
+        u->cpu_mhz[i] = w;
+        u->util[i] = jobsched_completion_utility(j, t, cfg);
     }
+    placement_utility_make_concave(u);
 }
 
 static enum placement_job_state job_state_of(enum jobsched_state s)
@@ -250,10 +266,22 @@ static struct solve_work *build_problem(struct controller *c, double now)
         w->min_instances = 0;
         w->max_instances = 1;
         w->migratable = 1;
-        struct jobsched_point pts[PLACEMENT_UTILITY_MAX_POINTS];
-        size_t np = jobsched_utility_curve(job, now, jobsched_config(c->js), pts,
-                                           PLACEMENT_UTILITY_MAX_POINTS);
-        utility_from_points(pts, np, &w->utility);
+        if (job->state == JOBSCHED_ELIGIBLE) {
+            /* Waiting work: starting it is the point, so it is valued by
+             * what it gets from now on. */
+            struct jobsched_point pts[PLACEMENT_UTILITY_MAX_POINTS];
+            size_t np = jobsched_utility_curve(job, now, jobsched_config(c->js), pts,
+                                               PLACEMENT_UTILITY_MAX_POINTS);
+            w->utility.npoints = np;
+            for (size_t k = 0; k < np; k++) {
+                w->utility.cpu_mhz[k] = pts[k].x;
+                w->utility.util[k] = pts[k].y;
+            }
+        } else {
+            double horizon = 5.0 * (double)c->cfg.placement_period_ms / 1000.0;
+            job_horizon_curve(job, now, horizon < 60 ? 60 : horizon, jobsched_config(c->js),
+                              &w->utility);
+        }
         for (size_t l = 0, used = 0; l < job->req.nlabels; l++) {
             int n = snprintf(w->requires + used, sizeof(w->requires) - used, "%s%s=%s",
                              used ? "," : "", job->req.labels[l].key, job->req.labels[l].value);
@@ -276,6 +304,14 @@ static struct solve_work *build_problem(struct controller *c, double now)
         sw->refs[p->nworkloads].job = job->id;
         p->nworkloads++;
     }
+    /* Power saving packs what runs; it must not keep waiting work (queued
+     * or suspended jobs) off a node that could run it, or a job would wait
+     * until it is late just to keep a server dark. */
+    for (size_t w = 0; w < p->nworkloads; w++)
+        if (p->workloads[w].kind == PLACEMENT_JOB &&
+            (p->workloads[w].state == PLACEMENT_JOB_QUEUED ||
+             p->workloads[w].state == PLACEMENT_JOB_SUSPENDED))
+            p->opts.power_saving = 0;
     free(jobs);
     return sw;
 oom:
@@ -954,13 +990,25 @@ void ctl_cycle_heartbeat(struct controller *c, struct ctl_node *n, double now, d
                                   j->threads > 0 ? mhz / j->threads : mhz, now, NULL);
         }
     }
-    /* CPU used by each application's instances, integrated for the web profiler. */
+    /* CPU used by each application's instances, integrated for the web
+     * profiler; an instance that died is dropped, so the next placement
+     * replaces it and the router stops sending it requests. */
     json_t *procs = usage ? json_object_get(usage, "processes") : NULL;
     json_array_foreach(procs, i, d) {
         const char *iid = json_string_value(json_object_get(d, "instance"));
-        const struct ctl_instance *in = iid ? inst_by_id(c, iid) : NULL;
+        struct ctl_instance *in = iid ? inst_by_id(c, iid) : NULL;
         if (!in)
             continue;
+        const char *st = json_string_value(json_object_get(d, "state"));
+        if (in->state == CTL_INST_RUNNING && st &&
+            (!strcmp(st, "shutoff") || !strcmp(st, "crashed"))) {
+            wlm_warn(CTL_COMP, "app instance died", "instance=%s node=%s port=%d", in->id,
+                     n->name, in->port);
+            inst_remove(c, in);
+            count_instances(c);
+            ctl_router_push(c, 0);
+            continue;
+        }
         double mhz = json_number_value(json_object_get(d, "cpu_mhz"));
         json_t *cur = json_object_get(c->app_cpu_mcycles, in->app);
         double prev = cur ? json_number_value(cur) : 0;
@@ -1191,7 +1239,13 @@ static void on_place_timer(uv_timer_t *t)
 int ctl_cycle_init(struct controller *c, struct wlm_error *err)
 {
     c->fc = flowctl_new(NULL, err);
-    c->prof = prof_web_new(NULL, err);
+    /* Instances run only their application, so their CPU is all requests:
+     * no idle baseline to estimate (with steady load it would be
+     * indistinguishable from the per-request cost). */
+    struct prof_web_config pc;
+    prof_web_config_default(&pc);
+    pc.baseline = 0;
+    c->prof = prof_web_new(&pc, err);
     c->client = wlm_http_client_new(c->loop);
     c->app_cpu_mcycles = json_object();
     c->next_port = (int)c->cfg.app_port_base;

@@ -49,11 +49,47 @@ int ctl_app_utility(struct controller *c, const struct ctl_app *a, struct placem
         out->util[2] = 0.5;
         return 0;
     }
-    out->npoints = n;
-    for (size_t i = 0; i < n; i++) {
-        out->cpu_mhz[i] = u.pts[i].x;
-        out->util[i] = u.pts[i].y;
+    /* flowctl returns the upper concave hull. Where the app is short of
+     * CPU the true utility falls off a cliff (queues grow without bound),
+     * and the hull's straight line from (0, floor) to its tangent point
+     * flatters that region: half the CPU needed would look half good. The
+     * optimiser should see the cliff, so below the tangent point we extend
+     * the concave part's first slope instead (still concave, now steep). */
+    size_t t = 0;
+    if (n >= 3) {
+        double s0 = (u.pts[1].y - u.pts[0].y) / (u.pts[1].x - u.pts[0].x + 1e-12);
+        for (t = 1; t + 1 < n; t++) {
+            double s = (u.pts[t + 1].y - u.pts[t].y) / (u.pts[t + 1].x - u.pts[t].x + 1e-12);
+            if (fabs(s - s0) > 1e-6 * (fabs(s0) + 1e-9))
+                break;
+        }
+        if (t + 1 >= n)
+            t = 0; /* one straight line: nothing to correct */
     }
+    size_t k = 0;
+    if (t > 0) {
+        double s1 = (u.pts[t + 1].y - u.pts[t].y) / (u.pts[t + 1].x - u.pts[t].x + 1e-12);
+        /* Below its CPU demand (sum of arrival rate x cost) the app is
+         * unstable and at the floor: the line must reach the floor there. */
+        double demand = 0;
+        for (size_t q = 0; q < a->nclasses; q++) {
+            struct flowctl_flow_model m;
+            if (flowctl_flow_get(c->fc, a->name, a->classes[q].name, &m, NULL) == 0)
+                demand += m.lambda * m.cost;
+        }
+        if (demand > 0 && demand < u.pts[t].x) {
+            double cliff = (u.pts[t].y - u.pts[0].y) / (u.pts[t].x - demand);
+            if (cliff > s1)
+                s1 = cliff;
+        }
+        out->cpu_mhz[k] = 0;
+        out->util[k++] = u.pts[t].y - s1 * u.pts[t].x;
+    }
+    for (size_t i = t; i < n && k < PLACEMENT_UTILITY_MAX_POINTS; i++) {
+        out->cpu_mhz[k] = u.pts[i].x;
+        out->util[k++] = u.pts[i].y;
+    }
+    out->npoints = k;
     return 0;
 }
 
