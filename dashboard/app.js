@@ -76,6 +76,12 @@ function drawChart() {
   for (const v of [lo, 0, hi]) svg.appendChild(el("text", { x: 4, y: y(v) + 3 }, v.toFixed(1)));
   svg.appendChild(el("text", { x: L, y: H - 6 }, fmtTime(t0)));
   svg.appendChild(el("text", { x: W - R - 60, y: H - 6 }, fmtTime(t1)));
+  // The minimum is a wide translucent band drawn first: the workload that is
+  // the minimum stays visible on top of it instead of being hidden.
+  if (minSeries.length) {
+    const d = minSeries.map(p => x(p.t).toFixed(1) + "," + y(p.u).toFixed(1)).join(" ");
+    svg.appendChild(el("polyline", { class: "min", points: d }));
+  }
   const legend = $("legend");
   legend.replaceChildren();
   let i = 0;
@@ -86,11 +92,7 @@ function drawChart() {
     const s = el("span", { style: "--c:" + color }, name + " " + fmtUtil(pts[pts.length - 1].u));
     legend.appendChild(s);
   }
-  if (minSeries.length) {
-    const d = minSeries.map(p => x(p.t).toFixed(1) + "," + y(p.u).toFixed(1)).join(" ");
-    svg.appendChild(el("polyline", { class: "min", points: d }));
-    legend.appendChild(el("span", { style: "--c:#fff" }, "minimum"));
-  }
+  if (minSeries.length) legend.appendChild(el("span", { class: "min", style: "--c:#fff" }, "minimum"));
 }
 
 function renderUtilities(u) {
@@ -108,7 +110,8 @@ function renderPlacement(p) {
   const box = $("placement");
   box.replaceChildren();
   if (!p) { box.textContent = "no placement yet"; return; }
-  const nodes = p.nodes || [];
+  // Sorted by name: the map does not reshuffle when the controller's order changes.
+  const nodes = (p.nodes || []).slice().sort((a, b) => String(a.name).localeCompare(String(b.name)));
   let on = 0;
   for (const n of nodes) {
     const off = n.power === "off";
@@ -139,6 +142,12 @@ function renderPlacement(p) {
   $("placement-meta").textContent = meta.join(" · ");
 }
 
+function emptyRow(tb, cols, text) {
+  const tr = el("tr");
+  tr.appendChild(el("td", { colspan: cols, class: "muted empty" }, text));
+  tb.appendChild(tr);
+}
+
 function renderJobs(j) {
   const tb = $("jobs").querySelector("tbody");
   tb.replaceChildren();
@@ -154,6 +163,7 @@ function renderJobs(j) {
       tr.appendChild(el("td", cls ? { class: cls } : {}, v === undefined || v === null ? "" : String(v)));
     tb.appendChild(tr);
   }
+  if (!jobs.length) emptyRow(tb, 6, "no jobs submitted");
   const done = counts.COMPLETED || 0, running = counts.RUNNING || 0;
   const queued = (counts.PENDING || 0) + (counts.ELIGIBLE || 0) + (counts.SUSPENDED || 0);
   $("jobs-summary").textContent = done + " done · " + running + " running · " + queued + " queued";
@@ -162,7 +172,9 @@ function renderJobs(j) {
 function renderFlows(f) {
   const tb = $("flows").querySelector("tbody");
   tb.replaceChildren();
-  for (const fl of ((f && f.flows) || [])) {
+  const flows = (f && f.flows) || [];
+  if (!flows.length) emptyRow(tb, 5, "no routed traffic yet");
+  for (const fl of flows) {
     const tr = el("tr");
     const bad = fl.goal_ms && fl.rt_ms > fl.goal_ms;
     tr.appendChild(el("td", {}, fl.app + "/" + fl.class));
@@ -209,6 +221,8 @@ async function stream() {
             const d = JSON.parse(data);
             if (d.utilities) renderUtilities(d.utilities);
             if (d.placement) renderPlacement(d.placement);
+          } else if (ev === "placement") {
+            getJSON("/v1/placement").then(renderPlacement, () => {});
           } else if (ev === "jobs" || ev === "flows") {
             refresh();
           }
