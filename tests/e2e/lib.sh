@@ -17,6 +17,7 @@ e2e_start_cluster() {
   port=$(wlm_free_port); admin=$(wlm_free_port); web=$(wlm_free_port)
   export WLM_TOKEN=e2e-$$-$RANDOM WLM_CONTROLLER=http://127.0.0.1:$port
   E2E_WEB=127.0.0.1:$web
+  E2E_ROUTER_ADMIN=127.0.0.1:$admin
   echo '{"limit": 32, "apps": []}' >"$dir/router.json"
   "$bin/wlm-router" --config "$dir/router.json" --listen "$E2E_WEB" --admin "127.0.0.1:$admin" \
     --token "$WLM_TOKEN" >"$dir/router.log" 2>&1 &
