@@ -215,7 +215,7 @@ STATE_JS = r"""(() => {
     minPoints: min ? pts(min) : 0,
     nodes: [...document.querySelectorAll('#placement .node')].map(n => n.dataset.node),
     minUtility: (q('#min-utility') || {}).textContent,
-    jobsRows: document.querySelectorAll('#jobs tbody tr').length,
+    jobsRows: [...document.querySelectorAll('#jobs tbody tr')].filter(r => !r.querySelector('td.empty')).length,
     error: q('#error') && !q('#error').classList.contains('hidden') ? q('#error').textContent : '',
   };
 })()"""
