@@ -336,6 +336,13 @@ static void solve_work_free(struct solve_work *sw)
 
 /* ------------------------------------------------------------ executors */
 
+static int job_has_save(const struct controller *c, int64_t id)
+{
+    char key[32];
+    snprintf(key, sizeof(key), "%lld", (long long)id);
+    return json_object_get(c->saved_jobs, key) != NULL;
+}
+
 static const char *agent_kind(const struct ctl_action *a)
 {
     switch (a->kind) {
@@ -409,10 +416,14 @@ static void action_apply(struct controller *c, struct ctl_action *a, const json_
         job_transition(c, a->job, JOBSCHED_PAUSED, reason);
         job_place(c, a->job, a->node, 0);
         break;
-    case PLACEMENT_ACT_SUSPEND_JOB:
+    case PLACEMENT_ACT_SUSPEND_JOB: {
         job_transition(c, a->job, JOBSCHED_SUSPENDED, reason);
         job_place(c, a->job, NULL, 0);
+        char key[32];
+        snprintf(key, sizeof(key), "%lld", (long long)a->job);
+        json_object_set_new(c->saved_jobs, key, json_true());
         break;
+    }
     case PLACEMENT_ACT_POWER_ON:
     case PLACEMENT_ACT_POWER_OFF: {
         struct ctl_node *n = ctl_node_find(c, a->node);
@@ -630,6 +641,19 @@ static void action_send(struct controller *c, struct ctl_action *a)
         }
     }
     json_t *body = action_body(c, a);
+    if (a->kind == PLACEMENT_ACT_RESTORE_JOB && !job_has_save(c, a->job)) {
+        /* Its node was lost before it was ever saved: start it again, from
+         * the beginning, where the placement put it. */
+        const struct jobsched_job *j = jobsched_get(c->js, a->job);
+        json_object_set_new(body, "kind", json_string("start"));
+        if (j) {
+            json_object_set_new(body, "vcpus", json_integer(j->threads > 0 ? j->threads : 1));
+            json_object_set_new(body, "memory_mb",
+                                json_integer(j->memory_mb < 32 ? 32 : j->memory_mb));
+        }
+        wlm_info(CTL_COMP, "restarting a job without a save file", "job=%lld node=%s",
+                 (long long)a->job, a->node);
+    }
     char *text = wlm_json_dumps(body);
     json_decref(body);
     char *url = wlm_asprintf("%s/v1/actions", n->agent_url);
@@ -1016,6 +1040,62 @@ void ctl_cycle_heartbeat(struct controller *c, struct ctl_node *n, double now, d
     }
 }
 
+/* A node stopped heartbeating. Its app instances are dropped (the router
+ * stops using them, the next placement starts replacements elsewhere); its
+ * jobs become SUSPENDED with the reason recorded, so the next placement
+ * restores them elsewhere from their last save file, or starts them again
+ * when they never had one. */
+void ctl_cycle_node_lost(struct controller *c, struct ctl_node *n)
+{
+    /* Nothing will come back from its agent. */
+    int failed = 0;
+    for (size_t i = 0; i < c->nplan; i++)
+        if (c->plan[i].st == CTL_ACT_SENT && (!strcmp(c->plan[i].node, n->name) ||
+                                              !strcmp(c->plan[i].dest_node, n->name))) {
+            action_failed(c, &c->plan[i], "the node was lost");
+            failed = 1;
+        }
+    if (failed)
+        dispatch(c);
+    int changed = 0;
+    for (size_t i = 0; i < c->ninsts;) {
+        if (!strcmp(c->insts[i].node, n->name)) {
+            wlm_warn(CTL_COMP, "replacing the app instance of a lost node", "instance=%s node=%s",
+                     c->insts[i].id, n->name);
+            inst_remove(c, &c->insts[i]);
+            changed = 1;
+        } else {
+            i++;
+        }
+    }
+    if (changed) {
+        count_instances(c);
+        ctl_router_push(c, 0);
+    }
+    size_t nj;
+    struct jobsched_job *const *jobs = jobsched_jobs(c->js, &nj);
+    int64_t *ids = calloc(nj ? nj : 1, sizeof(*ids));
+    size_t nids = 0;
+    for (size_t i = 0; ids && i < nj; i++)
+        if (!jobsched_state_terminal(jobs[i]->state) && !strcmp(jobs[i]->node, n->name))
+            ids[nids++] = jobs[i]->id;
+    for (size_t i = 0; i < nids; i++) {
+        char why[200];
+        snprintf(why, sizeof(why), "node %s lost: %s", n->name,
+                 job_has_save(c, ids[i]) ? "will be restored elsewhere from its last save file"
+                                         : "no save file, will be restarted elsewhere");
+        const struct jobsched_job *j = jobsched_get(c->js, ids[i]);
+        if (j && j->state == JOBSCHED_STARTING)
+            job_transition(c, ids[i], JOBSCHED_ELIGIBLE, why);
+        else if (j && j->state != JOBSCHED_SUSPENDED)
+            job_transition(c, ids[i], JOBSCHED_SUSPENDED, why);
+        job_place(c, ids[i], NULL, 0);
+        wlm_warn(CTL_COMP, "job of a lost node", "job=%lld detail=\"%s\"", (long long)ids[i],
+                 why);
+    }
+    free(ids);
+}
+
 /* ------------------------------------------------------------ views */
 
 static json_t *placement_view(struct controller *c)
@@ -1248,6 +1328,7 @@ int ctl_cycle_init(struct controller *c, struct wlm_error *err)
     c->prof = prof_web_new(&pc, err);
     c->client = wlm_http_client_new(c->loop);
     c->app_cpu_mcycles = json_object();
+    c->saved_jobs = json_object();
     c->next_port = (int)c->cfg.app_port_base;
     if (!c->fc || !c->prof || !c->client || !c->app_cpu_mcycles)
         return err && err->code ? err->code : wlm_error_set(err, WLM_EINTERNAL, "out of memory");
@@ -1290,6 +1371,7 @@ void ctl_cycle_free(struct controller *c)
     prof_web_free(c->prof);
     wlm_http_client_free(c->client);
     json_decref(c->app_cpu_mcycles);
+    json_decref(c->saved_jobs);
     json_decref(c->last_decision);
     free(c->insts);
     free(c->plan);

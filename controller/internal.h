@@ -135,6 +135,7 @@ struct controller {
     struct wlm_http_req **sse;
     size_t nsse;
     json_t *app_cpu_mcycles; /* {"app": cumulative megacycles} for the profiler */
+    json_t *saved_jobs;      /* {"<job id>": true} for jobs with a save file */
     void (*stop_done)(void *);
     void *stop_ud;
     int pending_closes;
@@ -154,6 +155,8 @@ void ctl_cycle_free(struct controller *c);
 void ctl_cycle_routes(struct controller *c);
 void ctl_cycle_heartbeat(struct controller *c, struct ctl_node *n, double now, double dt);
 struct ctl_node *ctl_node_find(struct controller *c, const char *name);
+/* A node stopped heartbeating: replace its app instances, move its jobs. */
+void ctl_cycle_node_lost(struct controller *c, struct ctl_node *n);
 double ctl_app_allocation(const struct controller *c, const char *app);
 
 /* flows.c */

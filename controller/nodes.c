@@ -374,10 +374,12 @@ void ctl_nodes_sweep(struct controller *c, double now)
         struct ctl_node *n = &c->nodes[i];
         enum controller_node_state s = controller_node_state_at(n->last_heartbeat, now, lost_after);
         if (s != n->state) {
-            if (s == CONTROLLER_NODE_LOST)
+            if (s == CONTROLLER_NODE_LOST) {
                 wlm_warn("controller", "node lost", "name=%s last_heartbeat_age_s=%.1f", n->name,
                          n->last_heartbeat > 0 ? now - n->last_heartbeat : -1.0);
-            else
+                n->state = s;
+                ctl_cycle_node_lost(c, n);
+            } else
                 wlm_info("controller", "node ready", "name=%s", n->name);
             n->state = s;
         }
