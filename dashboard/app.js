@@ -156,7 +156,7 @@ function renderJobs(j) {
   for (const job of jobs) {
     counts[job.state] = (counts[job.state] || 0) + 1;
     const tr = el("tr");
-    const pred = job.predicted_completion, goal = job.goal;
+    const pred = job.predicted_completion, goal = job.goal_time;
     const late = pred && goal && pred > goal;
     for (const [v, cls] of [[job.id, ""], [job.name, ""], [job.state, ""], [job.class || "", ""],
                            [fmtTime(goal), ""], [fmtTime(pred), late ? "bad" : ""]])
