@@ -55,6 +55,9 @@ static const char *const migrations[] = {
     " agent_url TEXT NOT NULL, registered_at REAL NOT NULL)",
     /* 2: deployed web applications */
     "CREATE TABLE apps (name TEXT PRIMARY KEY, spec TEXT NOT NULL, created_at REAL NOT NULL)",
+    /* 3: web application instances, so a restart neither forgets nor doubles them */
+    "CREATE TABLE instances (id TEXT PRIMARY KEY, app TEXT NOT NULL, node TEXT NOT NULL,"
+    " host TEXT NOT NULL, port INTEGER NOT NULL, cpu_mhz REAL NOT NULL, state INTEGER NOT NULL)",
 };
 
 /* Read the token file, or create it with a fresh random token. Tokens are
@@ -157,8 +160,9 @@ int controller_new(uv_loop_t *loop, const struct controller_config *cfg, struct 
     if ((rc = jobsched_store_open(jobs_db, &c->jstore, err)) ||
         (rc = jobsched_new(NULL, c->jstore, &c->js, err)))
         goto fail;
-    if ((rc = ctl_cycle_init(c, err)))
+    if ((rc = ctl_cycle_init(c, err)) || (rc = ctl_instances_load(c, err)))
         goto fail;
+    c->started_at = wlm_now_wall();
     c->metrics = wlm_metrics_new();
     struct wlm_http_server_opts o = {
         .host = cfg->listen_host,

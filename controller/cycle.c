@@ -72,8 +72,86 @@ static void inst_remove(struct controller *c, struct ctl_instance *in)
     c->ninsts--;
 }
 
+/* The instance table is small: rewrite it whole in one transaction each
+ * time it changes. */
+static void instances_save(struct controller *c)
+{
+    struct wlm_error err = {0};
+    if (wlm_db_begin(c->db, &err) || wlm_db_exec(c->db, "DELETE FROM instances", &err))
+        goto fail;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(c->db,
+                           "INSERT INTO instances(id, app, node, host, port, cpu_mhz, state)"
+                           " VALUES (?,?,?,?,?,?,?)",
+                           -1, &st, NULL) != SQLITE_OK) {
+        wlm_error_set(&err, WLM_EIO, "%s", sqlite3_errmsg(c->db));
+        goto fail;
+    }
+    for (size_t i = 0; i < c->ninsts; i++) {
+        const struct ctl_instance *in = &c->insts[i];
+        sqlite3_reset(st);
+        sqlite3_bind_text(st, 1, in->id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, in->app, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, in->node, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, in->host, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 5, in->port);
+        sqlite3_bind_double(st, 6, in->cpu_mhz);
+        sqlite3_bind_int(st, 7, (int)in->state);
+        if (sqlite3_step(st) != SQLITE_DONE) {
+            wlm_error_set(&err, WLM_EIO, "%s", sqlite3_errmsg(c->db));
+            sqlite3_finalize(st);
+            goto fail;
+        }
+    }
+    sqlite3_finalize(st);
+    if (wlm_db_commit(c->db, &err))
+        goto fail;
+    return;
+fail:
+    wlm_db_rollback(c->db);
+    wlm_errorlog(CTL_COMP, "saving app instances failed", "detail=\"%s\"", err.msg);
+}
+
+int ctl_instances_load(struct controller *c, struct wlm_error *err)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(c->db,
+                           "SELECT id, app, node, host, port, cpu_mhz, state FROM instances",
+                           -1, &st, NULL) != SQLITE_OK)
+        return wlm_error_set(err, WLM_EIO, "load instances: %s", sqlite3_errmsg(c->db));
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        struct ctl_instance *p = realloc(c->insts, (c->ninsts + 1) * sizeof(*p));
+        if (!p)
+            break;
+        c->insts = p;
+        struct ctl_instance *in = &c->insts[c->ninsts++];
+        memset(in, 0, sizeof(*in));
+        wlm_strlcpy(in->id, (const char *)sqlite3_column_text(st, 0), sizeof(in->id));
+        wlm_strlcpy(in->app, (const char *)sqlite3_column_text(st, 1), sizeof(in->app));
+        wlm_strlcpy(in->node, (const char *)sqlite3_column_text(st, 2), sizeof(in->node));
+        wlm_strlcpy(in->host, (const char *)sqlite3_column_text(st, 3), sizeof(in->host));
+        in->port = sqlite3_column_int(st, 4);
+        in->cpu_mhz = sqlite3_column_double(st, 5);
+        in->state = CTL_INST_RUNNING;
+        in->unconfirmed = 1;
+        /* Fresh ids and ports never collide with what may still run. */
+        const char *dash = strrchr(in->id, '-');
+        unsigned seq = dash ? (unsigned)strtoul(dash + 1, NULL, 10) : 0;
+        if (seq > c->inst_seq)
+            c->inst_seq = seq;
+        if (in->port >= c->next_port)
+            c->next_port = in->port + 1;
+    }
+    sqlite3_finalize(st);
+    if (c->ninsts)
+        wlm_info(CTL_COMP, "app instances recorded before the restart", "count=%zu",
+                 c->ninsts);
+    return 0;
+}
+
 static void count_instances(struct controller *c)
 {
+    instances_save(c);
     for (size_t a = 0; a < c->napps; a++) {
         c->apps[a].ninstances = 0;
         for (size_t i = 0; i < c->ninsts; i++)
@@ -795,6 +873,7 @@ static void plan_from_decision(struct controller *c, struct solve_work *sw)
             in->cpu_mhz = a->cpu_mhz;
             in->state = CTL_INST_STARTING;
             wlm_strlcpy(a->instance, in->id, sizeof(a->instance));
+            instances_save(c);
         } else if (!a->is_job && a->app[0]) {
             struct ctl_instance *in = inst_find(c, a->app, a->node);
             if (in)
@@ -987,10 +1066,71 @@ static void simulate_progress(struct controller *c, double now, double dt)
 }
 
 /* Heartbeat: what the agent says of its jobs and instances. */
+/* After a restart, what the agents report settles what the controller
+ * was doing when it died: instances it had recorded but that the node no
+ * longer runs are dropped; a job recorded as STARTING that runs is RUNNING,
+ * and one that does not is placed again; a job the agent holds suspended or
+ * paused is recorded so. Grace: the node's agent must have reported a few
+ * times since this controller started. */
+static void reconcile_after_restart(struct controller *c, struct ctl_node *n, json_t *doms,
+                                    json_t *procs, double now)
+{
+    if (now - c->started_at < 3.0 * (double)c->cfg.flow_period_ms / 1000.0 + 2.0)
+        return;
+    for (size_t i = 0; i < c->ninsts;) {
+        struct ctl_instance *in = &c->insts[i];
+        int seen = 0;
+        size_t k;
+        json_t *p;
+        json_array_foreach(procs, k, p) {
+            const char *iid = json_string_value(json_object_get(p, "instance"));
+            if (iid && !strcmp(iid, in->id))
+                seen = 1;
+        }
+        if (in->unconfirmed && !strcmp(in->node, n->name) && !seen) {
+            wlm_warn(CTL_COMP, "recorded app instance is gone", "instance=%s node=%s", in->id,
+                     n->name);
+            inst_remove(c, in);
+            count_instances(c);
+            ctl_router_push(c, 0);
+            continue;
+        }
+        i++;
+    }
+    size_t nj;
+    struct jobsched_job *const *jobs = jobsched_jobs(c->js, &nj);
+    int64_t *ids = calloc(nj ? nj : 1, sizeof(*ids));
+    size_t nids = 0;
+    for (size_t i = 0; ids && i < nj; i++)
+        if (jobs[i]->state == JOBSCHED_STARTING && !strcmp(jobs[i]->node, n->name) && !c->nplan)
+            ids[nids++] = jobs[i]->id;
+    for (size_t i = 0; i < nids; i++) {
+        char jid[32];
+        snprintf(jid, sizeof(jid), "j%lld", (long long)ids[i]);
+        const char *st = NULL;
+        size_t k;
+        json_t *d;
+        json_array_foreach(doms, k, d) {
+            const char *x = json_string_value(json_object_get(d, "job"));
+            if (x && !strcmp(x, jid))
+                st = json_string_value(json_object_get(d, "state"));
+        }
+        if (st && !strcmp(st, "running")) {
+            job_transition(c, ids[i], JOBSCHED_RUNNING, "found running after a controller restart");
+        } else if (!st) {
+            job_transition(c, ids[i], JOBSCHED_ELIGIBLE,
+                           "its start was lost in a controller restart; placed again");
+            job_place(c, ids[i], NULL, 0);
+        }
+    }
+    free(ids);
+}
+
 void ctl_cycle_heartbeat(struct controller *c, struct ctl_node *n, double now, double dt)
 {
     json_t *usage = n->report ? json_object_get(n->report, "usage") : NULL;
     json_t *doms = usage ? json_object_get(usage, "domains") : NULL;
+    reconcile_after_restart(c, n, doms, usage ? json_object_get(usage, "processes") : NULL, now);
     size_t i;
     json_t *d;
     json_array_foreach(doms, i, d) {
@@ -1024,6 +1164,12 @@ void ctl_cycle_heartbeat(struct controller *c, struct ctl_node *n, double now, d
         if (!in)
             continue;
         const char *st = json_string_value(json_object_get(d, "state"));
+        if (in->unconfirmed && st && !strcmp(st, "running")) {
+            in->unconfirmed = 0;
+            wlm_info(CTL_COMP, "app instance found after restart", "instance=%s node=%s",
+                     in->id, n->name);
+            ctl_router_push(c, 0);
+        }
         if (in->state == CTL_INST_RUNNING && st &&
             (!strcmp(st, "shutoff") || !strcmp(st, "crashed"))) {
             wlm_warn(CTL_COMP, "app instance died", "instance=%s node=%s port=%d", in->id,

@@ -52,6 +52,7 @@ struct ctl_instance {
     int port;
     double cpu_mhz;
     enum ctl_inst_state state;
+    int unconfirmed; /* loaded after a restart; its agent has not reported it yet */
 };
 
 /* One step of the plan being carried out. */
@@ -107,6 +108,7 @@ struct controller {
     struct ctl_app *apps;
     size_t napps;
     int apps_changed;
+    double started_at; /* wall time of this controller's start */
     /* control cycle (cycle.c, flows.c) */
     struct flowctl *fc;
     struct flowctl_decision fd; /* last flow-controller decision */
@@ -154,6 +156,9 @@ void ctl_cycle_stop(struct controller *c); /* closes the timers (counted in pend
 void ctl_cycle_free(struct controller *c);
 void ctl_cycle_routes(struct controller *c);
 void ctl_cycle_heartbeat(struct controller *c, struct ctl_node *n, double now, double dt);
+/* Load the instances recorded before a restart (unconfirmed until their
+ * agents report them). */
+int ctl_instances_load(struct controller *c, struct wlm_error *err);
 struct ctl_node *ctl_node_find(struct controller *c, const char *name);
 /* A node stopped heartbeating: replace its app instances, move its jobs. */
 void ctl_cycle_node_lost(struct controller *c, struct ctl_node *n);

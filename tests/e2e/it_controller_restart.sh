@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# kill -9 the controller while it runs a web application and jobs (and once
+# while a placement's actions are in flight); after the restart nothing is
+# started twice: the same instance keeps serving, every job runs on exactly
+# one node and completes once.
+set -euo pipefail
+. "$WLM_SOURCE_DIR/scripts/lib.sh"
+. "$WLM_SOURCE_DIR/tests/e2e/lib.sh"
+bin=$WLM_BIN_DIR
+export PATH=$bin:$PATH
+dir=$(mktemp -d /tmp/wlm-crst-XXXXXX)
+pids=()
+cleanup() {
+  [ ${#pids[@]} -gt 0 ] && wlm_kill_tree "${pids[@]}"
+  e2e_kill_instances
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+mkdir -p "$dir/shared"
+e2e_start_cluster n1:2:1000:2048 n2:2:1000:2048
+cport=${WLM_CONTROLLER##*:}
+cpid=${pids[1]}
+restart_controller() {
+  kill -9 "$cpid"
+  wait "$cpid" 2>/dev/null || true
+  "$bin/wlm-controller" --listen-port "$cport" --db "$dir/c.db" --router-url "http://$E2E_ROUTER_ADMIN" \
+    --app-port-base "$E2E_PORT_BASE" --simulate-jobs --flow-period-ms 1000 --placement-period-ms 2000 \
+    --node-lost-after-ms 5000 >>"$dir/controller.log" 2>&1 &
+  cpid=$!
+  pids+=($cpid)
+  wlm_wait_http "$WLM_CONTROLLER/healthz" 30 || e2e_fail "controller did not restart"
+}
+instances() { # running processes of this cluster's app instances
+  local n=0 pid args p
+  for pid in $(pgrep -f 'wlm-sampleapp --port' || true); do
+    args=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
+    p=$(sed -n 's/.*--port \([0-9]*\).*/\1/p' <<<"$args")
+    [ -n "$p" ] && [ "$p" -ge "$E2E_PORT_BASE" ] && [ "$p" -lt $((E2E_PORT_BASE + 100)) ] && n=$((n + 1))
+  done
+  echo "$n"
+}
+cat >"$dir/web.json" <<'JSON'
+{"name": "web", "command": "wlm-sampleapp --port {port} --cpu-ms 1 --delay-ms 1", "memory_mb": 256,
+ "prefix": "/", "classes": [{"name": "default", "goal_ms": 200}]}
+JSON
+wlm app deploy -f "$dir/web.json" >/dev/null
+wlm job submit --name one --command true --work-seconds 25 --threads 1 --max-speed 1000 --memory 256 --class gold >/dev/null
+serving() { [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://$E2E_WEB/")" = 200 ]; }
+running1() { [ "$(e2e_job_state 1)" = RUNNING ]; }
+e2e_wait 60 "the app to serve" serving
+e2e_wait 60 "job 1 to run" running1
+# Let the placement settle (everything consolidated on one node) first.
+one_on() { [ "$(e2e_nodes_on)" -eq 1 ]; }
+e2e_wait 60 "consolidation onto one node" one_on
+sleep 3
+before=$(wlm placement --json | e2e_py "import json,sys; print(sorted(i['name'] for n in json.load(sys.stdin)['nodes'] for i in n['instances'] if i['kind']=='app'))")
+
+# 1. A quiet moment: everything is running.
+restart_controller
+sleep 8
+after=$(wlm placement --json | e2e_py "import json,sys; print(sorted(i['name'] for n in json.load(sys.stdin)['nodes'] for i in n['instances'] if i['kind']=='app'))")
+[ "$before" = "$after" ] || e2e_fail "app instances changed across the restart: $before -> $after"
+[ "$(instances)" -eq 1 ] || e2e_fail "$(instances) instance processes after the restart (want 1)"
+serving || e2e_fail "the app stopped serving after the restart"
+[ "$(e2e_job_state 1)" = RUNNING ] || e2e_fail "job 1 is $(e2e_job_state 1) after the restart"
+echo "restart 1: same instance $after, job 1 still RUNNING"
+
+# 2. Kill it again right after a job was submitted, as its start goes out.
+wlm job submit --name two --command true --work-seconds 10 --threads 1 --max-speed 1000 --memory 256 --class gold >/dev/null
+for _ in $(seq 40); do
+  grep -q 'action sent.*kind=start' <(tail -n 5 "$dir/controller.log") && break
+  sleep 0.1
+done
+restart_controller
+done2() { [ "$(e2e_job_state 2)" = COMPLETED ] && [ "$(e2e_job_state 1)" = COMPLETED ]; }
+e2e_wait 120 "both jobs to complete" done2
+# Each job was started on one node only: ask every agent.
+for id in 1 2; do
+  n=0
+  for url in $(wlm nodes --json | e2e_py "import json,sys; print(' '.join(x['agent_url'] for x in json.load(sys.stdin)))"); do
+    curl -s -H "Authorization: Bearer $WLM_TOKEN" "$url/v1/jobs" | grep -q "\"j$id\"" && n=$((n + 1))
+  done
+  [ "$n" -le 1 ] || e2e_fail "job $id has domains on $n nodes"
+done
+[ "$(instances)" -eq 1 ] || e2e_fail "$(instances) instance processes at the end (want 1)"
+echo "restart 2 (during execution): both jobs completed once, one app instance"
+echo "it_controller_restart: ok"
