@@ -1304,6 +1304,20 @@ int na_reconcile(struct nodeagent *a, struct wlm_error *err)
         case NODEAGENT_ADOPT:
             adopted++;
             nodeagent_pool_mark_used(a->pool, r->image);
+            if (!strcmp(r->state, "starting") && rc.live_state[i] == NODEAGENT_WL_PAUSED) {
+                /* The agent died between creating the domain (paused) and
+                 * letting it run: finish the start rather than leave the job
+                 * frozen. */
+                struct wlm_error e2 = {0};
+                /* "already running": it was QEMU still starting up (libvirt
+                 * shows that as paused), which ends by itself. */
+                if (a->vm->ops->resume(a->vm, r->job, &e2) == 0 ||
+                    strstr(e2.msg, "already running"))
+                    rc.live_state[i] = NODEAGENT_WL_RUNNING;
+                else
+                    wlm_warn(NA_COMP, "reconcile: could not resume a half-started job",
+                             "job=%s error=\"%s\"", r->job, e2.msg);
+            }
             wlm_strlcpy(r->state, rc.live_state[i] == NODEAGENT_WL_PAUSED ? "paused" : "running",
                         sizeof(r->state));
             nodeagent_repo_put(a->repo, r, NULL);
@@ -1311,6 +1325,16 @@ int na_reconcile(struct nodeagent *a, struct wlm_error *err)
                      r->state);
             break;
         case NODEAGENT_LOST:
+            if (!strcmp(r->state, "starting")) {
+                /* We died before its domain existed: it never ran, so it did
+                 * not fail either. "lost" lets the controller place it again. */
+                lost++;
+                wlm_strlcpy(r->state, "lost", sizeof(r->state));
+                nodeagent_repo_put(a->repo, r, NULL);
+                wlm_warn(NA_COMP, "reconcile: start interrupted before the domain existed",
+                         "job=%s", r->job);
+                break;
+            }
             /* Its domain is gone: it ended while we were away. The console
              * tells how; check_job records it. */
             lost++;
