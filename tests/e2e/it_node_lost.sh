@@ -5,17 +5,7 @@
 set -euo pipefail
 . "$WLM_SOURCE_DIR/scripts/lib.sh"
 . "$WLM_SOURCE_DIR/tests/e2e/lib.sh"
-bin=$WLM_BIN_DIR
-export PATH=$bin:$PATH
-dir=$(mktemp -d /tmp/wlm-lost-XXXXXX)
-pids=()
-cleanup() {
-  [ ${#pids[@]} -gt 0 ] && wlm_kill_tree "${pids[@]}"
-  e2e_kill_instances
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-mkdir -p "$dir/shared"
+e2e_begin lost
 e2e_start_cluster n1:2:1000:2048 n2:2:1000:2048
 cat >"$dir/web.json" <<'JSON'
 {"name": "web", "command": "wlm-sampleapp --port {port} --cpu-ms 1 --delay-ms 1", "memory_mb": 256,

@@ -11,6 +11,22 @@ e2e_fail() {
   exit 1
 }
 
+# e2e_begin NAME: a scratch directory and a cleanup trap that stops every
+# process in $pids and this cluster's app instances. Sets bin, dir, pids.
+e2e_begin() {
+  bin=$WLM_BIN_DIR
+  export PATH=$bin:$PATH
+  dir=$(mktemp -d "/tmp/wlm-$1-XXXXXX")
+  mkdir -p "$dir/shared"
+  pids=()
+  trap e2e_cleanup EXIT
+}
+e2e_cleanup() {
+  [ ${#pids[@]} -gt 0 ] && wlm_kill_tree "${pids[@]}"
+  e2e_kill_instances
+  rm -rf "$dir"
+}
+
 # e2e_start_cluster NODE_SPECS...: each "name:cores:mhz:mem[:labels]".
 e2e_start_cluster() {
   local port admin web
