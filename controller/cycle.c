@@ -218,6 +218,37 @@ static void job_horizon_curve(const struct jobsched_job *j, double now, double h
     placement_utility_make_concave(u);
 }
 
+void ctl_job_curve(const struct controller *c, const struct jobsched_job *job, double now,
+                   struct placement_utility *u)
+{
+    if (job->state == JOBSCHED_ELIGIBLE) {
+        /* Waiting work: starting it is the point, so it is valued by what
+         * it gets from now on. */
+        struct jobsched_point pts[PLACEMENT_UTILITY_MAX_POINTS];
+        size_t np = jobsched_utility_curve(job, now, jobsched_config(c->js), pts,
+                                           PLACEMENT_UTILITY_MAX_POINTS);
+        u->npoints = np;
+        for (size_t k = 0; k < np; k++) {
+            u->cpu_mhz[k] = pts[k].x;
+            u->util[k] = pts[k].y;
+        }
+    } else {
+        double horizon = 5.0 * (double)c->cfg.placement_period_ms / 1000.0;
+        job_horizon_curve(job, now, horizon < 60 ? 60 : horizon, jobsched_config(c->js), u);
+    }
+    if (u->npoints >= 1 && u->util[u->npoints - 1] - u->util[0] < 1e-9) {
+        /* Already past the point where lateness is clamped: the curve is
+         * flat, which would tell the optimiser CPU is useless and starve the
+         * job for ever. Below the clamp, finishing sooner is still better. */
+        double top = u->util[0], vmax = jobsched_job_max_mhz(job);
+        u->npoints = 2;
+        u->cpu_mhz[0] = 0;
+        u->util[0] = top - 0.5;
+        u->cpu_mhz[1] = vmax > 0 ? vmax : 1;
+        u->util[1] = top;
+    }
+}
+
 static enum placement_job_state job_state_of(enum jobsched_state s)
 {
     switch (s) {
@@ -344,22 +375,7 @@ static struct solve_work *build_problem(struct controller *c, double now)
         w->min_instances = 0;
         w->max_instances = 1;
         w->migratable = 1;
-        if (job->state == JOBSCHED_ELIGIBLE) {
-            /* Waiting work: starting it is the point, so it is valued by
-             * what it gets from now on. */
-            struct jobsched_point pts[PLACEMENT_UTILITY_MAX_POINTS];
-            size_t np = jobsched_utility_curve(job, now, jobsched_config(c->js), pts,
-                                               PLACEMENT_UTILITY_MAX_POINTS);
-            w->utility.npoints = np;
-            for (size_t k = 0; k < np; k++) {
-                w->utility.cpu_mhz[k] = pts[k].x;
-                w->utility.util[k] = pts[k].y;
-            }
-        } else {
-            double horizon = 5.0 * (double)c->cfg.placement_period_ms / 1000.0;
-            job_horizon_curve(job, now, horizon < 60 ? 60 : horizon, jobsched_config(c->js),
-                              &w->utility);
-        }
+        ctl_job_curve(c, job, now, &w->utility);
         for (size_t l = 0, used = 0; l < job->req.nlabels; l++) {
             int n = snprintf(w->requires + used, sizeof(w->requires) - used, "%s%s=%s",
                              used ? "," : "", job->req.labels[l].key, job->req.labels[l].value);
@@ -1101,8 +1117,11 @@ static void reconcile_after_restart(struct controller *c, struct ctl_node *n, js
     struct jobsched_job *const *jobs = jobsched_jobs(c->js, &nj);
     int64_t *ids = calloc(nj ? nj : 1, sizeof(*ids));
     size_t nids = 0;
+    /* A start in flight when the controller died has no node recorded yet:
+     * every node's report settles it. */
     for (size_t i = 0; ids && i < nj; i++)
-        if (jobs[i]->state == JOBSCHED_STARTING && !strcmp(jobs[i]->node, n->name) && !c->nplan)
+        if (jobs[i]->state == JOBSCHED_STARTING && !c->nplan &&
+            (!strcmp(jobs[i]->node, n->name) || !jobs[i]->node[0]))
             ids[nids++] = jobs[i]->id;
     for (size_t i = 0; i < nids; i++) {
         char jid[32];
@@ -1115,8 +1134,28 @@ static void reconcile_after_restart(struct controller *c, struct ctl_node *n, js
             if (x && !strcmp(x, jid))
                 st = json_string_value(json_object_get(d, "state"));
         }
+        const struct jobsched_job *j = jobsched_get(c->js, ids[i]);
         if (st && !strcmp(st, "running")) {
             job_transition(c, ids[i], JOBSCHED_RUNNING, "found running after a controller restart");
+            if (j && !j->node[0])
+                job_place(c, ids[i], n->name, jobsched_job_max_mhz(j));
+        } else if (!st && j && !j->node[0]) {
+            /* Not here; placed again only once no node has it. */
+            int elsewhere = 0;
+            for (size_t q = 0; q < c->nnodes; q++) {
+                json_t *u2 = c->nodes[q].report ? json_object_get(c->nodes[q].report, "usage")
+                                                : NULL;
+                json_t *d2;
+                size_t r;
+                json_array_foreach(u2 ? json_object_get(u2, "domains") : NULL, r, d2) {
+                    const char *x = json_string_value(json_object_get(d2, "job"));
+                    elsewhere |= x && !strcmp(x, jid);
+                }
+            }
+            if (!elsewhere) {
+                job_transition(c, ids[i], JOBSCHED_ELIGIBLE,
+                               "its start was lost in a controller restart; placed again");
+            }
         } else if (!st) {
             job_transition(c, ids[i], JOBSCHED_ELIGIBLE,
                            "its start was lost in a controller restart; placed again");

@@ -123,7 +123,10 @@ static json_t *current_utilities(struct controller *c, double now, json_t **map,
         if (ctl_app_utility(c, a, &u))
             continue;
         double alloc = ctl_app_allocation(c, a->name);
+        /* Shown on the utility scale: below the floor is just "missing". */
         double v = a->ninstances ? placement_utility_eval(&u, alloc) : -1.0;
+        if (v < -1.0)
+            v = -1.0;
         json_array_append_new(arr, json_pack("{s:s, s:s, s:f, s:f}", "name", a->name, "kind",
                                              "app", "utility", v, "cpu_mhz", alloc));
         json_object_set_new(*map, a->name, json_real(v));
@@ -134,13 +137,18 @@ static json_t *current_utilities(struct controller *c, double now, json_t **map,
     }
     size_t n;
     struct jobsched_job *const *jobs = jobsched_jobs(c->js, &n);
-    const struct jobsched_config *jc = jobsched_config(c->js);
     for (size_t i = 0; i < n; i++) {
         const struct jobsched_job *j = jobs[i];
         if (j->state == JOBSCHED_PENDING || jobsched_state_terminal(j->state))
             continue;
         double alloc = j->state == JOBSCHED_RUNNING ? j->alloc_mhz : 0;
-        double v = jobsched_utility(j, alloc, now, jc);
+        /* The same valuation the placement used, so the minimum shown is the
+         * minimum the controller works on. */
+        struct placement_utility ju;
+        ctl_job_curve(c, j, now, &ju);
+        double v = placement_utility_eval(&ju, alloc);
+        if (v < -1.0)
+            v = -1.0;
         char name[96];
         snprintf(name, sizeof(name), "job-%lld%s%s", (long long)j->id, j->name ? " " : "",
                  j->name ? j->name : "");

@@ -163,6 +163,11 @@ struct ctl_node *ctl_node_find(struct controller *c, const char *name);
 /* A node stopped heartbeating: replace its app instances, move its jobs. */
 void ctl_cycle_node_lost(struct controller *c, struct ctl_node *n);
 double ctl_app_allocation(const struct controller *c, const char *app);
+/* The utility curve of a job as the placement controller sees it: over a
+ * decision horizon for running and suspended jobs, from now on for waiting
+ * ones. */
+void ctl_job_curve(const struct controller *c, const struct jobsched_job *job, double now,
+                   struct placement_utility *u);
 
 /* flows.c */
 void ctl_flows_tick(struct controller *c, double now);
