@@ -291,7 +291,7 @@ def main():
         check(out.returncode == 0 and out.stdout.count(" 200 ") == 16,
               "16 concurrent h2 streams on one connection")
     else:
-        print("SKIP - nghttp not installed (Debian nghttp2-client)")
+        check(False, "nghttp is installed (Debian nghttp2-client; scripts/install-deps build)")
 
     # --- admin API
     check(admin(aport, "GET", "/admin/stats", token=None)[0] == 401, "admin without token -> 401")
