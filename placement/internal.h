@@ -58,6 +58,19 @@ int pl_current(const struct pl_ctx *c, struct pl_sol *s);
 int pl_milp(const struct pl_ctx *c, const int *allowed, const int *excluded, struct pl_sol *s,
             double *bound, int *optimal, char *note, size_t notesz);
 
+/* The GLPK stage of a decision (exact.c): sets d->upper_bound (and, when the
+ * exact solver ran, d->solver / d->exact_optimal), may replace *sol by a
+ * better placement (never a worse one), appends to `note` what the reader
+ * should know. Returns 0 or a negative errno. */
+struct pl_exact_args {
+    const int *usable;   /* nodes the placement may use */
+    const int *excluded; /* workloads left out of the optimisation */
+    int all_nodes;       /* usable covers every node (the bound is then valid) */
+    int consolidated;    /* consolidation mode: the exact solver does not run */
+};
+int pl_exact_stage(const struct pl_ctx *c, const struct pl_exact_args *ea, struct pl_sol *sol,
+                   struct placement_decision *d, char *note, size_t notesz);
+
 /* Action planning (plan.c). */
 int pl_plan(const struct pl_ctx *c, const struct pl_sol *target, const int *node_on,
             struct placement_decision *d);

@@ -454,52 +454,12 @@ int placement_solve(const struct placement_problem *p, struct placement_decision
     if ((rc = pl_place_idle(&r.k, K, r.excluded, &r.sol)) || (rc = pl_refine(c, r.usable, &r.sol)))
         goto fail;
     d->solver = PLACEMENT_SOLVER_HEURISTIC;
-    double bound = pl_fluid_bound(c, r.excluded);
-
-    /* 3. Exact MILP for small problems (contention mode). */
-    int want_exact = o->solver == PLACEMENT_SOLVER_EXACT ||
-                     (o->solver == PLACEMENT_SOLVER_AUTO && c->N * c->W <= o->exact_max_pairs);
-    if (want_exact && !d->consolidated) {
-        double lpb = INFINITY;
-        int optimal = 0;
-        char mnote[128] = "";
-        struct pl_sol heur = {0};
-        if ((rc = pl_sol_copy(&heur, &r.sol)))
+    /* 3. GLPK: the bound, and the exact solver where the options ask for it
+     * (exact.c). It never leaves r.sol worse than the heuristic's. */
+    {
+        struct pl_exact_args ea = {r.usable, r.excluded, K == c->N, d->consolidated};
+        if ((rc = pl_exact_stage(c, &ea, &r.sol, d, note, sizeof(note))))
             goto fail;
-        double t_heur = min_over(c, r.excluded, &heur, r.cpu, r.util);
-        int mrc = pl_milp(c, r.usable, r.excluded, &r.sol, &lpb, &optimal, mnote, sizeof(mnote));
-        if (mrc == 0) {
-            /* If stage 2 ran out of time, CPU above the minimum may be
-             * left on the table: hand it out as the heuristic would. */
-            if ((rc = pl_refine(c, r.usable, &r.sol))) {
-                pl_sol_fini(&heur);
-                goto fail;
-            }
-            /* A MILP cut short by its time limit can end below the heuristic
-             * it started from (if GLPK rejected the incumbent): keep the best. */
-            /* (stage 2 may give up t within the MIP gap: that is no loss) */
-            double tol = 1e-6 + 2 * o->mip_gap * fabs(t_heur);
-            if (min_over(c, r.excluded, &r.sol, r.cpu, r.util) < t_heur - tol) {
-                pl_sol_fini(&r.sol);
-                r.sol = heur;
-                heur = (struct pl_sol){0};
-                mrc = 1;
-                snprintf(mnote, sizeof(mnote), "stopped below the heuristic, heuristic used");
-            }
-        }
-        pl_sol_fini(&heur);
-        if (mrc == 0) {
-            d->solver = PLACEMENT_SOLVER_EXACT;
-            d->exact_optimal = optimal;
-        } else {
-            snprintf(note + strlen(note), sizeof(note) - strlen(note), "%sexact solver: %s",
-                     note[0] ? "; " : "", mnote[0] ? mnote : "failed, heuristic used");
-        }
-        /* The LP relaxation bounds t whichever answer is used, but only for
-         * the nodes it was given: with powered-off nodes left out it says
-         * nothing about powering them on, so the fluid bound stays. */
-        if (lpb < bound && K == c->N)
-            bound = lpb;
     }
     min_over(c, r.excluded, &r.sol, r.cpu, r.util); /* fills r.util */
     double *sorted_new = malloc(W * sizeof(double));
@@ -647,8 +607,7 @@ int placement_solve(const struct placement_problem *p, struct placement_decision
             if (d->node_on[n])
                 d->power_w += node_power(&p->nodes[n], c->cap[n], used[n]);
         free(used);
-        d->upper_bound = bound;
-        d->gap = fmax(0, bound - d->min_utility_placeable);
+        d->gap = fmax(0, d->upper_bound - d->min_utility_placeable);
         if (nu) {
             snprintf(note + strlen(note), sizeof(note) - strlen(note),
                      "%s%zu workload(s) fit nowhere and are left out", note[0] ? "; " : "", nu);
