@@ -97,6 +97,15 @@ struct placement_workload {
     struct placement_utility utility; /* of the total CPU over all instances */
     char requires[PLACEMENT_LABELS_MAX]; /* labels a node must have (comma-separated) */
     int migratable; /* jobs: live migration possible (else suspend + restore) */
+    /* Jobs: CPU is all or nothing: an instance gets exactly its cap
+     * (max_cpu_per_instance, i.e. whole threads at full speed) or is not
+     * placed. Time-sharing a core between jobs makes them late together;
+     * whole threads run the most urgent ones at full speed. */
+    int whole;
+    /* Jobs: utility lost per second in which the job makes no progress
+     * because of an action (suspend, restore, migrate, start). The cost of a
+     * disruptive action is its duration times this (0: actions are free). */
+    double stall_cost;
     /* Jobs only: current state and node (index into nodes, -1 when none). */
     enum placement_job_state state;
     int cur_node;

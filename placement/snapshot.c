@@ -297,7 +297,7 @@ int placement_snapshot_parse(const json_t *root, struct placement_problem **out,
     static const char *const inst_keys[] = {"node", "cpu_mhz", NULL};
     static const char *const job_keys[] = {"name",     "memory_mb",  "max_cpu_mhz", "utility",
                                            "requires", "migratable", "state",       "node",
-                                           "cpu_mhz",  NULL};
+                                           "cpu_mhz",  "whole",      "stall_cost",  NULL};
     *out = NULL;
     if (!json_is_object(root))
         return fail(err, "snapshot", "expected a JSON object");
@@ -468,7 +468,9 @@ int placement_snapshot_parse(const json_t *root, struct placement_problem **out,
                 continue;
             }
             /* job */
-            if ((rc = get_bool(e, path, "migratable", &w->migratable, err)))
+            if ((rc = get_bool(e, path, "migratable", &w->migratable, err)) ||
+                (rc = get_bool(e, path, "whole", &w->whole, err)) ||
+                (rc = get_num(e, path, "stall_cost", 0, GE0, &w->stall_cost, err)))
                 goto fail;
             json_t *st = json_object_get(e, "state");
             const char *sv = st && json_is_string(st) ? json_string_value(st) : NULL;
