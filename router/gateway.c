@@ -1413,7 +1413,7 @@ static void conn_flush(struct rt_conn *c)
     conn_timers(c);
 }
 
-static void h1_error(struct rt_conn *c, int status)
+static void h1_error(struct rt_conn *c, int status, const char *why)
 {
     /* Answer after the responses already owed, then close. */
     struct rt_req *q = req_new(c);
@@ -1422,9 +1422,7 @@ static void h1_error(struct rt_conn *c, int status)
         return;
     }
     c->want_close = 1;
-    resp_local(q, status, NULL, status == 431   ? "request header fields too large"
-                                : status == 413 ? "request body too large"
-                                                : "malformed request");
+    resp_local(q, status, NULL, why);
     q->state = Q_DONE;
     conn_flush(c);
 }
@@ -1514,7 +1512,7 @@ static size_t h1_feed(struct rt_conn *c, const char *d, size_t n)
             break;
         }
         if (ev == ROUTER_H1_ERROR) {
-            h1_error(c, router_h1req_status(c->h1));
+            h1_error(c, router_h1req_status(c->h1), router_h1req_reason(c->h1));
             return n;
         }
         c->partial = 0;
@@ -1782,13 +1780,24 @@ static void h2_request(struct rt_conn *c, int32_t sid, struct h2_stream *st)
     q->stream_id = sid;
     q->keep_alive = 1;
     st->q = q;
-    if (!auth) {
-        const struct router_hdr *hh = router_hdr_find(hs, nh, "host");
-        if (hh)
-            auth = hh->value, authl = hh->value_len;
-    }
-    if (st->too_big || !method || !path) {
-        resp_local(q, st->too_big ? st->too_big : 400, NULL, "bad request");
+    /* RFC 9113 8.3.1: Host and :authority must name the same thing; one
+     * Host at most; both must be valid authorities. */
+    const struct router_hdr *hh = NULL;
+    int bad_host = 0;
+    for (size_t i = 0; i < nh; i++)
+        if (rt_ieq(hs[i].name, hs[i].name_len, "host")) {
+            bad_host |= hh != NULL || !router_host_valid(hs[i].value, hs[i].value_len);
+            hh = &hs[i];
+        }
+    if (auth && !router_host_valid(auth, authl))
+        bad_host = 1;
+    if (auth && hh && (hh->value_len != authl || strncasecmp(hh->value, auth, authl) != 0))
+        bad_host = 1;
+    if (!auth && hh)
+        auth = hh->value, authl = hh->value_len;
+    if (st->too_big || !method || !path || bad_host) {
+        resp_local(q, st->too_big ? st->too_big : 400, NULL,
+                   bad_host ? "Host and :authority disagree or are invalid" : "bad request");
         req_complete(q);
         return;
     }

@@ -32,8 +32,9 @@ struct router_h1req {
     struct router_hdr *view;
     size_t viewcap;
     int done, status;
+    const char *why; /* detail for the error response */
     int keep_alive, upgrade_h2c;
-    int seen_cl, seen_te;
+    int seen_cl, seen_te, seen_host;
     int oversize;
 };
 
@@ -121,14 +122,32 @@ static int has_token(const char *v, size_t vl, const char *tok)
     return 0;
 }
 
+int router_host_valid(const char *v, size_t vl)
+{
+    /* uri-host [ ":" port ]: reg-name / IPv4 / "[" IPv6 "]" (RFC 3986 3.2.2).
+     * Empty is allowed (an authority-less target); anything with spaces,
+     * '/', '@', '?', '#' or control bytes is not a host. */
+    static const char ok[] = "-._~!$&'()*+,;=:[]%";
+    for (size_t i = 0; i < vl; i++) {
+        unsigned char ch = (unsigned char)v[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              (ch && strchr(ok, ch))))
+            return 0;
+    }
+    return 1;
+}
+
 static int on_headers_complete(http_parser *p)
 {
     struct router_h1req *r = p->data;
-    int upgrade = 0, settings = 0;
+    int upgrade = 0, settings = 0, host_ok = 1;
     for (size_t i = 0; i < r->nh; i++) {
         const char *n = r->hb + r->hs[i].noff, *v = r->hb + r->hs[i].voff;
         size_t nl = r->hs[i].nlen, vl = r->hs[i].vlen;
-        if (rt_ieq(n, nl, "content-length"))
+        if (rt_ieq(n, nl, "host")) {
+            r->seen_host++;
+            host_ok &= router_host_valid(v, vl);
+        } else if (rt_ieq(n, nl, "content-length"))
             r->seen_cl++;
         else if (rt_ieq(n, nl, "transfer-encoding"))
             r->seen_te++;
@@ -141,6 +160,17 @@ static int on_headers_complete(http_parser *p)
      * or several Content-Length headers, is rejected instead of guessed. */
     if ((r->seen_cl && r->seen_te) || r->seen_cl > 1) {
         r->status = 400;
+        r->why = "conflicting Content-Length / Transfer-Encoding";
+        return -1;
+    }
+    /* RFC 9112 3.2: an HTTP/1.1 request without Host, any request with
+     * more than one Host line or with an invalid Host value -> 400. */
+    if (r->seen_host > 1 || !host_ok ||
+        (!r->seen_host && p->http_major == 1 && p->http_minor >= 1)) {
+        r->status = 400;
+        r->why = r->seen_host > 1 ? "more than one Host header"
+                 : host_ok        ? "missing Host header"
+                                  : "invalid Host header";
         return -1;
     }
     r->keep_alive = http_should_keep_alive(p);
@@ -213,8 +243,9 @@ void router_h1req_reset(struct router_h1req *r)
     r->in_value = 0;
     r->blen = 0;
     r->done = r->status = 0;
+    r->why = NULL;
     r->keep_alive = r->upgrade_h2c = 0;
-    r->seen_cl = r->seen_te = 0;
+    r->seen_cl = r->seen_te = r->seen_host = 0;
     r->oversize = 0;
 }
 
@@ -247,6 +278,15 @@ enum router_h1_event router_h1req_feed(struct router_h1req *r, const char *data,
 int router_h1req_status(const struct router_h1req *r)
 {
     return r->status ? r->status : 400;
+}
+
+const char *router_h1req_reason(const struct router_h1req *r)
+{
+    int st = router_h1req_status(r);
+    return r->why ? r->why
+           : st == 431 ? "request header fields too large"
+           : st == 413 ? "request body too large"
+                       : "malformed request";
 }
 
 void router_h1req_view(const struct router_h1req *r, struct router_h1view *v)

@@ -200,6 +200,8 @@ enum router_h1_event router_h1req_feed(struct router_h1req *r, const char *data,
                                        size_t *used);
 /* After ROUTER_H1_ERROR: 400, 413 or 431. */
 int router_h1req_status(const struct router_h1req *r);
+/* After ROUTER_H1_ERROR: a short reason for the error body ("missing Host header"). */
+const char *router_h1req_reason(const struct router_h1req *r);
 /* After ROUTER_H1_REQUEST: view of the request (valid until the next feed or reset). */
 struct router_h1view {
     const char *method;
@@ -216,6 +218,8 @@ struct router_h1view {
 void router_h1req_view(const struct router_h1req *r, struct router_h1view *v);
 /* Forget the current request; ready for the next one on the same connection. */
 void router_h1req_reset(struct router_h1req *r);
+/* A Host / :authority value is syntactically a uri-host[:port] (may be empty). */
+int router_host_valid(const char *v, size_t vl);
 /* Header lookup in a header array (case-insensitive), NULL when absent. */
 const struct router_hdr *router_hdr_find(const struct router_hdr *h, size_t n, const char *name);
 

@@ -93,13 +93,19 @@ def raw(port, data, timeout=5):
     return out
 
 
-def h2_get(port, path, authority="shop", upgrade=False):
+def h2_get(port, path, authority="shop", upgrade=False, hosts=(), status=None):
     """Minimal h2c client (no nghttp needed): one GET on stream 1, by prior
-    knowledge or by Upgrade: h2c; returns (status_is_200, body)."""
+    knowledge or by Upgrade: h2c; returns (status_is_200, body). `hosts` adds
+    regular "host" header fields; `status` (a list) receives the :status byte."""
     def lit(idx, value):  # literal without indexing, indexed name
         v = value.encode()
-        return bytes([idx, len(v)]) + v
-    block = b"\x82\x86" + lit(4, path) + lit(1, authority)  # GET, http, :path, :authority
+        pre = bytes([idx]) if idx < 15 else bytes([15, idx - 15])  # 4-bit prefix integer
+        return pre + bytes([len(v)]) + v
+    block = b"\x82\x86" + lit(4, path)  # GET, http, :path
+    if authority is not None:
+        block += lit(1, authority)
+    for h in hosts:
+        block += lit(38, h)  # static table 38: host
     frame = lambda t, f, sid, payload: (len(payload).to_bytes(3, "big") + bytes([t, f]) +
                                         sid.to_bytes(4, "big") + payload)
     s = socket.create_connection(("127.0.0.1", port), 10)
@@ -130,8 +136,15 @@ def h2_get(port, path, authority="shop", upgrade=False):
             s.sendall(frame(4, 1, 0, b""))
         if sid == 1 and t == 1:
             status200 = payload[:1] == b"\x88"  # static table: :status 200
+            if status is not None:
+                status.append(payload[:4])
         if sid == 1 and t == 0:
             body += payload
+        if sid == 1 and t == 3:  # RST_STREAM
+            if status is not None:
+                status.append(b"RST" + payload)
+            s.close()
+            return False, body
         if sid == 1 and t in (0, 1) and f & 1:
             s.close()
             return status200, body
@@ -240,6 +253,29 @@ def main():
     out = raw(port, b"", timeout=5)
     check(out.startswith(b"HTTP/1.1 408") and time.time() - t0 < 3,
           "silent new connection closed after the header timeout")
+    # --- Host hygiene (RFC 9112 3.2, RFC 9113 8.3.1): 400 before any upstream
+    request(b1, "/__reset")
+    for req, what in [
+            (b"GET /nohost HTTP/1.1\r\nConnection: close\r\n\r\n", "missing Host"),
+            (b"GET /twohosts HTTP/1.1\r\nHost: shop\r\nHost: shop\r\n\r\n", "two Host lines"),
+            (b"GET /badhost HTTP/1.1\r\nHost: a b\r\n\r\n", "invalid Host value")]:
+        out = raw(port, req)
+        check(out.startswith(b"HTTP/1.1 400") and b"Host" in out, f"{what} -> 400 naming Host")
+    out = raw(port, b"GET /ok10 HTTP/1.0\r\n\r\n")
+    check(out.startswith(b"HTTP/1.1 200"), "HTTP/1.0 without Host still served")
+    st200, _ = h2_get(port, "/h2same", authority="shop", hosts=["SHOP"])
+    check(st200, "h2: Host equal to :authority (case-insensitive) is served")
+    sts = []
+    st200, body = h2_get(port, "/h2differ", authority="shop", hosts=["other"], status=sts)
+    check(not st200 and sts and sts[0][:1] == b"\x8c" and b"Host" in body,
+          "h2: :authority and Host disagreeing -> 400")  # static table 12: :status 400
+    sts = []
+    st200, body = h2_get(port, "/h2two", authority=None, hosts=["shop", "shop"], status=sts)
+    # Duplicate Host is a malformed h2 request (RFC 9113 8.1.1): nghttp2
+    # resets the stream with PROTOCOL_ERROR (1) before the router sees it.
+    check(not st200 and sts and sts[0] == b"RST\x00\x00\x00\x01", "h2: two Host fields refused")
+    check(backend_stats(b1)["requests"] == 2, "requests with bad Host never reached the backend")
+
     out = raw(port, b"POST /x HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\n"
                     b"Connection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
     check(out.startswith(b"HTTP/1.1 200"), "chunked request body proxied")

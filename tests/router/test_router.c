@@ -214,7 +214,7 @@ static void test_h1(void **st)
     assert_int_equal(v.body_len, 3);
     router_h1req_reset(r);
     /* chunked */
-    assert_int_equal(feed_all(r, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    assert_int_equal(feed_all(r, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                                  "3\r\nabc\r\n0\r\n\r\n", &used), ROUTER_H1_REQUEST);
     router_h1req_view(r, &v);
     assert_int_equal(v.body_len, 3);
@@ -231,10 +231,36 @@ static void test_h1(void **st)
     assert_int_equal(router_h1req_status(r), 431);
     router_h1req_reset(r);
     /* body too large */
-    assert_int_equal(feed_all(r, "POST / HTTP/1.1\r\nContent-Length: 99\r\n\r\n", &used),
+    assert_int_equal(feed_all(r, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99\r\n\r\n", &used),
                      ROUTER_H1_ERROR);
     assert_int_equal(router_h1req_status(r), 413);
     router_h1req_reset(r);
+    /* Host (RFC 9112 3.2): required on HTTP/1.1, at most one, a valid uri-host */
+    static const char *const bad_host[] = {
+        "GET / HTTP/1.1\r\nX-A: b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nHOST: b\r\n\r\n",
+        "GET http://a/ HTTP/1.1\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: user@a\r\n\r\n",
+        "GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof bad_host / sizeof *bad_host; i++) {
+        assert_int_equal(feed_all(r, bad_host[i], &used), ROUTER_H1_ERROR);
+        assert_int_equal(router_h1req_status(r), 400);
+        router_h1req_reset(r);
+    }
+    static const char *const good_host[] = {
+        "GET / HTTP/1.0\r\n\r\n", /* HTTP/1.0 may omit Host */
+        "GET / HTTP/1.1\r\nHost: shop.example:8080\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: \r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof good_host / sizeof *good_host; i++) {
+        assert_int_equal(feed_all(r, good_host[i], &used), ROUTER_H1_REQUEST);
+        router_h1req_reset(r);
+    }
     /* garbage */
     assert_int_equal(feed_all(r, "\x01\x02 nonsense\r\n\r\n", &used), ROUTER_H1_ERROR);
     router_h1req_reset(r);
