@@ -1,0 +1,284 @@
+/* gw.h - private types and functions of the gateway files (gateway.c,
+ * h1conn.c, h2session.c, request.c, dispatch.c, upstream.c, admin.c, gw_util.c). */
+#ifndef WLM_ROUTER_GW_H
+#define WLM_ROUTER_GW_H
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include <http_parser.h>
+#include <jansson.h>
+#include <nghttp2/nghttp2.h>
+#include <uv.h>
+
+#include "internal.h"
+
+#define RT_NB 16
+static const double rt_hist_ms[RT_NB] = {0.1, 0.25, 0.5, 1,   2.5,  5,    10,   25,
+                                      50,  100,  250, 500, 1000, 2500, 5000, 10000};
+#define RT_MAX_PIPELINE 64
+
+struct rt_hist {
+    uint64_t c[RT_NB + 1];
+    double sum;
+    uint64_t n;
+};
+
+struct rt_flowstat {
+    char name[256];
+    double weight, cost;
+    unsigned max_queue, max_wait_ms;
+    uint64_t arrivals, admitted, rejected, expired, completed, errors, cancelled;
+    long inflight;
+    size_t qlen;
+    struct rt_hist qwait, resp;
+    double svc_sum;
+    uint64_t svc_n;
+};
+
+struct rt_upconn;
+
+struct rt_inst {
+    char id[128];
+    char url[300];
+    char host[256];
+    int port;
+    struct sockaddr_storage sa;
+    double cpu_mhz;
+    unsigned max_conc;
+    unsigned outstanding;
+    unsigned fails;
+    double ejected_until;
+    uint64_t requests, failures;
+    int active;
+    struct rt_upconn **idle; /* per worker */
+};
+
+struct rt_app {
+    struct rt_inst **inst;
+    size_t n;
+};
+
+struct rt_state {
+    struct router_config *cfg;
+    char *json;
+    struct router_sched *sched;
+    struct rt_flowstat **st;
+    struct rt_app *apps;
+};
+
+struct rt_worker;
+struct rt_conn;
+
+struct rt_resp {
+    int status;
+    char *hb; /* "Name: value\r\n" lines */
+    size_t hlen, hcap;
+    char *body;
+    size_t blen, bcap;
+};
+
+enum rt_qstate { Q_NEW, Q_QUEUED, Q_READY, Q_UPSTREAM, Q_DONE };
+
+struct rt_req {
+    struct router_sched_item item;
+    struct rt_worker *w;
+    struct rt_conn *conn; /* NULL once the client is gone */
+    struct rt_req *cprev, *cnext; /* conn's list (pipeline order for h1) */
+    struct rt_req *rnext;         /* worker's ready list */
+    int32_t stream_id;
+    enum rt_qstate state;
+    int verdict; /* 0 = go upstream, else local status */
+    int head;    /* HEAD request: no response body */
+    int idempotent;
+    int keep_alive;
+    int tries;
+    struct rt_flowstat *st;
+    struct rt_inst *inst;
+    struct rt_upconn *up;
+    char *upbytes; /* serialised upstream request */
+    size_t uplen;
+    char reqid[48];
+    double t_arrive, t_dispatch;
+    struct rt_resp resp;
+    size_t h2_off; /* h2 body bytes sent */
+};
+
+#define RT_MAGIC_CONN 0x434f4e4eu
+#define RT_MAGIC_UP 0x55505354u
+
+struct rt_upconn {
+    uv_tcp_t tcp;
+    unsigned magic; /* RT_MAGIC_UP: tells handles apart at shutdown */
+    uv_timer_t timer;
+    uv_connect_t creq;
+    struct rt_worker *w;
+    struct rt_inst *inst;
+    struct rt_upconn *inext;
+    http_parser p;
+    struct rt_req *req;
+    int connected, reused, got_bytes, closing, handles;
+    char *hk; /* header pairs "name\0value\0" */
+    size_t hklen, hkcap;
+    int in_value, complete;
+    int noreuse; /* EOF seen or stray bytes after the response */
+};
+
+enum rt_proto { P_DETECT, P_H1, P_H2 };
+
+struct h2_stream;
+
+struct rt_conn {
+    uv_tcp_t tcp;
+    unsigned magic; /* RT_MAGIC_CONN */
+    struct h2_stream *streams; /* all h2 streams, freed with the conn */
+    uv_timer_t timer;
+    struct rt_worker *w;
+    int admin, closing, handles, want_close, paused, timer_mode;
+    enum rt_proto proto;
+    char pre[24];
+    size_t prelen;
+    struct router_h1req *h1;
+    int partial;
+    struct rt_req *rhead, *rtail;
+    unsigned nreq;
+    nghttp2_session *h2;
+    struct rt_conn *dnext; /* worker's list of h2 conns with output pending */
+    int dirty;
+    char peer[64];
+};
+
+struct rt_worker {
+    struct router *r;
+    unsigned idx;
+    uv_loop_t loop;
+    uv_tcp_t listener, admin;
+    int has_admin;
+    int lfd, afd;
+    uv_async_t async;
+    uv_timer_t sweep;
+    pthread_t th;
+    struct rt_req *ready_head, *ready_tail;
+    uint64_t seq;
+    int need_drain; /* own ready list got work: drain at the end of the callback */
+    struct rt_conn *dirty; /* h2 conns with frames to send, flushed in the check phase */
+    uv_check_t flush;
+    char rbuf[65536];
+};
+
+struct router {
+    struct router_opts o;
+    char listen_host[256], admin_host[256], token[256];
+    unsigned nw;
+    struct rt_worker *w;
+    pthread_mutex_t mu;
+    struct rt_state *cur;
+    unsigned inflight;
+    struct rt_inst **insts;
+    size_t ninsts;
+    struct rt_flowstat **stats;
+    size_t nstats;
+    int port, aport;
+    char idprefix[16];
+    atomic_int stop;
+    atomic_uint up_timeout_ms, retry_after_s; /* copies of cur->cfg readable without the lock */
+};
+
+
+struct h2_stream {
+    struct h2_stream *prev, *next; /* conn's list */
+    struct rt_req *q;
+    char *hb; /* "name\0value\0" pairs */
+    size_t hlen, hcap;
+    char *body;
+    size_t blen, bcap;
+    int too_big;
+};
+
+static inline char *rt_dup(const char *x)
+{
+    return rt_strndup(x, strlen(x));
+}
+
+static inline double rt_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+enum { T_NONE, T_HEADER, T_IDLE };
+
+/* gw_util.c */
+void rt_hist_add(struct rt_hist *h, double ms);
+double rt_hist_q(const struct rt_hist *h, double q);
+int rt_buf_add(char **b, size_t *len, size_t *cap, const void *d, size_t n);
+int rt_buf_str(char **b, size_t *len, size_t *cap, const char *s);
+int rt_buf_u(char **b, size_t *len, size_t *cap, unsigned long long v);
+int rt_buf_hdr(char **b, size_t *len, size_t *cap, const char *n, size_t nl, const char *v,
+                   size_t vl);
+int rt_buf_printf(char **b, size_t *len, size_t *cap, const char *fmt, ...) WLM_PRINTF(4, 5);
+int rt_stream_write(uv_stream_t *s, const char *d, size_t n);
+const char *rt_reason(int s);
+
+/* dispatch.c */
+void rt_state_free(struct rt_state *s);
+struct rt_inst *rt_select_inst(struct rt_app *app, double now, const struct rt_inst *avoid);
+void rt_ready_push(struct rt_req *q);
+void rt_dispatch_locked(struct router *r, double now, uint64_t *wake);
+double rt_max_wait_of(size_t flow, void *ud);
+void rt_wake_workers(struct router *r, uint64_t wake, struct rt_worker *self);
+void rt_maybe_drain(struct rt_worker *w);
+void rt_eject(struct router *r, struct rt_inst *in, double now);
+void rt_release_slot(struct rt_req *q, int ok, int failed_inst);
+void rt_handle_ready(struct rt_req *q);
+void rt_drain_ready(struct rt_worker *w);
+struct rt_state *rt_state_build(struct router *r, struct router_config *cfg,
+                                    struct wlm_error *err);
+struct rt_state *rt_state_install(struct router *r, struct rt_state *s, uint64_t *wake);
+
+/* request.c */
+void rt_resp_reset(struct rt_resp *rs);
+void rt_resp_local(struct rt_req *q, int status, const char *extra, const char *msg);
+void req_free(struct rt_req *q);
+void conn_unlink(struct rt_conn *c, struct rt_req *q);
+void req_complete(struct rt_req *q);
+int rt_build_upstream(struct rt_req *q, const char *method, const char *target, size_t tlen,
+                          const char *authority, size_t alen, const struct router_hdr *h,
+                          size_t nh, const char *body, size_t blen, const char *peer);
+struct rt_req *req_new(struct rt_conn *c);
+void req_submit(struct rt_req *q, const char *host, size_t hostl, const char *path,
+                       size_t plen, const struct router_hdr *h, size_t nh);
+void req_abandon(struct rt_req *q);
+
+/* upstream.c */
+void up_close(struct rt_upconn *u);
+void up_fail(struct rt_upconn *u, int timeout);
+int rt_hop_by_hop(const char *n, size_t nl);
+void rt_worker_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b);
+void up_start(struct rt_req *q);
+
+/* h1conn.c */
+void conn_close(struct rt_conn *c);
+void conn_flush(struct rt_conn *c);
+void rt_on_accept(uv_stream_t *ls, int status);
+
+/* h2session.c */
+void h2_stream_free(struct rt_conn *c, struct h2_stream *st);
+void h2_respond(struct rt_conn *c, struct rt_req *q);
+void h2_flush(struct rt_conn *c);
+int h2_start(struct rt_conn *c, const char *settings, size_t slen, struct rt_req *up_req,
+                    int head);
+int h2_feed(struct rt_conn *c, const char *d, size_t n);
+
+/* admin.c */
+void admin_handle(struct rt_req *q, const char *method, const char *path, size_t pl,
+                         const struct router_hdr *h, size_t nh, const char *body, size_t blen);
+
+#endif

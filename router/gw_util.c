@@ -1,0 +1,179 @@
+/* gw_util.c - byte buffers, histograms, reason phrases and socket writes shared by the gateway files. */
+#include <strings.h>
+
+#include "gw.h"
+
+void rt_hist_add(struct rt_hist *h, double ms)
+{
+    size_t i = 0;
+    while (i < RT_NB && ms > rt_hist_ms[i])
+        i++;
+    h->c[i]++;
+    h->sum += ms;
+    h->n++;
+}
+
+double rt_hist_q(const struct rt_hist *h, double q)
+{
+    if (!h->n)
+        return 0;
+    uint64_t want = (uint64_t)(q * (double)h->n + 0.5), acc = 0;
+    if (want == 0)
+        want = 1;
+    for (size_t i = 0; i <= RT_NB; i++) {
+        acc += h->c[i];
+        if (acc >= want)
+            return i < RT_NB ? rt_hist_ms[i] : rt_hist_ms[RT_NB - 1] * 2;
+    }
+    return 0;
+}
+
+int rt_buf_add(char **b, size_t *len, size_t *cap, const void *d, size_t n)
+{
+    if (*len + n + 1 > *cap) {
+        size_t nc = *cap ? *cap : 256;
+        while (nc < *len + n + 1)
+            nc *= 2;
+        char *nb = realloc(*b, nc);
+        if (!nb)
+            return -1;
+        *b = nb;
+        *cap = nc;
+    }
+    memcpy(*b + *len, d, n);
+    *len += n;
+    (*b)[*len] = 0;
+    return 0;
+}
+
+/* The hot path avoids printf: these append pieces directly. */
+int rt_buf_str(char **b, size_t *len, size_t *cap, const char *s)
+{
+    return rt_buf_add(b, len, cap, s, strlen(s));
+}
+
+int rt_buf_u(char **b, size_t *len, size_t *cap, unsigned long long v)
+{
+    char t[24];
+    int i = 24;
+    do
+        t[--i] = (char)('0' + v % 10);
+    while ((v /= 10));
+    return rt_buf_add(b, len, cap, t + i, (size_t)(24 - i));
+}
+
+/* "name: value\r\n" */
+int rt_buf_hdr(char **b, size_t *len, size_t *cap, const char *n, size_t nl, const char *v,
+                   size_t vl)
+{
+    if (*len + nl + vl + 5 > *cap && rt_buf_add(b, len, cap, "", 0) == 0) {
+        size_t nc = *cap;
+        while (nc < *len + nl + vl + 5)
+            nc *= 2;
+        char *nb = realloc(*b, nc);
+        if (!nb)
+            return -1;
+        *b = nb;
+        *cap = nc;
+    }
+    char *p = *b + *len;
+    memcpy(p, n, nl);
+    p += nl;
+    *p++ = ':';
+    *p++ = ' ';
+    memcpy(p, v, vl);
+    p += vl;
+    *p++ = '\r';
+    *p++ = '\n';
+    *p = 0;
+    *len += nl + vl + 4;
+    return 0;
+}
+
+int rt_buf_printf(char **b, size_t *len, size_t *cap, const char *fmt, ...)
+{
+    char tmp[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return -1;
+    if ((size_t)n >= sizeof tmp) {
+        char *big = malloc((size_t)n + 1);
+        if (!big)
+            return -1;
+        va_start(ap, fmt);
+        vsnprintf(big, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+        int rc = rt_buf_add(b, len, cap, big, (size_t)n);
+        free(big);
+        return rc;
+    }
+    return rt_buf_add(b, len, cap, tmp, (size_t)n);
+}
+
+const char *rt_reason(int s)
+{
+    switch (s) {
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Status";
+    }
+}
+
+/* ------------------------------------------------------------ writes */
+
+struct rt_wreq {
+    uv_write_t w;
+    size_t len;
+    char data[];
+};
+
+static void write_done(uv_write_t *w, int status)
+{
+    free(w);
+}
+
+/* Write everything: synchronously when the socket takes it, else queue a
+ * copy of the rest. Returns 0 or a libuv error. */
+int rt_stream_write(uv_stream_t *s, const char *d, size_t n)
+{
+    if (n == 0)
+        return 0;
+    uv_buf_t b = uv_buf_init((char *)d, (unsigned)n);
+    int k = uv_try_write(s, &b, 1);
+    if (k == (int)n)
+        return 0;
+    if (k < 0 && k != UV_EAGAIN)
+        return k;
+    if (k < 0)
+        k = 0;
+    struct rt_wreq *w = malloc(sizeof *w + n - (size_t)k);
+    if (!w)
+        return UV_ENOMEM;
+    memcpy(w->data, d + k, n - (size_t)k);
+    w->len = n - (size_t)k;
+    b = uv_buf_init(w->data, (unsigned)w->len);
+    int rc = uv_write(&w->w, s, &b, 1, write_done);
+    if (rc)
+        free(w);
+    return rc;
+}

@@ -1,0 +1,371 @@
+/* h1conn.c - client connections: accept, protocol detection, HTTP/1.1
+ * (keep-alive, pipelining, h2c upgrade), timeouts, response writing. */
+#include <strings.h>
+
+#include "gw.h"
+
+/* ------------------------------------------------------------ HTTP/1 front end */
+
+
+static void conn_closed(uv_handle_t *h)
+{
+    struct rt_conn *c = h->data;
+    if (--c->handles == 0) {
+        if (c->dirty) { /* normally flushed long before; never leave a dangling entry */
+            struct rt_conn **pp = &c->w->dirty;
+            while (*pp && *pp != c)
+                pp = &(*pp)->dnext;
+            if (*pp)
+                *pp = c->dnext;
+        }
+        router_h1req_free(c->h1);
+        if (c->h2)
+            nghttp2_session_del(c->h2);
+        while (c->streams)
+            h2_stream_free(c, c->streams);
+        free(c);
+    }
+}
+
+void conn_close(struct rt_conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    struct rt_req *q = c->rhead;
+    while (q) {
+        struct rt_req *n = q->cnext;
+        q->cprev = q->cnext = NULL;
+        req_abandon(q);
+        q = n;
+    }
+    c->rhead = c->rtail = NULL;
+    c->nreq = 0;
+    uv_close((uv_handle_t *)&c->tcp, conn_closed);
+    uv_close((uv_handle_t *)&c->timer, conn_closed);
+}
+
+static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
+
+
+static void conn_timeout(uv_timer_t *t)
+{
+    struct rt_conn *c = t->data;
+    if (c->timer_mode == T_HEADER && c->nreq == 0 && c->proto != P_H2) {
+        static const char msg[] = "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n"
+                                  "Connection: close\r\n\r\n";
+        rt_stream_write((uv_stream_t *)&c->tcp, msg, sizeof msg - 1);
+    }
+    conn_close(c);
+}
+
+static void conn_timers(struct rt_conn *c)
+{
+    struct router *r = c->w->r;
+    if (c->closing)
+        return;
+    /* A new connection must send its first request head within the header
+     * timeout too, so silent connections cannot pin memory for the idle time. */
+    if (c->partial || c->proto == P_DETECT) {
+        if (c->timer_mode != T_HEADER) { /* not extended by trickling bytes */
+            c->timer_mode = T_HEADER;
+            uv_timer_start(&c->timer, conn_timeout, r->o.header_timeout_ms, 0);
+        }
+    } else if (c->nreq == 0) {
+        c->timer_mode = T_IDLE;
+        uv_timer_start(&c->timer, conn_timeout, r->o.idle_timeout_ms, 0);
+    } else if (c->timer_mode != T_NONE) {
+        c->timer_mode = T_NONE;
+        uv_timer_stop(&c->timer);
+    }
+}
+
+/* Send finished responses in request order (pipelining). */
+void conn_flush(struct rt_conn *c)
+{
+    while (c->rhead && c->rhead->state == Q_DONE && !c->closing) {
+        struct rt_req *q = c->rhead;
+        char *b = NULL;
+        size_t len = 0, cap = 0;
+        int close = !q->keep_alive || c->want_close;
+        const struct rt_resp *rs = &q->resp;
+        cap = rs->hlen + rs->blen + 128;
+        b = malloc(cap);
+        if (!b) {
+            conn_close(c);
+            return;
+        }
+        rt_buf_add(&b, &len, &cap, "HTTP/1.1 ", 9);
+        rt_buf_u(&b, &len, &cap, (unsigned)rs->status);
+        rt_buf_add(&b, &len, &cap, " ", 1);
+        rt_buf_str(&b, &len, &cap, rt_reason(rs->status));
+        rt_buf_add(&b, &len, &cap, "\r\n", 2);
+        rt_buf_add(&b, &len, &cap, rs->hb ? rs->hb : "", rs->hlen);
+        if (!(rs->status == 204 || rs->status == 304 || rs->status / 100 == 1)) {
+            rt_buf_add(&b, &len, &cap, "Content-Length: ", 16);
+            rt_buf_u(&b, &len, &cap, rs->blen);
+            rt_buf_add(&b, &len, &cap, "\r\n", 2);
+        }
+        if (close)
+            rt_buf_add(&b, &len, &cap, "Connection: close\r\n", 19);
+        rt_buf_add(&b, &len, &cap, "\r\n", 2);
+        if (!q->head && rs->blen)
+            rt_buf_add(&b, &len, &cap, rs->body, rs->blen);
+        int rc = rt_stream_write((uv_stream_t *)&c->tcp, b, len);
+        free(b);
+        conn_unlink(c, q);
+        req_free(q);
+        if (rc || close) {
+            conn_close(c);
+            return;
+        }
+    }
+    if (c->paused && c->nreq < RT_MAX_PIPELINE / 2) {
+        c->paused = 0;
+        uv_read_start((uv_stream_t *)&c->tcp, rt_worker_alloc, conn_read);
+    }
+    conn_timers(c);
+}
+
+static void h1_error(struct rt_conn *c, int status, const char *why)
+{
+    /* Answer after the responses already owed, then close. */
+    struct rt_req *q = req_new(c);
+    if (!q) {
+        conn_close(c);
+        return;
+    }
+    c->want_close = 1;
+    rt_resp_local(q, status, NULL, why);
+    q->state = Q_DONE;
+    conn_flush(c);
+}
+
+
+static void h1_request(struct rt_conn *c, const struct router_h1view *v)
+{
+    struct rt_req *q = req_new(c);
+    if (!q) {
+        conn_close(c);
+        return;
+    }
+    q->keep_alive = v->keep_alive && !c->want_close;
+    const struct router_hdr *hh = router_hdr_find(v->headers, v->nheaders, "host");
+    if (c->admin) {
+        const char *qm = memchr(v->url, '?', v->url_len);
+        size_t pl = qm ? (size_t)(qm - v->url) : v->url_len;
+        admin_handle(q, v->method, v->url, pl, v->headers, v->nheaders, v->body, v->body_len);
+        return;
+    }
+    /* Absolute-form target (RFC 9112 3.2.2): its authority replaces Host and
+     * the upstream gets the origin-form path. */
+    const char *target = v->url, *auth = NULL;
+    size_t tlen = v->url_len, alen = 0;
+    if (tlen > 7 && strncasecmp(target, "http://", 7) == 0) {
+        const char *a = target + 7, *end = target + tlen;
+        const char *slash = memchr(a, '/', (size_t)(end - a));
+        auth = a;
+        alen = (size_t)((slash ? slash : end) - a);
+        target = slash ? slash : "/";
+        tlen = slash ? (size_t)(end - slash) : 1;
+    }
+    if (rt_build_upstream(q, v->method, target, tlen, auth, alen, v->headers, v->nheaders, v->body,
+                       v->body_len, c->peer)) {
+        rt_resp_local(q, 500, NULL, "out of memory");
+        q->state = Q_DONE;
+        conn_flush(c);
+        return;
+    }
+    if (auth)
+        req_submit(q, auth, alen, target, tlen, v->headers, v->nheaders);
+    else
+        req_submit(q, hh ? hh->value : NULL, hh ? hh->value_len : 0, target, tlen, v->headers,
+                   v->nheaders);
+}
+
+static int b64url_decode(const char *in, size_t n, unsigned char *out, size_t cap)
+{
+    size_t o = 0;
+    unsigned acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)in[i], v;
+        if (c >= 'A' && c <= 'Z') v = c - 'A';
+        else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
+        else if (c >= '0' && c <= '9') v = c - '0' + 52;
+        else if (c == '-' || c == '+') v = 62;
+        else if (c == '_' || c == '/') v = 63;
+        else if (c == '=') break;
+        else return -1;
+        acc = (acc << 6) | (unsigned)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (o >= cap)
+                return -1;
+            out[o++] = (unsigned char)(acc >> bits);
+        }
+    }
+    return (int)o;
+}
+
+/* Returns the number of bytes consumed; stops when the connection switched
+ * to h2 (the caller feeds the rest to nghttp2) or closed. */
+static size_t h1_feed(struct rt_conn *c, const char *d, size_t n)
+{
+    size_t off = 0;
+    while (off < n && !c->closing && c->proto == P_H1 && !c->want_close) {
+        size_t used;
+        enum router_h1_event ev = router_h1req_feed(c->h1, d + off, n - off, &used);
+        off += used;
+        if (ev == ROUTER_H1_NEED_MORE) {
+            c->partial = 1;
+            break;
+        }
+        if (ev == ROUTER_H1_ERROR) {
+            h1_error(c, router_h1req_status(c->h1), router_h1req_reason(c->h1));
+            return n;
+        }
+        c->partial = 0;
+        struct router_h1view v;
+        router_h1req_view(c->h1, &v);
+        if (v.upgrade_h2c && c->nreq == 0 && v.body_len == 0 && !c->admin) {
+            const struct router_hdr *sh = router_hdr_find(v.headers, v.nheaders, "http2-settings");
+            unsigned char settings[512];
+            int sl = b64url_decode(sh->value, sh->value_len, settings, sizeof settings);
+            if (sl >= 0) {
+                static const char sw[] = "HTTP/1.1 101 Switching Protocols\r\n"
+                                         "Connection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
+                rt_stream_write((uv_stream_t *)&c->tcp, sw, sizeof sw - 1);
+                struct rt_req *q = req_new(c);
+                if (!q || h2_start(c, (const char *)settings, (size_t)sl, q,
+                                   strcmp(v.method, "HEAD") == 0)) {
+                    conn_close(c);
+                    return n;
+                }
+                q->stream_id = 1;
+                q->keep_alive = 1;
+                const struct router_hdr *hh = router_hdr_find(v.headers, v.nheaders, "host");
+                if (rt_build_upstream(q, v.method, v.url, v.url_len, NULL, 0, v.headers,
+                                   v.nheaders, v.body, v.body_len, c->peer)) {
+                    conn_close(c);
+                    return n;
+                }
+                req_submit(q, hh ? hh->value : NULL, hh ? hh->value_len : 0, v.url, v.url_len,
+                           v.headers, v.nheaders);
+                router_h1req_reset(c->h1);
+                return off;
+            }
+        }
+        h1_request(c, &v);
+        if (!c->closing)
+            router_h1req_reset(c->h1);
+        if (c->nreq >= RT_MAX_PIPELINE && !c->closing) {
+            /* Back-pressure: stop reading until responses drain. The rest
+             * of this buffer is still processed (it is already here). */
+            if (!c->paused) {
+                c->paused = 1;
+                uv_read_stop((uv_stream_t *)&c->tcp);
+            }
+        }
+    }
+    return off;
+}
+
+static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+static void conn_read_(struct rt_conn *c, ssize_t n, const uv_buf_t *b);
+
+static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    struct rt_conn *c = s->data;
+    struct rt_worker *w = c->w;
+    conn_read_(c, n, b);
+    rt_maybe_drain(w);
+}
+
+static void conn_read_(struct rt_conn *c, ssize_t n, const uv_buf_t *b)
+{
+    if (n == 0 || c->closing)
+        return;
+    if (n < 0) {
+        conn_close(c);
+        return;
+    }
+    const char *d = b->base;
+    size_t len = (size_t)n;
+    if (c->proto == P_DETECT) {
+        size_t take = 24 - c->prelen < len ? 24 - c->prelen : len;
+        memcpy(c->pre + c->prelen, d, take);
+        c->prelen += take;
+        if (memcmp(c->pre, h2_preface, c->prelen) != 0 || c->admin) {
+            c->proto = P_H1;
+            size_t pl = c->prelen;
+            c->prelen = 0;
+            size_t used = h1_feed(c, c->pre, pl);
+            (void)used; /* < pl only if it switched to h2: impossible in 24 bytes */
+            d += take;
+            len -= take;
+        } else if (c->prelen == 24) {
+            c->proto = P_H2;
+            if (h2_start(c, NULL, 0, NULL, 0) || h2_feed(c, c->pre, 24)) {
+                conn_close(c);
+                return;
+            }
+            d += take;
+            len -= take;
+        } else {
+            conn_timers(c);
+            return;
+        }
+    }
+    if (c->proto == P_H1 && len) {
+        size_t used = h1_feed(c, d, len);
+        d += used;
+        len -= used;
+    }
+    if (c->proto == P_H2 && len && !c->closing) {
+        if (h2_feed(c, d, len)) {
+            conn_close(c);
+            return;
+        }
+    }
+    if (c->proto == P_H2 && !c->closing)
+        h2_flush(c);
+    conn_timers(c);
+}
+
+void rt_on_accept(uv_stream_t *ls, int status)
+{
+    struct rt_worker *w = ls->loop->data;
+    if (status < 0)
+        return;
+    struct rt_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return;
+    c->magic = RT_MAGIC_CONN;
+    c->w = w;
+    c->admin = ls == (uv_stream_t *)&w->admin;
+    c->h1 = router_h1req_new(w->r->o.max_header_bytes, w->r->o.max_body_bytes);
+    uv_tcp_init(&w->loop, &c->tcp);
+    uv_timer_init(&w->loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    c->handles = 2;
+    if (!c->h1 || uv_accept(ls, (uv_stream_t *)&c->tcp)) {
+        conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    struct sockaddr_storage ss;
+    int sl = sizeof ss;
+    snprintf(c->peer, sizeof c->peer, "unknown");
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET)
+            uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof c->peer);
+        else if (ss.ss_family == AF_INET6)
+            uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
+    }
+    c->proto = P_DETECT;
+    uv_read_start((uv_stream_t *)&c->tcp, rt_worker_alloc, conn_read);
+    conn_timers(c);
+}

@@ -1,0 +1,326 @@
+/* h2session.c - HTTP/2 server sessions (nghttp2): streams, request assembly,
+ * responses, batched frame output. */
+#include <strings.h>
+
+#include "gw.h"
+
+/* Check phase (after all I/O callbacks of a loop iteration): send the h2
+ * frames produced by every response of the iteration, one write per
+ * connection instead of one per response. */
+static void rt_flush_dirty(uv_check_t *h)
+{
+    struct rt_worker *w = h->data;
+    while (w->dirty) {
+        struct rt_conn *c = w->dirty;
+        w->dirty = c->dnext;
+        c->dnext = NULL;
+        c->dirty = 0;
+        h2_flush(c);
+    }
+    rt_maybe_drain(w);
+    if (!w->dirty)
+        uv_check_stop(&w->flush);
+}
+
+/* ------------------------------------------------------------ HTTP/2 front end */
+
+
+static struct h2_stream *h2_stream_new(struct rt_conn *c)
+{
+    struct h2_stream *st = calloc(1, sizeof *st);
+    if (!st)
+        return NULL;
+    st->next = c->streams;
+    if (c->streams)
+        c->streams->prev = st;
+    c->streams = st;
+    return st;
+}
+
+void h2_stream_free(struct rt_conn *c, struct h2_stream *st)
+{
+    if (st->prev)
+        st->prev->next = st->next;
+    else
+        c->streams = st->next;
+    if (st->next)
+        st->next->prev = st->prev;
+    free(st->hb);
+    free(st->body);
+    free(st);
+}
+
+static ssize_t h2_send_cb(nghttp2_session *s, const uint8_t *data, size_t len, int flags,
+                          void *ud)
+{
+    struct rt_conn *c = ud;
+    if (c->closing)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (rt_stream_write((uv_stream_t *)&c->tcp, (const char *)data, len))
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    return (ssize_t)len;
+}
+
+static int h2_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+    if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    struct h2_stream *st = h2_stream_new(ud);
+    if (!st)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    nghttp2_session_set_stream_user_data(s, f->hd.stream_id, st);
+    return 0;
+}
+
+static int h2_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
+                        size_t nl, const uint8_t *value, size_t vl, uint8_t flags, void *ud)
+{
+    struct rt_conn *c = ud;
+    struct h2_stream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+    if (!st)
+        return 0;
+    if (st->hlen + nl + vl + 2 > c->w->r->o.max_header_bytes) {
+        st->too_big = 431;
+        return 0;
+    }
+    rt_buf_add(&st->hb, &st->hlen, &st->hcap, name, nl);
+    rt_buf_add(&st->hb, &st->hlen, &st->hcap, "", 1);
+    rt_buf_add(&st->hb, &st->hlen, &st->hcap, value, vl);
+    rt_buf_add(&st->hb, &st->hlen, &st->hcap, "", 1);
+    return 0;
+}
+
+static int h2_on_data(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t *d, size_t n,
+                      void *ud)
+{
+    struct rt_conn *c = ud;
+    struct h2_stream *st = nghttp2_session_get_stream_user_data(s, sid);
+    if (!st || st->q)
+        return 0;
+    if (st->blen + n > c->w->r->o.max_body_bytes) {
+        st->too_big = 413;
+        return 0;
+    }
+    rt_buf_add(&st->body, &st->blen, &st->bcap, d, n);
+    return 0;
+}
+
+/* A complete h2 request: turn pseudo-headers into the HTTP/1.1 upstream
+ * request and submit it like any other. */
+static void h2_request(struct rt_conn *c, int32_t sid, struct h2_stream *st)
+{
+    struct router_hdr hs[256];
+    size_t nh = 0;
+    const char *method = NULL, *path = NULL, *auth = NULL;
+    size_t pathl = 0, authl = 0;
+    const char *k = st->hb, *end = st->hb + st->hlen;
+    while (k && k < end) {
+        size_t kl = strlen(k);
+        const char *v = k + kl + 1;
+        size_t vl = strlen(v);
+        if (kl == 7 && memcmp(k, ":method", 7) == 0)
+            method = v;
+        else if (kl == 5 && memcmp(k, ":path", 5) == 0)
+            path = v, pathl = vl;
+        else if (kl == 10 && memcmp(k, ":authority", 10) == 0)
+            auth = v, authl = vl;
+        else if (k[0] != ':' && nh < WLM_ARRAY_LEN(hs))
+            hs[nh++] = (struct router_hdr){k, kl, v, vl};
+        k = v + vl + 1;
+    }
+    struct rt_req *q = req_new(c);
+    if (!q)
+        return;
+    q->stream_id = sid;
+    q->keep_alive = 1;
+    st->q = q;
+    /* RFC 9113 8.3.1: Host and :authority must name the same thing; one
+     * Host at most; both must be valid authorities. */
+    const struct router_hdr *hh = NULL;
+    int bad_host = 0;
+    for (size_t i = 0; i < nh; i++)
+        if (rt_ieq(hs[i].name, hs[i].name_len, "host")) {
+            bad_host |= hh != NULL || !router_host_valid(hs[i].value, hs[i].value_len);
+            hh = &hs[i];
+        }
+    if (auth && !router_host_valid(auth, authl))
+        bad_host = 1;
+    if (auth && hh && (hh->value_len != authl || strncasecmp(hh->value, auth, authl) != 0))
+        bad_host = 1;
+    if (!auth && hh)
+        auth = hh->value, authl = hh->value_len;
+    if (st->too_big || !method || !path || bad_host) {
+        rt_resp_local(q, st->too_big ? st->too_big : 400, NULL,
+                   bad_host ? "Host and :authority disagree or are invalid" : "bad request");
+        req_complete(q);
+        return;
+    }
+    if (rt_build_upstream(q, method, path, pathl, auth, authl, hs, nh, st->body, st->blen,
+                       c->peer)) {
+        rt_resp_local(q, 500, NULL, "out of memory");
+        req_complete(q);
+        return;
+    }
+    req_submit(q, auth, authl, path, pathl, hs, nh);
+}
+
+static int h2_on_frame(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+    struct rt_conn *c = ud;
+    if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) &&
+        (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+        struct h2_stream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+        if (st && !st->q)
+            h2_request(c, f->hd.stream_id, st);
+    }
+    return 0;
+}
+
+static int h2_on_close(nghttp2_session *s, int32_t sid, uint32_t code, void *ud)
+{
+    struct rt_conn *c = ud;
+    struct h2_stream *st = nghttp2_session_get_stream_user_data(s, sid);
+    if (!st)
+        return 0;
+    nghttp2_session_set_stream_user_data(s, sid, NULL);
+    if (st->q && st->q->conn) {
+        conn_unlink(c, st->q);
+        req_abandon(st->q);
+    }
+    h2_stream_free(c, st);
+    return 0;
+}
+
+static ssize_t h2_read_body(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t len,
+                            uint32_t *flags, nghttp2_data_source *src, void *ud)
+{
+    struct rt_req *q = src->ptr;
+    size_t left = q->resp.blen - q->h2_off;
+    size_t n = left < len ? left : len;
+    if (n)
+        memcpy(buf, q->resp.body + q->h2_off, n);
+    q->h2_off += n;
+    if (q->h2_off >= q->resp.blen)
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)n;
+}
+
+void h2_respond(struct rt_conn *c, struct rt_req *q)
+{
+    nghttp2_nv nv[128];
+    size_t n = 0;
+    char status[8], clen[24];
+    snprintf(status, sizeof status, "%d", q->resp.status);
+    nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, strlen(status),
+                           NGHTTP2_NV_FLAG_NONE};
+    /* Header names are lower-cased in place: h2 requires it. */
+    char *p = q->resp.hb, *end = q->resp.hb ? q->resp.hb + q->resp.hlen : NULL;
+    while (p && p < end && n < WLM_ARRAY_LEN(nv) - 1) {
+        char *colon = memchr(p, ':', (size_t)(end - p));
+        char *eol = colon ? strstr(colon, "\r\n") : NULL;
+        if (!colon || !eol)
+            break;
+        for (char *x = p; x < colon; x++)
+            if (*x >= 'A' && *x <= 'Z')
+                *x = (char)(*x + 32);
+        char *v = colon + 1;
+        while (v < eol && *v == ' ')
+            v++;
+        nv[n++] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)v, (size_t)(colon - p),
+                               (size_t)(eol - v), NGHTTP2_NV_FLAG_NONE};
+        p = eol + 2;
+    }
+    snprintf(clen, sizeof clen, "%zu", q->resp.blen);
+    nv[n++] = (nghttp2_nv){(uint8_t *)"content-length", (uint8_t *)clen, 14, strlen(clen),
+                           NGHTTP2_NV_FLAG_NONE};
+    nghttp2_data_provider dp = {.source.ptr = q, .read_callback = h2_read_body};
+    struct h2_stream *st = nghttp2_session_get_stream_user_data(c->h2, q->stream_id);
+    if (!st) { /* stream already closed */
+        conn_unlink(c, q);
+        req_free(q);
+        return;
+    }
+    int rc = nghttp2_submit_response(c->h2, q->stream_id, nv, n,
+                                     (q->head || q->resp.blen == 0) ? NULL : &dp);
+    if (rc) {
+        conn_unlink(c, q);
+        st->q = NULL;
+        req_free(q);
+        return;
+    }
+    /* The request stays linked to the conn until the stream closes (the
+     * body provider reads from it). Frames go out at the end of the callback. */
+    if (!c->dirty) {
+        c->dirty = 1;
+        c->dnext = c->w->dirty;
+        c->w->dirty = c;
+        uv_check_start(&c->w->flush, rt_flush_dirty);
+    }
+}
+
+void h2_flush(struct rt_conn *c)
+{
+    if (c->closing || !c->h2)
+        return;
+    /* Gather all pending frames into one write. */
+    char *b = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        const uint8_t *d;
+        ssize_t n = nghttp2_session_mem_send(c->h2, &d);
+        if (n < 0) {
+            free(b);
+            conn_close(c);
+            return;
+        }
+        if (n == 0)
+            break;
+        rt_buf_add(&b, &len, &cap, d, (size_t)n);
+    }
+    int rc = rt_stream_write((uv_stream_t *)&c->tcp, b, len);
+    free(b);
+    if (rc) {
+        conn_close(c);
+        return;
+    }
+    if (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2))
+        conn_close(c);
+}
+
+int h2_start(struct rt_conn *c, const char *settings, size_t slen, struct rt_req *up_req,
+                    int head)
+{
+    nghttp2_session_callbacks *cb;
+    if (nghttp2_session_callbacks_new(&cb))
+        return -1;
+    nghttp2_session_callbacks_set_send_callback(cb, h2_send_cb);
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cb, h2_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cb, h2_on_header);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, h2_on_data);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, h2_on_frame);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, h2_on_close);
+    int rc = nghttp2_session_server_new(&c->h2, cb, c);
+    nghttp2_session_callbacks_del(cb);
+    if (rc)
+        return -1;
+    c->proto = P_H2;
+    nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 256}};
+    nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, 1);
+    if (up_req) {
+        struct h2_stream *st = h2_stream_new(c);
+        if (!st)
+            return -1;
+        st->q = up_req;
+        /* A server session ignores upgrade2's user data: set it after. */
+        if (nghttp2_session_upgrade2(c->h2, (const uint8_t *)settings, slen, head, NULL) ||
+            nghttp2_session_set_stream_user_data(c->h2, 1, st))
+            return -1;
+    }
+    return 0;
+}
+
+int h2_feed(struct rt_conn *c, const char *d, size_t n)
+{
+    ssize_t rc = nghttp2_session_mem_recv(c->h2, (const uint8_t *)d, n);
+    return rc < 0 ? -1 : 0;
+}

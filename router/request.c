@@ -1,0 +1,238 @@
+/* request.c - request lifecycle: intake (classify + enqueue), local responses,
+ * the upstream HTTP/1.1 request, completion and abandonment. */
+#include <strings.h>
+
+#include "gw.h"
+
+/* ------------------------------------------------------------ responses */
+
+void rt_resp_reset(struct rt_resp *rs)
+{
+    free(rs->hb);
+    free(rs->body);
+    memset(rs, 0, sizeof *rs);
+}
+
+void rt_resp_local(struct rt_req *q, int status, const char *extra, const char *msg)
+{
+    rt_resp_reset(&q->resp);
+    q->resp.status = status;
+    rt_buf_printf(&q->resp.hb, &q->resp.hlen, &q->resp.hcap, "Content-Type: application/json\r\n%s",
+               extra ? extra : "");
+    rt_buf_printf(&q->resp.body, &q->resp.blen, &q->resp.bcap, "{\"error\":\"%s\",\"detail\":\"%s\"}\n",
+               rt_reason(status), msg);
+}
+
+
+void req_free(struct rt_req *q)
+{
+    rt_resp_reset(&q->resp);
+    free(q->upbytes);
+    free(q);
+}
+
+void conn_unlink(struct rt_conn *c, struct rt_req *q)
+{
+    if (q->cprev)
+        q->cprev->cnext = q->cnext;
+    else
+        c->rhead = q->cnext;
+    if (q->cnext)
+        q->cnext->cprev = q->cprev;
+    else
+        c->rtail = q->cprev;
+    q->cprev = q->cnext = NULL;
+    c->nreq--;
+}
+
+/* The request has its response (local or upstream): deliver it or, if the
+ * client is gone, free it. */
+void req_complete(struct rt_req *q)
+{
+    q->state = Q_DONE;
+    struct rt_conn *c = q->conn;
+    if (!c) {
+        req_free(q);
+        return;
+    }
+    if (c->proto == P_H2)
+        h2_respond(c, q);
+    else
+        conn_flush(c);
+}
+
+/* ------------------------------------------------------------ request intake */
+
+/* "<router prefix>-<worker>-<hex seq>", unique per router run. */
+static void rt_gen_reqid(struct rt_worker *w, char *out, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t pl = strlen(w->r->idprefix), o = 0;
+    uint64_t v = ++w->seq;
+    char t[17];
+    int i = 16;
+    if (n < pl + 24)
+        return;
+    memcpy(out, w->r->idprefix, pl);
+    o = pl;
+    out[o++] = '-';
+    o += (size_t)snprintf(out + o, n - o, "%u", w->idx % 100);
+    out[o++] = '-';
+    t[16] = 0;
+    do
+        t[--i] = hex[v & 15];
+    while ((v >>= 4));
+    memcpy(out + o, t + i, (size_t)(17 - i));
+}
+
+/* Build the upstream HTTP/1.1 request once (reused on retry). */
+int rt_build_upstream(struct rt_req *q, const char *method, const char *target, size_t tlen,
+                          const char *authority, size_t alen, const struct router_hdr *h,
+                          size_t nh, const char *body, size_t blen, const char *peer)
+{
+    size_t len = 0, cap = tlen + alen + blen + 256;
+    for (size_t i = 0; i < nh; i++)
+        cap += h[i].name_len + h[i].value_len + 4;
+    char *b = malloc(cap); /* sized once: no regrowth on the hot path */
+    const char *xff = NULL;
+    size_t xffl = 0;
+    if (!b)
+        return -1;
+    int rc = rt_buf_str(&b, &len, &cap, method);
+    rc |= rt_buf_add(&b, &len, &cap, " ", 1);
+    rc |= rt_buf_add(&b, &len, &cap, target, tlen);
+    rc |= rt_buf_add(&b, &len, &cap, " HTTP/1.1\r\n", 11);
+    if (authority)
+        rc |= rt_buf_hdr(&b, &len, &cap, "Host", 4, authority, alen);
+    q->reqid[0] = 0;
+    for (size_t i = 0; i < nh; i++) {
+        if (rt_hop_by_hop(h[i].name, h[i].name_len))
+            continue;
+        if (authority && rt_ieq(h[i].name, h[i].name_len, "host"))
+            continue;
+        if (rt_ieq(h[i].name, h[i].name_len, "x-forwarded-for")) {
+            xff = h[i].value, xffl = h[i].value_len;
+            continue;
+        }
+        if (rt_ieq(h[i].name, h[i].name_len, "x-request-id") && h[i].value_len > 0 &&
+            h[i].value_len < sizeof q->reqid)
+            memcpy(q->reqid, h[i].value, h[i].value_len), q->reqid[h[i].value_len] = 0;
+        rc |= rt_buf_hdr(&b, &len, &cap, h[i].name, h[i].name_len, h[i].value, h[i].value_len);
+    }
+    if (!q->reqid[0]) {
+        rt_gen_reqid(q->w, q->reqid, sizeof q->reqid);
+        rc |= rt_buf_hdr(&b, &len, &cap, "X-Request-Id", 12, q->reqid, strlen(q->reqid));
+    }
+    rc |= rt_buf_add(&b, &len, &cap, "X-Forwarded-For: ", 17);
+    if (xff) {
+        rc |= rt_buf_add(&b, &len, &cap, xff, xffl);
+        rc |= rt_buf_add(&b, &len, &cap, ", ", 2);
+    }
+    rc |= rt_buf_str(&b, &len, &cap, peer);
+    rc |= rt_buf_add(&b, &len, &cap, "\r\nVia: 1.1 wlm-router\r\n", 23);
+    if (blen || !(strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ||
+                  strcmp(method, "DELETE") == 0 || strcmp(method, "OPTIONS") == 0)) {
+        rc |= rt_buf_add(&b, &len, &cap, "Content-Length: ", 16);
+        rc |= rt_buf_u(&b, &len, &cap, blen);
+        rc |= rt_buf_add(&b, &len, &cap, "\r\n", 2);
+    }
+    rc |= rt_buf_add(&b, &len, &cap, "\r\n", 2);
+    if (blen)
+        rc |= rt_buf_add(&b, &len, &cap, body, blen);
+    if (rc) {
+        free(b);
+        return -1;
+    }
+    q->upbytes = b;
+    q->uplen = len;
+    q->head = strcmp(method, "HEAD") == 0;
+    q->idempotent = q->head || strcmp(method, "GET") == 0 || strcmp(method, "PUT") == 0 ||
+                    strcmp(method, "DELETE") == 0 || strcmp(method, "OPTIONS") == 0;
+    return 0;
+}
+
+
+struct rt_req *req_new(struct rt_conn *c)
+{
+    struct rt_req *q = calloc(1, sizeof *q);
+    if (!q)
+        return NULL;
+    q->w = c->w;
+    q->conn = c;
+    q->item.ud = q;
+    q->t_arrive = rt_mono();
+    q->cprev = c->rtail;
+    if (c->rtail)
+        c->rtail->cnext = q;
+    else
+        c->rhead = q;
+    c->rtail = q;
+    c->nreq++;
+    return q;
+}
+
+/* Classify, enqueue, and admit what fits. The request is answered locally
+ * when no application matches (404) or its flow's queue is full (503). */
+void req_submit(struct rt_req *q, const char *host, size_t hostl, const char *path,
+                       size_t plen, const struct router_hdr *h, size_t nh)
+{
+    struct router *r = q->w->r;
+    struct router_reqinfo ri = {host, hostl, path, plen, h, nh};
+    uint64_t wake = 0;
+    int verdict = 0;
+    unsigned retry_after = 1;
+    pthread_mutex_lock(&r->mu);
+    struct rt_state *s = r->cur;
+    retry_after = s->cfg->retry_after_s;
+    long flow = router_classify(s->cfg, &ri);
+    if (flow < 0) {
+        verdict = 404;
+    } else {
+        q->st = s->st[flow];
+        q->st->arrivals++;
+        if (router_sched_enqueue(s->sched, &q->item, (size_t)flow, q->t_arrive)) {
+            q->st->rejected++;
+            verdict = 503;
+        } else {
+            q->st->qlen++;
+            q->state = Q_QUEUED;
+            rt_dispatch_locked(r, q->t_arrive, &wake);
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+    rt_wake_workers(r, wake, q->w);
+    if (verdict == 404) {
+        rt_resp_local(q, 404, NULL, "no application matches this host and path");
+        req_complete(q);
+    } else if (verdict == 503) {
+        char ra[64];
+        snprintf(ra, sizeof ra, "Retry-After: %u\r\n", retry_after);
+        rt_resp_local(q, 503, ra, "flow queue full, retry later");
+        req_complete(q);
+    }
+}
+
+/* The client is gone: queued requests leave the queue, requests upstream
+ * finish and are then dropped. */
+void req_abandon(struct rt_req *q)
+{
+    q->conn = NULL;
+    if (q->state == Q_QUEUED) {
+        struct router *r = q->w->r;
+        int was = 0;
+        pthread_mutex_lock(&r->mu);
+        if (q->item.queued) {
+            router_sched_remove(r->cur->sched, &q->item);
+            q->st->qlen--;
+            q->st->cancelled++;
+            was = 1;
+        }
+        pthread_mutex_unlock(&r->mu);
+        if (was)
+            req_free(q);
+        /* else: it is on this worker's ready list; rt_handle_ready frees it. */
+    } else if (q->state == Q_DONE || q->state == Q_NEW) {
+        req_free(q);
+    }
+    /* Q_READY / Q_UPSTREAM: freed when that finishes. */
+}
