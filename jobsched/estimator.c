@@ -135,6 +135,65 @@ size_t jobsched_utility_curve(const struct jobsched_job *j, double now,
     return upper_hull(pts, n);
 }
 
+void jobsched_valuation_default(struct jobsched_valuation *v)
+{
+    v->horizon_s = 300;
+    v->start_s = 0;
+    v->restore_s = 0;
+    v->floor = -100;
+    v->ceiling = 1;
+    v->points = 12;
+}
+
+double jobsched_stall_cost(const struct jobsched_job *j)
+{
+    return 1.0 / goal_span(j);
+}
+
+size_t jobsched_placement_curve(const struct jobsched_job *j, double now,
+                                const struct jobsched_valuation *v, struct jobsched_point *pts,
+                                size_t max)
+{
+    struct jobsched_config cfg;
+    jobsched_config_default(&cfg);
+    cfg.utility_min = v->floor;
+    cfg.utility_max = v->ceiling;
+    double vmax = jobsched_job_max_mhz(j);
+    double rem = jobsched_job_remaining(j);
+    double h = v->horizon_s > 1 ? v->horizon_s : 1;
+    double delay = 0;
+    if (j->state == JOBSCHED_SUSPENDED)
+        delay = v->restore_s;
+    else if (j->state == JOBSCHED_ELIGIBLE || j->state == JOBSCHED_PENDING)
+        delay = v->start_s;
+    if (vmax <= 0)
+        vmax = 1;
+    if (max < 3)
+        return 0;
+    size_t n = (size_t)(v->points >= 3 ? v->points : 3);
+    if (n > max)
+        n = max;
+    double start = now + delay;
+    for (size_t i = 0; i < n; i++) {
+        double w = vmax * (double)i / (double)(n - 1), t;
+        if (rem <= 0)
+            t = start;
+        else if (w * h >= rem)
+            t = start + rem / w;
+        else
+            t = start + h + (rem - w * h) / vmax;
+        pts[i] = (struct jobsched_point){w, jobsched_completion_utility(j, t, &cfg)};
+    }
+    /* The curve has a convex kink where the work fits in the horizon; the
+     * hull over-estimates only inside it, and its ends are exact. */
+    n = upper_hull(pts, n);
+    if (n == 1) { /* flat (clamped at the ceiling): keep two points */
+        pts[1] = (struct jobsched_point){vmax, pts[0].y};
+        n = 2;
+    }
+    return n;
+}
+
 struct hyp_item {
     double deadline;
     double rem;

@@ -265,6 +265,36 @@ double jobsched_utility(const struct jobsched_job *j, double mhz, double now,
 size_t jobsched_utility_curve(const struct jobsched_job *j, double now,
                               const struct jobsched_config *cfg, struct jobsched_point *pts,
                               size_t max);
+/* How the placement values a job (the same settings for the controller,
+ * `wlm plan` snapshots and wlm-sim). */
+struct jobsched_valuation {
+    double horizon_s; /* an allocation decided now holds this long (>= the placement period) */
+    double start_s;   /* a queued job makes no progress this long after it is started (boot) */
+    double restore_s; /* a suspended job makes no progress this long after it is restored */
+    double floor;     /* utility far below any goal (e.g. -100): late jobs keep a slope */
+    double ceiling;   /* utility of finishing at once (1) */
+    int points;       /* samples of the curve (>= 3) */
+};
+void jobsched_valuation_default(struct jobsched_valuation *v);
+
+/* The placement curve of a job: its utility as a function of the CPU it gets
+ * for the next horizon_s seconds, after which it is assumed to run at full
+ * speed (the decision is revisited every period, so that is what an
+ * allocation buys). 0 MHz means "waits one horizon", not "never finishes", so
+ * waiting costs a job horizon / span of utility: little for a job with slack,
+ * much for one close to its goal. The delay of the action that starts it
+ * (queued: start_s, suspended: restore_s, running: none) comes first. Not
+ * clamped at the display range: a late job's curve keeps its slope down to
+ * `floor`, so it is never starved for want of a gradient. Concave (upper
+ * hull), x ascending from 0 to jobsched_job_max_mhz; returns the number of
+ * points written (<= max, max >= 3). */
+size_t jobsched_placement_curve(const struct jobsched_job *j, double now,
+                                const struct jobsched_valuation *v, struct jobsched_point *pts,
+                                size_t max);
+/* Utility the job loses per second in which it makes no progress (1 / span):
+ * what a suspend, restore or migration of that length costs it. */
+double jobsched_stall_cost(const struct jobsched_job *j);
+
 /* Hypothetical utility: for each utility level levels[i], the aggregate CPU
  * (MHz) that the given jobs together need so that every one completes with at
  * least that utility, assuming they are run earliest-goal-first on a pool of

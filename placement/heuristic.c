@@ -306,8 +306,20 @@ static int cmp_demand_desc(const void *x, const void *y)
     return cmp_piece(a, b);
 }
 
+/* Whether whole job a must run at level t: it would sit below t waiting,
+ * or it is admitted (frozen by progressive filling, or an extra), or it runs
+ * and the mode keeps running jobs. */
+static int whole_must(const struct pl_ctx *c, const struct pl_pack_args *pa, size_t a, double t)
+{
+    if (pa->admit && pa->admit[a])
+        return 1;
+    if (pa->mode == PL_PACK_KEEP && c->onnode[a])
+        return 1;
+    return c->u0[a] < t - 1e-12;
+}
+
 static int pack_once(struct pl_packer *k, const struct pl_pack_args *pa, double t,
-                     struct pl_sol *out, int *failed, int strategy)
+                     struct pl_sol *out, int *failed, int strategy, int fresh)
 {
     const struct pl_ctx *c = k->c;
     const struct placement_problem *p = c->p;
@@ -326,7 +338,21 @@ static int pack_once(struct pl_packer *k, const struct pl_pack_args *pa, double 
         k->dem[a] = 0;
         if (!c->placeable[a] || (pa->excluded && pa->excluded[a]))
             continue;
-        double d = demand(c, a, t);
+        double ta = pa->lvcap && pa->lvcap[a] < t ? pa->lvcap[a] : t;
+        double d;
+        if (c->busy[a]) {
+            d = c->busycpu[a]; /* stays as it is, at any level */
+        } else if (c->whole[a]) {
+            /* All or nothing: placed at its cap, or left waiting at u0. */
+            int must = whole_must(c, pa, a, ta);
+            d = c->umax[a] < ta - 1e-9 && !(pa->admit && pa->admit[a]) ? -1 : must ? c->capi[a] : 0;
+            if (d >= 0 && !must) {
+                k->dem[a] = 0;
+                continue; /* left = 0: not placed */
+            }
+        } else {
+            d = demand(c, a, ta);
+        }
         if (d < 0) {
             if (!best_effort)
                 return (*failed = 1), 0;
@@ -342,21 +368,34 @@ static int pack_once(struct pl_packer *k, const struct pl_pack_args *pa, double 
             k->left[a] = c->maxinst[a];
     }
     /* Sticky phase: work returns to where it runs today, jobs first (they
-     * cannot split), then app instances take what their node has left. */
+     * cannot split), then app instances take what their node has left. A
+     * fresh packing skips it (the caller relabels identical nodes after);
+     * without knobs a running job that cannot stay makes the level fail. */
     for (int pass = 0; pass < 2; pass++) {
         for (size_t i = 0; i < p->ncurrent; i++) {
             size_t a = p->current[i].workload, n = p->current[i].node;
             int is_job = p->workloads[a].kind == PLACEMENT_JOB;
-            if (is_job != (pass == 0) || k->left[a] <= 0 || k->pos[n] >= K)
+            if (is_job != (pass == 0) || k->left[a] <= 0 || k->pos[n] >= K ||
+                (fresh && !c->busy[a]))
                 continue;
+            int pinned = is_job && ((pa->mode == PL_PACK_KEEP && c->onnode[a]) || c->busy[a]);
             double mem = p->workloads[a].memory_mb;
-            if (k->fm[n] < mem - PL_EPS || sol_has(k, out, a, n) || !pl_eligible(c, a, n))
+            if (k->fm[n] < mem - PL_EPS || sol_has(k, out, a, n) || !pl_eligible(c, a, n)) {
+                if (pinned)
+                    return (*failed = 1), 0;
                 continue;
+            }
             double take = is_job ? k->dem[a] : fmin(k->dem[a], fmin(c->capi[a], k->fc[n]));
             if (take < 0)
                 take = 0;
-            if (k->fc[n] < take - PL_EPS)
-                continue;
+            if (k->fc[n] < take - PL_EPS) {
+                /* Without knobs a running job stays, on what its node has
+                 * left (it shares it today, e.g. beside work whose action is
+                 * still in flight). */
+                if (!pinned)
+                    continue;
+                take = fmax(0, k->fc[n]);
+            }
             if (!is_job && take <= 1e-9 && k->dem[a] > 1e-9)
                 continue; /* a full node: let the app grow elsewhere */
             if (place(k, out, a, n, take, mem, 0))
@@ -371,6 +410,16 @@ static int pack_once(struct pl_packer *k, const struct pl_pack_args *pa, double 
     size_t np = 0;
     for (size_t a = 0; a < c->W; a++) {
         int is_job = p->workloads[a].kind == PLACEMENT_JOB;
+        if (!is_job && k->left[a] <= 0 && k->dem[a] > 1e-6 && c->placeable[a] &&
+            !(pa->excluded && pa->excluded[a])) {
+            /* Every instance slot is used by the sticky phase and demand is
+             * still unmet: this level does not pack (it used to be skipped
+             * silently, so bisection believed an infeasible level). */
+            if (!best_effort)
+                return (*failed = 1), 0;
+            pa->failed_mark[a] = 1;
+            continue;
+        }
         if (k->left[a] <= 0 || (!is_job && k->dem[a] <= 1e-9 && k->head[a] != PL_NONE &&
                                  0 >= c->mininst[a]))
             continue;
@@ -458,26 +507,50 @@ int pl_pack(struct pl_packer *k, const struct pl_pack_args *pa, double t, struct
 {
     /* First fit keeps nodes full (good for consolidation and few moves);
      * when it fails, spreading jobs by free CPU often still fits. */
-    int rc = pack_once(k, pa, t, out, failed, 0);
-    if (rc || !*failed || pa->failed_mark || pa->ff_only)
+    k->fresh_used = 0;
+    int rc = pack_once(k, pa, t, out, failed, 0, 0);
+    if (rc || !*failed || pa->failed_mark)
         return rc;
-    return pack_once(k, pa, t, out, failed, 1);
+    if (!pa->ff_only && ((rc = pack_once(k, pa, t, out, failed, 1, 0)) || !*failed))
+        return rc;
+    /* Moves allowed: today's placement may be what blocks the level (a
+     * fragmented cluster); a fresh packing, relabelled afterwards, often
+     * fits where the sticky one does not. */
+    if (pa->mode != PL_PACK_STICKY)
+        return rc;
+    if ((rc = pack_once(k, pa, t, out, failed, 0, 1)) || !*failed) {
+        k->fresh_used = !*failed;
+        return rc;
+    }
+    if (pa->ff_only)
+        return rc;
+    rc = pack_once(k, pa, t, out, failed, 1, 1);
+    k->fresh_used = !rc && !*failed;
+    return rc;
 }
 
 int pl_best_level(struct pl_packer *k, const struct pl_pack_args *pa, struct pl_sol *out,
                   double *level)
 {
     const struct pl_ctx *c = k->c;
-    double lo = INFINITY, hi = INFINITY;
+    double lo = INFINITY, hi = INFINITY, capmax = -INFINITY;
     for (size_t a = 0; a < c->W; a++) {
         if (!c->placeable[a] || (pa->excluded && pa->excluded[a]))
             continue;
-        double u0 = c->p->workloads[a].utility.util[0];
+        double u0 = c->whole[a] ? c->u0[a] : c->p->workloads[a].utility.util[0];
         if (u0 < lo)
             lo = u0;
+        if (c->busy[a])
+            continue; /* fixed load: no level moves it */
+        if (pa->lvcap && isfinite(pa->lvcap[a])) {
+            capmax = fmax(capmax, pa->lvcap[a]); /* frozen: its level is capped */
+            continue;
+        }
         if (c->umax[a] < hi)
             hi = c->umax[a];
     }
+    if (!isfinite(hi))
+        hi = isfinite(capmax) ? capmax : lo;
     if (!isfinite(lo)) { /* nothing to place */
         out->n = 0;
         *level = 0;
@@ -587,7 +660,7 @@ int pl_refine(const struct pl_ctx *c, const int *usable, struct pl_sol *s)
             if (head[a] != PL_NONE && (c->p->workloads[a].kind == PLACEMENT_JOB) == (pass == 0))
                 ord[nord++] = a;
     for (size_t a = 0; a < c->W; a++) {
-        if (head[a] == PL_NONE)
+        if (head[a] == PL_NONE || c->busy[a])
             continue;
         act[a] = 1;
         nact++;
@@ -855,6 +928,34 @@ int pl_place_idle(struct pl_packer *k, size_t K, const int *excluded, struct pl_
             continue;
         if (place(k, s, a, n, 0, w->memory_mb, 1))
             return -ENOMEM;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- extras */
+
+int pl_admit_extras(struct pl_packer *k, size_t K, const size_t *cand, size_t ncand,
+                    unsigned char *admit, struct pl_sol *s)
+{
+    const struct pl_ctx *c = k->c;
+    const struct placement_problem *p = c->p;
+    for (size_t i = 0; i < ncand; i++) {
+        size_t a = cand[i];
+        if (k->head[a] != PL_NONE || !c->whole[a])
+            continue;
+        double cpu = c->capi[a], mem = p->workloads[a].memory_mb;
+        size_t n = PL_NONE;
+        int cur = p->workloads[a].cur_node;
+        if (cur >= 0 && (size_t)cur < c->N && k->pos[cur] < K && k->fc[cur] >= cpu - PL_EPS &&
+            k->fm[cur] >= mem - PL_EPS && pl_eligible(c, a, (size_t)cur))
+            n = (size_t)cur;
+        if (n == PL_NONE)
+            n = pick(k, s, a, cpu, mem, K, 0);
+        if (n == PL_NONE)
+            continue;
+        if (place(k, s, a, n, cpu, mem, 1))
+            return -ENOMEM;
+        admit[a] = 1;
     }
     return 0;
 }

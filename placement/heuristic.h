@@ -22,6 +22,14 @@ struct pl_packer {
     size_t npieces_cap;
     int *left;
     double *dem;
+    int fresh_used; /* the last successful pl_pack ignored today's placement */
+};
+
+/* How a packing treats what runs today. */
+enum pl_pack_mode {
+    PL_PACK_STICKY = 0, /* work returns to its node when it fits; else (MOVE) repacked fresh */
+    PL_PACK_KEEP,       /* running jobs stay where they are and stay running: no knobs */
+    PL_PACK_STICKY_ONLY /* sticky, never a fresh repack (consolidation probes) */
 };
 
 struct pl_pack_args {
@@ -30,6 +38,11 @@ struct pl_pack_args {
     const int *excluded; /* workloads left out */
     int *failed_mark;   /* best effort: mark workloads that could not be packed (NULL = strict) */
     int ff_only;        /* no worst-fit retry (consolidation probes want tight packing) */
+    /* Progressive filling: a workload's level is min(t, lvcap[a]) (NULL: no
+     * caps). Whole jobs with admit[a] set are placed at any level. */
+    const double *lvcap;
+    const unsigned char *admit;
+    int mode; /* enum pl_pack_mode */
 };
 
 int pl_packer_init(struct pl_packer *k, const struct pl_ctx *c, const size_t *order);
@@ -49,5 +62,27 @@ int pl_place_idle(struct pl_packer *k, size_t K, const int *excluded, struct pl_
  * the nodes a packing needs. */
 size_t pl_min_prefix(const struct pl_packer *k, const int *excluded, double t, double capfactor);
 double pl_fluid_bound(const struct pl_ctx *c, const int *excluded);
+/* After a successful pl_pack at level t: place the whole jobs listed in
+ * cand (in that order, most urgent first) that the packing left out, on the
+ * capacity still free, a running job on its own node when there is room.
+ * Sets admit[a] for each one placed. Returns 0 or -ENOMEM. */
+int pl_admit_extras(struct pl_packer *k, size_t K, const size_t *cand, size_t ncand,
+                    unsigned char *admit, struct pl_sol *s);
+/* Give every non-whole instance the free CPU of its node up to its cap
+ * (work conservation after refinement). */
+void pl_fill_idle(const struct pl_ctx *c, const int *usable, struct pl_sol *s);
+/* After a fresh packing: rename bins among identical nodes so work stays
+ * where it runs today (fewer moves, same plan). */
+int pl_relabel(const struct pl_ctx *c, struct pl_sol *s);
+/* Max-min with whole jobs by progressive filling (leximin.c): packs at the
+ * highest levels, admits waiting whole jobs most urgent first, relabels a
+ * fresh packing, refines CPU shares. *level is the bottleneck level
+ * (-INFINITY when nothing packs). mode is an enum pl_pack_mode. */
+int pl_leximin(struct pl_packer *k, size_t K, const int *excluded, int mode, const int *usable,
+               struct pl_sol *out, double *level);
+/* Utility a job loses in solution s through the actions that take it there:
+ * migration, or suspend + restore (inst = its instance in s, PL_NONE when it
+ * waits). 0 for work that stays put or waits anyway. */
+double pl_stall_penalty(const struct pl_ctx *c, size_t a, const struct pl_sol *s, size_t inst);
 
 #endif

@@ -22,6 +22,11 @@ struct pl_ctx {
     int *placeable;   /* per workload: some node could host an instance */
     int *hasreq;      /* per workload: label requirements present */
     double *umax;     /* per workload: best utility reachable */
+    double *u0;       /* per workload: utility at zero CPU (left waiting) */
+    unsigned char *whole; /* per workload: a whole job (CPU all or nothing at capi) */
+    unsigned char *onnode; /* per workload: a job that holds a node now (running or paused) */
+    unsigned char *busy;   /* per workload: a job with an action in flight (stays as it is) */
+    double *busycpu;       /* per workload: the CPU a busy job holds */
 };
 
 int pl_ctx_init(struct pl_ctx *c, const struct placement_problem *p);

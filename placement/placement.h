@@ -106,6 +106,10 @@ struct placement_workload {
      * because of an action (suspend, restore, migrate, start). The cost of a
      * disruptive action is its duration times this (0: actions are free). */
     double stall_cost;
+    /* Jobs: an action is in flight (starting, restoring, migrating): the job
+     * stays on cur_node with the CPU the current placement gives it, whatever
+     * the decision; it only takes capacity. */
+    int busy;
     /* Jobs only: current state and node (index into nodes, -1 when none). */
     enum placement_job_state state;
     int cur_node;

@@ -381,8 +381,14 @@ int pl_ctx_init(struct pl_ctx *c, const struct placement_problem *p)
     c->placeable = calloc(W, sizeof(int));
     c->hasreq = calloc(W, sizeof(int));
     c->umax = calloc(W, sizeof(double));
-    if (!c->cap || !c->mem || !c->capi || !c->maxinst || !c->mininst || !c->placeable ||
-        !c->hasreq || !c->umax) {
+    c->u0 = calloc(W, sizeof(double));
+    c->whole = calloc(W, 1);
+    c->onnode = calloc(W, 1);
+    c->busy = calloc(W, 1);
+    c->busycpu = calloc(W, sizeof(double));
+    if (!c->busy || !c->busycpu ||
+        !c->cap || !c->mem || !c->capi || !c->maxinst || !c->mininst || !c->placeable ||
+        !c->hasreq || !c->umax || !c->u0 || !c->whole || !c->onnode) {
         pl_ctx_fini(c);
         return -ENOMEM;
     }
@@ -433,7 +439,20 @@ int pl_ctx_init(struct pl_ctx *c, const struct placement_problem *p)
             c->mininst[a] = c->maxinst[a];
         c->capi[a] = w->max_cpu_per_instance < best ? w->max_cpu_per_instance : best;
         c->umax[a] = placement_utility_eval(&w->utility, c->capi[a] * c->maxinst[a]);
+        c->u0[a] = placement_utility_eval(&w->utility, 0);
+        c->whole[a] = w->kind == PLACEMENT_JOB && w->whole;
+        c->onnode[a] = w->kind == PLACEMENT_JOB && w->cur_node >= 0 &&
+                       (w->state == PLACEMENT_JOB_RUNNING || w->state == PLACEMENT_JOB_PAUSED);
+        c->busy[a] = c->onnode[a] && w->busy;
+        /* A job that runs today and is made to wait also loses the time its
+         * suspend and restore take. */
+        if (c->onnode[a] && w->stall_cost > 0)
+            c->u0[a] -= w->stall_cost * (p->opts.cost[PLACEMENT_ACT_SUSPEND_JOB].duration_s +
+                                         p->opts.cost[PLACEMENT_ACT_RESTORE_JOB].duration_s);
     }
+    for (size_t i = 0; i < p->ncurrent; i++)
+        if (p->current[i].workload < c->W && c->busy[p->current[i].workload])
+            c->busycpu[p->current[i].workload] += p->current[i].cpu_mhz;
     return 0;
 }
 
@@ -447,6 +466,11 @@ void pl_ctx_fini(struct pl_ctx *c)
     free(c->placeable);
     free(c->hasreq);
     free(c->umax);
+    free(c->u0);
+    free(c->whole);
+    free(c->onnode);
+    free(c->busy);
+    free(c->busycpu);
     memset(c, 0, sizeof(*c));
 }
 

@@ -215,8 +215,9 @@ void placement_decision_free(struct placement_decision *d)
 struct run {
     struct pl_ctx c;
     struct pl_packer k;
-    size_t *order;
+    size_t *order, *order_w;
     int *excluded, *usable, *node_on;
+    unsigned char *runadmit; /* whole jobs that run today: consolidation keeps them running */
     double *cpu, *util;
     struct pl_sol sol, cur, probe;
     size_t n_must, n_on;
@@ -224,7 +225,7 @@ struct run {
 
 static double level_at(struct run *r, size_t K, struct pl_sol *out, int *rc)
 {
-    struct pl_pack_args pa = {K, 1.0, r->excluded, NULL, 0};
+    struct pl_pack_args pa = {K, 1.0, r->excluded, NULL, 0, NULL, NULL, PL_PACK_STICKY};
     double lv;
     *rc = pl_best_level(&r->k, &pa, out, &lv);
     return lv;
@@ -232,7 +233,7 @@ static double level_at(struct run *r, size_t K, struct pl_sol *out, int *rc)
 
 static int pack_ok(struct run *r, size_t K, double level, double capf, struct pl_sol *out, int *rc)
 {
-    struct pl_pack_args pa = {K, capf, r->excluded, NULL, 0};
+    struct pl_pack_args pa = {K, capf, r->excluded, NULL, 0, NULL, r->runadmit, PL_PACK_STICKY_ONLY};
     *rc = 0;
     if (!out) /* a probe: the result is not kept */
         out = &r->probe;
@@ -286,6 +287,207 @@ static void set_usable(struct run *r, size_t K)
         r->usable[r->order[i]] = i < K;
 }
 
+/* Sorted utilities of s as the comparison sees them: each job's utility less
+ * what its actions cost it in lost progress (pl_stall_penalty). */
+static int adjusted_sorted(const struct pl_ctx *c, const int *excluded, const struct pl_sol *s,
+                           double *cpu, double *util, double *out, size_t *n)
+{
+    size_t W = c->W ? c->W : 1;
+    size_t *inst = malloc(W * sizeof(size_t));
+    if (!inst)
+        return -ENOMEM;
+    pl_sol_eval(c, s, cpu, util, NULL, NULL);
+    for (size_t a = 0; a < c->W; a++)
+        inst[a] = PL_NONE;
+    for (size_t i = 0; i < s->n; i++)
+        inst[s->a[i].workload] = i;
+    for (size_t a = 0; a < c->W; a++)
+        util[a] -= pl_stall_penalty(c, a, s, inst[a]);
+    free(inst);
+    *n = sorted_utils(c, excluded, util, out);
+    return 0;
+}
+
+/* Start waiting whole jobs, most urgent first, where s leaves room (first
+ * node in index order with enough CPU and memory). Bounded work: on very
+ * large problems only the most urgent candidates are tried. */
+static int admit_waiting(const struct pl_ctx *c, const int *excluded, const int *on,
+                         struct pl_sol *s)
+{
+    size_t N = c->N ? c->N : 1, W = c->W ? c->W : 1;
+    double *fc = malloc(N * sizeof(double)), *fm = malloc(N * sizeof(double));
+    unsigned char *placed = calloc(W, 1);
+    size_t *cand = malloc(W * sizeof(size_t));
+    int rc = -ENOMEM;
+    if (!fc || !fm || !placed || !cand)
+        goto out;
+    for (size_t n = 0; n < c->N; n++) {
+        fc[n] = on[n] ? c->cap[n] : 0;
+        fm[n] = on[n] ? c->mem[n] : 0;
+    }
+    for (size_t i = 0; i < s->n; i++) {
+        fc[s->a[i].node] -= s->a[i].cpu_mhz;
+        fm[s->a[i].node] -= c->p->workloads[s->a[i].workload].memory_mb;
+        placed[s->a[i].workload] = 1;
+    }
+    size_t nc = 0;
+    for (size_t a = 0; a < c->W; a++)
+        if (c->whole[a] && c->placeable[a] && !excluded[a] && !placed[a])
+            cand[nc++] = a;
+    /* most urgent first: insertion by u0 is fine for the sizes this runs at */
+    size_t budget = 4000000 / N + 1;
+    if (nc > budget)
+        nc = budget;
+    for (size_t i = 1; i < nc; i++)
+        for (size_t j = i; j > 0 && c->u0[cand[j]] < c->u0[cand[j - 1]]; j--) {
+            size_t t = cand[j];
+            cand[j] = cand[j - 1];
+            cand[j - 1] = t;
+        }
+    for (size_t i = 0; i < nc; i++) {
+        size_t a = cand[i];
+        double mem = c->p->workloads[a].memory_mb;
+        for (size_t n = 0; n < c->N; n++) {
+            if (fc[n] < c->capi[a] - PL_EPS || fm[n] < mem - PL_EPS || !pl_eligible(c, a, n))
+                continue;
+            if (pl_sol_push(s, a, n, c->capi[a]))
+                goto out;
+            fc[n] -= c->capi[a];
+            fm[n] -= mem;
+            break;
+        }
+    }
+    rc = 0;
+out:
+    free(fc);
+    free(fm);
+    free(placed);
+    free(cand);
+    return rc;
+}
+
+/* Contention: the best plan without moving running jobs (KEEP), the best
+ * plan with suspend/resume/migrate (MOVE) and the current placement with CPU
+ * re-divided (CUR) are compared on their sorted utility vectors, each job
+ * charged the progress its actions cost it. The base is KEEP unless CUR is
+ * better (a decision never does worse than standing still); MOVE replaces it
+ * only when it wins by the hysteresis plus the utility cost of its extra
+ * disruptive actions. Leaves the chosen plan in r->sol. */
+static int choose_contention(struct run *r, size_t K, struct placement_decision *d, char *note,
+                             size_t notesz)
+{
+    struct pl_ctx *c = &r->c;
+    const struct placement_options *o = c->o;
+    size_t W = c->W ? c->W : 1, N = c->N ? c->N : 1;
+    struct pl_sol keep = {0}, move = {0}, cur = {0};
+    double *vk = malloc(W * sizeof(double)), *vm = malloc(W * sizeof(double));
+    double *vc = malloc(W * sizeof(double));
+    int *on = calloc(N, sizeof(int));
+    double lk = -INFINITY, lm = -INFINITY;
+    size_t nv = 0;
+    int rc = -ENOMEM;
+    if (!vk || !vm || !vc || !on)
+        goto out;
+    if ((rc = pl_leximin(&r->k, K, r->excluded, PL_PACK_KEEP, r->usable, &keep, &lk)) ||
+        (rc = pl_leximin(&r->k, K, r->excluded, PL_PACK_STICKY, r->usable, &move, &lm)))
+        goto out;
+    if ((rc = pl_current(c, &cur)))
+        goto out;
+    for (size_t i = 0; i < cur.n; i++)
+        cur.a[i].cpu_mhz = 0;
+    for (size_t n = 0; n < c->N; n++)
+        on[n] = c->p->nodes[n].powered_on;
+    if ((rc = pl_refine(c, on, &cur)))
+        goto out;
+    pl_fill_idle(c, on, &cur);
+    /* CUR is a fair alternative only where it runs whole jobs whole (time
+     * sharing is what the plans avoid); it starts waiting work too. */
+    int cur_ok = 1;
+    for (size_t i = 0; i < cur.n; i++)
+        if (c->whole[cur.a[i].workload] && !c->busy[cur.a[i].workload] &&
+            cur.a[i].cpu_mhz < c->capi[cur.a[i].workload] - 1e-6)
+            cur_ok = 0;
+    if (cur_ok && (rc = admit_waiting(c, r->excluded, on, &cur)))
+        goto out;
+    if ((rc = adjusted_sorted(c, r->excluded, &cur, r->cpu, r->util, vc, &nv)))
+        goto out;
+    d->current_min_utility = nv ? vc[0] : 0;
+    if ((rc = adjusted_sorted(c, r->excluded, &keep, r->cpu, r->util, vk, &nv)) ||
+        (rc = adjusted_sorted(c, r->excluded, &move, r->cpu, r->util, vm, &nv)))
+        goto out;
+    /* Base: KEEP, or CUR when KEEP is infeasible or worse. */
+    struct pl_sol *base = &keep;
+    double *vb = vk;
+    const char *why = "";
+    if (!isfinite(lk) || (cur_ok && lex_gain(vc, vk, nv) > 1e-6)) {
+        base = &cur;
+        vb = vc;
+        why = isfinite(lk) ? "current placement kept (better than any plan without moves)" : "";
+    }
+    int nb = 0, nm = 0;
+    double cb = change_cost(c, &cur, base, &nb), cm = change_cost(c, &cur, &move, &nm);
+    double gain = lex_gain(vm, vb, nv);
+    double need = nm > nb ? o->hysteresis + fmax(0, cm - cb) : 1e-6;
+    int take_move = isfinite(lm) && (gain > need - 1e-12 || (!isfinite(lk) && base != &cur));
+    struct pl_sol *chosen = take_move ? &move : base;
+    if (!take_move && base == &cur) {
+        d->kept_current = 1;
+        if (why[0])
+            wlm_strlcpy(note, why, notesz);
+    } else if (!take_move && nm > nb && isfinite(lm)) {
+        d->kept_current = 1; /* the moves did not pay for themselves */
+        size_t l = strlen(note);
+        snprintf(note + l, notesz - l,
+                 "%skept current placement: gain %.4f < hysteresis %.4f + action cost %.4f "
+                 "(%d changes)",
+                 l ? "; " : "", gain, o->hysteresis, fmax(0, cm - cb), nm - nb);
+    } else if (take_move && nm > nb) {
+        size_t l = strlen(note);
+        snprintf(note + l, notesz - l, "%smoves pay: gain %.4f > %.4f", l ? "; " : "", gain, need);
+    }
+    pl_sol_fini(&r->sol);
+    r->sol = *chosen;
+    *chosen = (struct pl_sol){0};
+    rc = 0;
+out:
+    pl_sol_fini(&keep);
+    pl_sol_fini(&move);
+    pl_sol_fini(&cur);
+    free(vk);
+    free(vm);
+    free(vc);
+    free(on);
+    return rc;
+}
+
+/* Whether the exact solver's placement `ex` is worth taking over the
+ * heuristic's `hs`: better in the sorted (stall-adjusted) utilities, by the
+ * hysteresis plus the cost of its extra disruptive actions when it makes more
+ * changes to the current placement. */
+static int exact_pays(struct run *r, const struct pl_sol *hs, const struct pl_sol *ex, int *better)
+{
+    struct pl_ctx *c = &r->c;
+    size_t W = c->W ? c->W : 1;
+    struct pl_sol cur = {0};
+    double *vh = malloc(W * sizeof(double)), *ve = malloc(W * sizeof(double));
+    size_t nv = 0;
+    int rc = -ENOMEM, nh = 0, ne = 0;
+    if (!vh || !ve || (rc = pl_current(c, &cur)) ||
+        (rc = adjusted_sorted(c, r->excluded, hs, r->cpu, r->util, vh, &nv)) ||
+        (rc = adjusted_sorted(c, r->excluded, ex, r->cpu, r->util, ve, &nv)))
+        goto out;
+    double ch = change_cost(c, &cur, hs, &nh), ce = change_cost(c, &cur, ex, &ne);
+    double gain = lex_gain(ve, vh, nv);
+    double need = ne > nh ? c->o->hysteresis + fmax(0, ce - ch) : -1e-9;
+    *better = gain > need - 1e-12;
+    rc = 0;
+out:
+    pl_sol_fini(&cur);
+    free(vh);
+    free(ve);
+    return rc;
+}
+
 int placement_solve(const struct placement_problem *p, struct placement_decision **out,
                     struct wlm_error *err)
 {
@@ -309,22 +511,29 @@ int placement_solve(const struct placement_problem *p, struct placement_decision
     r.node_on = calloc(N, sizeof(int));
     r.cpu = calloc(W, sizeof(double));
     r.util = calloc(W, sizeof(double));
+    r.runadmit = calloc(W, 1);
+    r.order_w = malloc(W * sizeof(size_t));
     rc = -ENOMEM;
-    if (!r.order || !r.excluded || !r.usable || !r.node_on || !r.cpu || !r.util)
+    if (!r.order || !r.excluded || !r.usable || !r.node_on || !r.cpu || !r.util || !r.runadmit || !r.order_w)
         goto fail;
+    for (size_t a = 0; a < c->W; a++)
+        r.runadmit[a] = c->whole[a] && c->onnode[a];
     if ((rc = build_order(c, r.order, &r.n_must, &r.n_on)) ||
         (rc = pl_packer_init(&r.k, c, r.order)))
         goto fail;
 
     /* 1. Memory feasibility: if not even the minimum instance counts pack,
      * drop the workloads that do not fit (best effort) and report them. */
+    /* Running jobs count where they are (KEEP): one that shares its node's
+     * CPU today is not "unplaceable". */
     for (int tries = 0; tries < 4; tries++) {
-        if (pack_ok(&r, c->N, -INFINITY, 1.0, &r.sol, &rc))
-            break;
-        if (rc)
-            goto fail;
-        struct pl_pack_args pa = {c->N, 1.0, r.excluded, r.excluded, 0};
+        struct pl_pack_args pa = {c->N, 1.0, r.excluded, NULL, 0, NULL, r.runadmit, PL_PACK_KEEP};
         int failed;
+        if ((rc = pl_pack(&r.k, &pa, -INFINITY, &r.sol, &failed)))
+            goto fail;
+        if (!failed)
+            break;
+        pa.failed_mark = r.excluded;
         if ((rc = pl_pack(&r.k, &pa, -INFINITY, &r.sol, &failed)))
             goto fail;
     }
@@ -338,10 +547,8 @@ int placement_solve(const struct placement_problem *p, struct placement_decision
         L_all = level_at(&r, c->N, &r.sol, &rc);
         if (rc)
             goto fail;
-        if (!isfinite(L_all)) {
-            rc = wlm_error_set(err, WLM_EINTERNAL, "placement: could not find a feasible packing");
-            goto fail;
-        }
+        /* -INFINITY: not even the floor packs with moves (running work
+         * overcommits its nodes); the plans below still keep what runs. */
     }
 
     /* 2. Mode and node set. */
@@ -394,7 +601,9 @@ int placement_solve(const struct placement_problem *p, struct placement_decision
                 K_ff = -1;
             }
         }
-        struct pl_pack_args pa = {K, K_capf, r.excluded, NULL, 0};
+        struct pl_pack_args pa = {K,         K_capf,     r.excluded,
+                                  NULL,      0,          NULL,
+                                  r.runadmit, PL_PACK_STICKY_ONLY};
         int failed = 1;
         if (K_ff >= 0 && (rc = pl_pack(&r.k, &pa, o->goal_utility, &r.sol, &failed)))
             goto fail;
@@ -443,23 +652,53 @@ int placement_solve(const struct placement_problem *p, struct placement_decision
         double lv = level_at(&r, K, &r.sol, &rc);
         if (rc)
             goto fail;
-        if (!isfinite(lv)) { /* minimum instances need more nodes */
+        if (!isfinite(lv)) /* minimum instances need more nodes */
             K = c->N;
-            level_at(&r, K, &r.sol, &rc);
-            if (rc)
-                goto fail;
-        }
+        set_usable(&r, K);
+        if ((rc = choose_contention(&r, K, d, note, sizeof(note))))
+            goto fail;
     }
-    set_usable(&r, K);
-    if ((rc = pl_place_idle(&r.k, K, r.excluded, &r.sol)) || (rc = pl_refine(c, r.usable, &r.sol)))
-        goto fail;
+    if (d->consolidated) {
+        set_usable(&r, K);
+        /* Waiting whole jobs take what the consolidated nodes have spare. */
+        size_t nc = 0;
+        for (size_t a = 0; a < c->W; a++)
+            if (c->whole[a] && c->placeable[a] && !r.excluded[a] && !r.runadmit[a])
+                r.order_w[nc++] = a;
+        if ((rc = pl_admit_extras(&r.k, K, r.order_w, nc, r.runadmit, &r.sol)) ||
+            (rc = pl_place_idle(&r.k, K, r.excluded, &r.sol)) ||
+            (rc = pl_refine(c, r.usable, &r.sol)))
+            goto fail;
+        pl_fill_idle(c, r.usable, &r.sol);
+    }
     d->solver = PLACEMENT_SOLVER_HEURISTIC;
     /* 3. GLPK: the bound, and the exact solver where the options ask for it
      * (exact.c). It never leaves r.sol worse than the heuristic's. */
     {
         struct pl_exact_args ea = {r.usable, r.excluded, K == c->N, d->consolidated};
-        if ((rc = pl_exact_stage(c, &ea, &r.sol, d, note, sizeof(note))))
+        struct pl_sol heur = {0};
+        if ((rc = pl_sol_copy(&heur, &r.sol)) ||
+            (rc = pl_exact_stage(c, &ea, &r.sol, d, note, sizeof(note)))) {
+            pl_sol_fini(&heur);
             goto fail;
+        }
+        /* The MILP knows nothing of hysteresis or of what moves cost in lost
+         * progress: its placement replaces the heuristic's only when it pays
+         * as the heuristic's own moves must. */
+        if (d->solver == PLACEMENT_SOLVER_EXACT && !d->consolidated) {
+            int better = 0;
+            if ((rc = exact_pays(&r, &heur, &r.sol, &better))) {
+                pl_sol_fini(&heur);
+                goto fail;
+            }
+            if (!better) {
+                pl_sol_fini(&r.sol);
+                r.sol = heur;
+                heur = (struct pl_sol){0};
+                d->solver = PLACEMENT_SOLVER_HEURISTIC;
+            }
+        }
+        pl_sol_fini(&heur);
     }
     min_over(c, r.excluded, &r.sol, r.cpu, r.util); /* fills r.util */
     double *sorted_new = malloc(W * sizeof(double));
@@ -532,7 +771,9 @@ int placement_solve(const struct placement_problem *p, struct placement_decision
         free(hosts);
     }
     int accept;
-    if (nchanges == 0 && on_new == r.n_on)
+    if (!d->consolidated)
+        accept = 1; /* contention: choose_contention compared the plans */
+    else if (nchanges == 0 && on_new == r.n_on)
         accept = 1; /* only CPU shares and starts of waiting work change */
     else if (d->consolidated && on_new != r.n_on)
         accept = 1; /* power nodes off, or on before the headroom runs out */
@@ -636,6 +877,8 @@ fail:
     free(r.node_on);
     free(r.cpu);
     free(r.util);
+    free(r.runadmit);
+    free(r.order_w);
     pl_ctx_fini(&r.c);
     return rc;
 }

@@ -492,32 +492,40 @@ out:
 
 /* ---------------------------------------------------------------- production core */
 
-static void job_curve(const struct sim_apc_job *j, double now, double floor_u,
+/* The job as jobsched sees it, and its placement curve with the
+ * controller's valuation (jobsched_placement_curve): the decision horizon is
+ * the control cycle, starts and restores delay progress by their duration. */
+static void job_view(const struct sim_apc_job *j, struct jobsched_job *js)
+{
+    memset(js, 0, sizeof(*js));
+    js->work_mcycles = j->work_rem;
+    js->threads = 1;
+    js->max_speed_mhz = j->cap_mhz;
+    js->submit_time = j->deadline - j->span;
+    js->goal_time = j->deadline;
+    js->state = j->cur_node >= 0 ? JOBSCHED_RUNNING
+                : j->started     ? JOBSCHED_SUSPENDED
+                                 : JOBSCHED_ELIGIBLE;
+}
+
+static void job_curve(const struct sim_apc_job *j, double now, const struct sim_config *cfg,
                       struct placement_utility *u)
 {
-    struct jobsched_config cfg;
-    jobsched_config_default(&cfg);
-    cfg.utility_points = 16;
-    cfg.utility_min = floor_u;
+    struct jobsched_valuation v;
+    jobsched_valuation_default(&v);
+    v.horizon_s = cfg->cycle_s;
+    v.start_s = cfg->boot_s;
+    v.restore_s = cfg->resume_s;
+    if (cfg->job_utility_floor < v.floor)
+        v.floor = cfg->job_utility_floor;
     struct jobsched_job js;
-    memset(&js, 0, sizeof(js));
-    js.work_mcycles = j->work_rem;
-    js.threads = 1;
-    js.max_speed_mhz = j->cap_mhz;
-    js.submit_time = j->deadline - j->span;
-    js.goal_time = j->deadline;
-    js.state = JOBSCHED_RUNNING;
+    job_view(j, &js);
     struct jobsched_point pts[PLACEMENT_UTILITY_MAX_POINTS];
-    size_t n = jobsched_utility_curve(&js, now, &cfg, pts, 16);
+    size_t n = jobsched_placement_curve(&js, now, &v, pts, PLACEMENT_UTILITY_MAX_POINTS);
     u->npoints = n;
     for (size_t k = 0; k < n; k++) {
         u->cpu_mhz[k] = pts[k].x;
         u->util[k] = pts[k].y;
-    }
-    if (n == 1) { /* a flat curve: one point is enough for the core, keep two */
-        u->npoints = 2;
-        u->cpu_mhz[1] = j->cap_mhz > pts[0].x ? j->cap_mhz : pts[0].x + 1;
-        u->util[1] = pts[0].y;
     }
 }
 
@@ -564,47 +572,26 @@ int sim_apc_decide_core(const struct sim_apc_node *nodes, size_t nn, const struc
         wlm_error_set(err, ENOMEM, "out of memory");
         goto out;
     }
-    /* Jobs busy in an action are not the core's to move: their CPU and
-     * memory come off their node's capacity instead. */
-    double *cap = calloc(nn + 1, sizeof(double)), *mem = calloc(nn + 1, sizeof(double));
-    if (!cap || !mem) {
-        free(cap);
-        free(mem);
-        wlm_error_set(err, ENOMEM, "out of memory");
-        goto out;
-    }
     double total = 0;
-    for (size_t n = 0; n < nn; n++) {
-        cap[n] = nodes[n].cap_mhz;
-        mem[n] = nodes[n].mem_mb;
-    }
-    for (size_t i = 0; i < nj; i++)
-        if (jobs[i].fixed) {
-            cap[jobs[i].cur_node] -= jobs[i].fixed_mhz;
-            mem[jobs[i].cur_node] -= jobs[i].mem_mb;
-        }
     p.nnodes = nn;
     for (size_t n = 0; n < nn; n++) {
         struct placement_node *pn = &p.nodes[n];
         snprintf(pn->name, sizeof(pn->name), "n%zu", n);
         snprintf(pn->labels, sizeof(pn->labels), "n%zu", n);
-        /* capacity = cores x mhz; the core only sees the product, so a node
-         * with busy CPU is described as one core of what is left */
-        pn->cores = cap[n] < nodes[n].cap_mhz ? 1 : (int)nodes[n].cores;
-        pn->mhz_per_core = cap[n] < nodes[n].cap_mhz ? fmax(1, cap[n]) : nodes[n].mhz;
-        pn->memory_mb = fmax(1, mem[n]);
+        pn->cores = (int)nodes[n].cores;
+        pn->mhz_per_core = nodes[n].mhz;
+        pn->memory_mb = nodes[n].mem_mb;
         pn->powered_on = 1;
         pn->power_idle_w = cfg->idle_w;
         pn->power_max_w = cfg->max_w;
         total += pn->cores * pn->mhz_per_core;
     }
-    free(cap);
-    free(mem);
     size_t w = 0;
     for (size_t i = 0; i < nj; i++) {
         const struct sim_apc_job *j = &jobs[i];
         widx[i] = SIZE_MAX;
-        if (j->fixed)
+        /* A job on its way out (suspending) promised its room away. */
+        if (j->fixed && j->mem_mb <= 0)
             continue;
         struct placement_workload *pw = &p.workloads[w];
         snprintf(pw->name, sizeof(pw->name), "j%zu", i);
@@ -613,8 +600,16 @@ int sim_apc_decide_core(const struct sim_apc_node *nodes, size_t nn, const struc
         pw->max_cpu_per_instance = j->cap_mhz;
         pw->min_instances = 0;
         pw->max_instances = 1;
-        job_curve(j, now, cfg->job_utility_floor, &pw->utility);
+        job_curve(j, now, cfg, &pw->utility);
         pw->migratable = 1;
+        pw->whole = 1;
+        /* In an action, or settling after a move: it stays as it is. */
+        pw->busy = j->fixed;
+        {
+            struct jobsched_job js;
+            job_view(j, &js);
+            pw->stall_cost = jobsched_stall_cost(&js);
+        }
         pw->cur_node = j->cur_node;
         pw->state = j->cur_node >= 0 ? PLACEMENT_JOB_RUNNING
                     : j->started     ? PLACEMENT_JOB_SUSPENDED
@@ -623,7 +618,9 @@ int sim_apc_decide_core(const struct sim_apc_node *nodes, size_t nn, const struc
             snprintf(pw->requires, sizeof(pw->requires), "n%d", j->cur_node);
         if (j->cur_node >= 0)
             p.current[p.ncurrent++] = (struct placement_assign){
-                .workload = w, .node = (size_t)j->cur_node, .cpu_mhz = j->cur_mhz};
+                .workload = w,
+                .node = (size_t)j->cur_node,
+                .cpu_mhz = j->fixed ? j->fixed_mhz : j->cur_mhz};
         widx[i] = w++;
     }
     size_t wweb = SIZE_MAX;
