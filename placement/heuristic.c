@@ -959,3 +959,32 @@ int pl_admit_extras(struct pl_packer *k, size_t K, const size_t *cand, size_t nc
     }
     return 0;
 }
+
+int pl_packer_load(struct pl_packer *k, size_t K, const struct pl_sol *s)
+{
+    const struct pl_ctx *c = k->c;
+    const struct placement_problem *p = c->p;
+    if (s->n > k->next_cap) {
+        size_t *nn = realloc(k->next, s->n * sizeof(size_t));
+        if (!nn)
+            return -ENOMEM;
+        k->next = nn;
+        k->next_cap = s->n;
+    }
+    for (size_t n = 0; n < c->N; n++) {
+        int in = k->pos[n] < K;
+        k->fc[n] = in ? c->cap[n] : -1;
+        k->fm[n] = in ? c->mem[n] : -1;
+    }
+    for (size_t a = 0; a < c->W; a++)
+        k->head[a] = PL_NONE;
+    for (size_t i = 0; i < s->n; i++) {
+        size_t a = s->a[i].workload, n = s->a[i].node;
+        k->fc[n] -= s->a[i].cpu_mhz;
+        k->fm[n] -= p->workloads[a].memory_mb;
+        k->next[i] = k->head[a];
+        k->head[a] = i;
+    }
+    tree_build(k, K);
+    return 0;
+}

@@ -68,6 +68,9 @@ double pl_fluid_bound(const struct pl_ctx *c, const int *excluded);
  * Sets admit[a] for each one placed. Returns 0 or -ENOMEM. */
 int pl_admit_extras(struct pl_packer *k, size_t K, const size_t *cand, size_t ncand,
                     unsigned char *admit, struct pl_sol *s);
+/* Make the packer describe solution s on the first K nodes of its order
+ * (free CPU and memory, instance lists), e.g. after a failed try. */
+int pl_packer_load(struct pl_packer *k, size_t K, const struct pl_sol *s);
 /* Give every non-whole instance the free CPU of its node up to its cap
  * (work conservation after refinement). */
 void pl_fill_idle(const struct pl_ctx *c, const int *usable, struct pl_sol *s);

@@ -49,7 +49,8 @@ int pl_leximin(struct pl_packer *k, size_t K, const int *excluded, int mode, con
     unsigned char *admit = calloc(W, 1);
     struct urg *cand = malloc(W * sizeof(*cand));
     size_t *order = malloc(W * sizeof(size_t));
-    int rc = -ENOMEM;
+    struct pl_sol tmp = {0};
+    int rc = -ENOMEM, stale = 0;
     double t = -INFINITY;
     if (!lvcap || !admit || !cand || !order)
         goto out;
@@ -89,14 +90,51 @@ int pl_leximin(struct pl_packer *k, size_t K, const int *excluded, int mode, con
     for (size_t a = 0; a < c->W; a++) {
         if (!c->whole[a] || !c->placeable[a] || (excluded && excluded[a]) || k->head[a] != PL_NONE)
             continue;
-        cand[nc++] = (struct urg){a, c->u0[a], c->onnode[a]};
+        cand[nc++] = (struct urg){a, c->umax[a], c->onnode[a]};
     }
     if (nc)
         qsort(cand, nc, sizeof(*cand), cmp_urg);
     for (size_t i = 0; i < nc; i++)
         order[i] = cand[i].a;
-    if ((rc = pl_admit_extras(k, K, order, nc, admit, out)) ||
-        (rc = pl_place_idle(k, K, excluded, out)))
+    if ((rc = pl_admit_extras(k, K, order, nc, admit, out)))
+        goto out;
+    /* A job that does not fit in the gaps may still fit when everything
+     * admitted is packed again (a 2-thread job needs two 1-thread jobs on one
+     * node instead of one on each): try repacking, most urgent first, within
+     * a budget of packings that shrinks with the problem's size. */
+    {
+        size_t budget = 2000000 / (c->W + c->N + 1);
+        if (budget > 64)
+            budget = 64;
+        struct pl_pack_args pa = {K, 1.0, excluded, NULL, 0, lvcap, admit, mode};
+        for (size_t i = 0; i < nc && budget > 0; i++) {
+            size_t a = order[i];
+            if (admit[a])
+                continue;
+            budget--;
+            admit[a] = 1;
+            int failed = 1;
+            if ((rc = pl_pack(k, &pa, t, &tmp, &failed)))
+                goto out;
+            stale = failed;
+            if (failed) {
+                admit[a] = 0;
+                continue;
+            }
+            fresh = fresh || k->fresh_used;
+            struct pl_sol sw = *out;
+            *out = tmp;
+            tmp = sw;
+            /* the packer now reflects `out`: later candidates may fit the gaps */
+            if ((rc = pl_admit_extras(k, K, order + i + 1, nc - i - 1, admit, out)))
+                goto out;
+        }
+    }
+    /* A failed try left the packer describing that try: make it describe
+     * `out` again before pl_place_idle uses its free capacity. */
+    if (stale && (rc = pl_packer_load(k, K, out)))
+        goto out;
+    if ((rc = pl_place_idle(k, K, excluded, out)))
         goto out;
     if (fresh && (rc = pl_relabel(c, out)))
         goto out;
@@ -110,6 +148,7 @@ out:
     free(admit);
     free(cand);
     free(order);
+    pl_sol_fini(&tmp);
     return rc;
 }
 

@@ -167,6 +167,7 @@ struct placement_options {
     int power_saving;       /* consolidate and power nodes off */
     double balance_band;    /* minimum half-width of the utilisation band (0.10) */
     int max_balance_moves;  /* migrations per decision spent on balancing */
+    int no_moves;           /* never suspend or move a running job (no preemption) */
     struct placement_action_cost cost[PLACEMENT_ACT__COUNT];
 };
 

@@ -134,6 +134,8 @@ static double change_cost(const struct pl_ctx *c, const struct pl_sol *cur, cons
             continue;
         const struct placement_workload *wl = &c->p->workloads[w];
         (*nchanges)++;
+        if (wl->kind == PLACEMENT_JOB && wl->stall_cost > 0)
+            continue; /* its lost progress is charged in its utility (pl_stall_penalty) */
         if (wl->kind == PLACEMENT_APP)
             cost += k[PLACEMENT_ACT_STOP_INSTANCE].utility;
         else if (xt.head[w] == PL_NONE)
@@ -389,7 +391,8 @@ static int choose_contention(struct run *r, size_t K, struct placement_decision 
     if (!vk || !vm || !vc || !on)
         goto out;
     if ((rc = pl_leximin(&r->k, K, r->excluded, PL_PACK_KEEP, r->usable, &keep, &lk)) ||
-        (rc = pl_leximin(&r->k, K, r->excluded, PL_PACK_STICKY, r->usable, &move, &lm)))
+        (!o->no_moves &&
+         (rc = pl_leximin(&r->k, K, r->excluded, PL_PACK_STICKY, r->usable, &move, &lm))))
         goto out;
     if ((rc = pl_current(c, &cur)))
         goto out;

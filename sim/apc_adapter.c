@@ -614,8 +614,6 @@ int sim_apc_decide_core(const struct sim_apc_node *nodes, size_t nn, const struc
         pw->state = j->cur_node >= 0 ? PLACEMENT_JOB_RUNNING
                     : j->started     ? PLACEMENT_JOB_SUSPENDED
                                      : PLACEMENT_JOB_QUEUED;
-        if (!knobs && j->cur_node >= 0)
-            snprintf(pw->requires, sizeof(pw->requires), "n%d", j->cur_node);
         if (j->cur_node >= 0)
             p.current[p.ncurrent++] = (struct placement_assign){
                 .workload = w,
@@ -651,15 +649,12 @@ int sim_apc_decide_core(const struct sim_apc_node *nodes, size_t nn, const struc
     p.opts.headroom = 0;
     p.opts.max_balance_moves = 0;
     p.opts.hysteresis = cfg->apc_hysteresis;
+    p.opts.no_moves = !knobs;
     p.opts.cost[PLACEMENT_ACT_START_JOB].duration_s = cfg->boot_s;
     p.opts.cost[PLACEMENT_ACT_SUSPEND_JOB].duration_s = cfg->suspend_s;
     p.opts.cost[PLACEMENT_ACT_RESTORE_JOB].duration_s = cfg->resume_s;
     p.opts.cost[PLACEMENT_ACT_MIGRATE_JOB].duration_s = cfg->migrate_s;
     p.opts.cost[PLACEMENT_ACT_POWER_ON].duration_s = cfg->node_boot_s;
-    if (!knobs) {
-        p.opts.cost[PLACEMENT_ACT_SUSPEND_JOB].utility = 1e9;
-        p.opts.cost[PLACEMENT_ACT_MIGRATE_JOB].utility = 1e9;
-    }
     if (w == 0) {
         d->web_mhz = 0;
         d->min_utility = INFINITY;

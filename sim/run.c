@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "placement.h"
 #include "sim.h"
 
 /* ---------------------------------------------------------------- names */
@@ -88,7 +89,12 @@ void sim_config_defaults(struct sim_config *c)
     c->power = SIM_POWER_ALWAYS_ON;
     c->headroom = 0.25;
     c->power_target = 0.1;
-    c->apc_hysteresis = 0.05;
+    {
+        /* the controller's hysteresis: one decision core, one setting */
+        struct placement_options po;
+        placement_options_default(&po);
+        c->apc_hysteresis = po.hysteresis;
+    }
     c->web.period_s = 86400;
     c->web.c_mcycles = 150;
     c->web.tau_s = 0.5;
