@@ -344,15 +344,7 @@ static struct solve_work *build_problem(struct controller *c, double now)
         w->min_instances = (int)app->min_instances;
         w->max_instances = (int)app->max_instances;
         w->cur_node = -1;
-        if (ctl_app_utility(c, app, &w->utility)) {
-            /* Nothing learned yet: indifferent to CPU, so instances get the
-             * minimum and jobs are not held back. */
-            w->utility.npoints = 2;
-            w->utility.cpu_mhz[0] = 0;
-            w->utility.util[0] = 0.5;
-            w->utility.cpu_mhz[1] = 100;
-            w->utility.util[1] = 1;
-        }
+        ctl_app_utility(c, app, &w->utility);
         sw->refs[p->nworkloads].is_job = 0;
         wlm_strlcpy(sw->refs[p->nworkloads].app, app->name, 64);
         for (size_t i = 0; i < c->ninsts; i++) {

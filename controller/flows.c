@@ -18,78 +18,18 @@ int ctl_app_utility(struct controller *c, const struct ctl_app *a, struct placem
         cap += (double)c->nodes[i].cores * c->nodes[i].mhz;
     if (a->max_cpu_mhz > 0 && a->max_cpu_mhz * (double)a->max_instances < cap)
         cap = a->max_cpu_mhz * (double)a->max_instances;
-    if (cap <= 0)
-        return -WLM_ENOTFOUND;
+    /* The curve itself (the cliff below CPU demand, the fallbacks when the
+     * model knows nothing or is unsure) is flowctl's: wlm-sim and `wlm plan`
+     * get the same one. */
     struct flowctl_utility u;
-    if (flowctl_utility_of(c->fc, a->name, cap, 16, &u, NULL))
-        return -WLM_ENOTFOUND;
+    if (flowctl_placement_curve_of(c->fc, a->name, cap, 16, &u, NULL))
+        flowctl_indifferent_curve(&u);
     size_t n = u.n < PLACEMENT_UTILITY_MAX_POINTS ? u.n : PLACEMENT_UTILITY_MAX_POINTS;
-    if (n < 1)
-        return -WLM_ENOTFOUND;
-    if (u.pts[n - 1].y - u.pts[0].y < 1e-6) {
-        /* A flat curve says CPU does not matter, which is only ever the
-         * model being unsure (e.g. response time inflated by something it
-         * does not see, so all of it was taken for non-CPU delay). Starving
-         * the app on that basis would make it true; fall back to its CPU
-         * demand instead: at the goal when it runs at 80 % utilisation. */
-        double demand = 0;
-        for (size_t k = 0; k < a->nclasses; k++) {
-            struct flowctl_flow_model m;
-            if (flowctl_flow_get(c->fc, a->name, a->classes[k].name, &m, NULL) == 0)
-                demand += m.lambda * m.cost;
-        }
-        if (demand < 100)
-            demand = 100;
-        out->npoints = 3;
-        out->cpu_mhz[0] = 0;
-        out->util[0] = -1;
-        out->cpu_mhz[1] = demand / 0.8;
-        out->util[1] = 0;
-        out->cpu_mhz[2] = demand * 2;
-        out->util[2] = 0.5;
-        return 0;
+    out->npoints = n;
+    for (size_t k = 0; k < n; k++) {
+        out->cpu_mhz[k] = u.pts[k].x;
+        out->util[k] = u.pts[k].y;
     }
-    /* flowctl returns the upper concave hull. Where the app is short of
-     * CPU the true utility falls off a cliff (queues grow without bound),
-     * and the hull's straight line from (0, floor) to its tangent point
-     * flatters that region: half the CPU needed would look half good. The
-     * optimiser should see the cliff, so below the tangent point we extend
-     * the concave part's first slope instead (still concave, now steep). */
-    size_t t = 0;
-    if (n >= 3) {
-        double s0 = (u.pts[1].y - u.pts[0].y) / (u.pts[1].x - u.pts[0].x + 1e-12);
-        for (t = 1; t + 1 < n; t++) {
-            double s = (u.pts[t + 1].y - u.pts[t].y) / (u.pts[t + 1].x - u.pts[t].x + 1e-12);
-            if (fabs(s - s0) > 1e-6 * (fabs(s0) + 1e-9))
-                break;
-        }
-        if (t + 1 >= n)
-            t = 0; /* one straight line: nothing to correct */
-    }
-    size_t k = 0;
-    if (t > 0) {
-        double s1 = (u.pts[t + 1].y - u.pts[t].y) / (u.pts[t + 1].x - u.pts[t].x + 1e-12);
-        /* Below its CPU demand (sum of arrival rate x cost) the app is
-         * unstable and at the floor: the line must reach the floor there. */
-        double demand = 0;
-        for (size_t q = 0; q < a->nclasses; q++) {
-            struct flowctl_flow_model m;
-            if (flowctl_flow_get(c->fc, a->name, a->classes[q].name, &m, NULL) == 0)
-                demand += m.lambda * m.cost;
-        }
-        if (demand > 0 && demand < u.pts[t].x) {
-            double cliff = (u.pts[t].y - u.pts[0].y) / (u.pts[t].x - demand);
-            if (cliff > s1)
-                s1 = cliff;
-        }
-        out->cpu_mhz[k] = 0;
-        out->util[k++] = u.pts[t].y - s1 * u.pts[t].x;
-    }
-    for (size_t i = t; i < n && k < PLACEMENT_UTILITY_MAX_POINTS; i++) {
-        out->cpu_mhz[k] = u.pts[i].x;
-        out->util[k++] = u.pts[i].y;
-    }
-    out->npoints = k;
     return 0;
 }
 

@@ -572,6 +572,41 @@ int flowctl_router_config_apply(json_t *cfg, const struct flowctl_decision *d,
     return 0;
 }
 
+/* The models and importances of one application's flows; returns how many. */
+static size_t app_models(const struct flowctl *fc, const char *app, struct flowctl_flow_model *m,
+                         double *imp)
+{
+    size_t n = 0;
+    double latest = -INFINITY;
+    for (size_t i = 0; i < fc->nflows; i++)
+        if (app && !strcmp(fc->flows[i].app, app))
+            latest = fmax(latest, fc->flows[i].last_obs);
+    for (size_t i = 0; i < fc->nflows; i++)
+        if (app && !strcmp(fc->flows[i].app, app)) {
+            fc_model_of(fc, &fc->flows[i], latest, &m[n]);
+            m[n].queue_cap = 0;
+            imp[n++] = fc->flows[i].importance;
+        }
+    return n;
+}
+
+int flowctl_placement_curve_of(const struct flowctl *fc, const char *app, double omega_max,
+                               size_t npts, struct flowctl_utility *out, struct wlm_error *err)
+{
+    struct flowctl_flow_model m[FLOWCTL_MAX_FLOWS];
+    double imp[FLOWCTL_MAX_FLOWS];
+    size_t n = app_models(fc, app, m, imp);
+    if (n == 0 || omega_max <= 0) {
+        flowctl_indifferent_curve(out);
+        return 0;
+    }
+    if (flowctl_placement_curve(m, imp, n, omega_max, npts, fc->cfg.util_floor, out, err)) {
+        flowctl_indifferent_curve(out);
+        return 0;
+    }
+    return 0;
+}
+
 int flowctl_utility_of(const struct flowctl *fc, const char *app, double omega_max, size_t npts,
                        struct flowctl_utility *out, struct wlm_error *err)
 {

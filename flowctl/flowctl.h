@@ -112,6 +112,19 @@ int flowctl_app_utility(const struct flowctl_flow_model *flows, const double *im
                         double omega_max, size_t npts, double util_floor,
                         struct flowctl_utility *out, struct wlm_error *err);
 
+/* The placement curve of an application (curve.c): flowctl_app_utility made
+ * steep below the application's CPU demand (sum of lambda x cost), where its
+ * queues grow without bound, so an optimiser never mistakes half the CPU it
+ * needs for half good; a flat curve (the model unsure) is replaced by one
+ * that values the CPU demand. Concave, non-decreasing, from 0 MHz. The
+ * controller, `wlm plan` snapshots and wlm-sim all use it. */
+int flowctl_placement_curve(const struct flowctl_flow_model *flows, const double *importance,
+                            size_t n, double omega_max, size_t npts, double util_floor,
+                            struct flowctl_utility *out, struct wlm_error *err);
+/* The curve of an application nothing is known about yet: indifferent to
+ * CPU (0.5 at 0 MHz, 1 at 100 MHz). */
+void flowctl_indifferent_curve(struct flowctl_utility *out);
+
 /* ---------------------------------------------------------------- controller */
 
 struct flowctl_config {
@@ -224,6 +237,10 @@ int flowctl_router_config_apply(json_t *cfg, const struct flowctl_decision *d,
  * flowctl_app_utility). */
 int flowctl_utility_of(const struct flowctl *fc, const char *app, double omega_max, size_t npts,
                        struct flowctl_utility *out, struct wlm_error *err);
+/* The placement curve (flowctl_placement_curve) of one application at its
+ * current calibration; the indifferent curve when it has no flows yet. */
+int flowctl_placement_curve_of(const struct flowctl *fc, const char *app, double omega_max,
+                               size_t npts, struct flowctl_utility *out, struct wlm_error *err);
 
 #ifdef __cplusplus
 }

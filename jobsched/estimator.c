@@ -145,6 +145,15 @@ void jobsched_valuation_default(struct jobsched_valuation *v)
     v->points = 12;
 }
 
+void jobsched_valuation_init(struct jobsched_valuation *v, double period_s, double start_s,
+                             double restore_s)
+{
+    jobsched_valuation_default(v);
+    v->horizon_s = 5 * period_s > 60 ? 5 * period_s : 60;
+    v->start_s = start_s > 0 ? start_s : 0;
+    v->restore_s = restore_s > 0 ? restore_s : 0;
+}
+
 double jobsched_stall_cost(const struct jobsched_job *j)
 {
     return 1.0 / goal_span(j);

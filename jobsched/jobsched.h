@@ -276,6 +276,12 @@ struct jobsched_valuation {
     int points;       /* samples of the curve (>= 3) */
 };
 void jobsched_valuation_default(struct jobsched_valuation *v);
+/* The valuation of a placement that decides every period_s seconds, whose
+ * job starts and restores take start_s and restore_s: the horizon is five
+ * periods, at least a minute (a decision is revisited each period, but work
+ * postponed once tends to be postponed again while the load lasts). */
+void jobsched_valuation_init(struct jobsched_valuation *v, double period_s, double start_s,
+                             double restore_s);
 
 /* The placement curve of a job: its utility as a function of the CPU it gets
  * for the next horizon_s seconds, after which it is assumed to run at full

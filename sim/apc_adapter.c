@@ -1,14 +1,10 @@
 /*
  * apc_adapter.c - the one file through which the simulator reaches the
- * placement decision (APC) and the job utility estimator.
- *
- * Job utility is the production estimator (jobsched_utility). Until
- * placement/placement.h is usable this file holds a self-contained
- * implementation of the APC policy: max-min utility
- * placement by bisection on the utility level t, with each job's CPU demand
- * u^-1(t), packed from the current placement to minimise changes (the
- * heuristic of DESIGN.md). Swapping in the production core means rewriting
- * only this file against the internal.h contract.
+ * decision code: it translates the simulated cluster into a placement
+ * problem (jobs valued by jobsched_placement_curve, the web application by
+ * flowctl's model), calls placement_solve - the function the controller and
+ * `wlm plan` call - and translates the decision back. The simulator has no
+ * placement heuristic of its own.
  */
 #include <errno.h>
 #include <math.h>
@@ -19,482 +15,15 @@
 #include <string.h>
 
 #include "internal.h"
+#include "flowctl.h"
 #include "jobsched.h"
 #include "placement.h"
-
-#define APC_T_LO (-10.0)   /* utility floor searched */
-#define APC_MIN_SHARE 0.05 /* a placed job gets at least this share of its cap */
-#define APC_EPS 1e-9
-
-/* The production estimator (jobsched/estimator.c) on a stack copy of the
- * job. Its clamp to [-1, 1] is widened: the simulator ranks jobs by how far
- * past hopeless they are, which a clamp would turn into ties. */
-static double js_utility(const struct sim_apc_job *j, double now, double alloc)
-{
-    struct jobsched_config cfg;
-    jobsched_config_default(&cfg);
-    cfg.utility_min = -1e9;
-    cfg.utility_max = 1e9;
-    struct jobsched_job js;
-    memset(&js, 0, sizeof(js));
-    js.work_mcycles = j->work_rem;
-    js.threads = 1;
-    js.max_speed_mhz = j->cap_mhz;
-    js.submit_time = j->deadline - j->span;
-    js.goal_time = j->deadline;
-    js.state = JOBSCHED_RUNNING;
-    return jobsched_utility(&js, alloc, now, &cfg);
-}
-
-double sim_job_utility(const struct sim_apc_job *j, double now, double alloc)
-{
-    return js_utility(j, now, alloc);
-}
-
-double sim_job_umax(const struct sim_apc_job *j, double now)
-{
-    return js_utility(j, now, j->cap_mhz);
-}
-
-/* CPU a job needs to reach utility t: the inverse of the estimator, at least
- * a minimal share (a VM that gets nothing makes no sense to keep placed), at
- * most what its threads can use. */
-static double job_demand(const struct sim_apc_job *j, double now, double umax, double t)
-{
-    if (t >= umax || j->whole)
-        return j->cap_mhz;
-    double d = j->work_rem / (j->deadline - now - t * j->span);
-    return fmin(j->cap_mhz, fmax(d, APC_MIN_SHARE * j->cap_mhz));
-}
-
-static double web_umax(const struct sim_apc_web *w)
-{
-    return (w->tau_s - w->d0_s) / w->tau_s;
-}
-
-/* CPU the web application needs for utility t (processor-sharing model). */
-static double web_need(const struct sim_apc_web *w, double now, double t)
-{
-    double um = web_umax(w) - 0.02;
-    if (t > um)
-        t = um;
-    if (t < -1)
-        t = -1;
-    (void)now;
-    return w->demand_mhz + w->c_mcycles / (w->tau_s * (1 - t) - w->d0_s);
-}
-
-enum { MODE_KEEP, MODE_STICKY, MODE_FRESH };
-
-struct apc {
-    const struct sim_apc_node *nodes;
-    size_t nn;
-    const struct sim_apc_job *jobs;
-    size_t nj;
-    const struct sim_apc_web *web;
-    double now;
-    double *umax, *dem, *cpu, *mem;
-    int *asg, *order, *sel;
-    size_t norder;
-};
-
-static void isort_demand(struct apc *c, int *v, size_t n)
-{
-    /* insertion sort: n is small and this avoids global state */
-    for (size_t i = 1; i < n; i++) {
-        int x = v[i];
-        size_t k = i;
-        while (k > 0) {
-            int y = v[k - 1];
-            double dx = c->dem[x], dy = c->dem[y];
-            if (dy > dx || (dy == dx && y < x))
-                break;
-            v[k] = y;
-            k--;
-        }
-        v[k] = x;
-    }
-}
-
-static int best_fit(struct apc *c, double d, double m)
-{
-    int best = -1;
-    for (size_t n = 0; n < c->nn; n++) {
-        if (c->cpu[n] + APC_EPS < d || c->mem[n] + APC_EPS < m)
-            continue;
-        if (best < 0 || c->cpu[n] < c->cpu[best])
-            best = (int)n;
-    }
-    return best;
-}
-
-/* Try to pack the selected jobs at utility level t; fills asg. */
-static int pack(struct apc *c, double t, int mode)
-{
-    int *place = c->order; /* scratch */
-    size_t np = 0;
-    for (size_t n = 0; n < c->nn; n++) {
-        c->cpu[n] = c->nodes[n].cap_mhz;
-        c->mem[n] = c->nodes[n].mem_mb;
-    }
-    for (size_t i = 0; i < c->nj; i++) {
-        const struct sim_apc_job *j = &c->jobs[i];
-        c->asg[i] = -1;
-        if (j->fixed) {
-            c->asg[i] = j->cur_node;
-            c->cpu[j->cur_node] -= j->fixed_mhz;
-            c->mem[j->cur_node] -= j->mem_mb;
-            continue;
-        }
-        if (!c->sel[i])
-            continue;
-        c->dem[i] = job_demand(j, c->now, c->umax[i], t);
-    }
-    /* Running jobs first: in KEEP mode they must stay; in STICKY mode they
-     * stay when they still fit (largest first, so the fewest move). */
-    if (mode != MODE_FRESH) {
-        for (size_t i = 0; i < c->nj; i++)
-            if (c->sel[i] && !c->jobs[i].fixed && c->jobs[i].cur_node >= 0)
-                place[np++] = (int)i;
-        isort_demand(c, place, np);
-        size_t nmove = 0;
-        for (size_t k = 0; k < np; k++) {
-            int i = place[k], n = c->jobs[i].cur_node;
-            if (mode == MODE_KEEP ||
-                (c->cpu[n] + APC_EPS >= c->dem[i] && c->mem[n] + APC_EPS >= c->jobs[i].mem_mb)) {
-                c->asg[i] = n;
-                c->cpu[n] -= c->dem[i];
-                c->mem[n] -= c->jobs[i].mem_mb;
-            } else {
-                place[nmove++] = i;
-            }
-        }
-        np = nmove;
-        if (mode == MODE_KEEP)
-            for (size_t n = 0; n < c->nn; n++)
-                if (c->cpu[n] < -APC_EPS || c->mem[n] < -APC_EPS)
-                    return 0;
-    }
-    for (size_t i = 0; i < c->nj; i++)
-        if (c->sel[i] && !c->jobs[i].fixed && (mode == MODE_FRESH || c->jobs[i].cur_node < 0))
-            place[np++] = (int)i;
-    isort_demand(c, place, np);
-    for (size_t k = 0; k < np; k++) {
-        int i = place[k];
-        int n = best_fit(c, c->dem[i], c->jobs[i].mem_mb);
-        if (n < 0)
-            return 0;
-        c->asg[i] = n;
-        c->cpu[n] -= c->dem[i];
-        c->mem[n] -= c->jobs[i].mem_mb;
-    }
-    if (c->web) {
-        double left = 0;
-        for (size_t n = 0; n < c->nn; n++)
-            left += fmax(0, c->cpu[n]);
-        if (left + APC_EPS < web_need(c->web, c->now, t))
-            return 0;
-    }
-    return 1;
-}
-
-/* A fresh packing labels its bins arbitrarily. Identical nodes are
- * interchangeable, so rename the bins to the nodes that already run most of
- * their jobs (greedy on shared CPU demand): the plan is the same, the number
- * of migrations drops to what the new packing really needs. */
-static void relabel(struct apc *c)
-{
-    size_t nn = c->nn;
-    double *ov = calloc(nn * nn + 1, sizeof(double));
-    int *map = malloc((nn + 1) * sizeof(int)), *used = calloc(nn + 1, sizeof(int));
-    double *cpu = malloc((nn + 1) * sizeof(double)), *mem = malloc((nn + 1) * sizeof(double));
-    if (!ov || !map || !used || !cpu || !mem)
-        goto out;
-    for (size_t i = 0; i < c->nj; i++) {
-        const struct sim_apc_job *j = &c->jobs[i];
-        if (c->sel[i] && !j->fixed && j->cur_node >= 0 && c->asg[i] >= 0)
-            ov[(size_t)c->asg[i] * nn + (size_t)j->cur_node] += c->dem[i] + 1;
-    }
-    for (size_t b = 0; b < nn; b++)
-        map[b] = -1;
-    for (size_t round = 0; round < nn; round++) {
-        double best = 0;
-        int bb = -1, bn = -1;
-        for (size_t b = 0; b < nn; b++) {
-            if (map[b] >= 0)
-                continue;
-            for (size_t n = 0; n < nn; n++) {
-                if (used[n] || c->nodes[n].cap_mhz != c->nodes[b].cap_mhz ||
-                    c->nodes[n].mem_mb != c->nodes[b].mem_mb)
-                    continue;
-                if (ov[b * nn + n] > best) {
-                    best = ov[b * nn + n];
-                    bb = (int)b;
-                    bn = (int)n;
-                }
-            }
-        }
-        if (bb < 0)
-            break;
-        map[bb] = bn;
-        used[bn] = 1;
-    }
-    /* bins with no overlap keep their label if free, else take any free
-     * identical node */
-    for (size_t b = 0; b < nn; b++) {
-        if (map[b] >= 0)
-            continue;
-        if (!used[b]) {
-            map[b] = (int)b;
-            used[b] = 1;
-            continue;
-        }
-        for (size_t n = 0; n < nn; n++)
-            if (!used[n] && c->nodes[n].cap_mhz == c->nodes[b].cap_mhz &&
-                c->nodes[n].mem_mb == c->nodes[b].mem_mb) {
-                map[b] = (int)n;
-                used[n] = 1;
-                break;
-            }
-        if (map[b] < 0)
-            goto out; /* cannot happen with a consistent matching; keep labels */
-    }
-    /* fixed jobs pin their node: a bin holding one must keep its label */
-    for (size_t i = 0; i < c->nj; i++)
-        if (c->jobs[i].fixed && map[c->jobs[i].cur_node] != c->jobs[i].cur_node)
-            goto out;
-    for (size_t i = 0; i < c->nj; i++)
-        if (c->asg[i] >= 0)
-            c->asg[i] = map[c->asg[i]];
-    for (size_t b = 0; b < nn; b++) {
-        cpu[map[b]] = c->cpu[b];
-        mem[map[b]] = c->mem[b];
-    }
-    memcpy(c->cpu, cpu, nn * sizeof(double));
-    memcpy(c->mem, mem, nn * sizeof(double));
-out:
-    free(ov);
-    free(map);
-    free(used);
-    free(cpu);
-    free(mem);
-}
-
-static int pack_mode(struct apc *c, double t, int knobs)
-{
-    if (!knobs)
-        return pack(c, t, MODE_KEEP);
-    if (pack(c, t, MODE_STICKY))
-        return 1;
-    if (!pack(c, t, MODE_FRESH))
-        return 0;
-    relabel(c);
-    return 1;
-}
-
-struct plan {
-    double t;
-    int *sel;
-    double *u; /* sorted utility vector, for lexicographic comparison */
-    size_t nu;
-};
-
-/* Choose which jobs get placed (most urgent first), then bisect on t. */
-static void solve(struct apc *c, int knobs, double cycle_s, struct plan *p)
-{
-    int *cand = malloc(c->nj * sizeof(int) + 1);
-    size_t nc = 0;
-    memset(c->sel, 0, c->nj * sizeof(int));
-    for (size_t i = 0; i < c->nj; i++) {
-        if (c->jobs[i].fixed)
-            continue;
-        if (!knobs && c->jobs[i].cur_node >= 0)
-            c->sel[i] = 1; /* cannot be suspended: stays placed */
-        else if (cand)
-            cand[nc++] = (int)i;
-    }
-    /* urgency order: lowest best-reachable utility first; running jobs win
-     * ties so that equal plans do not churn */
-    for (size_t a = 1; a < nc; a++) {
-        int x = cand[a];
-        size_t k = a;
-        while (k > 0) {
-            int y = cand[k - 1];
-            double ux = c->umax[x], uy = c->umax[y];
-            int rx = c->jobs[x].cur_node >= 0, ry = c->jobs[y].cur_node >= 0;
-            if (uy < ux || (uy == ux && (ry > rx || (ry == rx && y < x))))
-                break;
-            cand[k] = y;
-            k--;
-        }
-        cand[k] = x;
-    }
-    for (size_t k = 0; k < nc; k++) {
-        c->sel[cand[k]] = 1;
-        if (!pack_mode(c, APC_T_LO, knobs))
-            c->sel[cand[k]] = 0;
-    }
-    free(cand);
-    double hi = APC_T_LO;
-    for (size_t i = 0; i < c->nj; i++)
-        if (c->sel[i] && !c->jobs[i].fixed)
-            hi = fmax(hi, c->umax[i]);
-    if (c->web)
-        hi = fmax(hi, web_umax(c->web));
-    hi += 0.01;
-    double lo = APC_T_LO;
-    if (pack_mode(c, hi, knobs)) {
-        lo = hi;
-    } else {
-        for (int it = 0; it < 50 && hi - lo > 1e-4; it++) {
-            double mid = 0.5 * (lo + hi);
-            if (pack_mode(c, mid, knobs))
-                lo = mid;
-            else
-                hi = mid;
-        }
-    }
-    p->t = lo;
-    memcpy(p->sel, c->sel, c->nj * sizeof(int));
-    p->nu = 0;
-    for (size_t i = 0; i < c->nj; i++) {
-        if (c->jobs[i].fixed)
-            continue;
-        double u = c->sel[i] ? fmin(lo, c->umax[i]) : c->umax[i] - cycle_s / c->jobs[i].span;
-        p->u[p->nu++] = u;
-    }
-    if (c->web)
-        p->u[p->nu++] = fmin(lo, web_umax(c->web));
-    for (size_t a = 1; a < p->nu; a++) {
-        double x = p->u[a];
-        size_t k = a;
-        while (k > 0 && p->u[k - 1] > x) {
-            p->u[k] = p->u[k - 1];
-            k--;
-        }
-        p->u[k] = x;
-    }
-}
-
-/* 1 if plan a is better than b: at the first rank where the sorted utility
- * vectors really differ, a must be ahead by more than h. Ranks held by the
- * same (e.g. already hopeless) jobs in both plans do not mask improvements
- * further up, yet a small gain never justifies suspending or migrating. */
-static int lex_better(const struct plan *a, const struct plan *b, double h)
-{
-    for (size_t k = 0; k < a->nu && k < b->nu; k++) {
-        if (fabs(a->u[k] - b->u[k]) <= 1e-6)
-            continue;
-        return a->u[k] > b->u[k] + h;
-    }
-    return 0;
-}
-
-int sim_apc_decide(const struct sim_apc_node *nodes, size_t nn, const struct sim_apc_job *jobs,
-                   size_t nj, const struct sim_apc_web *web, double now, int knobs,
-                   double hysteresis, double cycle_s, struct sim_apc_decision *d)
-{
-    struct apc c = {.nodes = nodes, .nn = nn, .jobs = jobs, .nj = nj, .web = web, .now = now};
-    struct plan keep = {0}, freep = {0};
-    size_t m = nj + 1;
-    int rc = -ENOMEM;
-    c.umax = calloc(m, sizeof(double));
-    c.dem = calloc(m, sizeof(double));
-    c.cpu = calloc(nn + 1, sizeof(double));
-    c.mem = calloc(nn + 1, sizeof(double));
-    c.asg = calloc(m, sizeof(int));
-    c.order = calloc(m, sizeof(int));
-    c.sel = calloc(m, sizeof(int));
-    keep.sel = calloc(m, sizeof(int));
-    freep.sel = calloc(m, sizeof(int));
-    keep.u = calloc(m + 1, sizeof(double));
-    freep.u = calloc(m + 1, sizeof(double));
-    if (!c.umax || !c.dem || !c.cpu || !c.mem || !c.asg || !c.order || !c.sel || !keep.sel ||
-        !freep.sel || !keep.u || !freep.u)
-        goto out;
-    for (size_t i = 0; i < nj; i++)
-        c.umax[i] = sim_job_umax(&jobs[i], now);
-
-    solve(&c, 0, cycle_s, &keep);
-    struct plan *best = &keep;
-    int bknobs = 0;
-    if (knobs) {
-        solve(&c, 1, cycle_s, &freep);
-        if (lex_better(&freep, &keep, hysteresis)) {
-            best = &freep;
-            bknobs = 1;
-        }
-    }
-    memcpy(c.sel, best->sel, nj * sizeof(int));
-    if (!pack_mode(&c, best->t, bknobs)) {
-        /* Only possible when even the floor is infeasible in KEEP mode
-         * (running jobs overcommit a node): keep them where they are and
-         * share each node proportionally below. */
-        pack(&c, best->t, MODE_KEEP);
-    }
-    /* Allocations: demand at t, scaled down on an overcommitted node, then
-     * leftover CPU to jobs up to their cap (work-conserving) once the web
-     * application's need at t is covered; the rest goes to the web. */
-    double total = 0, used = 0;
-    for (size_t n = 0; n < nn; n++) {
-        double sum = 0;
-        for (size_t i = 0; i < nj; i++)
-            if (c.asg[i] == (int)n)
-                sum += jobs[i].fixed ? jobs[i].fixed_mhz : c.dem[i];
-        double scale = sum > nodes[n].cap_mhz && sum > 0 ? nodes[n].cap_mhz / sum : 1;
-        for (size_t i = 0; i < nj; i++)
-            if (c.asg[i] == (int)n)
-                d->alloc[i] = jobs[i].fixed ? jobs[i].fixed_mhz : c.dem[i] * scale;
-        total += nodes[n].cap_mhz;
-        used += fmin(sum, nodes[n].cap_mhz);
-    }
-    double spare = total - used - (web ? web_need(web, now, best->t) : 0);
-    for (size_t n = 0; n < nn && spare > APC_EPS; n++) {
-        double left = nodes[n].cap_mhz;
-        for (size_t i = 0; i < nj; i++)
-            if (c.asg[i] == (int)n)
-                left -= d->alloc[i];
-        for (size_t i = 0; i < nj && left > APC_EPS && spare > APC_EPS; i++) {
-            if (c.asg[i] != (int)n || jobs[i].fixed)
-                continue;
-            double give = fmin(fmin(left, spare), jobs[i].cap_mhz - d->alloc[i]);
-            if (give > 0) {
-                d->alloc[i] += give;
-                left -= give;
-                spare -= give;
-            }
-        }
-    }
-    double jobsum = 0;
-    for (size_t i = 0; i < nj; i++) {
-        d->node[i] = c.asg[i];
-        if (c.asg[i] < 0)
-            d->alloc[i] = 0;
-        jobsum += d->alloc[i];
-    }
-    d->web_mhz = web ? fmax(0, total - jobsum) : 0;
-    d->min_utility = best->nu ? best->u[0] : best->t;
-    rc = 0;
-out:
-    free(c.umax);
-    free(c.dem);
-    free(c.cpu);
-    free(c.mem);
-    free(c.asg);
-    free(c.order);
-    free(c.sel);
-    free(keep.sel);
-    free(freep.sel);
-    free(keep.u);
-    free(freep.u);
-    return rc;
-}
 
 /* ---------------------------------------------------------------- production core */
 
 /* The job as jobsched sees it, and its placement curve with the
- * controller's valuation (jobsched_placement_curve): the decision horizon is
- * the control cycle, starts and restores delay progress by their duration. */
+ * controller's valuation (jobsched_valuation_init from the control cycle and
+ * the action durations, then jobsched_placement_curve). */
 static void job_view(const struct sim_apc_job *j, struct jobsched_job *js)
 {
     memset(js, 0, sizeof(*js));
@@ -512,12 +41,7 @@ static void job_curve(const struct sim_apc_job *j, double now, const struct sim_
                       struct placement_utility *u)
 {
     struct jobsched_valuation v;
-    jobsched_valuation_default(&v);
-    v.horizon_s = cfg->cycle_s;
-    v.start_s = cfg->boot_s;
-    v.restore_s = cfg->resume_s;
-    if (cfg->job_utility_floor < v.floor)
-        v.floor = cfg->job_utility_floor;
+    jobsched_valuation_init(&v, cfg->cycle_s, cfg->boot_s, cfg->resume_s);
     struct jobsched_job js;
     job_view(j, &js);
     struct jobsched_point pts[PLACEMENT_UTILITY_MAX_POINTS];
@@ -529,29 +53,23 @@ static void job_curve(const struct sim_apc_job *j, double now, const struct sim_
     }
 }
 
-/* The processor-sharing web utility sampled at utility levels -1 .. u_max.
- * Below its demand the model is flat at the -1 clamp, a convex knee the core
- * cannot take and that a concave envelope from 0 MHz would paper over (it
- * reports utility 0.4 for an overloaded application). Instead the curve
- * continues below the knee with the steepest slope of the model, down to a
- * very negative utility at 0 MHz: CPU below demand is what the application
- * needs most. */
+/* The web application's placement curve: flowctl's (the controller's) from
+ * one flow whose model is the simulated application's. */
 static void web_curve(const struct sim_apc_web *w, double max_mhz, struct placement_utility *u)
 {
-    double um = web_umax(w);
-    size_t n = 1;
-    for (int k = 0; k <= 24 && n < PLACEMENT_UTILITY_MAX_POINTS; k++) {
-        double lvl = -1 + (um - 0.01 + 1) * k / 24.0;
-        double x = w->demand_mhz + w->c_mcycles / (w->tau_s * (1 - lvl) - w->d0_s);
-        if (n > 1 && (x <= u->cpu_mhz[n - 1] + 1e-6 || x > max_mhz))
-            continue;
-        u->cpu_mhz[n] = x;
-        u->util[n++] = lvl;
+    struct flowctl_flow_model m = {.lambda = w->c_mcycles > 0 ? w->demand_mhz / w->c_mcycles : 0,
+                                   .cost = w->c_mcycles,
+                                   .d0 = w->d0_s,
+                                   .goal = w->tau_s};
+    double imp = 1;
+    struct flowctl_utility fu;
+    if (flowctl_placement_curve(&m, &imp, 1, max_mhz, 16, -1, &fu, NULL))
+        flowctl_indifferent_curve(&fu);
+    u->npoints = fu.n < PLACEMENT_UTILITY_MAX_POINTS ? fu.n : PLACEMENT_UTILITY_MAX_POINTS;
+    for (size_t k = 0; k < u->npoints; k++) {
+        u->cpu_mhz[k] = fu.pts[k].x;
+        u->util[k] = fu.pts[k].y;
     }
-    double s1 = n > 2 ? (u->util[2] - u->util[1]) / (u->cpu_mhz[2] - u->cpu_mhz[1]) : 1e-3;
-    u->cpu_mhz[0] = 0;
-    u->util[0] = u->util[1] - s1 * u->cpu_mhz[1];
-    u->npoints = n;
 }
 
 int sim_apc_decide_core(const struct sim_apc_node *nodes, size_t nn, const struct sim_apc_job *jobs,

@@ -23,7 +23,7 @@ struct opts {
     double cores, mhz, mem_mb, idle_w, max_w, off_w;
     double boot_s, suspend_s, resume_s, migrate_s, node_boot_s, cycle_s;
     double ia_min, ia_max, ia_step, mean_ia_min, exp2_ia_min;
-    double hysteresis, headroom, power_target, job_utility_floor;
+    double hysteresis, headroom, power_target;
     int no_action_costs;
 };
 
@@ -35,11 +35,9 @@ struct opts {
 static const struct wlm_cfg_field fields[] = {
     F("experiment", WLM_CFG_STR, experiment, "run", 1, 0, "run | exp1 | exp2 | exp3 | all"),
     F("policy", WLM_CFG_STR, policy, "apc", 1, 0,
-      "run: fcfs | edf | apc | apc-noknobs | apc-whole | apc-whole-noknobs"),
+      "run: fcfs | edf | apc | apc-noknobs"),
     F("solver", WLM_CFG_STR, solver, "heuristic", 1, 0,
       "production APC core solver: heuristic | exact (GLPK MILP) | auto"),
-    F("job_utility_floor", WLM_CFG_NUM, job_utility_floor, "-1", -1e9, 0,
-      "apc/apc-noknobs: clamp of job utility curves (jobsched's default -1)"),
     F("power", WLM_CFG_STR, power, "always-on", 1, 0, "run: always-on | utilsum | wlm"),
     F("out", WLM_CFG_STR, out, "", 1, 0,
       "output prefix: PREFIX-runs.csv, PREFIX-summary.csv, PREFIX.svg (all: PREFIX-expN...)"),
@@ -67,7 +65,7 @@ static const struct wlm_cfg_field fields[] = {
     F("mean_ia_min", WLM_CFG_NUM, mean_ia_min, "15", 0.01, 1e6, "run: mean inter-arrival (min)"),
     F("exp2_ia_min", WLM_CFG_NUM, exp2_ia_min, "20", 0.01, 1e6, "exp2: mean job inter-arrival"),
     F("exp2_policy", WLM_CFG_STR, exp2_policy, "apc", 1, 0,
-      "exp2: placement of jobs and web (apc | apc-whole | ...noknobs)"),
+      "exp2: placement of jobs and web (apc | apc-noknobs)"),
     F("exp2_nodes", WLM_CFG_INT, exp2_nodes, "8", 1, 10000, "exp2: nodes"),
     F("hosts", WLM_CFG_INT, hosts, "16", 2, 100000, "exp3: hosts"),
     F("vms", WLM_CFG_INT, vms, "64", 1, 1000000, "exp3: VMs"),
@@ -157,7 +155,6 @@ int main(int argc, char **argv)
         c->boot_s = c->suspend_s = c->resume_s = c->migrate_s = c->node_boot_s = 0;
     c->cycle_s = o.cycle_s;
     c->apc_hysteresis = o.hysteresis;
-    c->job_utility_floor = o.job_utility_floor;
     c->headroom = o.headroom;
     c->power_target = o.power_target;
     if (o.max_w < o.idle_w) {
@@ -166,8 +163,7 @@ int main(int argc, char **argv)
     }
     if ((c->policy = sim_policy_parse(o.policy)) < 0) {
         fprintf(stderr,
-                "wlm-sim: --policy: unknown policy '%s' (fcfs, edf, apc, apc-noknobs, apc-whole, "
-                "apc-whole-noknobs)\n",
+                "wlm-sim: --policy: unknown policy '%s' (fcfs, edf, apc, apc-noknobs)\n",
                 o.policy);
         return 2;
     }

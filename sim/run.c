@@ -14,8 +14,7 @@
 
 /* ---------------------------------------------------------------- names */
 
-static const char *const policy_names[] = {"fcfs",        "edf",       "apc",
-                                           "apc-noknobs", "apc-whole", "apc-whole-noknobs"};
+static const char *const policy_names[] = {"fcfs", "edf", "apc", "apc-noknobs"};
 static const char *const power_names[] = {"always-on", "utilsum", "wlm"};
 
 const char *sim_policy_name(int p)
@@ -85,7 +84,6 @@ void sim_config_defaults(struct sim_config *c)
     c->cycle_s = 300;
     c->policy = SIM_POLICY_APC;
     c->solver = 2;
-    c->job_utility_floor = -1;
     c->power = SIM_POWER_ALWAYS_ON;
     c->headroom = 0.25;
     c->power_target = 0.1;
@@ -406,18 +404,12 @@ static size_t build_view(struct sim *s, const int *nlist, size_t nn, int noknobs
         a->deadline = j->deadline;
         a->span = j->span;
         a->cur_node = vn;
-        a->whole = s->cfg->policy == SIM_POLICY_APC_WHOLE ||
-                   s->cfg->policy == SIM_POLICY_APC_WHOLE_NOKNOBS;
         a->started = j->last_node >= 0 || on_node(j);
         a->cur_mhz = on_node(j) ? j->alloc : 0;
-        /* without knobs the simulator's heuristic keeps a running job as it
-         * is; the production core gets it pinned (by node label) instead, so
-         * it may still resize it */
-        int pin = noknobs && s->cfg->policy == SIM_POLICY_APC_WHOLE_NOKNOBS;
         /* a job that just moved stays put for a cycle: without this, moves
          * that complete at the same instant can chase each other forever */
         int settling = j->state == JS_RUN && s->now - j->moved_at < s->cfg->cycle_s;
-        if (in_action || ((pin || settling) && j->state == JS_RUN && vn >= 0)) {
+        if (in_action || (settling && j->state == JS_RUN && vn >= 0)) {
             a->fixed = 1;
             a->fixed_mhz = j->alloc;
             if (j->state == JS_SUSPENDING) {
@@ -454,9 +446,7 @@ static const struct sim_apc_web *web_view(struct sim *s)
 
 static int decide_apc(struct sim *s)
 {
-    int noknobs =
-        s->cfg->policy == SIM_POLICY_APC_NOKNOBS || s->cfg->policy == SIM_POLICY_APC_WHOLE_NOKNOBS;
-    int core = s->cfg->policy == SIM_POLICY_APC || s->cfg->policy == SIM_POLICY_APC_NOKNOBS;
+    int noknobs = s->cfg->policy == SIM_POLICY_APC_NOKNOBS;
     int *nlist = s->dnode + s->nj; /* scratch after the per-job part */
     size_t nn = 0;
     for (size_t n = 0; n < s->nn; n++)
@@ -466,10 +456,8 @@ static int decide_apc(struct sim *s)
     if (m == 0 && !s->web_on)
         return 0;
     struct sim_apc_decision d = {.node = s->dnode, .alloc = s->dalloc};
-    int rc = core ? sim_apc_decide_core(s->an, nn, s->aj, m, web_view(s), s->now, !noknobs, s->cfg,
-                                        &d, s->err)
-                  : sim_apc_decide(s->an, nn, s->aj, m, web_view(s), s->now, !noknobs,
-                                   s->cfg->apc_hysteresis, s->cfg->cycle_s, &d);
+    int rc = sim_apc_decide_core(s->an, nn, s->aj, m, web_view(s), s->now, !noknobs, s->cfg, &d,
+                                 s->err);
     if (rc)
         return rc;
     s->res->decisions++;
@@ -584,11 +572,7 @@ static int utility_with(struct sim *s, const int *pref, size_t k, double *mu, si
         *mu = INFINITY;
         return 0;
     }
-    int core = s->cfg->policy == SIM_POLICY_APC || s->cfg->policy == SIM_POLICY_APC_NOKNOBS;
-    int rc =
-        core ? sim_apc_decide_core(s->an, k, s->aj, m, web_view(s), s->now, 1, s->cfg, &d, s->err)
-             : sim_apc_decide(s->an, k, s->aj, m, web_view(s), s->now, 1, s->cfg->apc_hysteresis,
-                              s->cfg->cycle_s, &d);
+    int rc = sim_apc_decide_core(s->an, k, s->aj, m, web_view(s), s->now, 1, s->cfg, &d, s->err);
     *mu = d.min_utility;
     for (size_t i = 0; i < m; i++)
         *placed += d.node[i] >= 0;

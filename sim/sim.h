@@ -121,10 +121,8 @@ int sim_workload_mix(uint64_t seed, double mean_ia_s, size_t njobs, double mem_m
 enum sim_policy {
     SIM_POLICY_FCFS = 0,          /* list scheduling in arrival order */
     SIM_POLICY_EDF,               /* list scheduling by goal (deadline) */
-    SIM_POLICY_APC,               /* production APC core: suspend/resume/migrate, CPU shares */
-    SIM_POLICY_APC_NOKNOBS,       /* production APC core; a started job stays where it started */
-    SIM_POLICY_APC_WHOLE,         /* simulator's APC heuristic, jobs on whole cores, with knobs */
-    SIM_POLICY_APC_WHOLE_NOKNOBS, /* the same without knobs (non-preemptive) */
+    SIM_POLICY_APC,         /* the placement core (placement_solve) with suspend/resume/migrate */
+    SIM_POLICY_APC_NOKNOBS, /* the same core with no_moves: a started job runs where it started */
     SIM_POLICY_COUNT
 };
 
@@ -167,7 +165,6 @@ struct sim_config {
     double cycle_s;           /* APC / power control period */
     int policy;               /* enum sim_policy */
     int solver;               /* production core: 0 auto, 1 exact (GLPK), 2 heuristic */
-    double job_utility_floor; /* production core: jobsched's utility clamp (-1 there) */
     int power;                /* enum sim_power */
     double headroom;          /* utilisation-sum rule: extra nodes' worth of headroom */
     double power_target;      /* wlm consolidation: utility every workload must keep */

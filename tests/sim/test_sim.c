@@ -151,7 +151,7 @@ static void test_apc_suspends(void **state)
     (void)state;
     struct sim_job_spec jobs[] = {J(0, 1, 100, 10), J(1, 1, 10, 1.5)};
     struct sim_result r;
-    struct sim_config c = tiny(SIM_POLICY_APC_WHOLE, 1);
+    struct sim_config c = tiny(SIM_POLICY_APC, 1);
     assert_int_equal(sim_run(&c, jobs, 2, &r, NULL), 0);
     NEAR(r.finish[1], 11);
     NEAR(r.finish[0], 110);
@@ -169,7 +169,7 @@ static void test_apc_suspends(void **state)
     /* A booted 0..1 (no progress), was suspended at once, resumes at 14 */
     NEAR(r.finish[0], 14 + 3 + 100);
     sim_result_fini(&r);
-    int noknobs[] = {SIM_POLICY_EDF, SIM_POLICY_APC_WHOLE_NOKNOBS};
+    int noknobs[] = {SIM_POLICY_EDF, SIM_POLICY_APC_NOKNOBS};
     for (int k = 0; k < 2; k++) {
         c = tiny(noknobs[k], 1);
         assert_int_equal(sim_run(&c, jobs, 2, &r, NULL), 0);
@@ -181,39 +181,12 @@ static void test_apc_suspends(void **state)
     }
 }
 
-/* The production core on the same case. With its knobs the relaxed job is
- * suspended so the urgent one runs at once on the whole core, and both meet
- * their goals. Without knobs a started job keeps its core (whole threads, no
- * time sharing): the urgent one waits and misses, exactly as under EDF. */
-static void test_apc_core(void **state)
-{
-    (void)state;
-    struct sim_job_spec jobs[] = {J(0, 1, 100, 10), J(1, 1, 10, 1.5)};
-    struct sim_result r;
-    struct sim_config c = tiny(SIM_POLICY_APC, 1);
-    assert_int_equal(sim_run(&c, jobs, 2, &r, NULL), 0);
-    assert_int_equal(r.done, 2);
-    assert_int_equal(r.missed, 0);
-    assert_int_equal(r.suspends, 1);
-    assert_true(r.finish[1] <= 16 + 1e-6);
-    assert_true(r.finish[0] >= 110 - 1e-6); /* one core: 110 s of work */
-    sim_result_fini(&r);
-    c = tiny(SIM_POLICY_APC_NOKNOBS, 1);
-    assert_int_equal(sim_run(&c, jobs, 2, &r, NULL), 0);
-    assert_int_equal(r.done, 2);
-    assert_int_equal(r.missed, 1);
-    assert_int_equal(r.suspends, 0);
-    NEAR(r.finish[0], 100);
-    NEAR(r.finish[1], 110);
-    sim_result_fini(&r);
-}
-
 /* APC migrates to defragment: two 1-thread jobs on two 2-core nodes, then a
  * 2-thread job arrives. */
 static void test_apc_migrates(void **state)
 {
     (void)state;
-    struct sim_config c = tiny(SIM_POLICY_APC_WHOLE, 2);
+    struct sim_config c = tiny(SIM_POLICY_APC, 2);
     c.nodes = 2;
     struct sim_job_spec jobs[] = {J(0, 1, 1000, 10), J(0, 1, 1000, 10), J(10, 2, 100, 1.5)};
     struct sim_result r;
@@ -255,7 +228,7 @@ static void test_energy(void **state)
 static void test_power_utilsum(void **state)
 {
     (void)state;
-    struct sim_config c = tiny(SIM_POLICY_APC_WHOLE, 2);
+    struct sim_config c = tiny(SIM_POLICY_APC, 2);
     c.nodes = 4;
     c.idle_w = 100;
     c.max_w = 200;
@@ -392,7 +365,6 @@ int main(void)
         cmocka_unit_test(test_fcfs),
         cmocka_unit_test(test_fcfs_vs_edf),
         cmocka_unit_test(test_apc_suspends),
-        cmocka_unit_test(test_apc_core),
         cmocka_unit_test(test_apc_migrates),
         cmocka_unit_test(test_energy),
         cmocka_unit_test(test_power_utilsum),
