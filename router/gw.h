@@ -23,6 +23,13 @@
 static const double rt_hist_ms[RT_NB] = {0.1, 0.25, 0.5, 1,   2.5,  5,    10,   25,
                                       50,  100,  250, 500, 1000, 2500, 5000, 10000};
 #define RT_MAX_PIPELINE 64
+/* Streaming: each request buffers at most about RT_WINDOW bytes per direction
+ * (its own queue plus the socket's write queue) before the fast side stops
+ * being read; reading resumes below half of it. Request bodies up to RT_KEEP
+ * bytes are kept whole so an idempotent request can be retried. */
+#define RT_WINDOW (256u << 10)
+#define RT_KEEP (64u << 10)
+#define RT_H2_CONN_WINDOW (16 << 20)
 
 struct rt_hist {
     uint64_t c[RT_NB + 1];
@@ -84,7 +91,8 @@ struct rt_resp {
     size_t blen, bcap;
 };
 
-enum rt_qstate { Q_NEW, Q_QUEUED, Q_READY, Q_UPSTREAM, Q_DONE };
+/* Q_STREAM: the upstream response head is in, its body is still coming. */
+enum rt_qstate { Q_NEW, Q_QUEUED, Q_READY, Q_UPSTREAM, Q_STREAM, Q_DONE };
 
 struct rt_req {
     struct router_sched_item item;
@@ -102,12 +110,28 @@ struct rt_req {
     struct rt_flowstat *st;
     struct rt_inst *inst;
     struct rt_upconn *up;
-    char *upbytes; /* serialised upstream request */
-    size_t uplen;
+    /* Upstream request bytes (head, then the body as it arrives, framed):
+     * upbytes[upsent..uplen) is not yet handed to the upstream socket. Once
+     * the request grows past RT_KEEP, sent bytes are dropped (updropped
+     * counts them) and the request can no longer be retried. */
+    char *upbytes;
+    size_t uplen, upcap, upsent;
+    unsigned long long updropped;
+    int body_pending; /* the client is still sending the body */
+    int body_chunked; /* the body goes upstream chunk-encoded */
+    unsigned long long body_bytes; /* body bytes received from the client */
+    size_t h2_unconsumed; /* h2 DATA bytes not yet given back to the client's window */
     char reqid[48];
     double t_arrive, t_dispatch;
-    struct rt_resp resp;
-    size_t h2_off; /* h2 body bytes sent */
+    struct rt_resp resp; /* body: a queue, resp.body[boff..blen) not yet passed on */
+    size_t boff;
+    long long resp_clen; /* upstream Content-Length, -1 when none */
+    int streaming;   /* the response head went to the client before the body ended */
+    int aborted;     /* the upstream failed after the head: cut the client's stream */
+    int chunked_out; /* h1: the body goes to the client chunk-encoded */
+    int http10;      /* the client spoke HTTP/1.0 */
+    int h2_submitted, h2_deferred;
+    uint64_t bytes_out; /* response body bytes passed to the client */
 };
 
 #define RT_MAGIC_CONN 0x434f4e4eu
@@ -128,6 +152,9 @@ struct rt_upconn {
     size_t hklen, hkcap;
     int in_value, complete;
     int noreuse; /* EOF seen or stray bytes after the response */
+    int hdone;   /* response head parsed */
+    int rpaused; /* not reading: the client side has RT_WINDOW pending */
+    int sending; /* the request is being written (connected) */
 };
 
 enum rt_proto { P_DETECT, P_H1, P_H2 };
@@ -151,6 +178,11 @@ struct rt_conn {
     nghttp2_session *h2;
     struct rt_conn *dnext; /* worker's list of h2 conns with output pending */
     int dirty;
+    int h2_blocked; /* h2 output stopped at RT_WINDOW queued on the socket */
+    int bpaused;    /* not reading: a request body has RT_WINDOW pending upstream */
+    int ending;     /* closing once the queued writes have left */
+    uv_shutdown_t sreq;
+    struct rt_req *body_q; /* h1: the request whose body is arriving */
     char peer[64];
 };
 
@@ -249,13 +281,20 @@ void rt_resp_local(struct rt_req *q, int status, const char *extra, const char *
 void req_free(struct rt_req *q);
 void conn_unlink(struct rt_conn *c, struct rt_req *q);
 void req_complete(struct rt_req *q);
+#define RT_BODY_WHOLE (-2LL)
+#define RT_BODY_CHUNKED (-1LL)
 int rt_build_upstream(struct rt_req *q, const char *method, const char *target, size_t tlen,
-                          const char *authority, size_t alen, const struct router_hdr *h,
-                          size_t nh, const char *body, size_t blen, const char *peer);
+                      const char *authority, size_t alen, const struct router_hdr *h, size_t nh,
+                      const char *body, size_t blen, long long slen, const char *peer);
 struct rt_req *req_new(struct rt_conn *c);
 void req_submit(struct rt_req *q, const char *host, size_t hostl, const char *path,
                        size_t plen, const struct router_hdr *h, size_t nh);
 void req_abandon(struct rt_req *q);
+void rt_body_append(struct rt_req *q, const char *d, size_t n);
+void rt_body_end(struct rt_req *q);
+void rt_body_check_pause(struct rt_req *q);
+void rt_body_resume(struct rt_req *q);
+void rt_resp_progress(struct rt_req *q);
 
 /* upstream.c */
 void up_close(struct rt_upconn *u);
@@ -263,11 +302,20 @@ void up_fail(struct rt_upconn *u, int timeout);
 int rt_hop_by_hop(const char *n, size_t nl);
 void rt_worker_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b);
 void up_start(struct rt_req *q);
+int up_abandon(struct rt_req *q);
+void rt_up_resume(struct rt_req *q);
+void up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
+void up_pump(struct rt_req *q);
+size_t up_pending(const struct rt_req *q);
+void up_drained(struct rt_upconn *u);
 
 /* h1conn.c */
 void conn_close(struct rt_conn *c);
 void conn_flush(struct rt_conn *c);
+void conn_end(struct rt_conn *c);
 void rt_on_accept(uv_stream_t *ls, int status);
+void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
+void rt_stream_drained(uv_stream_t *s);
 
 /* h2session.c */
 void h2_stream_free(struct rt_conn *c, struct h2_stream *st);
@@ -276,6 +324,7 @@ void h2_flush(struct rt_conn *c);
 int h2_start(struct rt_conn *c, const char *settings, size_t slen, struct rt_req *up_req,
                     int head);
 int h2_feed(struct rt_conn *c, const char *d, size_t n);
+void h2_consume(struct rt_conn *c, struct rt_req *q);
 
 /* admin.c */
 void admin_handle(struct rt_req *q, const char *method, const char *path, size_t pl,

@@ -149,7 +149,10 @@ struct rt_wreq {
 
 static void write_done(uv_write_t *w, int status)
 {
+    uv_stream_t *s = w->handle;
     free(w);
+    if (status == 0 && uv_stream_get_write_queue_size(s) < RT_WINDOW / 2)
+        rt_stream_drained(s);
 }
 
 /* Write everything: synchronously when the socket takes it, else queue a

@@ -32,6 +32,7 @@ void conn_close(struct rt_conn *c)
     if (c->closing)
         return;
     c->closing = 1;
+    c->body_q = NULL;
     struct rt_req *q = c->rhead;
     while (q) {
         struct rt_req *n = q->cnext;
@@ -45,7 +46,34 @@ void conn_close(struct rt_conn *c)
     uv_close((uv_handle_t *)&c->timer, conn_closed);
 }
 
-static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
+static void conn_timeout(uv_timer_t *t);
+
+static void conn_shut(uv_shutdown_t *sr, int status)
+{
+    conn_close(sr->data);
+}
+
+/* Close once what was written has left: uv_close alone would drop the
+ * queued writes (the end of a large response). */
+void conn_end(struct rt_conn *c)
+{
+    if (c->closing || c->ending)
+        return;
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0) {
+        conn_close(c);
+        return;
+    }
+    c->ending = 1;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->sreq.data = c;
+    if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, conn_shut)) {
+        conn_close(c);
+        return;
+    }
+    /* A client that never reads does not keep it forever. */
+    c->timer_mode = T_IDLE;
+    uv_timer_start(&c->timer, conn_timeout, c->w->r->o.idle_timeout_ms, 0);
+}
 
 
 static void conn_timeout(uv_timer_t *t)
@@ -62,7 +90,7 @@ static void conn_timeout(uv_timer_t *t)
 static void conn_timers(struct rt_conn *c)
 {
     struct router *r = c->w->r;
-    if (c->closing)
+    if (c->closing || c->ending)
         return;
     /* A new connection must send its first request head within the header
      * timeout too, so silent connections cannot pin memory for the idle time. */
@@ -80,14 +108,124 @@ static void conn_timers(struct rt_conn *c)
     }
 }
 
-/* Send finished responses in request order (pipelining). */
+/* q's response went out: forget it. A request whose body is still
+ * arriving was answered early: the rest of its body is not read, the
+ * connection closes. */
+static void h1_unlink_done(struct rt_conn *c, struct rt_req *q)
+{
+    if (c->body_q == q) {
+        c->body_q = NULL;
+        c->want_close = 1;
+        q->keep_alive = 0;
+    }
+    conn_unlink(c, q);
+    req_free(q);
+}
+
+/* Status line and headers of q's response into b. clen < 0: the body is
+ * chunk-encoded (or close-delimited for an HTTP/1.0 client). */
+static void h1_head(struct rt_req *q, char **b, size_t *len, size_t *cap, long long clen,
+                    int close)
+{
+    const struct rt_resp *rs = &q->resp;
+    rt_buf_add(b, len, cap, "HTTP/1.1 ", 9);
+    rt_buf_u(b, len, cap, (unsigned)rs->status);
+    rt_buf_add(b, len, cap, " ", 1);
+    rt_buf_str(b, len, cap, rt_reason(rs->status));
+    rt_buf_add(b, len, cap, "\r\n", 2);
+    rt_buf_add(b, len, cap, rs->hb ? rs->hb : "", rs->hlen);
+    if (!(rs->status == 204 || rs->status == 304 || rs->status / 100 == 1)) {
+        if (clen >= 0) {
+            rt_buf_add(b, len, cap, "Content-Length: ", 16);
+            rt_buf_u(b, len, cap, (unsigned long long)clen);
+            rt_buf_add(b, len, cap, "\r\n", 2);
+        } else if (q->chunked_out) {
+            rt_buf_add(b, len, cap, "Transfer-Encoding: chunked\r\n", 28);
+        }
+    }
+    if (close)
+        rt_buf_add(b, len, cap, "Connection: close\r\n", 19);
+    rt_buf_add(b, len, cap, "\r\n", 2);
+}
+
+/* Pass on what q's streamed response has so far. Returns 0 while q is
+ * still streaming, 1 when it is finished (unlinked and freed), -1 when the
+ * connection was closed. */
+static int h1_stream(struct rt_conn *c, struct rt_req *q)
+{
+    char *b = NULL;
+    size_t len = 0, cap = 0;
+    if (q->aborted) { /* the upstream broke after the head: the client sees a cut */
+        conn_close(c);
+        return -1;
+    }
+    if (!q->streaming) {
+        q->streaming = 1;
+        long long clen = q->resp_clen;
+        if (clen < 0 && !q->http10)
+            q->chunked_out = 1;
+        else if (clen < 0)
+            q->keep_alive = 0; /* HTTP/1.0: the end of the body is the close */
+        h1_head(q, &b, &len, &cap, clen, !q->keep_alive || c->want_close || c->body_q == q);
+    }
+    size_t avail = q->resp.blen - q->boff;
+    if (avail) {
+        if (q->chunked_out) {
+            char hx[24];
+            int hl = snprintf(hx, sizeof hx, "%zx\r\n", avail);
+            rt_buf_add(&b, &len, &cap, hx, (size_t)hl);
+        }
+        if (!b) { /* body only: no copy */
+            if (rt_stream_write((uv_stream_t *)&c->tcp, q->resp.body + q->boff, avail)) {
+                conn_close(c);
+                return -1;
+            }
+        } else {
+            rt_buf_add(&b, &len, &cap, q->resp.body + q->boff, avail);
+        }
+        if (q->chunked_out)
+            rt_buf_add(&b, &len, &cap, "\r\n", 2);
+        q->bytes_out += avail;
+        q->boff = q->resp.blen = 0;
+    }
+    int done = q->state == Q_DONE;
+    if (done && q->chunked_out)
+        rt_buf_add(&b, &len, &cap, "0\r\n\r\n", 5);
+    if (len && rt_stream_write((uv_stream_t *)&c->tcp, b, len)) {
+        free(b);
+        conn_close(c);
+        return -1;
+    }
+    free(b);
+    if (!done) {
+        rt_up_resume(q);
+        return 0;
+    }
+    int close = !q->keep_alive || c->want_close || c->body_q == q;
+    h1_unlink_done(c, q);
+    if (close) {
+        conn_end(c);
+        return -1;
+    }
+    return 1;
+}
+
+/* Send responses in request order (pipelining): whole ones at once, the
+ * head-of-line one as it streams. */
 void conn_flush(struct rt_conn *c)
 {
-    while (c->rhead && c->rhead->state == Q_DONE && !c->closing) {
+    while (c->rhead && !c->closing && !c->ending) {
         struct rt_req *q = c->rhead;
+        if (q->state == Q_STREAM || (q->state == Q_DONE && q->streaming)) {
+            if (h1_stream(c, q) <= 0)
+                break;
+            continue;
+        }
+        if (q->state != Q_DONE)
+            break;
         char *b = NULL;
         size_t len = 0, cap = 0;
-        int close = !q->keep_alive || c->want_close;
+        int close = !q->keep_alive || c->want_close || c->body_q == q;
         const struct rt_resp *rs = &q->resp;
         cap = rs->hlen + rs->blen + 128;
         b = malloc(cap);
@@ -95,34 +233,28 @@ void conn_flush(struct rt_conn *c)
             conn_close(c);
             return;
         }
-        rt_buf_add(&b, &len, &cap, "HTTP/1.1 ", 9);
-        rt_buf_u(&b, &len, &cap, (unsigned)rs->status);
-        rt_buf_add(&b, &len, &cap, " ", 1);
-        rt_buf_str(&b, &len, &cap, rt_reason(rs->status));
-        rt_buf_add(&b, &len, &cap, "\r\n", 2);
-        rt_buf_add(&b, &len, &cap, rs->hb ? rs->hb : "", rs->hlen);
-        if (!(rs->status == 204 || rs->status == 304 || rs->status / 100 == 1)) {
-            rt_buf_add(&b, &len, &cap, "Content-Length: ", 16);
-            rt_buf_u(&b, &len, &cap, rs->blen);
-            rt_buf_add(&b, &len, &cap, "\r\n", 2);
-        }
-        if (close)
-            rt_buf_add(&b, &len, &cap, "Connection: close\r\n", 19);
-        rt_buf_add(&b, &len, &cap, "\r\n", 2);
+        h1_head(q, &b, &len, &cap, (long long)rs->blen, close);
         if (!q->head && rs->blen)
             rt_buf_add(&b, &len, &cap, rs->body, rs->blen);
         int rc = rt_stream_write((uv_stream_t *)&c->tcp, b, len);
         free(b);
-        conn_unlink(c, q);
-        req_free(q);
-        if (rc || close) {
+        q->bytes_out = q->head ? 0 : rs->blen;
+        h1_unlink_done(c, q);
+        if (rc) {
             conn_close(c);
             return;
         }
+        if (close) {
+            conn_end(c);
+            return;
+        }
     }
+    if (c->closing || c->ending)
+        return;
     if (c->paused && c->nreq < RT_MAX_PIPELINE / 2) {
         c->paused = 0;
-        uv_read_start((uv_stream_t *)&c->tcp, rt_worker_alloc, conn_read);
+        if (!c->bpaused)
+            uv_read_start((uv_stream_t *)&c->tcp, rt_worker_alloc, conn_read);
     }
     conn_timers(c);
 }
@@ -142,7 +274,8 @@ static void h1_error(struct rt_conn *c, int status, const char *why)
 }
 
 
-static void h1_request(struct rt_conn *c, const struct router_h1view *v)
+/* streamed: the head of a request whose body follows through h1_sink. */
+static void h1_request(struct rt_conn *c, const struct router_h1view *v, int streamed)
 {
     struct rt_req *q = req_new(c);
     if (!q) {
@@ -150,6 +283,7 @@ static void h1_request(struct rt_conn *c, const struct router_h1view *v)
         return;
     }
     q->keep_alive = v->keep_alive && !c->want_close;
+    q->http10 = v->http_major == 1 && v->http_minor == 0;
     const struct router_hdr *hh = router_hdr_find(v->headers, v->nheaders, "host");
     if (c->admin) {
         const char *qm = memchr(v->url, '?', v->url_len);
@@ -169,8 +303,9 @@ static void h1_request(struct rt_conn *c, const struct router_h1view *v)
         target = slash ? slash : "/";
         tlen = slash ? (size_t)(end - slash) : 1;
     }
-    if (rt_build_upstream(q, v->method, target, tlen, auth, alen, v->headers, v->nheaders, v->body,
-                       v->body_len, c->peer)) {
+    long long slen = !streamed ? RT_BODY_WHOLE : v->chunked ? RT_BODY_CHUNKED : v->content_length;
+    if (rt_build_upstream(q, v->method, target, tlen, auth, alen, v->headers, v->nheaders,
+                          v->body, v->body_len, slen, c->peer)) {
         rt_resp_local(q, 500, NULL, "out of memory");
         q->state = Q_DONE;
         conn_flush(c);
@@ -219,16 +354,37 @@ static size_t h1_feed(struct rt_conn *c, const char *d, size_t n)
         enum router_h1_event ev = router_h1req_feed(c->h1, d + off, n - off, &used);
         off += used;
         if (ev == ROUTER_H1_NEED_MORE) {
-            c->partial = 1;
+            c->partial = c->body_q == NULL; /* a body in flight is not a slow head */
             break;
         }
         if (ev == ROUTER_H1_ERROR) {
+            if (c->body_q) { /* the head already went upstream: cut both */
+                conn_close(c);
+                return n;
+            }
             h1_error(c, router_h1req_status(c->h1), router_h1req_reason(c->h1));
             return n;
         }
         c->partial = 0;
         struct router_h1view v;
         router_h1req_view(c->h1, &v);
+        if (ev == ROUTER_H1_HEAD) {
+            /* The body streams: the request goes to the dispatcher now. */
+            h1_request(c, &v, 1);
+            if (!c->closing && c->rtail && c->rtail->body_pending && c->rtail->state != Q_DONE)
+                c->body_q = c->rtail;
+            continue;
+        }
+        if (c->body_q || router_h1req_streamed(c->h1)) {
+            /* End of a streamed body (its request may already be answered). */
+            struct rt_req *q = c->body_q;
+            c->body_q = NULL;
+            if (q)
+                rt_body_end(q);
+            if (!c->closing)
+                router_h1req_reset(c->h1);
+            continue;
+        }
         if (v.upgrade_h2c && c->nreq == 0 && v.body_len == 0 && !c->admin) {
             const struct router_hdr *sh = router_hdr_find(v.headers, v.nheaders, "http2-settings");
             unsigned char settings[512];
@@ -247,7 +403,7 @@ static size_t h1_feed(struct rt_conn *c, const char *d, size_t n)
                 q->keep_alive = 1;
                 const struct router_hdr *hh = router_hdr_find(v.headers, v.nheaders, "host");
                 if (rt_build_upstream(q, v.method, v.url, v.url_len, NULL, 0, v.headers,
-                                   v.nheaders, v.body, v.body_len, c->peer)) {
+                                      v.nheaders, v.body, v.body_len, RT_BODY_WHOLE, c->peer)) {
                     conn_close(c);
                     return n;
                 }
@@ -257,7 +413,7 @@ static size_t h1_feed(struct rt_conn *c, const char *d, size_t n)
                 return off;
             }
         }
-        h1_request(c, &v);
+        h1_request(c, &v, 0);
         if (!c->closing)
             router_h1req_reset(c->h1);
         if (c->nreq >= RT_MAX_PIPELINE && !c->closing) {
@@ -272,11 +428,50 @@ static size_t h1_feed(struct rt_conn *c, const char *d, size_t n)
     return off;
 }
 
+/* Request body bytes, as the reader decodes them. */
+static void h1_sink(void *ud, const char *d, size_t n)
+{
+    struct rt_conn *c = ud;
+    if (c->body_q)
+        rt_body_append(c->body_q, d, n);
+}
+
+/* A socket's write queue went below RT_WINDOW / 2: the side that was held
+ * back may go on. */
+void rt_stream_drained(uv_stream_t *s)
+{
+    /* Both owners start with their uv_tcp_t followed by a magic word. */
+    unsigned magic = *(unsigned *)((char *)s + offsetof(struct rt_conn, magic));
+    if (magic == RT_MAGIC_UP) {
+        struct rt_upconn *u = (struct rt_upconn *)s;
+        if (!u->closing)
+            up_drained(u);
+        return;
+    }
+    if (magic != RT_MAGIC_CONN)
+        return;
+    struct rt_conn *c = (struct rt_conn *)s;
+    if (c->closing || c->ending)
+        return;
+    struct rt_worker *w = c->w;
+    if (c->proto == P_H2) {
+        if (c->h2_blocked) {
+            c->h2_blocked = 0;
+            h2_flush(c);
+        }
+        for (struct rt_req *q = c->rhead; q && !c->closing; q = q->cnext)
+            rt_up_resume(q);
+    } else {
+        conn_flush(c);
+    }
+    rt_maybe_drain(w);
+}
+
 static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 static void conn_read_(struct rt_conn *c, ssize_t n, const uv_buf_t *b);
 
-static void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
     struct rt_conn *c = s->data;
     struct rt_worker *w = c->w;
@@ -347,6 +542,8 @@ void rt_on_accept(uv_stream_t *ls, int status)
     c->w = w;
     c->admin = ls == (uv_stream_t *)&w->admin;
     c->h1 = router_h1req_new(w->r->o.max_header_bytes, w->r->o.max_body_bytes);
+    if (c->h1 && !c->admin) /* admin bodies (configs) are read whole */
+        router_h1req_set_sink(c->h1, h1_sink, c);
     uv_tcp_init(&w->loop, &c->tcp);
     uv_timer_init(&w->loop, &c->timer);
     c->tcp.data = c->timer.data = c;

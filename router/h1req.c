@@ -36,6 +36,13 @@ struct router_h1req {
     int keep_alive, upgrade_h2c;
     int seen_cl, seen_te, seen_host;
     int oversize;
+    router_h1_sink sink; /* streaming mode: body bytes go here */
+    void *sink_ud;
+    int streaming;       /* this request's body goes to the sink */
+    long long clen;
+    int chunked;
+    int head_reported;
+    unsigned long long streamed;
 };
 
 static int grow(char **buf, size_t *cap, size_t need)
@@ -180,12 +187,30 @@ static int on_headers_complete(http_parser *p)
         r->status = 413;
         return -1;
     }
+    r->clen = p->content_length != ULLONG_MAX ? (long long)p->content_length : -1;
+    r->chunked = (p->flags & F_CHUNKED) != 0;
+    if (r->sink && !r->upgrade_h2c &&
+        ((p->flags & F_CHUNKED) || (p->content_length != ULLONG_MAX && p->content_length > 0))) {
+        /* Streaming: report the head now (the caller sets up the request),
+         * the body follows through the sink. */
+        r->streaming = 1;
+        http_parser_pause(p, 1);
+    }
     return 0;
 }
 
 static int on_body(http_parser *p, const char *at, size_t len)
 {
     struct router_h1req *r = p->data;
+    if (r->streaming) {
+        if (r->streamed + len > r->max_body) {
+            r->status = 413;
+            return -1;
+        }
+        r->streamed += len;
+        r->sink(r->sink_ud, at, len);
+        return 0;
+    }
     if (r->blen + len > r->max_body) {
         r->status = 413;
         return -1;
@@ -247,6 +272,16 @@ void router_h1req_reset(struct router_h1req *r)
     r->keep_alive = r->upgrade_h2c = 0;
     r->seen_cl = r->seen_te = r->seen_host = 0;
     r->oversize = 0;
+    r->streaming = r->head_reported = 0;
+    r->clen = -1;
+    r->chunked = 0;
+    r->streamed = 0;
+}
+
+void router_h1req_set_sink(struct router_h1req *r, router_h1_sink sink, void *ud)
+{
+    r->sink = sink;
+    r->sink_ud = ud;
 }
 
 enum router_h1_event router_h1req_feed(struct router_h1req *r, const char *data, size_t len,
@@ -257,9 +292,17 @@ enum router_h1_event router_h1req_feed(struct router_h1req *r, const char *data,
         return ROUTER_H1_ERROR;
     if (r->done)
         return ROUTER_H1_REQUEST;
+    if (r->streaming && r->head_reported && HTTP_PARSER_ERRNO(&r->p) == HPE_PAUSED)
+        http_parser_pause(&r->p, 0); /* the caller took the head: read the body */
     size_t n = http_parser_execute(&r->p, &r->s, data, len);
     *used = n;
     enum http_errno e = HTTP_PARSER_ERRNO(&r->p);
+    if (r->streaming && !r->head_reported && !r->status) {
+        if (e == HPE_PAUSED) {
+            r->head_reported = 1;
+            return ROUTER_H1_HEAD;
+        }
+    }
     if (r->done) {
         /* A request with Upgrade stops the parser at the end of the head;
          * the caller decides what the following bytes are. */
@@ -316,4 +359,11 @@ void router_h1req_view(const struct router_h1req *r, struct router_h1view *v)
     v->http_minor = r->p.http_minor;
     v->keep_alive = r->keep_alive;
     v->upgrade_h2c = r->upgrade_h2c;
+    v->content_length = r->clen;
+    v->chunked = r->chunked;
+}
+
+int router_h1req_streamed(const struct router_h1req *r)
+{
+    return r->streaming;
 }

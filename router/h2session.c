@@ -1,5 +1,11 @@
 /* h2session.c - HTTP/2 server sessions (nghttp2): streams, request assembly,
- * responses, batched frame output. */
+ * responses, batched frame output.
+ *
+ * Flow control follows consumption: request DATA is given back to the
+ * client's window (nghttp2_session_consume) only once the upstream has taken
+ * it, so a stream holds at most its window (RT_WINDOW) when the upstream is
+ * slow; responses are pulled by nghttp2 only while the socket's queue is under
+ * RT_WINDOW, so a slow reader stops the upstream read (up_check_pause). */
 #include <strings.h>
 
 #include "gw.h"
@@ -90,24 +96,51 @@ static int h2_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_
     return 0;
 }
 
+static void h2_mark_dirty(struct rt_conn *c)
+{
+    if (!c->dirty) {
+        c->dirty = 1;
+        c->dnext = c->w->dirty;
+        c->w->dirty = c;
+        uv_check_start(&c->w->flush, rt_flush_dirty);
+    }
+}
+
+/* Give q's received DATA back to the client's flow-control windows. */
+void h2_consume(struct rt_conn *c, struct rt_req *q)
+{
+    if (!q->h2_unconsumed || !c->h2 || c->closing)
+        return;
+    nghttp2_session_consume(c->h2, q->stream_id, q->h2_unconsumed);
+    q->h2_unconsumed = 0;
+    h2_mark_dirty(c);
+}
+
 static int h2_on_data(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t *d, size_t n,
                       void *ud)
 {
     struct rt_conn *c = ud;
     struct h2_stream *st = nghttp2_session_get_stream_user_data(s, sid);
-    if (!st || st->q)
-        return 0;
-    if (st->blen + n > c->w->r->o.max_body_bytes) {
-        st->too_big = 413;
+    struct rt_req *q = st ? st->q : NULL;
+    if (!q || q->stream_id != sid || !q->body_pending || q->state == Q_DONE) {
+        nghttp2_session_consume(s, sid, n); /* nobody wants it */
         return 0;
     }
-    rt_buf_add(&st->body, &st->blen, &st->bcap, d, n);
+    if (q->body_bytes + n > c->w->r->o.max_body_bytes) {
+        nghttp2_session_consume(s, sid, n);
+        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, sid, NGHTTP2_CANCEL);
+        return 0;
+    }
+    q->h2_unconsumed += n;
+    rt_body_append(q, (const char *)d, n);
+    if (up_pending(q) <= RT_WINDOW)
+        h2_consume(c, q);
     return 0;
 }
 
-/* A complete h2 request: turn pseudo-headers into the HTTP/1.1 upstream
- * request and submit it like any other. */
-static void h2_request(struct rt_conn *c, int32_t sid, struct h2_stream *st)
+/* The head of an h2 request: turn pseudo-headers into the HTTP/1.1 upstream
+ * request and submit it like any other; a body (streamed) follows in DATA. */
+static void h2_request(struct rt_conn *c, int32_t sid, struct h2_stream *st, int streamed)
 {
     struct router_hdr hs[256];
     size_t nh = 0;
@@ -149,14 +182,32 @@ static void h2_request(struct rt_conn *c, int32_t sid, struct h2_stream *st)
         bad_host = 1;
     if (!auth && hh)
         auth = hh->value, authl = hh->value_len;
+    long long slen = RT_BODY_WHOLE;
+    if (streamed) {
+        const struct router_hdr *cl = router_hdr_find(hs, nh, "content-length");
+        slen = RT_BODY_CHUNKED;
+        if (cl) {
+            char t[24];
+            snprintf(t, sizeof t, "%.*s", (int)(cl->value_len < 23 ? cl->value_len : 23),
+                     cl->value);
+            slen = strtoll(t, NULL, 10); /* nghttp2 checked it is a number */
+            if (slen < 0)
+                slen = RT_BODY_CHUNKED;
+        }
+        if (slen > 0 && (unsigned long long)slen > c->w->r->o.max_body_bytes)
+            st->too_big = 413;
+    }
     if (st->too_big || !method || !path || bad_host) {
         rt_resp_local(q, st->too_big ? st->too_big : 400, NULL,
-                   bad_host ? "Host and :authority disagree or are invalid" : "bad request");
+                      bad_host      ? "Host and :authority disagree or are invalid"
+                      : st->too_big ? (st->too_big == 413 ? "request body too large"
+                                                          : "request header fields too large")
+                                    : "bad request");
         req_complete(q);
         return;
     }
-    if (rt_build_upstream(q, method, path, pathl, auth, authl, hs, nh, st->body, st->blen,
-                       c->peer)) {
+    if (rt_build_upstream(q, method, path, pathl, auth, authl, hs, nh, NULL, 0, slen,
+                          c->peer)) {
         rt_resp_local(q, 500, NULL, "out of memory");
         req_complete(q);
         return;
@@ -167,12 +218,16 @@ static void h2_request(struct rt_conn *c, int32_t sid, struct h2_stream *st)
 static int h2_on_frame(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
     struct rt_conn *c = ud;
-    if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) &&
-        (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
-        struct h2_stream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
-        if (st && !st->q)
-            h2_request(c, f->hd.stream_id, st);
-    }
+    if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
+        return 0;
+    struct h2_stream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+    if (!st)
+        return 0;
+    int end = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+    if (!st->q && f->hd.type == NGHTTP2_HEADERS)
+        h2_request(c, f->hd.stream_id, st, !end);
+    else if (st->q && end && st->q->stream_id == f->hd.stream_id)
+        rt_body_end(st->q); /* last DATA, or trailers (dropped) */
     return 0;
 }
 
@@ -191,22 +246,61 @@ static int h2_on_close(nghttp2_session *s, int32_t sid, uint32_t code, void *ud)
     return 0;
 }
 
+/* nghttp2 pulls response body bytes: from q's queue; deferred while the
+ * upstream has sent nothing new, EOF once the response is complete. */
 static ssize_t h2_read_body(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t len,
                             uint32_t *flags, nghttp2_data_source *src, void *ud)
 {
     struct rt_req *q = src->ptr;
-    size_t left = q->resp.blen - q->h2_off;
-    size_t n = left < len ? left : len;
-    if (n)
-        memcpy(buf, q->resp.body + q->h2_off, n);
-    q->h2_off += n;
-    if (q->h2_off >= q->resp.blen)
-        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (q->aborted)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
+    size_t avail = q->resp.blen - q->boff;
+    if (!avail) {
+        if (q->state == Q_DONE) {
+            *flags |= NGHTTP2_DATA_FLAG_EOF;
+            return 0;
+        }
+        q->h2_deferred = 1;
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    size_t n = avail < len ? avail : len;
+    memcpy(buf, q->resp.body + q->boff, n);
+    q->boff += n;
+    q->bytes_out += n;
+    if (q->boff == q->resp.blen) {
+        q->boff = q->resp.blen = 0;
+        if (q->state == Q_DONE)
+            *flags |= NGHTTP2_DATA_FLAG_EOF;
+    } else if (q->boff >= RT_WINDOW) { /* keep the queue from creeping */
+        memmove(q->resp.body, q->resp.body + q->boff, q->resp.blen - q->boff);
+        q->resp.blen -= q->boff;
+        q->boff = 0;
+    }
+    rt_up_resume(q);
     return (ssize_t)n;
 }
 
+/* q's response has news (head, body bytes, end, or an upstream failure):
+ * submit it the first time, wake its data provider after. */
 void h2_respond(struct rt_conn *c, struct rt_req *q)
 {
+    struct h2_stream *st = nghttp2_session_get_stream_user_data(c->h2, q->stream_id);
+    if (!st) { /* stream already closed */
+        conn_unlink(c, q);
+        req_free(q);
+        return;
+    }
+    if (q->h2_submitted) {
+        if (q->aborted) {
+            nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, q->stream_id,
+                                      NGHTTP2_INTERNAL_ERROR);
+        } else if (q->h2_deferred) {
+            q->h2_deferred = 0;
+            nghttp2_session_resume_data(c->h2, q->stream_id);
+        }
+        h2_mark_dirty(c);
+        return;
+    }
     nghttp2_nv nv[128];
     size_t n = 0;
     char status[8], clen[24];
@@ -230,42 +324,47 @@ void h2_respond(struct rt_conn *c, struct rt_req *q)
                                (size_t)(eol - v), NGHTTP2_NV_FLAG_NONE};
         p = eol + 2;
     }
-    snprintf(clen, sizeof clen, "%zu", q->resp.blen);
-    nv[n++] = (nghttp2_nv){(uint8_t *)"content-length", (uint8_t *)clen, 14, strlen(clen),
-                           NGHTTP2_NV_FLAG_NONE};
-    nghttp2_data_provider dp = {.source.ptr = q, .read_callback = h2_read_body};
-    struct h2_stream *st = nghttp2_session_get_stream_user_data(c->h2, q->stream_id);
-    if (!st) { /* stream already closed */
-        conn_unlink(c, q);
-        req_free(q);
-        return;
+    int whole = q->state == Q_DONE;
+    long long cl = whole ? (long long)q->resp.blen : q->resp_clen;
+    if (cl >= 0 && !(q->resp.status == 204 || q->resp.status == 304)) {
+        snprintf(clen, sizeof clen, "%lld", cl);
+        nv[n++] = (nghttp2_nv){(uint8_t *)"content-length", (uint8_t *)clen, 14, strlen(clen),
+                               NGHTTP2_NV_FLAG_NONE};
     }
-    int rc = nghttp2_submit_response(c->h2, q->stream_id, nv, n,
-                                     (q->head || q->resp.blen == 0) ? NULL : &dp);
+    if (!whole)
+        q->streaming = 1;
+    nghttp2_data_provider dp = {.source.ptr = q, .read_callback = h2_read_body};
+    int nobody = q->head || (whole ? q->resp.blen == 0 : q->resp_clen == 0);
+    int rc = nghttp2_submit_response(c->h2, q->stream_id, nv, n, nobody ? NULL : &dp);
     if (rc) {
         conn_unlink(c, q);
         st->q = NULL;
-        req_free(q);
+        if (q->state == Q_STREAM)
+            up_abandon(q);
+        else
+            req_free(q);
         return;
     }
+    q->h2_submitted = 1;
     /* The request stays linked to the conn until the stream closes (the
      * body provider reads from it). Frames go out at the end of the callback. */
-    if (!c->dirty) {
-        c->dirty = 1;
-        c->dnext = c->w->dirty;
-        c->w->dirty = c;
-        uv_check_start(&c->w->flush, rt_flush_dirty);
-    }
+    h2_mark_dirty(c);
 }
 
 void h2_flush(struct rt_conn *c)
 {
     if (c->closing || !c->h2)
         return;
-    /* Gather all pending frames into one write. */
+    /* Gather pending frames into one write, up to RT_WINDOW queued on the
+     * socket; the rest is pulled when the socket drains (rt_stream_drained). */
     char *b = NULL;
     size_t len = 0, cap = 0;
+    size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
     for (;;) {
+        if (queued + len >= RT_WINDOW) {
+            c->h2_blocked = 1;
+            break;
+        }
         const uint8_t *d;
         ssize_t n = nghttp2_session_mem_send(c->h2, &d);
         if (n < 0) {
@@ -284,7 +383,7 @@ void h2_flush(struct rt_conn *c)
         return;
     }
     if (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2))
-        conn_close(c);
+        conn_end(c);
 }
 
 int h2_start(struct rt_conn *c, const char *settings, size_t slen, struct rt_req *up_req,
@@ -299,13 +398,23 @@ int h2_start(struct rt_conn *c, const char *settings, size_t slen, struct rt_req
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, h2_on_data);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, h2_on_frame);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, h2_on_close);
-    int rc = nghttp2_session_server_new(&c->h2, cb, c);
+    nghttp2_option *opt;
+    if (nghttp2_option_new(&opt)) {
+        nghttp2_session_callbacks_del(cb);
+        return -1;
+    }
+    nghttp2_option_set_no_auto_window_update(opt, 1); /* h2_consume decides */
+    int rc = nghttp2_session_server_new2(&c->h2, cb, c, opt);
+    nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cb);
     if (rc)
         return -1;
     c->proto = P_H2;
-    nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 256}};
-    nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, 1);
+    nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 256},
+                                   {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, RT_WINDOW}};
+    nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, 2);
+    /* The connection window only has to cover the streams' windows in use. */
+    nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0, RT_H2_CONN_WINDOW);
     if (up_req) {
         struct h2_stream *st = h2_stream_new(c);
         if (!st)

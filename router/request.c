@@ -86,9 +86,12 @@ static void rt_gen_reqid(struct rt_worker *w, char *out, size_t n)
 }
 
 /* Build the upstream HTTP/1.1 request once (reused on retry). */
+/* slen: RT_BODY_WHOLE = body[0..blen) is the whole body; >= 0 = a body of
+ * slen bytes follows (rt_body_append); RT_BODY_CHUNKED = a body of unknown
+ * length follows, sent chunk-encoded. */
 int rt_build_upstream(struct rt_req *q, const char *method, const char *target, size_t tlen,
-                          const char *authority, size_t alen, const struct router_hdr *h,
-                          size_t nh, const char *body, size_t blen, const char *peer)
+                      const char *authority, size_t alen, const struct router_hdr *h, size_t nh,
+                      const char *body, size_t blen, long long slen, const char *peer)
 {
     size_t len = 0, cap = tlen + alen + blen + 256;
     for (size_t i = 0; i < nh; i++)
@@ -130,8 +133,17 @@ int rt_build_upstream(struct rt_req *q, const char *method, const char *target, 
     }
     rc |= rt_buf_str(&b, &len, &cap, peer);
     rc |= rt_buf_add(&b, &len, &cap, "\r\nVia: 1.1 wlm-router\r\n", 23);
-    if (blen || !(strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ||
-                  strcmp(method, "DELETE") == 0 || strcmp(method, "OPTIONS") == 0)) {
+    if (slen == RT_BODY_CHUNKED) {
+        rc |= rt_buf_add(&b, &len, &cap, "Transfer-Encoding: chunked\r\n", 28);
+        q->body_chunked = 1;
+        q->body_pending = 1;
+    } else if (slen >= 0) {
+        rc |= rt_buf_add(&b, &len, &cap, "Content-Length: ", 16);
+        rc |= rt_buf_u(&b, &len, &cap, (unsigned long long)slen);
+        rc |= rt_buf_add(&b, &len, &cap, "\r\n", 2);
+        q->body_pending = slen > 0;
+    } else if (blen || !(strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ||
+                         strcmp(method, "DELETE") == 0 || strcmp(method, "OPTIONS") == 0)) {
         rc |= rt_buf_add(&b, &len, &cap, "Content-Length: ", 16);
         rc |= rt_buf_u(&b, &len, &cap, blen);
         rc |= rt_buf_add(&b, &len, &cap, "\r\n", 2);
@@ -145,6 +157,7 @@ int rt_build_upstream(struct rt_req *q, const char *method, const char *target, 
     }
     q->upbytes = b;
     q->uplen = len;
+    q->upcap = cap;
     q->head = strcmp(method, "HEAD") == 0;
     q->idempotent = q->head || strcmp(method, "GET") == 0 || strcmp(method, "PUT") == 0 ||
                     strcmp(method, "DELETE") == 0 || strcmp(method, "OPTIONS") == 0;
@@ -233,6 +246,81 @@ void req_abandon(struct rt_req *q)
         /* else: it is on this worker's ready list; rt_handle_ready frees it. */
     } else if (q->state == Q_DONE || q->state == Q_NEW) {
         req_free(q);
+    } else if (q->state == Q_UPSTREAM || q->state == Q_STREAM) {
+        up_abandon(q); /* streamed: cut now; else freed when it finishes */
     }
-    /* Q_READY / Q_UPSTREAM: freed when that finishes. */
+    /* Q_READY: freed by rt_handle_ready. */
+}
+
+/* ------------------------------------------------------------ request bodies */
+
+/* Body bytes from the client (h1 sink or h2 DATA): frame them for the
+ * upstream, hand them on, and stop reading the client when RT_WINDOW bytes
+ * wait for the upstream. */
+void rt_body_append(struct rt_req *q, const char *d, size_t n)
+{
+    if (!q->body_pending || n == 0)
+        return;
+    if (q->state == Q_DONE) /* answered already (early response, 503, ...): dropped */
+        return;
+    if (q->body_chunked) {
+        char hx[24];
+        int hl = snprintf(hx, sizeof hx, "%zx\r\n", n);
+        rt_buf_add(&q->upbytes, &q->uplen, &q->upcap, hx, (size_t)hl);
+    }
+    rt_buf_add(&q->upbytes, &q->uplen, &q->upcap, d, n);
+    if (q->body_chunked)
+        rt_buf_add(&q->upbytes, &q->uplen, &q->upcap, "\r\n", 2);
+    q->body_bytes += n;
+    up_pump(q);
+    rt_body_check_pause(q);
+}
+
+void rt_body_end(struct rt_req *q)
+{
+    if (!q->body_pending)
+        return;
+    if (q->body_chunked)
+        rt_buf_add(&q->upbytes, &q->uplen, &q->upcap, "0\r\n\r\n", 5);
+    q->body_pending = 0;
+    up_pump(q);
+    rt_body_resume(q);
+}
+
+void rt_body_check_pause(struct rt_req *q)
+{
+    struct rt_conn *c = q->conn;
+    if (!c || c->closing || up_pending(q) <= RT_WINDOW)
+        return;
+    if (c->proto == P_H1 && !c->bpaused) {
+        c->bpaused = 1;
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    }
+    /* h2: the bytes are not given back to the client's window yet. */
+}
+
+void rt_body_resume(struct rt_req *q)
+{
+    struct rt_conn *c = q->conn;
+    if (!c || c->closing || up_pending(q) > RT_WINDOW / 2)
+        return;
+    if (c->proto == P_H2) {
+        h2_consume(c, q);
+    } else if (c->bpaused) {
+        c->bpaused = 0;
+        if (!c->paused)
+            uv_read_start((uv_stream_t *)&c->tcp, rt_worker_alloc, conn_read);
+    }
+}
+
+/* Pass the response on as it arrives. */
+void rt_resp_progress(struct rt_req *q)
+{
+    struct rt_conn *c = q->conn;
+    if (!c)
+        return;
+    if (c->proto == P_H2)
+        h2_respond(c, q);
+    else
+        conn_flush(c);
 }

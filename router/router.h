@@ -190,7 +190,15 @@ enum router_h1_event {
     ROUTER_H1_NEED_MORE = 0,
     ROUTER_H1_REQUEST = 1, /* a complete request is available */
     ROUTER_H1_ERROR = 2,   /* protocol error: respond with router_h1req_status and close */
+    ROUTER_H1_HEAD = 3,    /* streaming mode: the head of a request with a body */
 };
+
+/* Streaming mode (router_h1req_set_sink): a request with a body is reported
+ * as ROUTER_H1_HEAD once its head is complete (view valid, body empty); its
+ * body bytes, chunked framing removed, then go to sink(ud, data, len) as they
+ * are fed, and ROUTER_H1_REQUEST marks the end of the body. Bodies are still
+ * limited to max_body_bytes (413). Without a sink, bodies are buffered whole. */
+typedef void (*router_h1_sink)(void *ud, const char *data, size_t len);
 
 struct router_h1req *router_h1req_new(size_t max_header_bytes, size_t max_body_bytes);
 void router_h1req_free(struct router_h1req *r);
@@ -214,8 +222,13 @@ struct router_h1view {
     int http_major, http_minor;
     int keep_alive;
     int upgrade_h2c; /* "Upgrade: h2c" with HTTP2-Settings */
+    long long content_length; /* -1 when none */
+    int chunked;              /* Transfer-Encoding: chunked */
 };
 void router_h1req_view(const struct router_h1req *r, struct router_h1view *v);
+void router_h1req_set_sink(struct router_h1req *r, router_h1_sink sink, void *ud);
+/* After ROUTER_H1_REQUEST: non-zero when its body went to the sink. */
+int router_h1req_streamed(const struct router_h1req *r);
 /* Forget the current request; ready for the next one on the same connection. */
 void router_h1req_reset(struct router_h1req *r);
 /* A Host / :authority value is syntactically a uri-host[:port] (may be empty). */

@@ -1,5 +1,13 @@
 /* upstream.c - upstream keep-alive pools: connect, send, parse the response,
- * timeouts, retry of idempotent requests on another instance. */
+ * timeouts, retry of idempotent requests on another instance.
+ *
+ * Streaming: the request goes out as it arrives (up_pump) and the response
+ * is passed on as it arrives (rt_resp_progress). Each direction buffers
+ * about RT_WINDOW bytes: past that, the fast side is not read until the
+ * slow side has taken half of it (up_check_pause / rt_up_resume here,
+ * rt_body_check_pause / rt_body_resume for request bodies). The upstream
+ * timeout is the time to the response head and then the longest silence
+ * while the body is read (not counted while the client is the slow side). */
 #include <strings.h>
 
 #include "gw.h"
@@ -42,7 +50,8 @@ void up_close(struct rt_upconn *u)
 }
 
 /* Upstream failed for request q. Retry idempotent requests that got no
- * response bytes on another instance; else answer 502/504. */
+ * response bytes and still have their whole body on another instance; else
+ * answer 502/504, or cut the client's stream when its head already went out. */
 void up_fail(struct rt_upconn *u, int timeout)
 {
     struct rt_req *q = u->req;
@@ -55,7 +64,7 @@ void up_fail(struct rt_upconn *u, int timeout)
     struct router *r = q->w->r;
     /* Only idempotent requests are retried: a POST on a connection that died
      * may already have been executed. */
-    if (!timeout && !got && q->conn && q->tries < 3 && q->idempotent) {
+    if (!timeout && !got && q->conn && q->tries < 3 && q->idempotent && !q->updropped) {
         /* A dead pooled connection is the pool's fault, not the instance's. */
         double now = rt_mono();
         pthread_mutex_lock(&r->mu);
@@ -88,14 +97,40 @@ void up_fail(struct rt_upconn *u, int timeout)
         pthread_mutex_unlock(&r->mu);
         if (in) {
             q->tries++;
+            q->upsent = 0;
             up_start(q);
             return;
         }
     }
+    if (q->streaming) {
+        wlm_warn("router", "upstream failed mid-response", "id=%s instance=%s timeout=%d sent=%llu",
+                 q->reqid, q->inst ? q->inst->id : "?", timeout,
+                 (unsigned long long)q->bytes_out);
+        q->aborted = 1;
+        rt_release_slot(q, 0, 1);
+        req_complete(q);
+        return;
+    }
     rt_resp_local(q, timeout ? 504 : 502, NULL,
-               timeout ? "upstream timed out" : "upstream connection failed");
+                  timeout ? "upstream timed out" : "upstream connection failed");
     rt_release_slot(q, 0, !reused || timeout);
     req_complete(q);
+}
+
+/* The client left while its request was upstream: a streamed transfer is
+ * cut (the upstream connection closes); a small one finishes and is then
+ * dropped so the pooled connection survives. Returns 1 when q was freed. */
+int up_abandon(struct rt_req *q)
+{
+    struct rt_upconn *u = q->up;
+    if (!u || !(q->state == Q_STREAM || q->body_pending || u->rpaused))
+        return 0;
+    u->req = NULL;
+    q->up = NULL;
+    up_close(u);
+    rt_release_slot(q, 0, 0);
+    req_free(q);
+    return 1;
 }
 
 static int up_on_hfield(http_parser *p, const char *at, size_t len)
@@ -141,9 +176,13 @@ static int up_on_headers_complete(http_parser *p)
         rt_buf_add(&u->hk, &u->hklen, &u->hkcap, "", 1);
     else if (u->hklen)
         rt_buf_add(&u->hk, &u->hklen, &u->hkcap, "\0", 2); /* name without value */
-    if (p->status_code / 100 == 1)
+    if (p->status_code / 100 == 1) {
+        u->hklen = 0;
+        u->in_value = 0;
         return 0; /* interim response: skipped in on_message_complete */
+    }
     rt_resp_reset(&q->resp);
+    q->boff = 0;
     q->resp.status = p->status_code;
     const char *k = u->hk, *end = u->hk + u->hklen;
     while (k && k < end) {
@@ -156,8 +195,15 @@ static int up_on_headers_complete(http_parser *p)
             rt_buf_hdr(&q->resp.hb, &q->resp.hlen, &q->resp.hcap, k, nl, v, vl);
         k = v + vl + 1;
     }
+    rt_buf_hdr(&q->resp.hb, &q->resp.hlen, &q->resp.hcap, "X-Request-Id", 12, q->reqid,
+               strlen(q->reqid));
     u->hklen = 0;
     u->in_value = 0;
+    u->hdone = 1;
+    int nobody = q->head || p->status_code == 204 || p->status_code == 304;
+    q->resp_clen = nobody                             ? 0
+                   : p->content_length != ULLONG_MAX ? (long long)p->content_length
+                                                     : -1;
     return q->head ? 1 : 0; /* HEAD: no body follows */
 }
 
@@ -167,8 +213,8 @@ static int up_on_body(http_parser *p, const char *at, size_t len)
     struct rt_req *q = u->req;
     if (!q)
         return -1;
-    if (q->resp.blen + len > q->w->r->o.max_response_bytes)
-        return -1;
+    if (q->boff && q->boff == q->resp.blen)
+        q->boff = q->resp.blen = 0; /* everything passed on: start over */
     return rt_buf_add(&q->resp.body, &q->resp.blen, &q->resp.bcap, at, len);
 }
 
@@ -196,15 +242,45 @@ static const http_parser_settings up_settings = {
 static void up_done(struct rt_upconn *u)
 {
     struct rt_req *q = u->req;
-    int ka = http_should_keep_alive(&u->p) && !u->noreuse;
+    int ka = http_should_keep_alive(&u->p) && !u->noreuse && !q->body_pending;
     uv_timer_stop(&u->timer);
     u->req = NULL;
     q->up = NULL;
     up_release(u, ka);
-    rt_buf_hdr(&q->resp.hb, &q->resp.hlen, &q->resp.hcap, "X-Request-Id", 12, q->reqid,
-            strlen(q->reqid));
     rt_release_slot(q, q->resp.status < 500, 0);
     req_complete(q);
+}
+
+/* Bytes of the response waiting for the client: the request's queue plus
+ * what the client's socket has not taken yet. */
+static size_t resp_pending(const struct rt_req *q)
+{
+    size_t n = q->resp.blen - q->boff;
+    if (q->conn)
+        n += uv_stream_get_write_queue_size((const uv_stream_t *)&q->conn->tcp);
+    return n;
+}
+
+static void up_timeout(uv_timer_t *t);
+
+static void up_check_pause(struct rt_upconn *u)
+{
+    struct rt_req *q = u->req;
+    if (!q || u->rpaused || u->closing || resp_pending(q) <= RT_WINDOW)
+        return;
+    u->rpaused = 1;
+    uv_read_stop((uv_stream_t *)&u->tcp);
+    uv_timer_stop(&u->timer); /* the client is the slow side now */
+}
+
+void rt_up_resume(struct rt_req *q)
+{
+    struct rt_upconn *u = q->up;
+    if (!u || !u->rpaused || u->closing || resp_pending(q) > RT_WINDOW / 2)
+        return;
+    u->rpaused = 0;
+    uv_read_start((uv_stream_t *)&u->tcp, rt_worker_alloc, up_read);
+    uv_timer_start(&u->timer, up_timeout, u->w->r->up_timeout_ms, 0);
 }
 
 void rt_worker_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b)
@@ -215,7 +291,7 @@ void rt_worker_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b)
 
 static void up_read_(struct rt_upconn *u, ssize_t n, const uv_buf_t *b);
 
-static void up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+void up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
     struct rt_upconn *u = s->data;
     struct rt_worker *w = u->w;
@@ -254,6 +330,17 @@ static void up_read_(struct rt_upconn *u, ssize_t n, const uv_buf_t *b)
     if (HTTP_PARSER_ERRNO(&u->p) != HPE_OK) {
         u->got_bytes = 1; /* malformed response: do not retry */
         up_fail(u, 0);
+        return;
+    }
+    if (u->hdone) {
+        /* Head in, body still coming: pass on what is here and restart the
+         * silence timer. */
+        struct rt_req *q = u->req;
+        q->state = Q_STREAM;
+        uv_timer_start(&u->timer, up_timeout, u->w->r->up_timeout_ms, 0);
+        rt_resp_progress(q);
+        if (u->req == q)
+            up_check_pause(u);
     }
 }
 
@@ -266,6 +353,37 @@ static void up_timeout(uv_timer_t *t)
     rt_maybe_drain(w);
 }
 
+/* Hand the request bytes that arrived so far to the upstream socket. Once
+ * the request is larger than RT_KEEP, written bytes are not kept. */
+void up_pump(struct rt_req *q)
+{
+    struct rt_upconn *u = q->up;
+    if (!u || !u->sending || u->closing || q->upsent >= q->uplen)
+        return;
+    if (rt_stream_write((uv_stream_t *)&u->tcp, q->upbytes + q->upsent, q->uplen - q->upsent)) {
+        up_fail(u, 0);
+        return;
+    }
+    q->upsent = q->uplen;
+    if (q->updropped || q->uplen > RT_KEEP) {
+        q->updropped += q->uplen;
+        q->uplen = q->upsent = 0;
+    }
+    if (!u->hdone) /* while the body goes up, the timeout counts silence */
+        uv_timer_start(&u->timer, up_timeout, u->w->r->up_timeout_ms, 0);
+    if (q->body_pending)
+        rt_body_resume(q); /* written at once: the client may send more */
+}
+
+/* Request bytes waiting for the upstream: queued here plus unsent on its socket. */
+size_t up_pending(const struct rt_req *q)
+{
+    size_t n = q->uplen - q->upsent;
+    if (q->up && q->up->connected)
+        n += uv_stream_get_write_queue_size((const uv_stream_t *)&q->up->tcp);
+    return n;
+}
+
 static void up_send(struct rt_upconn *u)
 {
     struct rt_req *q = u->req;
@@ -275,9 +393,18 @@ static void up_send(struct rt_upconn *u)
     u->complete = 0;
     u->hklen = 0;
     u->in_value = 0;
+    u->hdone = 0;
+    u->sending = 1;
     uv_timer_start(&u->timer, up_timeout, q->w->r->up_timeout_ms, 0);
-    if (rt_stream_write((uv_stream_t *)&u->tcp, q->upbytes, q->uplen))
-        up_fail(u, 0);
+    up_pump(q);
+}
+
+/* The upstream socket took its queued bytes: more of the body may come. */
+void up_drained(struct rt_upconn *u)
+{
+    struct rt_req *q = u->req;
+    if (q && q->body_pending)
+        rt_body_resume(q);
 }
 
 static void up_connected(uv_connect_t *cr, int status)
@@ -306,6 +433,7 @@ static void up_release(struct rt_upconn *u, int reuse)
         return;
     }
     u->reused = 1;
+    u->sending = 0;
     u->inext = u->inst->idle[u->w->idx];
     u->inst->idle[u->w->idx] = u;
 }
