@@ -15,9 +15,8 @@
  * keeps WFQ order and the limit exact across workers; the critical sections
  * are a few hundred nanoseconds, and with one worker the lock is uncontended.
  *
- * Requests and responses are buffered whole (bounded by max_body_bytes and
- * max_response_bytes): that is what makes retry on another instance
- * possible, and small web responses dominate. */
+ * Bodies stream both ways with a bounded window per stream (upstream.c,
+ * request.c); small requests are kept whole so they can be retried. */
 #include <errno.h>
 #include <netdb.h>
 #include <strings.h>
@@ -150,7 +149,6 @@ int router_new(const struct router_opts *o, struct router_config *cfg, struct ro
     r->o.token = r->token;
     if (!r->o.max_header_bytes) r->o.max_header_bytes = 16384;
     if (!r->o.max_body_bytes) r->o.max_body_bytes = 8u << 20;
-    if (!r->o.max_response_bytes) r->o.max_response_bytes = 64u << 20;
     if (!r->o.header_timeout_ms) r->o.header_timeout_ms = 10000;
     if (!r->o.idle_timeout_ms) r->o.idle_timeout_ms = 60000;
     if (!r->o.eject_failures) r->o.eject_failures = 3;

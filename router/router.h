@@ -247,7 +247,7 @@ struct router_opts {
     unsigned workers;       /* event-loop threads, default 1 */
     size_t max_header_bytes;   /* default 16 KiB -> 431 */
     size_t max_body_bytes;     /* default 8 MiB -> 413 */
-    size_t max_response_bytes; /* default 64 MiB -> 502 */
+    size_t max_response_bytes; /* unused: responses stream (kept for source compatibility) */
     unsigned header_timeout_ms; /* default 10000 -> 408 */
     unsigned idle_timeout_ms;   /* default 60000 */
     unsigned eject_failures;    /* consecutive failures that eject an instance, default 3 */
