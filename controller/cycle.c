@@ -182,6 +182,8 @@ struct solve_work {
     double started, seconds;
 };
 
+static json_t *snapshot_json(const struct solve_work *sw);
+
 static void solve_run(uv_work_t *w)
 {
     struct solve_work *sw = w->data;
@@ -190,62 +192,36 @@ static void solve_run(uv_work_t *w)
     sw->seconds = wlm_now_mono() - t0;
 }
 
-/* A job's utility as a function of the CPU it gets for the next `horizon`
- * seconds, after which it is assumed to run at full speed again. A decision
- * is revisited every placement period, so this is what an allocation really
- * buys: pausing a job with slack for a while costs it little, pausing one
- * near its goal costs a lot. (Read as "this CPU forever", every job at 0 MHz
- * would look hopeless and none would ever make room for a web spike.) */
-static void job_horizon_curve(const struct jobsched_job *j, double now, double horizon,
-                              const struct jobsched_config *cfg, struct placement_utility *u)
+/* A job's placement curve: jobsched's valuation for this controller's
+ * placement period and action durations (the same function and settings
+ * rule wlm-sim uses). */
+void ctl_placement_options(const struct controller *c, struct placement_options *o)
 {
-    double vmax = jobsched_job_max_mhz(j);
-    double rem = jobsched_job_remaining(j);
-    if (vmax <= 0)
-        vmax = 1;
-    const size_t n = 12;
-    u->npoints = n;
-    for (size_t i = 0; i < n; i++) {
-        double w = vmax * (double)i / (double)(n - 1);
-        double t;
-        if (w * horizon >= rem)
-            t = now + rem / w;
-        else
-            t = now + horizon + (rem - w * horizon) / vmax;
-        u->cpu_mhz[i] = w;
-        u->util[i] = jobsched_completion_utility(j, t, cfg);
-    }
-    placement_utility_make_concave(u);
+    placement_options_default(o);
+    o->power_saving = c->cfg.power_saving;
+    o->headroom = c->cfg.headroom;
+    if (!strcmp(c->cfg.solver, "exact"))
+        o->solver = PLACEMENT_SOLVER_EXACT;
+    else if (!strcmp(c->cfg.solver, "heuristic"))
+        o->solver = PLACEMENT_SOLVER_HEURISTIC;
+    o->time_limit_s = 1.0;
 }
 
 void ctl_job_curve(const struct controller *c, const struct jobsched_job *job, double now,
                    struct placement_utility *u)
 {
-    if (job->state == JOBSCHED_ELIGIBLE) {
-        /* Waiting work: starting it is the point, so it is valued by what
-         * it gets from now on. */
-        struct jobsched_point pts[PLACEMENT_UTILITY_MAX_POINTS];
-        size_t np = jobsched_utility_curve(job, now, jobsched_config(c->js), pts,
-                                           PLACEMENT_UTILITY_MAX_POINTS);
-        u->npoints = np;
-        for (size_t k = 0; k < np; k++) {
-            u->cpu_mhz[k] = pts[k].x;
-            u->util[k] = pts[k].y;
-        }
-    } else {
-        double horizon = 5.0 * (double)c->cfg.placement_period_ms / 1000.0;
-        job_horizon_curve(job, now, horizon < 60 ? 60 : horizon, jobsched_config(c->js), u);
-    }
-    if (u->npoints >= 1 && u->util[u->npoints - 1] - u->util[0] < 1e-9) {
-        /* Already past the point where lateness is clamped: the curve is
-         * flat, which would tell the optimiser CPU is useless and starve the
-         * job for ever. Below the clamp, finishing sooner is still better. */
-        double top = u->util[0], vmax = jobsched_job_max_mhz(job);
-        u->npoints = 2;
-        u->cpu_mhz[0] = 0;
-        u->util[0] = top - 0.5;
-        u->cpu_mhz[1] = vmax > 0 ? vmax : 1;
-        u->util[1] = top;
+    struct placement_options opts, *o = &opts;
+    ctl_placement_options(c, o);
+    struct jobsched_valuation v;
+    jobsched_valuation_init(&v, (double)c->cfg.placement_period_ms / 1000.0,
+                            o->cost[PLACEMENT_ACT_START_JOB].duration_s,
+                            o->cost[PLACEMENT_ACT_RESTORE_JOB].duration_s);
+    struct jobsched_point pts[PLACEMENT_UTILITY_MAX_POINTS];
+    size_t np = jobsched_placement_curve(job, now, &v, pts, PLACEMENT_UTILITY_MAX_POINTS);
+    u->npoints = np;
+    for (size_t k = 0; k < np; k++) {
+        u->cpu_mhz[k] = pts[k].x;
+        u->util[k] = pts[k].y;
     }
 }
 
@@ -287,14 +263,7 @@ static struct solve_work *build_problem(struct controller *c, double now)
     njobs = jobsched_placeable(c->js, jobs, njobs);
     sw->c = c;
     sw->p = p;
-    placement_options_default(&p->opts);
-    p->opts.power_saving = c->cfg.power_saving;
-    p->opts.headroom = c->cfg.headroom;
-    if (!strcmp(c->cfg.solver, "exact"))
-        p->opts.solver = PLACEMENT_SOLVER_EXACT;
-    else if (!strcmp(c->cfg.solver, "heuristic"))
-        p->opts.solver = PLACEMENT_SOLVER_HEURISTIC;
-    p->opts.time_limit_s = 1.0;
+    ctl_placement_options(c, &p->opts);
 
     p->nodes = calloc(nready, sizeof(*p->nodes));
     sw->node_names = calloc(nready, sizeof(*sw->node_names));
@@ -367,6 +336,11 @@ static struct solve_work *build_problem(struct controller *c, double now)
         w->min_instances = 0;
         w->max_instances = 1;
         w->migratable = 1;
+        w->whole = 1;
+        w->stall_cost = jobsched_stall_cost(job);
+        /* An action in flight (start, migration) is not the decision's to
+         * undo: the job stays where it goes, with what it was given. */
+        w->busy = job->state == JOBSCHED_STARTING || job->state == JOBSCHED_MIGRATING;
         ctl_job_curve(c, job, now, &w->utility);
         for (size_t l = 0, used = 0; l < job->req.nlabels; l++) {
             int n = snprintf(w->requires + used, sizeof(w->requires) - used, "%s%s=%s",
@@ -940,6 +914,10 @@ static void solve_after(uv_work_t *w, int status)
              sw->seconds, d->note);
     json_decref(c->last_decision);
     c->last_decision = decision_summary(c, sw);
+    /* What it was decided on, so `wlm plan` can replay it exactly. */
+    json_decref(c->last_problem);
+    c->last_problem = snapshot_json(sw);
+    json_object_set_new(c->last_problem, "decision", placement_decision_to_json(sw->p, d));
     wlm_gauge_set(wlm_metrics_gauge(c->metrics, "wlm_placement_min_utility",
                                     "Minimum utility of the last placement decision.", NULL),
                   d->min_utility);
@@ -1335,87 +1313,34 @@ static json_t *placement_view(struct controller *c)
 
 /* The problem the placement controller would solve now, as a snapshot for
  * `wlm plan --snapshot` (docs/snapshot.md): what-if analysis on live state. */
-static json_t *utility_json(const struct placement_utility *u)
-{
-    json_t *a = json_array();
-    for (size_t i = 0; i < u->npoints; i++)
-        json_array_append_new(a, json_pack("[f,f]", u->cpu_mhz[i], u->util[i]));
-    return a;
-}
-
-static json_t *labels_json(const char *csv)
-{
-    json_t *a = json_array();
-    char buf[PLACEMENT_LABELS_MAX];
-    wlm_strlcpy(buf, csv, sizeof(buf));
-    char *save = NULL;
-    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
-        json_array_append_new(a, json_string(t));
-    return a;
-}
-
 static json_t *snapshot_json(const struct solve_work *sw)
 {
-    const struct placement_problem *p = sw->p;
-    json_t *nodes = json_array(), *apps = json_array(), *jobs = json_array();
-    for (size_t i = 0; i < p->nnodes; i++) {
-        const struct placement_node *n = &p->nodes[i];
-        json_array_append_new(
-            nodes, json_pack("{s:s, s:i, s:f, s:f, s:b, s:b, s:f, s:f, s:o}", "name", n->name,
-                             "cores", n->cores, "mhz_per_core", n->mhz_per_core, "memory_mb",
-                             n->memory_mb, "powered_on", n->powered_on, "can_power_off",
-                             n->can_power_off, "power_idle_w", n->power_idle_w, "power_max_w",
-                             n->power_max_w, "labels", labels_json(n->labels)));
-    }
-    static const char *states[] = {"queued", "running", "paused", "suspended"};
-    for (size_t w = 0; w < p->nworkloads; w++) {
-        const struct placement_workload *wl = &p->workloads[w];
-        json_t *o = json_pack("{s:s, s:f, s:f, s:o, s:o}", "name", wl->name, "memory_mb",
-                              wl->memory_mb, "max_cpu_mhz", wl->max_cpu_per_instance, "utility",
-                              utility_json(&wl->utility), "requires",
-                              labels_json(wl->requires));
-        if (wl->kind == PLACEMENT_APP) {
-            json_t *insts = json_array();
-            for (size_t k = 0; k < p->ncurrent; k++)
-                if (p->current[k].workload == w)
-                    json_array_append_new(insts, json_pack("{s:s, s:f}", "node",
-                                                           p->nodes[p->current[k].node].name,
-                                                           "cpu_mhz", p->current[k].cpu_mhz));
-            json_object_set_new(o, "min_instances", json_integer(wl->min_instances));
-            json_object_set_new(o, "max_instances", json_integer(wl->max_instances));
-            json_object_set_new(o, "instances", insts);
-            json_array_append_new(apps, o);
-        } else {
-            json_object_set_new(o, "state", json_string(states[wl->state]));
-            json_object_set_new(o, "migratable", json_boolean(wl->migratable));
-            if (wl->cur_node >= 0 && (wl->state == PLACEMENT_JOB_RUNNING ||
-                                      wl->state == PLACEMENT_JOB_PAUSED)) {
-                json_object_set_new(o, "node", json_string(p->nodes[wl->cur_node].name));
-                for (size_t k = 0; k < p->ncurrent; k++)
-                    if (p->current[k].workload == w)
-                        json_object_set_new(o, "cpu_mhz", json_real(p->current[k].cpu_mhz));
-            }
-            json_array_append_new(jobs, o);
-        }
-    }
-    const struct placement_options *op = &p->opts;
-    json_t *opts = json_pack("{s:s, s:f, s:f, s:b}", "solver",
-                             op->solver == PLACEMENT_SOLVER_EXACT       ? "exact"
-                             : op->solver == PLACEMENT_SOLVER_HEURISTIC ? "heuristic"
-                                                                        : "auto",
-                             "time_limit_s", op->time_limit_s, "headroom", op->headroom,
-                             "power_saving", op->power_saving);
-    char comment[96];
-    char ts[40];
+    char comment[96], ts[40];
     snprintf(comment, sizeof(comment), "taken from wlm-controller at %s",
              wlm_time_format(wlm_now_wall(), ts, sizeof(ts)));
-    return json_pack("{s:s, s:o, s:o, s:o, s:o}", "comment", comment, "options", opts, "nodes",
-                     nodes, "apps", apps, "jobs", jobs);
+    return placement_problem_to_json(sw->p, comment);
 }
 
 static void handle_snapshot(struct wlm_http_req *req, void *ud)
 {
     struct controller *c = ud;
+    char *of = wlm_http_req_query(req, "of");
+    int last = of && !strcmp(of, "last");
+    if (of && !last) {
+        wlm_http_respond_error(req, 400, "bad_request",
+                               "of: expected \"last\" (the problem of the last decision) or nothing "
+                               "(the problem as it stands now)");
+        free(of);
+        return;
+    }
+    free(of);
+    if (last) {
+        if (!c->last_problem)
+            wlm_http_respond_error(req, 404, "not_found", "no placement decision yet");
+        else
+            wlm_http_respond_json(req, 200, json_incref(c->last_problem));
+        return;
+    }
     struct solve_work *sw = build_problem(c, wlm_now_wall());
     if (!sw) {
         wlm_http_respond_error(req, 409, "conflict", "no READY node: nothing to place");
@@ -1550,6 +1475,7 @@ void ctl_cycle_free(struct controller *c)
     json_decref(c->app_cpu_mcycles);
     json_decref(c->saved_jobs);
     json_decref(c->last_decision);
+    json_decref(c->last_problem);
     free(c->insts);
     free(c->plan);
 }

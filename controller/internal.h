@@ -126,6 +126,7 @@ struct controller {
     int solving;
     double last_place, last_progress;
     json_t *last_decision; /* summary of the last placement decision */
+    json_t *last_problem;  /* the snapshot it was decided on, with the decision under "decision" */
     struct ctl_util_point history[CTL_HISTORY];
     size_t hist_head, hist_len;
     struct ctl_flowstat *fstats;
@@ -163,9 +164,10 @@ struct ctl_node *ctl_node_find(struct controller *c, const char *name);
 /* A node stopped heartbeating: replace its app instances, move its jobs. */
 void ctl_cycle_node_lost(struct controller *c, struct ctl_node *n);
 double ctl_app_allocation(const struct controller *c, const char *app);
-/* The utility curve of a job as the placement controller sees it: over a
- * decision horizon for running and suspended jobs, from now on for waiting
- * ones. */
+/* The placement options this controller decides with. */
+void ctl_placement_options(const struct controller *c, struct placement_options *o);
+/* The placement curve of a job (jobsched_placement_curve with this
+ * controller's valuation settings). */
 void ctl_job_curve(const struct controller *c, const struct jobsched_job *job, double now,
                    struct placement_utility *u);
 

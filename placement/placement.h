@@ -272,6 +272,11 @@ int placement_plan_verify(const struct placement_problem *p, const struct placem
  * "nodes[2].memory_mb: must be > 0". *out is freed with placement_problem_free. */
 int placement_snapshot_parse(const json_t *root, struct placement_problem **out,
                              struct wlm_error *err);
+/* The problem as a snapshot document (new reference): every field the core
+ * reads, so parsing it back gives the same problem and the same decision
+ * (apps are written before jobs: a problem whose apps come first keeps its
+ * workload order). comment may be NULL. */
+json_t *placement_problem_to_json(const struct placement_problem *p, const char *comment);
 /* The decision as JSON (new reference). */
 json_t *placement_decision_to_json(const struct placement_problem *p,
                                    const struct placement_decision *d);

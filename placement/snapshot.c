@@ -207,7 +207,7 @@ static int parse_options(const json_t *o, struct placement_options *opt, struct 
     static const char *const keys[] = {"solver",        "exact_max_pairs", "time_limit_s",
                                        "mip_gap",       "hysteresis",      "goal_utility",
                                        "headroom",      "power_off_margin", "power_saving",    "balance_band",
-                                       "max_balance_moves", "costs",      NULL};
+                                       "max_balance_moves", "costs",      "no_moves",        NULL};
     if (!json_is_object(o))
         return fail(err, "options", "expected an object");
     int rc;
@@ -235,7 +235,8 @@ static int parse_options(const json_t *o, struct placement_options *opt, struct 
         (rc = get_num(o, "options", "power_off_margin", 0, GE0, &opt->power_off_margin, err)) ||
         (rc = get_bool(o, "options", "power_saving", &opt->power_saving, err)) ||
         (rc = get_num(o, "options", "balance_band", 0, GE0, &opt->balance_band, err)) ||
-        (rc = get_int(o, "options", "max_balance_moves", 0, GE0, &opt->max_balance_moves, err)))
+        (rc = get_int(o, "options", "max_balance_moves", 0, GE0, &opt->max_balance_moves, err)) ||
+        (rc = get_bool(o, "options", "no_moves", &opt->no_moves, err)))
         return rc;
     opt->exact_max_pairs = (size_t)pairs;
     if (opt->headroom >= 1)
@@ -286,7 +287,10 @@ static int push_current(struct placement_problem *p, size_t *cap, size_t w, size
 int placement_snapshot_parse(const json_t *root, struct placement_problem **out,
                              struct wlm_error *err)
 {
-    static const char *const top_keys[] = {"options", "nodes", "apps", "jobs", "comment", NULL};
+    /* "decision": what the controller decided on this snapshot (GET
+     * /v1/placement/snapshot?of=last), kept for comparison and ignored. */
+    static const char *const top_keys[] = {"options", "nodes",    "apps", "jobs",
+                                           "comment", "decision", NULL};
     static const char *const node_keys[] = {"name",         "cores",       "mhz_per_core",
                                             "memory_mb",    "powered_on",  "can_power_off",
                                             "power_idle_w", "power_max_w", "power_budget_w",
@@ -297,7 +301,8 @@ int placement_snapshot_parse(const json_t *root, struct placement_problem **out,
     static const char *const inst_keys[] = {"node", "cpu_mhz", NULL};
     static const char *const job_keys[] = {"name",     "memory_mb",  "max_cpu_mhz", "utility",
                                            "requires", "migratable", "state",       "node",
-                                           "cpu_mhz",  "whole",      "stall_cost",  NULL};
+                                           "cpu_mhz",  "whole",      "stall_cost",  "busy",
+                                           NULL};
     *out = NULL;
     if (!json_is_object(root))
         return fail(err, "snapshot", "expected a JSON object");
@@ -470,6 +475,7 @@ int placement_snapshot_parse(const json_t *root, struct placement_problem **out,
             /* job */
             if ((rc = get_bool(e, path, "migratable", &w->migratable, err)) ||
                 (rc = get_bool(e, path, "whole", &w->whole, err)) ||
+                (rc = get_bool(e, path, "busy", &w->busy, err)) ||
                 (rc = get_num(e, path, "stall_cost", 0, GE0, &w->stall_cost, err)))
                 goto fail;
             json_t *st = json_object_get(e, "state");
