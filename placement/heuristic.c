@@ -53,8 +53,8 @@ int pl_packer_init(struct pl_packer *k, const struct pl_ctx *c, const size_t *or
     k->npieces_cap = W;
     k->left = malloc(W * sizeof(int));
     k->dem = malloc(W * sizeof(double));
-    if (!k->order || !k->pos || !k->fc || !k->fm || !k->tc || !k->tm || !k->tb || !k->head || !k->pieces ||
-        !k->left || !k->dem) {
+    if (!k->order || !k->pos || !k->fc || !k->fm || !k->tc || !k->tm || !k->tb || !k->head ||
+        !k->pieces || !k->left || !k->dem) {
         pl_packer_fini(k);
         return -ENOMEM;
     }
@@ -156,7 +156,8 @@ static size_t tree_ff_rec(const struct pl_packer *k, size_t i, size_t lo, size_t
 /* First fit. When CPU and memory are both fragmented the two maxima can
  * lead into many subtrees where no single node has both, so the search has
  * a budget; past it, the caller falls back to the most-free-CPU node. */
-static size_t tree_find(const struct pl_packer *k, double cpu, double mem, int budget, int *exhausted)
+static size_t tree_find(const struct pl_packer *k, double cpu, double mem, int budget,
+                        int *exhausted)
 {
     struct ffq q = {cpu, mem, fmin(cpu / k->cs, mem / k->ms) * (1 - 1e-9), budget};
     size_t r = tree_ff_rec(k, 1, 0, k->size, &q);
@@ -420,8 +421,8 @@ static int pack_once(struct pl_packer *k, const struct pl_pack_args *pa, double 
             pa->failed_mark[a] = 1;
             continue;
         }
-        if (k->left[a] <= 0 || (!is_job && k->dem[a] <= 1e-9 && k->head[a] != PL_NONE &&
-                                 0 >= c->mininst[a]))
+        if (k->left[a] <= 0 ||
+            (!is_job && k->dem[a] <= 1e-9 && k->head[a] != PL_NONE && 0 >= c->mininst[a]))
             continue;
         if (!is_job && k->dem[a] <= 1e-9 && c->mininst[a] == 0)
             continue;
@@ -795,8 +796,10 @@ int pl_balance(const struct pl_ctx *c, struct pl_sol *s, const int *node_on)
                 dup = s->a[j].workload == x->workload && s->a[j].node == l;
             if (dup)
                 continue;
-            double g = fabs((used[h] - x->cpu_mhz) / c->cap[h] - (used[l] + x->cpu_mhz) / c->cap[l]);
-            if (g < bestgap - 1e-9 || (g < bestgap + 1e-9 && g < gap - 1e-9 && wl->memory_mb < bestmem)) {
+            double g =
+                fabs((used[h] - x->cpu_mhz) / c->cap[h] - (used[l] + x->cpu_mhz) / c->cap[l]);
+            if (g < bestgap - 1e-9 ||
+                (g < bestgap + 1e-9 && g < gap - 1e-9 && wl->memory_mb < bestmem)) {
                 best = i;
                 bestgap = g;
                 bestmem = wl->memory_mb;

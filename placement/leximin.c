@@ -225,7 +225,8 @@ int pl_relabel(const struct pl_ctx *c, struct pl_sol *s)
         for (size_t j = head[a]; j != PL_NONE; j = next[j]) {
             size_t n = p->current[j].node;
             if (kind[n] == kind[b])
-                ov[no++] = (struct ovl){b, n, s->a[i].cpu_mhz + p->workloads[a].memory_mb * 1e-3 + 1};
+                ov[no++] =
+                    (struct ovl){b, n, s->a[i].cpu_mhz + p->workloads[a].memory_mb * 1e-3 + 1};
         }
     }
     /* Match greedily by weight; a node holding work whose action is in

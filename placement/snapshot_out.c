@@ -74,10 +74,9 @@ json_t *placement_problem_to_json(const struct placement_problem *p, const char 
             json_t *insts = json_array();
             for (size_t k = 0; k < p->ncurrent; k++)
                 if (p->current[k].workload == w)
-                    json_array_append_new(insts,
-                                          json_pack("{s:s, s:f}", "node",
-                                                    p->nodes[p->current[k].node].name, "cpu_mhz",
-                                                    p->current[k].cpu_mhz));
+                    json_array_append_new(insts, json_pack("{s:s, s:f}", "node",
+                                                           p->nodes[p->current[k].node].name,
+                                                           "cpu_mhz", p->current[k].cpu_mhz));
             json_object_set_new(o, "min_instances", json_integer(wl->min_instances));
             json_object_set_new(o, "max_instances", json_integer(wl->max_instances));
             json_object_set_new(o, "instances", insts);

@@ -56,8 +56,8 @@ static int build_order(const struct pl_ctx *c, size_t *order, size_t *n_must, si
         return -ENOMEM;
     }
     for (size_t i = 0; i < p->ncurrent; i++)
-        load[p->current[i].node] += p->workloads[p->current[i].workload].memory_mb * 1e-6 +
-                                    p->current[i].cpu_mhz;
+        load[p->current[i].node] +=
+            p->workloads[p->current[i].workload].memory_mb * 1e-6 + p->current[i].cpu_mhz;
     *n_must = *n_on = 0;
     for (size_t n = 0; n < c->N; n++) {
         const struct placement_node *nd = &p->nodes[n];
@@ -117,8 +117,8 @@ static size_t sol_find(const struct sol_index *x, const struct pl_sol *s, size_t
 }
 
 /* Utility cost of the disruptive actions that turn `cur` into `tgt`. */
-static double change_cost(const struct pl_ctx *c, const struct pl_sol *cur, const struct pl_sol *tgt,
-                          int *nchanges)
+static double change_cost(const struct pl_ctx *c, const struct pl_sol *cur,
+                          const struct pl_sol *tgt, int *nchanges)
 {
     struct sol_index xt = {0};
     double cost = 0;
@@ -235,7 +235,8 @@ static double level_at(struct run *r, size_t K, struct pl_sol *out, int *rc)
 
 static int pack_ok(struct run *r, size_t K, double level, double capf, struct pl_sol *out, int *rc)
 {
-    struct pl_pack_args pa = {K, capf, r->excluded, NULL, 0, NULL, r->runadmit, PL_PACK_STICKY_ONLY};
+    struct pl_pack_args pa = {K, capf, r->excluded, NULL,
+                              0, NULL, r->runadmit, PL_PACK_STICKY_ONLY};
     *rc = 0;
     if (!out) /* a probe: the result is not kept */
         out = &r->probe;
@@ -517,7 +518,8 @@ int placement_solve(const struct placement_problem *p, struct placement_decision
     r.runadmit = calloc(W, 1);
     r.order_w = malloc(W * sizeof(size_t));
     rc = -ENOMEM;
-    if (!r.order || !r.excluded || !r.usable || !r.node_on || !r.cpu || !r.util || !r.runadmit || !r.order_w)
+    if (!r.order || !r.excluded || !r.usable || !r.node_on || !r.cpu || !r.util || !r.runadmit ||
+        !r.order_w)
         goto fail;
     for (size_t a = 0; a < c->W; a++)
         r.runadmit[a] = c->whole[a] && c->onnode[a];
@@ -604,9 +606,8 @@ int placement_solve(const struct placement_problem *p, struct placement_decision
                 K_ff = -1;
             }
         }
-        struct pl_pack_args pa = {K,         K_capf,     r.excluded,
-                                  NULL,      0,          NULL,
-                                  r.runadmit, PL_PACK_STICKY_ONLY};
+        struct pl_pack_args pa = {K, K_capf, r.excluded, NULL,
+                                  0, NULL,   r.runadmit, PL_PACK_STICKY_ONLY};
         int failed = 1;
         if (K_ff >= 0 && (rc = pl_pack(&r.k, &pa, o->goal_utility, &r.sol, &failed)))
             goto fail;
@@ -627,8 +628,8 @@ int placement_solve(const struct placement_problem *p, struct placement_decision
             }
             K++;
         }
-        snprintf(note, sizeof(note), "all workloads meet their goal: consolidated onto %zu of %zu nodes",
-                 K, c->N);
+        snprintf(note, sizeof(note),
+                 "all workloads meet their goal: consolidated onto %zu of %zu nodes", K, c->N);
     } else {
         K = r.n_on;
         if (K < c->N) {
@@ -784,9 +785,10 @@ int placement_solve(const struct placement_problem *p, struct placement_decision
         accept = gain >= o->hysteresis + cost - 1e-9;
     if (!accept) {
         d->kept_current = 1;
-        snprintf(note, sizeof(note),
-                 "kept current placement: gain %.4f < hysteresis %.4f + action cost %.4f (%d changes)",
-                 gain, o->hysteresis, cost, nchanges);
+        snprintf(
+            note, sizeof(note),
+            "kept current placement: gain %.4f < hysteresis %.4f + action cost %.4f (%d changes)",
+            gain, o->hysteresis, cost, nchanges);
         struct pl_sol tmp = r.sol;
         r.sol = r.cur;
         r.cur = tmp;

@@ -133,10 +133,10 @@ int sim_apc_decide_core(const struct sim_apc_node *nodes, size_t nn, const struc
                     : j->started     ? PLACEMENT_JOB_SUSPENDED
                                      : PLACEMENT_JOB_QUEUED;
         if (j->cur_node >= 0)
-            p.current[p.ncurrent++] = (struct placement_assign){
-                .workload = w,
-                .node = (size_t)j->cur_node,
-                .cpu_mhz = j->fixed ? j->fixed_mhz : j->cur_mhz};
+            p.current[p.ncurrent++] =
+                (struct placement_assign){.workload = w,
+                                          .node = (size_t)j->cur_node,
+                                          .cpu_mhz = j->fixed ? j->fixed_mhz : j->cur_mhz};
         widx[i] = w++;
     }
     size_t wweb = SIZE_MAX;

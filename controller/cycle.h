@@ -1,0 +1,59 @@
+/*
+ * cycle.h - private to the controller's placement cycle: what its files
+ * (problem.c, executor.c, reconcile.c, views.c, instances.c, cycle.c) share.
+ */
+#ifndef WLM_CONTROLLER_CYCLE_H
+#define WLM_CONTROLLER_CYCLE_H
+
+#include "internal.h"
+
+#define CTL_COMP "controller"
+
+/* What a workload index of the problem stands for. */
+struct wl_ref {
+    int is_job;
+    int64_t job;
+    char app[64];
+};
+
+struct solve_work {
+    uv_work_t w;
+    struct controller *c;
+    struct placement_problem *p;
+    struct wl_ref *refs;
+    char (*node_names)[64];
+    struct placement_decision *d;
+    struct wlm_error err;
+    int rc;
+    double started, seconds;
+};
+
+/* instances.c: node helpers and the app instance table. */
+int ctl_node_powered_on(const struct ctl_node *n);
+void ctl_node_host(const struct ctl_node *n, char *out, size_t size);
+struct ctl_instance *ctl_inst_find(struct controller *c, const char *app, const char *node);
+struct ctl_instance *ctl_inst_by_id(struct controller *c, const char *id);
+void ctl_inst_remove(struct controller *c, struct ctl_instance *in);
+void ctl_instances_save(struct controller *c);
+void ctl_count_instances(struct controller *c);
+/* problem.c: the problem of a decision, solved on the thread pool. */
+void ctl_solve_run(uv_work_t *w);
+struct solve_work *ctl_build_problem(struct controller *c, double now);
+void ctl_solve_work_free(struct solve_work *sw);
+json_t *ctl_snapshot_json(const struct solve_work *sw);
+/* executor.c: actions sent to the agents and their outcomes. */
+int ctl_job_has_save(const struct controller *c, int64_t id);
+const char *ctl_agent_kind(const struct ctl_action *a);
+void ctl_job_transition(struct controller *c, int64_t id, enum jobsched_state to,
+                        const char *reason);
+void ctl_job_place(struct controller *c, int64_t id, const char *node, double mhz);
+void ctl_action_failed(struct controller *c, struct ctl_action *a, const char *why);
+void ctl_dispatch(struct controller *c);
+void ctl_handle_complete(struct wlm_http_req *req, void *ud);
+void ctl_place_tick(struct controller *c);
+void ctl_check_timeouts(struct controller *c);
+/* reconcile.c: job progress and what the agents report. */
+void ctl_cleanup_ended(struct controller *c);
+void ctl_simulate_progress(struct controller *c, double now, double dt);
+
+#endif

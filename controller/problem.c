@@ -1,0 +1,229 @@
+/* problem.c - the placement problem built from the controller's state: a
+ * translation only. Curves come from jobsched (jobs) and flowctl (apps),
+ * options from the controller's settings; the core decides. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cycle.h"
+
+/* ------------------------------------------------------------ solving */
+
+void ctl_solve_run(uv_work_t *w)
+{
+    struct solve_work *sw = w->data;
+    double t0 = wlm_now_mono();
+    sw->rc = placement_solve(sw->p, &sw->d, &sw->err);
+    sw->seconds = wlm_now_mono() - t0;
+}
+
+/* A job's placement curve: jobsched's valuation for this controller's
+ * placement period and action durations (the same function and settings
+ * rule wlm-sim uses). */
+void ctl_placement_options(const struct controller *c, struct placement_options *o)
+{
+    placement_options_default(o);
+    o->power_saving = c->cfg.power_saving;
+    o->headroom = c->cfg.headroom;
+    if (!strcmp(c->cfg.solver, "exact"))
+        o->solver = PLACEMENT_SOLVER_EXACT;
+    else if (!strcmp(c->cfg.solver, "heuristic"))
+        o->solver = PLACEMENT_SOLVER_HEURISTIC;
+    o->time_limit_s = 1.0;
+}
+
+void ctl_job_curve(const struct controller *c, const struct jobsched_job *job, double now,
+                   struct placement_utility *u)
+{
+    struct placement_options opts, *o = &opts;
+    ctl_placement_options(c, o);
+    struct jobsched_valuation v;
+    jobsched_valuation_init(&v, (double)c->cfg.placement_period_ms / 1000.0,
+                            o->cost[PLACEMENT_ACT_START_JOB].duration_s,
+                            o->cost[PLACEMENT_ACT_RESTORE_JOB].duration_s);
+    struct jobsched_point pts[PLACEMENT_UTILITY_MAX_POINTS];
+    size_t np = jobsched_placement_curve(job, now, &v, pts, PLACEMENT_UTILITY_MAX_POINTS);
+    u->npoints = np;
+    for (size_t k = 0; k < np; k++) {
+        u->cpu_mhz[k] = pts[k].x;
+        u->util[k] = pts[k].y;
+    }
+}
+
+static enum placement_job_state job_state_of(enum jobsched_state s)
+{
+    switch (s) {
+    case JOBSCHED_RUNNING:
+    case JOBSCHED_STARTING:
+    case JOBSCHED_MIGRATING: return PLACEMENT_JOB_RUNNING;
+    case JOBSCHED_PAUSED: return PLACEMENT_JOB_PAUSED;
+    case JOBSCHED_SUSPENDED: return PLACEMENT_JOB_SUSPENDED;
+    default: return PLACEMENT_JOB_QUEUED;
+    }
+}
+
+static long node_index(char (*names)[64], size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(names[i], name))
+            return (long)i;
+    return -1;
+}
+
+/* Build the problem from the controller's state. Returns NULL when there is
+ * nothing to decide (no READY node). */
+struct solve_work *ctl_build_problem(struct controller *c, double now)
+{
+    size_t nready = 0;
+    for (size_t i = 0; i < c->nnodes; i++)
+        nready += c->nodes[i].state == CONTROLLER_NODE_READY;
+    if (!nready)
+        return NULL;
+    size_t njobs = jobsched_placeable(c->js, NULL, 0);
+    const struct jobsched_job **jobs = calloc(njobs ? njobs : 1, sizeof(*jobs));
+    struct solve_work *sw = calloc(1, sizeof(*sw));
+    struct placement_problem *p = calloc(1, sizeof(*p));
+    if (!sw || !p || !jobs)
+        goto oom;
+    njobs = jobsched_placeable(c->js, jobs, njobs);
+    sw->c = c;
+    sw->p = p;
+    ctl_placement_options(c, &p->opts);
+
+    p->nodes = calloc(nready, sizeof(*p->nodes));
+    sw->node_names = calloc(nready, sizeof(*sw->node_names));
+    size_t nw = c->napps + njobs;
+    p->workloads = calloc(nw ? nw : 1, sizeof(*p->workloads));
+    sw->refs = calloc(nw ? nw : 1, sizeof(*sw->refs));
+    p->current = calloc(c->ninsts + njobs + 1, sizeof(*p->current));
+    if (!p->nodes || !sw->node_names || !p->workloads || !sw->refs || !p->current)
+        goto oom;
+    double max_node_mhz = 0;
+    for (size_t i = 0; i < c->nnodes; i++) {
+        const struct ctl_node *n = &c->nodes[i];
+        if (n->state != CONTROLLER_NODE_READY)
+            continue;
+        struct placement_node *pn = &p->nodes[p->nnodes];
+        wlm_strlcpy(pn->name, n->name, sizeof(pn->name));
+        wlm_strlcpy(sw->node_names[p->nnodes], n->name, 64);
+        pn->cores = (int)n->cores;
+        pn->mhz_per_core = n->mhz;
+        pn->memory_mb = (double)n->memory_mb;
+        pn->powered_on = ctl_node_powered_on(n);
+        pn->can_power_off = c->cfg.power_saving;
+        pn->power_idle_w = 100;
+        pn->power_max_w = 250;
+        if (n->cores * n->mhz > max_node_mhz)
+            max_node_mhz = (double)n->cores * n->mhz;
+        /* Labels as "k=v" items, matching jobs' label requirements. */
+        const char *k;
+        json_t *v;
+        size_t used = 0;
+        json_object_foreach(n->labels, k, v)
+        {
+            int w = snprintf(pn->labels + used, sizeof(pn->labels) - used, "%s%s=%s",
+                             used ? "," : "", k, json_string_value(v));
+            if (w < 0 || (size_t)w >= sizeof(pn->labels) - used)
+                break;
+            used += (size_t)w;
+        }
+        p->nnodes++;
+    }
+    for (size_t a = 0; a < c->napps; a++) {
+        const struct ctl_app *app = &c->apps[a];
+        struct placement_workload *w = &p->workloads[p->nworkloads];
+        snprintf(w->name, sizeof(w->name), "%s", app->name);
+        w->kind = PLACEMENT_APP;
+        w->memory_mb = app->memory_mb;
+        w->max_cpu_per_instance = app->max_cpu_mhz > 0 ? app->max_cpu_mhz : max_node_mhz;
+        w->min_instances = (int)app->min_instances;
+        w->max_instances = (int)app->max_instances;
+        w->cur_node = -1;
+        ctl_app_utility(c, app, &w->utility);
+        sw->refs[p->nworkloads].is_job = 0;
+        wlm_strlcpy(sw->refs[p->nworkloads].app, app->name, 64);
+        for (size_t i = 0; i < c->ninsts; i++) {
+            const struct ctl_instance *in = &c->insts[i];
+            long ni = node_index(sw->node_names, p->nnodes, in->node);
+            if (strcmp(in->app, app->name) || ni < 0 || in->state == CTL_INST_STOPPING)
+                continue;
+            p->current[p->ncurrent++] =
+                (struct placement_assign){p->nworkloads, (size_t)ni, in->cpu_mhz};
+        }
+        p->nworkloads++;
+    }
+    for (size_t j = 0; j < njobs; j++) {
+        const struct jobsched_job *job = jobs[j];
+        struct placement_workload *w = &p->workloads[p->nworkloads];
+        snprintf(w->name, sizeof(w->name), "job-%lld", (long long)job->id);
+        w->kind = PLACEMENT_JOB;
+        w->memory_mb = (double)job->memory_mb;
+        w->max_cpu_per_instance = jobsched_job_max_mhz(job);
+        w->min_instances = 0;
+        w->max_instances = 1;
+        w->migratable = 1;
+        w->whole = 1;
+        w->stall_cost = jobsched_stall_cost(job);
+        /* An action in flight (start, migration) is not the decision's to
+         * undo: the job stays where it goes, with what it was given. */
+        w->busy = job->state == JOBSCHED_STARTING || job->state == JOBSCHED_MIGRATING;
+        ctl_job_curve(c, job, now, &w->utility);
+        for (size_t l = 0, used = 0; l < job->req.nlabels; l++) {
+            int n = snprintf(w->requires + used, sizeof(w->requires) - used, "%s%s=%s",
+                             used ? "," : "", job->req.labels[l].key, job->req.labels[l].value);
+            if (n < 0 || (size_t)n >= sizeof(w->requires) - used)
+                break;
+            used += (size_t)n;
+        }
+        w->state = job_state_of(job->state);
+        long ni = job->node[0] ? node_index(sw->node_names, p->nnodes, job->node) : -1;
+        w->cur_node = (int)ni;
+        if ((w->state == PLACEMENT_JOB_RUNNING || w->state == PLACEMENT_JOB_PAUSED) && ni < 0) {
+            /* Its node is gone: the job's last save file is its only copy. */
+            w->state = PLACEMENT_JOB_SUSPENDED;
+        }
+        if (ni >= 0 && (w->state == PLACEMENT_JOB_RUNNING || w->state == PLACEMENT_JOB_PAUSED))
+            p->current[p->ncurrent++] = (struct placement_assign){
+                p->nworkloads, (size_t)ni, w->state == PLACEMENT_JOB_PAUSED ? 0 : job->alloc_mhz};
+        sw->refs[p->nworkloads].is_job = 1;
+        sw->refs[p->nworkloads].job = job->id;
+        p->nworkloads++;
+    }
+    /* Power saving packs what runs; it must not keep waiting work (queued
+     * or suspended jobs) off a node that could run it, or a job would wait
+     * until it is late just to keep a server dark. */
+    for (size_t w = 0; w < p->nworkloads; w++)
+        if (p->workloads[w].kind == PLACEMENT_JOB &&
+            (p->workloads[w].state == PLACEMENT_JOB_QUEUED ||
+             p->workloads[w].state == PLACEMENT_JOB_SUSPENDED))
+            p->opts.power_saving = 0;
+    free(jobs);
+    return sw;
+oom:
+    free(jobs);
+    if (sw) {
+        free(sw->refs);
+        free(sw->node_names);
+        free(sw);
+    }
+    placement_problem_free(p);
+    return NULL;
+}
+
+void ctl_solve_work_free(struct solve_work *sw)
+{
+    placement_decision_free(sw->d);
+    placement_problem_free(sw->p);
+    free(sw->refs);
+    free(sw->node_names);
+    free(sw);
+}
+
+json_t *ctl_snapshot_json(const struct solve_work *sw)
+{
+    char comment[96], ts[40];
+    snprintf(comment, sizeof(comment), "taken from wlm-controller at %s",
+             wlm_time_format(wlm_now_wall(), ts, sizeof(ts)));
+    return placement_problem_to_json(sw->p, comment);
+}
