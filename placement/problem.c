@@ -160,7 +160,7 @@ void placement_options_default(struct placement_options *o)
     o->power_off_margin = 0.05;
     o->power_saving = 1;
     o->balance_band = 0.10;
-    o->max_balance_moves = 4;
+    o->max_balance_moves = 64;
     /* Durations follow the design description's measurements loosely: VM
      * operations take seconds, a checkpoint copy tens of seconds; the utility
      * cost is what a change must buy in minimum utility. Starting work that

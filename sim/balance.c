@@ -1,8 +1,7 @@
 /*
- * balance.c - experiment 3's two balancing rules on abstract hosts: the
- * central three-band balancer (one migration per heavy/light pair per
- * period) and wlm's balancing (plan the whole set of moves in one control
- * cycle, choosing each move by how much out-of-band load it removes).
+ * balance.c - experiment 3's baseline on abstract hosts: the central
+ * three-band balancer (one migration per heavy/light pair per period). wlm's
+ * own balancing is the placement core's (apc_adapter.c).
  */
 #include <errno.h>
 #include <math.h>
@@ -115,77 +114,5 @@ int sim_balance_threeband(const double *vm_load, int *vm_host, size_t nvm, size_
     }
     free(l);
     free(ord);
-    return 0;
-}
-
-int sim_balance_wlm(const double *vm_load, int *vm_host, size_t nvm, size_t nh, unsigned max_rounds,
-                    struct sim_bal_result *out)
-{
-    memset(out, 0, sizeof(*out));
-    if (check(nvm, nh, vm_host))
-        return -WLM_EINVAL;
-    double *l = calloc(nh, sizeof(double));
-    int *orig = calloc(nvm + 1, sizeof(int));
-    if (!l || !orig) {
-        free(l);
-        free(orig);
-        return -ENOMEM;
-    }
-    while (out->rounds < max_rounds) {
-        host_loads(vm_load, vm_host, nvm, l, nh);
-        double cur = out_of_band(l, nh);
-        if (cur <= 1e-12) {
-            out->converged = 1;
-            break;
-        }
-        out->rounds++;
-        memcpy(orig, vm_host, nvm * sizeof(int));
-        /* One control cycle: plan moves on the predicted loads until the
-         * prediction is balanced; the moves then run in parallel. A VM is
-         * moved at most once per cycle (its final host is what counts). */
-        for (size_t step = 0; step < nvm && cur > 1e-12; step++) {
-            int bi = -1, bd = -1;
-            double bscore = cur, bvar = INFINITY;
-            for (size_t i = 0; i < nvm; i++) {
-                if (vm_host[i] != orig[i])
-                    continue;
-                int src = vm_host[i];
-                for (size_t d = 0; d < nh; d++) {
-                    if ((int)d == src || l[d] + vm_load[i] >= l[src])
-                        continue;
-                    l[src] -= vm_load[i];
-                    l[d] += vm_load[i];
-                    double sc = out_of_band(l, nh);
-                    double var = 0;
-                    for (size_t h = 0; h < nh; h++)
-                        var += l[h] * l[h];
-                    l[src] += vm_load[i];
-                    l[d] -= vm_load[i];
-                    if (sc < bscore - 1e-12 || (sc <= bscore + 1e-12 && bi >= 0 && var < bvar)) {
-                        bscore = sc;
-                        bvar = var;
-                        bi = (int)i;
-                        bd = (int)d;
-                    }
-                }
-            }
-            if (bi < 0)
-                break;
-            l[vm_host[bi]] -= vm_load[bi];
-            l[bd] += vm_load[bi];
-            vm_host[bi] = bd;
-            cur = bscore;
-        }
-        unsigned moved = 0;
-        for (size_t i = 0; i < nvm; i++)
-            moved += vm_host[i] != orig[i];
-        out->migrations += moved;
-        if (!moved)
-            break;
-    }
-    host_loads(vm_load, vm_host, nvm, l, nh);
-    out->converged = out_of_band(l, nh) <= 1e-12;
-    free(l);
-    free(orig);
     return 0;
 }

@@ -285,8 +285,8 @@ out:
 
 int sim_exp3(const struct sim_exp_opts *o, struct wlm_error *err)
 {
-    enum { NP = 3, NM = 3 };
-    static const char *const pname[NP] = {"three-band", "wlm", "wlm-core"};
+    enum { NP = 2, NM = 3 };
+    static const char *const pname[NP] = {"three-band", "wlm"};
     if (o->seeds < 1 || o->hosts < 2 || o->vms < 1)
         return wlm_error_setf(err, WLM_EINVAL, "hosts", "need seeds >= 1, hosts >= 2, vms >= 1");
     double *v = calloc((size_t)NP * NM * o->seeds, sizeof(double));
@@ -331,9 +331,8 @@ int sim_exp3(const struct sim_exp_opts *o, struct wlm_error *err)
         for (int p = 0; p < NP; p++) {
             struct sim_bal_result br;
             memcpy(h, h0, o->vms * sizeof(int));
-            rc = p == 0   ? sim_balance_threeband(load, h, o->vms, o->hosts, 200, &br)
-                 : p == 1 ? sim_balance_wlm(load, h, o->vms, o->hosts, 200, &br)
-                          : sim_balance_wlm_core(load, h, o->vms, o->hosts, 200, &br);
+            rc = p == 0 ? sim_balance_threeband(load, h, o->vms, o->hosts, 200, &br)
+                        : sim_balance_wlm_core(load, h, o->vms, o->hosts, 200, &br);
             if (rc) {
                 wlm_error_set(err, -rc, "balancer failed");
                 goto out;

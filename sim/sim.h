@@ -212,9 +212,8 @@ struct sim_bal_result {
  * updated in place. At most max_rounds periods. */
 int sim_balance_threeband(const double *vm_load, int *vm_host, size_t nvm, size_t nhosts,
                           unsigned max_rounds, struct sim_bal_result *out);
-int sim_balance_wlm(const double *vm_load, int *vm_host, size_t nvm, size_t nhosts,
-                    unsigned max_rounds, struct sim_bal_result *out);
-/* The production placement core's balancer, one placement_solve per round. */
+/* wlm: the placement core's balancer (placement_solve), one decision per
+ * round. */
 int sim_balance_wlm_core(const double *vm_load, int *vm_host, size_t nvm, size_t nhosts,
                          unsigned max_rounds, struct sim_bal_result *out);
 
