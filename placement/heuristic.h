@@ -76,7 +76,7 @@ int pl_packer_load(struct pl_packer *k, size_t K, const struct pl_sol *s);
 void pl_fill_idle(const struct pl_ctx *c, const int *usable, struct pl_sol *s);
 /* After a fresh packing: rename bins among identical nodes so work stays
  * where it runs today (fewer moves, same plan). */
-int pl_relabel(const struct pl_ctx *c, struct pl_sol *s);
+int pl_relabel(const struct pl_ctx *c, const int *usable, struct pl_sol *s);
 /* Max-min with whole jobs by progressive filling (leximin.c): packs at the
  * highest levels, admits waiting whole jobs most urgent first, relabels a
  * fresh packing, refines CPU shares. *level is the bottleneck level

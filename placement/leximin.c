@@ -136,7 +136,7 @@ int pl_leximin(struct pl_packer *k, size_t K, const int *excluded, int mode, con
         goto out;
     if ((rc = pl_place_idle(k, K, excluded, out)))
         goto out;
-    if (fresh && (rc = pl_relabel(c, out)))
+    if (fresh && (rc = pl_relabel(c, usable, out)))
         goto out;
     if ((rc = pl_refine(c, usable, out)))
         goto out;
@@ -176,15 +176,22 @@ static int same_kind(const struct pl_ctx *c, size_t x, size_t y)
            !strcmp(a->labels, b->labels);
 }
 
+/* Usable nodes are only interchangeable with usable ones. */
+static int same_class(const struct pl_ctx *c, const int *usable, size_t x, size_t y)
+{
+    return same_kind(c, x, y) && (!usable || !usable[x] == !usable[y]);
+}
+
 /* Node kinds: kind[n] = smallest node index identical to n. Quadratic only in
  * the number of distinct kinds. */
-static void node_kinds(const struct pl_ctx *c, size_t *kind, size_t *reps, size_t *nreps)
+static void node_kinds(const struct pl_ctx *c, const int *usable, size_t *kind, size_t *reps,
+                       size_t *nreps)
 {
     *nreps = 0;
     for (size_t n = 0; n < c->N; n++) {
         size_t r;
         for (r = 0; r < *nreps; r++)
-            if (same_kind(c, reps[r], n))
+            if (same_class(c, usable, reps[r], n))
                 break;
         if (r == *nreps)
             reps[(*nreps)++] = n;
@@ -192,7 +199,7 @@ static void node_kinds(const struct pl_ctx *c, size_t *kind, size_t *reps, size_
     }
 }
 
-int pl_relabel(const struct pl_ctx *c, struct pl_sol *s)
+int pl_relabel(const struct pl_ctx *c, const int *usable, struct pl_sol *s)
 {
     const struct placement_problem *p = c->p;
     size_t N = c->N ? c->N : 1, W = c->W ? c->W : 1;
@@ -205,7 +212,7 @@ int pl_relabel(const struct pl_ctx *c, struct pl_sol *s)
     if (!kind || !reps || !map || !head || !next || !used || !ov)
         goto out;
     size_t nreps;
-    node_kinds(c, kind, reps, &nreps);
+    node_kinds(c, usable, kind, reps, &nreps);
     if (nreps == c->N) { /* no two nodes alike: nothing to rename */
         rc = 0;
         goto out;

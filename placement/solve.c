@@ -235,8 +235,7 @@ static double level_at(struct run *r, size_t K, struct pl_sol *out, int *rc)
 
 static int pack_ok(struct run *r, size_t K, double level, double capf, struct pl_sol *out, int *rc)
 {
-    struct pl_pack_args pa = {K, capf, r->excluded, NULL,
-                              0, NULL, r->runadmit, PL_PACK_STICKY_ONLY};
+    struct pl_pack_args pa = {K, capf, r->excluded, NULL, 0, NULL, r->runadmit, PL_PACK_STICKY};
     *rc = 0;
     if (!out) /* a probe: the result is not kept */
         out = &r->probe;
@@ -480,6 +479,15 @@ static int exact_pays(struct run *r, const struct pl_sol *hs, const struct pl_so
         (rc = adjusted_sorted(c, r->excluded, hs, r->cpu, r->util, vh, &nv)) ||
         (rc = adjusted_sorted(c, r->excluded, ex, r->cpu, r->util, ve, &nv)))
         goto out;
+    /* A MILP that splits a whole job's CPU describes a placement the core
+     * does not make: keep the heuristic's. */
+    for (size_t i = 0; i < ex->n; i++)
+        if (c->whole[ex->a[i].workload] && !c->busy[ex->a[i].workload] &&
+            fabs(ex->a[i].cpu_mhz - c->capi[ex->a[i].workload]) > 1e-6) {
+            *better = 0;
+            rc = 0;
+            goto out;
+        }
     double ch = change_cost(c, &cur, hs, &nh), ce = change_cost(c, &cur, ex, &ne);
     double gain = lex_gain(ve, vh, nv);
     double need = ne > nh ? c->o->hysteresis + fmax(0, ce - ch) : -1e-9;
@@ -606,8 +614,7 @@ int placement_solve(const struct placement_problem *p, struct placement_decision
                 K_ff = -1;
             }
         }
-        struct pl_pack_args pa = {K, K_capf, r.excluded, NULL,
-                                  0, NULL,   r.runadmit, PL_PACK_STICKY_ONLY};
+        struct pl_pack_args pa = {K, K_capf, r.excluded, NULL, 0, NULL, r.runadmit, PL_PACK_STICKY};
         int failed = 1;
         if (K_ff >= 0 && (rc = pl_pack(&r.k, &pa, o->goal_utility, &r.sol, &failed)))
             goto fail;
@@ -664,6 +671,12 @@ int placement_solve(const struct placement_problem *p, struct placement_decision
     }
     if (d->consolidated) {
         set_usable(&r, K);
+        /* Emptying a node may need work to move between the nodes that stay
+         * (juggling): a fresh packing does that; renaming its bins after
+         * today's nodes keeps every move it does not need from happening. */
+        if (r.k.fresh_used &&
+            ((rc = pl_relabel(c, r.usable, &r.sol)) || (rc = pl_packer_load(&r.k, K, &r.sol))))
+            goto fail;
         /* Waiting whole jobs take what the consolidated nodes have spare. */
         size_t nc = 0;
         for (size_t a = 0; a < c->W; a++)
@@ -814,8 +827,12 @@ int placement_solve(const struct placement_problem *p, struct placement_decision
         double tmin = min_over(c, r.excluded, &view, bc, bu);
         free(bc);
         free(bu);
-        if (tmin >= o->goal_utility - 1e-9)
-            pl_balance(c, &r.sol, r.node_on);
+        /* A moved instance may find room to grow where it lands. */
+        if (tmin >= o->goal_utility - 1e-9 && pl_balance(c, &r.sol, r.node_on) > 0) {
+            if ((rc = pl_refine(c, r.node_on, &r.sol)))
+                goto fail;
+            pl_fill_idle(c, r.node_on, &r.sol);
+        }
     }
     d->nassign = r.sol.n;
     d->assign = r.sol.a;
