@@ -42,10 +42,14 @@ struct na_action {
 
 static const char *const KINDS[] = {"start",  "pause",     "resume",    "suspend",    "restore",
                                     "migrate", "resize",   "stop",      "destroy",    "app_start",
-                                    "app_stop", "app_resize", "power_off", "power_on", NULL};
+                                    "app_stop", "app_resize", "power_off", "power_on", "pool_hint",
+                                    NULL};
 
 static int kind_is_app(const char *k) { return !strncmp(k, "app_", 4); }
-static int kind_is_node(const char *k) { return !strncmp(k, "power_", 6); }
+static int kind_is_node(const char *k)
+{
+    return !strncmp(k, "power_", 6) || !strcmp(k, "pool_hint");
+}
 
 static int valid_id(const char *s)
 {
@@ -296,17 +300,51 @@ static int copy_file(const char *from, FILE *to)
     return 0;
 }
 
-/* The job's initramfs: an uncompressed cpio of /job (cmd + files) followed
- * by the base archive (busybox + init, gzip). The kernel unpacks
- * concatenated archives in order; an uncompressed one must come first, the
- * way early microcode is prepended to an initrd. */
-static int build_job_initrd(struct nodeagent *a, const char *job, const char *command,
-                            const char *job_dir, char *out, size_t n, struct wlm_error *err)
+/* The job's environment as a sourced file: export K='v' lines. */
+static char *env_script(json_t *env)
 {
-    job_path(a, job, "initrd.img", out, n);
-    const char *names[] = {"cmd"};
-    const char *data[] = {command};
-    int r = nodeagent_cpio_write(out, job_dir, "job", names, data, 1, err);
+    if (!json_is_object(env) || json_object_size(env) == 0)
+        return NULL;
+    struct wlm_buf b;
+    wlm_buf_init(&b);
+    const char *k;
+    json_t *v;
+    json_object_foreach(env, k, v)
+    {
+        wlm_buf_printf(&b, "export %s='", k);
+        for (const char *p = json_string_value(v); p && *p; p++) {
+            if (*p == '\'')
+                wlm_buf_append(&b, "'\\''", 4);
+            else
+                wlm_buf_append(&b, p, 1);
+        }
+        wlm_buf_append(&b, "'\n", 2);
+    }
+    return wlm_buf_steal(&b);
+}
+
+/* The newc cpio of /job: cmd, .env and the files of job_dir. */
+static int build_job_cpio(struct nodeagent *a, struct na_action *x, const char *out,
+                          struct wlm_error *err)
+{
+    (void)a;
+    char *env = env_script(json_object_get(x->params, "env"));
+    const char *names[] = {"cmd", ".env"};
+    const char *data[] = {x->rec.command, env ? env : ""};
+    int r = nodeagent_cpio_write(out, pstr(x, "job_dir"), "job", names, data, env ? 2 : 1, err);
+    free(env);
+    return r;
+}
+
+/* The job's initramfs for a cold boot: the cpio of /job followed by the
+ * base archive (busybox + init). The kernel unpacks concatenated archives
+ * in order; an uncompressed one must come first, the way early microcode
+ * is prepended to an initrd. */
+static int build_job_initrd(struct nodeagent *a, struct na_action *x, char *out, size_t n,
+                            struct wlm_error *err)
+{
+    job_path(a, x->job, "initrd.img", out, n);
+    int r = build_job_cpio(a, x, out, err);
     if (r < 0)
         return r;
     FILE *o = fopen(out, "ab");
@@ -325,11 +363,21 @@ static int build_job_initrd(struct nodeagent *a, const char *job, const char *co
     return 0;
 }
 
+static void start_result(struct na_action *x, const char *path, double t_pool, double t_create,
+                         double t0)
+{
+    struct nodeagent_vm_rec *r = &x->rec;
+    set_result(x, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:f,s:f,s:f}", "path", path, "domain",
+                            r->domain, "uuid", r->uuid, "image", r->image, "hostname",
+                            r->hostname, "mac", r->mac, "ip", r->ip, "pool_seconds", t_pool,
+                            "create_seconds", t_create, "total_seconds", wlm_now_mono() - t0));
+}
+
 static void start_run(struct na_action *x)
 {
     struct nodeagent *a = x->a;
     struct nodeagent_vm_rec *r = &x->rec;
-    char dir[1200], console[1200], initrd[1200];
+    char dir[1200], console[1200], initrd[1200], payload[1200];
     double t0 = wlm_now_mono();
     job_path(a, x->job, NULL, dir, sizeof(dir));
     mkdir(dir, 0755);
@@ -338,8 +386,46 @@ static void start_run(struct na_action *x)
     if (fd >= 0)
         close(fd);
     int is_test = !strncmp(a->cfg.libvirt_uri, "test:", 5);
-    if (!is_test && build_job_initrd(a, x->job, r->command, pstr(x, "job_dir"), initrd,
-                                     sizeof(initrd), &x->err) < 0)
+    int vcpus = (int)pint(x, "vcpus", 1);
+    long long mem = pint(x, "memory_mb", a->cfg.vm_memory_mb);
+    char why[600] = "";
+    if (!is_test && a->warm) {
+        /* Warm path: a parked VM of this shape takes the job. */
+        job_path(a, x->job, "job.cpio", payload, sizeof(payload));
+        if (build_job_cpio(a, x, payload, &x->err) < 0)
+            return;
+        struct na_warm_job wj = {.job = x->job, .vcpus = vcpus, .memory_mb = mem,
+                                 .payload = payload, .console = console,
+                                 .hostname = r->hostname, .ip = r->ip};
+        struct na_warm_claim wc;
+        int w = na_warm_claim(a, &wj, &wc, &x->err);
+        unlink(payload);
+        if (w == 0) {
+            a->warm_starts++;
+            wlm_strlcpy(r->image, wc.image, sizeof(r->image));
+            wlm_strlcpy(r->domain, wc.domain, sizeof(r->domain));
+            r->mac[0] = '\0'; /* pool VMs have no NIC */
+            struct nodeagent_wl_info wi = {0};
+            if (a->vm->ops->info(a->vm, x->job, &wi, NULL) == 0)
+                wlm_strlcpy(r->uuid, wi.uuid, sizeof(r->uuid));
+            start_result(x, "pool", 0, wc.handoff_seconds, t0);
+            json_object_set_new(x->result, "start_seconds", json_real(wc.start_seconds));
+            return;
+        }
+        if (w < 0) {
+            /* The pool VM failed; the job still gets a cold boot. */
+            snprintf(why, sizeof(why), "pool VM failed: %s", x->err.msg);
+            wlm_error_clear(&x->err);
+        } else {
+            wlm_strlcpy(why, wc.why, sizeof(why));
+        }
+        /* Memory held by parked VMs is reclaimable: give it back first. */
+        int ev = na_warm_evict(a, mem * 2);
+        if (ev)
+            wlm_info(NA_COMP, "parked VMs destroyed to make room for a cold boot", "job=%s n=%d",
+                     x->job, ev);
+    }
+    if (!is_test && build_job_initrd(a, x, initrd, sizeof(initrd), &x->err) < 0)
         return;
     double t_pool = wlm_now_mono();
     if (a->pool && nodeagent_pool_take(a->pool, &x->image, &x->err) < 0)
@@ -354,23 +440,27 @@ static void start_run(struct na_action *x)
         .hostname = r->hostname,
         .mac = r->mac,
         .ip = r->ip,
-        .vcpus = (int)pint(x, "vcpus", 1),
-        .memory_mb = pint(x, "memory_mb", a->cfg.vm_memory_mb),
+        .vcpus = vcpus,
+        .memory_mb = mem,
     };
     double t1 = wlm_now_mono();
-    if (a->vm->ops->start(a->vm, &s, &x->err) < 0) {
+    if (a->vm->ops->start(a->vm, &s, &x->err) < 0 ||
+        (!is_test && na_wait_console(a, x->job, console, "WLM-START",
+                                     (double)a->cfg.boot_timeout_s, &x->err) < 0)) {
         if (a->pool && x->image)
             nodeagent_pool_release(a->pool, x->image, NULL);
         return;
     }
+    a->cold_starts++;
     struct nodeagent_wl_info wi = {0};
     if (a->vm->ops->info(a->vm, x->job, &wi, NULL) == 0)
         wlm_strlcpy(r->uuid, wi.uuid, sizeof(r->uuid));
     wlm_strlcpy(r->image, x->image ? x->image : "", sizeof(r->image));
-    set_result(x, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:f,s:f,s:f}", "domain", r->domain, "uuid",
-                            r->uuid, "image", r->image, "hostname", r->hostname, "mac", r->mac,
-                            "ip", r->ip, "pool_seconds", t_pool, "create_seconds",
-                            wlm_now_mono() - t1, "total_seconds", wlm_now_mono() - t0));
+    start_result(x, "cold", t_pool, wlm_now_mono() - t1, t0);
+    if (!is_test)
+        json_object_set_new(x->result, "start_seconds", json_real(wlm_now_mono() - t1));
+    if (why[0])
+        json_object_set_new(x->result, "pool_miss", json_string(why));
 }
 
 static void start_after(struct na_action *x)
@@ -745,6 +835,13 @@ static void power_after(struct na_action *x)
         x->a->powered_on = !strcmp(x->kind, "power_on");
 }
 
+static void pool_hint_run(struct na_action *x)
+{
+    /* Applied when accepted; the result shows the pool as it now stands. */
+    json_t *w = na_warm_json(x->a);
+    set_result(x, w ? w : json_pack("{s:s}", "park", "none"));
+}
+
 /* ------------------------------------------------------------ accept */
 
 static int check_state(struct na_action *x, struct wlm_error *err)
@@ -752,6 +849,8 @@ static int check_state(struct na_action *x, struct wlm_error *err)
     struct nodeagent *a = x->a;
     const char *k = x->kind;
     if (kind_is_node(k)) {
+        if (!strcmp(k, "pool_hint"))
+            return na_warm_hint(a, json_object_get(x->params, "shapes"), err);
         if (!strcmp(k, "power_off")) {
             struct nodeagent_vm_rec *recs = NULL;
             size_t n = 0;
@@ -808,6 +907,22 @@ static int check_state(struct na_action *x, struct wlm_error *err)
         const char *jd = NULL;
         if (wlm_json_get_str(x->params, "job_dir", 0, &jd, err) < 0)
             return err->code;
+        json_t *env = json_object_get(x->params, "env");
+        if (env && !json_is_object(env))
+            return wlm_error_setf(err, WLM_EINVAL, "env", "'env' must be an object of strings");
+        const char *ek;
+        json_t *ev;
+        json_object_foreach(env, ek, ev)
+        {
+            int ok = json_is_string(ev) && *ek && !(*ek >= '0' && *ek <= '9');
+            for (const char *p = ek; ok && *p; p++)
+                ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                     (*p >= '0' && *p <= '9') || *p == '_';
+            if (!ok)
+                return wlm_error_setf(err, WLM_EINVAL, "env",
+                                      "env '%s': names must be [A-Za-z_][A-Za-z0-9_]* and values "
+                                      "strings", ek);
+        }
         if (!a->powered_on)
             return wlm_error_set(err, WLM_ECONFLICT, "node %s is powered off: refusing to start "
                                                      "job %s", a->cfg.name, x->job);
@@ -974,7 +1089,7 @@ static void h_post_action(struct wlm_http_req *req, void *ud)
         wlm_error_setf(&err, WLM_EINVAL, "kind",
                        "unknown action kind '%s' (start, pause, resume, suspend, restore, migrate, "
                        "resize, stop, destroy, app_start, app_stop, app_resize, power_off, "
-                       "power_on)",
+                       "power_on, pool_hint)",
                        kind);
         goto bad;
     }
@@ -1038,6 +1153,8 @@ static void h_post_action(struct wlm_http_req *req, void *ud)
         queue_step(x, destroy_run, destroy_after);
     else if (!strcmp(kind, "app_start"))
         queue_step(x, app_start_run, NULL);
+    else if (!strcmp(kind, "pool_hint"))
+        queue_step(x, pool_hint_run, NULL);
     else
         queue_step(x, power_run, power_after);
     json_t *resp = json_pack("{s:s,s:s}", "id", x->id, "status", "accepted");
@@ -1075,8 +1192,50 @@ static json_t *rec_json(const struct nodeagent_vm_rec *r)
         double done = 1.0 - (r->sim_remaining > 0 ? r->sim_remaining : 0) / r->sim_total;
         json_object_set_new(o, "sim_remaining", json_real(r->sim_remaining));
         json_object_set_new(o, "progress", json_real(done < 0 ? 0 : done));
+        json_object_set_new(o, "progress_source", json_string("simulated"));
     }
     return o;
+}
+
+/* The last "WLM-PROGRESS <0..100>" a job printed, as a fraction; -1 when
+ * none. Reads the tail of the console log only. */
+static double console_progress(struct nodeagent *a, const char *job)
+{
+    char path[1200];
+    job_path(a, job, "console.log", path, sizeof(path));
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    char buf[16385];
+    if (fseek(f, 0, SEEK_END) == 0) {
+        long sz = ftell(f);
+        fseek(f, sz > 16384 ? sz - 16384 : 0, SEEK_SET);
+    }
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    for (size_t i = 0; i < n; i++)
+        if (!buf[i])
+            buf[i] = ' ';
+    double best = -1;
+    for (const char *p = buf; (p = strstr(p, "WLM-PROGRESS ")); p += 13) {
+        char *end;
+        double v = strtod(p + 13, &end);
+        if (end != p + 13 && v >= 0 && v <= 100)
+            best = v / 100.0;
+    }
+    return best;
+}
+
+static void add_progress(struct nodeagent *a, const struct nodeagent_vm_rec *r, json_t *o)
+{
+    if (r->sim_total > 0)
+        return; /* simulated: rec_json has it */
+    double p = console_progress(a, r->job);
+    if (p >= 0) {
+        json_object_set_new(o, "progress", json_real(p));
+        json_object_set_new(o, "progress_source", json_string("guest"));
+    }
 }
 
 json_t *na_jobs_json(struct nodeagent *a)
@@ -1091,6 +1250,8 @@ json_t *na_jobs_json(struct nodeagent *a)
         json_object_del(j, "job");
         json_object_set_new(j, "job_state", json_string(recs[i].state));
         json_object_del(j, "state");
+        if (!strcmp(recs[i].state, "running") || !strcmp(recs[i].state, "paused"))
+            add_progress(a, &recs[i], j);
         if (strcmp(recs[i].state, "destroyed") && strcmp(recs[i].state, "migrated"))
             json_object_set_new(o, recs[i].job, j);
         else
@@ -1136,8 +1297,7 @@ static void h_get_job(struct wlm_http_req *req, void *ud)
         char *out = NULL;
         nodeagent_console_parse(text, len, &cs, &out);
         json_object_set_new(o, "output", json_string(out ? out : ""));
-        if (cs.progress[0])
-            json_object_set_new(o, "progress", json_string(cs.progress));
+        add_progress(a, &r, o);
         if (cs.exit_status >= 0)
             json_object_set_new(o, "console_exit_status", json_integer(cs.exit_status));
         free(out);

@@ -370,6 +370,27 @@ static void hb_after(uv_work_t *w, int status)
                             json_pack("{s:i,s:i,s:i}", "free", ps.free, "used", ps.used, "max",
                                       ps.max));
     }
+    json_t *warm = na_warm_json(a);
+    if (warm) {
+        json_t *pool = json_object_get(body, "pool");
+        if (!pool) {
+            pool = json_object();
+            json_object_set_new(body, "pool", pool);
+        }
+        json_object_update(pool, warm);
+        /* Parked VMs give their memory back on demand. */
+        json_object_set(pool, "reclaimable_mb", json_object_get(warm, "memory_mb"));
+        wlm_gauge_set(wlm_metrics_gauge(a->metrics, "wlm_nodeagent_pool_parked_vms",
+                                        "Warm pool VMs booted and paused", NULL),
+                      (double)json_integer_value(json_object_get(warm, "parked")));
+        wlm_gauge_set(wlm_metrics_gauge(a->metrics, "wlm_nodeagent_pool_memory_mb",
+                                        "Resident memory of warm pool VMs (MiB)", NULL),
+                      (double)json_integer_value(json_object_get(warm, "memory_mb")));
+        json_decref(warm);
+    }
+    json_object_set_new(body, "starts", json_pack("{s:I,s:I}", "pool",
+                                                  (json_int_t)a->warm_starts, "cold",
+                                                  (json_int_t)a->cold_starts));
     wlm_gauge_set(wlm_metrics_gauge(a->metrics, "wlm_nodeagent_cpu_mhz_used",
                                     "CPU used by jobs and processes (MHz)", NULL),
                   mhz_used);
@@ -487,6 +508,18 @@ static void h_node(struct wlm_http_req *req, void *ud)
                             json_pack("{s:i,s:i,s:i,s:f}", "free", ps.free, "used", ps.used,
                                       "max", ps.max, "create_seconds", ps.create_seconds));
     }
+    json_t *warm = na_warm_json(a);
+    if (warm) {
+        json_t *pool = json_object_get(o, "pool");
+        if (!pool) {
+            pool = json_object();
+            json_object_set_new(o, "pool", pool);
+        }
+        json_object_update(pool, warm);
+        json_decref(warm);
+    }
+    json_object_set_new(o, "starts", json_pack("{s:I,s:I}", "pool", (json_int_t)a->warm_starts,
+                                               "cold", (json_int_t)a->cold_starts));
     json_t *orph = json_array();
     for (size_t i = 0; i < a->norphans; i++)
         json_array_append_new(orph, json_string(a->orphans[i]));
@@ -568,10 +601,18 @@ struct nodeagent *nodeagent_new(uv_loop_t *loop, const struct nodeagent_config *
         wlm_strlcpy(a->initramfs, a->cfg.initramfs, sizeof(a->initramfs));
     else
         snprintf(a->initramfs, sizeof(a->initramfs), "%s/initramfs.cpio", a->cfg.state_dir);
-    if (!a->cfg.initramfs[0] && is_real && access(a->initramfs, R_OK) != 0) {
-        /* Real hypervisor and no initramfs given: build the default one. */
+    if (!a->cfg.initramfs[0] && is_real) {
+        /* Real hypervisor and no initramfs given: build the default one
+         * (every start, so it always has this version's init), with the
+         * virtio modules of the job VM kernel for the warm pool. */
         struct wlm_error e2 = {0};
-        if (nodeagent_initramfs_write(a->initramfs, "/bin/busybox", &e2) < 0)
+        char kver[256] = "";
+        if (nodeagent_kernel_version(a->cfg.kernel, kver, sizeof(kver)) < 0) {
+            wlm_warn(NA_COMP, "no virtio modules for the job VM kernel; the warm pool cannot "
+                     "hand jobs over", "kernel=%s", a->cfg.kernel);
+            kver[0] = '\0';
+        }
+        if (nodeagent_initramfs_write(a->initramfs, "/bin/busybox", kver, &e2) < 0)
             wlm_warn(NA_COMP, "no job VM initramfs; job starts will fail", "error=\"%s\"",
                      e2.msg);
     }
@@ -672,6 +713,8 @@ int nodeagent_start(struct nodeagent *a, struct wlm_error *err)
     pool_start(a);
     if (na_reconcile(a, err) < 0)
         return err ? err->code : -WLM_EINTERNAL;
+    if (na_warm_start(a, err) < 0)
+        return err ? err->code : -WLM_EINTERNAL;
     if (a->vm) {
         uv_async_init(a->loop, &a->ev_async, on_ev_async);
         a->ev_async.data = a;
@@ -721,6 +764,7 @@ void nodeagent_stop(struct nodeagent *a, void (*done)(void *ud), void *ud)
     na_pending_inc(a); /* held until everything below is started */
     if (a->vm)
         nodeagent_libvirt_watch(a->vm, NULL, NULL, NULL);
+    na_warm_stop(a); /* parked VMs are destroyed; running jobs stay */
     if (a->started) {
         uv_timer_stop(&a->hb_timer);
         uv_close((uv_handle_t *)&a->hb_timer, on_handle_closed);
@@ -747,6 +791,7 @@ void nodeagent_free(struct nodeagent *a)
 {
     if (!a)
         return;
+    na_warm_free(a);
     na_actions_free(a);
     wlm_http_client_free(a->client);
     nodeagent_pool_free(a->pool);

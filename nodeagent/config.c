@@ -32,8 +32,17 @@ const struct wlm_cfg_field nodeagent_cfg_fields[] = {
     {"heartbeat_ms", WLM_CFG_INT, F(heartbeat_ms), 0, NULL, "2000", 50, 3600000,
      "heartbeat period in milliseconds"},
     {"labels", WLM_CFG_STR, F(labels), S(labels), NULL, "", 0, -1, "node labels k=v,k=v"},
-    {"pool_size", WLM_CFG_INT, F(pool_size), 0, NULL, "2", 0, 1000,
-     "VM images pre-created at start-up"},
+    {"pool_size", WLM_CFG_INT, F(pool_size), 0, NULL, "1", 0, 1000,
+     "warm pool: job VMs kept booted and paused per VM shape (real hypervisors; the controller's "
+     "pool_hint can ask for more); also the disk images pre-created at start-up"},
+    {"pool_memory_mb", WLM_CFG_INT, F(pool_memory_mb), 0, NULL, "2048", 0, 1LL << 30,
+     "warm pool: most memory (MiB, resident) its parked VMs may hold"},
+    {"pool_reserve_mb", WLM_CFG_INT, F(pool_reserve_mb), 0, NULL, "1024", 0, 1LL << 30,
+     "warm pool: memory (MiB) always left available to placed workloads; parked VMs are "
+     "destroyed when available memory falls below it"},
+    {"boot_timeout_s", WLM_CFG_INT, F(boot_timeout_s), 0, NULL, "120", 1, 3600,
+     "a job VM that does not reach its init within this many seconds is destroyed and its "
+     "start fails"},
     {"pool_max", WLM_CFG_INT, F(pool_max), 0, NULL, "8", 0, 1000,
      "the image pool grows on demand up to this many images"},
     {"base_image_mb", WLM_CFG_INT, F(base_image_mb), 0, NULL, "16", 1, 1048576,

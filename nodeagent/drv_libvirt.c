@@ -16,6 +16,14 @@
 #include "nodeagent.h"
 
 #define DOM_PREFIX "wlm-"
+#define POOL_PREFIX NODEAGENT_POOL_DOM_PREFIX
+#define META_NS "urn:wlm:nodeagent"
+
+/* A claimed warm pool domain: the job it runs. */
+struct lv_alias {
+    char job[128];
+    char dom[160];
+};
 
 struct lv_driver {
     struct nodeagent_driver base;
@@ -28,6 +36,10 @@ struct lv_driver {
     int callback_id;
     nodeagent_event_fn event_fn;
     void *event_ud;
+    pthread_mutex_t mu; /* guards the alias table */
+    struct lv_alias *alias;
+    size_t nalias;
+    char describe[640];
 };
 
 static void lv_quiet(void *ud, virErrorPtr e)
@@ -74,11 +86,131 @@ static int lv_fail(struct wlm_error *err, const char *what, const char *id)
 
 static struct lv_driver *LV(struct nodeagent_driver *d) { return (struct lv_driver *)d; }
 
+static void alias_set(struct lv_driver *d, const char *job, const char *dom)
+{
+    pthread_mutex_lock(&d->mu);
+    size_t i;
+    for (i = 0; i < d->nalias; i++)
+        if (!strcmp(d->alias[i].job, job) || !strcmp(d->alias[i].dom, dom))
+            break;
+    if (i == d->nalias) {
+        struct lv_alias *na = realloc(d->alias, (d->nalias + 1) * sizeof(*na));
+        if (!na) {
+            pthread_mutex_unlock(&d->mu);
+            return;
+        }
+        d->alias = na;
+        d->nalias++;
+    }
+    wlm_strlcpy(d->alias[i].job, job, sizeof(d->alias[i].job));
+    wlm_strlcpy(d->alias[i].dom, dom, sizeof(d->alias[i].dom));
+    pthread_mutex_unlock(&d->mu);
+}
+
+/* Domain name of a claimed job, or "" ; `by_dom` looks up the other way. */
+static int alias_get(struct lv_driver *d, const char *key, int by_dom, char *out, size_t n)
+{
+    int found = 0;
+    pthread_mutex_lock(&d->mu);
+    for (size_t i = 0; i < d->nalias && !found; i++) {
+        if (!strcmp(by_dom ? d->alias[i].dom : d->alias[i].job, key)) {
+            wlm_strlcpy(out, by_dom ? d->alias[i].job : d->alias[i].dom, n);
+            found = 1;
+        }
+    }
+    pthread_mutex_unlock(&d->mu);
+    return found;
+}
+
+static void alias_drop(struct lv_driver *d, const char *job)
+{
+    pthread_mutex_lock(&d->mu);
+    for (size_t i = 0; i < d->nalias; i++) {
+        if (!strcmp(d->alias[i].job, job)) {
+            d->alias[i] = d->alias[--d->nalias];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&d->mu);
+}
+
+/* The job id in a pool domain's metadata ("" when unclaimed). */
+static void meta_job(virDomainPtr dom, char *out, size_t n)
+{
+    out[0] = '\0';
+    char *m = virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, META_NS,
+                                   VIR_DOMAIN_AFFECT_LIVE);
+    virResetLastError();
+    if (!m)
+        return;
+    const char *p = strstr(m, "id=");
+    if (p && (p[3] == '\'' || p[3] == '"')) {
+        char q = p[3];
+        const char *e = strchr(p + 4, q);
+        if (e && (size_t)(e - (p + 4)) < n) {
+            memcpy(out, p + 4, (size_t)(e - (p + 4)));
+            out[e - (p + 4)] = '\0';
+        }
+    }
+    free(m);
+}
+
+/* Refresh the alias table from the metadata of live pool domains. */
+static void alias_scan(struct lv_driver *d)
+{
+    virDomainPtr *doms = NULL;
+    int n = virConnectListAllDomains(d->conn, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
+    for (int i = 0; i < n; i++) {
+        const char *name = virDomainGetName(doms[i]);
+        if (name && !strncmp(name, POOL_PREFIX, strlen(POOL_PREFIX))) {
+            char job[128];
+            meta_job(doms[i], job, sizeof(job));
+            if (job[0])
+                alias_set(d, job, name);
+        }
+        virDomainFree(doms[i]);
+    }
+    free(doms);
+    virResetLastError();
+}
+
+static void dom_name(const char *id, char *out, size_t n)
+{
+    if (id[0] == '~')
+        snprintf(out, n, POOL_PREFIX "%s", id + 1);
+    else
+        snprintf(out, n, DOM_PREFIX "%s", id);
+}
+
 static virDomainPtr lv_lookup(struct lv_driver *d, const char *id, struct wlm_error *err)
 {
     char name[200];
-    snprintf(name, sizeof(name), DOM_PREFIX "%s", id);
+    dom_name(id, name, sizeof(name));
     virDomainPtr dom = virDomainLookupByName(d->conn, name);
+    if (!dom && id[0] != '~') {
+        /* A job on a claimed warm pool domain. */
+        virErrorPtr e = virGetLastError();
+        if (e && e->code == VIR_ERR_NO_DOMAIN) {
+            virResetLastError();
+            char pd[160];
+            for (int pass = 0; pass < 2 && !dom; pass++) {
+                if (pass == 1)
+                    alias_scan(d);
+                if (alias_get(d, id, 0, pd, sizeof(pd))) {
+                    dom = virDomainLookupByName(d->conn, pd);
+                    if (!dom) {
+                        virResetLastError();
+                        alias_drop(d, id);
+                    }
+                }
+            }
+            if (!dom) {
+                wlm_error_set(err, WLM_ENOTFOUND, "no domain for job '%s'", id);
+                return NULL;
+            }
+            return dom;
+        }
+    }
     if (!dom) {
         virErrorPtr e = virGetLastError();
         if (e && e->code == VIR_ERR_NO_DOMAIN) {
@@ -132,10 +264,14 @@ static char *lv_domain_xml(struct lv_driver *d, const struct nodeagent_spec *s)
     int maxv = vcpus > 4 ? vcpus : 4;
     long long mem = s->memory_mb > 0 ? s->memory_mb : 128;
     const char *type = d->is_test ? "test" : d->vm_type;
-    wlm_buf_printf(&b, "<domain type='%s'><name>" DOM_PREFIX, type);
-    xml_esc(&b, s->id);
+    char name[200];
+    dom_name(s->id, name, sizeof(name));
+    wlm_buf_printf(&b, "<domain type='%s'><name>", type);
+    xml_esc(&b, name);
     wlm_buf_printf(&b, "</name><memory unit='MiB'>%lld</memory>", mem);
     wlm_buf_printf(&b, "<vcpu placement='static' current='%d'>%d</vcpu>", vcpus, maxv);
+    if (s->cpu_shares > 0 && !d->is_test)
+        wlm_buf_printf(&b, "<cputune><shares>%lld</shares></cputune>", s->cpu_shares);
     if (d->is_test) {
         wlm_buf_printf(&b, "<os><type>hvm</type></os>");
     } else {
@@ -149,7 +285,7 @@ static char *lv_domain_xml(struct lv_driver *d, const struct nodeagent_spec *s)
             wlm_buf_printf(&b, "</initrd>");
         }
         wlm_buf_printf(&b, "<cmdline>console=ttyS0 panic=-1 quiet wlm.job=");
-        xml_esc(&b, s->id);
+        xml_esc(&b, s->id[0] == '~' ? s->id + 1 : s->id);
         if (s->hostname) {
             wlm_buf_printf(&b, " wlm.hostname=");
             xml_esc(&b, s->hostname);
@@ -179,6 +315,11 @@ static char *lv_domain_xml(struct lv_driver *d, const struct nodeagent_spec *s)
         wlm_buf_printf(&b, "<serial type='file'><source path='");
         xml_esc(&b, s->console);
         wlm_buf_printf(&b, "' append='on'/><target port='0'/></serial>");
+    }
+    if (s->channel && *s->channel && !d->is_test) {
+        wlm_buf_printf(&b, "<channel type='unix'><source mode='bind' path='");
+        xml_esc(&b, s->channel);
+        wlm_buf_printf(&b, "'/><target type='virtio' name='wlm.job'/></channel>");
     }
     if (!d->is_test)
         wlm_buf_printf(&b, "<memballoon model='none'/>");
@@ -452,6 +593,8 @@ static int lv_destroy(struct nodeagent_driver *dd, const char *id, struct wlm_er
         r = lv_fail(err, "undefine", id);
     virResetLastError();
     virDomainFree(dom);
+    if (!r)
+        alias_drop(LV(dd), id);
     return r;
 }
 
@@ -478,9 +621,20 @@ static void lv_fill_info(struct lv_driver *d, virDomainPtr dom, struct nodeagent
 {
     memset(out, 0, sizeof(*out));
     const char *name = virDomainGetName(dom);
-    if (name && !strncmp(name, DOM_PREFIX, strlen(DOM_PREFIX)))
-        name += strlen(DOM_PREFIX);
-    wlm_strlcpy(out->id, name ? name : "", sizeof(out->id));
+    if (name && !strncmp(name, DOM_PREFIX, strlen(DOM_PREFIX))) {
+        wlm_strlcpy(out->id, name + strlen(DOM_PREFIX), sizeof(out->id));
+    } else if (name && !strncmp(name, POOL_PREFIX, strlen(POOL_PREFIX))) {
+        char job[128];
+        meta_job(dom, job, sizeof(job));
+        if (job[0]) {
+            alias_set(d, job, name);
+            wlm_strlcpy(out->id, job, sizeof(out->id));
+        } else {
+            snprintf(out->id, sizeof(out->id), "~%s", name + strlen(POOL_PREFIX));
+        }
+    } else {
+        wlm_strlcpy(out->id, name ? name : "", sizeof(out->id));
+    }
     virDomainGetUUIDString(dom, out->uuid);
     virDomainInfo di;
     if (virDomainGetInfo(dom, &di) == 0) {
@@ -539,8 +693,14 @@ static int lv_list(struct nodeagent_driver *dd, struct nodeagent_wl_info **out, 
     size_t k = 0;
     for (int i = 0; i < n; i++) {
         const char *name = virDomainGetName(doms[i]);
-        if (arr && name && !strncmp(name, DOM_PREFIX, strlen(DOM_PREFIX)))
+        if (arr && name && !strncmp(name, DOM_PREFIX, strlen(DOM_PREFIX))) {
             lv_fill_info(d, doms[i], &arr[k++]);
+        } else if (arr && name && !strncmp(name, POOL_PREFIX, strlen(POOL_PREFIX))) {
+            /* Claimed pool domains are jobs; parked ones are not. */
+            lv_fill_info(d, doms[i], &arr[k]);
+            if (arr[k].id[0] != '~')
+                k++;
+        }
         virDomainFree(doms[i]);
     }
     free(doms);
@@ -560,6 +720,8 @@ static void lv_free(struct nodeagent_driver *dd)
         virConnectDomainEventDeregisterAny(d->conn, d->callback_id);
     if (d->conn)
         virConnectClose(d->conn);
+    free(d->alias);
+    pthread_mutex_destroy(&d->mu);
     free(d->uri);
     free(d->kernel);
     free(d->initramfs);
@@ -593,6 +755,7 @@ struct nodeagent_driver *nodeagent_libvirt_new(const struct nodeagent_libvirt_op
     }
     d->base.ops = &lv_ops;
     d->callback_id = -1;
+    pthread_mutex_init(&d->mu, NULL);
     d->uri = wlm_strdup(o->uri);
     d->kernel = wlm_strdup(o->kernel ? o->kernel : "");
     d->initramfs = wlm_strdup(o->initramfs ? o->initramfs : "");
@@ -609,6 +772,8 @@ struct nodeagent_driver *nodeagent_libvirt_new(const struct nodeagent_libvirt_op
         return NULL;
     }
     virConnSetErrorFunc(d->conn, NULL, lv_quiet);
+    snprintf(d->describe, sizeof(d->describe), "libvirt %s, domain type %s", o->uri,
+             d->is_test ? "test" : d->vm_type);
     return &d->base;
 }
 
@@ -622,10 +787,20 @@ static int lv_lifecycle_cb(virConnectPtr conn, virDomainPtr dom, int event, int 
     (void)conn;
     struct lv_driver *d = ud;
     const char *name = virDomainGetName(dom);
-    if (!name || strncmp(name, DOM_PREFIX, strlen(DOM_PREFIX)) || !d->event_fn)
+    if (!name || !d->event_fn)
         return 0;
     int stopped = event == VIR_DOMAIN_EVENT_STOPPED || event == VIR_DOMAIN_EVENT_CRASHED;
-    d->event_fn(name + strlen(DOM_PREFIX), event, detail, stopped, d->event_ud);
+    if (!strncmp(name, DOM_PREFIX, strlen(DOM_PREFIX))) {
+        d->event_fn(name + strlen(DOM_PREFIX), event, detail, stopped, d->event_ud);
+    } else if (!strncmp(name, POOL_PREFIX, strlen(POOL_PREFIX))) {
+        char job[128], id[160];
+        if (alias_get(d, name, 1, job, sizeof(job))) {
+            d->event_fn(job, event, detail, stopped, d->event_ud);
+        } else {
+            snprintf(id, sizeof(id), "~%s", name + strlen(POOL_PREFIX));
+            d->event_fn(id, event, detail, stopped, d->event_ud);
+        }
+    }
     return 0;
 }
 
@@ -650,6 +825,117 @@ int nodeagent_libvirt_watch(struct nodeagent_driver *dd, nodeagent_event_fn fn, 
     if (d->callback_id < 0)
         return lv_fail(err, "register lifecycle events", NULL);
     return 0;
+}
+
+int nodeagent_libvirt_claim(struct nodeagent_driver *dd, const char *pool_id, const char *job,
+                            struct wlm_error *err)
+{
+    if (!dd || dd->ops != &lv_ops || pool_id[0] != '~')
+        return wlm_error_set(err, WLM_EINVAL, "claim: not a pool domain of a libvirt driver");
+    struct lv_driver *d = LV(dd);
+    virDomainPtr dom = lv_lookup(d, pool_id, err);
+    if (!dom)
+        return err ? err->code : -WLM_ENOTFOUND;
+    struct wlm_buf b;
+    wlm_buf_init(&b);
+    wlm_buf_printf(&b, "<job id='");
+    xml_esc(&b, job);
+    wlm_buf_printf(&b, "'/>");
+    char *xml = wlm_buf_steal(&b);
+    int r = 0;
+    if (virDomainSetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, xml, "wlm", META_NS,
+                             VIR_DOMAIN_AFFECT_LIVE) < 0) {
+        r = lv_fail(err, "claim (set metadata)", pool_id);
+    } else {
+        alias_set(d, job, virDomainGetName(dom));
+        if (!d->is_test) {
+            /* Pool VMs boot at low CPU shares; the job gets the default. */
+            virTypedParameterPtr params = NULL;
+            int n = 0, maxp = 0;
+            virTypedParamsAddULLong(&params, &n, &maxp, VIR_DOMAIN_SCHEDULER_CPU_SHARES, 1024);
+            virDomainSetSchedulerParametersFlags(dom, params, n, VIR_DOMAIN_AFFECT_LIVE);
+            virTypedParamsFree(params, n);
+            virResetLastError();
+        }
+    }
+    free(xml);
+    virDomainFree(dom);
+    return r;
+}
+
+int nodeagent_libvirt_pool_list(struct nodeagent_driver *dd, const char *prefix,
+                                struct nodeagent_wl_info **out, size_t *nout,
+                                struct wlm_error *err)
+{
+    if (!dd || dd->ops != &lv_ops)
+        return wlm_error_set(err, WLM_EINVAL, "not a libvirt driver");
+    struct lv_driver *d = LV(dd);
+    virDomainPtr *doms = NULL;
+    int n = virConnectListAllDomains(d->conn, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
+    if (n < 0)
+        return lv_fail(err, "list domains", NULL);
+    struct nodeagent_wl_info *arr = calloc((size_t)n + 1, sizeof(*arr));
+    size_t k = 0;
+    char want[200];
+    snprintf(want, sizeof(want), POOL_PREFIX "%s", prefix ? prefix : "");
+    for (int i = 0; i < n; i++) {
+        const char *name = virDomainGetName(doms[i]);
+        if (arr && name && !strncmp(name, want, strlen(want))) {
+            lv_fill_info(d, doms[i], &arr[k]);
+            if (arr[k].id[0] == '~')
+                k++;
+        }
+        virDomainFree(doms[i]);
+    }
+    free(doms);
+    if (!arr)
+        return wlm_error_set(err, ENOMEM, "out of memory");
+    *out = arr;
+    *nout = k;
+    return 0;
+}
+
+static const char *reason_text(int state, int reason)
+{
+    switch (state) {
+    case VIR_DOMAIN_RUNNING:
+        return reason == VIR_DOMAIN_RUNNING_BOOTED ? "booted" : "running";
+    case VIR_DOMAIN_PAUSED:
+        switch (reason) {
+        case VIR_DOMAIN_PAUSED_USER: return "paused by the agent";
+        case VIR_DOMAIN_PAUSED_STARTING_UP: return "QEMU still starting up";
+        case VIR_DOMAIN_PAUSED_IOERROR: return "I/O error";
+        case VIR_DOMAIN_PAUSED_CRASHED: return "guest crashed";
+        default: return "paused";
+        }
+    case VIR_DOMAIN_BLOCKED: return "blocked";
+    case VIR_DOMAIN_SHUTOFF: return "shut off";
+    case VIR_DOMAIN_CRASHED: return "crashed";
+    default: return "state unknown";
+    }
+}
+
+void nodeagent_libvirt_state_text(struct nodeagent_driver *dd, const char *id, char *out, size_t n)
+{
+    snprintf(out, n, "gone");
+    if (!dd || dd->ops != &lv_ops)
+        return;
+    virDomainPtr dom = lv_lookup(LV(dd), id, NULL);
+    if (!dom)
+        return;
+    int st = 0, reason = 0;
+    if (virDomainGetState(dom, &st, &reason, 0) == 0) {
+        virDomainInfo di;
+        double cpu = virDomainGetInfo(dom, &di) == 0 ? (double)di.cpuTime / 1e9 : -1;
+        snprintf(out, n, "%s, %.2f s of guest CPU used", reason_text(st, reason), cpu);
+    }
+    virResetLastError();
+    virDomainFree(dom);
+}
+
+const char *nodeagent_libvirt_describe(struct nodeagent_driver *dd)
+{
+    return dd && dd->ops == &lv_ops ? LV(dd)->describe : "not libvirt";
 }
 
 /* libvirt's default event loop is process-wide; it runs in one detached

@@ -207,7 +207,15 @@ int nodeagent_cpio_write(const char *out_path, const char *dir, const char *pref
     return 0;
 }
 
-/* The init of job VMs; scripts/build-initramfs writes the same one. */
+/* The init of job VMs; scripts/build-initramfs writes the same one.
+ *
+ * Cold boot: the job's files came in the initrd (/job/cmd exists) and run at
+ * once. Warm pool: no /job/cmd, so the init loads the virtio modules, finds
+ * the "wlm.job" virtio-serial port, prints "WLM-READY" and waits (the agent
+ * pauses the VM there). The agent resumes it and writes one line
+ * "WLM-JOB <bytes> <job> <hostname> <ip>" and a newc cpio of /job on the
+ * port. The port stays open the whole time: closing it would drop data the
+ * host already sent. */
 static const char job_init[] =
     "#!/bin/busybox sh\n"
     "/bin/busybox --install -s /bin\n"
@@ -221,31 +229,90 @@ static const char job_init[] =
     "    wlm.job=*) job=${a#*=} ;;\n"
     "  esac\n"
     "done\n"
+    "exec </dev/null >/dev/console 2>&1\n"
+    "if [ ! -f /job/cmd ]; then\n"
+    "  for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci "
+    "virtio_console; do\n"
+    "    [ -f /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko 2>/dev/null\n"
+    "  done\n"
+    "  dev=\n"
+    "  for i in $(seq 400); do\n"
+    "    for p in /sys/class/virtio-ports/*; do\n"
+    "      [ \"$(cat $p/name 2>/dev/null)\" = wlm.job ] && dev=/dev/${p##*/}\n"
+    "    done\n"
+    "    [ -n \"$dev\" ] && [ -e \"$dev\" ] && break\n"
+    "    sleep 0.05\n"
+    "  done\n"
+    "  if [ -z \"$dev\" ] || [ ! -e \"$dev\" ]; then\n"
+    "    echo \"WLM-POOL-ERROR no virtio-serial port wlm.job (virtio modules missing?)\"\n"
+    "    poweroff -f\n"
+    "  fi\n"
+    "  exec 3<\"$dev\"\n"
+    "  echo WLM-READY\n"
+    "  while ! read -r tag len job hn ip <&3; do sleep 0.02; done\n"
+    "  head -c \"$len\" <&3 >/tmp/job.cpio\n"
+    "  exec 3<&-\n"
+    "  [ \"$hn\" != - ] && hostname \"$hn\"\n"
+    "  [ \"$ip\" = - ] && ip=\n"
+    "  (cd / && cpio -id </tmp/job.cpio 2>/dev/null)\n"
+    "  rm -f /tmp/job.cpio\n"
+    "fi\n"
     "if [ -n \"$ip\" ] && [ -e /sys/class/net/eth0 ]; then\n"
     "  ip link set eth0 up 2>/dev/null && ip addr add \"$ip/24\" dev eth0 2>/dev/null\n"
     "fi\n"
-    "exec </dev/null >/dev/console 2>&1\n"
     "echo \"WLM-START job=$job\"\n"
     "cd /job\n"
+    "[ -f /job/.env ] && . /job/.env\n"
     "sh /job/cmd\n"
     "rc=$?\n"
     "echo \"WLM-EXIT $rc\"\n"
     "sync\n"
     "poweroff -f\n";
 
-int nodeagent_initramfs_write(const char *out_path, const char *busybox, struct wlm_error *err)
+/* Modules the waiting init loads, in dependency order. */
+static const char *const pool_modules[] = {
+    "virtio/virtio_ring",           "virtio/virtio", "virtio/virtio_pci_legacy_dev",
+    "virtio/virtio_pci_modern_dev", "virtio/virtio_pci", "char/virtio_console"};
+
+static int read_whole(const char *path, struct wlm_buf *b)
 {
-    FILE *in = fopen(busybox, "rb");
+    FILE *in = fopen(path, "rb");
     if (!in)
-        return wlm_error_set(err, errno, "cannot read %s (install busybox-static): %s", busybox,
-                             strerror(errno));
-    struct wlm_buf bb;
-    wlm_buf_init(&bb);
+        return -errno;
     char buf[65536];
     size_t n;
     while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
-        wlm_buf_append(&bb, buf, n);
+        wlm_buf_append(b, buf, n);
     fclose(in);
+    return 0;
+}
+
+int nodeagent_kernel_version(const char *kernel, char *out, size_t n)
+{
+    const char *base = strrchr(kernel, '/');
+    base = base ? base + 1 : kernel;
+    const char *v = NULL;
+    if (!strncmp(base, "vmlinuz-", 8))
+        v = base + 8;
+    else if (!strncmp(base, "wlm-vmlinux-", 12))
+        v = base + 12;
+    if (!v || !*v)
+        return -ENOENT;
+    snprintf(out, n, "%s", v);
+    char dir[600];
+    snprintf(dir, sizeof(dir), "/lib/modules/%s/kernel/drivers/char/virtio_console.ko", out);
+    return access(dir, R_OK) == 0 ? 0 : -ENOENT;
+}
+
+int nodeagent_initramfs_write(const char *out_path, const char *busybox, const char *kver,
+                              struct wlm_error *err)
+{
+    struct wlm_buf bb;
+    wlm_buf_init(&bb);
+    int rr = read_whole(busybox, &bb);
+    if (rr < 0)
+        return wlm_error_set(err, -rr, "cannot read %s (install busybox-static): %s", busybox,
+                             strerror(-rr));
     char tmp[1100];
     snprintf(tmp, sizeof(tmp), "%s.tmp", out_path);
     FILE *f = fopen(tmp, "wb");
@@ -253,7 +320,8 @@ int nodeagent_initramfs_write(const char *out_path, const char *busybox, struct 
         wlm_buf_fini(&bb);
         return wlm_error_set(err, errno, "cannot write %s: %s", tmp, strerror(errno));
     }
-    static const char *const dirs[] = {"bin", "sbin", "proc", "sys", "dev", "tmp", "job", "etc"};
+    static const char *const dirs[] = {"bin", "sbin", "proc", "sys", "dev", "tmp", "job", "etc",
+                                       "lib", "lib/modules"};
     unsigned ino = 1;
     int r = 0;
     for (size_t i = 0; i < WLM_ARRAY_LEN(dirs) && !r; i++)
@@ -262,6 +330,18 @@ int nodeagent_initramfs_write(const char *out_path, const char *busybox, struct 
         r = cpio_entry(f, "bin/busybox", 0100755, bb.data, bb.len, ino++);
     if (!r)
         r = cpio_entry(f, "init", 0100755, job_init, strlen(job_init), ino++);
+    for (size_t i = 0; kver && *kver && i < WLM_ARRAY_LEN(pool_modules) && !r; i++) {
+        char path[700], name[128];
+        snprintf(path, sizeof(path), "/lib/modules/%s/kernel/drivers/%s.ko", kver, pool_modules[i]);
+        struct wlm_buf m;
+        wlm_buf_init(&m);
+        if (read_whole(path, &m) == 0) {
+            const char *slash = strrchr(pool_modules[i], '/');
+            snprintf(name, sizeof(name), "lib/modules/%s.ko", slash + 1);
+            r = cpio_entry(f, name, 0100644, m.data, m.len, ino++);
+        }
+        wlm_buf_fini(&m);
+    }
     if (!r)
         r = cpio_entry(f, "TRAILER!!!", 0, NULL, 0, 0);
     wlm_buf_fini(&bb);

@@ -22,6 +22,7 @@ struct na_event {
 };
 
 struct na_action;
+struct na_warm;
 
 struct nodeagent {
     uv_loop_t *loop;
@@ -63,7 +64,45 @@ struct nodeagent {
     char (*orphans)[128];
     size_t norphans;
     unsigned next_cfg_index;   /* configuration pool cursor */
+    struct na_warm *warm;      /* warm pool of parked VMs (real hypervisors) */
+    unsigned long cold_starts, warm_starts;
 };
+
+/* warm.c */
+struct na_warm_job {
+    const char *job;
+    int vcpus;
+    long long memory_mb;
+    const char *payload; /* newc cpio of /job */
+    const char *console; /* the job's console log (the pool VM's log moves there) */
+    const char *hostname, *ip;
+};
+struct na_warm_claim {
+    char domain[160];
+    char image[512];
+    double handoff_seconds; /* resume + job sent */
+    double start_seconds;   /* until the guest printed WLM-START */
+    long long rss_kb;
+    char why[200]; /* why no VM was taken */
+};
+int na_warm_start(struct nodeagent *a, struct wlm_error *err);
+void na_warm_stop(struct nodeagent *a);
+void na_warm_free(struct nodeagent *a);
+void na_warm_kick(struct nodeagent *a);
+/* 0: the job runs on a pool VM; 1: no parked VM of that shape (out->why);
+ * <0: the pool VM failed (err; it was destroyed). */
+int na_warm_claim(struct nodeagent *a, const struct na_warm_job *job, struct na_warm_claim *out,
+                  struct wlm_error *err);
+int na_warm_hint(struct nodeagent *a, json_t *shapes, struct wlm_error *err);
+/* Destroy parked VMs until `need_mb` fits above the reserve; how many went. */
+int na_warm_evict(struct nodeagent *a, long long need_mb);
+json_t *na_warm_json(struct nodeagent *a); /* NULL without a warm pool */
+long long na_mem_available_mb(void);
+/* Wait until `marker` shows in the console log of domain `id`; on the
+ * deadline, or when the domain stops first, destroy it and fail with the
+ * cause, the driver and the domain's state. */
+int na_wait_console(struct nodeagent *a, const char *id, const char *console, const char *marker,
+                    double timeout_s, struct wlm_error *err);
 
 /* actions.c */
 void na_actions_routes(struct nodeagent *a);

@@ -40,6 +40,8 @@ struct nodeagent_config {
     char labels[512]; /* "k=v,k=v" */
     long long pool_size;  /* images pre-created at start-up */
     long long pool_max;   /* the pool grows on demand up to this */
+    long long pool_memory_mb, pool_reserve_mb; /* warm pool bounds */
+    long long boot_timeout_s;
     long long base_image_mb;
     char kernel[512];     /* "" = newest /boot/vmlinuz-* */
     char initramfs[512];  /* "" = STATE/initramfs.cpio, written at start from /bin/busybox */
@@ -82,6 +84,9 @@ struct nodeagent_spec {
     int vcpus;
     long long memory_mb;
     int port; /* process: exported as $PORT and substituted for {port} */
+    const char *channel; /* libvirt: host side (unix socket) of the "wlm.job" virtio-serial
+                            port the guest's init waits on (warm pool VMs) */
+    long long cpu_shares; /* libvirt: initial CPU shares (0 = default) */
 };
 
 /* Resize request: 0 / NULL fields are left as they are. */
@@ -173,6 +178,24 @@ void *nodeagent_libvirt_conn(struct nodeagent_driver *d);
 typedef void (*nodeagent_event_fn)(const char *id, int event, int detail, int stopped, void *ud);
 int nodeagent_libvirt_watch(struct nodeagent_driver *d, nodeagent_event_fn fn, void *ud,
                             struct wlm_error *err);
+/* Warm pool domains: an id "~NAME" names the domain "wlmpool-NAME". Such
+ * domains are not jobs: list() leaves them out until they are claimed. A
+ * claim records the job id in the domain's metadata (it survives an agent
+ * restart) and from then on every call taking a job id reaches the domain
+ * by that id, and list() and events report it as the job. */
+#define NODEAGENT_POOL_DOM_PREFIX "wlmpool-"
+int nodeagent_libvirt_claim(struct nodeagent_driver *d, const char *pool_id, const char *job,
+                            struct wlm_error *err);
+/* Unclaimed pool domains whose names start with "wlmpool-<prefix>": ids
+ * ("~NAME") and states; *out malloc'd. */
+int nodeagent_libvirt_pool_list(struct nodeagent_driver *d, const char *prefix,
+                                struct nodeagent_wl_info **out, size_t *n, struct wlm_error *err);
+/* libvirt's state and reason of a domain as text ("paused (booting)"), for
+ * error messages. */
+void nodeagent_libvirt_state_text(struct nodeagent_driver *d, const char *id, char *out, size_t n);
+/* Domain type of job VMs ("qemu", "kvm", "test") and the connection URI. */
+const char *nodeagent_libvirt_describe(struct nodeagent_driver *d);
+
 /* Register libvirt's default event loop and run it in its own thread (once
  * per process: libvirt's event loop is process-wide by design). */
 int nodeagent_libvirt_event_thread_start(struct wlm_error *err);
@@ -298,8 +321,15 @@ int nodeagent_cpio_write(const char *out_path, const char *dir, const char *pref
 
 /* Write the job VM initramfs (uncompressed newc cpio) from a static busybox:
  * its /init runs /job/cmd and reports "WLM-START", the output and
- * "WLM-EXIT <status>" on the console, then powers off. */
-int nodeagent_initramfs_write(const char *out_path, const char *busybox, struct wlm_error *err);
+ * "WLM-EXIT <status>" on the console, then powers off. Without /job/cmd
+ * (warm pool VMs) it loads the virtio modules of kernel `kver` (copied from
+ * /lib/modules/KVER; NULL = none), prints "WLM-READY" and waits for the job
+ * on the "wlm.job" virtio-serial port. */
+int nodeagent_initramfs_write(const char *out_path, const char *busybox, const char *kver,
+                              struct wlm_error *err);
+/* Kernel version from a kernel path ("vmlinuz-VER" or "wlm-vmlinux-VER");
+ * 0 when /lib/modules/VER has the virtio console module, else -ENOENT. */
+int nodeagent_kernel_version(const char *kernel, char *out, size_t n);
 
 /* For a Debian kernel /boot/vmlinuz-VER built with CONFIG_PVH: extract its
  * ELF vmlinux once into cache_dir/wlm-vmlinux-VER (QEMU boots it directly,

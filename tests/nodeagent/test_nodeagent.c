@@ -287,14 +287,14 @@ static void test_console_and_power(void **state)
 
     if (access("/bin/busybox", R_OK) == 0) {
         snprintf(path, sizeof(path), "%s/initramfs.cpio", tmpdir);
-        assert_int_equal(nodeagent_initramfs_write(path, "/bin/busybox", &err), 0);
+        assert_int_equal(nodeagent_initramfs_write(path, "/bin/busybox", NULL, &err), 0);
         f = fopen(path, "rb");
         n = fread(buf, 1, sizeof(buf), f);
         fclose(f);
         assert_true(!memcmp(buf, "070701", 6));
         assert_non_null(memmem(buf, n, "bin/busybox", 11));
     }
-    assert_int_equal(nodeagent_initramfs_write(path, "/no/busybox", &err), -ENOENT);
+    assert_int_equal(nodeagent_initramfs_write(path, "/no/busybox", NULL, &err), -ENOENT);
 
     json_t *l = nodeagent_parse_labels("zone=a, gpu=no", &err);
     assert_non_null(l);
