@@ -607,7 +607,10 @@ struct nodeagent *nodeagent_new(uv_loop_t *loop, const struct nodeagent_config *
          * virtio modules of the job VM kernel for the warm pool. */
         struct wlm_error e2 = {0};
         char kver[256] = "";
-        if (nodeagent_kernel_version(a->cfg.kernel, kver, sizeof(kver)) < 0) {
+        char newest[512];
+        find_kernel(newest, sizeof(newest));
+        if (nodeagent_kernel_version(a->cfg.kernel, kver, sizeof(kver)) < 0 &&
+            nodeagent_kernel_version(newest, kver, sizeof(kver)) < 0) {
             wlm_warn(NA_COMP, "no virtio modules for the job VM kernel; the warm pool cannot "
                      "hand jobs over", "kernel=%s", a->cfg.kernel);
             kver[0] = '\0';

@@ -79,7 +79,8 @@ static int lv_fail(struct wlm_error *err, const char *what, const char *id)
             break;
         }
     }
-    int r = wlm_error_set(err, code, "%s %s: %s", what, id ? id : "", msg);
+    int r = id && *id ? wlm_error_set(err, code, "%s %s: %s", what, id, msg)
+                      : wlm_error_set(err, code, "%s: %s", what, msg);
     virResetLastError();
     return r;
 }
@@ -338,8 +339,12 @@ static int lv_start(struct nodeagent_driver *dd, const struct nodeagent_spec *s,
         return wlm_error_set(err, ENOMEM, "out of memory");
     virDomainPtr dom = virDomainCreateXML(d->conn, xml, 0);
     free(xml);
-    if (!dom)
-        return lv_fail(err, "create", s->id);
+    if (!dom) {
+        char name[200], what[900];
+        dom_name(s->id, name, sizeof(name));
+        snprintf(what, sizeof(what), "cannot create job VM %s (%s)", name, d->describe);
+        return lv_fail(err, what, NULL);
+    }
     virDomainFree(dom);
     return 0;
 }
@@ -899,7 +904,8 @@ static const char *reason_text(int state, int reason)
 {
     switch (state) {
     case VIR_DOMAIN_RUNNING:
-        return reason == VIR_DOMAIN_RUNNING_BOOTED ? "booted" : "running";
+        (void)reason;
+        return "running";
     case VIR_DOMAIN_PAUSED:
         switch (reason) {
         case VIR_DOMAIN_PAUSED_USER: return "paused by the agent";
