@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -493,6 +494,9 @@ int na_warm_start(struct nodeagent *a, struct wlm_error *err)
     snprintf(w->dir, sizeof(w->dir), "%s/pool", a->cfg.state_dir);
     mkdir(w->dir, 0755);
     shape_get(w, 1, a->cfg.vm_memory_mb); /* the default shape comes first */
+    /* Names stay unique across restarts: a job may still run on a pool VM
+     * an earlier run of this agent named. */
+    w->seq = (unsigned)time(NULL);
     a->warm = w;
     /* Pool VMs a previous run of this agent left (kill -9): they never ran a
      * job, but their channel state is unknown, so they go. Claimed ones are

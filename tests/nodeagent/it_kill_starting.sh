@@ -32,7 +32,7 @@ start_agent() {
   before=$(grep -c 'node agent listening' "$dir/agent.log" 2>/dev/null || true)
   "$bin/wlm-nodeagent" --name "n-$tag" --controller "http://127.0.0.1:$cport" --libvirt-uri qemu:///system \
     --listen-port 0 --state-dir "$dir/a" --shared-dir "$dir/shared" --vm-memory-mb 128 \
-    --pool-size 1 --pool-max 4 --heartbeat-ms 300 >>"$dir/agent.log" 2>&1 &
+    --pool-size 0 --pool-max 4 --heartbeat-ms 300 >>"$dir/agent.log" 2>&1 &
   pid=$!
   for _ in $(seq 150); do
     [ "$(grep -c 'node agent listening' "$dir/agent.log" 2>/dev/null || true)" -gt "${before:-0}" ] && break

@@ -39,7 +39,7 @@ cport=$(wlm_free_port) # nothing listens: agents retry registration quietly
 start_agent() { # NAME
   "$bin/wlm-nodeagent" --name "$1-$tag" --controller "http://127.0.0.1:$cport" \
     --libvirt-uri qemu:///system --listen-port 0 --state-dir "$dir/$1" --shared-dir "$dir/shared" \
-    $([ "$1" = b ] && echo --initramfs "$dir/initramfs.cpio.gz") --vm-memory-mb 128 --pool-size 1 --pool-max 4 \
+    $([ "$1" = b ] && echo --initramfs "$dir/initramfs.cpio.gz") --vm-memory-mb 128 --pool-size 0 --pool-max 4 \
     --heartbeat-ms 300 >>"$dir/$1.log" 2>&1 &
   pids+=($!)
   eval "pid_$1=$!"
@@ -71,7 +71,7 @@ act() { # URL JSON -> final action JSON
   id=$(echo "$body" | field 'd["id"]')
   code=$(api -o "$dir/post" -w '%{http_code}' -d "$body" "$url/v1/actions")
   [ "$code" = 202 ] || [ "$code" = 200 ] || fail "POST $body -> $code $(cat "$dir/post")"
-  for _ in $(seq 600); do
+  for _ in $(seq 3000); do # a cold start now waits until the guest's init runs the job
     api "$url/v1/actions/$id" >"$dir/act"
     st=$(field 'd["status"]' <"$dir/act")
     [ "$st" = running ] || [ "$st" = accepted ] || { cat "$dir/act"; return 0; }
