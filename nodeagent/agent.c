@@ -768,6 +768,17 @@ void nodeagent_stop(struct nodeagent *a, void (*done)(void *ud), void *ud)
     if (a->vm)
         nodeagent_libvirt_watch(a->vm, NULL, NULL, NULL);
     na_warm_stop(a); /* parked VMs are destroyed; running jobs stay */
+    /* App instances are this agent's children: a restarted agent would not
+     * know them, so they end with it (a controller re-places them). */
+    struct nodeagent_wl_info *procs = NULL;
+    size_t np = 0;
+    if (a->proc && a->proc->ops->list(a->proc, &procs, &np, NULL) == 0) {
+        if (np)
+            wlm_info(NA_COMP, "stopping app instances", "n=%zu", np);
+        for (size_t i = 0; i < np; i++)
+            a->proc->ops->stop(a->proc, procs[i].id, 0, NULL);
+        free(procs);
+    }
     if (a->started) {
         uv_timer_stop(&a->hb_timer);
         uv_close((uv_handle_t *)&a->hb_timer, on_handle_closed);

@@ -149,6 +149,57 @@ static void test_vm_operations(void **state)
     b->ops->free(b);
 }
 
+/* Warm pool domains: "~NAME" is the domain wlmpool-NAME; it is no job
+ * until claimed; once claimed every call by the job id reaches it, list()
+ * reports it as the job, and it is gone after destroy. */
+static void test_pool_domain_claim(void **state)
+{
+    (void)state;
+    struct nodeagent_driver *a = open_node("claim-a", 4);
+    struct wlm_error err = {0};
+    struct nodeagent_spec s = {.id = "~claim-a-1", .command = "", .vcpus = 1, .memory_mb = 128};
+    assert_int_equal(a->ops->start(a, &s, &err), 0);
+    struct nodeagent_wl_info *l = NULL;
+    size_t n = 0;
+    assert_int_equal(a->ops->list(a, &l, &n, &err), 0);
+    for (size_t i = 0; i < n; i++)
+        assert_string_not_equal(l[i].id, "~claim-a-1");
+    free(l);
+    assert_int_equal(nodeagent_libvirt_pool_list(a, "claim-a", &l, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(l[0].id, "~claim-a-1");
+    free(l);
+    assert_int_equal(nodeagent_libvirt_pool_list(a, "other", &l, &n, &err), 0);
+    assert_int_equal(n, 0);
+    free(l);
+    struct nodeagent_wl_info wi;
+    assert_int_equal(a->ops->info(a, "jobx", &wi, &err), -WLM_ENOTFOUND);
+    assert_int_equal(nodeagent_libvirt_claim(a, "~claim-a-1", "jobx", &err), 0);
+    assert_int_equal(a->ops->info(a, "jobx", &wi, &err), 0);
+    assert_string_equal(wi.id, "jobx");
+    assert_int_equal(a->ops->pause(a, "jobx", &err), 0);
+    a->ops->info(a, "jobx", &wi, &err);
+    assert_int_equal(wi.state, NODEAGENT_WL_PAUSED);
+    assert_int_equal(a->ops->list(a, &l, &n, &err), 0);
+    int seen = 0;
+    for (size_t i = 0; i < n; i++)
+        seen += !strcmp(l[i].id, "jobx");
+    free(l);
+    assert_int_equal(seen, 1);
+    assert_int_equal(nodeagent_libvirt_pool_list(a, "claim-a", &l, &n, &err), 0);
+    assert_int_equal(n, 0); /* claimed: a job now, not a pool VM */
+    free(l);
+    /* libvirt's view, for error messages. */
+    char st[160];
+    nodeagent_libvirt_state_text(a, "jobx", st, sizeof(st));
+    assert_non_null(strstr(st, "paused"));
+    assert_int_equal(a->ops->destroy(a, "jobx", &err), 0);
+    assert_int_equal(a->ops->info(a, "jobx", &wi, &err), -WLM_ENOTFOUND);
+    assert_int_equal(nodeagent_libvirt_claim(a, "~claim-a-1", "jobx", &err), -WLM_ENOTFOUND);
+    assert_non_null(strstr(nodeagent_libvirt_describe(a), "domain type test"));
+    a->ops->free(a);
+}
+
 static void test_image_pool(void **state)
 {
     (void)state;
@@ -293,7 +344,34 @@ static void test_console_and_power(void **state)
         fclose(f);
         assert_true(!memcmp(buf, "070701", 6));
         assert_non_null(memmem(buf, n, "bin/busybox", 11));
+        /* With the job kernel's version, the waiting init's modules ride along. */
+        char kver[256];
+        if (nodeagent_kernel_version("/boot/vmlinuz-does-not-matter", kver, sizeof(kver)) < 0) {
+            FILE *p = popen("ls -1 /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1", "r");
+            char k[512] = "";
+            if (p) {
+                if (!fgets(k, sizeof(k), p))
+                    k[0] = '\0';
+                pclose(p);
+            }
+            k[strcspn(k, "\n")] = '\0';
+            if (k[0] && nodeagent_kernel_version(k, kver, sizeof(kver)) == 0) {
+                assert_int_equal(nodeagent_initramfs_write(path, "/bin/busybox", kver, &err), 0);
+                struct stat sb;
+                assert_int_equal(stat(path, &sb), 0);
+                char *all = malloc((size_t)sb.st_size);
+                f = fopen(path, "rb");
+                size_t got = fread(all, 1, (size_t)sb.st_size, f);
+                fclose(f);
+                assert_non_null(memmem(all, got, "lib/modules/virtio_console.ko", 29));
+                assert_non_null(memmem(all, got, "lib/modules/virtio_pci.ko", 25));
+                assert_non_null(memmem(all, got, "WLM-READY", 9));
+                free(all);
+            }
+        }
     }
+    char kv[64];
+    assert_int_equal(nodeagent_kernel_version("/boot/bzImage", kv, sizeof(kv)), -ENOENT);
     assert_int_equal(nodeagent_initramfs_write(path, "/no/busybox", NULL, &err), -ENOENT);
 
     json_t *l = nodeagent_parse_labels("zone=a, gpu=no", &err);
@@ -646,6 +724,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_node_info_per_node),
         cmocka_unit_test(test_vm_operations),
+        cmocka_unit_test(test_pool_domain_claim),
         cmocka_unit_test(test_image_pool),
         cmocka_unit_test(test_repo_and_reconcile),
         cmocka_unit_test(test_console_and_power),
