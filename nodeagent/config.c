@@ -40,7 +40,7 @@ const struct wlm_cfg_field nodeagent_cfg_fields[] = {
     {"pool_reserve_mb", WLM_CFG_INT, F(pool_reserve_mb), 0, NULL, "1024", 0, 1LL << 30,
      "warm pool: memory (MiB) always left available to placed workloads; parked VMs are "
      "destroyed when available memory falls below it"},
-    {"boot_timeout_s", WLM_CFG_INT, F(boot_timeout_s), 0, NULL, "120", 1, 3600,
+    {"boot_timeout_s", WLM_CFG_INT, F(boot_timeout_s), 0, NULL, "90", 1, 3600,
      "a job VM that does not reach its init within this many seconds is destroyed and its "
      "start fails"},
     {"pool_max", WLM_CFG_INT, F(pool_max), 0, NULL, "8", 0, 1000,
