@@ -3,6 +3,7 @@
  *
  *   wlm-sim --experiment exp1 --seeds 10 --out results/exp1
  *   wlm-sim --experiment run --policy edf --mean-ia-min 12 --seed 3
+ *   wlm-sim --experiment exp1 --trace jobs.swf --nodes 8 --cores 8 --out out/trace
  */
 #include <stddef.h>
 #include <stdio.h>
@@ -25,6 +26,9 @@ struct opts {
     double ia_min, ia_max, ia_step, mean_ia_min, exp2_ia_min;
     double hysteresis, headroom, power_target;
     int no_action_costs;
+    /* job traces (SWF) */
+    char trace[512];
+    char trace_classes[512];
 };
 
 #define F(name, type, field, def, lo, hi, help)                                                    \
@@ -69,6 +73,12 @@ static const struct wlm_cfg_field fields[] = {
     F("exp2_nodes", WLM_CFG_INT, exp2_nodes, "8", 1, 10000, "exp2: nodes"),
     F("hosts", WLM_CFG_INT, hosts, "16", 2, 100000, "exp3: hosts"),
     F("vms", WLM_CFG_INT, vms, "64", 1, 1000000, "exp3: VMs"),
+    F("trace", WLM_CFG_STR, trace, "", 1, 0,
+      "exp1 / run: jobs from this SWF trace instead of the generated mix (one run per "
+      "policy; --nodes/--cores/--mem-mb size the cluster)"),
+    F("trace_classes", WLM_CFG_STR, trace_classes, "", 1, 0,
+      "trace queue (SWF field 15) -> class, e.g. 1=platinum,2=gold,*=silver; changes the "
+      "default 1=platinum,2=gold,3=silver,4=bronze,*=silver"),
     F("hysteresis", WLM_CFG_NUM, hysteresis, "0.02", 0, 10,
       "APC: utility gain needed to suspend or migrate (the placement core's default)"),
     F("headroom", WLM_CFG_NUM, headroom, "0.25", 0, 100, "utilsum rule: nodes = ceil(U + h)"),
@@ -76,16 +86,34 @@ static const struct wlm_cfg_field fields[] = {
       "wlm consolidation: utility every workload keeps"),
 };
 
-static int run_one(const struct opts *o, const struct sim_config *c, struct wlm_error *err)
+static int run_one(const struct opts *o, const struct sim_config *c,
+                   const struct sim_trace *trace, struct wlm_error *err)
 {
     struct sim_job_spec *jobs = NULL;
     size_t nj = 0;
-    int rc = sim_workload_mix((uint64_t)o->seed, o->mean_ia_min * 60, (size_t)o->jobs, 1024, &jobs,
-                              &nj, err);
-    if (rc)
-        return rc;
+    int rc;
     struct sim_result r;
-    rc = sim_run(c, jobs, nj, &r, err);
+    if (trace) {
+        /* the trace's jobs with the submit times the run gave them (a
+         * dependent job is submitted after its predecessor finishes) */
+        nj = trace->n;
+        double *arr = calloc(nj, sizeof(double));
+        if (!arr || !(jobs = malloc(nj * sizeof(*jobs)))) {
+            free(arr);
+            return wlm_error_set(err, ENOMEM, "out of memory");
+        }
+        memcpy(jobs, trace->jobs, nj * sizeof(*jobs));
+        rc = sim_trace_run(c, trace, &r, NULL, arr, err);
+        for (size_t i = 0; i < nj && !rc; i++)
+            jobs[i].arrival = arr[i];
+        free(arr);
+    } else {
+        rc = sim_workload_mix((uint64_t)o->seed, o->mean_ia_min * 60, (size_t)o->jobs, 1024,
+                              &jobs, &nj, err);
+        if (rc)
+            return rc;
+        rc = sim_run(c, jobs, nj, &r, err);
+    }
     if (rc) {
         free(jobs);
         return rc;
@@ -102,6 +130,7 @@ static int run_one(const struct opts *o, const struct sim_config *c, struct wlm_
     }
     fprintf(f, "job,arrival_s,threads,runtime_s,class,deadline_s,finish_s,missed\n");
     for (size_t i = 0; i < nj; i++) {
+        /* never submitted (predecessor never finished): arrival -1, missed */
         double dl = jobs[i].arrival + jobs[i].goal_factor * jobs[i].runtime_s;
         fprintf(f, "%zu,%.3f,%d,%.0f,%d,%.3f,%.3f,%d\n", i, jobs[i].arrival, jobs[i].threads,
                 jobs[i].runtime_s, jobs[i].svc_class, dl, r.finish[i],
@@ -197,6 +226,34 @@ int main(int argc, char **argv)
     e.vms = (size_t)o.vms;
     e.table = stdout;
     const char *x = o.experiment;
+    struct sim_trace trace;
+    memset(&trace, 0, sizeof(trace));
+    if (o.trace_classes[0] && !o.trace[0]) {
+        fprintf(stderr, "wlm-sim: --trace-classes needs --trace\n");
+        return 2;
+    }
+    if (o.trace[0]) {
+        if (strcmp(x, "exp1") && strcmp(x, "run")) {
+            fprintf(stderr, "wlm-sim: --trace works with --experiment exp1 or run, not '%s'\n", x);
+            return 2;
+        }
+        struct sim_trace_opts to;
+        sim_trace_opts_default(&to);
+        to.cores = c->cores;
+        to.node_mem_mb = c->mem_mb;
+        if (o.trace_classes[0] && sim_trace_classes_parse(o.trace_classes, &to.classes, &err)) {
+            fprintf(stderr, "wlm-sim: --trace-classes: %s\n", err.msg);
+            return 2;
+        }
+        if (sim_trace_load(o.trace, &to, &trace, &err)) {
+            fprintf(stderr, "wlm-sim: %s\n", err.msg);
+            return 1;
+        }
+        if (trace.skipped_wide)
+            fprintf(stderr, "wlm-sim: %s: %zu jobs wider than a node (%g cores) skipped\n",
+                    trace.name, trace.skipped_wide, c->cores);
+        e.trace = &trace;
+    }
     int all = !strcmp(x, "all");
     if (strcmp(x, "run") && strcmp(x, "exp1") && strcmp(x, "exp2") && strcmp(x, "exp3") && !all) {
         fprintf(stderr, "wlm-sim: --experiment: unknown '%s' (run, exp1, exp2, exp3, all)\n", x);
@@ -204,7 +261,7 @@ int main(int argc, char **argv)
     }
     char prefix[600];
     if (!strcmp(x, "run")) {
-        rc = run_one(&o, c, &err);
+        rc = run_one(&o, c, e.trace, &err);
     } else {
         int (*fn[3])(const struct sim_exp_opts *, struct wlm_error *) = {sim_exp1, sim_exp2,
                                                                          sim_exp3};
@@ -224,6 +281,7 @@ int main(int argc, char **argv)
             fflush(stdout);
         }
     }
+    sim_trace_fini(&trace);
     if (rc) {
         fprintf(stderr, "wlm-sim: %s%s%s\n", err.field[0] ? err.field : "",
                 err.field[0] ? ": " : "", err.msg);

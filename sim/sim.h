@@ -26,6 +26,8 @@
 extern "C" {
 #endif
 
+struct sim_trace;
+
 /* ---------------------------------------------------------------- random */
 
 /* splitmix64: tiny, fast, and good enough for workload generation. Every
@@ -95,7 +97,10 @@ void sim_node_account(struct sim_node *n, double dt);
 
 /* ---------------------------------------------------------------- jobs */
 
-enum sim_class { SIM_PLATINUM = 0, SIM_GOLD, SIM_SILVER };
+/* Same order and names as jobsched's classes; the goal factors are
+ * jobsched's defaults (1.5/3/10/20, see sim_class_factor). The generated mix
+ * uses the first three; bronze comes from traces. */
+enum sim_class { SIM_PLATINUM = 0, SIM_GOLD, SIM_SILVER, SIM_BRONZE, SIM_NCLASSES };
 
 /* A job as submitted: runtime_s is its execution time at full speed, i.e.
  * with `threads` threads each on a whole core of the node's MHz. */
@@ -232,6 +237,95 @@ struct sim_series {
 int sim_svg_plot(FILE *f, const char *title, const char *xlabel, const char *ylabel,
                  const struct sim_series *s, size_t ns);
 
+/* ---------------------------------------------------------------- traces (SWF)
+ *
+ * Job traces in the Standard Workload Format v2.2 (the Parallel Workloads
+ * Archive's format): ';' starts a header line, every other non-blank line
+ * has 18 whitespace-separated numeric fields, -1 = unknown. sim/trace.c. */
+
+/* Name ("platinum", ...) and completion-time goal factor (jobsched's default
+ * class factors 1.5/3/10/20) of an enum sim_class; "?" and 0 when unknown. */
+const char *sim_class_name(int cls);
+double sim_class_factor(int cls);
+/* enum sim_class from a name (case-insensitive), -WLM_EINVAL when unknown. */
+int sim_class_parse(const char *s);
+
+#define SIM_TRACE_MAXQ 64
+
+/* SWF queue number (field 15) -> service class. Queues not listed, and an
+ * unknown queue (-1), take `other`. */
+struct sim_trace_classes {
+    size_t n;
+    long long queue[SIM_TRACE_MAXQ];
+    int cls[SIM_TRACE_MAXQ];
+    int other;
+};
+
+/* 1=platinum, 2=gold, 3=silver, 4=bronze, anything else silver (jobsched's
+ * class for a job that names none). */
+void sim_trace_classes_default(struct sim_trace_classes *m);
+/* Apply "Q=CLASS[,Q=CLASS...]" on top of *m; Q is a queue number or '*'
+ * (every other queue). On error *m is unchanged. */
+int sim_trace_classes_parse(const char *s, struct sim_trace_classes *m, struct wlm_error *err);
+
+struct sim_trace_opts {
+    double cores;          /* per node: a job with more processors is skipped */
+    double node_mem_mb;    /* per node: a job needing more memory is skipped */
+    double default_mem_mb; /* a job's memory when field 10 is unknown */
+    struct sim_trace_classes classes;
+};
+
+/* Cores, node memory and classes from the simulator's defaults; job memory
+ * 1024 MB (the generated mix's). */
+void sim_trace_opts_default(struct sim_trace_opts *o);
+
+/* A trace as jobs. Job i is SWF job number[i]; after[i] is the index of the
+ * job it waits for (SWF field 17, afterok: submitted think_s[i] seconds after
+ * that job completes) or -1. jobs[i].arrival is the trace's submit time
+ * relative to the earliest one; for a dependent job it is only the starting
+ * guess (sim_trace_run replaces it). */
+struct sim_trace {
+    char name[256]; /* file name as given */
+    struct sim_job_spec *jobs;
+    long long *number;
+    int *after;
+    double *think_s;
+    size_t n;
+    size_t lines;            /* data lines read */
+    size_t skipped_wide;     /* more processors than a node has cores */
+    size_t skipped_mem;      /* more memory than a node has */
+    size_t skipped_noruntime; /* run time unknown or 0 (e.g. cancelled before start) */
+    size_t skipped_noprocs;  /* processors unknown */
+    size_t deps;             /* jobs with a dependency */
+    size_t deps_dropped;     /* dependency on a skipped job: submitted at its own time */
+    size_t per_class[SIM_NCLASSES];
+};
+
+/* Read an SWF file. A malformed line fails the whole load with an error
+ * naming the file, line and field; *t is then empty. Jobs that cannot run on
+ * one node are skipped and counted. Call sim_trace_fini after success. */
+int sim_trace_load(const char *path, const struct sim_trace_opts *o, struct sim_trace *t,
+                   struct wlm_error *err);
+/* The same from an open stream; `name` is used in messages. */
+int sim_trace_read(FILE *f, const char *name, const struct sim_trace_opts *o,
+                   struct sim_trace *t, struct wlm_error *err);
+void sim_trace_fini(struct sim_trace *t);
+
+/* Simulate the trace under cfg, dependencies included: a dependent job is
+ * submitted think_s after its predecessor finishes in this very run, and its
+ * goal counts from then. sim_run has no dependencies, so this runs it to a
+ * fixed point: simulate, set every dependent job's arrival to its
+ * predecessor's finish + think time, repeat until nothing changes (a job
+ * whose predecessor never finishes is never submitted and counts as
+ * unfinished). The simulation is causal, so the earliest wrong arrival moves
+ * later each round; *rounds (may be NULL) says how many runs it took, 1 for
+ * a trace without dependencies. res->finish has t->n entries; res->jobs =
+ * t->n. If `arrival` is not NULL it receives every job's final submit time
+ * (t->n entries, -1 when never submitted). */
+int sim_trace_run(const struct sim_config *cfg, const struct sim_trace *t,
+                  struct sim_result *res, unsigned *rounds, double *arrival,
+                  struct wlm_error *err);
+
 /* ---------------------------------------------------------------- experiments */
 
 struct sim_exp_opts {
@@ -246,6 +340,9 @@ struct sim_exp_opts {
     size_t hosts, vms; /* experiment 3 */
     const char
         *out_prefix; /* writes PREFIX-runs.csv, PREFIX-summary.csv, PREFIX.svg; NULL = none */
+    /* experiment 1 on this trace instead of the generated mix (NULL = mix):
+     * every policy once, no sweep, nothing random (see sim_trace_run) */
+    const struct sim_trace *trace;
     FILE *table;     /* human-readable table (NULL = none) */
 };
 
