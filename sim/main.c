@@ -249,9 +249,14 @@ int main(int argc, char **argv)
             fprintf(stderr, "wlm-sim: %s\n", err.msg);
             return 1;
         }
-        if (trace.skipped_wide)
-            fprintf(stderr, "wlm-sim: %s: %zu jobs wider than a node (%g cores) skipped\n",
-                    trace.name, trace.skipped_wide, c->cores);
+        if (trace.skipped_wide || trace.skipped_mem || trace.skipped_noruntime ||
+            trace.skipped_noprocs)
+            fprintf(stderr,
+                    "wlm-sim: %s: %zu of %zu jobs kept; skipped %zu wider than a node (%g "
+                    "cores), %zu over node memory (%g MB), %zu without run time, %zu without "
+                    "processors\n",
+                    trace.name, trace.n, trace.lines, trace.skipped_wide, c->cores,
+                    trace.skipped_mem, c->mem_mb, trace.skipped_noruntime, trace.skipped_noprocs);
         e.trace = &trace;
     }
     int all = !strcmp(x, "all");
