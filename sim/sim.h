@@ -317,9 +317,10 @@ void sim_trace_fini(struct sim_trace *t);
  * fixed point: simulate, set every dependent job's arrival to its
  * predecessor's finish + think time, repeat until nothing changes (a job
  * whose predecessor never finishes is never submitted and counts as
- * unfinished). The simulation is causal, so the earliest wrong arrival moves
- * later each round; *rounds (may be NULL) says how many runs it took, 1 for
- * a trace without dependencies. res->finish has t->n entries; res->jobs =
+ * unfinished). The simulation is causal, so the earliest wrong arrival never
+ * moves earlier; more than 2 x t->deps + 2 rounds is an error (WLM_EINTERNAL).
+ * *rounds (may be NULL) says how many runs it took, 1 for a trace without
+ * dependencies. res->finish has t->n entries; res->jobs =
  * t->n. If `arrival` is not NULL it receives every job's final submit time
  * (t->n entries, -1 when never submitted). */
 int sim_trace_run(const struct sim_config *cfg, const struct sim_trace *t,

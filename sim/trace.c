@@ -111,8 +111,8 @@ int sim_trace_classes_parse(const char *s, struct sim_trace_classes *out, struct
                                       "entry '%s=%s': queue must be a number >= 0 or '*'", item,
                                       eq + 1);
             if (classes_set(&m, q, cls))
-                return wlm_error_setf(err, WLM_EINVAL, "trace_classes",
-                                      "more than %d queues", SIM_TRACE_MAXQ);
+                return wlm_error_setf(err, WLM_EINVAL, "trace_classes", "more than %d queues",
+                                      SIM_TRACE_MAXQ);
         }
         p += len;
         if (*p == ',')
@@ -252,8 +252,9 @@ static int whole_or_unknown(struct reader *r, int k, double v, const char *tok, 
     if (v == -1)
         return 0;
     if (v != floor(v) || v < lo)
-        return bad(r, k, lo > 0 ? "' must be a whole number >= 1 or -1 (unknown)"
-                                : "' must be a whole number >= 0 or -1 (unknown)",
+        return bad(r, k,
+                   lo > 0 ? "' must be a whole number >= 1 or -1 (unknown)"
+                          : "' must be a whole number >= 0 or -1 (unknown)",
                    tok);
     return 0;
 }
@@ -302,7 +303,8 @@ static int parse_line(struct reader *r, char *s, const struct sim_trace_opts *o)
     }
     if (v[2] < 0)
         return bad(r, 2, "' must be >= 0 (the submit time is required)", tok[2]);
-    if ((rc = nonneg_or_unknown(r, 4, v[4], tok[4])) || (rc = whole_or_unknown(r, 5, v[5], tok[5], 0)) ||
+    if ((rc = nonneg_or_unknown(r, 4, v[4], tok[4])) ||
+        (rc = whole_or_unknown(r, 5, v[5], tok[5], 0)) ||
         (rc = whole_or_unknown(r, 8, v[8], tok[8], 0)) ||
         (rc = nonneg_or_unknown(r, 10, v[10], tok[10])) ||
         (rc = whole_or_unknown(r, 15, v[15], tok[15], 0)) ||
@@ -364,8 +366,8 @@ static int parse_line(struct reader *r, char *s, const struct sim_trace_opts *o)
     return remember(r, number, (long)i);
 }
 
-int sim_trace_read(FILE *f, const char *name, const struct sim_trace_opts *o,
-                   struct sim_trace *t, struct wlm_error *err)
+int sim_trace_read(FILE *f, const char *name, const struct sim_trace_opts *o, struct sim_trace *t,
+                   struct wlm_error *err)
 {
     memset(t, 0, sizeof(*t));
     if (!name || !*name)
@@ -389,8 +391,8 @@ int sim_trace_read(FILE *f, const char *name, const struct sim_trace_opts *o,
             break;
     }
     if (!rc && ferror(f))
-        rc = wlm_error_setf(err, WLM_EIO, "trace", "%s: read error after line %zu", t->name,
-                            r.line);
+        rc =
+            wlm_error_setf(err, WLM_EIO, "trace", "%s: read error after line %zu", t->name, r.line);
     if (!rc && t->n == 0)
         rc = wlm_error_setf(err, WLM_EINVAL, "trace",
                             "%s: no job to simulate (%zu job lines; skipped: %zu wider than a "
@@ -442,9 +444,8 @@ void sim_trace_fini(struct sim_trace *t)
 
 /* ---------------------------------------------------------------- run */
 
-int sim_trace_run(const struct sim_config *cfg, const struct sim_trace *t,
-                  struct sim_result *res, unsigned *rounds, double *arrival,
-                  struct wlm_error *err)
+int sim_trace_run(const struct sim_config *cfg, const struct sim_trace *t, struct sim_result *res,
+                  unsigned *rounds, double *arrival, struct wlm_error *err)
 {
     size_t n = t->n;
     memset(res, 0, sizeof(*res));
@@ -463,10 +464,12 @@ int sim_trace_run(const struct sim_config *cfg, const struct sim_trace *t,
     memcpy(spec, t->jobs, n * sizeof(*spec));
     for (size_t i = 0; i < n; i++)
         in[i] = 1;
-    /* Each round settles at least the earliest wrong arrival for good (the
-     * simulation before it is the same in every later round), so deps + 1
-     * runs always suffice; the slack only guards against a change in sim_run
-     * that breaks causality. */
+    /* The simulation before the earliest wrong arrival is the same in every
+     * later round (sim_run is causal: nothing it decides at t depends on
+     * jobs arriving after t), so the wrong part only shrinks towards the end
+     * of the run. A fixed point is checked, not assumed: a run is returned
+     * only when no dependent job's submit time changed, and a trace that
+     * has not settled after the cap is an error. */
     unsigned max_rounds = (unsigned)(2 * t->deps + 2);
     for (unsigned round = 1;; round++) {
         size_t m = 0;

@@ -30,16 +30,15 @@ static int read_str(const char *text, const struct sim_trace_opts *o, struct sim
 
 /* 18 fields: no submit wait run alloc cpu usedmem reqprocs reqtime reqmem
  * status user group exe queue partition pred think */
-static const char *const small_swf =
-    "; Version: 2.2\n"
-    "; a hand-written trace\n"
-    "\n"
-    "1 100 5 600 2 550 -1 2 900 262144 1 1 1 1 1 1 -1 -1\n"
-    "2 160 0 300 3 -1 -1 -1 600 -1 1 2 1 1 2 1 -1 -1\n"
-    "   3 220 0 1200 1 -1 -1 1 -1 1048576 1 1 1 1 3 1 1 45\n"
-    "4 300 0 60 1 -1 -1 1 -1 -1 1 3 1 1 4 1 -1 -1\n"
-    "5 400\t0 60 1 -1 -1 1 -1 -1 1 3 1 1 7 1 3 -1\n"
-    "6 500 0 0 1 -1 -1 1 -1 -1 5 3 1 1 1 1 -1 -1\n";
+static const char *const small_swf = "; Version: 2.2\n"
+                                     "; a hand-written trace\n"
+                                     "\n"
+                                     "1 100 5 600 2 550 -1 2 900 262144 1 1 1 1 1 1 -1 -1\n"
+                                     "2 160 0 300 3 -1 -1 -1 600 -1 1 2 1 1 2 1 -1 -1\n"
+                                     "   3 220 0 1200 1 -1 -1 1 -1 1048576 1 1 1 1 3 1 1 45\n"
+                                     "4 300 0 60 1 -1 -1 1 -1 -1 1 3 1 1 4 1 -1 -1\n"
+                                     "5 400\t0 60 1 -1 -1 1 -1 -1 1 3 1 1 7 1 3 -1\n"
+                                     "6 500 0 0 1 -1 -1 1 -1 -1 5 3 1 1 1 1 -1 -1\n";
 
 static void test_parse_fields(void **state)
 {
@@ -105,7 +104,7 @@ static void test_class_flag(void **state)
     assert_int_equal(read_str(small_swf, &o, &t, &err), 0);
     assert_int_equal(t.jobs[0].svc_class, SIM_BRONZE); /* queue 1, remapped */
     NEAR(t.jobs[0].goal_factor, 20);
-    assert_int_equal(t.jobs[1].svc_class, SIM_GOLD); /* queue 2, default kept */
+    assert_int_equal(t.jobs[1].svc_class, SIM_GOLD);     /* queue 2, default kept */
     assert_int_equal(t.jobs[4].svc_class, SIM_PLATINUM); /* queue 7 */
     NEAR(t.jobs[4].goal_factor, 1.5);
     sim_trace_fini(&t);
@@ -138,7 +137,8 @@ static void test_bad_lines(void **state)
     static const struct {
         const char *text, *want;
     } cases[] = {
-        {"; h\n1 0 0 60 1 -1 -1 1 -1 -1 1 1 1 1 1 1 -1 -1\n2 10 0 6x0 1 -1 -1 1 -1 -1 1 1 1 1 1 1 -1 "
+        {"; h\n1 0 0 60 1 -1 -1 1 -1 -1 1 1 1 1 1 1 -1 -1\n2 10 0 6x0 1 -1 -1 1 -1 -1 1 1 1 1 1 1 "
+         "-1 "
          "-1\n",
          "mem.swf:3: field 4 (run time): '6x0' is not a number"},
         {"1 0 0 60 1 -1 -1 1 -1 -1 1 1 1 1 1 1 -1\n", "mem.swf:1: 17 fields"},
