@@ -24,7 +24,7 @@ e2e_begin() {
 e2e_cleanup() {
   [ ${#pids[@]} -gt 0 ] && wlm_kill_tree "${pids[@]}"
   e2e_kill_instances
-  rm -rf "$dir"
+  [ -n "${E2E_KEEP:-}" ] && echo "kept $dir" >&2 || rm -rf "$dir"
 }
 
 # e2e_start_cluster NODE_SPECS...: each "name:cores:mhz:mem[:labels]".
