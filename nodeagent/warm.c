@@ -395,7 +395,8 @@ static void check_parked_locked(struct na_warm *w)
 static int pick_victim_locked(struct na_warm *w, struct warm_vm *out)
 {
     long long avail = na_mem_available_mb();
-    int short_mem = avail >= 0 && avail < w->a->cfg.pool_reserve_mb;
+    /* A powered-off node keeps nothing parked. */
+    int short_mem = (avail >= 0 && avail < w->a->cfg.pool_reserve_mb) || !w->a->powered_on;
     for (size_t i = 0; i < w->n; i++) {
         struct warm_vm *v = &w->vms[i];
         if (!v->parked)
