@@ -285,7 +285,9 @@ static char *lv_domain_xml(struct lv_driver *d, const struct nodeagent_spec *s)
             xml_esc(&b, initrd);
             wlm_buf_printf(&b, "</initrd>");
         }
-        wlm_buf_printf(&b, "<cmdline>console=ttyS0 panic=-1 quiet wlm.job=");
+        /* no_timer_check: on a loaded host TCG is too slow for the
+         * kernel's IO-APIC timer check, which then panics at boot. */
+        wlm_buf_printf(&b, "<cmdline>console=ttyS0 panic=-1 quiet no_timer_check wlm.job=");
         xml_esc(&b, s->id[0] == '~' ? s->id + 1 : s->id);
         if (s->hostname) {
             wlm_buf_printf(&b, " wlm.hostname=");

@@ -357,8 +357,14 @@ static void boot_one(struct na_warm *w, int vcpus, long long mem)
         w->error_until = now() + 10; /* do not spin on a broken kernel */
     }
     pthread_mutex_unlock(&w->mu);
-    if (r != 0)
-        wlm_warn(NA_COMP, "warm pool: boot failed", "vm=%s error=\"%s\"", dom, err.msg);
+    if (r != 0) {
+        /* Keep the console of the last failed boot for a post-mortem. */
+        char keep[700];
+        snprintf(keep, sizeof(keep), "%s/last-failed.console", w->dir);
+        rename(v.console, keep);
+        wlm_warn(NA_COMP, "warm pool: boot failed", "vm=%s error=\"%s\" console=%s", dom, err.msg,
+                 keep);
+    }
     vm_discard(a, &v);
 }
 
