@@ -46,6 +46,10 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* Job starts hold a pool thread until the guest runs the job (up to
+     * boot_timeout_s); libuv's default of 4 threads would let a few slow
+     * boots hold up heartbeats. Set before the pool's first use. */
+    setenv("UV_THREADPOOL_SIZE", "32", 0);
     struct main_state m = {0};
     m.loop = uv_default_loop();
     m.agent = nodeagent_new(m.loop, &cfg, &err);
