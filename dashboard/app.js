@@ -1,4 +1,5 @@
-// wlm admin dashboard: utilities over time, placement map, jobs and flows.
+// wlm admin dashboard: utilities over time, utility functions (curves.js),
+// placement map, jobs and flows.
 // Plain DOM + SVG; no external resources (the cluster may have no internet).
 "use strict";
 
@@ -11,11 +12,12 @@ const palette = ["#58a6ff", "#3fb950", "#d29922", "#bc8cff", "#f778ba", "#79c0ff
                  "#56d364", "#e3b341", "#ff7b72", "#a5d6ff", "#ffa657", "#7ee787"];
 const series = new Map(); // workload name -> [{t, u}]
 const minSeries = [];     // [{t, u, name}]
+const jobNames = new Map(); // "job-7" (the placement problem's name) -> "job-7 build"
 let lastPoint = 0;
 
 function $(id) { return document.getElementById(id); }
 function el(tag, attrs, text) {
-  const e = document.createElementNS(tag === "svg" || ["path", "line", "text", "polyline", "g"].includes(tag)
+  const e = document.createElementNS(tag === "svg" || ["path", "line", "text", "polyline", "g", "circle", "rect", "defs", "clipPath"].includes(tag)
     ? "http://www.w3.org/2000/svg" : "http://www.w3.org/1999/xhtml", tag);
   for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
   if (text !== undefined) e.textContent = text;
@@ -95,8 +97,14 @@ function drawChart() {
   if (minSeries.length) legend.appendChild(el("span", { class: "min", style: "--c:#fff" }, "minimum"));
 }
 
+function rememberJobName(full) {
+  const k = String(full).split(" ")[0];
+  if (k.startsWith("job-")) jobNames.set(k, String(full));
+}
+
 function renderUtilities(u) {
   if (!u) return;
+  for (const w of (u.workloads || [])) if (w.kind === "job") rememberJobName(w.name);
   for (const h of (u.history || [])) addPoint(h.t, Object.entries(h.workloads || {}).map(([name, utility]) => ({ name, utility })), h.min);
   addPoint(u.now, u.workloads || [], u.min);
   const m = u.min;
@@ -155,6 +163,7 @@ function renderJobs(j) {
   const counts = {};
   for (const job of jobs) {
     counts[job.state] = (counts[job.state] || 0) + 1;
+    if (job.name) rememberJobName("job-" + job.id + " " + job.name);
     const tr = el("tr");
     const pred = job.predicted_completion, goal = job.goal_time;
     const late = pred && goal && pred > goal;
@@ -186,12 +195,39 @@ function renderFlows(f) {
   }
 }
 
+// The placement problem now (GET /v1/placement/snapshot): one request at a
+// time; a request asked for meanwhile runs once the current one is done.
+let curvesBusy = false, curvesAgain = false;
+async function refreshCurves() {
+  if (curvesBusy) { curvesAgain = true; return; }
+  curvesBusy = true;
+  try {
+    const r = await fetch("/v1/placement/snapshot", { headers });
+    if (r.status === 401) throw new Error("the controller refused the token: open the URL the demo printed (…#token=…)");
+    if (r.status === 409) {
+      // No READY node: the controller has no problem to solve.
+      const e = await r.json().catch(() => ({}));
+      renderCurves($("curves"), $("curves-meta"), null, e.detail || "no READY node: nothing to place", jobNames);
+    } else if (!r.ok) {
+      throw new Error("/v1/placement/snapshot: HTTP " + r.status);
+    } else {
+      renderCurves($("curves"), $("curves-meta"), await r.json(), null, jobNames);
+    }
+  } catch (e) {
+    showError(String(e.message || e));
+  } finally {
+    curvesBusy = false;
+    if (curvesAgain) { curvesAgain = false; refreshCurves(); }
+  }
+}
+
 async function refresh() {
   try {
     const [u, p, j, f] = await Promise.all([getJSON("/v1/utilities"), getJSON("/v1/placement"),
                                             getJSON("/v1/jobs"), getJSON("/v1/flows")]);
     renderUtilities(u); renderPlacement(p); renderJobs(j); renderFlows(f);
     showError(null);
+    refreshCurves();
   } catch (e) { showError(String(e.message || e)); }
 }
 
@@ -222,7 +258,9 @@ async function stream() {
             if (d.utilities) renderUtilities(d.utilities);
             if (d.placement) renderPlacement(d.placement);
           } else if (ev === "placement") {
+            // A new decision: its map and the curves it was made on.
             getJSON("/v1/placement").then(renderPlacement, () => {});
+            refreshCurves();
           } else if (ev === "jobs" || ev === "flows") {
             refresh();
           }
