@@ -13,6 +13,7 @@ const palette = ["#58a6ff", "#3fb950", "#d29922", "#bc8cff", "#f778ba", "#79c0ff
 const series = new Map(); // workload name -> [{t, u}]
 const minSeries = [];     // [{t, u, name}]
 const jobNames = new Map(); // "job-7" (the placement problem's name) -> "job-7 build"
+let minName = "";           // the minimum-utility workload the header shows
 let lastPoint = 0;
 
 function $(id) { return document.getElementById(id); }
@@ -108,6 +109,7 @@ function renderUtilities(u) {
   for (const h of (u.history || [])) addPoint(h.t, Object.entries(h.workloads || {}).map(([name, utility]) => ({ name, utility })), h.min);
   addPoint(u.now, u.workloads || [], u.min);
   const m = u.min;
+  minName = m ? m.name : "";
   $("min-utility").textContent = m ? fmtUtil(m.utility) : "–";
   $("min-utility").className = m ? utilClass(m.utility) : "";
   $("min-name").textContent = m ? "(" + m.name + ")" : "";
@@ -207,11 +209,11 @@ async function refreshCurves() {
     if (r.status === 409) {
       // No READY node: the controller has no problem to solve.
       const e = await r.json().catch(() => ({}));
-      renderCurves($("curves"), $("curves-meta"), null, e.detail || "no READY node: nothing to place", jobNames);
+      renderCurves($("curves"), $("curves-meta"), null, e.detail || "no READY node: nothing to place");
     } else if (!r.ok) {
       throw new Error("/v1/placement/snapshot: HTTP " + r.status);
     } else {
-      renderCurves($("curves"), $("curves-meta"), await r.json(), null, jobNames);
+      renderCurves($("curves"), $("curves-meta"), await r.json(), null, { jobNames, minName });
     }
   } catch (e) {
     showError(String(e.message || e));

@@ -40,21 +40,23 @@ function niceCeil(v) {
 
 function fmtMHz(v) { return v >= 10000 ? (v / 1000).toFixed(0) + "k" : v >= 1000 ? (v / 1000).toFixed(1) + "k" : Math.round(v).toString(); }
 
-// The CPU range worth showing: app curves run to the whole cluster's
-// capacity but are flat long before; stop where the curve is within 0.02
-// of its top (on the clipped scale), keeping the current point in view.
-function curveXMax(pts, cpu) {
+// The CPU range worth showing. A job's curve runs to what its threads can
+// use: all of it. An app's runs to the whole cluster's capacity but is flat
+// long before: stop soon after the curve is within 0.05 of its top (on the
+// clipped scale), keeping the current point in view.
+function curveXMax(pts, cpu, kind) {
   const last = pts.length ? pts[pts.length - 1][0] : 0;
-  const top = Math.min(1, pts.length ? pts[pts.length - 1][1] : 0);
+  if (kind === "job" || last <= 0) return Math.max(last, cpu) || 1;
+  const top = Math.min(1, pts[pts.length - 1][1]);
   let knee = last;
-  for (const [x, y] of pts) if (Math.min(1, y) >= top - 0.02) { knee = x; break; }
-  let xmax = niceCeil(Math.max(knee * 1.15, cpu * 1.1, 1));
-  if (last > 0 && xmax > last && cpu <= last) xmax = Math.max(last, niceCeil(cpu));
-  return xmax;
+  for (const [x, y] of pts) if (Math.min(1, y) >= top - 0.05) { knee = x; break; }
+  if (knee <= 0) return Math.max(last, cpu); // flat: nothing to zoom on
+  const xmax = niceCeil(Math.max(knee * 1.15, cpu * 1.1));
+  return xmax > last && cpu <= last ? last : xmax;
 }
 
 // One workload from the snapshot: its curve and where it runs now.
-function workloadsOfSnapshot(s, jobNames) {
+function workloadsOfSnapshot(s, jobNames, minName) {
   const out = [];
   for (const a of (s.apps || [])) {
     const insts = a.instances || [];
@@ -74,15 +76,19 @@ function workloadsOfSnapshot(s, jobNames) {
     w.u = evalCurve(w.pts, w.cpu);
     w.uc = isFinite(w.u) ? Math.max(-1, w.u) : -1;
   }
-  // Lowest utility first; ties by name so the grid does not reshuffle.
-  out.sort((a, b) => (a.uc - b.uc) || a.label.localeCompare(b.label));
+  // Lowest utility first. Ties (many waiting jobs sit at -1): the workload
+  // the header names as the minimum, then apps, then by name with numbers
+  // in order (job-4 before job-10), so the grid does not reshuffle.
+  const rank = w => (w.label === minName ? 0 : 1) * 2 + (w.kind === "app" ? 0 : 1);
+  out.sort((a, b) => (Math.abs(a.uc - b.uc) > 1e-9 ? a.uc - b.uc : 0) || rank(a) - rank(b) ||
+                     a.label.localeCompare(b.label, undefined, { numeric: true }));
   return out;
 }
 
 function drawCurve(w, highlight) {
   const svg = el("svg", { class: "ucurve", viewBox: `0 0 ${CW} ${CH}`, role: "img",
                           "aria-label": "utility of " + w.label + " vs CPU" });
-  const xmax = curveXMax(w.pts, w.cpu);
+  const xmax = curveXMax(w.pts, w.cpu, w.kind);
   const x = v => CL + Math.min(v, xmax) / xmax * (CW - CL - CR);
   const y = u => CT + (1 - u) / 2 * (CH - CT - CB);
   const bottom = y(-1);
@@ -140,18 +146,21 @@ function drawCurve(w, highlight) {
   return svg;
 }
 
-// box: the container; s: the snapshot (null = unavailable, with why).
-function renderCurves(box, meta, s, why, jobNames) {
+// box: the container; s: the snapshot (null = unavailable, with why);
+// ctx.jobNames: "job-7" -> "job-7 build"; ctx.minName: the workload the
+// header shows as the minimum (first among equals here).
+function renderCurves(box, meta, s, why, ctx) {
   box.replaceChildren();
   if (!s) { box.appendChild(el("div", { class: "muted empty" }, why || "no placement problem yet")); meta.textContent = ""; return; }
-  const all = workloadsOfSnapshot(s, jobNames);
+  const all = workloadsOfSnapshot(s, ctx && ctx.jobNames, ctx && ctx.minName);
   if (!all.length) { box.appendChild(el("div", { class: "muted empty" }, "no apps or placeable jobs")); meta.textContent = ""; return; }
   const shown = all.slice(0, CURVES_MAX);
-  // Every workload at the minimum is highlighted: the controller raises
-  // them together, so a tie is the situation, not an accident.
-  const lowest = all[0].uc;
-  shown.forEach(w => {
-    const min = w.uc <= lowest + 1e-6;
+  // One workload is highlighted, the first: with many tied at the minimum
+  // (waiting jobs) a highlight on each would mark nothing; the meta line
+  // counts the tie.
+  const tied = all.filter(w => w.uc <= all[0].uc + 1e-6).length;
+  shown.forEach((w, i) => {
+    const min = i === 0;
     const card = el("div", { class: "ucard " + w.kind + (min ? " min" : ""), "data-name": w.name,
                              "data-kind": w.kind, "data-util": w.uc.toFixed(4) });
     const tip = w.kind === "job"
@@ -176,6 +185,8 @@ function renderCurves(box, meta, s, why, jobNames) {
                        rest + " more (utility ≥ " + fmtUtil(all[shown.length].uc) + ") not drawn"));
   }
   const apps = all.filter(w => w.kind === "app").length;
-  meta.textContent = apps + " apps · " + (all.length - apps) + " jobs · lowest utility first · " +
-                     "problem as of " + new Date().toLocaleTimeString();
+  meta.textContent = apps + (apps === 1 ? " app · " : " apps · ") + (all.length - apps) +
+                     (all.length - apps === 1 ? " job" : " jobs") + " · lowest utility first" +
+                     (tied > 1 ? " · " + tied + " at the minimum " + fmtUtil(all[0].uc) : "") +
+                     " · problem as of " + new Date().toLocaleTimeString();
 }

@@ -5,7 +5,7 @@ Standard library only (the CI machine has no pip packages): a minimal
 WebSocket client, enough for the DevTools protocol's text frames.
 
   cdp.py --chromium /usr/bin/chromium --base http://127.0.0.1:P --token T
-         --nodes a,b,c --screenshot out.png [--timeout 40]
+         --nodes a,b,c [--apps web] [--more-jobs N] --screenshot out.png [--timeout 40]
 
 Exit 0 when every check passed; otherwise prints what failed and an excerpt
 of the page's DOM, exit 1.
@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
+import urllib.request
 
 
 class WebSocket:
@@ -215,7 +216,36 @@ STATE_JS = r"""(() => {
     minPoints: min ? pts(min) : 0,
     nodes: [...document.querySelectorAll('#placement .node')].map(n => n.dataset.node),
     minUtility: (q('#min-utility') || {}).textContent,
+    minName: ((q('#min-name') || {}).textContent || '').replace(/^\(|\)$/g, ''),
     jobsRows: [...document.querySelectorAll('#jobs tbody tr')].filter(r => !r.querySelector('td.empty')).length,
+    curves: [...document.querySelectorAll('#curves .ucard')].map(card => {
+      // Each chart: its curve's points, the marker, and whether the marker
+      // sits on the curve (the curve's y at the marker's x, or the bottom
+      // edge where the curve is below -1).
+      const poly = card.querySelector('polyline.curve');
+      const P = poly ? (poly.getAttribute('points') || '').trim().split(/\s+/).filter(Boolean)
+          .map(p => p.split(',').map(Number)) : [];
+      const axes = [...card.querySelectorAll('line.axis')];
+      const bottom = axes.length > 1 ? +axes[1].getAttribute('y1') : NaN;
+      const m = card.querySelector('circle.marker');
+      let onCurve = false;
+      if (m && P.length >= 2) {
+        const mx = +m.getAttribute('cx'), my = +m.getAttribute('cy');
+        let cy = P[P.length - 1][1];
+        for (let i = 1; i < P.length; i++)
+          if (mx <= P[i][0] + 0.05) {
+            const [x0, y0] = P[i - 1], [x1, y1] = P[i];
+            cy = x1 > x0 ? y0 + (y1 - y0) * (mx - x0) / (x1 - x0) : Math.min(y0, y1);
+            break;
+          }
+        onCurve = Math.abs(Math.min(cy, bottom) - my) <= 1.5;
+      }
+      return {name: card.dataset.name, kind: card.dataset.kind, util: +card.dataset.util,
+              label: (card.querySelector('.uname') || {}).textContent,
+              min: card.classList.contains('min'), points: P.length, marker: !!m, onCurve,
+              belowBottom: P.some(p => p[1] > bottom + 0.5), cliffLabel: !!card.querySelector('text.cliff')};
+    }),
+    curvesMore: (q('#curves .umore') || {}).textContent || '',
     error: q('#error') && !q('#error').classList.contains('hidden') ? q('#error').textContent : '',
   };
 })()"""
@@ -242,12 +272,64 @@ def wait_for(b, sid, what, pred, timeout):
     raise AssertionError(f"{what} within {timeout:.0f} s; page state: {json.dumps(st)}")
 
 
+def screenshot(b, sid, width, height, path):
+    """The whole page (it is taller than the window) as a PNG."""
+    m = b.call("Page.getLayoutMetrics", session=sid)
+    size = m.get("cssContentSize") or m["contentSize"]
+    clip = {"x": 0, "y": 0, "width": width, "height": max(height, int(size["height"])), "scale": 1}
+    shot = b.call("Page.captureScreenshot",
+                  {"format": "png", "clip": clip, "captureBeyondViewport": True}, sid)
+    with open(path, "wb") as f:
+        f.write(base64.b64decode(shot["data"]))
+    print(f"screenshot {path} ({os.path.getsize(path)} bytes, {width}x{clip['height']})")
+
+
+def submit_jobs(base, token, n):
+    """n long jobs in one batch through the API (as `wlm job submit -f`)."""
+    body = {"jobs": [{"name": f"extra{i}", "command": "true", "work_seconds": 600,
+                      "memory_mb": 64, "class": "bronze"} for i in range(n)]}
+    req = urllib.request.Request(base + "/v1/jobs", data=json.dumps(body).encode(), method="POST",
+                                 headers={"Authorization": "Bearer " + token,
+                                          "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        if r.status not in (200, 201):
+            raise AssertionError(f"POST /v1/jobs: HTTP {r.status}")
+
+
+def check_curves(st, want_apps):
+    """The utility-functions panel: what an operator must be able to read."""
+    cards = st["curves"]
+    by_name = {c["name"]: c for c in cards}
+    for app in want_apps:
+        c = by_name.get(app)
+        if not c:
+            raise AssertionError(f"no utility curve for app {app!r}: {[x['name'] for x in cards]}")
+    for c in cards:
+        if c["points"] < 2:
+            raise AssertionError(f"the curve of {c['name']} has {c['points']} points")
+        if not c["marker"]:
+            raise AssertionError(f"no marker on the curve of {c['name']}")
+        if not c["onCurve"]:
+            raise AssertionError(f"the marker of {c['name']} is not on its curve")
+    utils = [c["util"] for c in cards]
+    if utils != sorted(utils):
+        raise AssertionError(f"curves are not lowest utility first: {utils}")
+    if not cards[0]["min"]:
+        raise AssertionError(f"the lowest-utility workload {cards[0]['name']} is not highlighted")
+    wrong = [c["name"] for c in cards[1:] if c["min"]]
+    if wrong:
+        raise AssertionError(f"highlighted as the minimum besides {cards[0]['name']}: {wrong}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--chromium", default="/usr/bin/chromium")
     ap.add_argument("--base", required=True, help="controller URL, e.g. http://127.0.0.1:8080")
     ap.add_argument("--token", required=True)
     ap.add_argument("--nodes", required=True, help="comma-separated node names the map must show")
+    ap.add_argument("--apps", default="", help="comma-separated apps whose utility curves must show")
+    ap.add_argument("--more-jobs", type=int, default=0,
+                    help="then submit this many jobs and check the panel caps the charts")
     ap.add_argument("--screenshot", required=True)
     ap.add_argument("--timeout", type=float, default=40)
     ap.add_argument("--log", help="file for chromium's own output")
@@ -295,15 +377,44 @@ def main():
         if st["jobsRows"] < 1:
             raise AssertionError("the job table is empty")
 
-        # Screenshot of the whole page (it is taller than the window).
-        m = b.call("Page.getLayoutMetrics", session=sid)
-        size = m.get("cssContentSize") or m["contentSize"]
-        clip = {"x": 0, "y": 0, "width": W, "height": max(H, int(size["height"])), "scale": 1}
-        shot = b.call("Page.captureScreenshot",
-                      {"format": "png", "clip": clip, "captureBeyondViewport": True}, sid)
-        with open(a.screenshot, "wb") as f:
-            f.write(base64.b64decode(shot["data"]))
-        print(f"screenshot {a.screenshot} ({os.path.getsize(a.screenshot)} bytes, {W}x{clip['height']})")
+        # Utility functions: a curve per app and per job, markers on them,
+        # lowest first, the minimum highlighted; the app under load has
+        # learned its cliff, which leaves the chart at the bottom.
+        want_apps = [x for x in a.apps.split(",") if x]
+        def curves_ready(s):
+            names = {c["name"] for c in s["curves"]}
+            return (all(x in names for x in want_apps) and any(c["kind"] == "job" for c in s["curves"])
+                    and all(c["belowBottom"] and c["cliffLabel"] for c in s["curves"] if c["name"] in want_apps))
+        st = wait_for(b, sid, f"the utility functions did not show the apps {want_apps} (with their cliff) and a job",
+                      curves_ready, a.timeout)
+        check_curves(st, want_apps)
+        print("utility functions:", ", ".join(f"{c['name']}={c['util']:.3f}{' (min)' if c['min'] else ''}"
+                                               for c in st["curves"]))
+
+        screenshot(b, sid, W, H, a.screenshot)
+
+        # Many jobs: 24 charts, lowest first, and a note counting the rest.
+        if a.more_jobs:
+            submit_jobs(a.base, a.token, a.more_jobs)
+            st = wait_for(b, sid, "the utility functions did not cap the charts at 24 with a note",
+                          lambda s: len(s["curves"]) == 24 and "more" in s["curvesMore"], a.timeout)
+            check_curves(st, [])
+            m = re.match(r"(\d+) more \(utility ≥ (-?\d+\.\d+)\)", st["curvesMore"])
+            if not m:
+                raise AssertionError(f"unexpected note: {st['curvesMore']!r}")
+            rest, above = int(m.group(1)), float(m.group(2))
+            if len(st["curves"]) + rest < a.more_jobs:
+                raise AssertionError(f"24 charts + {rest} more < the {a.more_jobs} jobs submitted")
+            if above < st["curves"][-1]["util"] - 1e-3:
+                raise AssertionError(f"a workload left out ({above}) is below one drawn ({st['curves'][-1]['util']})")
+            # Waiting jobs tie at -1: the one highlighted is the one the header names.
+            st = wait_for(b, sid, "the highlighted curve is not the minimum the header names",
+                          lambda s: len(s["curves"]) == 24 and s["curves"][0]["min"] and
+                          (s["minUtility"] != "-1.000" or s["curves"][0]["util"] > -1 or
+                           s["curves"][0]["label"] == s["minName"]), 10)
+            print(f"utility functions with many jobs: 24 charts, note {st['curvesMore']!r}, "
+                  f"minimum {st['curves'][0]['label']} (header: {st['minName']} {st['minUtility']})")
+            screenshot(b, sid, W, H, re.sub(r"\.png$", "", a.screenshot) + "-many.png")
 
         errs = [e for e in b.console_errors() if e]
         if errs:
@@ -314,7 +425,7 @@ def main():
         st = wait_for(b, sid, "no error banner about the token without one",
                       lambda s: "token" in (s["error"] or ""), 15)
         print("without a token:", st["error"])
-        if st["nodes"] or any(x["points"] for x in st["series"]):
+        if st["nodes"] or any(x["points"] for x in st["series"]) or st["curves"]:
             raise AssertionError("data shown without a token")
         print(f"dashboard checks passed in {time.time() - t_start:.1f} s")
         return 0
