@@ -197,14 +197,17 @@ function renderFlows(f) {
   }
 }
 
-// The placement problem now (GET /v1/placement/snapshot): one request at a
-// time; a request asked for meanwhile runs once the current one is done.
+// The problem of the last placement decision, with the decision (GET
+// /v1/placement/snapshot?of=last); before the first decision, the problem
+// as it stands now. One request at a time; one asked for meanwhile runs
+// once the current one is done.
 let curvesBusy = false, curvesAgain = false;
 async function refreshCurves() {
   if (curvesBusy) { curvesAgain = true; return; }
   curvesBusy = true;
   try {
-    const r = await fetch("/v1/placement/snapshot", { headers });
+    let r = await fetch("/v1/placement/snapshot?of=last", { headers });
+    if (r.status === 404) r = await fetch("/v1/placement/snapshot", { headers });
     if (r.status === 401) throw new Error("the controller refused the token: open the URL the demo printed (…#token=…)");
     if (r.status === 409) {
       // No READY node: the controller has no problem to solve.

@@ -55,26 +55,44 @@ function curveXMax(pts, cpu, kind) {
   return xmax > last && cpu <= last ? last : xmax;
 }
 
-// One workload from the snapshot: its curve and where it runs now.
+function plural(n, word) { return n + " " + word + (n === 1 ? "" : "s"); }
+
+// The workloads of a snapshot: each one's curve and where it runs. With the
+// decision (GET /v1/placement/snapshot?of=last) a workload runs where the
+// decision put it (cpu) and `before` is where it ran when the controller
+// decided; without one, cpu is where it runs in the problem now.
 function workloadsOfSnapshot(s, jobNames, minName) {
   const out = [];
+  const decided = new Map(((s.decision && s.decision.workloads) || []).map(w => [w.name, w]));
   for (const a of (s.apps || [])) {
     const insts = a.instances || [];
-    const cpu = insts.reduce((t, i) => t + (+i.cpu_mhz || 0), 0);
-    out.push({ name: a.name, label: a.name, kind: "app", pts: parseCurve(a.utility), cpu,
-               caption: insts.length + (insts.length === 1 ? " instance" : " instances") });
+    out.push({ name: a.name, label: a.name, kind: "app", pts: parseCurve(a.utility),
+               before: insts.reduce((t, i) => t + (+i.cpu_mhz || 0), 0), n: insts.length });
   }
   for (const j of (s.jobs || [])) {
-    const running = j.state === "running";
-    const cpu = running ? (+j.cpu_mhz || 0) : 0;
-    const waiting = j.state === "queued" || j.state === "suspended";
+    // Only a running job has CPU; a waiting (queued, suspended) or paused
+    // one sits at 0 MHz.
     out.push({ name: j.name, label: (jobNames && jobNames.get(j.name)) || j.name, kind: "job",
-               pts: parseCurve(j.utility), cpu, state: j.state,
-               caption: waiting ? j.state + " (waiting)" : j.state });
+               pts: parseCurve(j.utility), state: j.state,
+               before: j.state === "running" ? (+j.cpu_mhz || 0) : 0, n: j.state === "running" ? 1 : 0 });
   }
   for (const w of out) {
+    const d = decided.get(w.name);
+    w.cpu = d && isFinite(+d.cpu_mhz) ? +d.cpu_mhz : w.before;
+    w.nAfter = d && isFinite(+d.instances) ? +d.instances : w.n;
+    w.moved = !!d && Math.abs(w.cpu - w.before) > Math.max(1, 0.01 * Math.max(w.cpu, w.before));
     w.u = evalCurve(w.pts, w.cpu);
     w.uc = isFinite(w.u) ? Math.max(-1, w.u) : -1;
+    // "1200→2400 MHz": where the decision moved it from.
+    const mhz = (w.moved ? Math.round(w.before) + "→" : "") + Math.round(w.cpu) + " MHz";
+    if (w.kind === "app") {
+      const n = d && w.nAfter !== w.n ? w.n + "→" + w.nAfter + " instances" : plural(w.nAfter, "instance");
+      w.caption = "app, " + n + " · " + mhz;
+    } else {
+      const waiting = w.state === "queued" || w.state === "suspended";
+      const change = d && w.nAfter > w.n ? " → runs" : d && w.nAfter < w.n ? " → stops" : waiting ? ", waits" : "";
+      w.caption = "job, " + w.state + change + " · " + mhz;
+    }
   }
   // Lowest utility first. Ties (many waiting jobs sit at -1): the workload
   // the header names as the minimum, then apps, then by name with numbers
@@ -85,10 +103,23 @@ function workloadsOfSnapshot(s, jobNames, minName) {
   return out;
 }
 
+// The polyline d without what lies below `floor` (a cliff at -40 only has to
+// leave the chart): segments crossing it end on it, at the right CPU.
+function cutBelow(d, floor) {
+  const out = [];
+  for (let i = 0; i < d.length; i++) {
+    const p = d[i], q = d[i - 1];
+    if (q && (q[1] < floor) !== (p[1] < floor))
+      out.push([q[0] + (p[0] - q[0]) * (floor - q[1]) / (p[1] - q[1]), floor]);
+    if (p[1] >= floor) out.push(p);
+  }
+  return out.length ? out : [[d[0][0], floor], [d[d.length - 1][0], floor]];
+}
+
 function drawCurve(w, highlight) {
   const svg = el("svg", { class: "ucurve", viewBox: `0 0 ${CW} ${CH}`, role: "img",
                           "aria-label": "utility of " + w.label + " vs CPU" });
-  const xmax = curveXMax(w.pts, w.cpu, w.kind);
+  const xmax = curveXMax(w.pts, Math.max(w.cpu, w.before), w.kind);
   const x = v => CL + Math.min(v, xmax) / xmax * (CW - CL - CR);
   const y = u => CT + (1 - u) / 2 * (CH - CT - CB);
   const bottom = y(-1);
@@ -117,15 +148,13 @@ function drawCurve(w, highlight) {
   const d = [[0, w.pts[0][1]]];
   for (const p of w.pts) if (p[0] > 0 && p[0] < xmax) d.push(p);
   d.push([xmax, evalCurve(w.pts, xmax)]);
-  // Far below -1 the line only has to leave the chart: keep coordinates sane.
-  const yc = u => y(Math.max(u, -3));
   const g = el("g", { "clip-path": `url(#${id})` });
   g.appendChild(el("polyline", { class: "curve", "data-name": w.name,
-                                 points: d.map(p => x(p[0]).toFixed(1) + "," + yc(p[1]).toFixed(1)).join(" ") }));
+                                 points: cutBelow(d, -1.25).map(p => x(p[0]).toFixed(1) + "," + y(p[1]).toFixed(1)).join(" ") }));
   svg.appendChild(g);
   // A cliff: say how deep it goes where it leaves the chart.
   const low = w.pts[0][1];
-  if (low < -1) {
+  if (low < -1.005) {
     let cx = 0;
     for (let i = 1; i < d.length; i++)
       if (d[i][1] >= -1) {
@@ -135,6 +164,12 @@ function drawCurve(w, highlight) {
       }
     svg.appendChild(el("text", { class: "cliff", x: x(cx) + 4, y: bottom - 3 },
                        "↓ " + low.toFixed(2).replace("-", "−") + " at 0"));
+  }
+  // Where it ran when the controller decided, if the decision moved it.
+  if (w.moved) {
+    const ub = evalCurve(w.pts, w.before);
+    svg.appendChild(el("circle", { class: "before", cx: x(w.before).toFixed(1), cy: y(Math.max(-1, ub)).toFixed(1), r: 3.5,
+                                   "data-cpu": w.before.toFixed(1) }));
   }
   // Where it runs now: a guide down to the CPU axis and the marker on the curve.
   const mx = x(w.cpu), my = y(w.uc);
@@ -163,10 +198,12 @@ function renderCurves(box, meta, s, why, ctx) {
     const min = i === 0;
     const card = el("div", { class: "ucard " + w.kind + (min ? " min" : ""), "data-name": w.name,
                              "data-kind": w.kind, "data-util": w.uc.toFixed(4) });
-    const tip = w.kind === "job"
+    const tip = (w.kind === "job"
       ? w.label + ": utility if the job gets this CPU for the decision horizon" +
         (w.state === "running" ? "" : " (waiting: it sits at 0 MHz)")
-      : w.label + ": utility at this total CPU over its instances";
+      : w.label + ": utility at this total CPU over its instances") +
+      "\n● " + Math.round(w.cpu) + " MHz, utility " + (w.u < -1 ? "≤ " : "") + fmtUtil(w.uc) +
+      (w.moved ? "\n○ " + Math.round(w.before) + " MHz when the controller decided" : "");
     card.setAttribute("title", tip);
     const head = el("div", { class: "uhead" });
     head.appendChild(el("span", { class: "uname" }, w.label));
@@ -174,8 +211,7 @@ function renderCurves(box, meta, s, why, ctx) {
     head.appendChild(el("span", { class: "uval " + utilClass(w.uc) }, (w.u < -1 ? "≤" : "") + fmtUtil(w.uc)));
     card.appendChild(head);
     card.appendChild(drawCurve(w, min));
-    const cap = el("div", { class: "ucap muted" },
-                   w.kind + ", " + w.caption + " · now " + Math.round(w.cpu) + " MHz");
+    const cap = el("div", { class: "ucap muted" }, w.caption);
     card.appendChild(cap);
     box.appendChild(card);
   });
@@ -185,8 +221,9 @@ function renderCurves(box, meta, s, why, ctx) {
                        rest + " more (utility ≥ " + fmtUtil(all[shown.length].uc) + ") not drawn"));
   }
   const apps = all.filter(w => w.kind === "app").length;
-  meta.textContent = apps + (apps === 1 ? " app · " : " apps · ") + (all.length - apps) +
-                     (all.length - apps === 1 ? " job" : " jobs") + " · lowest utility first" +
-                     (tied > 1 ? " · " + tied + " at the minimum " + fmtUtil(all[0].uc) : "") +
-                     " · problem as of " + new Date().toLocaleTimeString();
+  const when = /(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z)/.exec(s.comment || "");
+  const at = when ? new Date(when[1]).toLocaleTimeString() : new Date().toLocaleTimeString();
+  meta.textContent = (s.decision ? "the problem of the decision at " + at : "the problem at " + at + " (no decision yet)") +
+                     " · " + plural(apps, "app") + " · " + plural(all.length - apps, "job") + " · lowest utility first" +
+                     (tied > 1 ? " · " + tied + " at the minimum " + fmtUtil(all[0].uc) : "");
 }

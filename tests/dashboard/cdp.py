@@ -220,17 +220,17 @@ STATE_JS = r"""(() => {
     jobsRows: [...document.querySelectorAll('#jobs tbody tr')].filter(r => !r.querySelector('td.empty')).length,
     curves: [...document.querySelectorAll('#curves .ucard')].map(card => {
       // Each chart: its curve's points, the marker, and whether the marker
-      // sits on the curve (the curve's y at the marker's x, or the bottom
-      // edge where the curve is below -1).
+      // (and the ring where the workload ran before the decision) sits on
+      // the curve: the curve's y at its x, or the bottom edge where the
+      // curve is below -1.
       const poly = card.querySelector('polyline.curve');
       const P = poly ? (poly.getAttribute('points') || '').trim().split(/\s+/).filter(Boolean)
           .map(p => p.split(',').map(Number)) : [];
       const axes = [...card.querySelectorAll('line.axis')];
       const bottom = axes.length > 1 ? +axes[1].getAttribute('y1') : NaN;
       const m = card.querySelector('circle.marker');
-      let onCurve = false;
-      if (m && P.length >= 2) {
-        const mx = +m.getAttribute('cx'), my = +m.getAttribute('cy');
+      const on = c => {
+        const mx = +c.getAttribute('cx'), my = +c.getAttribute('cy');
         let cy = P[P.length - 1][1];
         for (let i = 1; i < P.length; i++)
           if (mx <= P[i][0] + 0.05) {
@@ -238,8 +238,10 @@ STATE_JS = r"""(() => {
             cy = x1 > x0 ? y0 + (y1 - y0) * (mx - x0) / (x1 - x0) : Math.min(y0, y1);
             break;
           }
-        onCurve = Math.abs(Math.min(cy, bottom) - my) <= 1.5;
-      }
+        return Math.abs(Math.min(cy, bottom) - my) <= 1.5;
+      };
+      const onCurve = !!m && P.length >= 2 &&
+          [...card.querySelectorAll('circle.marker, circle.before')].every(on);
       return {name: card.dataset.name, kind: card.dataset.kind, util: +card.dataset.util,
               label: (card.querySelector('.uname') || {}).textContent,
               min: card.classList.contains('min'), points: P.length, marker: !!m, onCurve,
