@@ -7,7 +7,7 @@
 
 const CURVES_MAX = 24;          // charts drawn; the rest are counted
 const CW = 240, CH = 124;       // chart viewBox
-const CL = 30, CR = 8, CT = 8, CB = 20;
+const CL = 33, CR = 8, CT = 8, CB = 20;
 let curveSeq = 0;               // unique clipPath ids across redraws
 
 // A curve as [[cpu_mhz, utility], ...] sorted by CPU. The snapshot gives
@@ -135,7 +135,7 @@ function drawCurve(w, highlight) {
   svg.appendChild(el("line", { class: "axis", x1: CL, y1: bottom, x2: CW - CR, y2: bottom }));
   svg.appendChild(el("line", { class: "zero", x1: CL, y1: y(0), x2: CW - CR, y2: y(0) }));
   for (const [v, t] of [[1, "1"], [0, "0"], [-1, "≤−1"]])
-    svg.appendChild(el("text", { class: "ylab", x: CL - 3, y: y(v) + 3 }, t));
+    svg.appendChild(el("text", { class: "ylab", x: CL - 6, y: y(v) + 3 }, t));
   for (const [f, anchor] of [[0, "start"], [0.5, "middle"], [1, "end"]])
     svg.appendChild(el("text", { class: "xlab", x: x(f * xmax), y: CH - 6, "text-anchor": anchor },
                        f ? fmtMHz(f * xmax) + (f === 1 ? " MHz" : "") : "0"));
