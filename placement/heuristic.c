@@ -533,6 +533,14 @@ int pl_pack(struct pl_packer *k, const struct pl_pack_args *pa, double t, struct
 int pl_best_level(struct pl_packer *k, const struct pl_pack_args *pa, struct pl_sol *out,
                   double *level)
 {
+    double fail;
+    return pl_best_level_fail(k, pa, out, level, &fail);
+}
+
+int pl_best_level_fail(struct pl_packer *k, const struct pl_pack_args *pa, struct pl_sol *out,
+                       double *level, double *fail)
+{
+    *fail = INFINITY;
     const struct pl_ctx *c = k->c;
     double lo = INFINITY, hi = INFINITY, capmax = -INFINITY;
     for (size_t a = 0; a < c->W; a++) {
@@ -580,6 +588,7 @@ int pl_best_level(struct pl_packer *k, const struct pl_pack_args *pa, struct pl_
             lo = mid;
     }
     *level = lo;
+    *fail = hi;
     return pl_pack(k, pa, lo, out, &failed);
 }
 

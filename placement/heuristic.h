@@ -55,6 +55,10 @@ int pl_pack(struct pl_packer *k, const struct pl_pack_args *pa, double t, struct
  * instance counts fit. `out` holds the packing at that level. */
 int pl_best_level(struct pl_packer *k, const struct pl_pack_args *pa, struct pl_sol *out,
                   double *level);
+/* The same, also giving the lowest level known not to pack (INFINITY when
+ * the level stopped at a workload's ceiling rather than at capacity). */
+int pl_best_level_fail(struct pl_packer *k, const struct pl_pack_args *pa, struct pl_sol *out,
+                       double *level, double *fail);
 /* Start idle-but-useful work on spare capacity after the last pl_pack. */
 int pl_place_idle(struct pl_packer *k, size_t K, const int *excluded, struct pl_sol *s);
 /* Smallest prefix of the node order whose CPU (x capfactor) and memory could

@@ -50,21 +50,38 @@ int pl_leximin(struct pl_packer *k, size_t K, const int *excluded, int mode, con
     struct urg *cand = malloc(W * sizeof(*cand));
     size_t *order = malloc(W * sizeof(size_t));
     struct pl_sol tmp = {0};
-    int rc = -ENOMEM, stale = 0;
+    int rc = -ENOMEM, stale = 0, fresh = 0;
     double t = -INFINITY;
     if (!lvcap || !admit || !cand || !order)
         goto out;
     for (size_t a = 0; a < c->W; a++)
         lvcap[a] = INFINITY;
-    /* Progressive filling. Each round that stops at a workload's ceiling
-     * costs two packings (the bisection's ends); the round that stops at
-     * capacity ends the loop. */
-    for (size_t round = 0; round <= c->W; round++) {
+    /* Progressive filling. A round that stops at a workload's ceiling
+     * freezes it there (two packings: the bisection's ends). A round that
+     * stops at capacity finds what binds: if the applications, held at the
+     * level, let it rise, they are frozen and the jobs' levels go on
+     * rising (more of them run, most urgent first); otherwise the jobs that
+     * would have to start next do not fit and wait, and the level goes on
+     * rising without them. Rounds are budgeted by the problem's size; what
+     * is left then is admitted in the gaps below. */
+    size_t budget = 4000000 / (40 * (c->W + c->N) + 1);
+    if (budget < 4)
+        budget = 4;
+    if (budget > 2 * c->W + 8)
+        budget = 2 * c->W + 8;
+    double tgood = -INFINITY;
+    for (size_t round = 0; round < budget; round++) {
         struct pl_pack_args pa = {K, 1.0, excluded, NULL, 0, lvcap, admit, mode};
-        if ((rc = pl_best_level(k, &pa, out, &t)))
+        double fail = INFINITY;
+        if ((rc = pl_best_level_fail(k, &pa, &tmp, &t, &fail)))
             goto out;
         if (!isfinite(t))
             break;
+        tgood = t;
+        struct pl_sol sw = *out;
+        *out = tmp;
+        tmp = sw;
+        fresh = k->fresh_used;
         size_t newly = 0;
         for (size_t a = 0; a < c->W; a++) {
             if (!c->placeable[a] || (excluded && excluded[a]) || isfinite(lvcap[a]) || c->busy[a])
@@ -76,15 +93,59 @@ int pl_leximin(struct pl_packer *k, size_t K, const int *excluded, int mode, con
                 newly++;
             }
         }
-        if (!newly)
+        if (newly)
+            continue;
+        if (!isfinite(fail))
             break;
+        /* Capacity binds at (t, fail]. Do the applications? */
+        size_t napps = 0;
+        for (size_t a = 0; a < c->W; a++)
+            if (!c->whole[a] && !c->busy[a] && c->placeable[a] && !(excluded && excluded[a]) &&
+                !isfinite(lvcap[a])) {
+                lvcap[a] = t;
+                napps++;
+            }
+        int apps_bind = 0;
+        if (napps) {
+            int failed = 1;
+            if ((rc = pl_pack(k, &pa, fail, &tmp, &failed)))
+                goto out;
+            apps_bind = !failed;
+            if (!apps_bind)
+                for (size_t a = 0; a < c->W; a++)
+                    if (!c->whole[a] && !c->busy[a] && lvcap[a] == t)
+                        lvcap[a] = INFINITY;
+        }
+        if (apps_bind)
+            continue;
+        /* The jobs that would start between t and fail do not fit: they
+         * wait (their level is held at their waiting utility). */
+        size_t capped = 0;
+        for (size_t a = 0; a < c->W; a++)
+            if (c->whole[a] && !admit[a] && !c->busy[a] && c->placeable[a] &&
+                !(excluded && excluded[a]) && !isfinite(lvcap[a]) &&
+                !(mode == PL_PACK_KEEP && c->onnode[a]) && c->u0[a] >= t - 1e-12 &&
+                c->u0[a] < fail + 1e-12) {
+                lvcap[a] = c->u0[a];
+                capped++;
+            }
+        if (!capped) {
+            /* Nothing identifiable binds: hold the applications here. */
+            for (size_t a = 0; a < c->W; a++)
+                if (!c->whole[a] && !c->busy[a] && !isfinite(lvcap[a]))
+                    lvcap[a] = t;
+            break;
+        }
     }
+    t = tgood;
     if (!isfinite(t)) {
         *level = t;
         rc = 0;
         goto out;
     }
-    int fresh = k->fresh_used;
+    /* The packer must describe `out` (the last round's packing) again. */
+    if ((rc = pl_packer_load(k, K, out)))
+        goto out;
     /* Extras: whole jobs still waiting, most urgent first. */
     size_t nc = 0;
     for (size_t a = 0; a < c->W; a++) {
