@@ -844,7 +844,9 @@ int pl_place_idle(struct pl_packer *k, size_t K, const int *excluded, struct pl_
 {
     const struct pl_ctx *c = k->c;
     for (size_t a = 0; a < c->W; a++) {
-        if (!c->placeable[a] || (excluded && excluded[a]) || k->head[a] != PL_NONE)
+        /* Whole jobs run at their cap or not at all (pl_admit_extras). */
+        if (!c->placeable[a] || (excluded && excluded[a]) || k->head[a] != PL_NONE || c->whole[a] ||
+            c->busy[a])
             continue;
         const struct placement_workload *w = &c->p->workloads[a];
         if (c->umax[a] <= w->utility.util[0] + 1e-12)

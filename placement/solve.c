@@ -637,6 +637,14 @@ int placement_solve(const struct placement_problem *p, struct placement_decision
         }
         snprintf(note, sizeof(note),
                  "all workloads meet their goal: consolidated onto %zu of %zu nodes", K, c->N);
+    } else if (!o->power_saving) {
+        /* Power saving is off (the controller turns it off while work
+         * waits): every node may take work; one that receives none stays
+         * off. */
+        K = c->N;
+        set_usable(&r, K);
+        if ((rc = choose_contention(&r, K, d, note, sizeof(note))))
+            goto fail;
     } else {
         K = r.n_on;
         if (K < c->N) {
