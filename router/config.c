@@ -38,6 +38,8 @@ void router_config_free(struct router_config *cfg)
             free(app->hosts[i]);
         free(app->hosts);
         free(app->prefix);
+        free(app->tls_cert);
+        free(app->tls_key);
         for (size_t c = 0; c < app->nclasses; c++) {
             free(app->classes[c].name);
             free(app->classes[c].match.name);
@@ -188,8 +190,9 @@ static int parse_match(struct router_class *c, json_t *m, const char *where, str
 
 static int parse_app(struct router_app *app, json_t *ja, size_t ai, struct wlm_error *err)
 {
-    static const char *const keys[] = {"name",      "hosts",         "prefix", "classes",
-                                       "instances", "default_class", NULL};
+    static const char *const keys[] = {"name",      "hosts",         "prefix",      "classes",
+                                       "instances", "default_class", "tls",         "max_tunnels",
+                                       "tunnel_idle_ms", NULL};
     static const char *const ckeys[] = {"name",      "weight",      "cost", "max_queue",
                                         "max_wait_ms", "match", NULL};
     static const char *const ikeys[] = {"id", "url", "cpu_mhz", "max_concurrency", NULL};
@@ -313,6 +316,27 @@ static int parse_app(struct router_app *app, json_t *ja, size_t ai, struct wlm_e
                 break;
             }
     }
+
+    json_t *tls = json_object_get(ja, "tls");
+    if (tls) {
+        static const char *const tkeys[] = {"cert", "key", NULL};
+        char tw[64];
+        snprintf(tw, sizeof tw, "%s.tls", where);
+        if (!json_is_object(tls))
+            return rt_err(err, WLM_EINVAL, tw, "field '%s': must be an object {\"cert\":FILE,\"key\":FILE}", tw);
+        const char *cert = NULL, *key = NULL;
+        if (check_keys(tls, tkeys, tw, err) || get_str(tls, "cert", tw, 1, &cert, err) ||
+            get_str(tls, "key", tw, 1, &key, err))
+            return -WLM_EINVAL;
+        app->tls_cert = xstrdup(cert);
+        app->tls_key = xstrdup(key);
+    }
+    double mt = 1000, ti = 300000;
+    if (get_num(ja, "max_tunnels", where, 0, 1e7, &mt, err) ||
+        get_num(ja, "tunnel_idle_ms", where, 1, 8.64e7, &ti, err))
+        return -WLM_EINVAL;
+    app->max_tunnels = (unsigned)mt;
+    app->tunnel_idle_ms = (unsigned)ti;
 
     json_t *insts = json_object_get(ja, "instances");
     snprintf(f, sizeof f, "%s.instances", where);

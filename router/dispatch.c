@@ -400,15 +400,31 @@ struct rt_state *rt_state_install(struct router *r, struct rt_state *s, uint64_t
 int router_set_config(struct router *r, struct router_config *cfg, struct wlm_error *err)
 {
     uint64_t wake = 0;
+    struct rt_tls_store *tls = NULL;
+    if (r->tport > 0) { /* certificates first: a bad file refuses the whole swap */
+        tls = rt_tls_store_new(r->tls_cert, r->tls_key, cfg, err);
+        if (!tls) {
+            wlm_warn("router", "config refused", "reason=%s", err ? err->msg : "TLS");
+            return err ? err->code : -WLM_EINVAL;
+        }
+    }
     pthread_mutex_lock(&r->mu);
     struct rt_state *s = rt_state_build(r, cfg, err);
     if (!s) {
         pthread_mutex_unlock(&r->mu);
+        rt_tls_store_unref(tls);
         return err ? err->code : -WLM_EINVAL;
     }
     struct rt_state *old = rt_state_install(r, s, &wake);
     rt_dispatch_locked(r, rt_mono(), &wake);
     pthread_mutex_unlock(&r->mu);
+    if (tls) { /* open connections keep the store they started with */
+        pthread_mutex_lock(&r->tls_mu);
+        struct rt_tls_store *prev = r->tls;
+        r->tls = tls;
+        pthread_mutex_unlock(&r->tls_mu);
+        rt_tls_store_unref(prev);
+    }
     wlm_info("router", "config installed", "limit=%u apps=%zu flows=%zu", cfg->limit, cfg->napps,
              cfg->nflows);
     rt_state_free(old);

@@ -56,7 +56,7 @@ static void conn_walk_close(uv_handle_t *h, void *arg)
 {
     struct rt_worker *w = arg;
     if (uv_is_closing(h) || h->type != UV_TCP || h == (uv_handle_t *)&w->listener ||
-        h == (uv_handle_t *)&w->admin)
+        h == (uv_handle_t *)&w->admin || h == (uv_handle_t *)&w->tls_listener)
         return;
     /* Both owners start with their uv_tcp_t followed by a magic word. */
     unsigned magic = *(unsigned *)((char *)h + offsetof(struct rt_conn, magic));
@@ -71,13 +71,80 @@ static void conn_walk_close(uv_handle_t *h, void *arg)
     }
 }
 
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *b = NULL;
+    size_t n = 0, cap = 0, k;
+    char tmp[65536];
+    while ((k = fread(tmp, 1, sizeof tmp, f)) > 0) {
+        if (rt_buf_add(&b, &n, &cap, tmp, k)) {
+            free(b);
+            fclose(f);
+            return NULL;
+        }
+    }
+    fclose(f);
+    if (!b)
+        b = rt_dup("");
+    *len = n;
+    return b;
+}
+
+/* SIGHUP: the config file and every certificate again; all or nothing. */
+static void do_reload(struct router *r)
+{
+    struct wlm_error err = {0};
+    struct router_config *cfg = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    if (r->config_path[0]) {
+        text = slurp(r->config_path, &len);
+        if (!text) {
+            wlm_errorlog("router", "reload refused", "file=%s reason=%s", r->config_path,
+                      strerror(errno));
+            return;
+        }
+    } else {
+        pthread_mutex_lock(&r->mu);
+        text = rt_dup(r->cur->json ? r->cur->json : "{}");
+        pthread_mutex_unlock(&r->mu);
+        len = strlen(text);
+    }
+    if (router_config_parse(text, len, &cfg, &err) || router_set_config(r, cfg, &err)) {
+        wlm_errorlog("router", "reload refused", "file=%s field=%s reason=%s",
+                  r->config_path[0] ? r->config_path : "(in force)", err.field, err.msg);
+        router_config_free(cfg);
+        free(text);
+        return;
+    }
+    pthread_mutex_lock(&r->mu);
+    free(r->cur->json);
+    r->cur->json = text;
+    pthread_mutex_unlock(&r->mu);
+    wlm_info("router", "reloaded", "file=%s tls=%s", r->config_path[0] ? r->config_path : "-",
+             r->tport > 0 ? "yes" : "no");
+}
+
+void router_reload(struct router *r)
+{
+    r->reload = 1;
+    uv_async_send(&r->w[0].async);
+}
+
 static void on_async(uv_async_t *a)
 {
     struct rt_worker *w = a->data;
+    if (w->idx == 0 && atomic_exchange(&w->r->reload, 0))
+        do_reload(w->r);
     if (w->r->stop) {
         rt_drain_ready(w);
         uv_walk(&w->loop, conn_walk_close, w);
         uv_close((uv_handle_t *)&w->listener, NULL);
+        if (w->has_tls)
+            uv_close((uv_handle_t *)&w->tls_listener, NULL);
         if (w->has_admin)
             uv_close((uv_handle_t *)&w->admin, NULL);
         uv_close((uv_handle_t *)&w->sweep, NULL);
@@ -153,6 +220,11 @@ int router_new(const struct router_opts *o, struct router_config *cfg, struct ro
     if (!r->o.idle_timeout_ms) r->o.idle_timeout_ms = 60000;
     if (!r->o.eject_failures) r->o.eject_failures = 3;
     if (!r->o.eject_ms) r->o.eject_ms = 5000;
+    if (!r->o.tls_handshake_timeout_ms) r->o.tls_handshake_timeout_ms = 10000;
+    snprintf(r->config_path, sizeof r->config_path, "%s", o->config_path ? o->config_path : "");
+    r->o.config_path = r->config_path[0] ? r->config_path : NULL;
+    pthread_mutex_init(&r->tls_mu, NULL);
+    r->tport = -1;
     r->nw = o->workers ? o->workers : 1;
     if (r->nw > 64)
         r->nw = 64;
@@ -167,7 +239,19 @@ int router_new(const struct router_opts *o, struct router_config *cfg, struct ro
         return rt_err(err, ENOMEM, "", "out of memory");
     }
     for (unsigned i = 0; i < r->nw; i++)
-        r->w[i].lfd = r->w[i].afd = -1;
+        r->w[i].lfd = r->w[i].afd = r->w[i].tfd = -1;
+    if (o->tls_listen_host) {
+        if (!o->tls_cert || !o->tls_key) {
+            rt_err(err, WLM_EINVAL, "--tls-cert", "--tls-listen needs --tls-cert and --tls-key");
+            goto fail;
+        }
+        snprintf(r->tls_host, sizeof r->tls_host, "%s", o->tls_listen_host);
+        snprintf(r->tls_cert, sizeof r->tls_cert, "%s", o->tls_cert);
+        snprintf(r->tls_key, sizeof r->tls_key, "%s", o->tls_key);
+        r->tls = rt_tls_store_new(r->tls_cert, r->tls_key, cfg, err);
+        if (!r->tls)
+            goto fail;
+    }
     struct rt_state *s = rt_state_build(r, cfg, err);
     if (!s)
         goto fail;
@@ -185,6 +269,16 @@ int router_new(const struct router_opts *o, struct router_config *cfg, struct ro
         r->w[i].lfd = fd;
     }
     r->port = port;
+    if (r->tls) {
+        int tp = o->tls_listen_port;
+        for (unsigned i = 0; i < r->nw; i++) {
+            int fd = bind_fd(r->tls_host, tp, r->nw > 1, &tp, err, "tls-listen");
+            if (fd < 0)
+                goto fail;
+            r->w[i].tfd = fd;
+        }
+        r->tport = tp;
+    }
     if (o->admin_port >= 0) {
         int ap = o->admin_port;
         int fd = bind_fd(r->admin_host, ap, 0, &ap, err, "admin");
@@ -207,6 +301,13 @@ int router_new(const struct router_opts *o, struct router_config *cfg, struct ro
         uv_tcp_open(&w->listener, w->lfd);
         w->lfd = -1;
         uv_listen((uv_stream_t *)&w->listener, 1024, rt_on_accept);
+        if (w->tfd >= 0) {
+            uv_tcp_init(&w->loop, &w->tls_listener);
+            uv_tcp_open(&w->tls_listener, w->tfd);
+            w->tfd = -1;
+            uv_listen((uv_stream_t *)&w->tls_listener, 1024, rt_on_accept);
+            w->has_tls = 1;
+        }
         if (i == 0) {
             uv_timer_init(&w->loop, &w->sweep);
             w->sweep.data = w;
@@ -232,7 +333,11 @@ fail:
             close(r->w[i].lfd);
         if (r->w[i].afd >= 0)
             close(r->w[i].afd);
+        if (r->w[i].tfd >= 0)
+            close(r->w[i].tfd);
     }
+    rt_tls_store_unref(r->tls);
+    pthread_mutex_destroy(&r->tls_mu);
     if (r->cur) {
         r->cur->cfg = NULL; /* the caller still owns cfg on failure */
         router_sched_free(r->cur->sched);
@@ -292,7 +397,14 @@ void router_free(struct router *r)
     free(r->stats);
     free(r->w);
     pthread_mutex_destroy(&r->mu);
+    rt_tls_store_unref(r->tls);
+    pthread_mutex_destroy(&r->tls_mu);
     free(r);
+}
+
+int router_tls_port(const struct router *r)
+{
+    return r->tport;
 }
 
 int router_listen_port(const struct router *r)

@@ -181,6 +181,9 @@ struct rt_conn {
     int h2_blocked; /* h2 output stopped at RT_WINDOW queued on the socket */
     int bpaused;    /* not reading: a request body has RT_WINDOW pending upstream */
     int ending;     /* closing once the queued writes have left */
+    struct ssl_st *ssl; /* TLS connections: the OpenSSL session (memory BIOs) */
+    struct rt_tls_store *tls_store;
+    int tls_up;         /* handshake finished */
     uv_shutdown_t sreq;
     struct rt_req *body_q; /* h1: the request whose body is arriving */
     char peer[64];
@@ -190,7 +193,9 @@ struct rt_worker {
     struct router *r;
     unsigned idx;
     uv_loop_t loop;
-    uv_tcp_t listener, admin;
+    uv_tcp_t listener, admin, tls_listener;
+    int has_tls, tfd;
+    char tbuf[16384]; /* decrypted bytes */
     int has_admin;
     int lfd, afd;
     uv_async_t async;
@@ -220,6 +225,12 @@ struct router {
     char idprefix[16];
     atomic_int stop;
     atomic_uint up_timeout_ms, retry_after_s; /* copies of cur->cfg readable without the lock */
+    /* TLS: the certificate store new connections use (swapped on reload). */
+    pthread_mutex_t tls_mu;
+    struct rt_tls_store *tls;
+    char tls_host[256], tls_cert[1024], tls_key[1024], config_path[1024];
+    int tport;
+    atomic_int reload; /* SIGHUP seen: worker 0 reloads */
 };
 
 
@@ -245,7 +256,7 @@ static inline double rt_mono(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-enum { T_NONE, T_HEADER, T_IDLE };
+enum { T_NONE, T_HEADER, T_IDLE, T_HANDSHAKE };
 
 /* gw_util.c */
 void rt_hist_add(struct rt_hist *h, double ms);
@@ -290,7 +301,7 @@ struct rt_req *req_new(struct rt_conn *c);
 void req_submit(struct rt_req *q, const char *host, size_t hostl, const char *path,
                        size_t plen, const struct router_hdr *h, size_t nh);
 void req_abandon(struct rt_req *q);
-void rt_body_append(struct rt_req *q, const char *d, size_t n);
+int rt_body_append(struct rt_req *q, const char *d, size_t n); /* -1: q may be gone */
 void rt_body_end(struct rt_req *q);
 void rt_body_check_pause(struct rt_req *q);
 void rt_body_resume(struct rt_req *q);
@@ -305,7 +316,7 @@ void up_start(struct rt_req *q);
 int up_abandon(struct rt_req *q);
 void rt_up_resume(struct rt_req *q);
 void up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
-void up_pump(struct rt_req *q);
+int up_pump(struct rt_req *q); /* -1: the upstream failed, q may be gone */
 size_t up_pending(const struct rt_req *q);
 void up_drained(struct rt_upconn *u);
 
@@ -316,6 +327,22 @@ void conn_end(struct rt_conn *c);
 void rt_on_accept(uv_stream_t *ls, int status);
 void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
 void rt_stream_drained(uv_stream_t *s);
+int conn_process(struct rt_conn *c, const char *d, size_t len);
+int conn_write(struct rt_conn *c, const char *d, size_t n);
+void conn_handshake_done(struct rt_conn *c);
+
+/* tls.c */
+struct rt_tls_store;
+struct rt_tls_store *rt_tls_store_new(const char *cert, const char *key,
+                                      const struct router_config *cfg, struct wlm_error *err);
+struct rt_tls_store *rt_tls_store_ref(struct rt_tls_store *st);
+void rt_tls_store_unref(struct rt_tls_store *st);
+int rt_tls_conn_start(struct rt_conn *c, struct rt_tls_store *st);
+void rt_tls_conn_free(struct rt_conn *c);
+int rt_tls_input(struct rt_conn *c, const char *d, size_t n);
+int rt_tls_write(struct rt_conn *c, const char *d, size_t n);
+void rt_tls_close_notify(struct rt_conn *c);
+const char *rt_tls_version(const struct rt_conn *c);
 
 /* h2session.c */
 void h2_stream_free(struct rt_conn *c, struct h2_stream *st);

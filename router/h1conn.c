@@ -19,6 +19,7 @@ static void conn_closed(uv_handle_t *h)
                 *pp = c->dnext;
         }
         router_h1req_free(c->h1);
+        rt_tls_conn_free(c);
         if (c->h2)
             nghttp2_session_del(c->h2);
         while (c->streams)
@@ -64,6 +65,7 @@ void conn_end(struct rt_conn *c)
         return;
     }
     c->ending = 1;
+    rt_tls_close_notify(c);
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->sreq.data = c;
     if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, conn_shut)) {
@@ -82,7 +84,7 @@ static void conn_timeout(uv_timer_t *t)
     if (c->timer_mode == T_HEADER && c->nreq == 0 && c->proto != P_H2) {
         static const char msg[] = "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n"
                                   "Connection: close\r\n\r\n";
-        rt_stream_write((uv_stream_t *)&c->tcp, msg, sizeof msg - 1);
+        conn_write(c, msg, sizeof msg - 1);
     }
     conn_close(c);
 }
@@ -90,7 +92,7 @@ static void conn_timeout(uv_timer_t *t)
 static void conn_timers(struct rt_conn *c)
 {
     struct router *r = c->w->r;
-    if (c->closing || c->ending)
+    if (c->closing || c->ending || c->timer_mode == T_HANDSHAKE)
         return;
     /* A new connection must send its first request head within the header
      * timeout too, so silent connections cannot pin memory for the idle time. */
@@ -176,7 +178,7 @@ static int h1_stream(struct rt_conn *c, struct rt_req *q)
             rt_buf_add(&b, &len, &cap, hx, (size_t)hl);
         }
         if (!b) { /* body only: no copy */
-            if (rt_stream_write((uv_stream_t *)&c->tcp, q->resp.body + q->boff, avail)) {
+            if (conn_write(c, q->resp.body + q->boff, avail)) {
                 conn_close(c);
                 return -1;
             }
@@ -191,7 +193,7 @@ static int h1_stream(struct rt_conn *c, struct rt_req *q)
     int done = q->state == Q_DONE;
     if (done && q->chunked_out)
         rt_buf_add(&b, &len, &cap, "0\r\n\r\n", 5);
-    if (len && rt_stream_write((uv_stream_t *)&c->tcp, b, len)) {
+    if (len && conn_write(c, b, len)) {
         free(b);
         conn_close(c);
         return -1;
@@ -236,7 +238,7 @@ void conn_flush(struct rt_conn *c)
         h1_head(q, &b, &len, &cap, (long long)rs->blen, close);
         if (!q->head && rs->blen)
             rt_buf_add(&b, &len, &cap, rs->body, rs->blen);
-        int rc = rt_stream_write((uv_stream_t *)&c->tcp, b, len);
+        int rc = conn_write(c, b, len);
         free(b);
         q->bytes_out = q->head ? 0 : rs->blen;
         h1_unlink_done(c, q);
@@ -392,7 +394,7 @@ static size_t h1_feed(struct rt_conn *c, const char *d, size_t n)
             if (sl >= 0) {
                 static const char sw[] = "HTTP/1.1 101 Switching Protocols\r\n"
                                          "Connection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
-                rt_stream_write((uv_stream_t *)&c->tcp, sw, sizeof sw - 1);
+                conn_write(c, sw, sizeof sw - 1);
                 struct rt_req *q = req_new(c);
                 if (!q || h2_start(c, (const char *)settings, (size_t)sl, q,
                                    strcmp(v.method, "HEAD") == 0)) {
@@ -479,16 +481,13 @@ void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     rt_maybe_drain(w);
 }
 
-static void conn_read_(struct rt_conn *c, ssize_t n, const uv_buf_t *b)
+/* Plaintext from the client (straight from the socket, or decrypted):
+ * protocol detection, then the HTTP/1.1 reader or the h2 session. Returns
+ * non-zero when the connection closed. */
+int conn_process(struct rt_conn *c, const char *d, size_t len)
 {
-    if (n == 0 || c->closing)
-        return;
-    if (n < 0) {
-        conn_close(c);
-        return;
-    }
-    const char *d = b->base;
-    size_t len = (size_t)n;
+    if (c->closing)
+        return 1;
     if (c->proto == P_DETECT) {
         size_t take = 24 - c->prelen < len ? 24 - c->prelen : len;
         memcpy(c->pre + c->prelen, d, take);
@@ -505,13 +504,12 @@ static void conn_read_(struct rt_conn *c, ssize_t n, const uv_buf_t *b)
             c->proto = P_H2;
             if (h2_start(c, NULL, 0, NULL, 0) || h2_feed(c, c->pre, 24)) {
                 conn_close(c);
-                return;
+                return 1;
             }
             d += take;
             len -= take;
         } else {
-            conn_timers(c);
-            return;
+            return 0;
         }
     }
     if (c->proto == P_H1 && len) {
@@ -522,12 +520,51 @@ static void conn_read_(struct rt_conn *c, ssize_t n, const uv_buf_t *b)
     if (c->proto == P_H2 && len && !c->closing) {
         if (h2_feed(c, d, len)) {
             conn_close(c);
-            return;
+            return 1;
         }
     }
-    if (c->proto == P_H2 && !c->closing)
+    return c->closing;
+}
+
+static void conn_read_(struct rt_conn *c, ssize_t n, const uv_buf_t *b)
+{
+    if (n == 0 || c->closing)
+        return;
+    if (n < 0) {
+        conn_close(c);
+        return;
+    }
+    if (c->ssl) {
+        if (rt_tls_input(c, b->base, (size_t)n)) {
+            conn_close(c);
+            return;
+        }
+    } else if (conn_process(c, b->base, (size_t)n)) {
+        return;
+    }
+    if (c->closing)
+        return;
+    if (c->proto == P_H2)
         h2_flush(c);
     conn_timers(c);
+}
+
+/* All bytes to the client go through here (encrypted on TLS connections). */
+int conn_write(struct rt_conn *c, const char *d, size_t n)
+{
+    if (c->ssl)
+        return rt_tls_write(c, d, n);
+    return rt_stream_write((uv_stream_t *)&c->tcp, d, n);
+}
+
+/* TLS is up: the connection now waits for its first request like a new
+ * plaintext one. */
+void conn_handshake_done(struct rt_conn *c)
+{
+    c->timer_mode = T_NONE;
+    uv_timer_stop(&c->timer);
+    if (c->proto != P_H2)
+        c->partial = 1; /* the header timeout starts now */
 }
 
 void rt_on_accept(uv_stream_t *ls, int status)
@@ -541,6 +578,7 @@ void rt_on_accept(uv_stream_t *ls, int status)
     c->magic = RT_MAGIC_CONN;
     c->w = w;
     c->admin = ls == (uv_stream_t *)&w->admin;
+    int tls = ls == (uv_stream_t *)&w->tls_listener;
     c->h1 = router_h1req_new(w->r->o.max_header_bytes, w->r->o.max_body_bytes);
     if (c->h1 && !c->admin) /* admin bodies (configs) are read whole */
         router_h1req_set_sink(c->h1, h1_sink, c);
@@ -563,6 +601,22 @@ void rt_on_accept(uv_stream_t *ls, int status)
             uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
     }
     c->proto = P_DETECT;
+    if (tls) {
+        struct router *r = w->r;
+        pthread_mutex_lock(&r->tls_mu);
+        struct rt_tls_store *st = rt_tls_store_ref(r->tls);
+        pthread_mutex_unlock(&r->tls_mu);
+        int rc = st ? rt_tls_conn_start(c, st) : -1;
+        rt_tls_store_unref(st);
+        if (rc) {
+            conn_close(c);
+            return;
+        }
+        uv_read_start((uv_stream_t *)&c->tcp, rt_worker_alloc, conn_read);
+        c->timer_mode = T_HANDSHAKE;
+        uv_timer_start(&c->timer, conn_timeout, r->o.tls_handshake_timeout_ms, 0);
+        return;
+    }
     uv_read_start((uv_stream_t *)&c->tcp, rt_worker_alloc, conn_read);
     conn_timers(c);
 }

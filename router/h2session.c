@@ -62,7 +62,7 @@ static ssize_t h2_send_cb(nghttp2_session *s, const uint8_t *data, size_t len, i
     struct rt_conn *c = ud;
     if (c->closing)
         return NGHTTP2_ERR_CALLBACK_FAILURE;
-    if (rt_stream_write((uv_stream_t *)&c->tcp, (const char *)data, len))
+    if (conn_write(c, (const char *)data, len))
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     return (ssize_t)len;
 }
@@ -132,8 +132,7 @@ static int h2_on_data(nghttp2_session *s, uint8_t flags, int32_t sid, const uint
         return 0;
     }
     q->h2_unconsumed += n;
-    rt_body_append(q, (const char *)d, n);
-    if (up_pending(q) <= RT_WINDOW)
+    if (rt_body_append(q, (const char *)d, n) == 0 && up_pending(q) <= RT_WINDOW)
         h2_consume(c, q);
     return 0;
 }
@@ -376,7 +375,7 @@ void h2_flush(struct rt_conn *c)
             break;
         rt_buf_add(&b, &len, &cap, d, (size_t)n);
     }
-    int rc = rt_stream_write((uv_stream_t *)&c->tcp, b, len);
+    int rc = conn_write(c, b, len);
     free(b);
     if (rc) {
         conn_close(c);

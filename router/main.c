@@ -15,6 +15,11 @@ static volatile sig_atomic_t g_signo, g_sender;
 static void on_signal(int sig, siginfo_t *si, void *ctx)
 {
     (void)ctx;
+    if (sig == SIGHUP) {
+        if (g_router)
+            router_reload(g_router); /* a flag + uv_async_send: async-signal-safe */
+        return;
+    }
     g_signo = sig;
     g_sender = si ? (sig_atomic_t)si->si_pid : 0;
     if (g_router)
@@ -25,10 +30,15 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "Usage: wlm-router [options]\n"
-            "Front-door HTTP/1.1 + h2c gateway with per-flow weighted-fair queuing.\n\n"
+            "Front-door HTTP/1.1 + HTTP/2 gateway (cleartext and TLS) with per-flow\n"
+            "weighted-fair queuing.\n\n"
             "  --config FILE           routing/flow configuration (JSON, see router/README.md)\n"
             "  --listen HOST:PORT      data port (default 0.0.0.0:8080; port 0 = pick)\n"
             "  --admin HOST:PORT|off   admin port (default 127.0.0.1:9090)\n"
+            "  --tls-listen HOST:PORT  TLS data port (ALPN h2 and http/1.1; needs --tls-cert/--tls-key)\n"
+            "  --tls-cert FILE         default certificate chain (PEM); apps[].tls adds SNI certs\n"
+            "  --tls-key FILE          its private key (PEM)\n"
+            "  --tls-handshake-timeout-ms MS  TLS handshake must finish (default 10000)\n"
             "  --token TOKEN           bearer token for /admin/ endpoints (env WLM_ROUTER_TOKEN)\n"
             "  --workers N             event-loop threads (default 1)\n"
             "  --header-timeout-ms MS  whole request head must arrive (default 10000)\n"
@@ -36,6 +46,8 @@ static void usage(FILE *f)
             "  --max-header-bytes N    larger heads get 431 (default 16384)\n"
             "  --max-body-bytes N      larger bodies get 413 (default 8388608)\n"
             "  --log-level LEVEL       debug|info|warn|error|off (default info)\n"
+            "Signals: SIGHUP reloads --config and the certificates (all or nothing);\n"
+            "SIGTERM/SIGINT stop.\n"
             "  --help, --version\n");
 }
 
@@ -115,12 +127,16 @@ int main(int argc, char **argv)
         {"max-header-bytes", required_argument, 0, 'M'},
         {"max-body-bytes", required_argument, 0, 'B'},
         {"log-level", required_argument, 0, 'L'},
+        {"tls-listen", required_argument, 0, 'T'},
+        {"tls-cert", required_argument, 0, 'C'},
+        {"tls-key", required_argument, 0, 'K'},
+        {"tls-handshake-timeout-ms", required_argument, 0, 'S'},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
     };
-    char lhost[256] = "0.0.0.0", ahost[256] = "127.0.0.1";
-    int lport = 8080, aport = 9090;
+    char lhost[256] = "0.0.0.0", ahost[256] = "127.0.0.1", thost[256] = "";
+    int lport = 8080, aport = 9090, tport = -1;
     const char *config = NULL, *token = getenv("WLM_ROUTER_TOKEN");
     struct router_opts o = {0};
     o.workers = 1;
@@ -145,6 +161,15 @@ int main(int argc, char **argv)
             }
             break;
         case 't': token = optarg; break;
+        case 'T':
+            if (split_hostport(optarg, thost, sizeof thost, &tport)) {
+                fprintf(stderr, "wlm-router: --tls-listen: expected HOST:PORT, got '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 'C': o.tls_cert = optarg; break;
+        case 'K': o.tls_key = optarg; break;
+        case 'S': o.tls_handshake_timeout_ms = (unsigned)num_arg("--tls-handshake-timeout-ms", optarg, 1, 3600000); break;
         case 'w': o.workers = (unsigned)num_arg("--workers", optarg, 1, 64); break;
         case 'H': o.header_timeout_ms = (unsigned)num_arg("--header-timeout-ms", optarg, 1, 3600000); break;
         case 'I': o.idle_timeout_ms = (unsigned)num_arg("--idle-timeout-ms", optarg, 1, 36000000); break;
@@ -194,12 +219,23 @@ int main(int argc, char **argv)
     o.admin_port = aport;
     o.token = token;
     o.config_json = text;
+    o.config_path = config;
+    if (tport >= 0) {
+        if (!o.tls_cert || !o.tls_key) {
+            fprintf(stderr, "wlm-router: --tls-listen needs --tls-cert FILE and --tls-key FILE\n");
+            router_config_free(cfg);
+            free(text);
+            return 2;
+        }
+        o.tls_listen_host = thost;
+        o.tls_listen_port = tport;
+    }
     struct router *r = NULL;
     if (router_new(&o, cfg, &r, &err)) {
         fprintf(stderr, "wlm-router: %s\n", err.msg);
         router_config_free(cfg);
         free(text);
-        return 1;
+        return 2;
     }
     free(text);
     g_router = r;
@@ -208,10 +244,11 @@ int main(int argc, char **argv)
     sa.sa_flags = SA_SIGINFO;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    wlm_info("router", "listening", "listen=%s:%d admin=%s:%d workers=%u apps=%zu flows=%zu", lhost,
-             router_listen_port(r), ahost, aport < 0 ? -1 : router_admin_port(r), o.workers,
-             cfg->napps, cfg->nflows);
+    wlm_info("router", "listening", "listen=%s:%d tls=%s:%d admin=%s:%d workers=%u apps=%zu flows=%zu",
+             lhost, router_listen_port(r), thost[0] ? thost : "-", router_tls_port(r), ahost,
+             aport < 0 ? -1 : router_admin_port(r), o.workers, cfg->napps, cfg->nflows);
     router_run(r);
     wlm_info("router", "stopped", "signal=%d sender_pid=%d", (int)g_signo, (int)g_sender);
     router_free(r);

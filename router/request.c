@@ -257,12 +257,12 @@ void req_abandon(struct rt_req *q)
 /* Body bytes from the client (h1 sink or h2 DATA): frame them for the
  * upstream, hand them on, and stop reading the client when RT_WINDOW bytes
  * wait for the upstream. */
-void rt_body_append(struct rt_req *q, const char *d, size_t n)
+int rt_body_append(struct rt_req *q, const char *d, size_t n)
 {
     if (!q->body_pending || n == 0)
-        return;
+        return 0;
     if (q->state == Q_DONE) /* answered already (early response, 503, ...): dropped */
-        return;
+        return 0;
     if (q->body_chunked) {
         char hx[24];
         int hl = snprintf(hx, sizeof hx, "%zx\r\n", n);
@@ -272,8 +272,10 @@ void rt_body_append(struct rt_req *q, const char *d, size_t n)
     if (q->body_chunked)
         rt_buf_add(&q->upbytes, &q->uplen, &q->upcap, "\r\n", 2);
     q->body_bytes += n;
-    up_pump(q);
+    if (up_pump(q))
+        return -1;
     rt_body_check_pause(q);
+    return 0;
 }
 
 void rt_body_end(struct rt_req *q)
@@ -283,8 +285,8 @@ void rt_body_end(struct rt_req *q)
     if (q->body_chunked)
         rt_buf_add(&q->upbytes, &q->uplen, &q->upcap, "0\r\n\r\n", 5);
     q->body_pending = 0;
-    up_pump(q);
-    rt_body_resume(q);
+    if (up_pump(q) == 0)
+        rt_body_resume(q);
 }
 
 void rt_body_check_pause(struct rt_req *q)

@@ -69,6 +69,9 @@ struct router_app {
     size_t default_class;
     struct router_instance_cfg *instances;
     size_t ninstances;
+    char *tls_cert, *tls_key; /* apps[].tls: certificate chain + key (PEM) served by SNI */
+    unsigned max_tunnels;     /* open Upgrade tunnels at most (default 1000) */
+    unsigned tunnel_idle_ms;  /* idle tunnels closed after (default 300000) */
 };
 
 /* A flow is named "app/class"; flows are numbered 0..nflows-1 in config order. */
@@ -253,6 +256,11 @@ struct router_opts {
     unsigned eject_failures;    /* consecutive failures that eject an instance, default 3 */
     unsigned eject_ms;          /* ejection time, default 5000 */
     const char *config_json;    /* text of the initial config, for GET /admin/config (copied) */
+    const char *config_path;    /* file re-read by router_reload (SIGHUP); NULL = none */
+    const char *tls_listen_host; /* TLS data port; NULL = no TLS listener */
+    int tls_listen_port;
+    const char *tls_cert, *tls_key; /* default certificate chain and key (PEM files) */
+    unsigned tls_handshake_timeout_ms; /* default 10000 */
 };
 
 struct router;
@@ -269,9 +277,16 @@ void router_stop(struct router *r);
 void router_free(struct router *r);
 int router_listen_port(const struct router *r);
 int router_admin_port(const struct router *r);
+int router_tls_port(const struct router *r); /* -1 without TLS listener */
+/* Re-read config_path and the certificate files and swap them in (the old
+ * ones stay on any error, which is logged naming the file). Async-signal-
+ * safe: the work happens in worker 0's loop. */
+void router_reload(struct router *r);
 /* Swap the configuration atomically (ownership of cfg passes on success);
  * queued requests move to the flow of the same name, requests in flight
- * finish on their instance. */
+ * finish on their instance. With a TLS listener, the default and per-app
+ * certificates are loaded from their files first: any that fails refuses
+ * the whole swap (err names the file) and the old ones keep serving. */
 int router_set_config(struct router *r, struct router_config *cfg, struct wlm_error *err);
 /* Stats as JSON text (caller frees) / Prometheus text (caller frees). */
 char *router_stats_json(struct router *r);

@@ -269,6 +269,7 @@ static void up_check_pause(struct rt_upconn *u)
     if (!q || u->rpaused || u->closing || resp_pending(q) <= RT_WINDOW)
         return;
     u->rpaused = 1;
+    wlm_debug("router", "upstream paused", "id=%s pending=%zu", q->reqid, resp_pending(q));
     uv_read_stop((uv_stream_t *)&u->tcp);
     uv_timer_stop(&u->timer); /* the client is the slow side now */
 }
@@ -279,6 +280,7 @@ void rt_up_resume(struct rt_req *q)
     if (!u || !u->rpaused || u->closing || resp_pending(q) > RT_WINDOW / 2)
         return;
     u->rpaused = 0;
+    wlm_debug("router", "upstream resumed", "id=%s pending=%zu", q->reqid, resp_pending(q));
     uv_read_start((uv_stream_t *)&u->tcp, rt_worker_alloc, up_read);
     uv_timer_start(&u->timer, up_timeout, u->w->r->up_timeout_ms, 0);
 }
@@ -355,14 +357,16 @@ static void up_timeout(uv_timer_t *t)
 
 /* Hand the request bytes that arrived so far to the upstream socket. Once
  * the request is larger than RT_KEEP, written bytes are not kept. */
-void up_pump(struct rt_req *q)
+int up_pump(struct rt_req *q)
 {
     struct rt_upconn *u = q->up;
     if (!u || !u->sending || u->closing || q->upsent >= q->uplen)
-        return;
-    if (rt_stream_write((uv_stream_t *)&u->tcp, q->upbytes + q->upsent, q->uplen - q->upsent)) {
-        up_fail(u, 0);
-        return;
+        return 0;
+    int rc = rt_stream_write((uv_stream_t *)&u->tcp, q->upbytes + q->upsent, q->uplen - q->upsent);
+    if (rc) {
+        wlm_debug("router", "upstream write failed", "id=%s reason=%s", q->reqid, uv_strerror(rc));
+        up_fail(u, 0); /* may complete and free q */
+        return -1;
     }
     q->upsent = q->uplen;
     if (q->updropped || q->uplen > RT_KEEP) {
@@ -373,6 +377,7 @@ void up_pump(struct rt_req *q)
         uv_timer_start(&u->timer, up_timeout, u->w->r->up_timeout_ms, 0);
     if (q->body_pending)
         rt_body_resume(q); /* written at once: the client may send more */
+    return 0;
 }
 
 /* Request bytes waiting for the upstream: queued here plus unsent on its socket. */

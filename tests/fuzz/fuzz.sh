@@ -26,7 +26,7 @@ build() {
     -std=gnu11 -D_GNU_SOURCE -DWLM_VERSION='"fuzz"' -w
     -I"$src/common" -I"$src/jobsched" -I"$src/placement" -I"$src/router")
   # shellcheck disable=SC2207
-  flags+=($(pkg-config --cflags libuv jansson libnghttp2 sqlite3))
+  flags+=($(pkg-config --cflags libuv jansson libnghttp2 sqlite3 openssl))
   local objs=() jobs=0 f o
   # Whole libraries (as their CMakeLists glob them), minus the daemons' main.c.
   for f in "$src"/common/*.c "$src"/jobsched/*.c "$src"/placement/*.c "$src"/router/*.c; do
@@ -46,7 +46,7 @@ build() {
   ar rcs "$out/libwlmfuzz.a" "${objs[@]}"
   local libs=(-lhttp_parser -lglpk -lm -lpthread)
   # shellcheck disable=SC2207
-  libs+=($(pkg-config --libs libuv jansson libnghttp2 sqlite3))
+  libs+=($(pkg-config --libs libuv jansson libnghttp2 sqlite3 openssl))
   for t in $targets; do
     "$cc" "${flags[@]/fuzzer-no-link/fuzzer}" "$src/tests/fuzz/$t.c" "$out/libwlmfuzz.a" "${libs[@]}" \
       -o "$out/$t"

@@ -244,13 +244,17 @@ static void alloc_cb(uv_handle_t *h, size_t s, uv_buf_t *b)
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
     struct conn *c = s->data;
+    if (n == 0) /* EAGAIN: nothing read (not EOF) */
+        return;
     if (n < 0) {
         conn_close(c);
         return;
     }
     size_t k = http_parser_execute(&c->p, &g_settings, b->base, (size_t)n);
-    if (k != (size_t)n && !c->p.upgrade)
+    if (k != (size_t)n && !c->p.upgrade) {
+        fprintf(stderr, "rt_backend: parse error %s\n", http_errno_name(HTTP_PARSER_ERRNO(&c->p)));
         conn_close(c);
+    }
 }
 
 static void on_conn(uv_stream_t *l, int st)
