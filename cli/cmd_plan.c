@@ -13,19 +13,22 @@
 #include <string.h>
 
 #include "cmd_plan.h"
+#include "export.h"
 #include "placement.h"
 
 static void usage(FILE *f)
 {
     fprintf(f,
             "Usage: wlm plan --snapshot FILE [--json] [--solver auto|exact|heuristic]\n"
-            "                [--time-limit SECONDS]\n"
+            "                [--time-limit SECONDS] [--export-lp FILE]\n"
             "\n"
             "What-if placement: load a cluster snapshot (nodes, web applications, jobs,\n"
             "current placement, utility functions; schema in docs/snapshot.md), run the\n"
             "placement controller on it and print the placement, each workload's utility,\n"
             "the ordered actions with their dependencies, the optimality gap and the nodes\n"
             "that power off. --json prints the decision as JSON instead.\n"
+            "--export-lp FILE also writes the max-min MILP in CPLEX LP format, so\n"
+            "`glpsol --lp FILE` can check the figures (its objective is the minimum).\n"
             "Flags override the snapshot's \"options\". Exit: 0 ok, 1 failure, 2 usage.\n");
 }
 
@@ -106,7 +109,8 @@ static void print_text(FILE *out, const struct placement_problem *p,
     if (d->nunplaced)
         fprintf(out, " (%.4f among workloads that fit)", d->min_utility_placeable);
     fprintf(out, "; current placement would give %.4f\n", d->current_min_utility);
-    fprintf(out, "Upper bound: %.4f  gap: %.4f\n", d->upper_bound, d->gap);
+    fprintf(out, "Upper bound: %.4f (%s)  gap: %.4f\n", d->upper_bound,
+            d->bound_method[0] ? d->bound_method : "fluid", d->gap);
     fprintf(out, "Powered off:");
     int any = 0;
     for (size_t n = 0; n < p->nnodes; n++)
@@ -146,9 +150,10 @@ int wlm_cmd_plan_io(int argc, char **argv, FILE *out, FILE *err)
                                          {"json", no_argument, 0, 'j'},
                                          {"solver", required_argument, 0, 'S'},
                                          {"time-limit", required_argument, 0, 't'},
+                                         {"export-lp", required_argument, 0, 'x'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
-    const char *path = NULL, *solver = NULL;
+    const char *path = NULL, *solver = NULL, *export_lp = NULL;
     double tlim = 0;
     int json = 0, ch;
     optind = 0; /* reset getopt: callers (and tests) may parse several argv */
@@ -158,6 +163,7 @@ int wlm_cmd_plan_io(int argc, char **argv, FILE *out, FILE *err)
         case 's': path = optarg; break;
         case 'j': json = 1; break;
         case 'S': solver = optarg; break;
+        case 'x': export_lp = optarg; break;
         case 't': {
             char *end;
             tlim = strtod(optarg, &end);
@@ -216,6 +222,11 @@ int wlm_cmd_plan_io(int argc, char **argv, FILE *out, FILE *err)
         p->opts.solver = sv;
     if (tlim > 0)
         p->opts.time_limit_s = tlim;
+    if (export_lp && (rc = placement_export_lp(p, export_lp, &e))) {
+        fprintf(err, "wlm plan: --export-lp: %s\n", e.msg);
+        placement_problem_free(p);
+        return 1;
+    }
     struct placement_decision *d = NULL;
     rc = placement_solve(p, &d, &e);
     if (rc) {

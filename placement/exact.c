@@ -1,8 +1,24 @@
 /*
  * exact.c - the GLPK side of a decision: the upper bound reported with every
- * decision and, where the options ask for it, the exact MILP that improves the
- * heuristic's placement. The heuristic's answer is the incumbent: whatever
- * GLPK does, the placement handed back is never worse than it.
+ * decision and, where the options ask for it, GLPK improving the heuristic's
+ * placement. The heuristic's answer is the incumbent: whatever GLPK does, the
+ * placement handed back is never worse than it.
+ *
+ *  1. Bound: the aggregated LP (lpbound.c), certified, bisected from the
+ *     heuristic's level; its first probe says whether the heuristic is
+ *     already optimal, and then nothing else runs.
+ *  2. Improve: restricted MILPs (milp.c) around the workloads near the
+ *     minimum, a large-neighbourhood search with GLPK as the inner solver:
+ *     while the minimum rises, go again; when it does not, widen the
+ *     neighbourhood (more workloads, more candidate nodes). Small problems
+ *     get the full model at once, which proves optimality.
+ *  3. Levels: over the final placement, LPs raise the next levels
+ *     (progressive filling, fill.c).
+ *
+ * One deadline (options.time_limit_s from the start of this stage) covers
+ * all of it, but it is only the safety net: the work is bounded by counts
+ * (simplex iterations, branch-and-bound nodes) derived from the problem size,
+ * so a snapshot gives the same decision run after run.
  */
 #include <errno.h>
 #include <math.h>
@@ -10,7 +26,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "glpk_util.h"
 #include "heuristic.h"
+#include "export.h"
+#include "lpbound.h"
+
+#define BOUND_TOL 1e-6 /* precision of the bound; "at the bound" below this */
+
+/* Utilities with whole jobs valued all or nothing: u(cap) when they have
+ * their whole cap, else u(0). */
+static void eval_whole(const struct pl_ctx *c, const struct pl_sol *s, double *cpu, double *util)
+{
+    pl_sol_eval(c, s, cpu, util, NULL, NULL);
+    for (size_t a = 0; a < c->W; a++)
+        if (pl_whole(c, a) && cpu[a] < c->capi[a] * (1 - 1e-6))
+            util[a] = placement_utility_eval(&c->p->workloads[a].utility, 0);
+}
 
 static double min_util(const struct pl_ctx *c, const int *excluded, const struct pl_sol *s)
 {
@@ -18,9 +49,9 @@ static double min_util(const struct pl_ctx *c, const int *excluded, const struct
     double *cpu = calloc(W, sizeof(double)), *util = calloc(W, sizeof(double));
     double m = INFINITY;
     if (cpu && util) {
-        pl_sol_eval(c, s, cpu, util, NULL, NULL);
+        eval_whole(c, s, cpu, util);
         for (size_t a = 0; a < c->W; a++)
-            if (c->placeable[a] && !excluded[a] && util[a] < m)
+            if (pl_in(c, excluded, a) && util[a] < m)
                 m = util[a];
     }
     free(cpu);
@@ -28,57 +59,287 @@ static double min_util(const struct pl_ctx *c, const int *excluded, const struct
     return isfinite(m) ? m : 0;
 }
 
+/* Whole jobs holding less than their cap are worth u(0) and only take room:
+ * the incumbent GLPK starts from leaves them out. */
+static int drop_partial_whole(const struct pl_ctx *c, struct pl_sol *s)
+{
+    size_t W = c->W ? c->W : 1;
+    double *cpu = calloc(W, sizeof(double));
+    if (!cpu)
+        return -ENOMEM;
+    for (size_t i = 0; i < s->n; i++)
+        cpu[s->a[i].workload] += s->a[i].cpu_mhz;
+    size_t k = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        size_t a = s->a[i].workload;
+        if (pl_whole(c, a) && cpu[a] < c->capi[a] * (1 - 1e-6))
+            continue;
+        s->a[k++] = s->a[i];
+    }
+    s->n = k;
+    free(cpu);
+    return 0;
+}
+
+/* Work budget in simplex iterations: enough for the restricted models the
+ * search builds at this size, and the same on every machine. */
+static long work_budget(const struct pl_ctx *c)
+{
+    if (c->o->work_limit > 0)
+        return c->o->work_limit;
+    double b = 40000 + 40.0 * (double)(c->N + c->W);
+    return (long)fmin(b, 1e6);
+}
+
+static void add_text(char *note, size_t notesz, const char *text)
+{
+    size_t l = strlen(note);
+    if (l + 3 < notesz)
+        snprintf(note + l, notesz - l, "%s%s", l ? "; " : "", text);
+}
+
+struct wu {
+    double u;
+    size_t a;
+};
+
+static int cmp_wu(const void *x, const void *y)
+{
+    const struct wu *p = x, *q = y;
+    if (p->u != q->u)
+        return p->u < q->u ? -1 : 1;
+    return p->a < q->a ? -1 : (p->a > q->a);
+}
+
+/* Mark the `fmax` lowest workloads within `delta` of the minimum as free. */
+static int pick_free(const struct pl_ctx *c, const int *excluded, const struct pl_sol *s,
+                     double delta, size_t fmax, int *free_wl, size_t *nfree)
+{
+    size_t W = c->W ? c->W : 1;
+    double *cpu = calloc(W, sizeof(double)), *util = calloc(W, sizeof(double));
+    struct wu *v = malloc(W * sizeof(*v));
+    if (!cpu || !util || !v) {
+        free(cpu);
+        free(util);
+        free(v);
+        return -ENOMEM;
+    }
+    eval_whole(c, s, cpu, util);
+    size_t n = 0;
+    double t = INFINITY;
+    for (size_t a = 0; a < c->W; a++) {
+        free_wl[a] = 0;
+        if (pl_in(c, excluded, a)) {
+            v[n++] = (struct wu){util[a], a};
+            t = fmin(t, util[a]);
+        }
+    }
+    qsort(v, n, sizeof(*v), cmp_wu);
+    *nfree = 0;
+    for (size_t i = 0; i < n && *nfree < fmax && v[i].u <= t + delta; i++) {
+        free_wl[v[i].a] = 1;
+        (*nfree)++;
+    }
+    free(cpu);
+    free(util);
+    free(v);
+    return 0;
+}
+
 int pl_exact_stage(const struct pl_ctx *c, const struct pl_exact_args *ea, struct pl_sol *sol,
                    struct placement_decision *d, char *note, size_t notesz)
 {
     const struct placement_options *o = c->o;
-    double bound = pl_fluid_bound(c, ea->excluded);
-    int want_exact = o->solver == PLACEMENT_SOLVER_EXACT ||
-                     (o->solver == PLACEMENT_SOLVER_AUTO && c->N * c->W <= o->exact_max_pairs);
-    if (want_exact && !ea->consolidated) {
-        double lpb = INFINITY;
-        int optimal = 0;
-        char mnote[128] = "";
-        struct pl_sol heur = {0};
-        if (pl_sol_copy(&heur, sol))
-            return -ENOMEM;
-        double t_heur = min_util(c, ea->excluded, &heur);
-        int mrc = pl_milp(c, ea->usable, ea->excluded, sol, &lpb, &optimal, mnote, sizeof(mnote));
-        if (mrc == 0) {
-            /* If stage 2 ran out of time, CPU above the minimum may be
-             * left on the table: hand it out as the heuristic would. */
-            int rc = pl_refine(c, ea->usable, sol);
-            if (rc) {
-                pl_sol_fini(&heur);
-                return rc;
-            }
-            /* A MILP cut short by its time limit can end below the heuristic
-             * it started from (if GLPK rejected the incumbent): keep the best
-             * (stage 2 may give up t within the MIP gap: that is no loss). */
-            double tol = 1e-6 + 2 * o->mip_gap * fabs(t_heur);
-            if (min_util(c, ea->excluded, sol) < t_heur - tol) {
-                pl_sol_fini(sol);
-                *sol = heur;
-                heur = (struct pl_sol){0};
-                mrc = 1;
-                snprintf(mnote, sizeof(mnote), "stopped below the heuristic, heuristic used");
-            }
-        }
-        pl_sol_fini(&heur);
-        if (mrc == 0) {
-            d->solver = PLACEMENT_SOLVER_EXACT;
-            d->exact_optimal = optimal;
-        } else {
-            size_t l = strlen(note);
-            snprintf(note + l, notesz - l, "%sexact solver: %s", l ? "; " : "",
-                     mnote[0] ? mnote : "failed, heuristic used");
-        }
-        /* The LP relaxation bounds t whichever answer is used, but only for
-         * the nodes it was given: with powered-off nodes left out it says
-         * nothing about powering them on, so the fluid bound stays. */
-        if (lpb < bound && ea->all_nodes)
-            bound = lpb;
-    }
+    double deadline = pl_deadline_in(o->time_limit_s);
+    long budget = work_budget(c);
+    double t_h = min_util(c, ea->excluded, sol);
+    d->heuristic_min_utility = t_h;
+    double fluid = pl_fluid_bound(c, ea->excluded);
+
+    /* 1. The bound: over every node (powered off ones too), so it holds
+     * whatever node set the decision uses. */
+    struct pl_bound_args ba = {ea->excluded, t_h, fluid, BOUND_TOL, deadline};
+    struct pl_bound_result br;
+    char bnote[96] = "";
+    int rc = pl_lp_bound(c, &ba, &br, bnote, sizeof(bnote));
+    if (rc)
+        return rc;
+    double bound = fmin(br.bound, fluid);
+    int lp_bound = br.lp_solved || br.bound < fluid;
+    snprintf(d->bound_method, sizeof(d->bound_method), "%s", lp_bound ? "glpk-lp" : "fluid");
+    if (bnote[0])
+        add_text(note, notesz, bnote);
     d->upper_bound = bound;
+
+    int want = o->solver == PLACEMENT_SOLVER_EXACT || o->solver == PLACEMENT_SOLVER_AUTO;
+    if (!want || ea->consolidated) {
+        glp_free_env();
+        return 0;
+    }
+    if (bound <= t_h + BOUND_TOL) {
+        /* The heuristic is at the bound: nothing to improve, and the
+         * placement is proven optimal. */
+        d->exact_optimal = 1;
+        glp_free_env();
+        return 0;
+    }
+
+    /* 2. Improve. */
+    size_t W = c->W ? c->W : 1, nin = 0, nusable = 0;
+    for (size_t a = 0; a < c->W; a++)
+        nin += pl_in(c, ea->excluded, a);
+    for (size_t n = 0; n < c->N; n++)
+        nusable += ea->usable[n] != 0;
+    int *free_wl = calloc(W, sizeof(int));
+    struct pl_sol heur = {0};
+    if (!free_wl || pl_sol_copy(&heur, sol) || drop_partial_whole(c, sol)) {
+        free(free_wl);
+        pl_sol_fini(&heur);
+        return -ENOMEM;
+    }
+    /* Small problems may end with the full model, which proves optimality;
+     * neighbourhoods come first because they find better placements far
+     * more cheaply, and reaching the LP bound proves optimality too. */
+    int can_full = nusable * nin <= o->exact_max_pairs, full = 0;
+    double t = t_h, delta = fmax(0.02, 0.25 * (bound - t_h));
+    size_t fmax_n = o->solver == PLACEMENT_SOLVER_EXACT ? 60 : 40;
+    int ncand = 3, nempty = 2, proven = 0, rounds = 0, stalls = 0;
+    long used = 0;
+    char mnote[128] = "";
+    for (int round = 0; round < 24; round++) {
+        if (used >= budget || pl_past(deadline) || t >= bound - BOUND_TOL)
+            break;
+        size_t nfree = 0;
+        if ((rc = pick_free(c, ea->excluded, sol, full ? INFINITY : delta,
+                            full ? (size_t)-1 : fmax_n, free_wl, &nfree)))
+            break;
+        /* a neighbourhood gets at most a quarter of what is left */
+        long share = full ? budget - used : (budget - used) / 4 + 1;
+        struct pl_improve_args ia = {ea->usable, ea->excluded, free_wl, full, ncand, nempty,
+                                     t, bound, share, share / PL_NODE_COST + 1, deadline,
+                                     o->mip_gap, NULL};
+        struct pl_improve_result ir;
+        if ((rc = pl_improve(c, &ia, sol, &ir, mnote, sizeof(mnote))))
+            break;
+        used += ir.iterations + PL_NODE_COST * ir.nodes;
+        rounds++;
+        if (ir.status < 0)
+            break; /* GLPK trouble: keep what we have */
+        if (ir.improved) {
+            double tn = min_util(c, ea->excluded, sol);
+            if (tn > t)
+                t = tn;
+        }
+        if (full) {
+            proven = ir.status == 0 && ir.optimal;
+            break;
+        }
+        if (!ir.improved) {
+            if (can_full) {
+                full = 1; /* what is left goes to the full model */
+                continue;
+            }
+            /* widen the neighbourhood; give up after it stops helping */
+            if (++stalls > 3 || nfree >= nin)
+                break;
+            delta *= 2;
+            fmax_n *= 2;
+            ncand += 2;
+            nempty += 2;
+        }
+    }
+    if (t >= bound - BOUND_TOL)
+        proven = 1; /* at the certified bound */
+    if (!rc && t > t_h + 1e-9) {
+        /* 3. Levels above the minimum over the final placement. */
+        if (used < budget && !pl_past(deadline))
+            rc = pl_fill_levels(c, ea->excluded, sol, 8, budget - used, deadline);
+    }
+    glp_free_env();
+    if (rc) {
+        pl_sol_fini(&heur);
+        free(free_wl);
+        return rc;
+    }
+    /* Never worse than the heuristic. */
+    double t_final = min_util(c, ea->excluded, sol);
+    if (t_final <= t_h + 1e-9) {
+        /* Not strictly better: the heuristic's placement stands as it was
+         * (so a decision GLPK cannot improve is the heuristic's, exactly). */
+        if (t_final < t_h - 1e-9)
+            snprintf(mnote, sizeof(mnote), "GLPK ended below the heuristic, heuristic kept");
+        pl_sol_fini(sol);
+        *sol = heur;
+        heur = (struct pl_sol){0};
+        t_final = t_h;
+    }
+    d->glpk_rounds = rounds;
+    char buf[160];
+    if (t_final > t_h + 1e-9) {
+        d->solver = PLACEMENT_SOLVER_EXACT;
+        snprintf(buf, sizeof(buf), "GLPK raised the minimum from %.4f to %.4f (%d rounds)", t_h,
+                 t_final, rounds);
+        add_text(note, notesz, buf);
+    } else if (rounds && !proven) {
+        snprintf(buf, sizeof(buf), "GLPK found nothing better than the heuristic (%d rounds%s%s)",
+                 rounds, mnote[0] ? ": " : "", mnote);
+        add_text(note, notesz, buf);
+    }
+    if (proven) {
+        d->solver = PLACEMENT_SOLVER_EXACT;
+        d->exact_optimal = 1;
+        /* The full model covers the usable nodes: with every node usable
+         * its optimum is the bound. */
+        if (ea->all_nodes) {
+            /* GLPK's gap is relative to the shifted objective t + 2. */
+            double ub = t_final + o->mip_gap * (fabs(t_final + 2) + 1) + BOUND_TOL;
+            if (ub < d->upper_bound) {
+                d->upper_bound = ub;
+                snprintf(d->bound_method, sizeof(d->bound_method), "glpk-milp");
+            }
+        }
+    }
+    pl_sol_fini(&heur);
+    free(free_wl);
     return 0;
+}
+
+int placement_export_lp(const struct placement_problem *p, const char *path, struct wlm_error *err)
+{
+    int rc = placement_problem_check(p, err);
+    if (rc)
+        return rc;
+    struct pl_ctx c;
+    if (pl_ctx_init(&c, p))
+        return wlm_error_set(err, ENOMEM, "out of memory");
+    size_t N = c.N ? c.N : 1, W = c.W ? c.W : 1;
+    int *usable = malloc(N * sizeof(int)), *excluded = calloc(W, sizeof(int));
+    int *free_wl = malloc(W * sizeof(int));
+    struct pl_sol none = {0};
+    rc = -ENOMEM;
+    if (usable && excluded && free_wl) {
+        double lo = 0;
+        for (size_t n = 0; n < c.N; n++)
+            usable[n] = 1;
+        for (size_t a = 0; a < c.W; a++) {
+            free_wl[a] = 1;
+            lo = fmin(lo, placement_utility_eval(&p->workloads[a].utility, 0));
+        }
+        struct pl_improve_args ia = {usable, excluded, free_wl, 1, 0, 0, lo - 1, INFINITY, 0, 0,
+                                     pl_deadline_in(60), p->opts.mip_gap, path};
+        struct pl_improve_result ir;
+        char note[128] = "";
+        rc = pl_improve(&c, &ia, &none, &ir, note, sizeof(note));
+        glp_free_env();
+        if (!rc && ir.status)
+            rc = wlm_error_setf(err, WLM_EIO, path, "%s: %s", path,
+                                note[0] ? note : "could not write the model");
+    }
+    if (rc == -ENOMEM)
+        wlm_error_set(err, ENOMEM, "out of memory");
+    free(usable);
+    free(excluded);
+    free(free_wl);
+    pl_ctx_fini(&c);
+    return rc;
 }

@@ -169,6 +169,11 @@ struct placement_options {
     int max_balance_moves;  /* migrations per decision spent on balancing */
     int no_moves;           /* never suspend or move a running job (no preemption) */
     struct placement_action_cost cost[PLACEMENT_ACT__COUNT];
+    /* GLPK work budget per decision in simplex iterations (a branch-and-bound
+     * node counts as 10): deterministic, so the same snapshot gives the same
+     * decision on any machine. 0 derives it from the problem size; the
+     * time limit above is only the safety net. */
+    long work_limit;
 };
 
 /* Sensible defaults (documented in docs/snapshot.md). */
@@ -236,6 +241,11 @@ struct placement_decision {
     size_t nactions;
     double plan_duration_s; /* critical path through the dependencies */
     char note[256];         /* why: hysteresis, consolidation, fallbacks */
+    /* Where upper_bound comes from: "glpk-lp" (the aggregated LP relaxation
+     * solved by GLPK) or "fluid" (total CPU and memory only). */
+    char bound_method[16];
+    double heuristic_min_utility; /* the heuristic's level before GLPK improved it */
+    int glpk_rounds;              /* restricted MILPs solved to improve it */
 };
 
 /* Solve. On success *out is a new decision (free with placement_decision_free).

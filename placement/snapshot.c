@@ -207,7 +207,8 @@ static int parse_options(const json_t *o, struct placement_options *opt, struct 
     static const char *const keys[] = {"solver",        "exact_max_pairs", "time_limit_s",
                                        "mip_gap",       "hysteresis",      "goal_utility",
                                        "headroom",      "power_off_margin", "power_saving",    "balance_band",
-                                       "max_balance_moves", "costs",      "no_moves",        NULL};
+                                       "max_balance_moves", "costs",      "no_moves",        "work_limit",
+                                       NULL};
     if (!json_is_object(o))
         return fail(err, "options", "expected an object");
     int rc;
@@ -238,6 +239,10 @@ static int parse_options(const json_t *o, struct placement_options *opt, struct 
         (rc = get_int(o, "options", "max_balance_moves", 0, GE0, &opt->max_balance_moves, err)) ||
         (rc = get_bool(o, "options", "no_moves", &opt->no_moves, err)))
         return rc;
+    int work = (int)opt->work_limit;
+    if ((rc = get_int(o, "options", "work_limit", 0, GE0, &work, err)))
+        return rc;
+    opt->work_limit = work;
     opt->exact_max_pairs = (size_t)pairs;
     if (opt->headroom >= 1)
         return fail(err, "options.headroom", "must be < 1");
@@ -553,6 +558,8 @@ json_t *placement_decision_to_json(const struct placement_problem *p,
     json_object_set_new(o, "min_utility_placeable", json_real(d->min_utility_placeable));
     json_object_set_new(o, "upper_bound", json_real(d->upper_bound));
     json_object_set_new(o, "gap", json_real(d->gap));
+    json_object_set_new(o, "bound_method", json_string(d->bound_method[0] ? d->bound_method : "fluid"));
+    json_object_set_new(o, "heuristic_min_utility", json_real(d->heuristic_min_utility));
     json_object_set_new(o, "current_min_utility", json_real(d->current_min_utility));
     json_object_set_new(o, "power_w", json_real(d->power_w));
     json_object_set_new(o, "plan_duration_s", json_real(d->plan_duration_s));
