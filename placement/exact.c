@@ -146,6 +146,97 @@ static int pick_free(const struct pl_ctx *c, const int *excluded, const struct p
     return 0;
 }
 
+static int cmp_dbl(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return a < b ? -1 : a > b;
+}
+
+/* Lexicographic max-min comparison of two placements (whole jobs all or
+ * nothing): > 0 when `x` is better, < 0 when worse, 0 when equal. */
+static int lex_cmp(const struct pl_ctx *c, const int *excluded, const struct pl_sol *x,
+                   const struct pl_sol *y, int *rc)
+{
+    size_t W = c->W ? c->W : 1;
+    double *cpu = calloc(W, sizeof(double)), *u = calloc(W, sizeof(double));
+    double *ux = calloc(W, sizeof(double)), *uy = calloc(W, sizeof(double));
+    int r = 0;
+    *rc = 0;
+    if (!cpu || !u || !ux || !uy) {
+        *rc = -ENOMEM;
+    } else {
+        size_t n = 0;
+        eval_whole(c, x, cpu, u);
+        for (size_t a = 0; a < c->W; a++)
+            if (pl_in(c, excluded, a))
+                ux[n++] = u[a];
+        n = 0;
+        eval_whole(c, y, cpu, u);
+        for (size_t a = 0; a < c->W; a++)
+            if (pl_in(c, excluded, a))
+                uy[n++] = u[a];
+        qsort(ux, n, sizeof(double), cmp_dbl);
+        qsort(uy, n, sizeof(double), cmp_dbl);
+        for (size_t i = 0; i < n && !r; i++)
+            if (fabs(ux[i] - uy[i]) > 1e-6)
+                r = ux[i] > uy[i] ? 1 : -1;
+    }
+    free(cpu);
+    free(u);
+    free(ux);
+    free(uy);
+    return r;
+}
+
+/* Stage 2 on small problems: hold every workload at the minimum (and every
+ * one already at its best) at its level and let the full model raise the
+ * next level, moving instances if that is what it takes (e.g. a migration
+ * that makes room for a waiting job). */
+static int next_level(const struct pl_ctx *c, const struct pl_exact_args *ea, struct pl_sol *sol,
+                      long budget, double deadline, int *free_wl, long *used, int *improved)
+{
+    size_t W = c->W ? c->W : 1;
+    double *cpu = calloc(W, sizeof(double)), *u = calloc(W, sizeof(double));
+    double *held = malloc(W * sizeof(double));
+    int rc = 0;
+    *improved = 0;
+    if (!cpu || !u || !held) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    eval_whole(c, sol, cpu, u);
+    double t1 = INFINITY, t2 = INFINITY;
+    for (size_t a = 0; a < c->W; a++)
+        if (pl_in(c, ea->excluded, a))
+            t1 = fmin(t1, u[a]);
+    for (size_t a = 0; a < c->W; a++) {
+        held[a] = NAN;
+        free_wl[a] = 1;
+        if (!pl_in(c, ea->excluded, a))
+            continue;
+        if (u[a] <= t1 + 1e-6 || u[a] >= c->umax[a] - 1e-6)
+            held[a] = u[a];
+        else
+            t2 = fmin(t2, u[a]);
+    }
+    if (!isfinite(t2))
+        goto out; /* nothing above the minimum can still rise */
+    struct pl_improve_args ia = {ea->usable, ea->excluded, free_wl, 1, 0, 0, t2, INFINITY,
+                                 held, budget - *used, (budget - *used) / PL_NODE_COST + 1,
+                                 deadline, c->o->mip_gap, NULL};
+    struct pl_improve_result ir;
+    char mnote[128];
+    if ((rc = pl_improve(c, &ia, sol, &ir, mnote, sizeof(mnote))))
+        goto out;
+    *used += ir.iterations + PL_NODE_COST * ir.nodes;
+    *improved = ir.improved;
+out:
+    free(cpu);
+    free(u);
+    free(held);
+    return rc;
+}
+
 int pl_exact_stage(const struct pl_ctx *c, const struct pl_exact_args *ea, struct pl_sol *sol,
                    struct placement_decision *d, char *note, size_t notesz)
 {
@@ -162,8 +253,10 @@ int pl_exact_stage(const struct pl_ctx *c, const struct pl_exact_args *ea, struc
     struct pl_bound_result br;
     char bnote[96] = "";
     int rc = pl_lp_bound(c, &ba, &br, bnote, sizeof(bnote));
-    if (rc)
+    if (rc) {
+        glp_free_env();
         return rc;
+    }
     double bound = fmin(br.bound, fluid);
     int lp_bound = br.lp_solved || br.bound < fluid;
     snprintf(d->bound_method, sizeof(d->bound_method), "%s", lp_bound ? "glpk-lp" : "fluid");
@@ -176,15 +269,8 @@ int pl_exact_stage(const struct pl_ctx *c, const struct pl_exact_args *ea, struc
         glp_free_env();
         return 0;
     }
-    if (bound <= t_h + BOUND_TOL) {
-        /* The heuristic is at the bound: nothing to improve, and the
-         * placement is proven optimal. */
-        d->exact_optimal = 1;
-        glp_free_env();
-        return 0;
-    }
 
-    /* 2. Improve. */
+    /* 2. Improve the minimum. */
     size_t W = c->W ? c->W : 1, nin = 0, nusable = 0;
     for (size_t a = 0; a < c->W; a++)
         nin += pl_in(c, ea->excluded, a);
@@ -195,6 +281,7 @@ int pl_exact_stage(const struct pl_ctx *c, const struct pl_exact_args *ea, struc
     if (!free_wl || pl_sol_copy(&heur, sol) || drop_partial_whole(c, sol)) {
         free(free_wl);
         pl_sol_fini(&heur);
+        glp_free_env();
         return -ENOMEM;
     }
     /* Small problems may end with the full model, which proves optimality;
@@ -216,7 +303,7 @@ int pl_exact_stage(const struct pl_ctx *c, const struct pl_exact_args *ea, struc
         /* a neighbourhood gets at most a quarter of what is left */
         long share = full ? budget - used : (budget - used) / 4 + 1;
         struct pl_improve_args ia = {ea->usable, ea->excluded, free_wl, full, ncand, nempty,
-                                     t, bound, share, share / PL_NODE_COST + 1, deadline,
+                                     t, bound, NULL, share, share / PL_NODE_COST + 1, deadline,
                                      o->mip_gap, NULL};
         struct pl_improve_result ir;
         if ((rc = pl_improve(c, &ia, sol, &ir, mnote, sizeof(mnote))))
@@ -250,35 +337,42 @@ int pl_exact_stage(const struct pl_ctx *c, const struct pl_exact_args *ea, struc
     }
     if (t >= bound - BOUND_TOL)
         proven = 1; /* at the certified bound */
-    if (!rc && t > t_h + 1e-9) {
-        /* 3. Levels above the minimum over the final placement. */
-        if (used < budget && !pl_past(deadline))
-            rc = pl_fill_levels(c, ea->excluded, sol, 8, budget - used, deadline);
-    }
+    /* 3. The next level: with placement changes on small problems, then
+     * LPs over the final placement. */
+    int lex2 = 0;
+    if (!rc && can_full && used < budget && !pl_past(deadline))
+        rc = next_level(c, ea, sol, budget, deadline, free_wl, &used, &lex2);
+    if (!rc && used < budget && !pl_past(deadline) && (t > t_h + 1e-9 || lex2))
+        rc = pl_fill_levels(c, ea->excluded, sol, 8, budget - used, deadline);
     glp_free_env();
+    int better = 0;
+    if (!rc)
+        better = lex_cmp(c, ea->excluded, sol, &heur, &rc);
     if (rc) {
         pl_sol_fini(&heur);
         free(free_wl);
         return rc;
     }
-    /* Never worse than the heuristic. */
     double t_final = min_util(c, ea->excluded, sol);
-    if (t_final <= t_h + 1e-9) {
-        /* Not strictly better: the heuristic's placement stands as it was
-         * (so a decision GLPK cannot improve is the heuristic's, exactly). */
-        if (t_final < t_h - 1e-9)
+    if (better <= 0 || t_final < t_h - 1e-9) {
+        /* Not better: the heuristic's placement stands exactly as it was. */
+        if (better < 0)
             snprintf(mnote, sizeof(mnote), "GLPK ended below the heuristic, heuristic kept");
         pl_sol_fini(sol);
         *sol = heur;
         heur = (struct pl_sol){0};
         t_final = t_h;
+        better = 0;
     }
-    d->glpk_rounds = rounds;
+    d->glpk_rounds = rounds + (lex2 ? 1 : 0);
     char buf[160];
-    if (t_final > t_h + 1e-9) {
+    if (better) {
         d->solver = PLACEMENT_SOLVER_EXACT;
-        snprintf(buf, sizeof(buf), "GLPK raised the minimum from %.4f to %.4f (%d rounds)", t_h,
-                 t_final, rounds);
+        if (t_final > t_h + 1e-9)
+            snprintf(buf, sizeof(buf), "GLPK raised the minimum from %.4f to %.4f (%d rounds)",
+                     t_h, t_final, rounds);
+        else
+            snprintf(buf, sizeof(buf), "GLPK raised the levels above the minimum %.4f", t_final);
         add_text(note, notesz, buf);
     } else if (rounds && !proven) {
         snprintf(buf, sizeof(buf), "GLPK found nothing better than the heuristic (%d rounds%s%s)",
@@ -325,8 +419,8 @@ int placement_export_lp(const struct placement_problem *p, const char *path, str
             free_wl[a] = 1;
             lo = fmin(lo, placement_utility_eval(&p->workloads[a].utility, 0));
         }
-        struct pl_improve_args ia = {usable, excluded, free_wl, 1, 0, 0, lo - 1, INFINITY, 0, 0,
-                                     pl_deadline_in(60), p->opts.mip_gap, path};
+        struct pl_improve_args ia = {usable, excluded, free_wl, 1, 0, 0, lo - 1, INFINITY, NULL,
+                                     0, 0, pl_deadline_in(60), p->opts.mip_gap, path};
         struct pl_improve_result ir;
         char note[128] = "";
         rc = pl_improve(&c, &ia, &none, &ir, note, sizeof(note));

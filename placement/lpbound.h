@@ -75,6 +75,8 @@ struct pl_improve_args {
     int nempty;          /* empty nodes per node class offered to every free workload */
     double t_floor;      /* the incumbent's level: t >= t_floor */
     double t_cap;        /* a certified upper bound on t (the LP bound) */
+    const double *held;  /* NULL, or per workload: NAN, or a utility it must keep
+                          * (lexicographic stage: t is then the next level) */
     long it_budget;      /* simplex iterations (deterministic) */
     long node_budget;    /* branch-and-bound nodes (deterministic) */
     double deadline;     /* glp_time() safety net */

@@ -35,6 +35,7 @@
 #include "glpk_util.h"
 #include "lpbound.h"
 
+#define HELD(a) (ia->held && !isnan(ia->held[a]))
 #define EPS_KEEP 1e-7 /* bonus for keeping an instance where it runs today */
 #define EPS_NEW 1e-8  /* penalty for an instance where none runs today */
 #define OBJ_SHIFT 2.0 /* keeps GLPK's relative gap meaningful around t = 0 */
@@ -313,14 +314,14 @@ int pl_improve(const struct pl_ctx *c, const struct pl_improve_args *ia, struct 
     }
     /* Kept workloads whose CPU cannot change cap t at their utility. */
     for (size_t a = 0; a < c->W; a++) {
-        if (!pl_in(c, ia->excluded, a) || m.isfree[a] || m.touch[a])
+        if (!pl_in(c, ia->excluded, a) || m.isfree[a] || m.touch[a] || HELD(a))
             continue;
         double u = placement_utility_eval(&p->workloads[a].utility, m.offcpu[a]);
         if (u < m.t_ub)
             m.t_ub = u;
     }
     for (size_t a = 0; a < c->W; a++)
-        if (m.isfree[a] || m.touch[a])
+        if ((m.isfree[a] || m.touch[a]) && !HELD(a))
             m.t_ub = fmin(m.t_ub, c->umax[a]);
     if (!isfinite(m.t_ub))
         m.t_ub = 1e6;
@@ -458,6 +459,29 @@ int pl_improve(const struct pl_ctx *c, const struct pl_improve_args *ia, struct 
                 if (m.fp[k].a == a)
                     NZ(row, m.fp[k].xcol, 1.0);
         }
+        if (HELD(a)) {
+            /* keeps at least its level: CPU >= u^-1(level) (whole: placed) */
+            double need;
+            if (pl_whole(c, a))
+                need = ia->held[a] > placement_utility_eval(u, 0) + 1e-9 ? 1 : 0;
+            else
+                need = (placement_utility_inverse(u, ia->held[a]) - m.offcpu[a]) / PL_CPU_U;
+            need = need * (1 - 1e-9) - 1e-9; /* the incumbent meets it exactly */
+            if (need <= 0)
+                continue;
+            glp_add_rows(lp, 1);
+            ++row;
+            snprintf(name, sizeof(name), "keep_%zu", a);
+            glp_set_row_name(lp, row, name);
+            glp_set_row_bnds(lp, row, GLP_LO, need, 0);
+            for (size_t k = 0; k < m.nfp; k++)
+                if (m.fp[k].a == a)
+                    NZ(row, m.fp[k].wcol ? m.fp[k].wcol : m.fp[k].xcol, 1.0);
+            for (size_t k = 0; k < m.nkc; k++)
+                if (s->a[m.kc[k].inst].workload == a)
+                    NZ(row, m.kc[k].col, 1.0);
+            continue;
+        }
         if (m.isfree[a] && pl_whole(c, a)) {
             /* exact for a 0/1 count: u(0) or u(cap) */
             double u0 = placement_utility_eval(u, 0), uc = placement_utility_eval(u, c->capi[a]);
@@ -593,7 +617,7 @@ int pl_improve(const struct pl_ctx *c, const struct pl_improve_args *ia, struct 
         }
         double t = m.t_ub;
         for (size_t a = 0; a < c->W; a++)
-            if (m.isfree[a] || m.touch[a])
+            if ((m.isfree[a] || m.touch[a]) && !HELD(a))
                 t = fmin(t, placement_utility_eval(&p->workloads[a].utility, cpu[a] + m.offcpu[a]));
         m.hint[m.tcol] = fmax(t, ia->t_floor - 1e-7);
         free(cpu);
