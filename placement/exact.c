@@ -32,6 +32,7 @@
 #include "lpbound.h"
 
 #define BOUND_TOL 1e-6 /* precision of the bound; "at the bound" below this */
+#define LEX_SUM_WEIGHT 0.01 /* stage 2: the sum of utilities, after the level */
 
 /* Utilities with whole jobs valued all or nothing: u(cap) when they have
  * their whole cap, else u(0). */
@@ -188,10 +189,12 @@ static int lex_cmp(const struct pl_ctx *c, const int *excluded, const struct pl_
     return r;
 }
 
-/* Stage 2 on small problems: hold every workload at the minimum (and every
- * one already at its best) at its level and let the full model raise the
- * next level, moving instances if that is what it takes (e.g. a migration
- * that makes room for a waiting job). */
+/* Stage 2 on small problems: every workload already at its best keeps its
+ * level; the full model raises the lowest level of the others and, second,
+ * the sum of their utilities, moving instances if that is what it takes
+ * (e.g. a migration that makes room for a waiting job, or whole jobs placed
+ * while some other job must wait anyway). The caller keeps the result only
+ * if it is lexicographically better. */
 static int next_level(const struct pl_ctx *c, const struct pl_exact_args *ea, struct pl_sol *sol,
                       long budget, double deadline, int *free_wl, long *used, int *improved)
 {
@@ -205,31 +208,41 @@ static int next_level(const struct pl_ctx *c, const struct pl_exact_args *ea, st
         goto out;
     }
     eval_whole(c, sol, cpu, u);
-    double t1 = INFINITY, t2 = INFINITY;
-    for (size_t a = 0; a < c->W; a++)
-        if (pl_in(c, ea->excluded, a))
-            t1 = fmin(t1, u[a]);
+    double t2 = INFINITY;
     for (size_t a = 0; a < c->W; a++) {
         held[a] = NAN;
         free_wl[a] = 1;
         if (!pl_in(c, ea->excluded, a))
             continue;
-        if (u[a] <= t1 + 1e-6 || u[a] >= c->umax[a] - 1e-6)
+        if (u[a] >= c->umax[a] - 1e-6)
             held[a] = u[a];
         else
             t2 = fmin(t2, u[a]);
     }
     if (!isfinite(t2))
         goto out; /* nothing above the minimum can still rise */
-    struct pl_improve_args ia = {ea->usable, ea->excluded, free_wl, 1, 0, 0, t2, INFINITY,
-                                 held, budget - *used, (budget - *used) / PL_NODE_COST + 1,
-                                 deadline, c->o->mip_gap, NULL};
+    struct pl_improve_args ia = {.usable = ea->usable, .excluded = ea->excluded,
+                                 .free_wl = free_wl, .full = 1, .t_floor = t2, .t_cap = INFINITY,
+                                 .held = held, .sum_weight = LEX_SUM_WEIGHT,
+                                 .it_budget = budget - *used,
+                                 .node_budget = (budget - *used) / PL_NODE_COST + 1,
+                                 .deadline = deadline, .mip_gap = c->o->mip_gap};
     struct pl_improve_result ir;
     char mnote[128];
-    if ((rc = pl_improve(c, &ia, sol, &ir, mnote, sizeof(mnote))))
+    struct pl_sol prev = {0};
+    if ((rc = pl_sol_copy(&prev, sol)) || (rc = pl_improve(c, &ia, sol, &ir, mnote, sizeof(mnote)))) {
+        pl_sol_fini(&prev);
         goto out;
+    }
     *used += ir.iterations + PL_NODE_COST * ir.nodes;
-    *improved = ir.improved;
+    if (ir.improved && lex_cmp(c, ea->excluded, sol, &prev, &rc) > 0) {
+        *improved = 1;
+    } else if (ir.improved) { /* not better: back to what stage 1 left */
+        pl_sol_fini(sol);
+        *sol = prev;
+        prev = (struct pl_sol){0};
+    }
+    pl_sol_fini(&prev);
 out:
     free(cpu);
     free(u);
@@ -302,9 +315,11 @@ int pl_exact_stage(const struct pl_ctx *c, const struct pl_exact_args *ea, struc
             break;
         /* a neighbourhood gets at most a quarter of what is left */
         long share = full ? budget - used : (budget - used) / 4 + 1;
-        struct pl_improve_args ia = {ea->usable, ea->excluded, free_wl, full, ncand, nempty,
-                                     t, bound, NULL, share, share / PL_NODE_COST + 1, deadline,
-                                     o->mip_gap, NULL};
+        struct pl_improve_args ia = {.usable = ea->usable, .excluded = ea->excluded,
+                                     .free_wl = free_wl, .full = full, .ncand = ncand,
+                                     .nempty = nempty, .t_floor = t, .t_cap = bound,
+                                     .it_budget = share, .node_budget = share / PL_NODE_COST + 1,
+                                     .deadline = deadline, .mip_gap = o->mip_gap};
         struct pl_improve_result ir;
         if ((rc = pl_improve(c, &ia, sol, &ir, mnote, sizeof(mnote))))
             break;
@@ -419,8 +434,10 @@ int placement_export_lp(const struct placement_problem *p, const char *path, str
             free_wl[a] = 1;
             lo = fmin(lo, placement_utility_eval(&p->workloads[a].utility, 0));
         }
-        struct pl_improve_args ia = {usable, excluded, free_wl, 1, 0, 0, lo - 1, INFINITY, NULL,
-                                     0, 0, pl_deadline_in(60), p->opts.mip_gap, path};
+        struct pl_improve_args ia = {.usable = usable, .excluded = excluded, .free_wl = free_wl,
+                                     .full = 1, .t_floor = lo - 1, .t_cap = INFINITY,
+                                     .deadline = pl_deadline_in(60), .mip_gap = p->opts.mip_gap,
+                                     .export_path = path};
         struct pl_improve_result ir;
         char note[128] = "";
         rc = pl_improve(&c, &ia, &none, &ir, note, sizeof(note));

@@ -77,6 +77,7 @@ struct pl_improve_args {
     double t_cap;        /* a certified upper bound on t (the LP bound) */
     const double *held;  /* NULL, or per workload: NAN, or a utility it must keep
                           * (lexicographic stage: t is then the next level) */
+    double sum_weight;   /* > 0: also maximise this x the sum of the utilities */
     long it_budget;      /* simplex iterations (deterministic) */
     long node_budget;    /* branch-and-bound nodes (deterministic) */
     double deadline;     /* glp_time() safety net */

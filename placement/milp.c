@@ -66,6 +66,11 @@ struct mdl {
     size_t *perm;     /* per node: where the incumbent's instances go (symmetry) */
     struct fpair *fp;
     size_t nfp, fpcap;
+    /* lists that keep model building linear: instances of the incumbent and
+     * of today per workload, pairs per workload (contiguous) and per node,
+     * kept columns per workload */
+    size_t *shead, *snext, *chead, *cnext, *pfirst, *pcnt, *nhead, *nnext, *khead, *knext;
+    int *vcol; /* lexicographic stage: utility column per workload (0 = none) */
     struct kcol *kc;
     size_t nkc;
     double t_ub;
@@ -163,13 +168,12 @@ static int choose(struct mdl *m, const struct pl_classes *cl, size_t **empties, 
         if (!m->isfree[a])
             continue;
         /* own nodes: the incumbent's and today's */
-        for (size_t i = 0; i < s->n; i++)
-            if (s->a[i].workload == a && !mark[s->a[i].node] && ia->usable[s->a[i].node] &&
-                can_host(c, a, s->a[i].node))
+        for (size_t i = m->shead[a]; i != PL_NONE; i = m->snext[i])
+            if (ia->usable[s->a[i].node] && can_host(c, a, s->a[i].node))
                 mark[s->a[i].node] = 1;
-        for (size_t i = 0; i < c->p->ncurrent; i++) {
+        for (size_t i = m->chead[a]; i != PL_NONE; i = m->cnext[i]) {
             size_t n = c->p->current[i].node;
-            if (c->p->current[i].workload == a && ia->usable[n] && can_host(c, a, n))
+            if (ia->usable[n] && can_host(c, a, n))
                 mark[n] = 1;
         }
         size_t ntop = 0;
@@ -199,17 +203,18 @@ static int choose(struct mdl *m, const struct pl_classes *cl, size_t **empties, 
         }
         for (size_t i = 0; i < ntop; i++)
             mark[top[i].n] = 1;
+        for (size_t i = m->chead[a]; i != PL_NONE; i = m->cnext[i])
+            if (mark[c->p->current[i].node])
+                mark[c->p->current[i].node] = 2; /* runs there today */
+        m->pfirst[a] = m->nfp;
         for (size_t n = 0; n < c->N && !rc; n++) {
             if (!mark[n])
                 continue;
+            rc = push_pair(m, a, n, mark[n] == 2);
             mark[n] = 0;
-            int cur = 0;
-            for (size_t i = 0; i < c->p->ncurrent; i++)
-                if (c->p->current[i].workload == a && c->p->current[i].node == n)
-                    cur = 1;
-            rc = push_pair(m, a, n, cur);
             m->inM[n] = 1;
         }
+        m->pcnt[a] = m->nfp - m->pfirst[a];
     }
     free(mark);
     free(isempty);
@@ -255,9 +260,32 @@ int pl_improve(const struct pl_ctx *c, const struct pl_improve_args *ia, struct 
     m.touch = calloc(W, sizeof(int));
     m.perm = malloc(N * sizeof(size_t));
     m.kc = malloc((s->n ? s->n : 1) * sizeof(*m.kc));
+    m.vcol = calloc(W, sizeof(int));
+    size_t S = s->n ? s->n : 1, C = p->ncurrent ? p->ncurrent : 1;
+    m.shead = malloc(W * sizeof(size_t));
+    m.snext = malloc(S * sizeof(size_t));
+    m.chead = malloc(W * sizeof(size_t));
+    m.cnext = malloc(C * sizeof(size_t));
+    m.pfirst = calloc(W, sizeof(size_t));
+    m.pcnt = calloc(W, sizeof(size_t));
+    m.khead = malloc(W * sizeof(size_t));
+    m.knext = malloc(S * sizeof(size_t));
+    m.nhead = malloc(N * sizeof(size_t));
     if (!m.isfree || !m.inM || !m.fmem || !m.kcpu || !m.hasfixed || !m.curfree || !m.offcpu ||
-        !m.touch || !m.perm || !m.kc || pl_classes_build(c, &cl))
+        !m.touch || !m.perm || !m.kc || !m.shead || !m.snext || !m.chead || !m.cnext ||
+        !m.pfirst || !m.pcnt || !m.khead || !m.knext || !m.nhead || !m.vcol ||
+        pl_classes_build(c, &cl))
         goto out;
+    for (size_t a = 0; a < c->W; a++)
+        m.shead[a] = m.chead[a] = m.khead[a] = PL_NONE;
+    for (size_t i = s->n; i-- > 0;) {
+        m.snext[i] = m.shead[s->a[i].workload];
+        m.shead[s->a[i].workload] = i;
+    }
+    for (size_t i = p->ncurrent; i-- > 0;) {
+        m.cnext[i] = m.chead[p->current[i].workload];
+        m.chead[p->current[i].workload] = i;
+    }
     empties = calloc(cl.K ? cl.K : 1, sizeof(size_t *));
     nempties = calloc(cl.K ? cl.K : 1, sizeof(size_t));
     if (!empties || !nempties)
@@ -286,6 +314,15 @@ int pl_improve(const struct pl_ctx *c, const struct pl_improve_args *ia, struct 
     if ((rc = choose(&m, &cl, empties, nempties)))
         goto out;
     rc = -ENOMEM;
+    m.nnext = malloc((m.nfp ? m.nfp : 1) * sizeof(size_t));
+    if (!m.nnext)
+        goto out;
+    for (size_t n = 0; n < c->N; n++)
+        m.nhead[n] = PL_NONE;
+    for (size_t k = m.nfp; k-- > 0;) {
+        m.nnext[k] = m.nhead[m.fp[k].n];
+        m.nhead[m.fp[k].n] = k;
+    }
     if (!nfree || !m.nfp) {
         r->status = 1;
         snprintf(note, notesz, "nothing to improve");
@@ -311,6 +348,11 @@ int pl_improve(const struct pl_ctx *c, const struct pl_improve_args *ia, struct 
         } else {
             m.offcpu[a] += s->a[i].cpu_mhz;
         }
+    }
+    for (size_t k = m.nkc; k-- > 0;) {
+        size_t a = s->a[m.kc[k].inst].workload;
+        m.knext[k] = m.khead[a];
+        m.khead[a] = k;
     }
     /* Kept workloads whose CPU cannot change cap t at their utility. */
     for (size_t a = 0; a < c->W; a++) {
@@ -341,6 +383,10 @@ int pl_improve(const struct pl_ctx *c, const struct pl_improve_args *ia, struct 
     }
     for (size_t k = 0; k < m.nkc; k++)
         m.kc[k].col = ++ncols;
+    if (ia->sum_weight > 0)
+        for (size_t a = 0; a < c->W; a++)
+            if ((m.isfree[a] || m.touch[a]) && !HELD(a))
+                m.vcol[a] = ++ncols;
     m.ncols = ncols;
     m.tcol = 1;
     /* Nonzero count: pairs 2 (node rows) + 2 (link) + 1 (count) + segments;
@@ -353,6 +399,8 @@ int pl_improve(const struct pl_ctx *c, const struct pl_improve_args *ia, struct 
     for (size_t a = 0; a < c->W; a++)
         if (m.isfree[a] || m.touch[a])
             nnz_max += p->workloads[a].utility.npoints + 2;
+    if (ia->sum_weight > 0) /* every utility row twice */
+        nnz_max *= 2;
     ia_ = malloc((nnz_max + 1) * sizeof(int));
     ja_ = malloc((nnz_max + 1) * sizeof(int));
     ar_ = malloc((nnz_max + 1) * sizeof(double));
@@ -397,6 +445,13 @@ int pl_improve(const struct pl_ctx *c, const struct pl_improve_args *ia, struct 
         glp_set_col_name(lp, m.kc[k].col, name);
         glp_set_col_bnds(lp, m.kc[k].col, GLP_DB, 0,
                          fmax(1e-9, fmin(c->capi[x->workload], c->cap[x->node]) / PL_CPU_U));
+    }
+    for (size_t a = 0; a < c->W; a++) {
+        if (!m.vcol[a])
+            continue;
+        snprintf(name, sizeof(name), "v_%zu", a);
+        glp_set_col_name(lp, m.vcol[a], name);
+        glp_set_col_bnds(lp, m.vcol[a], GLP_DB, -1e3, c->umax[a]);
     }
     size_t nz = 0;
     int row = 0, overflow = 0;
@@ -455,9 +510,8 @@ int pl_improve(const struct pl_ctx *c, const struct pl_improve_args *ia, struct 
             glp_set_row_name(lp, row, name);
             int lo = c->mininst[a], hi = c->maxinst[a];
             glp_set_row_bnds(lp, row, lo == hi ? GLP_FX : GLP_DB, lo, hi);
-            for (size_t k = 0; k < m.nfp; k++)
-                if (m.fp[k].a == a)
-                    NZ(row, m.fp[k].xcol, 1.0);
+            for (size_t k = m.pfirst[a]; k < m.pfirst[a] + m.pcnt[a]; k++)
+                NZ(row, m.fp[k].xcol, 1.0);
         }
         if (HELD(a)) {
             /* keeps at least its level: CPU >= u^-1(level) (whole: placed) */
@@ -474,45 +528,47 @@ int pl_improve(const struct pl_ctx *c, const struct pl_improve_args *ia, struct 
             snprintf(name, sizeof(name), "keep_%zu", a);
             glp_set_row_name(lp, row, name);
             glp_set_row_bnds(lp, row, GLP_LO, need, 0);
-            for (size_t k = 0; k < m.nfp; k++)
-                if (m.fp[k].a == a)
-                    NZ(row, m.fp[k].wcol ? m.fp[k].wcol : m.fp[k].xcol, 1.0);
-            for (size_t k = 0; k < m.nkc; k++)
-                if (s->a[m.kc[k].inst].workload == a)
-                    NZ(row, m.kc[k].col, 1.0);
+            for (size_t k = m.pfirst[a]; k < m.pfirst[a] + m.pcnt[a]; k++)
+                NZ(row, m.fp[k].wcol ? m.fp[k].wcol : m.fp[k].xcol, 1.0);
+            for (size_t k = m.khead[a]; k != PL_NONE; k = m.knext[k])
+                NZ(row, m.kc[k].col, 1.0);
             continue;
         }
-        if (m.isfree[a] && pl_whole(c, a)) {
-            /* exact for a 0/1 count: u(0) or u(cap) */
-            double u0 = placement_utility_eval(u, 0), uc = placement_utility_eval(u, c->capi[a]);
-            glp_add_rows(lp, 1);
-            ++row;
-            snprintf(name, sizeof(name), "u_%zu", a);
-            glp_set_row_name(lp, row, name);
-            glp_set_row_bnds(lp, row, GLP_UP, 0, u0);
-            NZ(row, m.tcol, 1.0);
-            for (size_t k = 0; k < m.nfp; k++)
-                if (m.fp[k].a == a && uc != u0)
-                    NZ(row, m.fp[k].xcol, -(uc - u0));
-            continue;
-        }
-        for (size_t sg = 1; sg < u->npoints; sg++) {
-            double slope = (u->util[sg] - u->util[sg - 1]) / (u->cpu_mhz[sg] - u->cpu_mhz[sg - 1]);
-            double alpha = u->util[sg - 1] - slope * u->cpu_mhz[sg - 1];
-            if (slope <= 0)
-                continue; /* flat pieces are covered by t's upper bound */
-            glp_add_rows(lp, 1);
-            ++row;
-            snprintf(name, sizeof(name), "u_%zu_%zu", a, sg);
-            glp_set_row_name(lp, row, name);
-            glp_set_row_bnds(lp, row, GLP_UP, 0, alpha + slope * m.offcpu[a]);
-            NZ(row, m.tcol, 1.0);
-            for (size_t k = 0; k < m.nfp; k++)
-                if (m.fp[k].a == a && m.fp[k].wcol)
-                    NZ(row, m.fp[k].wcol, -slope * PL_CPU_U);
-            for (size_t k = 0; k < m.nkc; k++)
-                if (s->a[m.kc[k].inst].workload == a)
+        /* the rows bound t and, in the lexicographic stage, v_a as well */
+        for (int which = 0; which < (m.vcol[a] ? 2 : 1); which++) {
+            int tc = which ? m.vcol[a] : m.tcol;
+            const char *pre = which ? "v" : "u";
+            if (m.isfree[a] && pl_whole(c, a)) {
+                /* exact for a 0/1 count: u(0) or u(cap) */
+                double u0 = placement_utility_eval(u, 0), uc = placement_utility_eval(u, c->capi[a]);
+                glp_add_rows(lp, 1);
+                ++row;
+                snprintf(name, sizeof(name), "%s_%zu", pre, a);
+                glp_set_row_name(lp, row, name);
+                glp_set_row_bnds(lp, row, GLP_UP, 0, u0);
+                NZ(row, tc, 1.0);
+                for (size_t k = m.pfirst[a]; k < m.pfirst[a] + m.pcnt[a]; k++)
+                    if (uc != u0)
+                        NZ(row, m.fp[k].xcol, -(uc - u0));
+                continue;
+            }
+            for (size_t sg = 1; sg < u->npoints; sg++) {
+                double slope = (u->util[sg] - u->util[sg - 1]) / (u->cpu_mhz[sg] - u->cpu_mhz[sg - 1]);
+                double alpha = u->util[sg - 1] - slope * u->cpu_mhz[sg - 1];
+                if (slope <= 0)
+                    continue; /* flat pieces are covered by the column's upper bound */
+                glp_add_rows(lp, 1);
+                ++row;
+                snprintf(name, sizeof(name), "%s_%zu_%zu", pre, a, sg);
+                glp_set_row_name(lp, row, name);
+                glp_set_row_bnds(lp, row, GLP_UP, 0, alpha + slope * m.offcpu[a]);
+                NZ(row, tc, 1.0);
+                for (size_t k = m.pfirst[a]; k < m.pfirst[a] + m.pcnt[a]; k++)
+                    if (m.fp[k].wcol)
+                        NZ(row, m.fp[k].wcol, -slope * PL_CPU_U);
+                for (size_t k = m.khead[a]; k != PL_NONE; k = m.knext[k])
                     NZ(row, m.kc[k].col, -slope * PL_CPU_U);
+            }
         }
         /* below the first breakpoint the utility is flat at util[0]:
          * t <= u(0) + (slope of the first piece) W covers it when
@@ -530,12 +586,10 @@ int pl_improve(const struct pl_ctx *c, const struct pl_improve_args *ia, struct 
             snprintf(name, sizeof(name), "sym_%zu_%zu", n1, n2);
             glp_set_row_name(lp, row, name);
             glp_set_row_bnds(lp, row, GLP_LO, 0, 0);
-            for (size_t q = 0; q < m.nfp; q++) {
-                if (m.fp[q].n == n1)
-                    NZ(row, m.fp[q].xcol, p->workloads[m.fp[q].a].memory_mb / PL_MEM_U);
-                else if (m.fp[q].n == n2)
-                    NZ(row, m.fp[q].xcol, -p->workloads[m.fp[q].a].memory_mb / PL_MEM_U);
-            }
+            for (size_t q = m.nhead[n1]; q != PL_NONE; q = m.nnext[q])
+                NZ(row, m.fp[q].xcol, p->workloads[m.fp[q].a].memory_mb / PL_MEM_U);
+            for (size_t q = m.nhead[n2]; q != PL_NONE; q = m.nnext[q])
+                NZ(row, m.fp[q].xcol, -p->workloads[m.fp[q].a].memory_mb / PL_MEM_U);
         }
     }
 #undef NZ
@@ -554,6 +608,9 @@ int pl_improve(const struct pl_ctx *c, const struct pl_improve_args *ia, struct 
     glp_set_obj_coef(lp, m.tcol, 1.0);
     for (size_t k = 0; k < m.nfp; k++)
         glp_set_obj_coef(lp, m.fp[k].xcol, m.fp[k].current ? EPS_KEEP : -EPS_NEW);
+    for (size_t a = 0; a < c->W; a++)
+        if (m.vcol[a])
+            glp_set_obj_coef(lp, m.vcol[a], ia->sum_weight);
 
     if (ia->export_path) {
         r->status = glp_write_lp(lp, NULL, ia->export_path) ? -1 : 0;
@@ -599,8 +656,8 @@ int pl_improve(const struct pl_ctx *c, const struct pl_improve_args *ia, struct 
             size_t a = s->a[i].workload, n = m.perm[s->a[i].node];
             if (!m.isfree[a])
                 continue;
-            for (size_t k = 0; k < m.nfp; k++) {
-                if (m.fp[k].a != a || m.fp[k].n != n)
+            for (size_t k = m.pfirst[a]; k < m.pfirst[a] + m.pcnt[a]; k++) {
+                if (m.fp[k].n != n)
                     continue;
                 m.hint[m.fp[k].xcol] = 1;
                 double w = pl_whole(c, a) ? c->capi[a] : fmin(s->a[i].cpu_mhz, fmin(c->capi[a], c->cap[n]));
@@ -616,9 +673,16 @@ int pl_improve(const struct pl_ctx *c, const struct pl_improve_args *ia, struct 
             cpu[x->workload] += w;
         }
         double t = m.t_ub;
-        for (size_t a = 0; a < c->W; a++)
-            if ((m.isfree[a] || m.touch[a]) && !HELD(a))
-                t = fmin(t, placement_utility_eval(&p->workloads[a].utility, cpu[a] + m.offcpu[a]));
+        for (size_t a = 0; a < c->W; a++) {
+            if ((m.isfree[a] || m.touch[a]) && !HELD(a)) {
+                double ua = placement_utility_eval(&p->workloads[a].utility, cpu[a] + m.offcpu[a]);
+                if (pl_whole(c, a) && cpu[a] < c->capi[a] * (1 - 1e-6))
+                    ua = placement_utility_eval(&p->workloads[a].utility, 0);
+                t = fmin(t, ua);
+                if (m.vcol[a])
+                    m.hint[m.vcol[a]] = fmin(ua, c->umax[a]);
+            }
+        }
         m.hint[m.tcol] = fmax(t, ia->t_floor - 1e-7);
         free(cpu);
     }
@@ -665,7 +729,9 @@ int pl_improve(const struct pl_ctx *c, const struct pl_improve_args *ia, struct 
     r->optimal = st == GLP_OPT && ir == 0;
     double t_new = glp_mip_col_val(lp, m.tcol);
     r->t = t_new;
-    if (t_new > ia->t_floor + 1e-7) {
+    /* The lexicographic stage hands back whatever it found: the caller
+     * compares the sorted utilities. */
+    if (t_new > ia->t_floor + 1e-7 || ia->sum_weight > 0) {
         /* Kept instances first (in the incumbent's order), then the free ones. */
         size_t kq = 0;
         for (size_t i = 0; i < s->n; i++) {
@@ -716,6 +782,17 @@ out:
     free(m.perm);
     free(m.fp);
     free(m.kc);
+    free(m.shead);
+    free(m.snext);
+    free(m.chead);
+    free(m.cnext);
+    free(m.pfirst);
+    free(m.pcnt);
+    free(m.khead);
+    free(m.knext);
+    free(m.nhead);
+    free(m.nnext);
+    free(m.vcol);
     free(m.hint);
     if (empties)
         for (size_t k = 0; k < cl.K; k++)
