@@ -32,6 +32,10 @@
 #include "lpbound.h"
 
 #define BOUND_TOL 1e-6 /* precision of the bound; "at the bound" below this */
+/* The full model (every pair) is built only up to this size whatever
+ * exact_max_pairs says: beyond it building and factorising it alone would
+ * outlast any sensible time limit. */
+#define FULL_MAX_PAIRS 50000
 #define LEX_SUM_WEIGHT 0.01 /* stage 2: the sum of utilities, after the level */
 
 /* Utilities with whole jobs valued all or nothing: u(cap) when they have
@@ -130,7 +134,7 @@ static int pick_free(const struct pl_ctx *c, const int *excluded, const struct p
     double t = INFINITY;
     for (size_t a = 0; a < c->W; a++) {
         free_wl[a] = 0;
-        if (pl_in(c, excluded, a)) {
+        if (pl_in(c, excluded, a) && !c->busy[a]) {
             v[n++] = (struct wu){util[a], a};
             t = fmin(t, util[a]);
         }
@@ -211,7 +215,7 @@ static int next_level(const struct pl_ctx *c, const struct pl_exact_args *ea, st
     double t2 = INFINITY;
     for (size_t a = 0; a < c->W; a++) {
         held[a] = NAN;
-        free_wl[a] = 1;
+        free_wl[a] = !c->busy[a];
         if (!pl_in(c, ea->excluded, a))
             continue;
         if (u[a] >= c->umax[a] - 1e-6)
@@ -300,7 +304,8 @@ int pl_exact_stage(const struct pl_ctx *c, const struct pl_exact_args *ea, struc
     /* Small problems may end with the full model, which proves optimality;
      * neighbourhoods come first because they find better placements far
      * more cheaply, and reaching the LP bound proves optimality too. */
-    int can_full = nusable * nin <= o->exact_max_pairs, full = 0;
+    int can_full = nusable * nin <= o->exact_max_pairs && nusable * nin <= FULL_MAX_PAIRS;
+    int full = 0;
     double t = t_h, delta = fmax(0.02, 0.25 * (bound - t_h));
     size_t fmax_n = o->solver == PLACEMENT_SOLVER_EXACT ? 60 : 40;
     int ncand = 3, nempty = 2, proven = 0, rounds = 0, stalls = 0;
@@ -431,7 +436,7 @@ int placement_export_lp(const struct placement_problem *p, const char *path, str
         for (size_t n = 0; n < c.N; n++)
             usable[n] = 1;
         for (size_t a = 0; a < c.W; a++) {
-            free_wl[a] = 1;
+            free_wl[a] = !c.busy[a];
             lo = fmin(lo, placement_utility_eval(&p->workloads[a].utility, 0));
         }
         struct pl_improve_args ia = {.usable = usable, .excluded = excluded, .free_wl = free_wl,

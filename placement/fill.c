@@ -65,7 +65,7 @@ int pl_fill_levels(const struct pl_ctx *c, const int *excluded, struct pl_sol *s
     volatile int ncols = 1, nv = 0;
     for (size_t i = 0; i < s->n; i++) {
         size_t a = s->a[i].workload;
-        if (pl_in(c, excluded, a) && !pl_whole(c, a))
+        if (pl_in(c, excluded, a) && !pl_whole(c, a) && !c->busy[a])
             col[i] = ++ncols;
         else
             kcpu[s->a[i].node] += s->a[i].cpu_mhz;

@@ -17,7 +17,7 @@ static inline int pl_in(const struct pl_ctx *c, const int *excluded, size_t a)
 /* Workload a gets CPU all or nothing (exactly capi[a]). */
 static inline int pl_whole(const struct pl_ctx *c, size_t a)
 {
-    return c->p->workloads[a].kind == PLACEMENT_JOB && c->p->workloads[a].whole;
+    return c->whole[a];
 }
 
 /* CPU (MHz, over all instances) that workload a needs to reach level t in the

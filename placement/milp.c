@@ -167,6 +167,10 @@ static int choose(struct mdl *m, const struct pl_classes *cl, size_t **empties, 
     for (size_t a = 0; a < c->W && !rc; a++) {
         if (!m->isfree[a])
             continue;
+        if (pl_past(ia->deadline)) {
+            rc = 1; /* the deadline covers model building too */
+            break;
+        }
         /* own nodes: the incumbent's and today's */
         for (size_t i = m->shead[a]; i != PL_NONE; i = m->snext[i])
             if (ia->usable[s->a[i].node] && can_host(c, a, s->a[i].node))
@@ -297,7 +301,8 @@ int pl_improve(const struct pl_ctx *c, const struct pl_improve_args *ia, struct 
         m.perm[n] = n;
     size_t nfree = 0;
     for (size_t a = 0; a < c->W; a++) {
-        m.isfree[a] = pl_in(c, ia->excluded, a) && ia->free_wl[a];
+        /* a job with an action in flight stays exactly as it is */
+        m.isfree[a] = pl_in(c, ia->excluded, a) && ia->free_wl[a] && !c->busy[a];
         nfree += m.isfree[a];
     }
     for (size_t i = 0; i < s->n; i++) {
@@ -311,8 +316,14 @@ int pl_improve(const struct pl_ctx *c, const struct pl_improve_args *ia, struct 
     for (size_t i = 0; i < p->ncurrent; i++)
         if (m.isfree[p->current[i].workload])
             m.curfree[p->current[i].node] = 1;
-    if ((rc = choose(&m, &cl, empties, nempties)))
+    if ((rc = choose(&m, &cl, empties, nempties))) {
+        if (rc > 0) {
+            r->status = 2;
+            snprintf(note, notesz, "deadline reached while building the model");
+            rc = 0;
+        }
         goto out;
+    }
     rc = -ENOMEM;
     m.nnext = malloc((m.nfp ? m.nfp : 1) * sizeof(size_t));
     if (!m.nnext)
@@ -339,7 +350,7 @@ int pl_improve(const struct pl_ctx *c, const struct pl_improve_args *ia, struct 
         size_t a = s->a[i].workload, n = s->a[i].node;
         if (m.isfree[a])
             continue;
-        if (m.inM[n] && pl_in(c, ia->excluded, a) && !pl_whole(c, a)) {
+        if (m.inM[n] && pl_in(c, ia->excluded, a) && !pl_whole(c, a) && !c->busy[a]) {
             m.kc[m.nkc++] = (struct kcol){i, 0};
             m.touch[a] = 1;
         } else if (m.inM[n]) {
@@ -596,6 +607,12 @@ int pl_improve(const struct pl_ctx *c, const struct pl_improve_args *ia, struct 
     if (overflow) { /* cannot happen: nnz_max counts every entry written */
         snprintf(note, notesz, "internal: model size");
         r->status = -1;
+        rc = 0;
+        goto out;
+    }
+    if (pl_past(ia->deadline) && !ia->export_path) {
+        snprintf(note, notesz, "deadline reached while building the model");
+        r->status = 2;
         rc = 0;
         goto out;
     }

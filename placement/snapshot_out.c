@@ -47,6 +47,7 @@ static json_t *options_json(const struct placement_options *op)
         op->power_off_margin, "power_saving", op->power_saving, "balance_band", op->balance_band,
         "max_balance_moves", op->max_balance_moves, "no_moves", op->no_moves);
     json_object_set_new(o, "costs", costs);
+    json_object_set_new(o, "work_limit", json_integer(op->work_limit));
     return o;
 }
 
