@@ -240,6 +240,7 @@ void rt_release_slot(struct rt_req *q, int ok, int failed_inst)
             q->inst->fails = 0;
         }
         q->inst = NULL;
+        q->t_done = now;
         r->inflight--;
         q->st->inflight--;
         q->st->completed++;

@@ -134,17 +134,85 @@ void router_reload(struct router *r)
     uv_async_send(&r->w[0].async);
 }
 
+/* ------------------------------------------------------------ drain (SIGTERM) */
+
+static void close_listeners(struct rt_worker *w)
+{
+    if (w->lclosed)
+        return;
+    w->lclosed = 1;
+    uv_close((uv_handle_t *)&w->listener, NULL);
+    if (w->has_tls)
+        uv_close((uv_handle_t *)&w->tls_listener, NULL);
+}
+
+/* Each client connection finishes what it has and closes: idle ones now,
+ * h1 ones after their last response (Connection: close), h2 ones after a
+ * GOAWAY once their open streams are done. */
+static void drain_walk(uv_handle_t *h, void *arg)
+{
+    struct rt_worker *w = arg;
+    if (uv_is_closing(h) || h->type != UV_TCP || h == (uv_handle_t *)&w->listener ||
+        h == (uv_handle_t *)&w->admin || h == (uv_handle_t *)&w->tls_listener)
+        return;
+    if (*(unsigned *)((char *)h + offsetof(struct rt_conn, magic)) != RT_MAGIC_CONN)
+        return;
+    struct rt_conn *c = (struct rt_conn *)h;
+    if (c->admin || c->closing || c->ending)
+        return;
+    if (c->proto == P_H2 && c->h2) {
+        nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE,
+                              nghttp2_session_get_last_proc_stream_id(c->h2), NGHTTP2_NO_ERROR,
+                              NULL, 0);
+        h2_flush(c);
+    } else if (c->nreq == 0) {
+        conn_end(c);
+    } else {
+        c->want_close = 1;
+    }
+}
+
+static void drain_tick(uv_timer_t *t)
+{
+    struct rt_worker *w = t->data;
+    struct router *r = w->r;
+    if (atomic_load(&r->nconns) == 0 || rt_mono() >= r->drain_deadline) {
+        if (atomic_load(&r->nconns))
+            wlm_warn("router", "drain timed out", "open_connections=%d", atomic_load(&r->nconns));
+        uv_timer_stop(t);
+        router_stop(r);
+    }
+}
+
+void router_drain(struct router *r)
+{
+    r->draining = 1;
+    for (unsigned i = 0; i < r->nw; i++)
+        uv_async_send(&r->w[i].async);
+}
+
 static void on_async(uv_async_t *a)
 {
     struct rt_worker *w = a->data;
     if (w->idx == 0 && atomic_exchange(&w->r->reload, 0))
         do_reload(w->r);
+    if (w->r->draining && !w->drain_started && !w->r->stop) {
+        w->drain_started = 1;
+        close_listeners(w);
+        uv_walk(&w->loop, drain_walk, w);
+        if (w->idx == 0) {
+            struct router *r = w->r;
+            r->drain_deadline = rt_mono() + r->o.drain_timeout_ms / 1e3;
+            wlm_info("router", "draining", "open_connections=%d in_flight=%u timeout_ms=%u",
+                     atomic_load(&r->nconns), r->inflight, r->o.drain_timeout_ms);
+            uv_timer_start(&w->drain_timer, drain_tick, 0, 20);
+        }
+    }
     if (w->r->stop) {
         rt_drain_ready(w);
         uv_walk(&w->loop, conn_walk_close, w);
-        uv_close((uv_handle_t *)&w->listener, NULL);
-        if (w->has_tls)
-            uv_close((uv_handle_t *)&w->tls_listener, NULL);
+        close_listeners(w);
+        uv_close((uv_handle_t *)&w->drain_timer, NULL);
         if (w->has_admin)
             uv_close((uv_handle_t *)&w->admin, NULL);
         uv_close((uv_handle_t *)&w->sweep, NULL);
@@ -221,6 +289,7 @@ int router_new(const struct router_opts *o, struct router_config *cfg, struct ro
     if (!r->o.eject_failures) r->o.eject_failures = 3;
     if (!r->o.eject_ms) r->o.eject_ms = 5000;
     if (!r->o.tls_handshake_timeout_ms) r->o.tls_handshake_timeout_ms = 10000;
+    if (!r->o.drain_timeout_ms) r->o.drain_timeout_ms = 10000;
     snprintf(r->config_path, sizeof r->config_path, "%s", o->config_path ? o->config_path : "");
     r->o.config_path = r->config_path[0] ? r->config_path : NULL;
     pthread_mutex_init(&r->tls_mu, NULL);
@@ -250,6 +319,11 @@ int router_new(const struct router_opts *o, struct router_config *cfg, struct ro
         snprintf(r->tls_key, sizeof r->tls_key, "%s", o->tls_key);
         r->tls = rt_tls_store_new(r->tls_cert, r->tls_key, cfg, err);
         if (!r->tls)
+            goto fail;
+    }
+    if (o->access_log) {
+        r->alog = rt_alog_open(o->access_log, err);
+        if (!r->alog)
             goto fail;
     }
     struct rt_state *s = rt_state_build(r, cfg, err);
@@ -297,6 +371,8 @@ int router_new(const struct router_opts *o, struct router_config *cfg, struct ro
         w->async.data = w;
         uv_check_init(&w->loop, &w->flush);
         w->flush.data = w;
+        uv_timer_init(&w->loop, &w->drain_timer);
+        w->drain_timer.data = w;
         uv_tcp_init(&w->loop, &w->listener);
         uv_tcp_open(&w->listener, w->lfd);
         w->lfd = -1;
@@ -338,6 +414,7 @@ fail:
     }
     rt_tls_store_unref(r->tls);
     pthread_mutex_destroy(&r->tls_mu);
+    rt_alog_close(r->alog);
     if (r->cur) {
         r->cur->cfg = NULL; /* the caller still owns cfg on failure */
         router_sched_free(r->cur->sched);
@@ -386,6 +463,7 @@ void router_free(struct router *r)
         uv_run(&r->w[i].loop, UV_RUN_NOWAIT);
         uv_loop_close(&r->w[i].loop);
     }
+    rt_alog_close(r->alog);
     rt_state_free(r->cur);
     for (size_t i = 0; i < r->ninsts; i++) {
         free(r->insts[i]->idle);

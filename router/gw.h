@@ -132,6 +132,11 @@ struct rt_req {
     int http10;      /* the client spoke HTTP/1.0 */
     int h2_submitted, h2_deferred;
     uint64_t bytes_out; /* response body bytes passed to the client */
+    /* access log */
+    int log;
+    char log_method[16], log_path[257], log_tls[16], log_alpn[12];
+    double t_done;
+    int tunnel; /* an Upgrade tunnel (WebSocket...) */
 };
 
 #define RT_MAGIC_CONN 0x434f4e4eu
@@ -184,6 +189,7 @@ struct rt_conn {
     struct ssl_st *ssl; /* TLS connections: the OpenSSL session (memory BIOs) */
     struct rt_tls_store *tls_store;
     int tls_up;         /* handshake finished */
+    int counted;        /* counted in router.nconns */
     uv_shutdown_t sreq;
     struct rt_req *body_q; /* h1: the request whose body is arriving */
     char peer[64];
@@ -195,6 +201,8 @@ struct rt_worker {
     uv_loop_t loop;
     uv_tcp_t listener, admin, tls_listener;
     int has_tls, tfd;
+    int lclosed, drain_started;
+    uv_timer_t drain_timer;
     char tbuf[16384]; /* decrypted bytes */
     int has_admin;
     int lfd, afd;
@@ -231,6 +239,10 @@ struct router {
     char tls_host[256], tls_cert[1024], tls_key[1024], config_path[1024];
     int tport;
     atomic_int reload; /* SIGHUP seen: worker 0 reloads */
+    atomic_int draining; /* SIGTERM: finish in-flight work, then stop */
+    atomic_int nconns;   /* open client connections (data ports) */
+    double drain_deadline;
+    struct rt_alog *alog;
 };
 
 
@@ -331,6 +343,13 @@ int conn_process(struct rt_conn *c, const char *d, size_t len);
 int conn_write(struct rt_conn *c, const char *d, size_t n);
 void conn_handshake_done(struct rt_conn *c);
 
+/* accesslog.c */
+struct rt_alog;
+struct rt_alog *rt_alog_open(const char *path, struct wlm_error *err);
+void rt_alog_close(struct rt_alog *al);
+void rt_alog_request(struct rt_alog *al, const struct rt_req *q);
+unsigned long long rt_alog_dropped(const struct rt_alog *al);
+
 /* tls.c */
 struct rt_tls_store;
 struct rt_tls_store *rt_tls_store_new(const char *cert, const char *key,
@@ -343,6 +362,7 @@ int rt_tls_input(struct rt_conn *c, const char *d, size_t n);
 int rt_tls_write(struct rt_conn *c, const char *d, size_t n);
 void rt_tls_close_notify(struct rt_conn *c);
 const char *rt_tls_version(const struct rt_conn *c);
+const char *rt_tls_alpn(const struct rt_conn *c);
 
 /* h2session.c */
 void h2_stream_free(struct rt_conn *c, struct h2_stream *st);

@@ -20,6 +20,8 @@ static void conn_closed(uv_handle_t *h)
         }
         router_h1req_free(c->h1);
         rt_tls_conn_free(c);
+        if (c->counted)
+            atomic_fetch_sub(&c->w->r->nconns, 1);
         if (c->h2)
             nghttp2_session_del(c->h2);
         while (c->streams)
@@ -601,6 +603,10 @@ void rt_on_accept(uv_stream_t *ls, int status)
             uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
     }
     c->proto = P_DETECT;
+    if (!c->admin) {
+        c->counted = 1;
+        atomic_fetch_add(&w->r->nconns, 1);
+    }
     if (tls) {
         struct router *r = w->r;
         pthread_mutex_lock(&r->tls_mu);

@@ -20,10 +20,15 @@ static void on_signal(int sig, siginfo_t *si, void *ctx)
             router_reload(g_router); /* a flag + uv_async_send: async-signal-safe */
         return;
     }
-    g_signo = sig;
     g_sender = si ? (sig_atomic_t)si->si_pid : 0;
-    if (g_router)
-        router_stop(g_router); /* uv_async_send: async-signal-safe */
+    if (g_router) {
+        /* SIGTERM drains; SIGINT, or a second signal, stops at once. */
+        if (sig == SIGTERM && !g_signo)
+            router_drain(g_router); /* flags + uv_async_send: async-signal-safe */
+        else
+            router_stop(g_router);
+    }
+    g_signo = sig;
 }
 
 static void usage(FILE *f)
@@ -46,8 +51,11 @@ static void usage(FILE *f)
             "  --max-header-bytes N    larger heads get 431 (default 16384)\n"
             "  --max-body-bytes N      larger bodies get 413 (default 8388608)\n"
             "  --log-level LEVEL       debug|info|warn|error|off (default info)\n"
+            "  --drain-timeout MS      SIGTERM: longest wait for requests in flight (default 10000)\n"
+            "  --access-log FILE       JSON lines, one per request (written off the event loop)\n"
             "Signals: SIGHUP reloads --config and the certificates (all or nothing);\n"
-            "SIGTERM/SIGINT stop.\n"
+            "SIGTERM drains (stop accepting, finish in flight, exit); SIGINT or a second\n"
+            "signal stops at once.\n"
             "  --help, --version\n");
 }
 
@@ -128,6 +136,8 @@ int main(int argc, char **argv)
         {"max-body-bytes", required_argument, 0, 'B'},
         {"log-level", required_argument, 0, 'L'},
         {"tls-listen", required_argument, 0, 'T'},
+        {"drain-timeout", required_argument, 0, 'D'},
+        {"access-log", required_argument, 0, 'A'},
         {"tls-cert", required_argument, 0, 'C'},
         {"tls-key", required_argument, 0, 'K'},
         {"tls-handshake-timeout-ms", required_argument, 0, 'S'},
@@ -168,6 +178,8 @@ int main(int argc, char **argv)
             }
             break;
         case 'C': o.tls_cert = optarg; break;
+        case 'D': o.drain_timeout_ms = (unsigned)num_arg("--drain-timeout", optarg, 1, 3600000); break;
+        case 'A': o.access_log = optarg; break;
         case 'K': o.tls_key = optarg; break;
         case 'S': o.tls_handshake_timeout_ms = (unsigned)num_arg("--tls-handshake-timeout-ms", optarg, 1, 3600000); break;
         case 'w': o.workers = (unsigned)num_arg("--workers", optarg, 1, 64); break;

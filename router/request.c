@@ -26,6 +26,9 @@ void rt_resp_local(struct rt_req *q, int status, const char *extra, const char *
 
 void req_free(struct rt_req *q)
 {
+    struct router *r = q->w->r;
+    if (q->log && r->alog)
+        rt_alog_request(r->alog, q);
     rt_resp_reset(&q->resp);
     free(q->upbytes);
     free(q);
@@ -158,6 +161,10 @@ int rt_build_upstream(struct rt_req *q, const char *method, const char *target, 
     q->upbytes = b;
     q->uplen = len;
     q->upcap = cap;
+    if (q->log) {
+        snprintf(q->log_method, sizeof q->log_method, "%s", method);
+        snprintf(q->log_path, sizeof q->log_path, "%.*s", (int)(tlen < 256 ? tlen : 256), target);
+    }
     q->head = strcmp(method, "HEAD") == 0;
     q->idempotent = q->head || strcmp(method, "GET") == 0 || strcmp(method, "PUT") == 0 ||
                     strcmp(method, "DELETE") == 0 || strcmp(method, "OPTIONS") == 0;
@@ -172,6 +179,11 @@ struct rt_req *req_new(struct rt_conn *c)
         return NULL;
     q->w = c->w;
     q->conn = c;
+    if (!c->admin && c->w->r->alog) {
+        q->log = 1;
+        snprintf(q->log_tls, sizeof q->log_tls, "%s", rt_tls_version(c));
+        snprintf(q->log_alpn, sizeof q->log_alpn, "%s", rt_tls_alpn(c));
+    }
     q->item.ud = q;
     q->t_arrive = rt_mono();
     q->cprev = c->rtail;

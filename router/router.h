@@ -261,6 +261,8 @@ struct router_opts {
     int tls_listen_port;
     const char *tls_cert, *tls_key; /* default certificate chain and key (PEM files) */
     unsigned tls_handshake_timeout_ms; /* default 10000 */
+    unsigned drain_timeout_ms;  /* router_drain: longest wait for in-flight work, default 10000 */
+    const char *access_log;     /* JSON lines file; NULL = none */
 };
 
 struct router;
@@ -274,6 +276,11 @@ int router_new(const struct router_opts *o, struct router_config *cfg, struct ro
 int router_run(struct router *r);
 /* Thread/async-signal-safe request to stop. */
 void router_stop(struct router *r);
+/* Thread/async-signal-safe graceful stop: listeners close, idle connections
+ * close, requests in flight finish (h1: then Connection: close; h2: GOAWAY),
+ * and the router stops when no client connection is left or after
+ * drain_timeout_ms, whichever comes first. */
+void router_drain(struct router *r);
 void router_free(struct router *r);
 int router_listen_port(const struct router *r);
 int router_admin_port(const struct router *r);

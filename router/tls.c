@@ -313,3 +313,13 @@ const char *rt_tls_version(const struct rt_conn *c)
 {
     return c->ssl && c->tls_up ? SSL_get_version(c->ssl) : "";
 }
+
+const char *rt_tls_alpn(const struct rt_conn *c)
+{
+    const unsigned char *a = NULL;
+    unsigned n = 0;
+    if (!c->ssl || !c->tls_up)
+        return "";
+    SSL_get0_alpn_selected(c->ssl, &a, &n);
+    return n == 2 ? "h2" : n == 8 ? "http/1.1" : "";
+}
