@@ -38,6 +38,10 @@ char *router_stats_json(struct router *r)
             rt_hist_json(&st->resp), "service_time_ms_mean",
             st->svc_n ? st->svc_sum * 1e3 / st->svc_n : 0.0, "service_count",
             (json_int_t)st->svc_n);
+        json_object_set_new(o, "tunnels_open", json_integer((json_int_t)st->tunnels));
+        json_object_set_new(o, "tunnels_total", json_integer((json_int_t)st->tunnels_total));
+        json_object_set_new(o, "tunnel_bytes_in", json_integer((json_int_t)st->tunnel_bytes_in));
+        json_object_set_new(o, "tunnel_bytes_out", json_integer((json_int_t)st->tunnel_bytes_out));
         json_array_append_new(flows, o);
     }
     double now = rt_mono();
@@ -108,6 +112,19 @@ char *router_metrics_text(struct router *r)
     for (size_t f = 0; f < s->cfg->nflows; f++)
         rt_buf_printf(&b, &l, &c, "wlm_router_flow_in_flight{flow=\"%s\"} %ld\n", s->st[f]->name,
                    s->st[f]->inflight);
+    rt_buf_printf(&b, &l, &c, "# HELP wlm_router_flow_tunnels Open Upgrade tunnels per flow.\n"
+                              "# TYPE wlm_router_flow_tunnels gauge\n");
+    for (size_t f = 0; f < s->cfg->nflows; f++)
+        rt_buf_printf(&b, &l, &c, "wlm_router_flow_tunnels{flow=\"%s\"} %ld\n", s->st[f]->name,
+                      s->st[f]->tunnels);
+    rt_buf_printf(&b, &l, &c, "# HELP wlm_router_flow_tunnel_bytes_total Bytes through tunnels.\n"
+                              "# TYPE wlm_router_flow_tunnel_bytes_total counter\n");
+    for (size_t f = 0; f < s->cfg->nflows; f++)
+        rt_buf_printf(&b, &l, &c,
+                      "wlm_router_flow_tunnel_bytes_total{flow=\"%s\",dir=\"in\"} %llu\n"
+                      "wlm_router_flow_tunnel_bytes_total{flow=\"%s\",dir=\"out\"} %llu\n",
+                      s->st[f]->name, (unsigned long long)s->st[f]->tunnel_bytes_in,
+                      s->st[f]->name, (unsigned long long)s->st[f]->tunnel_bytes_out);
     rt_buf_printf(&b, &l, &c, "# HELP wlm_router_flow_queue_length Queued requests per flow.\n"
                            "# TYPE wlm_router_flow_queue_length gauge\n");
     for (size_t f = 0; f < s->cfg->nflows; f++)

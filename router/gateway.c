@@ -64,7 +64,7 @@ static void conn_walk_close(uv_handle_t *h, void *arg)
         conn_close((struct rt_conn *)h);
     } else if (magic == RT_MAGIC_UP) {
         struct rt_upconn *u = (struct rt_upconn *)h;
-        if (u->req)
+        if (u->req && !u->tunnel)
             up_fail(u, 1);
         else
             up_close(u);

@@ -47,6 +47,8 @@ struct rt_flowstat {
     struct rt_hist qwait, resp;
     double svc_sum;
     uint64_t svc_n;
+    long tunnels; /* open Upgrade tunnels (and handshakes under way) */
+    uint64_t tunnels_total, tunnel_bytes_in, tunnel_bytes_out;
 };
 
 struct rt_upconn;
@@ -92,7 +94,7 @@ struct rt_resp {
 };
 
 /* Q_STREAM: the upstream response head is in, its body is still coming. */
-enum rt_qstate { Q_NEW, Q_QUEUED, Q_READY, Q_UPSTREAM, Q_STREAM, Q_DONE };
+enum rt_qstate { Q_NEW, Q_QUEUED, Q_READY, Q_UPSTREAM, Q_STREAM, Q_DONE, Q_TUNNEL };
 
 struct rt_req {
     struct router_sched_item item;
@@ -137,6 +139,9 @@ struct rt_req {
     char log_method[16], log_path[257], log_tls[16], log_alpn[12];
     double t_done;
     int tunnel; /* an Upgrade tunnel (WebSocket...) */
+    int tunnel_counted; /* counted in st->tunnels */
+    unsigned tunnel_idle_ms;
+    char upgrade[64]; /* the client's Upgrade value */
 };
 
 #define RT_MAGIC_CONN 0x434f4e4eu
@@ -160,6 +165,8 @@ struct rt_upconn {
     int hdone;   /* response head parsed */
     int rpaused; /* not reading: the client side has RT_WINDOW pending */
     int sending; /* the request is being written (connected) */
+    int tunnel;  /* carrying an Upgrade tunnel */
+    char upgrade[64]; /* Upgrade value of a 101 response */
 };
 
 enum rt_proto { P_DETECT, P_H1, P_H2 };
@@ -192,6 +199,8 @@ struct rt_conn {
     int counted;        /* counted in router.nconns */
     uv_shutdown_t sreq;
     struct rt_req *body_q; /* h1: the request whose body is arriving */
+    struct rt_req *tunnel_q; /* the Upgrade tunnel this connection carries */
+    int upgrading;           /* an Upgrade request is upstream: not reading */
     char peer[64];
 };
 
@@ -268,7 +277,7 @@ static inline double rt_mono(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-enum { T_NONE, T_HEADER, T_IDLE, T_HANDSHAKE };
+enum { T_NONE, T_HEADER, T_IDLE, T_HANDSHAKE, T_TUNNEL };
 
 /* gw_util.c */
 void rt_hist_add(struct rt_hist *h, double ms);
@@ -342,6 +351,14 @@ void rt_stream_drained(uv_stream_t *s);
 int conn_process(struct rt_conn *c, const char *d, size_t len);
 int conn_write(struct rt_conn *c, const char *d, size_t n);
 void conn_handshake_done(struct rt_conn *c);
+
+/* tunnel.c */
+void rt_tunnel_start(struct rt_upconn *u, const char *rest, size_t n);
+void rt_tunnel_from_client(struct rt_req *q, const char *d, size_t n);
+void rt_tunnel_from_upstream(struct rt_upconn *u, ssize_t n, const char *d);
+void rt_tunnel_end(struct rt_req *q);
+void rt_tunnel_client_drained(struct rt_conn *c);
+void rt_tunnel_upstream_drained(struct rt_upconn *u);
 
 /* accesslog.c */
 struct rt_alog;

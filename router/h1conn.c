@@ -94,7 +94,7 @@ static void conn_timeout(uv_timer_t *t)
 static void conn_timers(struct rt_conn *c)
 {
     struct router *r = c->w->r;
-    if (c->closing || c->ending || c->timer_mode == T_HANDSHAKE)
+    if (c->closing || c->ending || c->timer_mode == T_HANDSHAKE || c->tunnel_q)
         return;
     /* A new connection must send its first request head within the header
      * timeout too, so silent connections cannot pin memory for the idle time. */
@@ -288,6 +288,17 @@ static void h1_request(struct rt_conn *c, const struct router_h1view *v, int str
     }
     q->keep_alive = v->keep_alive && !c->want_close;
     q->http10 = v->http_major == 1 && v->http_minor == 0;
+    if (v->upgrade && c->nreq == 1 && !c->admin && !streamed) {
+        /* An Upgrade with nothing before it on the connection: a tunnel if
+         * the upstream agrees (101); else an ordinary response, then close. */
+        const struct router_hdr *up = router_hdr_find(v->headers, v->nheaders, "upgrade");
+        if (up && up->value_len < sizeof q->upgrade) {
+            q->tunnel = 1;
+            q->keep_alive = 0;
+            memcpy(q->upgrade, up->value, up->value_len);
+            q->upgrade[up->value_len] = 0;
+        }
+    }
     const struct router_hdr *hh = router_hdr_find(v->headers, v->nheaders, "host");
     if (c->admin) {
         const char *qm = memchr(v->url, '?', v->url_len);
@@ -418,6 +429,17 @@ static size_t h1_feed(struct rt_conn *c, const char *d, size_t n)
             }
         }
         h1_request(c, &v, 0);
+        if (!c->closing && c->rtail && c->rtail->tunnel && c->rtail->state != Q_DONE) {
+            /* Bytes after an Upgrade head belong to the tunnel: they go
+             * upstream behind the head; nothing more is read until the
+             * upstream has answered. */
+            struct rt_req *q = c->rtail;
+            rt_buf_add(&q->upbytes, &q->uplen, &q->upcap, d + off, n - off);
+            c->upgrading = 1;
+            uv_read_stop((uv_stream_t *)&c->tcp);
+            router_h1req_reset(c->h1);
+            return n;
+        }
         if (!c->closing)
             router_h1req_reset(c->h1);
         if (c->nreq >= RT_MAX_PIPELINE && !c->closing) {
@@ -458,7 +480,9 @@ void rt_stream_drained(uv_stream_t *s)
     if (c->closing || c->ending)
         return;
     struct rt_worker *w = c->w;
-    if (c->proto == P_H2) {
+    if (c->tunnel_q) {
+        rt_tunnel_client_drained(c);
+    } else if (c->proto == P_H2) {
         if (c->h2_blocked) {
             c->h2_blocked = 0;
             h2_flush(c);
@@ -490,6 +514,16 @@ int conn_process(struct rt_conn *c, const char *d, size_t len)
 {
     if (c->closing)
         return 1;
+    if (c->tunnel_q) {
+        rt_tunnel_from_client(c->tunnel_q, d, len);
+        return c->closing;
+    }
+    if (c->upgrading) { /* decrypted in the same batch as the Upgrade head */
+        struct rt_req *q = c->rtail;
+        if (q && q->tunnel && q->state != Q_DONE)
+            rt_buf_add(&q->upbytes, &q->uplen, &q->upcap, d, len);
+        return 0;
+    }
     if (c->proto == P_DETECT) {
         size_t take = 24 - c->prelen < len ? 24 - c->prelen : len;
         memcpy(c->pre + c->prelen, d, take);

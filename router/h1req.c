@@ -33,7 +33,7 @@ struct router_h1req {
     size_t viewcap;
     int done, status;
     const char *why; /* detail for the error response */
-    int keep_alive, upgrade_h2c;
+    int keep_alive, upgrade_h2c, h2c_token;
     int seen_cl, seen_te, seen_host;
     int oversize;
     router_h1_sink sink; /* streaming mode: body bytes go here */
@@ -159,7 +159,7 @@ static int on_headers_complete(http_parser *p)
         else if (rt_ieq(n, nl, "transfer-encoding"))
             r->seen_te++;
         else if (rt_ieq(n, nl, "upgrade") && has_token(v, vl, "h2c"))
-            upgrade = 1;
+            upgrade = r->h2c_token = 1;
         else if (rt_ieq(n, nl, "http2-settings"))
             settings = 1;
     }
@@ -269,7 +269,7 @@ void router_h1req_reset(struct router_h1req *r)
     r->blen = 0;
     r->done = r->status = 0;
     r->why = NULL;
-    r->keep_alive = r->upgrade_h2c = 0;
+    r->keep_alive = r->upgrade_h2c = r->h2c_token = 0;
     r->seen_cl = r->seen_te = r->seen_host = 0;
     r->oversize = 0;
     r->streaming = r->head_reported = 0;
@@ -359,6 +359,8 @@ void router_h1req_view(const struct router_h1req *r, struct router_h1view *v)
     v->http_minor = r->p.http_minor;
     v->keep_alive = r->keep_alive;
     v->upgrade_h2c = r->upgrade_h2c;
+    v->upgrade = r->p.upgrade && !r->upgrade_h2c && !r->h2c_token && r->p.http_major == 1 &&
+                 r->p.http_minor == 1;
     v->content_length = r->clen;
     v->chunked = r->chunked;
 }

@@ -29,6 +29,11 @@ void req_free(struct rt_req *q)
     struct router *r = q->w->r;
     if (q->log && r->alog)
         rt_alog_request(r->alog, q);
+    if (q->tunnel_counted) {
+        pthread_mutex_lock(&r->mu);
+        q->st->tunnels--;
+        pthread_mutex_unlock(&r->mu);
+    }
     rt_resp_reset(&q->resp);
     free(q->upbytes);
     free(q);
@@ -110,6 +115,11 @@ int rt_build_upstream(struct rt_req *q, const char *method, const char *target, 
     rc |= rt_buf_add(&b, &len, &cap, " HTTP/1.1\r\n", 11);
     if (authority)
         rc |= rt_buf_hdr(&b, &len, &cap, "Host", 4, authority, alen);
+    if (q->tunnel) { /* the hop-by-hop headers an Upgrade needs */
+        rc |= rt_buf_str(&b, &len, &cap, "Connection: Upgrade\r\nUpgrade: ");
+        rc |= rt_buf_str(&b, &len, &cap, q->upgrade);
+        rc |= rt_buf_add(&b, &len, &cap, "\r\n", 2);
+    }
     q->reqid[0] = 0;
     for (size_t i = 0; i < nh; i++) {
         if (rt_hop_by_hop(h[i].name, h[i].name_len))
@@ -215,12 +225,27 @@ void req_submit(struct rt_req *q, const char *host, size_t hostl, const char *pa
     } else {
         q->st = s->st[flow];
         q->st->arrivals++;
-        if (router_sched_enqueue(s->sched, &q->item, (size_t)flow, q->t_arrive)) {
+        const struct router_app *app = &s->cfg->apps[s->cfg->flows[flow].app];
+        long open = 0;
+        if (q->tunnel) { /* tunnels are bounded per application */
+            for (size_t f = 0; f < s->cfg->nflows; f++)
+                if (s->cfg->flows[f].app == s->cfg->flows[flow].app)
+                    open += s->st[f]->tunnels;
+            q->tunnel_idle_ms = app->tunnel_idle_ms;
+        }
+        if (q->tunnel && open >= (long)app->max_tunnels) {
+            q->st->rejected++;
+            verdict = 529; /* 503, "too many tunnels" */
+        } else if (router_sched_enqueue(s->sched, &q->item, (size_t)flow, q->t_arrive)) {
             q->st->rejected++;
             verdict = 503;
         } else {
             q->st->qlen++;
             q->state = Q_QUEUED;
+            if (q->tunnel) {
+                q->st->tunnels++;
+                q->tunnel_counted = 1;
+            }
             rt_dispatch_locked(r, q->t_arrive, &wake);
         }
     }
@@ -229,10 +254,12 @@ void req_submit(struct rt_req *q, const char *host, size_t hostl, const char *pa
     if (verdict == 404) {
         rt_resp_local(q, 404, NULL, "no application matches this host and path");
         req_complete(q);
-    } else if (verdict == 503) {
+    } else if (verdict == 503 || verdict == 529) {
         char ra[64];
         snprintf(ra, sizeof ra, "Retry-After: %u\r\n", retry_after);
-        rt_resp_local(q, 503, ra, "flow queue full, retry later");
+        rt_resp_local(q, 503, ra,
+                      verdict == 529 ? "too many tunnels for this application, retry later"
+                                     : "flow queue full, retry later");
         req_complete(q);
     }
 }
@@ -258,6 +285,8 @@ void req_abandon(struct rt_req *q)
         /* else: it is on this worker's ready list; rt_handle_ready frees it. */
     } else if (q->state == Q_DONE || q->state == Q_NEW) {
         req_free(q);
+    } else if (q->state == Q_TUNNEL) {
+        rt_tunnel_end(q);
     } else if (q->state == Q_UPSTREAM || q->state == Q_STREAM) {
         up_abandon(q); /* streamed: cut now; else freed when it finishes */
     }

@@ -225,6 +225,7 @@ struct router_h1view {
     int http_major, http_minor;
     int keep_alive;
     int upgrade_h2c; /* "Upgrade: h2c" with HTTP2-Settings */
+    int upgrade;     /* HTTP/1.1 "Connection: upgrade" + "Upgrade: X" (not h2c): a tunnel */
     long long content_length; /* -1 when none */
     int chunked;              /* Transfer-Encoding: chunked */
 };

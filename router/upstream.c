@@ -176,11 +176,13 @@ static int up_on_headers_complete(http_parser *p)
         rt_buf_add(&u->hk, &u->hklen, &u->hkcap, "", 1);
     else if (u->hklen)
         rt_buf_add(&u->hk, &u->hklen, &u->hkcap, "\0", 2); /* name without value */
-    if (p->status_code / 100 == 1) {
+    if (p->status_code / 100 == 1 && p->status_code != 101) {
         u->hklen = 0;
         u->in_value = 0;
         return 0; /* interim response: skipped in on_message_complete */
     }
+    if (p->status_code == 101 && !q->tunnel)
+        return -1; /* an upgrade nobody asked for: 502 */
     rt_resp_reset(&q->resp);
     q->boff = 0;
     q->resp.status = p->status_code;
@@ -193,6 +195,8 @@ static int up_on_headers_complete(http_parser *p)
         size_t vl = strlen(v);
         if (!rt_hop_by_hop(k, nl))
             rt_buf_hdr(&q->resp.hb, &q->resp.hlen, &q->resp.hcap, k, nl, v, vl);
+        else if (p->status_code == 101 && rt_ieq(k, nl, "upgrade") && vl < sizeof u->upgrade)
+            memcpy(u->upgrade, v, vl), u->upgrade[vl] = 0;
         k = v + vl + 1;
     }
     rt_buf_hdr(&q->resp.hb, &q->resp.hlen, &q->resp.hcap, "X-Request-Id", 12, q->reqid,
@@ -305,6 +309,10 @@ static void up_read_(struct rt_upconn *u, ssize_t n, const uv_buf_t *b)
 {
     if (n == 0)
         return;
+    if (u->tunnel) {
+        rt_tunnel_from_upstream(u, n, b->base);
+        return;
+    }
     if (!u->req) { /* idle connection: the upstream closed it or sent garbage */
         up_close(u);
         return;
@@ -323,6 +331,10 @@ static void up_read_(struct rt_upconn *u, ssize_t n, const uv_buf_t *b)
     }
     u->got_bytes = 1;
     size_t k = http_parser_execute(&u->p, &up_settings, b->base, (size_t)n);
+    if (u->complete && u->p.status_code == 101 && u->req->tunnel && u->req->conn) {
+        rt_tunnel_start(u, b->base + k, (size_t)n - k);
+        return;
+    }
     if (u->complete) {
         if (k < (size_t)n) /* bytes after the response: not reusable */
             u->noreuse = 1;
@@ -408,6 +420,10 @@ static void up_send(struct rt_upconn *u)
 void up_drained(struct rt_upconn *u)
 {
     struct rt_req *q = u->req;
+    if (u->tunnel) {
+        rt_tunnel_upstream_drained(u);
+        return;
+    }
     if (q && q->body_pending)
         rt_body_resume(q);
 }

@@ -1,9 +1,11 @@
 /* fuzz_router.c - libFuzzer target: HTTP/1 request parsing + classification,
  * and configuration parsing.
  *
- * The first input byte picks the mode; for requests the second byte is the
- * chunk size, so the incremental reader sees heads split at odd places (as
- * they are on real sockets) and pipelined requests. */
+ * The first input byte picks the mode (bit 0: config; bit 1: streaming
+ * mode, bodies through a sink as the gateway reads them); for requests the
+ * second byte is the chunk size, so the incremental reader sees heads split
+ * at odd places (as they are on real sockets) and pipelined requests. Upgrade
+ * heads (tunnels) end the input like h2c ones. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -17,6 +19,14 @@ static const char cfg_text[] =
     "{\"name\":\"silver\",\"match\":{\"cookie\":\"tier=silver\"}},"
     "{\"name\":\"api\",\"match\":{\"path\":\"/api/\"}},{\"name\":\"bronze\"}],"
     "\"default_class\":\"bronze\"},{\"name\":\"any\",\"prefix\":\"/x\"}]}";
+
+static void sink(void *ud, const char *d, size_t n)
+{
+    size_t *total = ud;
+    if (n == 0 || !d)
+        abort();
+    *total += n;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -40,6 +50,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *p = (const char *)data + 2;
     size_t n = size - 2;
     struct router_h1req *r = router_h1req_new(4096, 4096);
+    size_t streamed = 0;
+    int in_body = 0;
+    if (data[0] & 2)
+        router_h1req_set_sink(r, sink, &streamed);
     while (n > 0) {
         size_t take = n < chunk ? n : chunk, used = 0;
         enum router_h1_event ev = router_h1req_feed(r, p, take, &used);
@@ -49,7 +63,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
             break;
         }
-        if (ev == ROUTER_H1_REQUEST) {
+        if (ev == ROUTER_H1_HEAD) {
+            struct router_h1view v;
+            router_h1req_view(r, &v);
+            if (v.body_len != 0 || (!v.chunked && v.content_length <= 0) || in_body)
+                abort(); /* a head is reported once, before its body */
+            in_body = 1;
+            streamed = 0;
+        }
+        if (ev == ROUTER_H1_REQUEST && in_body) {
+            if (!router_h1req_streamed(r) || streamed > 4096)
+                abort();
+            in_body = 0;
+            router_h1req_reset(r);
+        } else if (ev == ROUTER_H1_REQUEST) {
             struct router_h1view v;
             router_h1req_view(r, &v);
             const struct router_hdr *h = router_hdr_find(v.headers, v.nheaders, "host");
@@ -58,11 +85,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             long f = router_classify(cfg, &ri);
             if (f >= (long)cfg->nflows)
                 abort();
-            if (v.upgrade_h2c)
-                break; /* the rest would be HTTP/2 */
+            if (v.upgrade_h2c || v.upgrade)
+                break; /* the rest would be HTTP/2 or a tunnel */
             router_h1req_reset(r);
         }
-        if (used == 0 && ev != ROUTER_H1_REQUEST)
+        if (used == 0 && ev != ROUTER_H1_REQUEST && ev != ROUTER_H1_HEAD)
             used = take; /* parser took nothing: skip ahead */
         p += used;
         n -= used;
