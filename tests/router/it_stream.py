@@ -171,6 +171,17 @@ def pattern_crc(n):
 
 # ------------------------------------------------------------------ RSS
 
+def rss_now(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 class RssWatch:
     def __init__(self, pid):
         self.pid, self.peak, self.stop = pid, 0, False
@@ -178,11 +189,7 @@ class RssWatch:
         self.t.start()
 
     def now(self):
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        return 0
+        return rss_now(self.pid)
 
     def run(self):
         while not self.stop:
@@ -344,7 +351,7 @@ def main():
             break
         except OSError:
             time.sleep(0.05)
-    base = RssWatch(r.pid).now()
+    base = rss_now(r.pid)
     print(f"# router RSS at start: {base / MIB:.1f} MB")
 
     # --- 1 GiB down
@@ -390,7 +397,7 @@ def main():
     s = h2_open(port, f"/big/{256 * MIB}")
     time.sleep(1.5)
     sent = be.sent.get(f"/big/{256 * MIB}", 0)
-    rss = RssWatch(r.pid).now()
+    rss = rss_now(r.pid)
     check(sent < 64 * MIB and rss < 64 * MIB,
           f"h2 closed window: upstream held back after {sent / MIB:.1f} MB of 256 (router RSS {rss / MIB:.1f} MB)")
     s.close()
