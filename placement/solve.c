@@ -310,6 +310,42 @@ static int adjusted_sorted(const struct pl_ctx *c, const int *excluded, const st
     return 0;
 }
 
+/* The current placement with its CPU re-divided: whole jobs keep their cap
+ * while their node has it (in the order they are listed; one that finds its
+ * node full gets what is left), jobs in flight keep their CPU, the rest is
+ * shared by progressive filling and any idle CPU handed out. Fills *s. */
+static int current_redivided(const struct pl_ctx *c, const int *on, struct pl_sol *s)
+{
+    size_t N = c->N ? c->N : 1;
+    int rc = pl_current(c, s);
+    double *fc = malloc(N * sizeof(double));
+    if (rc || !fc) {
+        free(fc);
+        return rc ? rc : -ENOMEM;
+    }
+    for (size_t n = 0; n < c->N; n++)
+        fc[n] = on[n] ? c->cap[n] : 0;
+    for (size_t i = 0; i < s->n; i++)
+        if (c->busy[s->a[i].workload])
+            fc[s->a[i].node] -= s->a[i].cpu_mhz;
+    for (size_t i = 0; i < s->n; i++) {
+        struct placement_assign *x = &s->a[i];
+        if (c->busy[x->workload])
+            continue;
+        if (!c->whole[x->workload] || c->p->workloads[x->workload].state == PLACEMENT_JOB_PAUSED) {
+            x->cpu_mhz = 0;
+            continue;
+        }
+        x->cpu_mhz = fmax(0, fmin(c->capi[x->workload], fc[x->node]));
+        fc[x->node] -= x->cpu_mhz;
+    }
+    free(fc);
+    if ((rc = pl_refine(c, on, s)))
+        return rc;
+    pl_fill_idle(c, on, s);
+    return 0;
+}
+
 /* Start waiting whole jobs, most urgent first, where s leaves room (first
  * node in index order with enough CPU and memory). Bounded work: on very
  * large problems only the most urgent candidates are tried. */
@@ -394,15 +430,10 @@ static int choose_contention(struct run *r, size_t K, struct placement_decision 
         (!o->no_moves &&
          (rc = pl_leximin(&r->k, K, r->excluded, PL_PACK_STICKY, r->usable, &move, &lm))))
         goto out;
-    if ((rc = pl_current(c, &cur)))
-        goto out;
-    for (size_t i = 0; i < cur.n; i++)
-        cur.a[i].cpu_mhz = 0;
     for (size_t n = 0; n < c->N; n++)
         on[n] = c->p->nodes[n].powered_on;
-    if ((rc = pl_refine(c, on, &cur)))
+    if ((rc = current_redivided(c, on, &cur)))
         goto out;
-    pl_fill_idle(c, on, &cur);
     /* CUR is a fair alternative only where it runs whole jobs whole (time
      * sharing is what the plans avoid); it starts waiting work too. */
     int cur_ok = 1;
@@ -479,6 +510,21 @@ static int exact_pays(struct run *r, const struct pl_sol *hs, const struct pl_so
         (rc = adjusted_sorted(c, r->excluded, hs, r->cpu, r->util, vh, &nv)) ||
         (rc = adjusted_sorted(c, r->excluded, ex, r->cpu, r->util, ve, &nv)))
         goto out;
+    /* Without moves, a running job stays where it runs. */
+    if (c->o->no_moves) {
+        for (size_t a = 0; a < c->W; a++) {
+            if (!c->onnode[a])
+                continue;
+            int stays = 0;
+            for (size_t i = 0; i < ex->n && !stays; i++)
+                stays = ex->a[i].workload == a && (int)ex->a[i].node == c->p->workloads[a].cur_node;
+            if (!stays) {
+                *better = 0;
+                rc = 0;
+                goto out;
+            }
+        }
+    }
     /* A MILP that splits a whole job's CPU describes a placement the core
      * does not make: keep the heuristic's. */
     for (size_t i = 0; i < ex->n; i++)
@@ -734,10 +780,6 @@ int placement_solve(const struct placement_problem *p, struct placement_decision
     size_t nsorted = sorted_utils(c, r.excluded, r.util, sorted_new);
 
     /* 4. Hysteresis against the current placement with CPU re-divided. */
-    if ((rc = pl_current(c, &r.cur)))
-        goto fail;
-    for (size_t i = 0; i < r.cur.n; i++)
-        r.cur.a[i].cpu_mhz = 0;
     {
         int *on = calloc(N, sizeof(int));
         if (!on) {
@@ -746,7 +788,7 @@ int placement_solve(const struct placement_problem *p, struct placement_decision
         }
         for (size_t n = 0; n < c->N; n++)
             on[n] = p->nodes[n].powered_on;
-        rc = pl_refine(c, on, &r.cur);
+        rc = current_redivided(c, on, &r.cur);
         free(on);
         if (rc)
             goto fail;

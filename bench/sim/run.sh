@@ -12,14 +12,12 @@ sim="$bin/wlm-sim"
 mkdir -p "$out"
 echo "== wlm-sim $("$sim" --version | awk '{print $2}'), $seeds seeds, outputs in $out"
 run() { echo; echo "-- $1"; shift; "$sim" --seeds "$seeds" "$@"; }
-run "Experiment 1a: defaults (action durations from docs/sim.md, job utility clamped at -1)" \
+run "Experiment 1a: defaults (action durations from docs/sim.md)" \
     --experiment exp1 --out "$out/exp1"
-run "Experiment 1b: job utility curves not clamped (floor -1000)" \
-    --experiment exp1 --job-utility-floor -1000 --out "$out/exp1-floor"
-run "Experiment 1c: cost-free actions (as in the design description's simulation)" \
+run "Experiment 1b: cost-free actions (as in the design description's simulation)" \
     --experiment exp1 --no-action-costs --out "$out/exp1-nocost"
-run "Experiment 2a: placement by the production APC core" \
+run "Experiment 1c: another cluster (8 nodes x 4 cores, twice the arrival rate range)" \
+    --experiment exp1 --nodes 8 --cores 4 --ia-min 2 --ia-max 8 --ia-step 2 --out "$out/exp1-8x4"
+run "Experiment 2: one day of web load and jobs, placement by the core" \
     --experiment exp2 --exp2-policy apc --out "$out/exp2"
-run "Experiment 2b: placement by the simulator's whole-core APC heuristic" \
-    --experiment exp2 --exp2-policy apc-whole --out "$out/exp2-whole"
 run "Experiment 3" --experiment exp3 --out "$out/exp3"
