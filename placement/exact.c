@@ -86,14 +86,16 @@ static int drop_partial_whole(const struct pl_ctx *c, struct pl_sol *s)
     return 0;
 }
 
-/* Work budget in simplex iterations: enough for the restricted models the
- * search builds at this size, and the same on every machine. */
+/* Work budget (units of milp.c: about a simplex iteration on a small
+ * model) from the options alone, so it is the same on every machine: about
+ * 15,000 units per second of time limit, which a loaded 2-core machine
+ * gets through in well under that second; the clock only catches the
+ * pathological case. */
 static long work_budget(const struct pl_ctx *c)
 {
     if (c->o->work_limit > 0)
         return c->o->work_limit;
-    double b = 40000 + 40.0 * (double)(c->N + c->W);
-    return (long)fmin(b, 1e6);
+    return (long)fmin(15000.0 * c->o->time_limit_s, 1e7);
 }
 
 static void add_text(char *note, size_t notesz, const char *text)
@@ -116,9 +118,12 @@ static int cmp_wu(const void *x, const void *y)
     return p->a < q->a ? -1 : (p->a > q->a);
 }
 
-/* Mark the `fmax` lowest workloads within `delta` of the minimum as free. */
+/* Mark the `fmax` lowest workloads within `delta` of the minimum as free,
+ * and every workload on the `qnodes` nodes with the most room for the lowest
+ * one: packing problems (a whole job that fits nowhere as things stand) are
+ * solved by repacking a few nodes, not by moving the job alone. */
 static int pick_free(const struct pl_ctx *c, const int *excluded, const struct pl_sol *s,
-                     double delta, size_t fmax, int *free_wl, size_t *nfree)
+                     double delta, size_t fmax, size_t qnodes, int *free_wl, size_t *nfree)
 {
     size_t W = c->W ? c->W : 1;
     double *cpu = calloc(W, sizeof(double)), *util = calloc(W, sizeof(double));
@@ -144,6 +149,45 @@ static int pick_free(const struct pl_ctx *c, const int *excluded, const struct p
     for (size_t i = 0; i < n && *nfree < fmax && v[i].u <= t + delta; i++) {
         free_wl[v[i].a] = 1;
         (*nfree)++;
+    }
+    if (qnodes && n && c->N) {
+        size_t a0 = v[0].a, N = c->N;
+        double *fc = malloc(N * sizeof(double)), *fm = malloc(N * sizeof(double));
+        struct wu *nv = malloc(N * sizeof(*nv));
+        if (!fc || !fm || !nv) {
+            free(fc);
+            free(fm);
+            free(nv);
+            free(cpu);
+            free(util);
+            free(v);
+            return -ENOMEM;
+        }
+        for (size_t k = 0; k < N; k++) {
+            fc[k] = c->cap[k];
+            fm[k] = c->mem[k];
+        }
+        for (size_t i = 0; i < s->n; i++) {
+            fc[s->a[i].node] -= s->a[i].cpu_mhz;
+            fm[s->a[i].node] -= c->p->workloads[s->a[i].workload].memory_mb;
+        }
+        size_t m = 0;
+        for (size_t k = 0; k < N; k++)
+            if (pl_eligible(c, a0, k)) /* most room first (negated for the ascending sort) */
+                nv[m++] = (struct wu){-(fc[k] / c->capi[a0] + fm[k] / c->p->workloads[a0].memory_mb), k};
+        qsort(nv, m, sizeof(*nv), cmp_wu);
+        for (size_t i = 0; i < m && i < qnodes; i++)
+            fc[nv[i].a] = -INFINITY; /* mark */
+        for (size_t i = 0; i < s->n; i++) {
+            size_t a = s->a[i].workload;
+            if (isinf(fc[s->a[i].node]) && !free_wl[a] && pl_in(c, excluded, a) && !c->busy[a]) {
+                free_wl[a] = 1;
+                (*nfree)++;
+            }
+        }
+        free(fc);
+        free(fm);
+        free(nv);
     }
     free(cpu);
     free(util);
@@ -200,7 +244,8 @@ static int lex_cmp(const struct pl_ctx *c, const int *excluded, const struct pl_
  * while some other job must wait anyway). The caller keeps the result only
  * if it is lexicographically better. */
 static int next_level(const struct pl_ctx *c, const struct pl_exact_args *ea, struct pl_sol *sol,
-                      long budget, double deadline, int *free_wl, long *used, int *improved)
+                      int full, int ncand, int nempty, long share, double deadline, int *free_wl,
+                      long *used, int *improved)
 {
     size_t W = c->W ? c->W : 1;
     double *cpu = calloc(W, sizeof(double)), *u = calloc(W, sizeof(double));
@@ -215,7 +260,8 @@ static int next_level(const struct pl_ctx *c, const struct pl_exact_args *ea, st
     double t2 = INFINITY;
     for (size_t a = 0; a < c->W; a++) {
         held[a] = NAN;
-        free_wl[a] = !c->busy[a];
+        if (full)
+            free_wl[a] = !c->busy[a];
         if (!pl_in(c, ea->excluded, a))
             continue;
         if (u[a] >= c->umax[a] - 1e-6)
@@ -226,10 +272,10 @@ static int next_level(const struct pl_ctx *c, const struct pl_exact_args *ea, st
     if (!isfinite(t2))
         goto out; /* nothing above the minimum can still rise */
     struct pl_improve_args ia = {.usable = ea->usable, .excluded = ea->excluded,
-                                 .free_wl = free_wl, .full = 1, .t_floor = t2, .t_cap = INFINITY,
+                                 .free_wl = free_wl, .full = full, .ncand = ncand,
+                                 .nempty = nempty, .t_floor = t2, .t_cap = INFINITY,
                                  .held = held, .sum_weight = LEX_SUM_WEIGHT,
-                                 .it_budget = budget - *used,
-                                 .node_budget = (budget - *used) / PL_NODE_COST + 1,
+                                 .work_budget = share,
                                  .deadline = deadline, .mip_gap = c->o->mip_gap};
     struct pl_improve_result ir;
     char mnote[128];
@@ -238,7 +284,7 @@ static int next_level(const struct pl_ctx *c, const struct pl_exact_args *ea, st
         pl_sol_fini(&prev);
         goto out;
     }
-    *used += ir.iterations + PL_NODE_COST * ir.nodes;
+    *used += ir.work;
     if (ir.improved && lex_cmp(c, ea->excluded, sol, &prev, &rc) > 0) {
         *improved = 1;
     } else if (ir.improved) { /* not better: back to what stage 1 left */
@@ -309,6 +355,7 @@ int pl_exact_stage(const struct pl_ctx *c, const struct pl_exact_args *ea, struc
     double t = t_h, delta = fmax(0.02, 0.25 * (bound - t_h));
     size_t fmax_n = o->solver == PLACEMENT_SOLVER_EXACT ? 60 : 40;
     int ncand = 3, nempty = 2, proven = 0, rounds = 0, stalls = 0;
+    size_t qnodes = 2;
     long used = 0;
     char mnote[128] = "";
     for (int round = 0; round < 24; round++) {
@@ -316,19 +363,19 @@ int pl_exact_stage(const struct pl_ctx *c, const struct pl_exact_args *ea, struc
             break;
         size_t nfree = 0;
         if ((rc = pick_free(c, ea->excluded, sol, full ? INFINITY : delta,
-                            full ? (size_t)-1 : fmax_n, free_wl, &nfree)))
+                            full ? (size_t)-1 : fmax_n, full ? 0 : qnodes, free_wl, &nfree)))
             break;
         /* a neighbourhood gets at most a quarter of what is left */
         long share = full ? budget - used : (budget - used) / 4 + 1;
         struct pl_improve_args ia = {.usable = ea->usable, .excluded = ea->excluded,
                                      .free_wl = free_wl, .full = full, .ncand = ncand,
                                      .nempty = nempty, .t_floor = t, .t_cap = bound,
-                                     .it_budget = share, .node_budget = share / PL_NODE_COST + 1,
+                                     .work_budget = share,
                                      .deadline = deadline, .mip_gap = o->mip_gap};
         struct pl_improve_result ir;
         if ((rc = pl_improve(c, &ia, sol, &ir, mnote, sizeof(mnote))))
             break;
-        used += ir.iterations + PL_NODE_COST * ir.nodes;
+        used += ir.work;
         rounds++;
         if (ir.status < 0)
             break; /* GLPK trouble: keep what we have */
@@ -350,9 +397,10 @@ int pl_exact_stage(const struct pl_ctx *c, const struct pl_exact_args *ea, struc
             if (++stalls > 3 || nfree >= nin)
                 break;
             delta *= 2;
-            fmax_n *= 2;
+            fmax_n = fmax_n * 3 / 2;
             ncand += 2;
             nempty += 2;
+            qnodes += 2;
         }
     }
     if (t >= bound - BOUND_TOL)
@@ -360,8 +408,34 @@ int pl_exact_stage(const struct pl_ctx *c, const struct pl_exact_args *ea, struc
     /* 3. The next level: with placement changes on small problems, then
      * LPs over the final placement. */
     int lex2 = 0;
-    if (!rc && can_full && used < budget && !pl_past(deadline))
-        rc = next_level(c, ea, sol, budget, deadline, free_wl, &used, &lex2);
+    if (!rc && can_full && used < budget && !pl_past(deadline)) {
+        rc = next_level(c, ea, sol, 1, 0, 0, budget - used, deadline, free_wl, &used, &lex2);
+    } else if (!rc) {
+        /* Neighbourhoods again, now for the levels above the minimum and
+         * the number of workloads at it (e.g. fewer jobs left waiting). */
+        size_t fm = fmax_n, q = 2;
+        int nc = 3, ne = 2, st = 0;
+        for (int round = 0; round < 12 && !rc; round++) {
+            if (used >= budget || pl_past(deadline))
+                break;
+            size_t nfree = 0;
+            if ((rc = pick_free(c, ea->excluded, sol, 0.02, fm, q, free_wl, &nfree)))
+                break;
+            int imp = 0;
+            rc = next_level(c, ea, sol, 0, nc, ne, (budget - used) / 3 + 1, deadline, free_wl,
+                            &used, &imp);
+            rounds++;
+            lex2 |= imp;
+            if (!imp) {
+                if (++st > 3 || nfree >= nin)
+                    break;
+                fm = fm * 3 / 2;
+                q += 2;
+                nc += 2;
+                ne += 2;
+            }
+        }
+    }
     if (!rc && used < budget && !pl_past(deadline) && (t > t_h + 1e-9 || lex2))
         rc = pl_fill_levels(c, ea->excluded, sol, 8, budget - used, deadline);
     glp_free_env();

@@ -62,8 +62,6 @@ int pl_lp_bound(const struct pl_ctx *c, const struct pl_bound_args *ba, struct p
 
 /* ---- milp.c: the restricted MILP that improves a placement ---- */
 
-#define PL_NODE_COST 10 /* a branch-and-bound node counts as this many simplex iterations */
-
 struct pl_improve_args {
     const int *usable;   /* nodes the placement may use */
     const int *excluded; /* workloads left out of the optimisation */
@@ -78,8 +76,8 @@ struct pl_improve_args {
     const double *held;  /* NULL, or per workload: NAN, or a utility it must keep
                           * (lexicographic stage: t is then the next level) */
     double sum_weight;   /* > 0: also maximise this x the sum of the utilities */
-    long it_budget;      /* simplex iterations (deterministic) */
-    long node_budget;    /* branch-and-bound nodes (deterministic) */
+    long work_budget;    /* work units (deterministic): a simplex iteration costs
+                          * 1 + rows/500, a branch-and-bound node 1 + (rows+cols)/20 */
     double deadline;     /* glp_time() safety net */
     double mip_gap;
     const char *export_path; /* write the model (CPLEX LP) here instead of solving */
@@ -91,6 +89,7 @@ struct pl_improve_result {
     int optimal;       /* the restricted model was solved to optimality (within the gap) */
     int nbin, nrows, ncols;
     long iterations, nodes;
+    long work; /* work units spent (see work_budget) */
     int status; /* 0 ok; 1 infeasible model; 2 budget hit before a solution; -1 GLPK trouble */
 };
 

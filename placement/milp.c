@@ -77,7 +77,8 @@ struct mdl {
     int tcol, ncols;
     double *hint;
     int hint_given;
-    long it0, it_budget, node_budget;
+    long it0;
+    double it_cost, node_cost, budget; /* work units */
     long nodes;
 };
 
@@ -93,7 +94,7 @@ static void cb(glp_tree *tree, void *info)
     glp_ios_tree_size(tree, &a_cnt, &n_cnt, &t_cnt);
     m->nodes = t_cnt;
     long its = glp_get_it_cnt(glp_ios_get_prob(tree)) - m->it0;
-    if (t_cnt > m->node_budget || its + (long)t_cnt * PL_NODE_COST > m->it_budget)
+    if ((double)its * m->it_cost + (double)t_cnt * m->node_cost > m->budget)
         glp_ios_terminate(tree);
 }
 
@@ -708,11 +709,16 @@ int pl_improve(const struct pl_ctx *c, const struct pl_improve_args *ia, struct 
     glp_init_smcp(&sp);
     sp.msg_lev = GLP_MSG_OFF;
     sp.presolve = GLP_OFF;
-    sp.it_lim = (int)fmin(ia->it_budget, 1e9);
+    /* Work units: what an iteration and a node cost grows with the model,
+     * so one budget means about the same time whatever the model's size. */
+    m.it_cost = 1 + row / 500.0;
+    m.node_cost = 1 + (row + ncols) / 20.0;
+    sp.it_lim = (int)fmax(1, fmin(ia->work_budget / m.it_cost, 1e9));
     sp.tm_lim = pl_ms_left(ia->deadline);
     int it0 = glp_get_it_cnt(lp);
     int sr = glp_simplex(lp, &sp);
     r->iterations = glp_get_it_cnt(lp) - it0;
+    r->work = (long)(r->iterations * m.it_cost);
     if (sr != 0 || glp_get_status(lp) != GLP_OPT) {
         int st = glp_get_status(lp);
         r->status = st == GLP_NOFEAS ? 1 : 2;
@@ -731,10 +737,10 @@ int pl_improve(const struct pl_ctx *c, const struct pl_improve_args *ia, struct 
     ip.cb_func = cb;
     ip.cb_info = &m;
     m.it0 = glp_get_it_cnt(lp);
-    m.it_budget = ia->it_budget - r->iterations;
-    m.node_budget = ia->node_budget;
+    m.budget = ia->work_budget - r->iterations * m.it_cost;
     int ir = glp_intopt(lp, &ip);
     r->iterations += glp_get_it_cnt(lp) - m.it0;
+    r->work = (long)(r->iterations * m.it_cost + m.nodes * m.node_cost);
     r->nodes = m.nodes;
     int st = glp_mip_status(lp);
     if (st != GLP_OPT && st != GLP_FEAS) {

@@ -169,10 +169,11 @@ struct placement_options {
     int max_balance_moves;  /* migrations per decision spent on balancing */
     int no_moves;           /* never suspend or move a running job (no preemption) */
     struct placement_action_cost cost[PLACEMENT_ACT__COUNT];
-    /* GLPK work budget per decision in simplex iterations (a branch-and-bound
-     * node counts as 10): deterministic, so the same snapshot gives the same
-     * decision on any machine. 0 derives it from the problem size; the
-     * time limit above is only the safety net. */
+    /* GLPK work budget per decision, in units of about one simplex
+     * iteration on a small model (an iteration costs 1 + rows/500, a
+     * branch-and-bound node 1 + (rows + cols)/20): deterministic, so the same
+     * snapshot gives the same decision on any machine. 0 = 15,000 per second
+     * of time_limit_s; the time limit itself is only the safety net. */
     long work_limit;
 };
 

@@ -14,6 +14,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 #include "placement.h"
@@ -110,6 +111,76 @@ static inline struct placement_problem *bi_contended(size_t nn, unsigned long lo
         w->utility.util[1] = 0.5;
         w->utility.cpu_mhz[2] = 2 * need;
         w->utility.util[2] = 1;
+    }
+    return p;
+}
+
+/* Packing-bound instances: every job is urgent (u(0) = -1: a job left
+ * waiting sets the minimum at -1), jobs' whole caps add up to `fill` of the
+ * cluster's CPU (jobs of 1-16 threads, 8-48 GB: large next to the nodes),
+ * and the apps (a sixth of the workloads, 1-3 instances)
+ * share what the jobs leave. Whether every job fits is a bin-packing
+ * question over CPU and memory, which is where a greedy packing falls short
+ * of the LP bound. */
+static inline struct placement_problem *bi_urgent(size_t nn, unsigned long long seed, double fill)
+{
+    struct placement_problem *p = bi_contended(nn, seed, 1.0);
+    unsigned long long s = seed * 7919ULL + 17;
+    double total = 0;
+    for (size_t i = 0; i < p->nnodes; i++)
+        total += p->nodes[i].cores * p->nodes[i].mhz_per_core;
+    double jobs = 0;
+    for (size_t i = 0; i < p->nworkloads; i++) {
+        struct placement_workload *w = &p->workloads[i];
+        if (i % 6 == 0) { /* an app */
+            memset(w, 0, sizeof(*w));
+            snprintf(w->name, sizeof(w->name), "app%zu", i);
+            w->kind = PLACEMENT_APP;
+            w->cur_node = -1;
+            w->memory_mb = 2048;
+            w->max_cpu_per_instance = 8000;
+            w->min_instances = 1;
+            w->max_instances = 1 + (int)(bi_rand(&s) * 3);
+            continue;
+        }
+        memset(w, 0, sizeof(*w));
+        snprintf(w->name, sizeof(w->name), "job%zu", i);
+        w->kind = PLACEMENT_JOB;
+        w->cur_node = -1;
+        w->state = PLACEMENT_JOB_QUEUED;
+        w->max_instances = 1;
+        w->migratable = 1;
+        w->whole = 1;
+        int threads = 1 + (int)(bi_rand(&s) * 12);
+        w->max_cpu_per_instance = threads * 2000.0;
+        w->memory_mb = 1024.0 * (8 + (int)(bi_rand(&s) * 40));
+        jobs += w->max_cpu_per_instance;
+    }
+    /* scale the job sizes so their caps add up to `fill` of the CPU */
+    double k = fill * total / (jobs > 0 ? jobs : 1);
+    for (size_t i = 0; i < p->nworkloads; i++) {
+        struct placement_workload *w = &p->workloads[i];
+        if (w->kind != PLACEMENT_JOB)
+            continue;
+        double t = round(w->max_cpu_per_instance * k / 2000.0);
+        w->max_cpu_per_instance = 2000.0 * (t < 1 ? 1 : t > 16 ? 16 : t);
+        w->utility.npoints = 2;
+        w->utility.cpu_mhz[0] = 0;
+        w->utility.util[0] = -1;
+        w->utility.cpu_mhz[1] = w->max_cpu_per_instance;
+        w->utility.util[1] = 0.2 + 0.8 * bi_rand(&s);
+    }
+    double left = total * fmax(0.02, 1 - fill) / (double)((p->nworkloads + 5) / 6);
+    for (size_t i = 0; i < p->nworkloads; i += 6) {
+        struct placement_utility *u = &p->workloads[i].utility;
+        double need = left * (0.5 + bi_rand(&s)); /* CPU for utility 0.5 */
+        u->npoints = 3;
+        u->cpu_mhz[0] = 0;
+        u->util[0] = -1;
+        u->cpu_mhz[1] = need;
+        u->util[1] = 0.5;
+        u->cpu_mhz[2] = 2 * need;
+        u->util[2] = 1;
     }
     return p;
 }

@@ -193,7 +193,7 @@ static void test_infeasible_restricted_model(void **state)
     /* a level no placement reaches: every utility tops out at 1 */
     struct pl_improve_args ia = {.usable = usable, .excluded = excluded, .free_wl = free_wl,
                                  .full = 1, .t_floor = 1.5, .t_cap = INFINITY,
-                                 .it_budget = 100000, .node_budget = 10000,
+                                 .work_budget = 100000,
                                  .deadline = glp_time() + 60000, .mip_gap = 1e-4};
     struct pl_improve_result r;
     char note[128];
