@@ -569,6 +569,35 @@ static void test_agent_actions(void **state)
     json_t *res = json_object_get(r, "result");
     assert_string_equal(json_string_value(json_object_get(res, "ip")), "10.77.0.10");
     assert_non_null(strstr(json_string_value(json_object_get(res, "image")), "img-"));
+    /* The test driver has no warm pool: every start is a cold one. */
+    assert_string_equal(json_string_value(json_object_get(res, "path")), "cold");
+    json_decref(r);
+    /* Bad environment and bad pool hints are refused and change nothing. */
+    r = call(g.a, "POST", "/v1/actions",
+             "{\"id\":\"e1\",\"kind\":\"start\",\"job\":\"je\",\"command\":\"x\","
+             "\"env\":{\"1BAD\":\"v\"}}", &st);
+    assert_int_equal(st, 400);
+    assert_non_null(strstr(json_string_value(json_object_get(r, "detail")), "1BAD"));
+    json_decref(r);
+    r = call(g.a, "GET", "/v1/jobs/je", NULL, &st);
+    assert_int_equal(st, 404);
+    json_decref(r);
+    r = call(g.a, "POST", "/v1/actions",
+             "{\"id\":\"e2\",\"kind\":\"start\",\"job\":\"je\",\"command\":\"x\",\"env\":[1]}", &st);
+    assert_int_equal(st, 400);
+    json_decref(r);
+    r = call(g.a, "POST", "/v1/actions",
+             "{\"id\":\"h1\",\"kind\":\"pool_hint\",\"shapes\":[{\"vcpus\":1,\"memory_mb\":8,"
+             "\"starts\":1}]}", &st);
+    assert_int_equal(st, 400);
+    assert_non_null(strstr(json_string_value(json_object_get(r, "detail")), "shapes[0]"));
+    json_decref(r);
+    r = call(g.a, "POST", "/v1/actions", "{\"id\":\"h2\",\"kind\":\"pool_hint\",\"shapes\":3}", &st);
+    assert_int_equal(st, 400);
+    json_decref(r);
+    r = act(g.a, "{\"id\":\"h3\",\"kind\":\"pool_hint\",\"shapes\":[{\"vcpus\":2,\"memory_mb\":256,"
+                 "\"starts\":3}]}", &st);
+    assert_string_equal(status_of(r), "succeeded");
     json_decref(r);
     /* Same id again: the first result, nothing started twice. */
     r = call(g.a, "POST", "/v1/actions",
@@ -679,6 +708,7 @@ static void test_agent_actions(void **state)
     assert_string_equal(jst, "finished");
     assert_int_equal(json_integer_value(json_object_get(r, "exit_status")), 0);
     assert_non_null(strstr(json_string_value(json_object_get(r, "output")), "simulated"));
+    assert_string_equal(json_string_value(json_object_get(r, "progress_source")), "simulated");
     json_decref(r);
 
     /* Stop: the job is "stopped" (not failed) and its image is back. */
