@@ -92,6 +92,7 @@ static int run_one(const struct opts *o, const struct sim_config *c,
     struct sim_job_spec *jobs = NULL;
     size_t nj = 0;
     int rc;
+    unsigned rounds = 1;
     struct sim_result r;
     if (trace) {
         /* the trace's jobs with the submit times the run gave them (a
@@ -103,7 +104,7 @@ static int run_one(const struct opts *o, const struct sim_config *c,
             return wlm_error_set(err, ENOMEM, "out of memory");
         }
         memcpy(jobs, trace->jobs, nj * sizeof(*jobs));
-        rc = sim_trace_run(c, trace, &r, NULL, arr, err);
+        rc = sim_trace_run(c, trace, &r, &rounds, arr, err);
         for (size_t i = 0; i < nj && !rc; i++)
             jobs[i].arrival = arr[i];
         free(arr);
@@ -128,23 +129,31 @@ static int run_one(const struct opts *o, const struct sim_config *c,
             return wlm_error_setf(err, WLM_EIO, "out", "cannot write %s", path);
         }
     }
-    fprintf(f, "job,arrival_s,threads,runtime_s,class,deadline_s,finish_s,missed\n");
+    /* with a trace: the SWF job number last, to join with the trace */
+    fprintf(f, "job,arrival_s,threads,runtime_s,class,deadline_s,finish_s,missed%s\n",
+            trace ? ",swf_job" : "");
     for (size_t i = 0; i < nj; i++) {
         /* never submitted (predecessor never finished): arrival -1, missed */
         double dl = jobs[i].arrival + jobs[i].goal_factor * jobs[i].runtime_s;
-        fprintf(f, "%zu,%.3f,%d,%.0f,%d,%.3f,%.3f,%d\n", i, jobs[i].arrival, jobs[i].threads,
+        fprintf(f, "%zu,%.3f,%d,%.0f,%d,%.3f,%.3f,%d", i, jobs[i].arrival, jobs[i].threads,
                 jobs[i].runtime_s, jobs[i].svc_class, dl, r.finish[i],
                 r.finish[i] < 0 || r.finish[i] > dl + 1e-6);
+        if (trace)
+            fprintf(f, ",%lld", trace->number[i]);
+        fputc('\n', f);
     }
     if (f != stdout)
         fclose(f);
     fprintf(o->out[0] ? stdout : stderr,
             "policy=%s power=%s jobs=%zu missed=%zu unfinished=%zu done=%zu starts=%u suspends=%u "
             "resumes=%u "
-            "migrations=%u moves=%u energy_kwh=%.3f end_h=%.3f\n",
+            "migrations=%u moves=%u energy_kwh=%.3f end_h=%.3f",
             sim_policy_name(c->policy), sim_power_name(c->power), r.jobs, r.missed, r.unfinished,
             r.done, r.starts, r.suspends, r.resumes, r.migrations, r.moves, r.energy_kwh,
             r.end_t / 3600);
+    if (trace)
+        fprintf(o->out[0] ? stdout : stderr, " dep_rounds=%u", rounds);
+    fputc('\n', o->out[0] ? stdout : stderr);
     free(jobs);
     sim_result_fini(&r);
     return 0;

@@ -51,7 +51,10 @@ zm=$(awk -F, '$1=="fcfs"{print $3}' "$tmp/z-summary.csv")
 awk -v a="$pm" -v b="$zm" 'BEGIN{exit !(a > b)}' || fail "platinum ($pm%) should miss more than bronze ($zm%)"
 
 "$sim" --experiment run --policy edf --trace "$tmp/s60.swf" "${cl[@]}" --out "$tmp/r" >"$tmp/r.txt" 2>/dev/null
-grep -q "policy=edf" "$tmp/r.txt" || fail "run summary line"
+grep -q "policy=edf .* dep_rounds=[1-9]" "$tmp/r.txt" || fail "run summary line: $(cat "$tmp/r.txt")"
+head -1 "$tmp/r.csv" | grep -q ",missed,swf_job$" || fail "run CSV lacks the SWF job number"
+# row of SWF job 60 (the last line of the cut trace) names it
+tail -1 "$tmp/r.csv" | grep -q ",60$" || fail "last run CSV row is not SWF job 60"
 jobs=$(awk -F, '$1=="edf"{print $2}' "$tmp/a-summary.csv")
 [ "$(wc -l <"$tmp/r.csv")" = $((jobs + 1)) ] || fail "run CSV lines"
 echo "ok"
