@@ -251,7 +251,7 @@ static int whole_or_unknown(struct reader *r, int k, double v, const char *tok, 
 {
     if (v == -1)
         return 0;
-    if (v != floor(v) || v < lo)
+    if (v != floor(v) || v < lo || v > 1e15)
         return bad(r, k,
                    lo > 0 ? "' must be a whole number >= 1 or -1 (unknown)"
                           : "' must be a whole number >= 0 or -1 (unknown)",
@@ -292,7 +292,7 @@ static int parse_line(struct reader *r, char *s, const struct sim_trace_opts *o)
             return bad(r, k, "' is not a number", tok[k]);
     }
     int rc;
-    if (v[1] != floor(v[1]) || v[1] < 1)
+    if (v[1] != floor(v[1]) || v[1] < 1 || v[1] > 1e15)
         return bad(r, 1, "' must be a whole number >= 1", tok[1]);
     long long number = (long long)v[1];
     if (r->nseen > 0 && number <= r->seen[r->nseen - 1]) {

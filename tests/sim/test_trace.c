@@ -153,6 +153,7 @@ static void test_bad_lines(void **state)
          "mem.swf:2: field 1 (job number)"},
         {"1 0 0 60 1 -1 -1 1 -1 -1 1 1 1 1 1 1 -1 -1\n2 0 0 60 1 -1 -1 1 -1 -1 1 1 1 1 x 1 -1 -1\n",
          "mem.swf:2: field 15 (queue): 'x' is not a number"},
+        {"1 0 0 60 1 -1 -1 1 -1 -1 1 1 1 1 1e300 1 -1 -1\n", "mem.swf:1: field 15 (queue)"},
         {"; only a header\n", "no job to simulate"},
     };
     struct sim_trace_opts o;
