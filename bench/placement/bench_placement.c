@@ -25,9 +25,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <glpk.h>
+
 #include "export.h"
 #include "helpers.h"
 #include "instances.h"
+#include "lpbound.h"
 
 static double now(void)
 {
@@ -39,11 +42,13 @@ static double now(void)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: wlm-bench-placement [--max-nodes N] [--time-limit S] [--load X] [--seed N]\n"
-               "                           [--glpsol-max-nodes N] [--smoke]\n"
+               "                           [--glpsol-max-nodes N] [--smoke] [--write-snapshot FILE]\n"
                "Prints, for contended generated instances from 10 nodes x 30 workloads up to\n"
                "--max-nodes (default 10000): heuristic and GLPK-improved minimum utility, the\n"
                "bound and its method, gap, wall/CPU seconds, peak memory, repeatability, and\n"
-               "glpsol on the exported MILP up to --glpsol-max-nodes (default 20).\n");
+               "glpsol on the exported MILP up to --glpsol-max-nodes (default 20).\n"
+               "--write-snapshot FILE writes the instance of --max-nodes nodes as a snapshot\n"
+               "for `wlm plan` instead (WLM_BENCH_URGENT=1: the packing-bound family).\n");
 }
 
 struct result {
@@ -188,14 +193,16 @@ static int run_glpsol(const struct placement_problem *p, double tlim, double *t,
 int main(int argc, char **argv)
 {
     size_t max_nodes = 10000, glpsol_max = 20;
-    double tlim = 2, load = 1.3;
+    double tlim = 2, load = 0.95;
     unsigned long long seed = 42;
+    const char *snap_out = NULL;
     static const struct option opts[] = {{"max-nodes", required_argument, 0, 'n'},
                                          {"glpsol-max-nodes", required_argument, 0, 'g'},
                                          {"time-limit", required_argument, 0, 't'},
                                          {"load", required_argument, 0, 'l'},
                                          {"seed", required_argument, 0, 's'},
                                          {"smoke", no_argument, 0, 'k'},
+                                         {"write-snapshot", required_argument, 0, 'w'},
                                          {"help", no_argument, 0, 'h'},
                                          {"version", no_argument, 0, 'V'},
                                          {0, 0, 0, 0}};
@@ -207,6 +214,7 @@ int main(int argc, char **argv)
         case 't': tlim = atof(optarg); break;
         case 'l': load = atof(optarg); break;
         case 's': seed = strtoull(optarg, NULL, 10); break;
+        case 'w': snap_out = optarg; break;
         case 'k':
             max_nodes = 10;
             glpsol_max = 0;
@@ -220,6 +228,21 @@ int main(int argc, char **argv)
     if (optind < argc || max_nodes < 1 || !(tlim > 0) || !(load > 0)) {
         usage(stderr);
         return 2;
+    }
+    if (snap_out) {
+        /* one instance of --max-nodes nodes as a snapshot for `wlm plan` */
+        struct placement_problem *p = getenv("WLM_BENCH_URGENT")
+                                          ? bi_urgent(max_nodes, seed + max_nodes, load)
+                                          : bi_contended(max_nodes, seed + max_nodes, load);
+        json_t *j = placement_problem_to_json(p, "wlm-bench-placement instance");
+        int rc = j ? json_dump_file(j, snap_out, JSON_INDENT(1)) : -1;
+        json_decref(j);
+        placement_problem_free(p);
+        if (rc) {
+            fprintf(stderr, "wlm-bench-placement: cannot write %s\n", snap_out);
+            return 1;
+        }
+        return 0;
     }
     static const size_t sizes[] = {10, 20, 50, 100, 300, 1000, 3000, 10000};
     printf("GLPK placement figures: contended instances (whole jobs), CPU load %.2f, seed %llu,\n"
@@ -236,8 +259,10 @@ int main(int argc, char **argv)
                                                                   : bi_contended(nn, seed + nn, load);
         struct result h, e, e2;
         double hcpu, hpk, ecpu, epk, c2, p2;
+        enum placement_solver gs = getenv("WLM_BENCH_EXACT") ? PLACEMENT_SOLVER_EXACT
+                                                             : PLACEMENT_SOLVER_AUTO;
         if (run(p, PLACEMENT_SOLVER_HEURISTIC, tlim, &h, &hcpu, &hpk) ||
-            run(p, PLACEMENT_SOLVER_AUTO, tlim, &e, &ecpu, &epk)) {
+            run(p, gs, tlim, &e, &ecpu, &epk)) {
             fprintf(stderr, "%zu x %zu: %s\n", nn, nw, h.ok ? e.note : h.note);
             failed = 1;
             placement_problem_free(p);
@@ -245,7 +270,7 @@ int main(int argc, char **argv)
         }
         const char *rep = "-";
         if (nn <= 1000)
-            rep = run(p, PLACEMENT_SOLVER_AUTO, tlim, &e2, &c2, &p2) ? "err"
+            rep = run(p, gs, tlim, &e2, &c2, &p2) ? "err"
                   : e2.hash == e.hash                              ? "same"
                                                                    : "DIFF";
         printf("%6zu %6zu | %8.4f %4d %7.3f | %8.4f %4d %8.4f %-9s %7.4f %4s %3d | %7.3f %7.3f %7.0f | %4s | ",
@@ -264,6 +289,40 @@ int main(int argc, char **argv)
         if (getenv("WLM_BENCH_NOTES"))
             printf("       stage saw heuristic at %.4f; note: %s\n", e.hmin, e.note);
         fflush(stdout);
+        placement_problem_free(p);
+    }
+
+    /* The bound LP alone, bisected over the whole utility range (the
+     * decisions above start it at the heuristic's level, which often ends it
+     * after one probe). */
+    printf("\nbound LP alone (full bisection from -2): classes, groups, LPs solved, seconds\n");
+    printf("%6s %6s | %7s %6s %4s %8s | %9s %9s %8s\n", "nodes", "wklds", "classes", "groups", "lps",
+           "iters", "bound", "fluid", "secs");
+    for (size_t i = 0; i < WLM_ARRAY_LEN(sizes) && sizes[i] <= max_nodes; i++) {
+        size_t nn = sizes[i];
+        struct placement_problem *p = getenv("WLM_BENCH_URGENT") ? bi_urgent(nn, seed + nn, load)
+                                                                  : bi_contended(nn, seed + nn, load);
+        struct pl_ctx c;
+        if (pl_ctx_init(&c, p)) {
+            placement_problem_free(p);
+            failed = 1;
+            break;
+        }
+        double fl = placement_fluid_bound(p);
+        struct pl_bound_args ba = {.excluded = NULL, .known_feasible = -2, .known_bound = fl,
+                                   .tol = 1e-6, .deadline = glp_time() + 60000};
+        struct pl_bound_result br;
+        char note[96] = "";
+        double t0 = now();
+        int rc = pl_lp_bound(&c, &ba, &br, note, sizeof(note));
+        double secs = now() - t0;
+        glp_free_env();
+        if (rc)
+            failed = 1;
+        else
+            printf("%6zu %6zu | %7d %6d %4d %8ld | %9.4f %9.4f %8.3f\n", nn, 3 * nn, br.classes,
+                   br.groups, br.lps, br.iterations, br.bound, fl, secs);
+        pl_ctx_fini(&c);
         placement_problem_free(p);
     }
 
