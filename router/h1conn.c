@@ -384,7 +384,15 @@ static size_t h1_feed(struct rt_conn *c, const char *d, size_t n)
         struct router_h1view v;
         router_h1req_view(c->h1, &v);
         if (ev == ROUTER_H1_HEAD) {
-            /* The body streams: the request goes to the dispatcher now. */
+            /* The body streams: the request goes to the dispatcher now. A
+             * client waiting for "100 Continue" gets it at once when nothing
+             * is owed before it (the body is read into a bounded window). */
+            const struct router_hdr *ex = router_hdr_find(v.headers, v.nheaders, "expect");
+            if (ex && c->nreq == 0 && ex->value_len == 12 &&
+                strncasecmp(ex->value, "100-continue", 12) == 0) {
+                static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+                conn_write(c, cont, sizeof cont - 1);
+            }
             h1_request(c, &v, 1);
             if (!c->closing && c->rtail && c->rtail->body_pending && c->rtail->state != Q_DONE)
                 c->body_q = c->rtail;

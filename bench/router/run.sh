@@ -2,11 +2,14 @@
 # bench/router/run.sh - wlm-router against nginx and HAProxy, and its fairness.
 #
 # Throughput: one fixed-response backend (rt_backend), wrk over HTTP/1.1
-# keep-alive and h2load over h2c (prior knowledge), direct and through nginx
+# keep-alive and h2load over h2c (prior knowledge), then the same over TLS
+# (wrk https = HTTP/1.1; h2load https = h2 by ALPN; one self-signed RSA-2048
+# certificate made here, shared by all three), direct and through nginx
 # (proxy_pass + upstream keepalive), HAProxy (http-reuse always) and
 # wlm-router; each proxy runs ONE worker pinned to the same core
 # (PROXY_CPU), backend and load generator share the other (LOAD_CPU). Runs
 # are interleaved and repeated; the median run (by req/s) is reported.
+# Then wlm-router with 2 workers (not pinned) against its 1-worker run.
 #
 # Fairness: three flows with weights 1:2:4 and per-request CPU costs
 # 300/600/150 us (config cost = the same numbers), all saturated, through one
@@ -24,7 +27,7 @@ CONNS=${CONNS:-64}
 ncpu=$(nproc)
 LOAD_CPU=${LOAD_CPU:-0}
 PROXY_CPU=${PROXY_CPU:-$((ncpu > 1 ? 1 : 0))}
-for t in wrk h2load nginx haproxy taskset python3; do
+for t in wrk h2load nginx haproxy taskset python3 openssl; do
   command -v "$t" >/dev/null || { echo "run.sh: $t not found (scripts/install-deps bench)" >&2; exit 1; }
 done
 
@@ -57,12 +60,15 @@ for _ in $(seq 50); do [ -s "$work/be.port" ] && break; sleep 0.05; done
 BE=$(cat "$work/be.port")
 
 # All ports picked while holding every socket, so they are distinct.
-read -r NG1 NG2 HA1 HA2 RT FR FA < <(python3 -c '
+read -r NG1 NG2 HA1 HA2 RT FR FA NGS HAS RTS RT2 RTS2 < <(python3 -c '
 import socket
-ss = [socket.socket() for _ in range(7)]
+ss = [socket.socket() for _ in range(12)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in ss])')
 mkdir -p "$work/ngx/logs"
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/key.pem" -out "$work/cert.pem" -days 2 \
+  -subj "/CN=bench.test" 2>/dev/null
+cat "$work/cert.pem" "$work/key.pem" >"$work/haproxy.pem"
 cat >"$work/ngx/nginx.conf" <<EOF
 worker_processes 1;
 daemon off;
@@ -76,6 +82,10 @@ http {
   server {
     listen 127.0.0.1:$NG1;
     listen 127.0.0.1:$NG2 http2;
+    listen 127.0.0.1:$NGS ssl http2;
+    ssl_certificate $work/cert.pem;
+    ssl_certificate_key $work/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
     http2_max_concurrent_streams 256;
     location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; }
   }
@@ -98,6 +108,7 @@ defaults
 frontend fe
   bind 127.0.0.1:$HA1
   bind 127.0.0.1:$HA2 proto h2
+  bind 127.0.0.1:$HAS ssl crt $work/haproxy.pem alpn h2,http/1.1
   default_backend be
 backend be
   server s1 127.0.0.1:$BE maxconn 1024
@@ -110,6 +121,7 @@ cat >"$work/router.json" <<EOF
 EOF
 start_router() {
   taskset -c "$PROXY_CPU" "$bin/wlm-router" --config "$work/router.json" --listen "127.0.0.1:$RT" \
+    --tls-listen "127.0.0.1:$RTS" --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" \
     --admin off --workers 1 --log-level info 2>>"$work/router.log" &
   RTPID=$!
   pids+=($RTPID)
@@ -125,30 +137,32 @@ ensure_router() {
   fi
 }
 start_router
-for p in "$BE" "$NG1" "$NG2" "$HA1" "$HA2" "$RT"; do wait_port "$p"; done
+for p in "$BE" "$NG1" "$NG2" "$HA1" "$HA2" "$RT" "$NGS" "$HAS" "$RTS"; do wait_port "$p"; done
 
 # ---------------------------------------------------------------- runs
 # Each run appends "target proto rps p50_ms p99_ms" to $work/runs.
 to_ms() { # wrk latency "123.45us" / "1.23ms" / "1.2s" -> ms
   awk -v v="$1" 'BEGIN{ if (v ~ /us$/) {sub(/us$/,"",v); print v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v); print v+0} else {sub(/s$/,"",v); print v*1000} }'
 }
-run_wrk() { # name port
-  local out
-  out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "http://127.0.0.1:$2/" 2>&1) || true
+run_wrk() { # name port [scheme]
+  local out scheme=${3:-http} proto=http/1.1
+  [ "$scheme" = https ] && proto=https/1.1
+  out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "$scheme://127.0.0.1:$2/" 2>&1) || true
   local rps p50 p99 bad
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   bad=$(awk '/Non-2xx/ {print $5}' <<<"$out")
   [ -n "$bad" ] && echo "warning: $1 had $bad non-2xx responses" >&2
-  [ -z "$rps" ] && { echo "warning: $1 http/1.1 run failed: $(head -c 200 <<<"$out")" >&2; return 0; }
-  echo "$1 http/1.1 $rps $(to_ms "$p50") $(to_ms "$p99")" >>"$work/runs"
+  [ -z "$rps" ] && { echo "warning: $1 $proto run failed: $(head -c 200 <<<"$out")" >&2; return 0; }
+  echo "$1 $proto $rps $(to_ms "$p50") $(to_ms "$p99")" >>"$work/runs"
 }
-run_h2() { # name port
-  local out line rps p50 sd p99 failed
-  out=$(taskset -c "$LOAD_CPU" h2load -c 16 -m 16 -D "$DUR" "http://127.0.0.1:$2/" 2>&1) || true
+run_h2() { # name port [scheme]
+  local out line rps p50 sd p99 failed scheme=${3:-http} proto=h2c
+  [ "$scheme" = https ] && proto=h2-tls
+  out=$(taskset -c "$LOAD_CPU" h2load -c 16 -m 16 -D "$DUR" "$scheme://127.0.0.1:$2/" 2>&1) || true
   rps=$(awk '/^finished in/ {print $4}' <<<"$out")
-  [ -z "$rps" ] && { echo "warning: $1 h2c run failed: $(head -c 200 <<<"$out")" >&2; return 0; }
+  [ -z "$rps" ] && { echo "warning: $1 $proto run failed: $(head -c 200 <<<"$out")" >&2; return 0; }
   # h2load reports min/max/mean/sd, no percentiles: p50 ~ mean, p99 ~ mean + 2.33 sd.
   line=$(grep '^time for request:' <<<"$out")
   p50=$(to_ms "$(awk '{print $6}' <<<"$line")")
@@ -156,7 +170,7 @@ run_h2() { # name port
   p99=$(awk -v m="$p50" -v s="$sd" 'BEGIN{printf "%.3f", m + 2.33*s}')
   failed=$(awk '/^requests:/ {print $10}' <<<"$out")
   [ "${failed:-0}" != "0" ] && echo "warning: $1 h2 had $failed failed requests" >&2
-  echo "$1 h2c $rps $p50 $p99" >>"$work/runs"
+  echo "$1 $proto $rps $p50 $p99" >>"$work/runs"
 }
 
 if [ "${ONLY:-all}" != fair ]; then
@@ -172,6 +186,29 @@ for i in $(seq "$REPEAT"); do
   run_h2 haproxy "$HA2"
   ensure_router
   run_h2 wlm-router "$RT"
+  run_wrk nginx "$NGS" https
+  run_wrk haproxy "$HAS" https
+  ensure_router
+  run_wrk wlm-router "$RTS" https
+  run_h2 nginx "$NGS" https
+  run_h2 haproxy "$HAS" https
+  ensure_router
+  run_h2 wlm-router "$RTS" https
+done
+
+# Two workers (SO_REUSEPORT), not pinned: the scheduler spreads them over both
+# cores, which the load generator and backend also use.
+"$bin/wlm-router" --config "$work/router.json" --listen "127.0.0.1:$RT2" \
+  --tls-listen "127.0.0.1:$RTS2" --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" \
+  --admin off --workers 2 --log-level warn 2>>"$work/router.log" &
+pids+=($!)
+wait_port "$RT2"
+wait_port "$RTS2"
+for i in $(seq "$REPEAT"); do
+  run_wrk wlm-router-1w "$RT"
+  run_wrk wlm-router-2w "$RT2"
+  run_wrk wlm-router-1w "$RTS" https
+  run_wrk wlm-router-2w "$RTS2" https
 done
 
 python3 - "$work/runs" <<'PY'
@@ -188,7 +225,10 @@ print("Throughput (median of runs; one proxy worker on one core)")
 print(f"{'target':<11} {'proto':<8} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'vs nginx':>9} {'vs haproxy':>11}")
 def ratio(rps, other, proto):
     return f"{rps / med((other, proto))[0]:.2f}" if (other, proto) in rows else "n/a"
-for proto in ("http/1.1", "h2c"):
+for proto in ("http/1.1", "h2c", "https/1.1", "h2-tls"):
+    if proto == "https/1.1":
+        print()
+        print("HTTPS (same certificate for all; TLS terminated by the proxy, plaintext to the backend)")
     for t in ("direct", "nginx", "haproxy", "wlm-router"):
         if (t, proto) not in rows:
             continue
@@ -196,7 +236,14 @@ for proto in ("http/1.1", "h2c"):
         vn = ratio(rps, "nginx", proto)
         vh = ratio(rps, "haproxy", proto)
         print(f"{t:<11} {proto:<8} {rps:>10.0f} {p50:>8.3f} {p99:>8.3f} {vn:>9} {vh:>11}")
-print("(h2c latency: p50 = mean, p99 ~ mean + 2.33 sd, h2load reports no percentiles)")
+print("(h2 latency: p50 = mean, p99 ~ mean + 2.33 sd, h2load reports no percentiles)")
+print()
+print("Workers: wlm-router 1 worker (pinned) vs 2 workers (unpinned), wrk")
+for proto in ("http/1.1", "https/1.1"):
+    if ("wlm-router-1w", proto) in rows and ("wlm-router-2w", proto) in rows:
+        a, b = med(("wlm-router-1w", proto)), med(("wlm-router-2w", proto))
+        print(f"{proto:<10} 1 worker {a[0]:>9.0f} req/s p99 {a[2]:.3f} ms   2 workers {b[0]:>9.0f} req/s "
+              f"p99 {b[2]:.3f} ms   x{b[0] / a[0]:.2f}")
 load = open("/proc/loadavg").read().split()[:3]
 print(f"(machine load average during the run: {' '.join(load)}; other work on the host skews all rows alike)")
 PY

@@ -385,6 +385,27 @@ def main():
     check(got.get("bytes") == 5 * MIB + 3 and got.get("crc") == pattern_crc(5 * MIB + 3),
           "chunked upload streamed (5 MiB)")
 
+    # --- Expect: 100-continue is answered at once, then the body streams
+    s = socket.create_connection(("127.0.0.1", port), 10)
+    s.sendall(b"POST /sink HTTP/1.1\r\nHost: shop\r\nContent-Length: 1000000\r\n"
+              b"Expect: 100-continue\r\nConnection: close\r\n\r\n")
+    s.settimeout(0.8)
+    try:
+        cont = s.recv(100)
+    except socket.timeout:
+        cont = b""
+    s.settimeout(10)
+    s.sendall(BLOCK * 3 + BLOCK[:1000000 - 3 * len(BLOCK)])
+    head, rest = read_head(s)
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        rest += b
+    s.close()
+    check(cont.startswith(b"HTTP/1.1 100 Continue") and head.startswith("HTTP/1.1 200") and
+          json.loads(rest).get("bytes") == 1000000, "Expect: 100-continue answered at once, body streamed")
+
     # --- first byte before the upstream finishes
     st, head, n, crc, first = get_stream(port, "/slow")
     check(st.endswith("200 OK") and n == 10 and first is not None and first < 1.0,
