@@ -268,9 +268,9 @@ int pl_relabel(const struct pl_ctx *c, const int *usable, struct pl_sol *s)
     size_t *map = malloc(N * sizeof(size_t)), *head = malloc(W * sizeof(size_t));
     size_t *next = malloc((p->ncurrent ? p->ncurrent : 1) * sizeof(size_t));
     unsigned char *used = calloc(N, 1);
-    struct ovl *ov = malloc((s->n ? s->n : 1) * sizeof(*ov));
+    struct ovl *ov = NULL;
     int rc = -ENOMEM;
-    if (!kind || !reps || !map || !head || !next || !used || !ov)
+    if (!kind || !reps || !map || !head || !next || !used)
         goto out;
     size_t nreps;
     node_kinds(c, usable, kind, reps, &nreps);
@@ -286,8 +286,16 @@ int pl_relabel(const struct pl_ctx *c, const int *usable, struct pl_sol *s)
         head[a] = i;
     }
     /* Overlap of bin b (a node of the new packing) with node n (same kind)
-     * that runs the same workload today. */
+     * that runs the same workload today: an app with several instances gives
+     * a pair for each instance here and each there. */
     size_t no = 0;
+    for (size_t i = 0; i < s->n; i++)
+        for (size_t j = head[s->a[i].workload]; j != PL_NONE; j = next[j])
+            no++;
+    ov = malloc((no ? no : 1) * sizeof(*ov));
+    if (!ov)
+        goto out;
+    no = 0;
     for (size_t i = 0; i < s->n; i++) {
         size_t a = s->a[i].workload, b = s->a[i].node;
         for (size_t j = head[a]; j != PL_NONE; j = next[j]) {

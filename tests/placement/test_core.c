@@ -141,6 +141,15 @@ static void test_never_worse_and_work_conserving(void **state)
                 fm[n] -= w->memory_mb;
                 fc[n] -= cpu;
                 tp_cur(p, i, n, cpu);
+                /* apps often run several instances (relabelling must count
+                 * every pair of them) */
+                size_t m = (n + 1) % nn;
+                if (w->kind == PLACEMENT_APP && w->max_instances > 1 && m != n &&
+                    fm[m] >= w->memory_mb && fc[m] >= cpu) {
+                    fm[m] -= w->memory_mb;
+                    fc[m] -= cpu;
+                    tp_cur(p, i, m, cpu);
+                }
             }
         }
         free(fm);
