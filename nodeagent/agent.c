@@ -344,6 +344,7 @@ static void hb_after(uv_work_t *w, int status)
     json_t *usage = json_object();
     json_object_set_new(usage, "cpu_mhz_used", json_real(mhz_used));
     json_object_set_new(usage, "memory_mb_used", json_real(mem_used_mb));
+    a->placed_mem_mb = (long long)mem_used_mb; /* read by the warm pool thread */
     json_object_set_new(usage, "domains", doms);
     json_object_set_new(usage, "processes", procs);
     json_t *power = json_object();

@@ -66,6 +66,7 @@ struct nodeagent {
     unsigned next_cfg_index;   /* configuration pool cursor */
     struct na_warm *warm;      /* warm pool of parked VMs (real hypervisors) */
     unsigned long cold_starts, warm_starts;
+    volatile long long placed_mem_mb; /* memory of jobs and instances, last heartbeat */
 };
 
 /* warm.c */

@@ -402,7 +402,9 @@ static int pick_victim_locked(struct na_warm *w, struct warm_vm *out)
 {
     long long avail = na_mem_available_mb();
     /* A powered-off node keeps nothing parked. */
-    int short_mem = (avail >= 0 && avail < w->a->cfg.pool_reserve_mb) || !w->a->powered_on;
+    long long room = w->a->node.memory_mb - w->a->placed_mem_mb - w->a->cfg.pool_reserve_mb;
+    int short_mem = (avail >= 0 && avail < w->a->cfg.pool_reserve_mb) || !w->a->powered_on ||
+                    pool_mb_locked(w) > room;
     for (size_t i = 0; i < w->n; i++) {
         struct warm_vm *v = &w->vms[i];
         if (!v->parked)
@@ -451,7 +453,11 @@ static void *warm_thread(void *arg)
                     continue;
                 long long cost = cost_mb_locked(w, s->memory_mb);
                 long long avail = na_mem_available_mb();
+                /* The node's memory as the controller sees it: what placed
+                 * jobs and instances use now, plus the reserve, comes first. */
+                long long room = a->node.memory_mb - a->placed_mem_mb - a->cfg.pool_reserve_mb;
                 if (pool_mb_locked(w) + cost > a->cfg.pool_memory_mb ||
+                    pool_mb_locked(w) + cost > room ||
                     (avail >= 0 && avail - cost < a->cfg.pool_reserve_mb))
                     continue;
                 boot = 1;

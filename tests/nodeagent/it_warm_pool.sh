@@ -10,7 +10,8 @@
 #  4. a job VM that never reaches its init (a deliberately broken kernel: a
 #     multiboot image that spins) is destroyed at the deadline and the start
 #     fails naming the cause and the driver; a missing kernel path fails at
-#     once naming the path; nothing is left behind either way.
+#     once naming the path; nothing is left behind either way;
+#  5. with no memory headroom nothing is parked (starts boot cold).
 set -euo pipefail
 . "$WLM_SOURCE_DIR/scripts/lib.sh"
 bin=$WLM_BIN_DIR
@@ -197,6 +198,15 @@ has "$d" "/nonexistent/vmlinuz" || fail "missing kernel: path not named: $d"
 has "$d" "libvirt qemu:///system" || fail "missing kernel: driver not named: $d"
 virsh list --name | grep -q "^wlm-$tag-nokernel" && fail "domain left behind"
 echo "ok: missing kernel: $d"
+
+# ---- 5. The pool never takes memory the node does not have to spare.
+start_agent d --pool-size 2 --pool-reserve-mb 100000000
+sleep 3
+[ "$(pool "$url_d" '["parked"]') $(pool "$url_d" '["booting"]')" = "0 0" ] || fail "pool booted beyond the memory reserve: $(api "$url_d/v1/node")"
+[ "$(pool_doms d)" -eq 0 ] || fail "pool VMs despite no memory headroom"
+r=$(act "$url_d" '{"id":"d1","kind":"start","job":"'$tag-d1'","command":"echo no room to park"}')
+[ "$(echo "$r" | field 'd["result"]["path"]')" = cold ] || fail "start without a pool: $r"
+echo "ok: no memory headroom, no parked VMs; starts boot cold"
 
 for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
 for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
