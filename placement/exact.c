@@ -118,6 +118,25 @@ static int cmp_wu(const void *x, const void *y)
     return p->a < q->a ? -1 : (p->a > q->a);
 }
 
+/* Workloads at the minimum (within 1e-6). */
+static size_t count_at_min(const struct pl_ctx *c, const int *excluded, const struct pl_sol *s)
+{
+    size_t W = c->W ? c->W : 1, n = 0;
+    double *cpu = calloc(W, sizeof(double)), *u = calloc(W, sizeof(double));
+    if (cpu && u) {
+        eval_whole(c, s, cpu, u);
+        double t = INFINITY;
+        for (size_t a = 0; a < c->W; a++)
+            if (pl_in(c, excluded, a))
+                t = fmin(t, u[a]);
+        for (size_t a = 0; a < c->W; a++)
+            n += pl_in(c, excluded, a) && u[a] <= t + 1e-6;
+    }
+    free(cpu);
+    free(u);
+    return n;
+}
+
 /* Mark the `fmax` lowest workloads within `delta` of the minimum as free,
  * and every workload on the `qnodes` nodes with the most room for the lowest
  * one: packing problems (a whole job that fits nowhere as things stand) are
@@ -393,8 +412,11 @@ int pl_exact_stage(const struct pl_ctx *c, const struct pl_exact_args *ea, struc
                 full = 1; /* what is left goes to the full model */
                 continue;
             }
-            /* widen the neighbourhood; give up after it stops helping */
-            if (++stalls > 3 || nfree >= nin)
+            /* widen the neighbourhood; give up after it stops helping, at
+             * once when many workloads share the minimum (then it rises
+             * only when all of them do: the levels' rounds below get there
+             * one workload at a time) */
+            if (++stalls > (count_at_min(c, ea->excluded, sol) > 4 ? 0 : 3) || nfree >= nin)
                 break;
             delta *= 2;
             fmax_n = fmax_n * 3 / 2;
@@ -415,19 +437,19 @@ int pl_exact_stage(const struct pl_ctx *c, const struct pl_exact_args *ea, struc
          * the number of workloads at it (e.g. fewer jobs left waiting). */
         size_t fm = fmax_n, q = 2;
         int nc = 3, ne = 2, st = 0;
-        for (int round = 0; round < 12 && !rc; round++) {
+        for (int round = 0; round < 64 && !rc; round++) {
             if (used >= budget || pl_past(deadline))
                 break;
             size_t nfree = 0;
             if ((rc = pick_free(c, ea->excluded, sol, 0.02, fm, q, free_wl, &nfree)))
                 break;
             int imp = 0;
-            rc = next_level(c, ea, sol, 0, nc, ne, (budget - used) / 3 + 1, deadline, free_wl,
-                            &used, &imp);
+            long share = budget / 8 + 1 < budget - used ? budget / 8 + 1 : budget - used;
+            rc = next_level(c, ea, sol, 0, nc, ne, share, deadline, free_wl, &used, &imp);
             rounds++;
             lex2 |= imp;
             if (!imp) {
-                if (++st > 3 || nfree >= nin)
+                if (++st > 6 || nfree >= nin)
                     break;
                 fm = fm * 3 / 2;
                 q += 2;

@@ -22,6 +22,9 @@
  *   y[g,k] <= cap[g,k] z[g,k]          an instance holds at most its cap
  *   sum_g y[g,k] <= m_k cpu_k          class CPU
  *   sum_g mem_g z[g,k] <= m_k mem_k    class memory
+ *   z[g,k] <= m_k x (instances of g that fit one node of k)
+ *   sum of z[g,k] over g taking over half a node's memory <= m_k (and the
+ *   same for whole jobs taking over half its CPU): one such per node
  *
  * and the bound is found by bisection on t (D_g is increasing in t). Every
  * level reported as the bound is one at which this relaxation was shown
@@ -29,8 +32,11 @@
  * heuristic's level is feasible, so the search starts there, and the first
  * probe just above it says at once whether the heuristic is already optimal.
  *
- * Whole jobs (all-or-nothing CPU) use the chord of their utility between 0
- * and their cap: the convex hull of the two points they can take.
+ * Whole jobs (all-or-nothing CPU): a placement whose minimum is t runs every
+ * whole job with u(0) < t, and at its full cap, so at level t such a job
+ * demands its whole cap (not the chord's fraction of it: with t fixed the
+ * bisection need not be concave, only monotone). Only the packing of those
+ * caps onto nodes stays relaxed (fractional within a class).
  */
 #include <errno.h>
 #include <math.h>
@@ -48,10 +54,12 @@ double pl_relaxed_demand(const struct pl_ctx *c, size_t a, double t)
     if (t <= u0)
         return 0;
     if (pl_whole(c, a)) {
+        /* Any placement whose minimum is t > u(0) runs this job, and a
+         * whole job runs at its cap: the demand at t is all of it. */
         double ucap = placement_utility_eval(u, c->capi[a]);
         if (t > ucap + PL_EPS || ucap <= u0)
             return INFINITY;
-        return c->capi[a] * fmin(1, (t - u0) / (ucap - u0));
+        return c->capi[a];
     }
     if (t > c->umax[a] + PL_EPS)
         return INFINITY;
@@ -248,12 +256,12 @@ int pl_lp_bound(const struct pl_ctx *c, const struct pl_bound_args *ba, struct p
     r->classes = (int)cl.K;
     r->groups = (int)m.G;
 
-    /* Size the matrix: per eligible (g, k) pair 2 columns and 6 nonzeros. */
+    /* Size the matrix: per eligible (g, k) pair 2 columns and up to 8 nonzeros. */
     volatile size_t npairs = 0;
     for (size_t g = 0; g < m.G; g++)
         for (size_t k = 0; k < cl.K; k++)
             npairs += pl_eligible(c, m.ws[m.first[g]], cl.rep[k]);
-    size_t nnz_max = 6 * npairs + 1;
+    size_t nnz_max = 8 * npairs + 1;
     ia = malloc((nnz_max + 1) * sizeof(int));
     ja = malloc((nnz_max + 1) * sizeof(int));
     ar = malloc((nnz_max + 1) * sizeof(double));
@@ -271,11 +279,14 @@ int pl_lp_bound(const struct pl_ctx *c, const struct pl_bound_args *ba, struct p
     lp = glp_create_prob();
     m.lp = lp;
     glp_set_obj_dir(lp, GLP_MIN);
-    /* rows: per group demand + instances, per class cpu + memory, per pair link */
-    int nrows = (int)(2 * m.G + 2 * cl.K + npairs);
+    /* rows: per group demand + instances, per class cpu + memory, per pair
+     * link, per class the "big" instances (over half a node's memory, or
+     * whole jobs over half its CPU: at most one of each kind per node) */
+    int nrows = (int)(2 * m.G + 2 * cl.K + npairs + 2 * cl.K);
     glp_add_rows(lp, nrows);
     glp_add_cols(lp, npairs > 0 ? (int)(2 * npairs) : 1);
     int row_inst0 = (int)m.G, row_cpu0 = (int)(2 * m.G), row_mem0 = row_cpu0 + (int)cl.K;
+    int row_big0 = row_mem0 + (int)cl.K + (int)npairs; /* after the links */
     int row_link = row_mem0 + (int)cl.K;
     for (size_t g = 0; g < m.G; g++) {
         m.drow[g] = (int)g + 1;
@@ -291,6 +302,8 @@ int pl_lp_bound(const struct pl_ctx *c, const struct pl_bound_args *ba, struct p
         double mk = (double)cl.count[k];
         glp_set_row_bnds(lp, row_cpu0 + (int)k + 1, GLP_UP, 0, mk * c->cap[cl.rep[k]] / PL_CPU_U);
         glp_set_row_bnds(lp, row_mem0 + (int)k + 1, GLP_UP, 0, mk * c->mem[cl.rep[k]] / PL_MEM_U);
+        glp_set_row_bnds(lp, row_big0 + 2 * (int)k + 1, GLP_UP, 0, mk);
+        glp_set_row_bnds(lp, row_big0 + 2 * (int)k + 2, GLP_UP, 0, mk);
     }
     size_t nz = 0;
     int col = 0;
@@ -317,6 +330,11 @@ int pl_lp_bound(const struct pl_ctx *c, const struct pl_bound_args *ba, struct p
                 size_t a = m.ws[m.first[g] + i];
                 zub += fmin((double)cl.count[k], (double)c->maxinst[a]);
             }
+            /* per node at most so many instances of this shape fit */
+            double per = floor(c->mem[n] / c->p->workloads[a0].memory_mb + 1e-9);
+            if (whole)
+                per = fmin(per, floor(c->cap[n] / c->capi[a0] + 1e-9));
+            zub = fmin(zub, per * (double)cl.count[k]);
             if (capk <= 0)
                 zub = 0;
             int ycol = ++col, zcol = ++col, lrow = ++row_link;
@@ -329,6 +347,10 @@ int pl_lp_bound(const struct pl_ctx *c, const struct pl_bound_args *ba, struct p
             NZ(row_mem0 + (int)k + 1, zcol, memg);
             NZ(lrow, ycol, 1.0);
             NZ(lrow, zcol, -capk / PL_CPU_U);
+            if (c->p->workloads[a0].memory_mb > 0.5 * c->mem[n] + PL_EPS)
+                NZ(row_big0 + 2 * (int)k + 1, zcol, 1.0);
+            if (whole && c->capi[a0] > 0.5 * c->cap[n] + PL_EPS)
+                NZ(row_big0 + 2 * (int)k + 2, zcol, 1.0);
         }
     }
 #undef NZ

@@ -20,10 +20,9 @@ static inline int pl_whole(const struct pl_ctx *c, size_t a)
     return c->whole[a];
 }
 
-/* CPU (MHz, over all instances) that workload a needs to reach level t in the
- * relaxation; +INFINITY when t is above what it can reach. Whole workloads use
- * the chord between u(0) and u(capi): the tight concave relaxation of the
- * all-or-nothing choice. */
+/* CPU (MHz, over all instances) that workload a needs for a minimum of t;
+ * +INFINITY when t is above what it can reach. A whole job needs its whole
+ * cap as soon as t > u(0) (it must run, and runs at its cap). */
 double pl_relaxed_demand(const struct pl_ctx *c, size_t a, double t);
 
 /* Identical nodes (same CPU, memory, labels) form classes. */

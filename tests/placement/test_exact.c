@@ -51,8 +51,9 @@ static double now(void)
 }
 
 /* Three whole jobs of 4 GHz and two 4-GHz nodes: one job must wait, so the
- * best minimum is u(0) = -1. The LP relaxation (each job two thirds placed)
- * says 1/3; the full MILP proves -1, and the bound says so. */
+ * best minimum is u(0) = -1. A plain LP relaxation (each job two thirds
+ * placed) says 1/3; the bound LP knows a whole job over half a node's CPU
+ * takes a node of its own and proves -1, and two jobs run at their cap. */
 static void test_whole_jobs_exact_where_it_matters(void **state)
 {
     (void)state;
@@ -68,7 +69,7 @@ static void test_whole_jobs_exact_where_it_matters(void **state)
     assert_true(fabs(whole_min(p, d) - -1) < 1e-6);
     assert_true(d->exact_optimal);
     assert_true(d->upper_bound < -1 + 1e-3);
-    assert_string_equal(d->bound_method, "glpk-milp");
+    assert_true(!strcmp(d->bound_method, "glpk-lp") || !strcmp(d->bound_method, "glpk-milp"));
     /* two jobs run with exactly their cap */
     size_t running = 0;
     for (size_t i = 0; i < d->nassign; i++) {
@@ -76,6 +77,31 @@ static void test_whole_jobs_exact_where_it_matters(void **state)
         running++;
     }
     assert_int_equal(running, 2);
+    placement_decision_free(d);
+    placement_problem_free(p);
+}
+
+/* Whole jobs of 3, 3 and 2 GHz on two 4-GHz nodes: the CPU adds up, the
+ * two big ones take a node each, but the small one fits beside neither, so
+ * one job waits. Only the MILP can prove that; the bound then says so. */
+static void test_milp_proves_what_the_lp_cannot(void **state)
+{
+    (void)state;
+    struct placement_problem *p = tp_new(2, 3);
+    tp_node(p, 0, 2, 2000, 8192, 1);
+    tp_node(p, 1, 2, 2000, 8192, 1);
+    static const double caps[] = {3000, 3000, 2000};
+    for (size_t i = 0; i < 3; i++) {
+        tp_job(p, i, 1024, caps[i], caps[i]);
+        p->workloads[i].whole = 1;
+    }
+    p->opts.power_saving = 0;
+    p->opts.time_limit_s = 60;
+    struct placement_decision *d = solve(p, PLACEMENT_SOLVER_EXACT);
+    assert_true(fabs(whole_min(p, d) - -1) < 1e-6);
+    assert_true(d->exact_optimal);
+    assert_string_equal(d->bound_method, "glpk-milp");
+    assert_true(d->upper_bound < -1 + 1e-3);
     placement_decision_free(d);
     placement_problem_free(p);
 }
@@ -286,6 +312,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_whole_jobs_exact_where_it_matters),
+        cmocka_unit_test(test_milp_proves_what_the_lp_cannot),
         cmocka_unit_test(test_never_worse_and_bound_holds),
         cmocka_unit_test(test_repeatable),
         cmocka_unit_test(test_deadline_holds),
