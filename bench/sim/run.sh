@@ -16,8 +16,8 @@ run "Experiment 1a: defaults (action durations from docs/sim.md)" \
     --experiment exp1 --out "$out/exp1"
 run "Experiment 1b: cost-free actions (as in the design description's simulation)" \
     --experiment exp1 --no-action-costs --out "$out/exp1-nocost"
-run "Experiment 1c: another cluster (8 nodes x 4 cores, twice the arrival rate range)" \
-    --experiment exp1 --nodes 8 --cores 4 --ia-min 2 --ia-max 8 --ia-step 2 --out "$out/exp1-8x4"
+run "Experiment 1c: another cluster (8 nodes x 4 cores, arrivals up to 8x as often)" \
+    --experiment exp1 --nodes 8 --cores 4 --ia-min 1 --ia-max 4 --ia-step 1 --out "$out/exp1-8x4"
 run "Experiment 2: one day of web load and jobs, placement by the core" \
     --experiment exp2 --exp2-policy apc --out "$out/exp2"
 run "Experiment 3" --experiment exp3 --out "$out/exp3"
