@@ -17,11 +17,11 @@ struct fc_flow {
     double goal, importance;
     double lambda, cost, d0; /* calibrated (EWMA) */
     int have_lambda, have_cost, have_d0;
-    double last_obs;         /* now of the last observation */
-    double slots;            /* damped share applied last cycle; 0 = none yet */
-    double last_step;        /* signed change applied last cycle */
-    int last_dir;            /* sign of the last change that happened (0 = none yet) */
-    double gain;             /* current damping gain */
+    double last_obs;  /* now of the last observation */
+    double slots;     /* damped share applied last cycle; 0 = none yet */
+    double last_step; /* signed change applied last cycle */
+    int last_dir;     /* sign of the last change that happened (0 = none yet) */
+    double gain;      /* current damping gain */
 };
 
 struct fc_app {
@@ -84,7 +84,8 @@ struct flowctl *flowctl_new(const struct flowctl_config *cfg, struct wlm_error *
         return NULL;
     }
     if (!(c.queue_cap >= 0) || !(c.default_d0 >= 0) || !(c.stale_after > 0)) {
-        fc__err(err, WLM_EINVAL, "queue_cap", "queue_cap, default_d0 must be >= 0, stale_after > 0");
+        fc__err(err, WLM_EINVAL, "queue_cap",
+                "queue_cap, default_d0 must be >= 0, stale_after > 0");
         return NULL;
     }
     struct flowctl *fc = calloc(1, sizeof *fc);
@@ -612,17 +613,7 @@ int flowctl_utility_of(const struct flowctl *fc, const char *app, double omega_m
 {
     struct flowctl_flow_model m[FLOWCTL_MAX_FLOWS];
     double imp[FLOWCTL_MAX_FLOWS];
-    size_t n = 0;
-    double latest = -INFINITY;
-    for (size_t i = 0; i < fc->nflows; i++)
-        if (app && !strcmp(fc->flows[i].app, app))
-            latest = fmax(latest, fc->flows[i].last_obs);
-    for (size_t i = 0; i < fc->nflows; i++)
-        if (app && !strcmp(fc->flows[i].app, app)) {
-            fc_model_of(fc, &fc->flows[i], latest, &m[n]);
-            m[n].queue_cap = 0;
-            imp[n++] = fc->flows[i].importance;
-        }
+    size_t n = app_models(fc, app, m, imp);
     if (n == 0)
         return fc__err(err, WLM_ENOTFOUND, "app", "no flows for application %s", app ? app : "?");
     return flowctl_app_utility(m, imp, n, omega_max, npts, fc->cfg.util_floor, out, err);
