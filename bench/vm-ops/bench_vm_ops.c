@@ -138,8 +138,9 @@ static int wait_boot(struct nodeagent_driver *d, const char *id, const char *con
     if (!stop_sig) {
         char st[160];
         nodeagent_libvirt_state_text(d, id, st, sizeof(st));
-        fprintf(stderr, "bench_vm_ops: domain %s did not reach its init within %.0f s (%s; %s); "
-                        "destroyed\n", id, boot_timeout, nodeagent_libvirt_describe(d), st);
+        fprintf(stderr, "bench_vm_ops: domain %s%s did not reach its init within %.0f s (%s; %s); "
+                        "destroyed\n", id[0] == '~' ? NODEAGENT_POOL_DOM_PREFIX : "wlm-",
+                id[0] == '~' ? id + 1 : id, boot_timeout, nodeagent_libvirt_describe(d), st);
     }
     d->ops->destroy(d, id, NULL);
     return -1;
