@@ -37,7 +37,30 @@ fail() {
   exit 1
 }
 export WLM_TOKEN=wp-secret
-cport=$(wlm_free_port) # nothing listens: agents retry registration quietly
+cport=$(wlm_free_port)
+# A stand-in controller: accepts registrations and keeps each node's last
+# heartbeat, to check what the agent reports.
+python3 - "$cport" "$dir" <<'PY' >"$dir/controller.log" 2>&1 &
+import http.server, json, sys
+port, d = int(sys.argv[1]), sys.argv[2]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        parts = self.path.split("/")
+        if self.path.endswith("/heartbeat"):
+            with open("%s/hb-%s.json.tmp" % (d, parts[3]), "wb") as f:
+                f.write(body)
+            import os
+            os.replace("%s/hb-%s.json.tmp" % (d, parts[3]), "%s/hb-%s.json" % (d, parts[3]))
+        self.send_response(201 if self.path == "/v1/nodes" else 200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+PY
+pids+=($!)
 
 start_agent() { # NAME [extra flags...]
   local name=$1
@@ -51,7 +74,9 @@ start_agent() { # NAME [extra flags...]
   eval "pid_$name=$!"
   local url=""
   for _ in $(seq 150); do
-    if [ "$(grep -c 'node agent listening' "$dir/$name.log" 2>/dev/null || true)" -gt "${before:-0}" ]; then
+    local seen
+    seen=$(grep -c 'node agent listening' "$dir/$name.log" 2>/dev/null || true)
+    if [ "${seen:-0}" -gt "${before:-0}" ]; then
       url=$(grep -o 'url=http://127.0.0.1:[0-9]*' "$dir/$name.log" | tail -1 | cut -d= -f2)
       break
     fi
@@ -131,10 +156,25 @@ has "$(field 'd["output"]' <"$dir/job")" "cold ok" || fail "cold output: $(cat "
 echo "ok: empty pool falls back to a cold boot"
 
 # ---- 3. kill -9 with a parked VM and a running pool job.
-r=$(act "$url_a" '{"id":"k1","kind":"start","job":"'$tag-long'","command":"echo begun; sleep 600"}')
+r=$(act "$url_a" '{"id":"k1","kind":"start","job":"'$tag-long'","command":"echo begun; echo WLM-PROGRESS 20; sleep 600"}')
 [ "$(echo "$r" | field 'd["result"]["path"]')" = pool ] || fail "long job not from the pool: $r"
 jobdom=$(echo "$r" | field 'd["result"]["domain"]')
 wait_parked "$url_a" 1 240
+# The heartbeat carries the running job's measured progress and the pool's
+# reclaimable memory (what the controller's estimator and placement use).
+hbq() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$dir/hb-${tag}a.json" "$1"; }
+for _ in $(seq 100); do
+  [ -f "$dir/hb-${tag}a.json" ] && [ "$(hbq 'd["pool"]["parked"]')" -ge 1 ] &&
+    [ "$(hbq '[x.get("progress") for x in d["usage"]["domains"] if x["job"]=="'$tag-long'"]')" = "[0.2]" ] && break
+  sleep 0.2
+done
+[ "$(hbq '[(x.get("progress"), x.get("progress_source"), x["state"]) for x in d["usage"]["domains"] if x["job"]=="'$tag-long'"]')" = "[(0.2, 'guest', 'running')]" ] ||
+  fail "heartbeat progress: $(cat "$dir/hb-${tag}a.json")"
+[ "$(hbq 'd["pool"]["reclaimable_mb"] > 100 and d["pool"]["reclaimable_mb"] == d["pool"]["memory_mb"]')" = True ] ||
+  fail "heartbeat pool memory: $(hbq 'd["pool"]')"
+[ "$(hbq 'any(x["job"].startswith("~") or x["job"].startswith("wlmpool") for x in d["usage"]["domains"])')" = False ] ||
+  fail "a parked VM shows as a job in the heartbeat"
+echo "ok: heartbeat: progress 0.2 (guest) for the running job, pool reclaimable $(hbq 'd["pool"]["reclaimable_mb"]') MiB"
 left=$(virsh list --name | grep "^wlmpool-${tag}a-" | grep -vx "$jobdom")
 kill -9 "$pid_a"
 wait "$pid_a" 2>/dev/null || true
