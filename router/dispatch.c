@@ -403,7 +403,16 @@ int router_set_config(struct router *r, struct router_config *cfg, struct wlm_er
     uint64_t wake = 0;
     struct rt_tls_store *tls = NULL;
     if (r->tport > 0) { /* certificates first: a bad file refuses the whole swap */
-        tls = rt_tls_store_new(r->tls_cert, r->tls_key, cfg, err);
+        /* Same files (identity, size, mtime) and names as in force: keep the
+         * store, so session tickets stay valid across frequent config pushes. */
+        char *sig = rt_tls_signature(r->tls_cert, r->tls_key, cfg);
+        pthread_mutex_lock(&r->tls_mu);
+        if (rt_tls_store_same(r->tls, sig))
+            tls = rt_tls_store_ref(r->tls);
+        pthread_mutex_unlock(&r->tls_mu);
+        free(sig);
+        if (!tls)
+            tls = rt_tls_store_new(r->tls_cert, r->tls_key, cfg, err);
         if (!tls) {
             wlm_warn("router", "config refused", "reason=%s", err ? err->msg : "TLS");
             return err ? err->code : -WLM_EINVAL;

@@ -373,6 +373,8 @@ struct rt_tls_store *rt_tls_store_new(const char *cert, const char *key,
                                       const struct router_config *cfg, struct wlm_error *err);
 struct rt_tls_store *rt_tls_store_ref(struct rt_tls_store *st);
 void rt_tls_store_unref(struct rt_tls_store *st);
+char *rt_tls_signature(const char *cert, const char *key, const struct router_config *cfg);
+int rt_tls_store_same(const struct rt_tls_store *st, const char *sig);
 int rt_tls_conn_start(struct rt_conn *c, struct rt_tls_store *st);
 void rt_tls_conn_free(struct rt_conn *c);
 int rt_tls_input(struct rt_conn *c, const char *d, size_t n);

@@ -364,7 +364,7 @@ static int b64url_decode(const char *in, size_t n, unsigned char *out, size_t ca
 static size_t h1_feed(struct rt_conn *c, const char *d, size_t n)
 {
     size_t off = 0;
-    while (off < n && !c->closing && c->proto == P_H1 && !c->want_close) {
+    while (off < n && !c->closing && !c->ending && c->proto == P_H1 && !c->want_close) {
         size_t used;
         enum router_h1_event ev = router_h1req_feed(c->h1, d + off, n - off, &used);
         off += used;
@@ -520,7 +520,7 @@ void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
  * non-zero when the connection closed. */
 int conn_process(struct rt_conn *c, const char *d, size_t len)
 {
-    if (c->closing)
+    if (c->closing || c->ending) /* closing after its last response: nothing more is read */
         return 1;
     if (c->tunnel_q) {
         rt_tunnel_from_client(c->tunnel_q, d, len);
@@ -567,7 +567,7 @@ int conn_process(struct rt_conn *c, const char *d, size_t len)
             return 1;
         }
     }
-    return c->closing;
+    return c->closing || c->ending;
 }
 
 static void conn_read_(struct rt_conn *c, ssize_t n, const uv_buf_t *b)

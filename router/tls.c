@@ -11,6 +11,7 @@
  * whichever worker accepted the connection, and session tickets issued by
  * one worker resume on another. */
 #include <strings.h>
+#include <sys/stat.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -27,6 +28,7 @@ struct rt_tls_store {
     SSL_CTX *def;
     struct rt_tls_sni *sni;
     size_t nsni;
+    char *sig; /* what it was built from: files (identity, size, mtime) + SNI names */
 };
 
 /* TLS 1.2 suites with forward secrecy and AEAD only; TLS 1.3 uses
@@ -134,7 +136,49 @@ void rt_tls_store_unref(struct rt_tls_store *st)
     }
     free(st->sni);
     SSL_CTX_free(st->def);
+    free(st->sig);
     free(st);
+}
+
+static void sig_file(char **b, size_t *len, size_t *cap, const char *path)
+{
+    struct stat sb;
+    char t[160];
+    rt_buf_str(b, len, cap, path);
+    if (stat(path, &sb) == 0)
+        snprintf(t, sizeof t, "|%llu:%llu:%lld:%lld.%09ld;", (unsigned long long)sb.st_dev,
+                 (unsigned long long)sb.st_ino, (long long)sb.st_size,
+                 (long long)sb.st_mtim.tv_sec, sb.st_mtim.tv_nsec);
+    else
+        snprintf(t, sizeof t, "|missing;");
+    rt_buf_str(b, len, cap, t);
+}
+
+/* A string that changes when any certificate/key file or SNI name of the
+ * store for (cert, key, cfg) changes. */
+char *rt_tls_signature(const char *cert, const char *key, const struct router_config *cfg)
+{
+    char *b = NULL;
+    size_t len = 0, cap = 0;
+    sig_file(&b, &len, &cap, cert);
+    sig_file(&b, &len, &cap, key);
+    for (size_t a = 0; cfg && a < cfg->napps; a++) {
+        const struct router_app *app = &cfg->apps[a];
+        if (!app->tls_cert)
+            continue;
+        sig_file(&b, &len, &cap, app->tls_cert);
+        sig_file(&b, &len, &cap, app->tls_key);
+        for (size_t h = 0; h < app->nhosts; h++) {
+            rt_buf_str(&b, &len, &cap, app->hosts[h]);
+            rt_buf_add(&b, &len, &cap, ",", 1);
+        }
+    }
+    return b;
+}
+
+int rt_tls_store_same(const struct rt_tls_store *st, const char *sig)
+{
+    return st && st->sig && sig && strcmp(st->sig, sig) == 0;
 }
 
 struct rt_tls_store *rt_tls_store_ref(struct rt_tls_store *st)
@@ -153,6 +197,7 @@ struct rt_tls_store *rt_tls_store_new(const char *cert, const char *key,
         return NULL;
     }
     atomic_init(&st->refs, 1);
+    st->sig = rt_tls_signature(cert, key, cfg);
     st->def = ctx_load(cert, key, "--tls-cert", err);
     if (!st->def)
         goto fail;

@@ -240,6 +240,13 @@ def main():
     check(data.count(b"HTTP/1.1 200") == 3 and data.index(b"X-N: 2") < data.rindex(b"hello"),
           "pipelined requests answered in order")
 
+    # --- a request with Connection: close ends the connection: what was
+    # pipelined behind it is not served
+    out = raw(port, b"GET /c1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+                    b"GET /c2 HTTP/1.1\r\nHost: a\r\n\r\n")
+    check(out.count(b"HTTP/1.1 200") == 1 and b"Connection: close" in out,
+          "Connection: close ends the connection after its response")
+
     # --- hygiene
     out = raw(port, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
                     b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
