@@ -16,6 +16,20 @@ wlm job submit --name long --command true --work-seconds 40 --threads 1 --max-sp
   --memory 512 --class gold >/dev/null
 job_running() { [ "$(e2e_job_state 1)" = RUNNING ]; }
 e2e_wait 60 "the job to run" job_running
+# The problem of the controller's last decision replays in `wlm plan` to the
+# same placement (one decision core, same inputs).
+curl -sf -H "Authorization: Bearer $WLM_TOKEN" "$WLM_CONTROLLER/v1/placement/snapshot?of=last" \
+  >"$dir/last.json" || e2e_fail "no snapshot of the last decision"
+wlm plan --snapshot "$dir/last.json" --json >"$dir/replay.json" || e2e_fail "wlm plan refused the snapshot"
+e2e_py "
+import json, sys
+a = json.load(open('$dir/last.json'))['decision']
+b = json.load(open('$dir/replay.json'))
+key = lambda d: sorted((x['workload'], x['node'], round(x['cpu_mhz'], 6)) for x in d['placement'])
+if key(a) != key(b) or abs(a['min_utility'] - b['min_utility']) > 1e-5:
+    sys.exit('controller %s %r / replay %s %r' % (key(a), a['min_utility'], key(b), b['min_utility']))
+" || e2e_fail "wlm plan on the controller's snapshot decided differently"
+echo "the last decision replays in wlm plan"
 job_node() { wlm job show 1 --json | e2e_py "import json,sys; print(json.load(sys.stdin)['node'])"; }
 inst_node() { wlm placement --json | e2e_py "
 import json,sys
