@@ -10,15 +10,20 @@
  *  2. Improve: restricted MILPs (milp.c) around the workloads near the
  *     minimum, a large-neighbourhood search with GLPK as the inner solver:
  *     while the minimum rises, go again; when it does not, widen the
- *     neighbourhood (more workloads, more candidate nodes). Small problems
- *     get the full model at once, which proves optimality.
- *  3. Levels: over the final placement, LPs raise the next levels
+ *     neighbourhood (more workloads, more candidate nodes, nodes to
+ *     repack). Small problems end with the full model, which proves
+ *     optimality.
+ *  3. Levels: the lowest level above the workloads already at their best and
+ *     then the sum of utilities, with placement changes (the full model on
+ *     small problems, neighbourhoods on large ones), kept only when
+ *     lexicographically better; then LPs over the final placement
  *     (progressive filling, fill.c).
  *
  * One deadline (options.time_limit_s from the start of this stage) covers
- * all of it, but it is only the safety net: the work is bounded by counts
- * (simplex iterations, branch-and-bound nodes) derived from the problem size,
- * so a snapshot gives the same decision run after run.
+ * all of it, but it is only the safety net: the work is bounded by counted
+ * units (simplex iterations and branch-and-bound nodes weighted by model
+ * size) from options.work_limit or time_limit_s, so a snapshot gives the same
+ * decision run after run.
  */
 #include <errno.h>
 #include <math.h>
@@ -430,7 +435,11 @@ int pl_exact_stage(const struct pl_ctx *c, const struct pl_exact_args *ea, struc
     /* 3. The next level: with placement changes on small problems, then
      * LPs over the final placement. */
     int lex2 = 0;
-    if (!rc && can_full && used < budget && !pl_past(deadline)) {
+    if (t_h >= bound - BOUND_TOL) {
+        /* Cheap when it cannot help: the heuristic's minimum is proven
+         * optimal by the bound, and its own progressive filling already
+         * set the levels above; the decision is exactly the heuristic's. */
+    } else if (!rc && can_full && used < budget && !pl_past(deadline)) {
         rc = next_level(c, ea, sol, 1, 0, 0, budget - used, deadline, free_wl, &used, &lex2);
     } else if (!rc) {
         /* Neighbourhoods again, now for the levels above the minimum and
