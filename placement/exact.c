@@ -147,7 +147,8 @@ static size_t count_at_min(const struct pl_ctx *c, const int *excluded, const st
  * one: packing problems (a whole job that fits nowhere as things stand) are
  * solved by repacking a few nodes, not by moving the job alone. */
 static int pick_free(const struct pl_ctx *c, const int *excluded, const struct pl_sol *s,
-                     double delta, size_t fmax, size_t qnodes, int *free_wl, size_t *nfree)
+                     double delta, size_t fmax, size_t qnodes, size_t rot, int *free_wl,
+                     size_t *nfree)
 {
     size_t W = c->W ? c->W : 1;
     double *cpu = calloc(W, sizeof(double)), *util = calloc(W, sizeof(double));
@@ -175,7 +176,12 @@ static int pick_free(const struct pl_ctx *c, const int *excluded, const struct p
         (*nfree)++;
     }
     if (qnodes && n && c->N) {
-        size_t a0 = v[0].a, N = c->N;
+        /* the workloads at the minimum take turns (round `rot`), so the
+         * rounds repack around different ones */
+        size_t nlow = 0;
+        while (nlow < n && v[nlow].u <= t + 1e-6)
+            nlow++;
+        size_t a0 = v[nlow ? rot % nlow : 0].a, N = c->N;
         double *fc = malloc(N * sizeof(double)), *fm = malloc(N * sizeof(double));
         struct wu *nv = malloc(N * sizeof(*nv));
         if (!fc || !fm || !nv) {
@@ -387,7 +393,8 @@ int pl_exact_stage(const struct pl_ctx *c, const struct pl_exact_args *ea, struc
             break;
         size_t nfree = 0;
         if ((rc = pick_free(c, ea->excluded, sol, full ? INFINITY : delta,
-                            full ? (size_t)-1 : fmax_n, full ? 0 : qnodes, free_wl, &nfree)))
+                            full ? (size_t)-1 : fmax_n, full ? 0 : qnodes, (size_t)round,
+                            free_wl, &nfree)))
             break;
         /* a neighbourhood gets at most a quarter of what is left */
         long share = full ? budget - used : (budget - used) / 4 + 1;
@@ -450,7 +457,8 @@ int pl_exact_stage(const struct pl_ctx *c, const struct pl_exact_args *ea, struc
             if (used >= budget || pl_past(deadline))
                 break;
             size_t nfree = 0;
-            if ((rc = pick_free(c, ea->excluded, sol, 0.02, fm, q, free_wl, &nfree)))
+            if ((rc = pick_free(c, ea->excluded, sol, 0.02, fm, q, (size_t)round, free_wl,
+                                &nfree)))
                 break;
             int imp = 0;
             long share = budget / 8 + 1 < budget - used ? budget / 8 + 1 : budget - used;
