@@ -193,6 +193,8 @@ int nodeagent_libvirt_pool_list(struct nodeagent_driver *d, const char *prefix,
 /* libvirt's state and reason of a domain as text ("paused (booting)"), for
  * error messages. */
 void nodeagent_libvirt_state_text(struct nodeagent_driver *d, const char *id, char *out, size_t n);
+/* The disk image file of a domain (its first disk); -WLM_ENOTFOUND when none. */
+int nodeagent_libvirt_disk_path(struct nodeagent_driver *d, const char *id, char *out, size_t n);
 /* Domain type of job VMs ("qemu", "kvm", "test") and the connection URI. */
 const char *nodeagent_libvirt_describe(struct nodeagent_driver *d);
 
@@ -229,8 +231,9 @@ void nodeagent_pool_free(struct nodeagent_pool *p);
 int nodeagent_pool_take(struct nodeagent_pool *p, char **path, struct wlm_error *err);
 /* Scrub (re-create the overlay) and return an image to the pool. */
 int nodeagent_pool_release(struct nodeagent_pool *p, const char *path, struct wlm_error *err);
-/* Mark an image as in use without taking it (reconcile after restart). */
-void nodeagent_pool_mark_used(struct nodeagent_pool *p, const char *path);
+/* Mark an image as in use without taking it (reconcile after restart);
+ * 1 when the pool knows the image, else 0. */
+int nodeagent_pool_mark_used(struct nodeagent_pool *p, const char *path);
 struct nodeagent_pool_status {
     int free, used, max;
     double create_seconds; /* time of the last overlay creation */

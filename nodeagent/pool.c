@@ -82,7 +82,16 @@ static int add_image(struct nodeagent_pool *p, struct wlm_error *err)
     p->img = arr;
     struct pool_img *im = &p->img[p->n];
     memset(im, 0, sizeof(*im));
-    snprintf(im->name, sizeof(im->name), "img-%d.qcow2", p->n);
+    /* The lowest index no entry has (entries adopted after a restart may
+     * have any index). */
+    for (int k = p->n;; k++) {
+        snprintf(im->name, sizeof(im->name), "img-%d.qcow2", k);
+        int taken = 0;
+        for (int i = 0; i < p->n && !taken; i++)
+            taken = !strcmp(p->img[i].name, im->name);
+        if (!taken)
+            break;
+    }
     /* An overlay left by a previous run is reused as it is: it was scrubbed
      * when released, or is marked used by reconcile. */
     im->path = vol_path(p->pool, im->name);
@@ -226,15 +235,41 @@ int nodeagent_pool_release(struct nodeagent_pool *p, const char *path, struct wl
     return r;
 }
 
-void nodeagent_pool_mark_used(struct nodeagent_pool *p, const char *path)
+int nodeagent_pool_mark_used(struct nodeagent_pool *p, const char *path)
 {
     if (!p || !path || !*path)
-        return;
+        return 0;
+    int found = 0;
     pthread_mutex_lock(&p->mu);
-    for (int i = 0; i < p->n; i++)
-        if (!strcmp(p->img[i].path, path))
+    for (int i = 0; i < p->n; i++) {
+        if (!strcmp(p->img[i].path, path)) {
             p->img[i].used = 1;
+            found = 1;
+        }
+    }
+    /* An overlay of ours the pool has not listed since the restart (it had
+     * grown beyond its start-up size): list it, in use. */
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    if (!found && p->n < p->max && !strncmp(base, "img-", 4) && strlen(base) < 64) {
+        char *vp = vol_path(p->pool, base);
+        struct pool_img *arr = vp && !strcmp(vp, path)
+                                   ? realloc(p->img, (size_t)(p->n + 1) * sizeof(*arr))
+                                   : NULL;
+        if (arr) {
+            p->img = arr;
+            memset(&p->img[p->n], 0, sizeof(p->img[p->n]));
+            wlm_strlcpy(p->img[p->n].name, base, sizeof(p->img[p->n].name));
+            p->img[p->n].path = vp;
+            p->img[p->n].used = 1;
+            p->n++;
+            found = 1;
+            vp = NULL;
+        }
+        free(vp);
+    }
     pthread_mutex_unlock(&p->mu);
+    return found;
 }
 
 void nodeagent_pool_status(struct nodeagent_pool *p, struct nodeagent_pool_status *st)

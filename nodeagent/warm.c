@@ -488,6 +488,60 @@ static void *warm_thread(void *arg)
     return NULL;
 }
 
+/* A pool VM found at start: parked and untouched? Then it joins the pool. */
+static int adopt_parked(struct na_warm *w, const struct nodeagent_wl_info *li)
+{
+    struct nodeagent *a = w->a;
+    if (li->state != NODEAGENT_WL_PAUSED)
+        return 0;
+    const char *dash = strrchr(li->id, '-');
+    if (!dash)
+        return 0;
+    struct warm_vm v;
+    memset(&v, 0, sizeof(v));
+    wlm_strlcpy(v.id, li->id, sizeof(v.id));
+    snprintf(v.console, sizeof(v.console), "%s/%s.console", w->dir, dash + 1);
+    snprintf(v.sock, sizeof(v.sock), "%s/%s.sock", w->dir, dash + 1);
+    struct stat sb;
+    if (stat(v.sock, &sb) != 0 || !S_ISSOCK(sb.st_mode))
+        return 0;
+    struct wlm_buf b;
+    wlm_buf_init(&b);
+    FILE *f = fopen(v.console, "rb");
+    if (f) {
+        char buf[65536];
+        size_t got;
+        while ((got = fread(buf, 1, sizeof(buf), f)) > 0 && b.len < (4u << 20))
+            wlm_buf_append(&b, buf, got);
+        fclose(f);
+    }
+    int ready = b.data && memmem(b.data, b.len, "WLM-READY", 9) &&
+                !memmem(b.data, b.len, "WLM-START", 9);
+    wlm_buf_fini(&b);
+    if (!ready)
+        return 0;
+    /* Its disk must be one the image pool knows, or it could be handed out
+     * twice. */
+    if (a->pool && (nodeagent_libvirt_disk_path(a->vm, v.id, v.image, sizeof(v.image)) < 0 ||
+                    !nodeagent_pool_mark_used(a->pool, v.image)))
+        return 0;
+    v.vcpus = li->vcpus > 0 ? li->vcpus : 1;
+    v.memory_mb = li->memory_kb / 1024;
+    v.parked = 1;
+    char dom[200];
+    snprintf(dom, sizeof(dom), NODEAGENT_POOL_DOM_PREFIX "%s", v.id + 1);
+    v.rss_kb = dom_rss_kb(dom);
+    struct warm_vm *arr = realloc(w->vms, (w->n + 1) * sizeof(*arr));
+    if (!arr)
+        return 0;
+    w->vms = arr;
+    w->vms[w->n++] = v;
+    if (v.rss_kb > 0)
+        w->rss_kb_last = v.rss_kb;
+    shape_get(w, v.vcpus, v.memory_mb);
+    return 1;
+}
+
 /* ------------------------------------------------------------ API */
 
 int na_warm_start(struct nodeagent *a, struct wlm_error *err)
@@ -511,13 +565,19 @@ int na_warm_start(struct nodeagent *a, struct wlm_error *err)
      * an earlier run of this agent named. */
     w->seq = (unsigned)time(NULL);
     a->warm = w;
-    /* Pool VMs a previous run of this agent left (kill -9): they never ran a
-     * job, but their channel state is unknown, so they go. Claimed ones are
-     * jobs and were adopted by reconcile. */
+    /* Pool VMs a previous run of this agent left (kill -9). Claimed ones are
+     * jobs and were adopted by reconcile. A parked one (paused at its
+     * waiting init, nothing handed over) is adopted; anything else (still
+     * booting, or resumed for a hand-over that never finished) goes. */
     struct nodeagent_wl_info *left = NULL;
     size_t nl = 0;
     if (nodeagent_libvirt_pool_list(a->vm, w->prefix, &left, &nl, NULL) == 0) {
         for (size_t i = 0; i < nl; i++) {
+            if (adopt_parked(w, &left[i])) {
+                wlm_info(NA_COMP, "warm pool: adopted a parked VM left by a previous run",
+                         "vm=%s", left[i].id + 1);
+                continue;
+            }
             wlm_info(NA_COMP, "warm pool: destroying a VM left by a previous run", "vm=%s",
                      left[i].id + 1);
             a->vm->ops->destroy(a->vm, left[i].id, NULL);

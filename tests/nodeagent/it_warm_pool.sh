@@ -5,8 +5,9 @@
 #     parked in its place;
 #  2. a shape with nothing parked falls back to a cold boot, and says so;
 #  3. kill -9 of the agent with a parked VM and a running pool job: after the
-#     restart the job is adopted (pause and destroy reach it), the parked VM
-#     is cleaned, the pool refills, and a clean stop leaves no pool VM behind;
+#     restart the job is adopted (pause and destroy reach it) and the parked
+#     VM too (the next start uses it); a VM caught booting by a kill -9 is
+#     destroyed; the pool refills, and a clean stop leaves no pool VM behind;
 #  4. a job VM that never reaches its init (a deliberately broken kernel: a
 #     multiboot image that spins) is destroyed at the deadline and the start
 #     fails naming the cause and the driver; a missing kernel path fails at
@@ -180,8 +181,29 @@ kill -9 "$pid_a"
 wait "$pid_a" 2>/dev/null || true
 start_agent a --pool-size 1 --pool-max 4
 grep -q "reconcile: adopted running job job=$tag-long " "$dir/a.log" || fail "the running pool job was not adopted"
-grep -q "destroying a VM left by a previous run vm=${left#wlmpool-}" "$dir/a.log" || fail "parked VM $left left by the killed agent was not cleaned"
-virsh list --name | grep -qx "$left" && fail "parked VM $left leaked"
+grep -q "adopted a parked VM left by a previous run vm=${left#wlmpool-}" "$dir/a.log" || fail "parked VM $left left by the killed agent was not adopted"
+[ "$(virsh domstate "$left")" = paused ] || fail "adopted parked VM $left is not paused"
+[ "$(pool "$url_a" '["parked"]') $(pool "$url_a" '["booting"]')" = "1 0" ] || fail "pool after adoption: $(api "$url_a/v1/node")"
+r=$(act "$url_a" '{"id":"k4","kind":"start","job":"'$tag-again'","command":"echo again"}')
+[ "$(echo "$r" | field 'd["result"]["path"]') $(echo "$r" | field 'd["result"]["domain"]')" = "pool $left" ] ||
+  fail "a start did not take the adopted parked VM: $r"
+# The pool boots a replacement; kill -9 while it boots: a VM caught booting
+# is destroyed at the restart, not adopted.
+booting_dom=
+for _ in $(seq 600); do
+  booting_dom=$(virsh list --name | grep "^wlmpool-${tag}a-" | grep -vx "$jobdom" | grep -vx "$left" || true)
+  [ -n "$booting_dom" ] && [ "$(pool "$url_a" '["booting"]')" = 1 ] && break
+  booting_dom=
+  sleep 0.1
+done
+[ -n "$booting_dom" ] || fail "no replacement VM booting after a claim"
+kill -9 "$pid_a"
+wait "$pid_a" 2>/dev/null || true
+start_agent a --pool-size 1 --pool-max 4
+grep -q "destroying a VM left by a previous run vm=${booting_dom#wlmpool-}" "$dir/a.log" || fail "VM $booting_dom caught booting was not cleaned"
+virsh list --name | grep -qx "$booting_dom" && fail "VM $booting_dom caught booting leaked"
+wait_job_end "$url_a" "$tag-again" 120
+has "$(field 'd["output"]' <"$dir/job")" "again" || fail "job on the adopted VM: $(cat "$dir/job")"
 [ "$(api "$url_a/v1/jobs/$tag-long" | field 'd["state"]')" = running ] || fail "adopted job not running"
 has "$(api "$url_a/v1/jobs/$tag-long" | field 'd["output"]')" "begun" || fail "adopted job output"
 # Actions reach the adopted job through its claim (the domain keeps its pool name).
@@ -194,7 +216,7 @@ wait_parked "$url_a" 1 240
 kill -TERM "$pid_a"
 wait "$pid_a" 2>/dev/null || true
 [ "$(pool_doms a)" -eq 0 ] || fail "a clean stop left $(pool_doms a) pool VM(s)"
-echo "ok: kill -9: pool job adopted (pause, destroy), parked VM cleaned, pool refilled; clean stop leaves none"
+echo "ok: kill -9: pool job adopted (pause, destroy), parked VM adopted and used, VM caught booting cleaned, pool refilled; clean stop leaves none"
 
 # ---- 4. A kernel that never reaches the init; a kernel path that does not exist.
 python3 - "$dir/hang.bin" <<'PY'

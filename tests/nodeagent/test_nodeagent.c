@@ -231,16 +231,33 @@ static void test_image_pool(void **state)
     assert_int_equal(st.free, 1);
     assert_int_equal(nodeagent_pool_take(p, &i4, &err), 0);
     assert_string_equal(i4, i2);
+    char *grown = wlm_strdup(i3); /* the third image: beyond the start-up size */
     free(i1);
     free(i2);
     free(i3);
     free(i4);
     nodeagent_pool_free(p);
-    /* A second pool on the same connection finds the overlays again. */
+    /* A second pool on the same connection (an agent restart) finds the
+     * overlays again; an image still in use beyond its start-up size is
+     * listed as used when reconcile marks it, and never handed out again. */
     p = nodeagent_pool_new(&po, &err);
     assert_non_null(p);
     nodeagent_pool_status(p, &st);
     assert_int_equal(st.free, 2);
+    assert_int_equal(nodeagent_pool_mark_used(p, grown), 1);
+    assert_int_equal(nodeagent_pool_mark_used(p, "/not/ours/img-9.qcow2"), 0);
+    nodeagent_pool_status(p, &st);
+    assert_int_equal(st.used, 1);
+    assert_int_equal(st.free, 2);
+    char *t1, *t2, *t3;
+    assert_int_equal(nodeagent_pool_take(p, &t1, &err), 0);
+    assert_int_equal(nodeagent_pool_take(p, &t2, &err), 0);
+    assert_string_not_equal(t1, grown);
+    assert_string_not_equal(t2, grown);
+    assert_int_equal(nodeagent_pool_take(p, &t3, &err), -WLM_ELIMIT);
+    free(t1);
+    free(t2);
+    free(grown);
     nodeagent_pool_free(p);
     a->ops->free(a);
 }
