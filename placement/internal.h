@@ -56,13 +56,6 @@ int pl_balance(const struct pl_ctx *c, struct pl_sol *s, const int *node_on);
 /* The current placement as a pl_sol (CPU set from the problem). */
 int pl_current(const struct pl_ctx *c, struct pl_sol *s);
 
-/* Exact MILP (milp.c). On input `s` holds the heuristic incumbent; on success it
- * is replaced by the MILP's placement. *bound receives the LP relaxation bound,
- * *optimal whether GLPK proved optimality within the gap. Returns 0, or
- * negative when GLPK failed (s untouched). */
-int pl_milp(const struct pl_ctx *c, const int *allowed, const int *excluded, struct pl_sol *s,
-            double *bound, int *optimal, char *note, size_t notesz);
-
 /* The GLPK stage of a decision (exact.c): sets d->upper_bound (and, when the
  * exact solver ran, d->solver / d->exact_optimal), may replace *sol by a
  * better placement (never a worse one), appends to `note` what the reader
