@@ -92,7 +92,8 @@ http {
 }
 EOF
 taskset -c "$PROXY_CPU" nginx -c "$work/ngx/nginx.conf" -p "$work/ngx" 2>/dev/null &
-pids+=($!)
+NGPID=$!
+pids+=($NGPID)
 
 cat >"$work/haproxy.cfg" <<EOF
 global
@@ -114,7 +115,8 @@ backend be
   server s1 127.0.0.1:$BE maxconn 1024
 EOF
 taskset -c "$PROXY_CPU" haproxy -f "$work/haproxy.cfg" -db 2>/dev/null &
-pids+=($!)
+HAPID=$!
+pids+=($HAPID)
 
 cat >"$work/router.json" <<EOF
 {"limit": 1024, "apps": [{"name": "bench", "instances": [{"id": "be", "url": "http://127.0.0.1:$BE"}]}]}
@@ -140,6 +142,25 @@ start_router
 for p in "$BE" "$NG1" "$NG2" "$HA1" "$HA2" "$RT" "$NGS" "$HAS" "$RTS"; do wait_port "$p"; done
 
 # ---------------------------------------------------------------- runs
+# CPU time (user + system, clock ticks) of a target's processes: on a shared
+# host, CPU per request is steadier than req/s (which depends on how much of
+# its core the proxy got).
+cpu_of() { # name -> ticks
+  local ps=()
+  case "$1" in
+    nginx) ps=("$NGPID" $(pgrep -P "$NGPID" 2>/dev/null)) ;;
+    haproxy) ps=("$HAPID") ;;
+    wlm-router|wlm-router-1w) ps=("$RTPID") ;;
+    wlm-router-2w) ps=("$RT2PID") ;;
+    *) echo 0; return ;;
+  esac
+  local t=0 p
+  for p in "${ps[@]}"; do
+    [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$t"
+}
+HZ=$(getconf CLK_TCK)
 # Each run appends "target proto rps p50_ms p99_ms" to $work/runs.
 to_ms() { # wrk latency "123.45us" / "1.23ms" / "1.2s" -> ms
   awk -v v="$1" 'BEGIN{ if (v ~ /us$/) {sub(/us$/,"",v); print v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v); print v+0} else {sub(/s$/,"",v); print v*1000} }'
@@ -147,7 +168,11 @@ to_ms() { # wrk latency "123.45us" / "1.23ms" / "1.2s" -> ms
 run_wrk() { # name port [scheme]
   local out scheme=${3:-http} proto=http/1.1
   [ "$scheme" = https ] && proto=https/1.1
+  local c0 c1 n
+  c0=$(cpu_of "$1")
   out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "$scheme://127.0.0.1:$2/" 2>&1) || true
+  c1=$(cpu_of "$1")
+  n=$(awk '/requests in/ {print $1}' <<<"$out")
   local rps p50 p99 bad
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
@@ -155,12 +180,16 @@ run_wrk() { # name port [scheme]
   bad=$(awk '/Non-2xx/ {print $5}' <<<"$out")
   [ -n "$bad" ] && echo "warning: $1 had $bad non-2xx responses" >&2
   [ -z "$rps" ] && { echo "warning: $1 $proto run failed: $(head -c 200 <<<"$out")" >&2; return 0; }
-  echo "$1 $proto $rps $(to_ms "$p50") $(to_ms "$p99")" >>"$work/runs"
+  echo "$1 $proto $rps $(to_ms "$p50") $(to_ms "$p99") $(awk -v c=$((c1 - c0)) -v n="${n:-0}" -v hz="$HZ" 'BEGIN{printf "%.2f", n ? c * 1e6 / hz / n : 0}')" >>"$work/runs"
 }
 run_h2() { # name port [scheme]
   local out line rps p50 sd p99 failed scheme=${3:-http} proto=h2c
   [ "$scheme" = https ] && proto=h2-tls
+  local c0 c1 n
+  c0=$(cpu_of "$1")
   out=$(taskset -c "$LOAD_CPU" h2load -c 16 -m 16 -D "$DUR" "$scheme://127.0.0.1:$2/" 2>&1) || true
+  c1=$(cpu_of "$1")
+  n=$(awk '/^requests:/ {print $8}' <<<"$out")
   rps=$(awk '/^finished in/ {print $4}' <<<"$out")
   [ -z "$rps" ] && { echo "warning: $1 $proto run failed: $(head -c 200 <<<"$out")" >&2; return 0; }
   # h2load reports min/max/mean/sd, no percentiles: p50 ~ mean, p99 ~ mean + 2.33 sd.
@@ -170,7 +199,7 @@ run_h2() { # name port [scheme]
   p99=$(awk -v m="$p50" -v s="$sd" 'BEGIN{printf "%.3f", m + 2.33*s}')
   failed=$(awk '/^requests:/ {print $10}' <<<"$out")
   [ "${failed:-0}" != "0" ] && echo "warning: $1 h2 had $failed failed requests" >&2
-  echo "$1 $proto $rps $p50 $p99" >>"$work/runs"
+  echo "$1 $proto $rps $p50 $p99 $(awk -v c=$((c1 - c0)) -v n="${n:-0}" -v hz="$HZ" 'BEGIN{printf "%.2f", n ? c * 1e6 / hz / n : 0}')" >>"$work/runs"
 }
 
 if [ "${ONLY:-all}" != fair ]; then
@@ -201,7 +230,8 @@ done
 "$bin/wlm-router" --config "$work/router.json" --listen "127.0.0.1:$RT2" \
   --tls-listen "127.0.0.1:$RTS2" --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" \
   --admin off --workers 2 --log-level warn 2>>"$work/router.log" &
-pids+=($!)
+RT2PID=$!
+pids+=($RT2PID)
 wait_port "$RT2"
 wait_port "$RTS2"
 for i in $(seq "$REPEAT"); do
@@ -215,14 +245,22 @@ python3 - "$work/runs" <<'PY'
 import sys, statistics
 rows = {}
 for line in open(sys.argv[1]):
-    t, proto, rps, p50, p99 = line.split()
-    rows.setdefault((t, proto), []).append((float(rps), float(p50), float(p99)))
+    t, proto, rps, p50, p99, cpu = line.split()
+    rows.setdefault((t, proto), []).append((float(rps), float(p50), float(p99), float(cpu)))
 def med(k):
     runs = sorted(rows[k])
     return runs[len(runs) // 2]
 print()
 print("Throughput (median of runs; one proxy worker on one core)")
-print(f"{'target':<11} {'proto':<8} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'vs nginx':>9} {'vs haproxy':>11}")
+print(f"{'target':<11} {'proto':<9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs nginx':>9} {'vs haproxy':>11}"
+      f" {'CPU us/req':>11} {'CPU vs ngx':>10} {'CPU vs hap':>10}")
+def cpu_med(k):
+    v = sorted(x[3] for x in rows[k])
+    return v[len(v) // 2]
+def cratio(k, other, proto):  # > 1: the other spends more CPU per request
+    if (other, proto) not in rows or not cpu_med(k):
+        return "n/a"
+    return f"{cpu_med((other, proto)) / cpu_med(k):.2f}"
 def ratio(rps, other, proto):
     return f"{rps / med((other, proto))[0]:.2f}" if (other, proto) in rows else "n/a"
 for proto in ("http/1.1", "h2c", "https/1.1", "h2-tls"):
@@ -232,16 +270,21 @@ for proto in ("http/1.1", "h2c", "https/1.1", "h2-tls"):
     for t in ("direct", "nginx", "haproxy", "wlm-router"):
         if (t, proto) not in rows:
             continue
-        rps, p50, p99 = med((t, proto))
+        rps, p50, p99, _ = med((t, proto))
         vn = ratio(rps, "nginx", proto)
         vh = ratio(rps, "haproxy", proto)
-        print(f"{t:<11} {proto:<8} {rps:>10.0f} {p50:>8.3f} {p99:>8.3f} {vn:>9} {vh:>11}")
+        c = cpu_med((t, proto))
+        cn = cratio((t, proto), "nginx", proto) if t != "direct" else "-"
+        ch = cratio((t, proto), "haproxy", proto) if t != "direct" else "-"
+        cs = f"{c:.1f}" if t != "direct" else "-"
+        print(f"{t:<11} {proto:<9} {rps:>9.0f} {p50:>8.3f} {p99:>8.3f} {vn:>9} {vh:>11} {cs:>11} {cn:>10} {ch:>10}")
 print("(h2 latency: p50 = mean, p99 ~ mean + 2.33 sd, h2load reports no percentiles)")
+print("(CPU us/req: the proxy's user+system time per request, median of runs; CPU vs X > 1 = X spends more)")
 print()
 print("Workers: wlm-router 1 worker (pinned) vs 2 workers (unpinned), wrk")
 for proto in ("http/1.1", "https/1.1"):
     if ("wlm-router-1w", proto) in rows and ("wlm-router-2w", proto) in rows:
-        a, b = med(("wlm-router-1w", proto)), med(("wlm-router-2w", proto))
+        a, b = med(("wlm-router-1w", proto))[:3], med(("wlm-router-2w", proto))[:3]
         print(f"{proto:<10} 1 worker {a[0]:>9.0f} req/s p99 {a[2]:.3f} ms   2 workers {b[0]:>9.0f} req/s "
               f"p99 {b[2]:.3f} ms   x{b[0] / a[0]:.2f}")
 load = open("/proc/loadavg").read().split()[:3]
