@@ -171,6 +171,7 @@ def ws_connect(port, path="/chat", host="chat", tls=False, early=b""):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
+        ctx.set_alpn_protocols(["http/1.1"])
         s = ctx.wrap_socket(s, server_hostname=host)
     key = base64.b64encode(os.urandom(16)).decode()
     s.sendall((f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
@@ -286,6 +287,9 @@ def main():
     t = [x for x in lines if x["tunnel"]]
     check(len(t) >= 4 and any(x["status"] == 101 and x["bytes_in"] > (1 << 20) for x in t),
           f"access log marks tunnels with status 101 and their bytes ({len(t)} lines)")
+    check(sum(1 for x in t if x["tls"] in ("TLSv1.2", "TLSv1.3") and x["alpn"] == "http/1.1") == 1
+          and sum(1 for x in t if x["tls"] == "") == len(t) - 1,
+          "access log: TLS version and ALPN for the TLS tunnel, empty for plaintext ones")
 
     r.terminate()
     rc = r.wait(20)
