@@ -237,7 +237,8 @@ void conn_flush(struct rt_conn *c)
             conn_close(c);
             return;
         }
-        h1_head(q, &b, &len, &cap, (long long)rs->blen, close);
+        /* HEAD: the length the upstream announced (none when it gave none). */
+        h1_head(q, &b, &len, &cap, q->head ? q->resp_clen : (long long)rs->blen, close);
         if (!q->head && rs->blen)
             rt_buf_add(&b, &len, &cap, rs->body, rs->blen);
         int rc = conn_write(c, b, len);

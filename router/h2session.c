@@ -324,7 +324,7 @@ void h2_respond(struct rt_conn *c, struct rt_req *q)
         p = eol + 2;
     }
     int whole = q->state == Q_DONE;
-    long long cl = whole ? (long long)q->resp.blen : q->resp_clen;
+    long long cl = whole && !q->head ? (long long)q->resp.blen : q->resp_clen;
     if (cl >= 0 && !(q->resp.status == 204 || q->resp.status == 304)) {
         snprintf(clen, sizeof clen, "%lld", cl);
         nv[n++] = (nghttp2_nv){(uint8_t *)"content-length", (uint8_t *)clen, 14, strlen(clen),

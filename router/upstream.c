@@ -204,7 +204,8 @@ static int up_on_headers_complete(http_parser *p)
     u->hklen = 0;
     u->in_value = 0;
     u->hdone = 1;
-    int nobody = q->head || p->status_code == 204 || p->status_code == 304;
+    /* For HEAD this is the length the upstream announced (passed on). */
+    int nobody = p->status_code == 204 || p->status_code == 304;
     q->resp_clen = nobody                             ? 0
                    : p->content_length != ULLONG_MAX ? (long long)p->content_length
                                                      : -1;

@@ -87,7 +87,7 @@ class Backend:
                 if method == "POST" and path.startswith("/sink"):
                     self.sink(s, f, hdrs)
                 elif path.startswith("/big/"):
-                    self.big(s, path)
+                    self.big(s, path, head_only=method == "HEAD")
                 elif path == "/slow":
                     self.slow(s)
                 else:
@@ -101,12 +101,14 @@ class Backend:
         finally:
             s.close()
 
-    def big(self, s, path):
+    def big(self, s, path, head_only=False):
         parts = path.split("/")
         n, chunked = int(parts[2]), len(parts) > 3 and parts[3] == "chunked"
         head = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
         head += b"Transfer-Encoding: chunked\r\n\r\n" if chunked else b"Content-Length: %d\r\n\r\n" % n
         s.sendall(head)
+        if head_only:
+            return
         left = n
         with self.lock:
             self.sent[path] = 0
@@ -405,6 +407,27 @@ def main():
     s.close()
     check(cont.startswith(b"HTTP/1.1 100 Continue") and head.startswith("HTTP/1.1 200") and
           json.loads(rest).get("bytes") == 1000000, "Expect: 100-continue answered at once, body streamed")
+
+    # --- HEAD passes the announced length; an HTTP/1.0 client gets a body of
+    # unknown length close-delimited (no chunk framing)
+    s = socket.create_connection(("127.0.0.1", port), 10)
+    s.sendall(f"HEAD /big/{5 * MIB} HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n".encode())
+    head, rest = read_head(s)
+    s.close()
+    check(f"content-length: {5 * MIB}" in head.lower() and rest == b"",
+          "HEAD: the upstream's Content-Length is passed on, no body")
+    s = socket.create_connection(("127.0.0.1", port), 30)
+    s.sendall(f"GET /big/{2 * MIB + 3}/chunked HTTP/1.0\r\n\r\n".encode())
+    head, rest = read_head(s)
+    body = bytearray(rest)
+    while True:
+        b = s.recv(MIB)
+        if not b:
+            break
+        body += b
+    s.close()
+    check("transfer-encoding" not in head.lower() and len(body) == 2 * MIB + 3 and
+          zlib.crc32(body) == pattern_crc(2 * MIB + 3), "HTTP/1.0 client: unknown length sent close-delimited")
 
     # --- first byte before the upstream finishes
     st, head, n, crc, first = get_stream(port, "/slow")
