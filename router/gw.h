@@ -277,7 +277,8 @@ static inline double rt_mono(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-enum { T_NONE, T_HEADER, T_IDLE, T_HANDSHAKE, T_TUNNEL };
+/* T_STALL: a response is held back because the client does not read. */
+enum { T_NONE, T_HEADER, T_IDLE, T_HANDSHAKE, T_TUNNEL, T_STALL };
 
 /* gw_util.c */
 void rt_hist_add(struct rt_hist *h, double ms);
@@ -345,6 +346,7 @@ void up_drained(struct rt_upconn *u);
 void conn_close(struct rt_conn *c);
 void conn_flush(struct rt_conn *c);
 void conn_end(struct rt_conn *c);
+void conn_stall(struct rt_conn *c, int stalled);
 void rt_on_accept(uv_stream_t *ls, int status);
 void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
 void rt_stream_drained(uv_stream_t *s);

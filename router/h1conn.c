@@ -83,12 +83,30 @@ void conn_end(struct rt_conn *c)
 static void conn_timeout(uv_timer_t *t)
 {
     struct rt_conn *c = t->data;
+    if (c->timer_mode == T_STALL)
+        wlm_debug("router", "client stopped reading", "peer=%s idle_ms=%u", c->peer,
+                  c->w->r->o.idle_timeout_ms);
     if (c->timer_mode == T_HEADER && c->nreq == 0 && c->proto != P_H2) {
         static const char msg[] = "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n"
                                   "Connection: close\r\n\r\n";
         conn_write(c, msg, sizeof msg - 1);
     }
     conn_close(c);
+}
+
+/* A client that stops reading a streamed response holds its upstream
+ * paused; after the idle timeout without progress the connection closes. */
+void conn_stall(struct rt_conn *c, int stalled)
+{
+    if (c->closing || c->ending)
+        return;
+    if (stalled && c->timer_mode == T_NONE) {
+        c->timer_mode = T_STALL;
+        uv_timer_start(&c->timer, conn_timeout, c->w->r->o.idle_timeout_ms, 0);
+    } else if (!stalled && c->timer_mode == T_STALL) {
+        c->timer_mode = T_NONE;
+        uv_timer_stop(&c->timer);
+    }
 }
 
 static void conn_timers(struct rt_conn *c)

@@ -277,6 +277,8 @@ static void up_check_pause(struct rt_upconn *u)
     wlm_debug("router", "upstream paused", "id=%s pending=%zu", q->reqid, resp_pending(q));
     uv_read_stop((uv_stream_t *)&u->tcp);
     uv_timer_stop(&u->timer); /* the client is the slow side now */
+    if (q->conn)
+        conn_stall(q->conn, 1);
 }
 
 void rt_up_resume(struct rt_req *q)
@@ -288,6 +290,8 @@ void rt_up_resume(struct rt_req *q)
     wlm_debug("router", "upstream resumed", "id=%s pending=%zu", q->reqid, resp_pending(q));
     uv_read_start((uv_stream_t *)&u->tcp, rt_worker_alloc, up_read);
     uv_timer_start(&u->timer, up_timeout, u->w->r->up_timeout_ms, 0);
+    if (q->conn)
+        conn_stall(q->conn, 0);
 }
 
 void rt_worker_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b)

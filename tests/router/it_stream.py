@@ -345,7 +345,8 @@ def main():
     rlog = open(f"/tmp/it_stream_{os.getpid()}.log", "w")
     r = subprocess.Popen([f"{BIN}/wlm-router", "--config", cfgfile, "--listen",
                           f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{aport}", "--token", "",
-                          "--max-body-bytes", str(2 * GIB)], stderr=rlog, env=env)
+                          "--max-body-bytes", str(2 * GIB), "--idle-timeout-ms", "3000"],
+                         stderr=rlog, env=env)
     procs.append(r)
     for _ in range(200):
         try:
@@ -509,6 +510,29 @@ def main():
     with be.lock:
         sent, fin = be.sent.get(path, 0), be.finished.get(path)
     check(fin is None and sent < 64 * MIB, f"client gone: upstream stopped after {sent / MIB:.1f} MB")
+
+    # --- a client that stops reading: closed after the idle timeout (3 s), upstream cut
+    path = f"/big/{GIB + 7}"
+    s = socket.create_connection(("127.0.0.1", port), 10)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: shop\r\n\r\n".encode())
+    time.sleep(4.5)
+    with be.lock:
+        fin, sent = be.finished.get(path), be.sent.get(path, 0)
+    got, closed = 0, False
+    s.settimeout(5)
+    try:
+        while True:
+            b = s.recv(MIB)
+            if not b:
+                closed = True
+                break
+            got += len(b)
+    except OSError:
+        closed = True
+    s.close()
+    check(closed and fin is None and got < 64 * MIB,
+          f"client not reading: closed after the idle timeout ({got / MIB:.1f} MB delivered, upstream sent {sent / MIB:.1f} MB)")
 
     # --- stats see the streamed requests complete
     import urllib.request
