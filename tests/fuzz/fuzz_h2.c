@@ -8,7 +8,13 @@
  * prepended when the first byte is even (prior-knowledge h2c), raw
  * otherwise (so the HTTP/1 "Upgrade: h2c" path is reached too). The client
  * then half-closes and reads until the router closes (1 s cap). A crash or
- * sanitizer report in either thread is a finding. */
+ * sanitizer report in either thread is a finding.
+ *
+ * Requests for host "ws" go to a second, raw backend that answers any
+ * "Upgrade: websocket" with 101 and then echoes bytes, so inputs reach the
+ * tunnel code (the router's Upgrade pass-through) with arbitrary bytes after
+ * the handshake; streamed bodies (chunked, Content-Length, h2 DATA) go to the
+ * first backend through the router's streaming path. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -18,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <strings.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -36,6 +43,65 @@ static void b_hello(struct wlm_http_req *req, void *ud)
 {
     (void)ud;
     wlm_http_respond(req, 200, "text/plain", "X-Backend: 1", "hello\n", 6);
+}
+
+static int upfd, upport;
+
+/* One raw upstream connection: HTTP/1.1 keep-alive answering "ok", or,
+ * after an Upgrade: websocket request, 101 then an echo until EOF. */
+static void *up_conn(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    struct timeval tv = {2, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char buf[8192];
+    size_t n = 0;
+    for (;;) {
+        ssize_t k = recv(fd, buf + n, sizeof buf - 1 - n, 0);
+        if (k <= 0)
+            break;
+        n += (size_t)k;
+        buf[n] = 0;
+        char *end = strstr(buf, "\r\n\r\n");
+        if (!end) {
+            if (n == sizeof buf - 1)
+                break;
+            continue;
+        }
+        if (strcasestr(buf, "upgrade: websocket")) {
+            static const char sw[] = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                     "Connection: Upgrade\r\n\r\n";
+            send(fd, sw, sizeof sw - 1, MSG_NOSIGNAL);
+            size_t rest = n - (size_t)(end + 4 - buf);
+            if (rest)
+                send(fd, end + 4, rest, MSG_NOSIGNAL);
+            while ((k = recv(fd, buf, sizeof buf, 0)) > 0)
+                if (send(fd, buf, (size_t)k, MSG_NOSIGNAL) <= 0)
+                    break;
+            break;
+        }
+        static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
+        send(fd, ok, sizeof ok - 1, MSG_NOSIGNAL);
+        n = 0; /* bodies are not expected on this backend: the next head */
+    }
+    close(fd);
+    return NULL;
+}
+
+static void *up_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        int fd = accept(upfd, NULL, NULL);
+        if (fd < 0)
+            continue;
+        pthread_t t;
+        if (pthread_create(&t, NULL, up_conn, (void *)(intptr_t)fd) == 0)
+            pthread_detach(t);
+        else
+            close(fd);
+    }
+    return NULL;
 }
 
 static void *backend_main(void *arg)
@@ -61,13 +127,24 @@ static void setup(void)
     if (!backend || wlm_http_server_route(backend, NULL, "/*", 0, b_hello, NULL) ||
         wlm_http_server_listen(backend, &err))
         abort();
-    char cfgtext[512];
+    upfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in ua = {.sin_family = AF_INET};
+    ua.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t ul = sizeof ua;
+    if (upfd < 0 || bind(upfd, (struct sockaddr *)&ua, sizeof ua) || listen(upfd, 64) ||
+        getsockname(upfd, (struct sockaddr *)&ua, &ul))
+        abort();
+    upport = ntohs(ua.sin_port);
+    char cfgtext[1024];
     int n = snprintf(cfgtext, sizeof cfgtext,
-                     "{\"limit\":4,\"apps\":[{\"name\":\"shop\",\"hosts\":[\"a\",\"shop\"],"
+                     "{\"limit\":4,\"upstream_timeout_ms\":1000,\"apps\":[{\"name\":\"shop\","
+                     "\"hosts\":[\"a\",\"shop\"],"
                      "\"classes\":[{\"name\":\"gold\",\"weight\":4,\"match\":{\"header\":"
                      "\"x-class: gold\"}},{\"name\":\"bronze\"}],\"default_class\":\"bronze\","
+                     "\"instances\":[{\"url\":\"http://127.0.0.1:%d\"}]},"
+                     "{\"name\":\"ws\",\"hosts\":[\"ws\"],\"max_tunnels\":8,\"tunnel_idle_ms\":500,"
                      "\"instances\":[{\"url\":\"http://127.0.0.1:%d\"}]}]}",
-                     wlm_http_server_port(backend));
+                     wlm_http_server_port(backend), upport);
     struct router_config *cfg = NULL;
     if (router_config_parse(cfgtext, (size_t)n, &cfg, &err))
         abort();
@@ -84,11 +161,13 @@ static void setup(void)
         abort();
     }
     rport = router_listen_port(rt);
-    pthread_t t1, t2;
-    if (pthread_create(&t1, NULL, backend_main, NULL) || pthread_create(&t2, NULL, router_main, rt))
+    pthread_t t1, t2, t3;
+    if (pthread_create(&t1, NULL, backend_main, NULL) || pthread_create(&t2, NULL, router_main, rt) ||
+        pthread_create(&t3, NULL, up_main, NULL))
         abort();
     pthread_detach(t1);
     pthread_detach(t2);
+    pthread_detach(t3);
 }
 
 static void send_all(int fd, const void *p, size_t n)
