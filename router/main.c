@@ -53,10 +53,11 @@ static void usage(FILE *f)
             "  --log-level LEVEL       debug|info|warn|error|off (default info)\n"
             "  --drain-timeout MS      SIGTERM: longest wait for requests in flight (default 10000)\n"
             "  --access-log FILE       JSON lines, one per request (written off the event loop)\n"
+
+            "  --help, --version\n\n"
             "Signals: SIGHUP reloads --config and the certificates (all or nothing);\n"
             "SIGTERM drains (stop accepting, finish in flight, exit); SIGINT or a second\n"
-            "signal stops at once.\n"
-            "  --help, --version\n");
+            "signal stops at once.\n");
 }
 
 static int split_hostport(const char *s, char *host, size_t hl, int *port)
