@@ -96,6 +96,7 @@ void ctl_cycle_free(struct controller *c)
     json_decref(c->saved_jobs);
     json_decref(c->last_decision);
     json_decref(c->last_problem);
+    json_decref(c->pool_hints);
     free(c->insts);
     free(c->plan);
 }

@@ -56,4 +56,7 @@ void ctl_check_timeouts(struct controller *c);
 void ctl_cleanup_ended(struct controller *c);
 void ctl_simulate_progress(struct controller *c, double now, double dt);
 
+/* pool.c: warm-pool hints for the agents. */
+void ctl_pool_hints(struct controller *c);
+
 #endif

@@ -543,6 +543,7 @@ static void solve_after(uv_work_t *w, int status)
 
 void ctl_place_tick(struct controller *c)
 {
+    ctl_pool_hints(c);
     if (c->solving || c->nplan)
         return;
     double now = wlm_now_wall();

@@ -127,6 +127,7 @@ struct controller {
     double last_place, last_progress;
     json_t *last_decision; /* summary of the last placement decision */
     json_t *last_problem;  /* the snapshot it was decided on, with the decision under "decision" */
+    json_t *pool_hints;    /* {"node": last warm-pool hint sent (JSON text)} */
     struct ctl_util_point history[CTL_HISTORY];
     size_t hist_head, hist_len;
     struct ctl_flowstat *fstats;

@@ -200,7 +200,15 @@ void ctl_cycle_heartbeat(struct controller *c, struct ctl_node *n, double now, d
             job_finished(c, j, !strcmp(st, "finished"), why);
         } else if (!c->cfg.simulate_jobs && j->state == JOBSCHED_RUNNING) {
             double mhz = json_number_value(json_object_get(d, "cpu_mhz"));
-            jobsched_report_usage(c->js, id, j->done_mcycles + mhz * dt, j->threads,
+            double done = j->done_mcycles + mhz * dt;
+            /* The job's own word (WLM-PROGRESS lines) beats CPU time. */
+            const char *src = json_string_value(json_object_get(d, "progress_source"));
+            json_t *pg = json_object_get(d, "progress");
+            if (src && !strcmp(src, "guest") && json_is_number(pg) && j->work_mcycles > 0) {
+                double f = json_number_value(pg);
+                done = (f < 0 ? 0 : f > 1 ? 1 : f) * j->work_mcycles;
+            }
+            jobsched_report_usage(c->js, id, done, j->threads,
                                   j->threads > 0 ? mhz / j->threads : mhz, now, NULL);
         }
     }
