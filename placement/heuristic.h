@@ -9,13 +9,13 @@
 /* Reusable packing state for one problem and one node preference order. */
 struct pl_packer {
     const struct pl_ctx *c;
-    size_t *order; /* position -> node */
-    size_t *pos;   /* node -> position */
-    double *fc, *fm; /* free CPU / memory per node */
-    size_t size;     /* segment tree leaves */
-    double *tc, *tm; /* segment tree maxima */
-    double *tb;      /* max over leaves of min(fc / cs, fm / ms): a joint 2-D prune */
-    double cs, ms;   /* scales: mean node CPU and memory */
+    size_t *order;       /* position -> node */
+    size_t *pos;         /* node -> position */
+    double *fc, *fm;     /* free CPU / memory per node */
+    size_t size;         /* segment tree leaves */
+    double *tc, *tm;     /* segment tree maxima */
+    double *tb;          /* max over leaves of min(fc / cs, fm / ms): a joint 2-D prune */
+    double cs, ms;       /* scales: mean node CPU and memory */
     size_t *head, *next; /* per-workload instance lists in the output */
     size_t next_cap;
     void *pieces;
@@ -33,11 +33,11 @@ enum pl_pack_mode {
 };
 
 struct pl_pack_args {
-    size_t K;           /* use nodes at positions [0, K) */
-    double capfactor;   /* CPU fraction usable (1 - headroom when consolidating) */
+    size_t K;            /* use nodes at positions [0, K) */
+    double capfactor;    /* CPU fraction usable (1 - headroom when consolidating) */
     const int *excluded; /* workloads left out */
-    int *failed_mark;   /* best effort: mark workloads that could not be packed (NULL = strict) */
-    int ff_only;        /* no worst-fit retry (consolidation probes want tight packing) */
+    int *failed_mark;    /* best effort: mark workloads that could not be packed (NULL = strict) */
+    int ff_only;         /* no worst-fit retry (consolidation probes want tight packing) */
     /* Progressive filling: a workload's level is min(t, lvcap[a]) (NULL: no
      * caps). Whole jobs with admit[a] set are placed at any level. */
     const double *lvcap;
@@ -91,5 +91,34 @@ int pl_leximin(struct pl_packer *k, size_t K, const int *excluded, int mode, con
  * migration, or suspend + restore (inst = its instance in s, PL_NONE when it
  * waits). 0 for work that stays put or waits anyway. */
 double pl_stall_penalty(const struct pl_ctx *c, size_t a, const struct pl_sol *s, size_t inst);
+
+/* ---- compare.c: judging placements against each other ---- */
+
+/* What the comparisons work with: the packer (and its ctx), the workloads
+ * left out, the usable nodes, and scratch per workload. */
+struct pl_choice {
+    struct pl_packer *k;
+    const int *excluded;
+    const int *usable;
+    double *cpu, *util; /* W entries each */
+};
+/* Utility cost of the disruptive actions that turn `cur` into `tgt`; a job
+ * with a stall cost pays in its utility instead. *nchanges counts them. */
+double pl_change_cost(const struct pl_ctx *c, const struct pl_sol *cur, const struct pl_sol *tgt,
+                      int *nchanges);
+/* Utilities of the workloads in the optimisation, ascending; returns how many. */
+size_t pl_sorted_utils(const struct pl_ctx *c, const int *excluded, const double *util,
+                       double *out);
+/* Difference at the first rank where two sorted vectors differ (0 if none). */
+double pl_lex_gain(const double *a, const double *b, size_t n);
+/* The current placement with its CPU re-divided (whole jobs kept whole). */
+int pl_current_redivided(const struct pl_ctx *c, const int *on, struct pl_sol *s);
+/* Contention: KEEP vs MOVE vs the current placement; the chosen plan
+ * replaces *sol, d->kept_current and `note` say why. */
+int pl_choose_contention(const struct pl_choice *r, size_t K, struct pl_sol *sol,
+                         struct placement_decision *d, char *note, size_t notesz);
+/* *better: the exact solver's `ex` pays against the heuristic's `hs`. */
+int pl_exact_pays(const struct pl_choice *r, const struct pl_sol *hs, const struct pl_sol *ex,
+                  int *better);
 
 #endif

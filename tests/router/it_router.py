@@ -18,26 +18,9 @@ import threading
 import time
 import http.client
 
-BIN = os.environ.get("WLM_BIN_DIR", "build/bin")
+from rtlib import BIN, failures, procs, check, free_port, wait_port
+
 TOKEN = "t0ken"
-procs = []
-failures = []
-
-
-def check(cond, msg):
-    if cond:
-        print("ok   -", msg)
-    else:
-        print("FAIL -", msg)
-        failures.append(msg)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def start_backend(delay_ms=0, name="b"):
@@ -46,17 +29,6 @@ def start_backend(delay_ms=0, name="b"):
     procs.append(p)
     port = int(p.stdout.readline())
     return port
-
-
-def wait_port(port, t=10):
-    end = time.time() + t
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"port {port} never opened")
 
 
 def request(port, path, headers=None, method="GET", body=None, timeout=10):

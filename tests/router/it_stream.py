@@ -21,26 +21,11 @@ import threading
 import time
 import zlib
 
-BIN = os.environ.get("WLM_BIN_DIR", "build/bin")
+from rtlib import BIN, failures, procs, check, free_port
+
 GIB = 1 << 30
 MIB = 1 << 20
-failures = []
-procs = []
 BLOCK = bytes(range(256)) * 1024  # 256 KiB pattern
-
-
-def check(cond, msg):
-    print(("ok   - " if cond else "FAIL - ") + msg)
-    if not cond:
-        failures.append(msg)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 # ------------------------------------------------------------------ backend

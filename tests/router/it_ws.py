@@ -24,34 +24,9 @@ import threading
 import time
 import urllib.request
 
-BIN = os.environ.get("WLM_BIN_DIR", "build/bin")
+from rtlib import BIN, failures, procs, check, free_port, wait_port
+
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-failures = []
-procs = []
-
-
-def check(cond, msg):
-    print(("ok   - " if cond else "FAIL - ") + msg)
-    if not cond:
-        failures.append(msg)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def wait_port(port):
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"port {port} never opened")
 
 
 def recv_exact(s, n):
