@@ -16,7 +16,7 @@ import threading
 import time
 import urllib.request
 
-from rtlib import BIN, failures, procs, check, free_port, wait_port
+from rtlib import BIN, procs, check, run, free_port, wait_port
 
 
 def backend(delay_ms):
@@ -153,17 +153,4 @@ def main():
     check("Sanitizer" not in log, "no sanitizer report")
 
 
-try:
-    main()
-finally:
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-if failures:
-    print(f"{len(failures)} check(s) failed", file=sys.stderr)
-    sys.exit(1)
-print("all operations checks passed")
+run(main, "all operations checks passed")

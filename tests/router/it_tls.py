@@ -23,7 +23,7 @@ import tempfile
 import time
 import urllib.request
 
-from rtlib import BIN, failures, procs, check, free_port, wait_port
+from rtlib import BIN, procs, check, run, free_port, wait_port
 
 MIB = 1 << 20
 
@@ -302,17 +302,4 @@ def main():
     shutil.rmtree(d, ignore_errors=True)
 
 
-try:
-    main()
-finally:
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-if failures:
-    print(f"{len(failures)} check(s) failed", file=sys.stderr)
-    sys.exit(1)
-print("all TLS checks passed")
+run(main, "all TLS checks passed")

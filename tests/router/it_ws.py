@@ -24,7 +24,7 @@ import threading
 import time
 import urllib.request
 
-from rtlib import BIN, failures, procs, check, free_port, wait_port
+from rtlib import BIN, procs, check, run, free_port, wait_port
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -274,17 +274,4 @@ def main():
     check(rc == 0 and "Sanitizer" not in log, f"router exits cleanly (rc {rc})")
 
 
-try:
-    main()
-finally:
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-if failures:
-    print(f"{len(failures)} check(s) failed", file=sys.stderr)
-    sys.exit(1)
-print("all WebSocket checks passed")
+run(main, "all WebSocket checks passed")

@@ -1,6 +1,7 @@
 """What the router's integration scripts share: the binaries' directory,
 the ok/FAIL report, the processes to stop at the end, and ports."""
 import os
+import sys
 import socket
 import time
 
@@ -32,3 +33,28 @@ def wait_port(port, t=10):
         except OSError:
             time.sleep(0.05)
     raise SystemExit(f"port {port} never opened")
+
+
+def stop_all():
+    """Terminate every process started by the script (kill after 10 s)."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(10)
+        except Exception:  # subprocess.TimeoutExpired
+            p.kill()
+
+
+def run(main, passed, hint=""):
+    """Run main(), stop the processes whatever happens, and exit 1 naming
+    how many checks failed (plus `hint`, e.g. where a log is)."""
+    try:
+        main()
+    finally:
+        stop_all()
+    if failures:
+        print(f"{len(failures)} check(s) failed{hint}", file=sys.stderr)
+        sys.exit(1)
+    print(passed)
