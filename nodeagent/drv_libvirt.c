@@ -13,36 +13,9 @@
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
-#include "nodeagent.h"
+#include "drv_libvirt_int.h"
 
-#define DOM_PREFIX "wlm-"
-#define POOL_PREFIX NODEAGENT_POOL_DOM_PREFIX
-#define META_NS "urn:wlm:nodeagent"
-
-/* A claimed warm pool domain: the job it runs. */
-struct lv_alias {
-    char job[128];
-    char dom[160];
-};
-
-struct lv_driver {
-    struct nodeagent_driver base;
-    virConnectPtr conn;
-    char *uri;
-    char *kernel;
-    char *initramfs;
-    int is_test;
-    char vm_type[16];
-    int callback_id;
-    nodeagent_event_fn event_fn;
-    void *event_ud;
-    pthread_mutex_t mu; /* guards the alias table */
-    struct lv_alias *alias;
-    size_t nalias;
-    char describe[640];
-};
-
-static void lv_quiet(void *ud, virErrorPtr e)
+void lv_quiet(void *ud, virErrorPtr e)
 {
     /* Errors are reported to callers with libvirt's text; nothing to stderr. */
     (void)ud;
@@ -51,7 +24,7 @@ static void lv_quiet(void *ud, virErrorPtr e)
 
 /* Turn libvirt's last error (thread-local) into a wlm error carrying
  * libvirt's own text. */
-static int lv_fail(struct wlm_error *err, const char *what, const char *id)
+int lv_fail(struct wlm_error *err, const char *what, const char *id)
 {
     virErrorPtr e = virGetLastError();
     int code = WLM_EIO;
@@ -60,23 +33,14 @@ static int lv_fail(struct wlm_error *err, const char *what, const char *id)
         switch (e->code) {
         case VIR_ERR_NO_DOMAIN:
         case VIR_ERR_NO_STORAGE_VOL:
-        case VIR_ERR_NO_STORAGE_POOL:
-            code = WLM_ENOTFOUND;
-            break;
+        case VIR_ERR_NO_STORAGE_POOL: code = WLM_ENOTFOUND; break;
         case VIR_ERR_NO_SUPPORT:
-        case VIR_ERR_ARGUMENT_UNSUPPORTED:
-            code = WLM_EUNSUPPORTED;
-            break;
+        case VIR_ERR_ARGUMENT_UNSUPPORTED: code = WLM_EUNSUPPORTED; break;
         case VIR_ERR_OPERATION_INVALID:
-        case VIR_ERR_OPERATION_DENIED:
-            code = WLM_ECONFLICT;
-            break;
+        case VIR_ERR_OPERATION_DENIED: code = WLM_ECONFLICT; break;
         case VIR_ERR_INVALID_ARG:
-        case VIR_ERR_XML_ERROR:
-            code = WLM_EINVAL;
-            break;
-        default:
-            break;
+        case VIR_ERR_XML_ERROR: code = WLM_EINVAL; break;
+        default: break;
         }
     }
     int r = id && *id ? wlm_error_set(err, code, "%s %s: %s", what, id, msg)
@@ -85,97 +49,7 @@ static int lv_fail(struct wlm_error *err, const char *what, const char *id)
     return r;
 }
 
-static struct lv_driver *LV(struct nodeagent_driver *d) { return (struct lv_driver *)d; }
-
-static void alias_set(struct lv_driver *d, const char *job, const char *dom)
-{
-    pthread_mutex_lock(&d->mu);
-    size_t i;
-    for (i = 0; i < d->nalias; i++)
-        if (!strcmp(d->alias[i].job, job) || !strcmp(d->alias[i].dom, dom))
-            break;
-    if (i == d->nalias) {
-        struct lv_alias *na = realloc(d->alias, (d->nalias + 1) * sizeof(*na));
-        if (!na) {
-            pthread_mutex_unlock(&d->mu);
-            return;
-        }
-        d->alias = na;
-        d->nalias++;
-    }
-    wlm_strlcpy(d->alias[i].job, job, sizeof(d->alias[i].job));
-    wlm_strlcpy(d->alias[i].dom, dom, sizeof(d->alias[i].dom));
-    pthread_mutex_unlock(&d->mu);
-}
-
-/* Domain name of a claimed job, or "" ; `by_dom` looks up the other way. */
-static int alias_get(struct lv_driver *d, const char *key, int by_dom, char *out, size_t n)
-{
-    int found = 0;
-    pthread_mutex_lock(&d->mu);
-    for (size_t i = 0; i < d->nalias && !found; i++) {
-        if (!strcmp(by_dom ? d->alias[i].dom : d->alias[i].job, key)) {
-            wlm_strlcpy(out, by_dom ? d->alias[i].job : d->alias[i].dom, n);
-            found = 1;
-        }
-    }
-    pthread_mutex_unlock(&d->mu);
-    return found;
-}
-
-static void alias_drop(struct lv_driver *d, const char *job)
-{
-    pthread_mutex_lock(&d->mu);
-    for (size_t i = 0; i < d->nalias; i++) {
-        if (!strcmp(d->alias[i].job, job)) {
-            d->alias[i] = d->alias[--d->nalias];
-            break;
-        }
-    }
-    pthread_mutex_unlock(&d->mu);
-}
-
-/* The job id in a pool domain's metadata ("" when unclaimed). */
-static void meta_job(virDomainPtr dom, char *out, size_t n)
-{
-    out[0] = '\0';
-    char *m = virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, META_NS,
-                                   VIR_DOMAIN_AFFECT_LIVE);
-    virResetLastError();
-    if (!m)
-        return;
-    const char *p = strstr(m, "id=");
-    if (p && (p[3] == '\'' || p[3] == '"')) {
-        char q = p[3];
-        const char *e = strchr(p + 4, q);
-        if (e && (size_t)(e - (p + 4)) < n) {
-            memcpy(out, p + 4, (size_t)(e - (p + 4)));
-            out[e - (p + 4)] = '\0';
-        }
-    }
-    free(m);
-}
-
-/* Refresh the alias table from the metadata of live pool domains. */
-static void alias_scan(struct lv_driver *d)
-{
-    virDomainPtr *doms = NULL;
-    int n = virConnectListAllDomains(d->conn, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
-    for (int i = 0; i < n; i++) {
-        const char *name = virDomainGetName(doms[i]);
-        if (name && !strncmp(name, POOL_PREFIX, strlen(POOL_PREFIX))) {
-            char job[128];
-            meta_job(doms[i], job, sizeof(job));
-            if (job[0])
-                alias_set(d, job, name);
-        }
-        virDomainFree(doms[i]);
-    }
-    free(doms);
-    virResetLastError();
-}
-
-static void dom_name(const char *id, char *out, size_t n)
+void lv_dom_name(const char *id, char *out, size_t n)
 {
     if (id[0] == '~')
         snprintf(out, n, POOL_PREFIX "%s", id + 1);
@@ -183,10 +57,10 @@ static void dom_name(const char *id, char *out, size_t n)
         snprintf(out, n, DOM_PREFIX "%s", id);
 }
 
-static virDomainPtr lv_lookup(struct lv_driver *d, const char *id, struct wlm_error *err)
+virDomainPtr lv_lookup(struct lv_driver *d, const char *id, struct wlm_error *err)
 {
     char name[200];
-    dom_name(id, name, sizeof(name));
+    lv_dom_name(id, name, sizeof(name));
     virDomainPtr dom = virDomainLookupByName(d->conn, name);
     if (!dom && id[0] != '~') {
         /* A job on a claimed warm pool domain. */
@@ -196,12 +70,12 @@ static virDomainPtr lv_lookup(struct lv_driver *d, const char *id, struct wlm_er
             char pd[160];
             for (int pass = 0; pass < 2 && !dom; pass++) {
                 if (pass == 1)
-                    alias_scan(d);
-                if (alias_get(d, id, 0, pd, sizeof(pd))) {
+                    lv_alias_scan(d);
+                if (lv_alias_get(d, id, 0, pd, sizeof(pd))) {
                     dom = virDomainLookupByName(d->conn, pd);
                     if (!dom) {
                         virResetLastError();
-                        alias_drop(d, id);
+                        lv_alias_drop(d, id);
                     }
                 }
             }
@@ -242,7 +116,7 @@ static int lv_node_info(struct nodeagent_driver *dd, struct nodeagent_node_info 
 }
 
 /* Escape text for an XML attribute or element. */
-static void xml_esc(struct wlm_buf *b, const char *s)
+void lv_xml_esc(struct wlm_buf *b, const char *s)
 {
     for (; s && *s; s++) {
         switch (*s) {
@@ -266,9 +140,9 @@ static char *lv_domain_xml(struct lv_driver *d, const struct nodeagent_spec *s)
     long long mem = s->memory_mb > 0 ? s->memory_mb : 128;
     const char *type = d->is_test ? "test" : d->vm_type;
     char name[200];
-    dom_name(s->id, name, sizeof(name));
+    lv_dom_name(s->id, name, sizeof(name));
     wlm_buf_printf(&b, "<domain type='%s'><name>", type);
-    xml_esc(&b, name);
+    lv_xml_esc(&b, name);
     wlm_buf_printf(&b, "</name><memory unit='MiB'>%lld</memory>", mem);
     wlm_buf_printf(&b, "<vcpu placement='static' current='%d'>%d</vcpu>", vcpus, maxv);
     if (s->cpu_shares > 0 && !d->is_test)
@@ -278,24 +152,24 @@ static char *lv_domain_xml(struct lv_driver *d, const struct nodeagent_spec *s)
     } else {
         const char *initrd = s->initrd ? s->initrd : d->initramfs;
         wlm_buf_printf(&b, "<os><type arch='x86_64' machine='pc'>hvm</type><kernel>");
-        xml_esc(&b, d->kernel);
+        lv_xml_esc(&b, d->kernel);
         wlm_buf_printf(&b, "</kernel>");
         if (initrd && *initrd) {
             wlm_buf_printf(&b, "<initrd>");
-            xml_esc(&b, initrd);
+            lv_xml_esc(&b, initrd);
             wlm_buf_printf(&b, "</initrd>");
         }
         /* no_timer_check: on a loaded host TCG is too slow for the
          * kernel's IO-APIC timer check, which then panics at boot. */
         wlm_buf_printf(&b, "<cmdline>console=ttyS0 panic=-1 quiet no_timer_check wlm.job=");
-        xml_esc(&b, s->id[0] == '~' ? s->id + 1 : s->id);
+        lv_xml_esc(&b, s->id[0] == '~' ? s->id + 1 : s->id);
         if (s->hostname) {
             wlm_buf_printf(&b, " wlm.hostname=");
-            xml_esc(&b, s->hostname);
+            lv_xml_esc(&b, s->hostname);
         }
         if (s->ip) {
             wlm_buf_printf(&b, " wlm.ip=");
-            xml_esc(&b, s->ip);
+            lv_xml_esc(&b, s->ip);
         }
         /* Without ACPI the guest's poweroff only halts and the domain
          * would never stop. */
@@ -306,22 +180,22 @@ static char *lv_domain_xml(struct lv_driver *d, const struct nodeagent_spec *s)
     if (s->image && *s->image && !d->is_test) {
         wlm_buf_printf(&b, "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
                            "<source file='");
-        xml_esc(&b, s->image);
+        lv_xml_esc(&b, s->image);
         wlm_buf_printf(&b, "'/><target dev='vda' bus='virtio'/></disk>");
     }
     if (s->mac && *s->mac && !d->is_test) {
         wlm_buf_printf(&b, "<interface type='user'><mac address='");
-        xml_esc(&b, s->mac);
+        lv_xml_esc(&b, s->mac);
         wlm_buf_printf(&b, "'/><model type='virtio'/></interface>");
     }
     if (s->console && *s->console && !d->is_test) {
         wlm_buf_printf(&b, "<serial type='file'><source path='");
-        xml_esc(&b, s->console);
+        lv_xml_esc(&b, s->console);
         wlm_buf_printf(&b, "' append='on'/><target port='0'/></serial>");
     }
     if (s->channel && *s->channel && !d->is_test) {
         wlm_buf_printf(&b, "<channel type='unix'><source mode='bind' path='");
-        xml_esc(&b, s->channel);
+        lv_xml_esc(&b, s->channel);
         wlm_buf_printf(&b, "'/><target type='virtio' name='wlm.job'/></channel>");
     }
     if (!d->is_test)
@@ -343,7 +217,7 @@ static int lv_start(struct nodeagent_driver *dd, const struct nodeagent_spec *s,
     free(xml);
     if (!dom) {
         char name[200], what[900];
-        dom_name(s->id, name, sizeof(name));
+        lv_dom_name(s->id, name, sizeof(name));
         snprintf(what, sizeof(what), "cannot create job VM %s (%s)", name, d->describe);
         return lv_fail(err, what, NULL);
     }
@@ -381,9 +255,7 @@ static int lv_suspend(struct nodeagent_driver *dd, const char *id, const char *p
     /* Save running, whatever state it was in, so a restore continues the job. */
     /* The test driver takes no flags. */
     unsigned flags = LV(dd)->is_test ? 0 : VIR_DOMAIN_SAVE_RUNNING;
-    int r = virDomainSaveFlags(dom, path, NULL, flags) < 0
-                ? lv_fail(err, "save", id)
-                : 0;
+    int r = virDomainSaveFlags(dom, path, NULL, flags) < 0 ? lv_fail(err, "save", id) : 0;
     virDomainFree(dom);
     return r;
 }
@@ -408,7 +280,7 @@ static char *replace_console(const char *xml, const char *console)
     struct wlm_buf b;
     wlm_buf_init(&b);
     wlm_buf_append(&b, xml, (size_t)(start - xml));
-    xml_esc(&b, console);
+    lv_xml_esc(&b, console);
     wlm_buf_append(&b, end, strlen(end));
     return wlm_buf_steal(&b);
 }
@@ -426,9 +298,7 @@ static int lv_restore(struct nodeagent_driver *dd, const char *id, const char *p
         free(orig);
     }
     unsigned flags = d->is_test ? 0 : VIR_DOMAIN_SAVE_RUNNING;
-    int r = virDomainRestoreFlags(d->conn, path, dxml, flags) < 0
-                ? lv_fail(err, "restore", id)
-                : 0;
+    int r = virDomainRestoreFlags(d->conn, path, dxml, flags) < 0 ? lv_fail(err, "restore", id) : 0;
     free(dxml);
     return r;
 }
@@ -502,7 +372,8 @@ static int lv_resize(struct nodeagent_driver *dd, const char *id, const struct n
     if (!dom)
         return err ? err->code : -WLM_ENOTFOUND;
     int rc = 0;
-    if (r->vcpus > 0 && virDomainSetVcpusFlags(dom, (unsigned)r->vcpus, VIR_DOMAIN_AFFECT_LIVE) < 0) {
+    if (r->vcpus > 0 &&
+        virDomainSetVcpusFlags(dom, (unsigned)r->vcpus, VIR_DOMAIN_AFFECT_LIVE) < 0) {
         rc = lv_fail(err, "set vcpus", id);
         goto out;
     }
@@ -543,9 +414,9 @@ static int lv_resize(struct nodeagent_driver *dd, const char *id, const struct n
                                    r->vcpu_quota_us);
         if (virDomainSetSchedulerParametersFlags(dom, params, n, VIR_DOMAIN_AFFECT_LIVE) < 0) {
             virErrorPtr e = virGetLastError();
-            if (d->is_test || (e && (e->code == VIR_ERR_NO_SUPPORT ||
-                                     e->code == VIR_ERR_ARGUMENT_UNSUPPORTED ||
-                                     e->code == VIR_ERR_INVALID_ARG))) {
+            if (d->is_test ||
+                (e && (e->code == VIR_ERR_NO_SUPPORT || e->code == VIR_ERR_ARGUMENT_UNSUPPORTED ||
+                       e->code == VIR_ERR_INVALID_ARG))) {
                 rc = wlm_error_set(err, WLM_EUNSUPPORTED,
                                    "resize %s: CPU cap (cpu_shares/vcpu_quota) unsupported by "
                                    "this driver: %s",
@@ -601,7 +472,7 @@ static int lv_destroy(struct nodeagent_driver *dd, const char *id, struct wlm_er
     virResetLastError();
     virDomainFree(dom);
     if (!r)
-        alias_drop(LV(dd), id);
+        lv_alias_drop(LV(dd), id);
     return r;
 }
 
@@ -609,22 +480,17 @@ static enum nodeagent_wl_state map_state(int s)
 {
     switch (s) {
     case VIR_DOMAIN_RUNNING:
-    case VIR_DOMAIN_BLOCKED:
-        return NODEAGENT_WL_RUNNING;
+    case VIR_DOMAIN_BLOCKED: return NODEAGENT_WL_RUNNING;
     case VIR_DOMAIN_PAUSED:
-    case VIR_DOMAIN_PMSUSPENDED:
-        return NODEAGENT_WL_PAUSED;
+    case VIR_DOMAIN_PMSUSPENDED: return NODEAGENT_WL_PAUSED;
     case VIR_DOMAIN_SHUTOFF:
-    case VIR_DOMAIN_SHUTDOWN:
-        return NODEAGENT_WL_SHUTOFF;
-    case VIR_DOMAIN_CRASHED:
-        return NODEAGENT_WL_CRASHED;
-    default:
-        return NODEAGENT_WL_OTHER;
+    case VIR_DOMAIN_SHUTDOWN: return NODEAGENT_WL_SHUTOFF;
+    case VIR_DOMAIN_CRASHED: return NODEAGENT_WL_CRASHED;
+    default: return NODEAGENT_WL_OTHER;
     }
 }
 
-static void lv_fill_info(struct lv_driver *d, virDomainPtr dom, struct nodeagent_wl_info *out)
+void lv_fill_info(struct lv_driver *d, virDomainPtr dom, struct nodeagent_wl_info *out)
 {
     memset(out, 0, sizeof(*out));
     const char *name = virDomainGetName(dom);
@@ -632,9 +498,9 @@ static void lv_fill_info(struct lv_driver *d, virDomainPtr dom, struct nodeagent
         wlm_strlcpy(out->id, name + strlen(DOM_PREFIX), sizeof(out->id));
     } else if (name && !strncmp(name, POOL_PREFIX, strlen(POOL_PREFIX))) {
         char job[128];
-        meta_job(dom, job, sizeof(job));
+        lv_meta_job(dom, job, sizeof(job));
         if (job[0]) {
-            alias_set(d, job, name);
+            lv_alias_set(d, job, name);
             wlm_strlcpy(out->id, job, sizeof(out->id));
         } else {
             snprintf(out->id, sizeof(out->id), "~%s", name + strlen(POOL_PREFIX));
@@ -659,8 +525,8 @@ static void lv_fill_info(struct lv_driver *d, virDomainPtr dom, struct nodeagent
         free(type);
         if (n > 0) {
             params = calloc((size_t)n, sizeof(*params));
-            if (params &&
-                virDomainGetSchedulerParametersFlags(dom, params, &n, VIR_DOMAIN_AFFECT_LIVE) == 0) {
+            if (params && virDomainGetSchedulerParametersFlags(dom, params, &n,
+                                                               VIR_DOMAIN_AFFECT_LIVE) == 0) {
                 unsigned long long u;
                 long long l;
                 if (virTypedParamsGetULLong(params, n, VIR_DOMAIN_SCHEDULER_CPU_SHARES, &u) == 1)
@@ -735,7 +601,7 @@ static void lv_free(struct nodeagent_driver *dd)
     free(d);
 }
 
-static const struct nodeagent_driver_ops lv_ops = {
+const struct nodeagent_driver_ops lv_ops = {
     .name = "libvirt",
     .node_info = lv_node_info,
     .start = lv_start,
@@ -787,236 +653,4 @@ struct nodeagent_driver *nodeagent_libvirt_new(const struct nodeagent_libvirt_op
 void *nodeagent_libvirt_conn(struct nodeagent_driver *d)
 {
     return d && d->ops == &lv_ops ? LV(d)->conn : NULL;
-}
-
-static int lv_lifecycle_cb(virConnectPtr conn, virDomainPtr dom, int event, int detail, void *ud)
-{
-    (void)conn;
-    struct lv_driver *d = ud;
-    const char *name = virDomainGetName(dom);
-    if (!name || !d->event_fn)
-        return 0;
-    int stopped = event == VIR_DOMAIN_EVENT_STOPPED || event == VIR_DOMAIN_EVENT_CRASHED;
-    if (!strncmp(name, DOM_PREFIX, strlen(DOM_PREFIX))) {
-        d->event_fn(name + strlen(DOM_PREFIX), event, detail, stopped, d->event_ud);
-    } else if (!strncmp(name, POOL_PREFIX, strlen(POOL_PREFIX))) {
-        char job[128], id[160];
-        if (alias_get(d, name, 1, job, sizeof(job))) {
-            d->event_fn(job, event, detail, stopped, d->event_ud);
-        } else {
-            snprintf(id, sizeof(id), "~%s", name + strlen(POOL_PREFIX));
-            d->event_fn(id, event, detail, stopped, d->event_ud);
-        }
-    }
-    return 0;
-}
-
-int nodeagent_libvirt_watch(struct nodeagent_driver *dd, nodeagent_event_fn fn, void *ud,
-                            struct wlm_error *err)
-{
-    if (!dd || dd->ops != &lv_ops)
-        return wlm_error_set(err, WLM_EINVAL, "not a libvirt driver");
-    struct lv_driver *d = LV(dd);
-    if (!fn) {
-        if (d->callback_id >= 0)
-            virConnectDomainEventDeregisterAny(d->conn, d->callback_id);
-        d->callback_id = -1;
-        d->event_fn = NULL;
-        return 0;
-    }
-    d->event_fn = fn;
-    d->event_ud = ud;
-    d->callback_id = virConnectDomainEventRegisterAny(
-        d->conn, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE, VIR_DOMAIN_EVENT_CALLBACK(lv_lifecycle_cb), d,
-        NULL);
-    if (d->callback_id < 0)
-        return lv_fail(err, "register lifecycle events", NULL);
-    return 0;
-}
-
-int nodeagent_libvirt_claim(struct nodeagent_driver *dd, const char *pool_id, const char *job,
-                            struct wlm_error *err)
-{
-    if (!dd || dd->ops != &lv_ops || pool_id[0] != '~')
-        return wlm_error_set(err, WLM_EINVAL, "claim: not a pool domain of a libvirt driver");
-    struct lv_driver *d = LV(dd);
-    virDomainPtr dom = lv_lookup(d, pool_id, err);
-    if (!dom)
-        return err ? err->code : -WLM_ENOTFOUND;
-    struct wlm_buf b;
-    wlm_buf_init(&b);
-    wlm_buf_printf(&b, "<job id='");
-    xml_esc(&b, job);
-    wlm_buf_printf(&b, "'/>");
-    char *xml = wlm_buf_steal(&b);
-    int r = 0;
-    if (virDomainSetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, xml, "wlm", META_NS,
-                             VIR_DOMAIN_AFFECT_LIVE) < 0) {
-        r = lv_fail(err, "claim (set metadata)", pool_id);
-    } else {
-        alias_set(d, job, virDomainGetName(dom));
-        if (!d->is_test) {
-            /* Pool VMs boot at low CPU shares; the job gets the default. */
-            virTypedParameterPtr params = NULL;
-            int n = 0, maxp = 0;
-            virTypedParamsAddULLong(&params, &n, &maxp, VIR_DOMAIN_SCHEDULER_CPU_SHARES, 1024);
-            virDomainSetSchedulerParametersFlags(dom, params, n, VIR_DOMAIN_AFFECT_LIVE);
-            virTypedParamsFree(params, n);
-            virResetLastError();
-        }
-    }
-    free(xml);
-    virDomainFree(dom);
-    return r;
-}
-
-int nodeagent_libvirt_pool_list(struct nodeagent_driver *dd, const char *prefix,
-                                struct nodeagent_wl_info **out, size_t *nout,
-                                struct wlm_error *err)
-{
-    if (!dd || dd->ops != &lv_ops)
-        return wlm_error_set(err, WLM_EINVAL, "not a libvirt driver");
-    struct lv_driver *d = LV(dd);
-    virDomainPtr *doms = NULL;
-    int n = virConnectListAllDomains(d->conn, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
-    if (n < 0)
-        return lv_fail(err, "list domains", NULL);
-    struct nodeagent_wl_info *arr = calloc((size_t)n + 1, sizeof(*arr));
-    size_t k = 0;
-    char want[200];
-    snprintf(want, sizeof(want), POOL_PREFIX "%s", prefix ? prefix : "");
-    for (int i = 0; i < n; i++) {
-        const char *name = virDomainGetName(doms[i]);
-        if (arr && name && !strncmp(name, want, strlen(want))) {
-            lv_fill_info(d, doms[i], &arr[k]);
-            if (arr[k].id[0] == '~')
-                k++;
-        }
-        virDomainFree(doms[i]);
-    }
-    free(doms);
-    if (!arr)
-        return wlm_error_set(err, ENOMEM, "out of memory");
-    *out = arr;
-    *nout = k;
-    return 0;
-}
-
-static const char *reason_text(int state, int reason)
-{
-    switch (state) {
-    case VIR_DOMAIN_RUNNING:
-        (void)reason;
-        return "running";
-    case VIR_DOMAIN_PAUSED:
-        switch (reason) {
-        case VIR_DOMAIN_PAUSED_USER: return "paused by the agent";
-        case VIR_DOMAIN_PAUSED_STARTING_UP: return "QEMU still starting up";
-        case VIR_DOMAIN_PAUSED_IOERROR: return "I/O error";
-        case VIR_DOMAIN_PAUSED_CRASHED: return "guest crashed";
-        default: return "paused";
-        }
-    case VIR_DOMAIN_BLOCKED: return "blocked";
-    case VIR_DOMAIN_SHUTOFF: return "shut off";
-    case VIR_DOMAIN_CRASHED: return "crashed";
-    default: return "state unknown";
-    }
-}
-
-void nodeagent_libvirt_state_text(struct nodeagent_driver *dd, const char *id, char *out, size_t n)
-{
-    snprintf(out, n, "gone");
-    if (!dd || dd->ops != &lv_ops)
-        return;
-    virDomainPtr dom = lv_lookup(LV(dd), id, NULL);
-    if (!dom)
-        return;
-    int st = 0, reason = 0;
-    if (virDomainGetState(dom, &st, &reason, 0) == 0) {
-        virDomainInfo di;
-        double cpu = virDomainGetInfo(dom, &di) == 0 ? (double)di.cpuTime / 1e9 : -1;
-        snprintf(out, n, "%s, %.2f s of guest CPU used", reason_text(st, reason), cpu);
-    }
-    virResetLastError();
-    virDomainFree(dom);
-}
-
-int nodeagent_libvirt_disk_path(struct nodeagent_driver *dd, const char *id, char *out, size_t n)
-{
-    out[0] = '\0';
-    if (!dd || dd->ops != &lv_ops)
-        return -WLM_EINVAL;
-    virDomainPtr dom = lv_lookup(LV(dd), id, NULL);
-    if (!dom)
-        return -WLM_ENOTFOUND;
-    char *xml = virDomainGetXMLDesc(dom, 0);
-    virResetLastError();
-    virDomainFree(dom);
-    const char *disk = xml ? strstr(xml, "<disk") : NULL;
-    const char *src = disk ? strstr(disk, "<source file=") : NULL;
-    if (src) {
-        char q = src[13];
-        const char *b = src + 14, *e = strchr(b, q);
-        if (e && (size_t)(e - b) < n) {
-            memcpy(out, b, (size_t)(e - b));
-            out[e - b] = '\0';
-        }
-    }
-    free(xml);
-    return out[0] ? 0 : -WLM_ENOTFOUND;
-}
-
-const char *nodeagent_libvirt_describe(struct nodeagent_driver *dd)
-{
-    return dd && dd->ops == &lv_ops ? LV(dd)->describe : "not libvirt";
-}
-
-/* libvirt's default event loop is process-wide; it runs in one detached
- * thread for the life of the process. */
-static pthread_once_t ev_once = PTHREAD_ONCE_INIT;
-static int ev_status;
-
-static void *ev_thread(void *arg)
-{
-    (void)arg;
-    for (;;) {
-        if (virEventRunDefaultImpl() < 0)
-            usleep(100000);
-    }
-    return NULL;
-}
-
-static void ev_init(void)
-{
-    virSetErrorFunc(NULL, lv_quiet);
-    if (virEventRegisterDefaultImpl() < 0) {
-        ev_status = -1;
-        return;
-    }
-    pthread_t t;
-    pthread_attr_t at;
-    pthread_attr_init(&at);
-    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-    ev_status = pthread_create(&t, &at, ev_thread, NULL) == 0 ? 0 : -1;
-    pthread_attr_destroy(&at);
-}
-
-int nodeagent_libvirt_event_thread_start(struct wlm_error *err)
-{
-    pthread_once(&ev_once, ev_init);
-    if (ev_status < 0)
-        return wlm_error_set(err, WLM_EINTERNAL, "cannot start libvirt's event loop thread");
-    return 0;
-}
-
-const char *nodeagent_wl_state_name(enum nodeagent_wl_state s)
-{
-    switch (s) {
-    case NODEAGENT_WL_NONE: return "none";
-    case NODEAGENT_WL_RUNNING: return "running";
-    case NODEAGENT_WL_PAUSED: return "paused";
-    case NODEAGENT_WL_SHUTOFF: return "shutoff";
-    case NODEAGENT_WL_CRASHED: return "crashed";
-    default: return "other";
-    }
 }
