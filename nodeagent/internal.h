@@ -1,4 +1,4 @@
-/* Private state of the node agent, shared by agent.c and actions.c. */
+/* Private state of the node agent, shared by its sources. */
 #ifndef WLM_NODEAGENT_INTERNAL_H
 #define WLM_NODEAGENT_INTERNAL_H
 
@@ -105,7 +105,7 @@ long long na_mem_available_mb(void);
 int na_wait_console(struct nodeagent *a, const char *id, const char *console, const char *marker,
                     double timeout_s, struct wlm_error *err);
 
-/* actions.c */
+/* actions.c, jobs.c */
 void na_actions_routes(struct nodeagent *a);
 void na_actions_free(struct nodeagent *a);
 void na_handle_event(struct nodeagent *a, const struct na_event *ev);
