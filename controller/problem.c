@@ -190,14 +190,6 @@ struct solve_work *ctl_build_problem(struct controller *c, double now)
         sw->refs[p->nworkloads].job = job->id;
         p->nworkloads++;
     }
-    /* Power saving packs what runs; it must not keep waiting work (queued
-     * or suspended jobs) off a node that could run it, or a job would wait
-     * until it is late just to keep a server dark. */
-    for (size_t w = 0; w < p->nworkloads; w++)
-        if (p->workloads[w].kind == PLACEMENT_JOB &&
-            (p->workloads[w].state == PLACEMENT_JOB_QUEUED ||
-             p->workloads[w].state == PLACEMENT_JOB_SUSPENDED))
-            p->opts.power_saving = 0;
     free(jobs);
     return sw;
 oom:

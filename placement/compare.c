@@ -132,6 +132,20 @@ static int adjusted_sorted(const struct pl_ctx *c, const int *excluded, const st
     return 0;
 }
 
+/* The sorted (stall-adjusted) utilities of the best plan on the first K
+ * nodes of the packing order that keeps running jobs where they are. */
+int pl_plan_vector(const struct pl_choice *r, size_t K, double *out, size_t *n)
+{
+    const struct pl_ctx *c = r->k->c;
+    struct pl_sol keep = {0};
+    double lk;
+    int rc = pl_leximin(r->k, K, r->excluded, PL_PACK_KEEP, r->usable, &keep, &lk);
+    if (!rc)
+        rc = adjusted_sorted(c, r->excluded, &keep, r->cpu, r->util, out, n);
+    pl_sol_fini(&keep);
+    return rc;
+}
+
 /* The current placement with its CPU re-divided: whole jobs keep their cap
  * while their node has it (in the order they are listed; one that finds its
  * node full gets what is left), jobs in flight keep their CPU, the rest is

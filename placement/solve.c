@@ -49,7 +49,8 @@ static int cmp_order(const void *x, const void *y)
 /* Preference order for packing: nodes that must stay on, then powered-on
  * nodes by current load (busiest first, so the idle ones are the ones that
  * empty), then powered-off nodes by capacity. */
-static int build_order(const struct pl_ctx *c, size_t *order, size_t *n_must, size_t *n_on)
+static int build_order(const struct pl_ctx *c, int saving, size_t *order, size_t *n_must,
+                       size_t *n_on)
 {
     const struct placement_problem *p = c->p;
     struct order_key *k = calloc(c->N ? c->N : 1, sizeof(*k));
@@ -66,7 +67,7 @@ static int build_order(const struct pl_ctx *c, size_t *order, size_t *n_must, si
     for (size_t n = 0; n < c->N; n++) {
         const struct placement_node *nd = &p->nodes[n];
         k[n].n = n;
-        if (nd->powered_on && (!nd->can_power_off || !p->opts.power_saving)) {
+        if (nd->powered_on && (!nd->can_power_off || !saving)) {
             k[n].cls = 0;
             (*n_must)++;
         } else if (nd->powered_on) {
@@ -129,7 +130,25 @@ struct run {
     double *cpu, *util;
     struct pl_sol sol, cur, probe;
     size_t n_must, n_on;
+    int saving; /* power saving applies to this decision */
 };
+
+/* Power saving packs what runs; it must not switch a node off while work
+ * waits (queued or suspended jobs that fit some node), or a job would wait
+ * for the same node to boot again. While work waits, no node is switched off
+ * and nodes are switched on as the waiting work needs them (nodes_needed). */
+static int power_saving_applies(const struct pl_ctx *c)
+{
+    const struct placement_problem *p = c->p;
+    if (!p->opts.power_saving)
+        return 0;
+    for (size_t w = 0; w < p->nworkloads; w++)
+        if (p->workloads[w].kind == PLACEMENT_JOB && c->placeable[w] &&
+            (p->workloads[w].state == PLACEMENT_JOB_QUEUED ||
+             p->workloads[w].state == PLACEMENT_JOB_SUSPENDED))
+            return 0;
+    return 1;
+}
 
 static double level_at(struct run *r, size_t K, struct pl_sol *out, int *rc)
 {
@@ -195,6 +214,57 @@ static void set_usable(struct run *r, size_t K)
         r->usable[r->order[i]] = i < K;
 }
 
+/* Whether the plan on K nodes leaves no workload more than the hysteresis
+ * worse off than the plan on all of them, rank by rank (sorted), where that
+ * plan has it below the goal: power saving promises goals, not maxima. */
+static int within(const double *vk, const double *vall, size_t n, const struct placement_options *o)
+{
+    for (size_t i = 0; i < n; i++)
+        if (vk[i] < fmin(vall[i], o->goal_utility) - o->hysteresis - 1e-9)
+            return 0;
+    return 1;
+}
+
+/* The fewest nodes (at least *K, the ones on) whose plan is within the
+ * hysteresis of the plan on every node (within): a node boots for a waiting
+ * job, or for an application or a late job that needs it to reach its goal,
+ * not for its own sake. */
+static int nodes_needed(struct run *r, const struct pl_choice *ch, size_t *K)
+{
+    size_t N = r->c.N, W = r->c.W ? r->c.W : 1, nv = 0, nk = 0;
+    double *vall = malloc(W * sizeof(double)), *vk = malloc(W * sizeof(double));
+    int rc = -ENOMEM;
+    if (!vall || !vk)
+        goto out;
+    set_usable(r, N);
+    if ((rc = pl_plan_vector(ch, N, vall, &nv)))
+        goto out;
+    size_t lo = *K ? *K : 1, hi = N;
+    set_usable(r, lo);
+    if ((rc = pl_plan_vector(ch, lo, vk, &nk)))
+        goto out;
+    if (nk == nv && within(vk, vall, nv, r->c.o)) {
+        *K = lo;
+        goto out;
+    }
+    lo++;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        set_usable(r, mid);
+        if ((rc = pl_plan_vector(ch, mid, vk, &nk)))
+            goto out;
+        if (nk == nv && within(vk, vall, nv, r->c.o))
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    *K = hi;
+out:
+    free(vall);
+    free(vk);
+    return rc;
+}
+
 int placement_solve(const struct placement_problem *p, struct placement_decision **out,
                     struct wlm_error *err)
 {
@@ -226,7 +296,8 @@ int placement_solve(const struct placement_problem *p, struct placement_decision
         goto fail;
     for (size_t a = 0; a < c->W; a++)
         r.runadmit[a] = c->whole[a] && c->onnode[a];
-    if ((rc = build_order(c, r.order, &r.n_must, &r.n_on)) ||
+    r.saving = power_saving_applies(c);
+    if ((rc = build_order(c, r.saving, r.order, &r.n_must, &r.n_on)) ||
         (rc = pl_packer_init(&r.k, c, r.order)))
         goto fail;
     struct pl_choice ch = {&r.k, r.excluded, r.usable, r.cpu, r.util};
@@ -246,19 +317,10 @@ int placement_solve(const struct placement_problem *p, struct placement_decision
         if ((rc = pl_pack(&r.k, &pa, -INFINITY, &r.sol, &failed)))
             goto fail;
     }
-    /* The mode needs only one packing when goals are reachable; the best
-     * level over all nodes is computed only when they are not. */
-    double L_all = INFINITY;
-    int goals_met = o->power_saving && pack_ok(&r, c->N, o->goal_utility, 1.0, &r.sol, &rc);
+    /* The mode: one packing tells whether every goal is reachable. */
+    int goals_met = r.saving && pack_ok(&r, c->N, o->goal_utility, 1.0, &r.sol, &rc);
     if (rc)
         goto fail;
-    if (!goals_met) {
-        L_all = level_at(&r, c->N, &r.sol, &rc);
-        if (rc)
-            goto fail;
-        /* -INFINITY: not even the floor packs with moves (running work
-         * overcommits its nodes); the plans below still keep what runs. */
-    }
 
     /* 2. Mode and node set. */
     size_t K = c->N;
@@ -334,34 +396,30 @@ int placement_solve(const struct placement_problem *p, struct placement_decision
         snprintf(note, sizeof(note),
                  "all workloads meet their goal: consolidated onto %zu of %zu nodes", K, c->N);
     } else if (!o->power_saving) {
-        /* Power saving is off (the controller turns it off while work
-         * waits): every node may take work; one that receives none stays
-         * off. */
+        /* Power saving is off: every node may take work; one that receives
+         * none stays off. */
         K = c->N;
         set_usable(&r, K);
         if ((rc = pl_choose_contention(&ch, K, &r.sol, d, note, sizeof(note))))
             goto fail;
     } else {
+        /* Power saving, but some workload misses its goal or work waits:
+         * the nodes that are on, and as many more (in packing order) as it
+         * takes for no workload to end up more than the hysteresis worse
+         * off than with every node. Nothing is switched off. */
         K = r.n_on;
-        if (K < c->N) {
-            double L_on = r.n_on ? level_at(&r, r.n_on, &r.sol, &rc) : -INFINITY;
-            if (rc)
-                goto fail;
-            if (!(L_on >= L_all - o->hysteresis)) {
-                size_t lo = r.n_on + 1, hi = c->N;
-                while (lo < hi) {
-                    size_t mid = (lo + hi) / 2;
-                    double lv = level_at(&r, mid, &r.sol, &rc);
-                    if (rc)
-                        goto fail;
-                    if (lv >= L_all - o->hysteresis)
-                        hi = mid;
-                    else
-                        lo = mid + 1;
-                }
-                K = hi;
-            }
-        }
+        if (K < c->N && (rc = nodes_needed(&r, &ch, &K)))
+            goto fail;
+        if (K > r.n_on)
+            snprintf(note, sizeof(note),
+                     "power saving: %zu more node(s) on, a workload would miss its goal on the "
+                     "%zu that are on",
+                     K - r.n_on, r.n_on);
+        else if (K < c->N)
+            snprintf(note, sizeof(note),
+                     "power saving: %zu of %zu nodes on (more would bring no workload nearer "
+                     "its goal)",
+                     K, c->N);
         if (K == 0)
             K = c->N;
         double lv = level_at(&r, K, &r.sol, &rc);

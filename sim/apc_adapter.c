@@ -99,7 +99,8 @@ int sim_apc_decide_core(const struct sim_apc_node *nodes, size_t nn, const struc
         pn->cores = (int)nodes[n].cores;
         pn->mhz_per_core = nodes[n].mhz;
         pn->memory_mb = nodes[n].mem_mb;
-        pn->powered_on = 1;
+        pn->powered_on = !nodes[n].off;
+        pn->can_power_off = d->node_on != NULL;
         pn->power_idle_w = cfg->idle_w;
         pn->power_max_w = cfg->max_w;
         total += pn->cores * pn->mhz_per_core;
@@ -153,9 +154,13 @@ int sim_apc_decide_core(const struct sim_apc_node *nodes, size_t nn, const struc
         pw->max_instances = nn ? (int)nn : 1;
         web_curve(web, total, &pw->utility);
         pw->cur_node = -1;
+        size_t non = 0;
         for (size_t n = 0; n < nn; n++)
-            p.current[p.ncurrent++] = (struct placement_assign){
-                .workload = w, .node = n, .cpu_mhz = web->cur_mhz / (double)nn};
+            non += !nodes[n].off;
+        for (size_t n = 0; n < nn; n++)
+            if (!nodes[n].off)
+                p.current[p.ncurrent++] = (struct placement_assign){
+                    .workload = w, .node = n, .cpu_mhz = web->cur_mhz / (double)non};
         wweb = w++;
     }
     p.nworkloads = w;
@@ -163,8 +168,14 @@ int sim_apc_decide_core(const struct sim_apc_node *nodes, size_t nn, const struc
     p.opts.solver = cfg->solver == 1   ? PLACEMENT_SOLVER_EXACT
                     : cfg->solver == 2 ? PLACEMENT_SOLVER_HEURISTIC
                                        : PLACEMENT_SOLVER_AUTO;
-    p.opts.power_saving = 0; /* the simulator's power rules own power */
-    p.opts.headroom = 0;
+    if (d->node_on) {
+        /* The controller's power saving, with its default headroom and
+         * margin: the core decides which nodes are on. */
+        p.opts.power_saving = 1;
+    } else {
+        p.opts.power_saving = 0; /* the simulator's other power rules own power */
+        p.opts.headroom = 0;
+    }
     p.opts.max_balance_moves = 0;
     p.opts.hysteresis = cfg->apc_hysteresis;
     p.opts.no_moves = !knobs;
@@ -173,7 +184,7 @@ int sim_apc_decide_core(const struct sim_apc_node *nodes, size_t nn, const struc
     p.opts.cost[PLACEMENT_ACT_RESTORE_JOB].duration_s = cfg->resume_s;
     p.opts.cost[PLACEMENT_ACT_MIGRATE_JOB].duration_s = cfg->migrate_s;
     p.opts.cost[PLACEMENT_ACT_POWER_ON].duration_s = cfg->node_boot_s;
-    if (w == 0) {
+    if (w == 0 && !d->node_on) {
         d->web_mhz = 0;
         d->min_utility = INFINITY;
         for (size_t i = 0; i < nj; i++) {
@@ -202,6 +213,8 @@ int sim_apc_decide_core(const struct sim_apc_node *nodes, size_t nn, const struc
     }
     d->web_mhz = web ? dec->cpu_mhz[wweb] : 0;
     d->min_utility = dec->min_utility;
+    for (size_t n = 0; d->node_on && n < nn; n++)
+        d->node_on[n] = dec->node_on[n];
     rc = 0;
 out:
     placement_decision_free(dec);

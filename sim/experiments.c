@@ -128,8 +128,7 @@ static int exp1_trace(const struct sim_exp_opts *o, struct wlm_error *err)
             fprintf(runs, ",%u,%u,%u,%u,%u,%.3f,%.3f,%u\n", w->r.starts, w->r.suspends,
                     w->r.resumes, w->r.migrations, w->r.moves, w->resp_h, w->r.end_t / 3600,
                     w->rounds);
-            fprintf(sum, ",%u,%u,%u,%.3f\n", w->r.suspends, w->r.migrations, w->r.moves,
-                    w->resp_h);
+            fprintf(sum, ",%u,%u,%u,%.3f\n", w->r.suspends, w->r.migrations, w->r.moves, w->resp_h);
         }
     }
     if (o->table) {

@@ -25,6 +25,7 @@ struct sim_apc_job {
 struct sim_apc_node {
     double cap_mhz, mem_mb;
     double cores, mhz; /* cap_mhz = cores * mhz */
+    int off;           /* powered off (the core may power it on) */
 };
 
 /* The web application at one decision instant: demand lambda*c (MHz) and
@@ -39,13 +40,15 @@ struct sim_apc_decision {
     double *alloc;      /* per job: MHz */
     double web_mhz;     /* CPU for the web application (total over nodes) */
     double min_utility; /* max-min utility reached (incl. estimates for waiting jobs) */
+    int *node_on;       /* per node: the core's power state, or NULL (power is not ours) */
 };
 
 /* The decision made by the placement core
  * (placement_solve from placement/placement.h) with jobs' utility curves
  * from jobsched_utility_curve. knobs = 0 pins running jobs to their nodes and
  * makes suspending prohibitively expensive. cfg supplies action durations,
- * hysteresis and the solver. */
+ * hysteresis and the solver. With d->node_on set, power saving is on (the
+ * controller's default) and the core decides which nodes are on. */
 int sim_apc_decide_core(const struct sim_apc_node *nodes, size_t nn, const struct sim_apc_job *jobs,
                         size_t nj, const struct sim_apc_web *web, double now, int knobs,
                         const struct sim_config *cfg, struct sim_apc_decision *d,

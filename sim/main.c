@@ -24,7 +24,7 @@ struct opts {
     double cores, mhz, mem_mb, idle_w, max_w, off_w;
     double boot_s, suspend_s, resume_s, migrate_s, node_boot_s, cycle_s;
     double ia_min, ia_max, ia_step, mean_ia_min, exp2_ia_min;
-    double hysteresis, headroom, power_target;
+    double hysteresis, headroom;
     int no_action_costs;
     /* job traces (SWF) */
     char trace[512];
@@ -38,8 +38,7 @@ struct opts {
     }
 static const struct wlm_cfg_field fields[] = {
     F("experiment", WLM_CFG_STR, experiment, "run", 1, 0, "run | exp1 | exp2 | exp3 | all"),
-    F("policy", WLM_CFG_STR, policy, "apc", 1, 0,
-      "run: fcfs | edf | apc | apc-noknobs"),
+    F("policy", WLM_CFG_STR, policy, "apc", 1, 0, "run: fcfs | edf | apc | apc-noknobs"),
     F("solver", WLM_CFG_STR, solver, "heuristic", 1, 0,
       "production APC core solver: heuristic | exact (GLPK MILP) | auto"),
     F("power", WLM_CFG_STR, power, "always-on", 1, 0, "run: always-on | utilsum | wlm"),
@@ -82,12 +81,10 @@ static const struct wlm_cfg_field fields[] = {
     F("hysteresis", WLM_CFG_NUM, hysteresis, "0.02", 0, 10,
       "APC: utility gain needed to suspend or migrate (the placement core's default)"),
     F("headroom", WLM_CFG_NUM, headroom, "0.25", 0, 100, "utilsum rule: nodes = ceil(U + h)"),
-    F("power_target", WLM_CFG_NUM, power_target, "0.1", -1, 1,
-      "wlm consolidation: utility every workload keeps"),
 };
 
-static int run_one(const struct opts *o, const struct sim_config *c,
-                   const struct sim_trace *trace, struct wlm_error *err)
+static int run_one(const struct opts *o, const struct sim_config *c, const struct sim_trace *trace,
+                   struct wlm_error *err)
 {
     struct sim_job_spec *jobs = NULL;
     size_t nj = 0;
@@ -109,8 +106,8 @@ static int run_one(const struct opts *o, const struct sim_config *c,
             jobs[i].arrival = arr[i];
         free(arr);
     } else {
-        rc = sim_workload_mix((uint64_t)o->seed, o->mean_ia_min * 60, (size_t)o->jobs, 1024,
-                              &jobs, &nj, err);
+        rc = sim_workload_mix((uint64_t)o->seed, o->mean_ia_min * 60, (size_t)o->jobs, 1024, &jobs,
+                              &nj, err);
         if (rc)
             return rc;
         rc = sim_run(c, jobs, nj, &r, err);
@@ -194,14 +191,12 @@ int main(int argc, char **argv)
     c->cycle_s = o.cycle_s;
     c->apc_hysteresis = o.hysteresis;
     c->headroom = o.headroom;
-    c->power_target = o.power_target;
     if (o.max_w < o.idle_w) {
         fprintf(stderr, "wlm-sim: --max-w must be >= --idle-w\n");
         return 2;
     }
     if ((c->policy = sim_policy_parse(o.policy)) < 0) {
-        fprintf(stderr,
-                "wlm-sim: --policy: unknown policy '%s' (fcfs, edf, apc, apc-noknobs)\n",
+        fprintf(stderr, "wlm-sim: --policy: unknown policy '%s' (fcfs, edf, apc, apc-noknobs)\n",
                 o.policy);
         return 2;
     }

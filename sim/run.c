@@ -86,7 +86,6 @@ void sim_config_defaults(struct sim_config *c)
     c->solver = 2;
     c->power = SIM_POWER_ALWAYS_ON;
     c->headroom = 0.25;
-    c->power_target = 0.1;
     {
         /* the controller's hysteresis: one decision core, one setting */
         struct placement_options po;
@@ -311,6 +310,39 @@ static int begin_action(struct sim *s, size_t i, int state, double dur)
     return push(s, s->now + dur, SIM_EV_ACTION_DONE, (int)i, j->gen);
 }
 
+/* ---------------------------------------------------------------- power */
+
+/* Switch a node on (it boots for node_boot_s) and keep it from draining. */
+static int power_on(struct sim *s, size_t n)
+{
+    struct sim_node *nd = &s->nodes[n];
+    s->draining[n] = 0;
+    if (nd->on)
+        return 0;
+    nd->on = 1;
+    nd->booting = 1;
+    s->res->node_boots++;
+    return push(s, s->now + s->cfg->node_boot_s, SIM_EV_NODE_READY, (int)n, 0);
+}
+
+/* The core's power states (wlm power rule): a node it wants on boots if it
+ * is off; one it wants off takes no new work and powers off once its last
+ * VM has left (power_off_empty). */
+static int apply_power(struct sim *s, const int *nlist, size_t nn, const int *node_on)
+{
+    for (size_t k = 0; k < nn; k++) {
+        size_t n = (size_t)nlist[k];
+        if (node_on[k]) {
+            int rc = power_on(s, n);
+            if (rc)
+                return rc;
+        } else if (s->nodes[n].on) {
+            s->draining[n] = 1;
+        }
+    }
+    return 0;
+}
+
 /* ---------------------------------------------------------------- decisions */
 
 /* FCFS and EDF: list scheduling. Jobs in queue order start on the first node
@@ -386,6 +418,7 @@ static size_t build_view(struct sim *s, const int *nlist, size_t nn, int noknobs
         s->an[k].mem_mb = s->nodes[n].mem_mb;
         s->an[k].cores = s->nodes[n].cores;
         s->an[k].mhz = s->nodes[n].mhz;
+        s->an[k].off = !s->nodes[n].on;
     }
     size_t m = 0;
     for (size_t i = 0; i < s->nj; i++) {
@@ -447,21 +480,29 @@ static const struct sim_apc_web *web_view(struct sim *s)
 static int decide_apc(struct sim *s)
 {
     int noknobs = s->cfg->policy == SIM_POLICY_APC_NOKNOBS;
+    int core_power = s->cfg->power == SIM_POWER_WLM;
     int *nlist = s->dnode + s->nj; /* scratch after the per-job part */
+    int *node_on = nlist + s->nn;
     size_t nn = 0;
+    /* Under the wlm power rule the core sees every node with its power
+     * state (a booting node counts as on) and decides which are on, as the
+     * controller's does; otherwise it places on the usable nodes. */
     for (size_t n = 0; n < s->nn; n++)
-        if (usable(s, n))
+        if (core_power || usable(s, n))
             nlist[nn++] = (int)n;
     size_t m = build_view(s, nlist, nn, noknobs);
-    if (m == 0 && !s->web_on)
+    if (m == 0 && !s->web_on && !core_power)
         return 0;
-    struct sim_apc_decision d = {.node = s->dnode, .alloc = s->dalloc};
-    int rc = sim_apc_decide_core(s->an, nn, s->aj, m, web_view(s), s->now, !noknobs, s->cfg, &d,
-                                 s->err);
+    struct sim_apc_decision d = {
+        .node = s->dnode, .alloc = s->dalloc, .node_on = core_power ? node_on : NULL};
+    int rc =
+        sim_apc_decide_core(s->an, nn, s->aj, m, web_view(s), s->now, !noknobs, s->cfg, &d, s->err);
     if (rc)
         return rc;
     s->res->decisions++;
     s->web_alloc = d.web_mhz;
+    if (core_power && (rc = apply_power(s, nlist, nn, node_on)))
+        return rc;
     /* What each node holds right now, including VMs still on their way out:
      * a move into a node waits until there is room (free space before
      * moving into it); the decision after the blocking action completes
@@ -491,8 +532,8 @@ static int decide_apc(struct sim *s)
         int dn = d.node[k] >= 0 ? nlist[d.node[k]] : -1;
         double al = d.alloc[k];
         if (dn >= 0 && dn != (on_node(j) ? j->node : -1)) {
-            if (cpu[dn] + 1e-6 < al || mem[dn] + 1e-6 < j->s.mem_mb)
-                continue; /* deferred: room is still being freed */
+            if (!usable(s, (size_t)dn) || cpu[dn] + 1e-6 < al || mem[dn] + 1e-6 < j->s.mem_mb)
+                continue; /* deferred: the node is booting, or room is still being freed */
             cpu[dn] -= al;
             mem[dn] -= j->s.mem_mb;
         }
@@ -550,7 +591,7 @@ static int decide(struct sim *s)
     return decide_apc(s);
 }
 
-/* ---------------------------------------------------------------- power */
+/* ---------------------------------------------------------------- utilsum */
 
 static double node_load(const struct sim *s, size_t n)
 {
@@ -561,30 +602,12 @@ static double node_load(const struct sim *s, size_t n)
     return l;
 }
 
-/* Max-min utility the APC would reach on the k preferred nodes, and how
- * many jobs it would place there. */
-static int utility_with(struct sim *s, const int *pref, size_t k, double *mu, size_t *placed)
-{
-    size_t m = build_view(s, pref, k, 0);
-    struct sim_apc_decision d = {.node = s->dnode, .alloc = s->dalloc};
-    *placed = 0;
-    if (m == 0 && !s->web_on) {
-        *mu = INFINITY;
-        return 0;
-    }
-    int rc = sim_apc_decide_core(s->an, k, s->aj, m, web_view(s), s->now, 1, s->cfg, &d, s->err);
-    *mu = d.min_utility;
-    for (size_t i = 0; i < m; i++)
-        *placed += d.node[i] >= 0;
-    return rc;
-}
-
 static int power_control(struct sim *s)
 {
     const struct sim_config *c = s->cfg;
     size_t N = s->nn, want = N;
-    if (c->power == SIM_POWER_ALWAYS_ON)
-        return 0;
+    if (c->power != SIM_POWER_UTILSUM)
+        return 0; /* always on, or the core's (decide_apc) */
     /* preference order: usable nodes by load, then booting, then the rest */
     int *pref = s->dnode + s->nj + s->nn;
     size_t np = 0;
@@ -605,31 +628,12 @@ static int power_control(struct sim *s)
         }
         pref[k] = x;
     }
-    if (c->power == SIM_POWER_UTILSUM) {
-        double used = 0;
-        for (size_t n = 0; n < N; n++)
-            if (s->nodes[n].on)
-                used += s->nodes[n].used_mhz;
-        double U = used / sim_node_capacity(&s->nodes[0]);
-        want = (size_t)fmax(1, ceil(U + c->headroom - 1e-9));
-    } else {
-        /* wlm: the fewest nodes on which APC still places every job it
-         * would place on all of them, with the least utility at the target
-         * (or as high as all nodes allow) */
-        double all, mu;
-        size_t pall, pk;
-        int rc = utility_with(s, pref, N, &all, &pall);
-        if (rc)
-            return rc;
-        double goal = fmin(all - 1e-3, c->power_target);
-        for (want = 1; want < N; want++) {
-            rc = utility_with(s, pref, want, &mu, &pk);
-            if (rc)
-                return rc;
-            if (mu >= goal && pk >= pall)
-                break;
-        }
-    }
+    double used = 0;
+    for (size_t n = 0; n < N; n++)
+        if (s->nodes[n].on)
+            used += s->nodes[n].used_mhz;
+    double U = used / sim_node_capacity(&s->nodes[0]);
+    want = (size_t)fmax(1, ceil(U + c->headroom - 1e-9));
     if (want > N)
         want = N;
     /* power on at once, power off only after three cycles agree (a node
@@ -646,14 +650,9 @@ static int power_control(struct sim *s)
         struct sim_node *nd = &s->nodes[n];
         if (k < want) {
             s->draining[n] = 0;
-            if (!nd->on) {
-                nd->on = 1;
-                nd->booting = 1;
-                s->res->node_boots++;
-                int rc = push(s, s->now + c->node_boot_s, SIM_EV_NODE_READY, (int)n, 0);
-                if (rc)
-                    return rc;
-            }
+            int rc = power_on(s, n);
+            if (rc)
+                return rc;
         } else if (nd->on) {
             s->draining[n] = 1;
         }
@@ -697,6 +696,10 @@ static int check_config(const struct sim_config *c, struct wlm_error *err)
         return wlm_error_setf(err, WLM_EINVAL, "policy", "unknown policy");
     if (c->power < 0 || c->power >= SIM_POWER_COUNT)
         return wlm_error_setf(err, WLM_EINVAL, "power", "unknown power rule");
+    if (c->power == SIM_POWER_WLM && (c->policy == SIM_POLICY_FCFS || c->policy == SIM_POLICY_EDF))
+        return wlm_error_setf(err, WLM_EINVAL, "power",
+                              "the wlm power rule is the placement core's: it needs policy apc "
+                              "or apc-noknobs");
     if (c->web.peak_mhz > 0 &&
         (!(c->web.tau_s > c->web.d0_s) || !(c->web.c_mcycles > 0) || c->web.min_mhz < 0))
         return wlm_error_setf(err, WLM_EINVAL, "web", "need tau > d0 >= 0 and c > 0");

@@ -134,7 +134,7 @@ enum sim_policy {
 enum sim_power {
     SIM_POWER_ALWAYS_ON = 0,
     SIM_POWER_UTILSUM, /* power on ceil(sum U + headroom) nodes */
-    SIM_POWER_WLM,     /* fewest nodes whose max-min utility reaches the target */
+    SIM_POWER_WLM,     /* the placement core decides (power saving, as in the controller) */
     SIM_POWER_COUNT
 };
 
@@ -172,7 +172,6 @@ struct sim_config {
     int solver;               /* production core: 0 auto, 1 exact (GLPK), 2 heuristic */
     int power;                /* enum sim_power */
     double headroom;          /* utilisation-sum rule: extra nodes' worth of headroom */
-    double power_target;      /* wlm consolidation: utility every workload must keep */
     double apc_hysteresis;    /* min utility gain that justifies suspend/migrate */
     struct sim_web web;
     double horizon_s; /* stop power/web accounting here (0 = when jobs drain) */

@@ -233,6 +233,79 @@ static void test_consolidation_juggles(void **state)
     placement_problem_free(p);
 }
 
+/* Power saving with work waiting: one node on runs an app at its goal; a
+ * queued two-thread job fits on no node that is on. Exactly one node is
+ * switched on, for the job; the app is not spread over the other dark nodes
+ * for CPU it does not need to meet its goal. A job that can wait and still
+ * meet its goal boots nothing. */
+static void test_power_on_for_waiting_work(void **state)
+{
+    (void)state;
+    for (int slack = 0; slack < 2; slack++) {
+        struct placement_problem *p = tp_new(4, 2);
+        for (size_t n = 0; n < 4; n++)
+            tp_node(p, n, 2, 1000, 4096, n == 0);
+        p->opts.power_saving = 1;
+        p->opts.max_balance_moves = 0;
+        tp_app(p, 0, 512, 2000, 1, 4, 2000); /* goal (utility 0) at 1000 MHz */
+        tp_cur(p, 0, 0, 1500);
+        tp_job(p, 1, 1024, 2000, 2000);
+        tp_lin(&p->workloads[1].utility, 2000, slack ? 0.5 : -0.5, 1);
+        p->workloads[1].whole = 1;
+        p->workloads[1].stall_cost = 1e-4;
+        struct placement_decision *d = solve(p);
+        size_t on = 0;
+        for (size_t n = 0; n < 4; n++)
+            on += d->node_on[n];
+        const struct placement_assign *j = where(d, 1);
+        if (slack) {
+            assert_int_equal(on, 1);
+            assert_int_equal(count(d, PLACEMENT_ACT_POWER_ON), 0);
+            assert_null(j);
+        } else {
+            assert_int_equal(on, 2);
+            assert_int_equal(count(d, PLACEMENT_ACT_POWER_ON), 1);
+            assert_non_null(j);
+            assert_true(j->node != 0 && d->node_on[j->node]);
+            assert_non_null(strstr(d->note, "1 more node(s) on"));
+        }
+        placement_decision_free(d);
+        placement_problem_free(p);
+    }
+}
+
+/* Power saving never switches a node off while work waits for one. */
+static void test_no_power_off_while_work_waits(void **state)
+{
+    (void)state;
+    struct placement_problem *p = tp_new(2, 3);
+    for (size_t n = 0; n < 2; n++)
+        tp_node(p, n, 3, 1000, 4096, 1);
+    p->opts.power_saving = 1;
+    p->opts.max_balance_moves = 0;
+    whole_job(p, 0, -1, 1);
+    whole_job(p, 1, -1, 1);
+    tp_cur(p, 0, 0, 1000);
+    tp_cur(p, 1, 1, 1000);
+    /* Without the waiting job, both running jobs fit on one node. */
+    p->nworkloads = 2;
+    struct placement_decision *d = solve(p);
+    assert_true(d->consolidated);
+    assert_int_equal(d->node_on[0] + d->node_on[1], 1);
+    placement_decision_free(d);
+    /* Waiting: a job that needs a whole node (two threads, 4 GB). */
+    p->nworkloads = 3;
+    tp_job(p, 2, 4096, 2000, 2000);
+    tp_lin(&p->workloads[2].utility, 2000, 0.5, 1);
+    p->workloads[2].whole = 1;
+    d = solve(p);
+    assert_false(d->consolidated);
+    assert_int_equal(d->node_on[0] + d->node_on[1], 2);
+    assert_int_equal(count(d, PLACEMENT_ACT_POWER_OFF), 0);
+    placement_decision_free(d);
+    placement_problem_free(p);
+}
+
 /* The same problem with its apps first (the order snapshots keep). */
 static void apps_first(struct placement_problem *p)
 {
@@ -302,6 +375,8 @@ int main(void)
         cmocka_unit_test(test_app_slots_used_is_not_feasible),
         cmocka_unit_test(test_never_worse_and_work_conserving),
         cmocka_unit_test(test_consolidation_juggles),
+        cmocka_unit_test(test_power_on_for_waiting_work),
+        cmocka_unit_test(test_no_power_off_while_work_waits),
         cmocka_unit_test(test_snapshot_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

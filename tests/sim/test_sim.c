@@ -246,6 +246,47 @@ static void test_power_utilsum(void **state)
     sim_result_fini(&r);
 }
 
+/* The wlm power rule is the placement core's power saving: an idle cluster
+ * drops to one node; jobs that need nodes get them (booted on demand) and
+ * meet their goals, on less energy than always-on. It needs an APC policy. */
+static void test_power_core(void **state)
+{
+    (void)state;
+    struct sim_config c = tiny(SIM_POLICY_APC, 2);
+    c.nodes = 4;
+    c.idle_w = 100;
+    c.max_w = 200;
+    c.off_w = 0;
+    c.horizon_s = 3600;
+    c.power = SIM_POWER_WLM;
+    struct sim_result r;
+    assert_int_equal(sim_run(&c, NULL, 0, &r, NULL), 0);
+    assert_int_equal(r.node_shutdowns, 3);
+    assert_true(r.energy_kwh < 0.11);
+    sim_result_fini(&r);
+    /* Four two-thread jobs, one node each, arriving together later on;
+     * nodes take two minutes to boot. */
+    c.node_boot_s = 120;
+    c.boot_s = 30;
+    struct sim_job_spec jobs[] = {J(1200, 2, 600, 3), J(1200, 2, 600, 3), J(1200, 2, 600, 3),
+                                  J(1200, 2, 600, 3)};
+    assert_int_equal(sim_run(&c, jobs, 4, &r, NULL), 0);
+    assert_int_equal(r.done, 4);
+    assert_int_equal(r.missed, 0);
+    assert_true(r.node_boots >= 3);
+    double wlm_kwh = r.energy_horizon_kwh;
+    sim_result_fini(&r);
+    c.power = SIM_POWER_ALWAYS_ON;
+    assert_int_equal(sim_run(&c, jobs, 4, &r, NULL), 0);
+    assert_true(wlm_kwh < r.energy_horizon_kwh);
+    sim_result_fini(&r);
+    c.policy = SIM_POLICY_EDF;
+    c.power = SIM_POWER_WLM;
+    struct wlm_error err = {0};
+    assert_int_equal(sim_run(&c, jobs, 4, &r, &err), -WLM_EINVAL);
+    assert_string_equal(err.field, "power");
+}
+
 static void test_bad_config(void **state)
 {
     (void)state;
@@ -364,6 +405,7 @@ int main(void)
         cmocka_unit_test(test_apc_migrates),
         cmocka_unit_test(test_energy),
         cmocka_unit_test(test_power_utilsum),
+        cmocka_unit_test(test_power_core),
         cmocka_unit_test(test_bad_config),
         cmocka_unit_test(test_workload_mix),
         cmocka_unit_test(test_deterministic),
