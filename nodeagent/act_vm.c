@@ -4,6 +4,7 @@
  * on the loop and records the outcome in the VM-ID repository. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -320,6 +321,7 @@ void na_stop_after(struct na_action *x)
     if (x->err.code)
         return;
     if (na_kind_is_app(x->kind)) {
+        nodeagent_repo_inst_delete(x->a->repo, x->job, NULL);
         na_set_result(x, json_pack("{s:s}", "state", "stopped"));
         return;
     }
@@ -349,18 +351,45 @@ void na_destroy_after(struct na_action *x)
 
 /* ------------------------------------------------------------ processes */
 
+/* The user an instance runs as: the action's `user`, else the agent's
+ * --app-user; an agent that is not root runs instances as itself unless a
+ * user is asked for explicitly (which then fails: it cannot switch). */
+static const char *app_user(struct na_action *x)
+{
+    const char *u = na_pstr(x, "user");
+    if (u && *u)
+        return u;
+    return geteuid() == 0 && x->a->cfg.app_user[0] ? x->a->cfg.app_user : NULL;
+}
+
 void na_app_start_run(struct na_action *x)
 {
     struct nodeagent *a = x->a;
-    char dir[1200], log[1200];
-    na_job_path(a, x->job, NULL, dir, sizeof(dir));
-    mkdir(dir, 0755);
-    na_job_path(a, x->job, "stdout.log", log, sizeof(log));
+    char wd[1200], log[1300];
+    char parent[600];
+    wlm_strlcpy(parent, a->cfg.app_dir, sizeof(parent));
+    for (char *p = parent + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        mkdir(parent, 0755);
+        *p = '/';
+    }
+    if (mkdir(a->cfg.app_dir, 0755) != 0 && errno != EEXIST) {
+        wlm_error_set(&x->err, errno, "cannot create the app directory %s: %s", a->cfg.app_dir,
+                      strerror(errno));
+        return;
+    }
+    snprintf(wd, sizeof(wd), "%s/%s", a->cfg.app_dir, x->job);
+    snprintf(log, sizeof(log), "%s/stdout.log", wd);
+    const char *user = app_user(x);
     struct nodeagent_spec s = {
         .id = x->job,
         .command = na_pstr(x, "command"),
         .console = log,
         .port = (int)na_pint(x, "port", 0),
+        .user = user,
+        .workdir = wd,
     };
     double t0 = wlm_now_mono();
     if (a->proc->ops->start(a->proc, &s, &x->err) < 0)
@@ -376,8 +405,29 @@ void na_app_start_run(struct na_action *x)
     }
     struct nodeagent_wl_info wi = {0};
     a->proc->ops->info(a->proc, x->job, &wi, NULL);
-    na_set_result(x, json_pack("{s:I,s:i,s:s,s:f}", "pid", (json_int_t)wi.pid, "port", s.port,
-                               "cap", capmode, "seconds", wlm_now_mono() - t0));
+    struct passwd *pw = user ? NULL : getpwuid(geteuid());
+    na_set_result(x, json_pack("{s:I,s:i,s:s,s:f,s:s,s:s}", "pid", (json_int_t)wi.pid, "port",
+                               s.port, "cap", capmode, "seconds", wlm_now_mono() - t0, "user",
+                               user ? user
+                               : pw ? pw->pw_name
+                                    : "?",
+                               "workdir", wd));
+}
+
+/* Record the running instance (pid + start time + command) so a restarted
+ * agent takes it back instead of losing it. */
+void na_app_start_after(struct na_action *x)
+{
+    if (x->err.code)
+        return;
+    struct nodeagent_inst_rec r = {0};
+    if (nodeagent_process_identity(x->a->proc, x->job, &r, NULL) < 0)
+        return;
+    r.port = (int)na_pint(x, "port", 0);
+    struct wlm_error err = {0};
+    if (nodeagent_repo_inst_put(x->a->repo, &r, &err) < 0)
+        wlm_warn(NA_COMP, "instance not recorded: a restart will not re-adopt it",
+                 "instance=%s error=\"%s\"", x->job, err.msg);
 }
 
 /* ------------------------------------------------------------ power */

@@ -68,12 +68,37 @@ static json_t *action_json(const struct na_action *x)
     if (x->result)
         json_object_set_new(o, "result", json_deep_copy(x->result));
     if (!strcmp(x->status, "failed")) {
-        json_object_set_new(o, "error", json_string(wlm_error_name(x->err.code)));
+        json_object_set_new(o, "error",
+                            json_string(x->lost ? "lost" : wlm_error_name(x->err.code)));
         json_object_set_new(o, "detail", json_string(x->err.msg));
     }
     if (x->t_done > 0)
         json_object_set_new(o, "seconds", json_real(x->t_done - x->t_start));
+    if (x->recovered)
+        json_object_set_new(o, "recovered", json_true());
     return o;
+}
+
+/* Record the action (and its outcome once it has one) in the agent's
+ * SQLite state, so a retry after a restart gets the same answer. */
+static void persist(struct na_action *x)
+{
+    struct nodeagent_action_rec r = {0};
+    wlm_strlcpy(r.id, x->id, sizeof(r.id));
+    wlm_strlcpy(r.kind, x->kind, sizeof(r.kind));
+    wlm_strlcpy(r.target, x->job, sizeof(r.target));
+    wlm_strlcpy(r.status, x->status, sizeof(r.status));
+    r.params = wlm_json_dumps(x->params);
+    json_t *doc = NULL;
+    if (strcmp(x->status, "running")) {
+        doc = action_json(x);
+        r.doc = wlm_json_dumps(doc);
+    }
+    struct wlm_error err = {0};
+    if (nodeagent_repo_action_put(x->a->repo, &r, &err) < 0)
+        wlm_warn(NA_COMP, "action not recorded", "id=%s error=\"%s\"", x->id, err.msg);
+    json_decref(doc);
+    nodeagent_action_rec_fini(&r);
 }
 
 void na_action_free(struct na_action *x)
@@ -105,17 +130,44 @@ void na_migrate_timer_closed(uv_handle_t *h);
 
 /* ------------------------------------------------------------ completion */
 
+struct notify {
+    struct nodeagent *a;
+    char id[128];
+};
+
 static void on_notify_done(const struct wlm_http_response *resp, const struct wlm_error *err,
                            void *ud)
 {
-    struct na_action *x = ud;
+    struct notify *n = ud;
     if (err && err->code)
-        wlm_warn(NA_COMP, "completion notification not delivered", "action=%s error=\"%s\"", x->id,
+        wlm_warn(NA_COMP, "completion notification not delivered", "action=%s error=\"%s\"", n->id,
                  err->msg);
     else if (resp->status >= 300)
         wlm_debug(NA_COMP, "controller refused completion notification", "action=%s status=%d",
-                  x->id, resp->status);
-    na_pending_dec(x->a);
+                  n->id, resp->status);
+    na_pending_dec(n->a);
+    free(n);
+}
+
+void na_notify_complete(struct nodeagent *a, const char *id, json_t *doc)
+{
+    if (a->stopping || !a->client || !a->cfg.controller[0])
+        return;
+    struct notify *n = calloc(1, sizeof(*n));
+    if (!n)
+        return;
+    n->a = a;
+    wlm_strlcpy(n->id, id, sizeof(n->id));
+    char *s = wlm_json_dumps(doc);
+    char *url = wlm_asprintf("%s/v1/actions/%s/complete", a->cfg.controller, id);
+    na_pending_inc(a);
+    if (wlm_http_client_request(a->client, "POST", url, a->cfg.token[0] ? a->cfg.token : NULL,
+                                "application/json", s, strlen(s), 5000, on_notify_done, n) < 0) {
+        na_pending_dec(a);
+        free(n);
+    }
+    free(url);
+    free(s);
 }
 
 void na_action_finish(struct na_action *x)
@@ -140,18 +192,10 @@ void na_action_finish(struct na_action *x)
     else
         wlm_info(NA_COMP, "action done", "id=%s kind=%s job=%s seconds=%.3f", x->id, x->kind,
                  x->job, x->t_done - x->t_start);
-    if (a->stopping || !a->client)
-        return;
+    persist(x);
     json_t *body = action_json(x);
-    char *s = wlm_json_dumps(body);
+    na_notify_complete(a, x->id, body);
     json_decref(body);
-    char *url = wlm_asprintf("%s/v1/actions/%s/complete", a->cfg.controller, x->id);
-    na_pending_inc(a);
-    if (wlm_http_client_request(a->client, "POST", url, a->cfg.token[0] ? a->cfg.token : NULL,
-                                "application/json", s, strlen(s), 5000, on_notify_done, x) < 0)
-        na_pending_dec(a);
-    free(url);
-    free(s);
 }
 
 static void work_run(uv_work_t *w)
@@ -301,6 +345,19 @@ static int check_state(struct na_action *x, struct wlm_error *err)
             long long port = 0;
             if (wlm_json_get_int(x->params, "port", 0, 0, 65535, &port, err) < 0)
                 return err->code;
+            const char *user = NULL;
+            if (wlm_json_get_str(x->params, "user", 0, &user, err) < 0)
+                return err->code;
+            int uok = !user || (*user && strlen(user) <= 32 &&
+                                ((*user >= 'a' && *user <= 'z') || *user == '_'));
+            for (const char *p = user; uok && p && *p; p++)
+                uok =
+                    (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' || *p == '-';
+            if (!uok)
+                return wlm_error_setf(err, WLM_EINVAL, "user",
+                                      "user '%s' must be 1-32 of [a-z0-9_-], starting with a "
+                                      "letter or '_'",
+                                      user);
             if (!a->powered_on)
                 return wlm_error_set(err, WLM_ECONFLICT, "node %s is powered off", a->cfg.name);
         }
@@ -477,6 +534,79 @@ static void prune_actions(struct nodeagent *a, double now)
     }
 }
 
+/* An action of an earlier run of the agent, from its SQLite state: its
+ * recorded outcome. NULL when unknown. */
+static json_t *stored_action(struct nodeagent *a, const char *id, int *finished)
+{
+    struct nodeagent_action_rec r;
+    if (nodeagent_repo_action_get(a->repo, id, &r, NULL) < 0)
+        return NULL;
+    json_t *o = r.doc && *r.doc ? json_loads(r.doc, 0, NULL) : NULL;
+    *finished = o != NULL;
+    if (!o)
+        o = json_pack("{s:s,s:s,s:s,s:s}", "id", r.id, "kind", r.kind, "status", r.status, "node",
+                      a->cfg.name);
+    nodeagent_action_rec_fini(&r);
+    return o;
+}
+
+struct na_action *na_action_new(struct nodeagent *a, const char *id, const char *kind,
+                                const char *target, json_t *params)
+{
+    struct na_action *x = calloc(1, sizeof(*x));
+    if (!x)
+        return NULL;
+    x->a = a;
+    wlm_strlcpy(x->id, id, sizeof(x->id));
+    wlm_strlcpy(x->kind, kind, sizeof(x->kind));
+    wlm_strlcpy(x->job, target ? target : "", sizeof(x->job));
+    x->params = params;
+    return x;
+}
+
+int na_action_check(struct na_action *x, struct wlm_error *err)
+{
+    return check_state(x, err);
+}
+
+void na_action_launch(struct na_action *x)
+{
+    struct nodeagent *a = x->a;
+    const char *kind = x->kind;
+    x->t_accept = x->t_start = wlm_now_mono();
+    wlm_strlcpy(x->status, "running", sizeof(x->status));
+    x->next = a->actions;
+    a->actions = x;
+    prune_actions(a, x->t_accept);
+    persist(x);
+    wlm_info(NA_COMP, "action accepted", "id=%s kind=%s %s=%s", x->id, x->kind,
+             na_kind_is_app(kind) ? "instance" : "job", x->job);
+    if (!strcmp(kind, "start"))
+        na_queue_step(x, na_start_run, na_start_after);
+    else if (!strcmp(kind, "pause"))
+        na_queue_step(x, na_pause_run, na_pause_after);
+    else if (!strcmp(kind, "resume"))
+        na_queue_step(x, na_resume_run, na_resume_after);
+    else if (!strcmp(kind, "suspend"))
+        na_queue_step(x, na_suspend_run, na_suspend_after);
+    else if (!strcmp(kind, "restore"))
+        na_queue_step(x, na_restore_run, na_restore_after);
+    else if (!strcmp(kind, "migrate"))
+        na_queue_step(x, na_migrate_run, na_migrate_after);
+    else if (!strcmp(kind, "resize") || !strcmp(kind, "app_resize"))
+        na_queue_step(x, na_resize_run, NULL);
+    else if (!strcmp(kind, "stop") || !strcmp(kind, "app_stop"))
+        na_queue_step(x, na_stop_run, na_stop_after);
+    else if (!strcmp(kind, "destroy"))
+        na_queue_step(x, na_destroy_run, na_destroy_after);
+    else if (!strcmp(kind, "app_start"))
+        na_queue_step(x, na_app_start_run, na_app_start_after);
+    else if (!strcmp(kind, "pool_hint"))
+        na_queue_step(x, na_pool_hint_run, NULL);
+    else
+        na_queue_step(x, na_power_run, na_power_after);
+}
+
 static void h_post_action(struct wlm_http_req *req, void *ud)
 {
     struct nodeagent *a = ud;
@@ -503,6 +633,14 @@ static void h_post_action(struct wlm_http_req *req, void *ud)
         wlm_http_respond_json(
             req, !strcmp(old->status, "succeeded") || !strcmp(old->status, "failed") ? 200 : 202,
             action_json(old));
+        json_decref(body);
+        return;
+    }
+    int finished = 0;
+    json_t *stored = stored_action(a, id, &finished);
+    if (stored) {
+        /* Accepted by an earlier run of the agent: its recorded outcome. */
+        wlm_http_respond_json(req, finished ? 200 : 202, stored);
         json_decref(body);
         return;
     }
@@ -534,52 +672,18 @@ static void h_post_action(struct wlm_http_req *req, void *ud)
             goto bad;
         }
     }
-    struct na_action *x = calloc(1, sizeof(*x));
+    struct na_action *x = na_action_new(a, id, kind, target, body);
     if (!x) {
         json_decref(body);
         wlm_http_respond_error(req, 500, "internal", "out of memory");
         return;
     }
-    x->a = a;
-    wlm_strlcpy(x->id, id, sizeof(x->id));
-    wlm_strlcpy(x->kind, kind, sizeof(x->kind));
-    wlm_strlcpy(x->job, target ? target : "", sizeof(x->job));
-    x->params = body;
     if (check_state(x, &err) < 0) {
         na_action_free(x);
         wlm_http_respond_werr(req, &err);
         return;
     }
-    x->t_accept = x->t_start = wlm_now_mono();
-    wlm_strlcpy(x->status, "running", sizeof(x->status));
-    x->next = a->actions;
-    a->actions = x;
-    prune_actions(a, x->t_accept);
-    wlm_info(NA_COMP, "action accepted", "id=%s kind=%s %s=%s", x->id, x->kind, fname, x->job);
-    if (!strcmp(kind, "start"))
-        na_queue_step(x, na_start_run, na_start_after);
-    else if (!strcmp(kind, "pause"))
-        na_queue_step(x, na_pause_run, na_pause_after);
-    else if (!strcmp(kind, "resume"))
-        na_queue_step(x, na_resume_run, na_resume_after);
-    else if (!strcmp(kind, "suspend"))
-        na_queue_step(x, na_suspend_run, na_suspend_after);
-    else if (!strcmp(kind, "restore"))
-        na_queue_step(x, na_restore_run, na_restore_after);
-    else if (!strcmp(kind, "migrate"))
-        na_queue_step(x, na_migrate_run, na_migrate_after);
-    else if (!strcmp(kind, "resize") || !strcmp(kind, "app_resize"))
-        na_queue_step(x, na_resize_run, NULL);
-    else if (!strcmp(kind, "stop") || !strcmp(kind, "app_stop"))
-        na_queue_step(x, na_stop_run, na_stop_after);
-    else if (!strcmp(kind, "destroy"))
-        na_queue_step(x, na_destroy_run, na_destroy_after);
-    else if (!strcmp(kind, "app_start"))
-        na_queue_step(x, na_app_start_run, NULL);
-    else if (!strcmp(kind, "pool_hint"))
-        na_queue_step(x, na_pool_hint_run, NULL);
-    else
-        na_queue_step(x, na_power_run, na_power_after);
+    na_action_launch(x);
     json_t *resp = json_pack("{s:s,s:s}", "id", x->id, "status", "accepted");
     wlm_http_respond_json(req, 202, resp);
     return;
@@ -593,6 +697,12 @@ static void h_get_action(struct wlm_http_req *req, void *ud)
     struct nodeagent *a = ud;
     struct na_action *x = req->nparams ? find_action(a, req->params[0]) : NULL;
     if (!x) {
+        int finished = 0;
+        json_t *stored = req->nparams ? stored_action(a, req->params[0], &finished) : NULL;
+        if (stored) {
+            wlm_http_respond_json(req, 200, stored);
+            return;
+        }
         wlm_http_respond_error(req, 404, "not_found", "no action '%s' on node %s",
                                req->nparams ? req->params[0] : "", a->cfg.name);
         return;

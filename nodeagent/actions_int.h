@@ -31,9 +31,21 @@ struct na_action {
     char remote_id[160];
     int polls, stage;
     uv_timer_t *timer;
+    int recovered; /* settled or finished after an agent restart */
+    int lost;      /* cut off by an agent restart, its effect not there */
 };
 
 int na_kind_is_app(const char *k);
+/* A new action (takes `params`); not yet checked or queued. */
+struct na_action *na_action_new(struct nodeagent *a, const char *id, const char *kind,
+                                const char *target, json_t *params);
+/* Validation and conflict checks against the VM-ID repository (may record
+ * a starting job); nothing is queued. */
+int na_action_check(struct na_action *x, struct wlm_error *err);
+/* Record as running, list it (idempotency) and queue its first step. */
+void na_action_launch(struct na_action *x);
+/* POST the action's outcome document to the controller. */
+void na_notify_complete(struct nodeagent *a, const char *id, json_t *doc);
 void na_action_free(struct na_action *x);
 /* Replace the action's result (takes the reference). */
 void na_set_result(struct na_action *x, json_t *r);
@@ -70,6 +82,7 @@ void na_stop_after(struct na_action *x);
 void na_destroy_run(struct na_action *x);
 void na_destroy_after(struct na_action *x);
 void na_app_start_run(struct na_action *x);
+void na_app_start_after(struct na_action *x);
 void na_power_run(struct na_action *x);
 void na_power_after(struct na_action *x);
 void na_pool_hint_run(struct na_action *x);

@@ -12,7 +12,10 @@
 static void hb_schedule(struct nodeagent *a, uint64_t ms);
 static void reg_schedule(struct nodeagent *a, uint64_t ms);
 
-void na_pending_inc(struct nodeagent *a) { a->pending++; }
+void na_pending_inc(struct nodeagent *a)
+{
+    a->pending++;
+}
 
 void na_pending_dec(struct nodeagent *a)
 {
@@ -247,8 +250,7 @@ static void hb_after(uv_work_t *w, int status)
     double *mhz = calloc(n + 1, sizeof(double));
     double mhz_used = 0, mem_used_mb = 0;
     for (size_t i = 0; i < n; i++) {
-        const struct nodeagent_wl_info *wi =
-            i < hw->nvms ? &hw->vms[i] : &hw->procs[i - hw->nvms];
+        const struct nodeagent_wl_info *wi = i < hw->nvms ? &hw->vms[i] : &hw->procs[i - hw->nvms];
         char key[140];
         snprintf(key, sizeof(key), "%s:%s", i < hw->nvms ? "vm" : "proc", wi->id);
         struct na_sample *s = sample_get(a, key);
@@ -291,8 +293,7 @@ static void hb_after(uv_work_t *w, int status)
     json_t *doms = json_array(), *procs = json_array();
     json_t *jobs = na_jobs_json(a); /* job id -> record fields */
     for (size_t i = 0; i < n; i++) {
-        const struct nodeagent_wl_info *wi =
-            i < hw->nvms ? &hw->vms[i] : &hw->procs[i - hw->nvms];
+        const struct nodeagent_wl_info *wi = i < hw->nvms ? &hw->vms[i] : &hw->procs[i - hw->nvms];
         char key[140];
         snprintf(key, sizeof(key), "%s:%s", i < hw->nvms ? "vm" : "proc", wi->id);
         struct na_sample *s = sample_get(a, key);
@@ -318,6 +319,12 @@ static void hb_after(uv_work_t *w, int status)
             json_array_append_new(doms, o);
         } else {
             json_object_set_new(o, "pid", json_integer(wi->pid));
+            /* Measured, cumulative: the profiler divides the CPU by the
+             * requests completed; the wait is CPU delay, not app delay. */
+            json_object_set_new(o, "cpu_seconds", json_real(wi->cpu_seconds));
+            json_object_set_new(o, "cpu_wait_seconds", json_real(wi->cpu_wait_seconds));
+            if (wi->cpu_source)
+                json_object_set_new(o, "cpu_source", json_string(wi->cpu_source));
             json_array_append_new(procs, o);
         }
     }
@@ -367,9 +374,9 @@ static void hb_after(uv_work_t *w, int status)
         wlm_gauge_set(wlm_metrics_gauge(a->metrics, "wlm_nodeagent_pool_max_images",
                                         "Maximum size of the image pool", NULL),
                       ps.max);
-        json_object_set_new(body, "pool",
-                            json_pack("{s:i,s:i,s:i}", "free", ps.free, "used", ps.used, "max",
-                                      ps.max));
+        json_object_set_new(
+            body, "pool",
+            json_pack("{s:i,s:i,s:i}", "free", ps.free, "used", ps.used, "max", ps.max));
     }
     json_t *warm = na_warm_json(a);
     if (warm) {
@@ -389,15 +396,15 @@ static void hb_after(uv_work_t *w, int status)
                       (double)json_integer_value(json_object_get(warm, "memory_mb")));
         json_decref(warm);
     }
-    json_object_set_new(body, "starts", json_pack("{s:I,s:I}", "pool",
-                                                  (json_int_t)a->warm_starts, "cold",
-                                                  (json_int_t)a->cold_starts));
+    json_object_set_new(body, "starts",
+                        json_pack("{s:I,s:I}", "pool", (json_int_t)a->warm_starts, "cold",
+                                  (json_int_t)a->cold_starts));
     wlm_gauge_set(wlm_metrics_gauge(a->metrics, "wlm_nodeagent_cpu_mhz_used",
                                     "CPU used by jobs and processes (MHz)", NULL),
                   mhz_used);
-    wlm_gauge_set(wlm_metrics_gauge(a->metrics, "wlm_nodeagent_power_watts", "Node power (W)",
-                                    NULL),
-                  a->watts);
+    wlm_gauge_set(
+        wlm_metrics_gauge(a->metrics, "wlm_nodeagent_power_watts", "Node power (W)", NULL),
+        a->watts);
     wlm_gauge_set(wlm_metrics_gauge(a->metrics, "wlm_nodeagent_energy_joules_total",
                                     "Node energy since start (J)", NULL),
                   a->energy_j);
@@ -506,8 +513,8 @@ static void h_node(struct wlm_http_req *req, void *ud)
         struct nodeagent_pool_status ps;
         nodeagent_pool_status(a->pool, &ps);
         json_object_set_new(o, "pool",
-                            json_pack("{s:i,s:i,s:i,s:f}", "free", ps.free, "used", ps.used,
-                                      "max", ps.max, "create_seconds", ps.create_seconds));
+                            json_pack("{s:i,s:i,s:i,s:f}", "free", ps.free, "used", ps.used, "max",
+                                      ps.max, "create_seconds", ps.create_seconds));
     }
     json_t *warm = na_warm_json(a);
     if (warm) {
@@ -519,8 +526,24 @@ static void h_node(struct wlm_http_req *req, void *ud)
         json_object_update(pool, warm);
         json_decref(warm);
     }
-    json_object_set_new(o, "starts", json_pack("{s:I,s:I}", "pool", (json_int_t)a->warm_starts,
-                                               "cold", (json_int_t)a->cold_starts));
+    json_object_set_new(o, "starts",
+                        json_pack("{s:I,s:I}", "pool", (json_int_t)a->warm_starts, "cold",
+                                  (json_int_t)a->cold_starts));
+    json_t *insts = json_array();
+    struct nodeagent_wl_info *pl = NULL;
+    size_t npl = 0;
+    if (a->proc && a->proc->ops->list(a->proc, &pl, &npl, NULL) == 0) {
+        for (size_t i = 0; i < npl; i++) {
+            json_t *io = json_pack("{s:s,s:s,s:I,s:f,s:f,s:s}", "instance", pl[i].id, "state",
+                                   nodeagent_wl_state_name(pl[i].state), "pid",
+                                   (json_int_t)pl[i].pid, "cpu_seconds", pl[i].cpu_seconds,
+                                   "cpu_wait_seconds", pl[i].cpu_wait_seconds, "cpu_source",
+                                   pl[i].cpu_source ? pl[i].cpu_source : "none");
+            json_array_append_new(insts, io);
+        }
+        free(pl);
+    }
+    json_object_set_new(o, "instances", insts);
     json_t *orph = json_array();
     for (size_t i = 0; i < a->norphans; i++)
         json_array_append_new(orph, json_string(a->orphans[i]));
@@ -586,8 +609,8 @@ struct nodeagent *nodeagent_new(uv_loop_t *loop, const struct nodeagent_config *
     char path[1100];
     snprintf(path, sizeof(path), "%s/jobs", a->cfg.state_dir);
     mkdir_p(path, 0755);
-    int is_real = strncmp(a->cfg.libvirt_uri, "test:", 5) != 0 &&
-                  strcmp(a->cfg.libvirt_uri, "none") != 0;
+    int is_real =
+        strncmp(a->cfg.libvirt_uri, "test:", 5) != 0 && strcmp(a->cfg.libvirt_uri, "none") != 0;
     if (!a->cfg.kernel[0]) {
         find_kernel(a->cfg.kernel, sizeof(a->cfg.kernel));
         char pvh[600];
@@ -612,23 +635,23 @@ struct nodeagent *nodeagent_new(uv_loop_t *loop, const struct nodeagent_config *
         find_kernel(newest, sizeof(newest));
         if (nodeagent_kernel_version(a->cfg.kernel, kver, sizeof(kver)) < 0 &&
             nodeagent_kernel_version(newest, kver, sizeof(kver)) < 0) {
-            wlm_warn(NA_COMP, "no virtio modules for the job VM kernel; the warm pool cannot "
-                     "hand jobs over", "kernel=%s", a->cfg.kernel);
+            wlm_warn(NA_COMP,
+                     "no virtio modules for the job VM kernel; the warm pool cannot "
+                     "hand jobs over",
+                     "kernel=%s", a->cfg.kernel);
             kver[0] = '\0';
         }
         if (nodeagent_initramfs_write(a->initramfs, "/bin/busybox", kver, &e2) < 0)
-            wlm_warn(NA_COMP, "no job VM initramfs; job starts will fail", "error=\"%s\"",
-                     e2.msg);
+            wlm_warn(NA_COMP, "no job VM initramfs; job starts will fail", "error=\"%s\"", e2.msg);
     }
 
     if (strcmp(a->cfg.libvirt_uri, "none") != 0) {
         if (nodeagent_libvirt_event_thread_start(err) < 0)
             goto fail;
-        struct nodeagent_libvirt_opts lo = {
-            .uri = a->cfg.libvirt_uri,
-            .kernel = a->cfg.kernel,
-            .initramfs = a->initramfs,
-            .vm_type = a->cfg.vm_type};
+        struct nodeagent_libvirt_opts lo = {.uri = a->cfg.libvirt_uri,
+                                            .kernel = a->cfg.kernel,
+                                            .initramfs = a->initramfs,
+                                            .vm_type = a->cfg.vm_type};
         a->vm = nodeagent_libvirt_new(&lo, err);
         if (!a->vm)
             goto fail;
@@ -715,8 +738,11 @@ int nodeagent_start(struct nodeagent *a, struct wlm_error *err)
              strcmp(a->cfg.listen_host, "0.0.0.0") ? a->cfg.listen_host : "127.0.0.1",
              wlm_http_server_port(a->http));
     pool_start(a);
+    na_recover_instances(a);
+    na_recover_actions_pre(a);
     if (na_reconcile(a, err) < 0)
         return err ? err->code : -WLM_EINTERNAL;
+    na_recover_actions(a);
     if (na_warm_start(a, err) < 0)
         return err ? err->code : -WLM_EINTERNAL;
     if (a->vm) {
@@ -735,9 +761,9 @@ int nodeagent_start(struct nodeagent *a, struct wlm_error *err)
     a->reg_timer.data = a;
     na_pending_inc(a);
     a->started = 1;
-    wlm_info(NA_COMP, "node agent listening", "name=%s url=%s libvirt=%s cores=%d mhz=%d memory_mb=%lld",
-             a->cfg.name, a->agent_url, a->cfg.libvirt_uri, a->node.cores, a->node.mhz,
-             a->node.memory_mb);
+    wlm_info(NA_COMP, "node agent listening",
+             "name=%s url=%s libvirt=%s cores=%d mhz=%d memory_mb=%lld", a->cfg.name, a->agent_url,
+             a->cfg.libvirt_uri, a->node.cores, a->node.mhz, a->node.memory_mb);
     reg_schedule(a, 0);
     hb_schedule(a, (uint64_t)a->cfg.heartbeat_ms);
     return 0;
@@ -776,8 +802,10 @@ void nodeagent_stop(struct nodeagent *a, void (*done)(void *ud), void *ud)
     if (a->proc && a->proc->ops->list(a->proc, &procs, &np, NULL) == 0) {
         if (np)
             wlm_info(NA_COMP, "stopping app instances", "n=%zu", np);
-        for (size_t i = 0; i < np; i++)
+        for (size_t i = 0; i < np; i++) {
             a->proc->ops->stop(a->proc, procs[i].id, 0, NULL);
+            nodeagent_repo_inst_delete(a->repo, procs[i].id, NULL);
+        }
         free(procs);
     }
     if (a->started) {

@@ -48,7 +48,8 @@ const struct wlm_cfg_field nodeagent_cfg_fields[] = {
     {"base_image_mb", WLM_CFG_INT, F(base_image_mb), 0, NULL, "16", 1, 1048576,
      "size of the base disk image (MiB)"},
     {"kernel", WLM_CFG_STR, F(kernel), S(kernel), "WLM_KERNEL", "", 0, -1,
-     "job VM kernel (default: newest /boot/vmlinuz-*, booted as its extracted PVH vmlinux when possible)"},
+     "job VM kernel (default: newest /boot/vmlinuz-*, booted as its extracted PVH vmlinux when "
+     "possible)"},
     {"initramfs", WLM_CFG_STR, F(initramfs), S(initramfs), "WLM_INITRAMFS", "", 0, -1,
      "job VM initramfs (default: STATE_DIR/initramfs.cpio, built from /bin/busybox)"},
     {"vm_memory_mb", WLM_CFG_INT, F(vm_memory_mb), 0, NULL, "192", 32, 1048576,
@@ -65,6 +66,11 @@ const struct wlm_cfg_field nodeagent_cfg_fields[] = {
      "command run to power the node on (default: simulated power state)"},
     {"power_off_cmd", WLM_CFG_STR, F(power_off_cmd), S(power_off_cmd), NULL, "", 0, -1,
      "command run to power the node off (default: simulated power state)"},
+    {"app_user", WLM_CFG_STR, F(app_user), S(app_user), "WLM_APP_USER", "wlm-app", 0, -1,
+     "unprivileged user app instances run as when their app names none (root agents only)"},
+    {"app_dir", WLM_CFG_STR, F(app_dir), S(app_dir), "WLM_APP_DIR", "", 0, -1,
+     "private working directories of app instances (default: /var/lib/wlm/apps/NAME-HASH as root, "
+     "else STATE_DIR.apps)"},
 };
 const size_t nodeagent_cfg_nfields = WLM_ARRAY_LEN(nodeagent_cfg_fields);
 
@@ -93,6 +99,26 @@ void nodeagent_config_finish(struct nodeagent_config *c)
         char out[sizeof(tmp) + 16];
         snprintf(out, sizeof(out), "%s/wlm-shared", tmp);
         wlm_strlcpy(c->shared_dir, out, sizeof(c->shared_dir));
+    }
+    if (!c->app_dir[0]) {
+        /* Never inside the state dir: nothing an instance writes lands in
+         * the agent's state. A root agent uses /var/lib/wlm/apps (its
+         * parents must be traversable by the instances' user, which a
+         * private state dir's parent need not be); one directory per
+         * agent, named after the node and its state dir. */
+        unsigned h = 2166136261u;
+        for (const char *p = c->state_dir; *p; p++)
+            h = (h ^ (unsigned char)*p) * 16777619u;
+        if (geteuid() == 0) {
+            snprintf(c->app_dir, sizeof(c->app_dir), "/var/lib/wlm/apps/%.60s-%08x", c->name, h);
+        } else {
+            char tmp[sizeof(c->state_dir)];
+            wlm_strlcpy(tmp, c->state_dir, sizeof(tmp));
+            size_t n = strlen(tmp);
+            while (n > 1 && tmp[n - 1] == '/')
+                tmp[--n] = '\0';
+            snprintf(c->app_dir, sizeof(c->app_dir), "%.480s.apps", tmp);
+        }
     }
     /* A trailing slash on the controller URL would double up in paths. */
     size_t n = strlen(c->controller);

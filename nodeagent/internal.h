@@ -63,8 +63,8 @@ struct nodeagent {
     struct na_action *actions; /* every action seen (idempotency) */
     char (*orphans)[128];
     size_t norphans;
-    unsigned next_cfg_index;   /* configuration pool cursor */
-    struct na_warm *warm;      /* warm pool of parked VMs (real hypervisors) */
+    unsigned next_cfg_index; /* configuration pool cursor */
+    struct na_warm *warm;    /* warm pool of parked VMs (real hypervisors) */
     unsigned long cold_starts, warm_starts;
     volatile long long placed_mem_mb; /* memory of jobs and instances, last heartbeat */
 };
@@ -117,5 +117,9 @@ json_t *na_jobs_json(struct nodeagent *a);
 void na_sim_tick(struct nodeagent *a, double dt);
 void na_check_jobs(struct nodeagent *a, const struct nodeagent_wl_info *live, size_t n);
 int na_job_busy(struct nodeagent *a, const char *job);
+/* recover.c: instances and actions of the previous run (see there). */
+void na_recover_instances(struct nodeagent *a);
+void na_recover_actions_pre(struct nodeagent *a);
+void na_recover_actions(struct nodeagent *a);
 
 #endif

@@ -37,19 +37,22 @@ struct nodeagent_config {
     char state_dir[512];  /* repository, job dirs, console logs; default /tmp/wlm-nodeagent-NAME */
     char shared_dir[512]; /* shared storage for save files; default STATE/shared */
     long long heartbeat_ms;
-    char labels[512]; /* "k=v,k=v" */
-    long long pool_size;  /* images pre-created at start-up */
-    long long pool_max;   /* the pool grows on demand up to this */
+    char labels[512];                          /* "k=v,k=v" */
+    long long pool_size;                       /* images pre-created at start-up */
+    long long pool_max;                        /* the pool grows on demand up to this */
     long long pool_memory_mb, pool_reserve_mb; /* warm pool bounds */
     long long boot_timeout_s;
     long long base_image_mb;
-    char kernel[512];     /* "" = newest /boot/vmlinuz-* */
-    char initramfs[512];  /* "" = STATE/initramfs.cpio, written at start from /bin/busybox */
+    char kernel[512];    /* "" = newest /boot/vmlinuz-* */
+    char initramfs[512]; /* "" = STATE/initramfs.cpio, written at start from /bin/busybox */
     long long vm_memory_mb;
     char vm_type[16];
-    char ip_pool[64];     /* first address of the pool: "10.77.0.10" */
+    char ip_pool[64]; /* first address of the pool: "10.77.0.10" */
     double idle_watts, max_watts;
     char power_on_cmd[512], power_off_cmd[512];
+    char app_user[64]; /* app instances run as this user unless the app names one */
+    char app_dir[512]; /* private working directories of app instances (never
+                          inside the state dir) */
 };
 
 /* The flag/config table (for wlm_daemon_args) and its length. */
@@ -74,19 +77,24 @@ struct nodeagent_node_info {
 
 /* What to run. Strings are borrowed for the duration of the call. */
 struct nodeagent_spec {
-    const char *id;       /* job id / instance id; names the domain or process */
-    const char *command;  /* job command (run by the VM's init) or process command line */
-    const char *job_dir;  /* files copied into the VM's /job (optional) */
-    const char *image;    /* disk image path from the pool (optional) */
-    const char *initrd;   /* per-job initramfs (libvirt; NULL = the driver's default) */
-    const char *console;  /* serial console log path (libvirt) or stdout log (process) */
+    const char *id;      /* job id / instance id; names the domain or process */
+    const char *command; /* job command (run by the VM's init) or process command line */
+    const char *job_dir; /* files copied into the VM's /job (optional) */
+    const char *image;   /* disk image path from the pool (optional) */
+    const char *initrd;  /* per-job initramfs (libvirt; NULL = the driver's default) */
+    const char *console; /* serial console log path (libvirt) or stdout log (process) */
     const char *hostname, *mac, *ip; /* configuration management */
     int vcpus;
     long long memory_mb;
-    int port; /* process: exported as $PORT and substituted for {port} */
-    const char *channel; /* libvirt: host side (unix socket) of the "wlm.job" virtio-serial
-                            port the guest's init waits on (warm pool VMs) */
+    int port;             /* process: exported as $PORT and substituted for {port} */
+    const char *channel;  /* libvirt: host side (unix socket) of the "wlm.job" virtio-serial
+                             port the guest's init waits on (warm pool VMs) */
     long long cpu_shares; /* libvirt: initial CPU shares (0 = default) */
+    /* Processes: run as this user (setgid/setuid, supplementary groups
+     * dropped; NULL = as the agent), in this private working directory
+     * (created, owned by the user, mode 0700; NULL = none). */
+    const char *user;
+    const char *workdir;
 };
 
 /* Resize request: 0 / NULL fields are left as they are. */
@@ -113,13 +121,20 @@ struct nodeagent_wl_info {
     char id[128];
     char uuid[40];
     enum nodeagent_wl_state state;
-    double cpu_seconds;   /* cumulative CPU time */
-    long long memory_kb;  /* current memory */
+    double cpu_seconds;  /* cumulative CPU time */
+    long long memory_kb; /* current memory */
     int vcpus;
     long long cpu_shares;    /* -1 when unknown */
     long long vcpu_quota_us; /* -1 = uncapped, 0 = unknown */
     long long period_us;
-    long pid;                /* processes */
+    long pid; /* processes */
+    /* Processes: time the instance's threads were runnable but waiting for
+     * a CPU (schedstat run delay), and where cpu_seconds came from: "cgroup"
+     * (the instance's own cgroup: cpu.stat or cpuacct.usage, counting
+     * processes that already exited) or "proc" (its live process tree). */
+    double cpu_wait_seconds;
+    const char *cpu_source;
+    unsigned long long start_ticks; /* processes: start time, clock ticks since boot */
 };
 
 /* One driver instance. All calls are blocking and may run on any thread;
@@ -208,6 +223,35 @@ struct nodeagent_driver *nodeagent_process_new(const char *cgroup_name, int node
                                                struct wlm_error *err);
 /* "v2", "v1" or "uncapped". */
 const char *nodeagent_process_cap_mode(struct nodeagent_driver *d);
+struct nodeagent_inst_rec;
+/* What identifies a running instance after an agent restart: pid, start
+ * ticks, the shell line run, its user and cap (rec->port is left as is). */
+int nodeagent_process_identity(struct nodeagent_driver *d, const char *id,
+                               struct nodeagent_inst_rec *rec, struct wlm_error *err);
+/* Take back an instance an earlier run of the agent started: 0 when its
+ * pid still runs with the recorded start time, carries WLM_INSTANCE=ID in
+ * its environment and runs the recorded command; else -WLM_ENOTFOUND with
+ * the reason in err, and the instance is listed as shut off (so the
+ * controller replaces it) until it is stopped. */
+int nodeagent_process_adopt(struct nodeagent_driver *d, const struct nodeagent_inst_rec *rec,
+                            struct wlm_error *err);
+
+/* /proc facts of an instance (procstat.c). */
+struct nodeagent_proc_usage {
+    double cpu_seconds;  /* the session's live processes plus reaped children */
+    double wait_seconds; /* run-queue delay of their threads */
+    long long rss_kb;
+    char state; /* of the leader: R, S, T, Z, ... */
+    unsigned long long start_ticks;
+};
+/* Usage of the session led by `leader`; -ENOENT when it is gone. */
+int nodeagent_proc_session_usage(long leader, struct nodeagent_proc_usage *out);
+int nodeagent_proc_start_ticks(long pid, unsigned long long *out);
+/* 0 when `pid` is still the instance `id` started at `start_ticks`
+ * running `command` (the shell line, or the program it exec'd); else
+ * -WLM_ENOTFOUND with the reason in `why`. */
+int nodeagent_proc_check(long pid, unsigned long long start_ticks, const char *id,
+                         const char *command, char *why, size_t n);
 
 /* Capacity from /proc (cores, MHz from /proc/cpuinfo, MemTotal). */
 int nodeagent_proc_node_info(struct nodeagent_node_info *out, struct wlm_error *err);
@@ -218,9 +262,9 @@ int nodeagent_proc_node_info(struct nodeagent_node_info *out, struct wlm_error *
  * at `dir`; with the test driver, volumes in its existing pool). */
 struct nodeagent_pool;
 struct nodeagent_pool_opts {
-    void *conn;          /* virConnectPtr */
-    const char *dir;     /* directory of the pool ("" with the test driver) */
-    const char *name;    /* libvirt pool name to create or reuse */
+    void *conn;       /* virConnectPtr */
+    const char *dir;  /* directory of the pool ("" with the test driver) */
+    const char *name; /* libvirt pool name to create or reuse */
     int size, max;
     long long base_mb;
 };
@@ -270,6 +314,49 @@ int nodeagent_repo_delete(struct nodeagent_repo *r, const char *job, struct wlm_
 /* Every record; *out malloc'd. */
 int nodeagent_repo_list(struct nodeagent_repo *r, struct nodeagent_vm_rec **out, size_t *n,
                         struct wlm_error *err);
+
+/* Actions and their outcomes, so a retried action id after an agent restart
+ * gets the recorded outcome and an action cut off by a crash is settled at
+ * the next start. `params` is the request body and `doc` the answer of
+ * GET /v1/actions/ID once finished (JSON text; "" while running); both
+ * malloc'd in records read back (nodeagent_action_rec_fini frees them). */
+struct nodeagent_action_rec {
+    char id[128];
+    char kind[24];
+    char target[128]; /* job or instance id; "" for node actions */
+    char status[16];  /* running, succeeded, failed */
+    char *params;
+    char *doc;
+};
+/* Insert or update by id; the newest 4096 finished actions are kept. */
+int nodeagent_repo_action_put(struct nodeagent_repo *r, const struct nodeagent_action_rec *a,
+                              struct wlm_error *err);
+/* -WLM_ENOTFOUND when absent. */
+int nodeagent_repo_action_get(struct nodeagent_repo *r, const char *id,
+                              struct nodeagent_action_rec *out, struct wlm_error *err);
+/* Actions still "running" (cut off by a crash), oldest first; *out malloc'd
+ * (fini each record, then free). */
+int nodeagent_repo_action_running(struct nodeagent_repo *r, struct nodeagent_action_rec **out,
+                                  size_t *n, struct wlm_error *err);
+void nodeagent_action_rec_fini(struct nodeagent_action_rec *a);
+
+/* App instances (processes) the agent started, for re-adoption after an
+ * agent restart: identified by pid + the process's start time (clock ticks
+ * since boot, /proc/PID/stat field 22) + its command. */
+struct nodeagent_inst_rec {
+    char id[128];
+    long pid;
+    unsigned long long start_ticks;
+    char command[1024]; /* the shell line run ({port} substituted) */
+    int port;
+    char user[64];
+    double cap_mhz;
+};
+int nodeagent_repo_inst_put(struct nodeagent_repo *r, const struct nodeagent_inst_rec *in,
+                            struct wlm_error *err);
+int nodeagent_repo_inst_delete(struct nodeagent_repo *r, const char *id, struct wlm_error *err);
+int nodeagent_repo_inst_list(struct nodeagent_repo *r, struct nodeagent_inst_rec **out, size_t *n,
+                             struct wlm_error *err);
 
 /* Pure reconcile of repository records with live domains. For each record:
  * adopt (domain alive), suspended (no domain, save file recorded), lost (no

@@ -13,7 +13,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "nodeagent.h"
@@ -205,9 +207,12 @@ static void test_image_pool(void **state)
     (void)state;
     struct nodeagent_driver *a = open_node("pool-a", 2);
     struct wlm_error err = {0};
-    struct nodeagent_pool_opts po = {
-        .conn = nodeagent_libvirt_conn(a), .dir = "", .name = "wlm-pool-a", .size = 2, .max = 3,
-        .base_mb = 16};
+    struct nodeagent_pool_opts po = {.conn = nodeagent_libvirt_conn(a),
+                                     .dir = "",
+                                     .name = "wlm-pool-a",
+                                     .size = 2,
+                                     .max = 3,
+                                     .base_mb = 16};
     struct nodeagent_pool *p = nodeagent_pool_new(&po, &err);
     if (!p)
         fail_msg("pool: %s", err.msg);
@@ -316,6 +321,98 @@ static void test_repo_and_reconcile(void **state)
     nodeagent_repo_close(r);
 }
 
+/* Actions and instances persist across a reopen (an agent restart). */
+static void test_repo_actions_instances(void **state)
+{
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof(path), "%s/repo2.db", tmpdir);
+    struct nodeagent_repo *r;
+    struct wlm_error err = {0};
+    assert_int_equal(nodeagent_repo_open(path, &r, &err), 0);
+    struct nodeagent_action_rec a = {.id = "a1",
+                                     .kind = "start",
+                                     .target = "j1",
+                                     .status = "running",
+                                     .params = "{\"id\":\"a1\"}"};
+    assert_int_equal(nodeagent_repo_action_put(r, &a, &err), 0);
+    struct nodeagent_action_rec b = {.id = "a2",
+                                     .kind = "pause",
+                                     .target = "j1",
+                                     .status = "succeeded",
+                                     .doc = "{\"status\":\"succeeded\"}"};
+    assert_int_equal(nodeagent_repo_action_put(r, &b, &err), 0);
+    struct nodeagent_inst_rec in = {.id = "web1", .pid = 42, .start_ticks = 7, .port = 8080};
+    wlm_strlcpy(in.command, "exec app", sizeof(in.command));
+    assert_int_equal(nodeagent_repo_inst_put(r, &in, &err), 0);
+    nodeagent_repo_close(r);
+    assert_int_equal(nodeagent_repo_open(path, &r, &err), 0);
+    struct nodeagent_action_rec *run = NULL;
+    size_t n = 0;
+    assert_int_equal(nodeagent_repo_action_running(r, &run, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(run[0].id, "a1");
+    assert_string_equal(run[0].params, "{\"id\":\"a1\"}");
+    nodeagent_action_rec_fini(&run[0]);
+    free(run);
+    struct nodeagent_action_rec got;
+    assert_int_equal(nodeagent_repo_action_get(r, "a2", &got, &err), 0);
+    assert_string_equal(got.doc, "{\"status\":\"succeeded\"}");
+    nodeagent_action_rec_fini(&got);
+    assert_int_equal(nodeagent_repo_action_get(r, "zz", &got, &err), -WLM_ENOTFOUND);
+    struct nodeagent_inst_rec *ins = NULL;
+    assert_int_equal(nodeagent_repo_inst_list(r, &ins, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(ins[0].pid, 42);
+    assert_int_equal(ins[0].start_ticks, 7);
+    assert_string_equal(ins[0].command, "exec app");
+    free(ins);
+    assert_int_equal(nodeagent_repo_inst_delete(r, "web1", &err), 0);
+    assert_int_equal(nodeagent_repo_inst_list(r, &ins, &n, &err), 0);
+    assert_int_equal(n, 0);
+    free(ins);
+    nodeagent_repo_close(r);
+}
+
+/* A pid is the instance only with its start time, marker and command. */
+static void test_proc_check(void **state)
+{
+    (void)state;
+    pid_t pid = fork();
+    if (pid == 0) {
+        char *argv[] = {"sleep", "30", NULL};
+        char *envp[] = {"WLM_INSTANCE=u1", NULL};
+        execve("/bin/sleep", argv, envp);
+        _exit(127);
+    }
+    assert_true(pid > 0);
+    char why[400];
+    unsigned long long ticks = 0;
+    /* Wait for the exec (the marker is in the new image's environment). */
+    int rc = -1;
+    for (int i = 0; i < 200 && rc != 0; i++) {
+        usleep(10000);
+        assert_int_equal(nodeagent_proc_start_ticks(pid, &ticks), 0);
+        rc = nodeagent_proc_check(pid, ticks, "u1", "exec sleep 30", why, sizeof(why));
+    }
+    assert_int_equal(rc, 0);
+    assert_int_equal(nodeagent_proc_check(pid, ticks + 1, "u1", "exec sleep 30", why, sizeof(why)),
+                     -WLM_ENOTFOUND);
+    assert_non_null(strstr(why, "reused"));
+    assert_int_equal(nodeagent_proc_check(pid, ticks, "u2", "exec sleep 30", why, sizeof(why)),
+                     -WLM_ENOTFOUND);
+    assert_int_equal(
+        nodeagent_proc_check(pid, ticks, "u1", "exec python3 app.py", why, sizeof(why)),
+        -WLM_ENOTFOUND);
+    struct nodeagent_proc_usage u;
+    assert_int_equal(nodeagent_proc_session_usage(pid, &u), 0);
+    assert_int_equal(u.start_ticks, ticks);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    assert_int_equal(nodeagent_proc_check(pid, ticks, "u1", NULL, why, sizeof(why)),
+                     -WLM_ENOTFOUND);
+}
+
 static void test_console_and_power(void **state)
 {
     (void)state;
@@ -409,8 +506,10 @@ static void test_process_driver(void **state)
     assert_non_null(d);
     char log[512];
     snprintf(log, sizeof(log), "%s/web.log", tmpdir);
-    struct nodeagent_spec s = {.id = "web1", .command = "echo port={port} $PORT; exec sleep 30",
-                               .console = log, .port = 8123};
+    struct nodeagent_spec s = {.id = "web1",
+                               .command = "echo port={port} $PORT; exec sleep 30",
+                               .console = log,
+                               .port = 8123};
     assert_int_equal(d->ops->start(d, &s, &err), 0);
     assert_int_equal(d->ops->start(d, &s, &err), -WLM_ECONFLICT);
     /* Let the child run its echo before it is stopped and signalled. */
@@ -557,7 +656,10 @@ static json_t *act(struct nodeagent *a, const char *body, int *post_status)
     return NULL;
 }
 
-static const char *status_of(json_t *o) { return json_string_value(json_object_get(o, "status")); }
+static const char *status_of(json_t *o)
+{
+    return json_string_value(json_object_get(o, "status"));
+}
 
 static void test_agent_actions(void **state)
 {
@@ -592,7 +694,8 @@ static void test_agent_actions(void **state)
     /* Bad environment and bad pool hints are refused and change nothing. */
     r = call(g.a, "POST", "/v1/actions",
              "{\"id\":\"e1\",\"kind\":\"start\",\"job\":\"je\",\"command\":\"x\","
-             "\"env\":{\"1BAD\":\"v\"}}", &st);
+             "\"env\":{\"1BAD\":\"v\"}}",
+             &st);
     assert_int_equal(st, 400);
     assert_non_null(strstr(json_string_value(json_object_get(r, "detail")), "1BAD"));
     json_decref(r);
@@ -600,20 +703,25 @@ static void test_agent_actions(void **state)
     assert_int_equal(st, 404);
     json_decref(r);
     r = call(g.a, "POST", "/v1/actions",
-             "{\"id\":\"e2\",\"kind\":\"start\",\"job\":\"je\",\"command\":\"x\",\"env\":[1]}", &st);
+             "{\"id\":\"e2\",\"kind\":\"start\",\"job\":\"je\",\"command\":\"x\",\"env\":[1]}",
+             &st);
     assert_int_equal(st, 400);
     json_decref(r);
     r = call(g.a, "POST", "/v1/actions",
              "{\"id\":\"h1\",\"kind\":\"pool_hint\",\"shapes\":[{\"vcpus\":1,\"memory_mb\":8,"
-             "\"starts\":1}]}", &st);
+             "\"starts\":1}]}",
+             &st);
     assert_int_equal(st, 400);
     assert_non_null(strstr(json_string_value(json_object_get(r, "detail")), "shapes[0]"));
     json_decref(r);
-    r = call(g.a, "POST", "/v1/actions", "{\"id\":\"h2\",\"kind\":\"pool_hint\",\"shapes\":3}", &st);
+    r = call(g.a, "POST", "/v1/actions", "{\"id\":\"h2\",\"kind\":\"pool_hint\",\"shapes\":3}",
+             &st);
     assert_int_equal(st, 400);
     json_decref(r);
-    r = act(g.a, "{\"id\":\"h3\",\"kind\":\"pool_hint\",\"shapes\":[{\"vcpus\":2,\"memory_mb\":256,"
-                 "\"starts\":3}]}", &st);
+    r = act(g.a,
+            "{\"id\":\"h3\",\"kind\":\"pool_hint\",\"shapes\":[{\"vcpus\":2,\"memory_mb\":256,"
+            "\"starts\":3}]}",
+            &st);
     assert_string_equal(status_of(r), "succeeded");
     json_decref(r);
     /* Same id again: the first result, nothing started twice. */
@@ -665,14 +773,14 @@ static void test_agent_actions(void **state)
 
     /* Migrate A -> B through the suspend/copy/restore fallback. */
     char body[512];
-    snprintf(body, sizeof(body),
-             "{\"id\":\"m1\",\"kind\":\"migrate\",\"job\":\"j1\",\"target\":\"http://127.0.0.1:%d\"}",
-             nodeagent_port(g.b));
+    snprintf(
+        body, sizeof(body),
+        "{\"id\":\"m1\",\"kind\":\"migrate\",\"job\":\"j1\",\"target\":\"http://127.0.0.1:%d\"}",
+        nodeagent_port(g.b));
     r = act(g.a, body, &st);
     assert_string_equal(status_of(r), "succeeded");
-    assert_string_equal(
-        json_string_value(json_object_get(json_object_get(r, "result"), "mode")),
-        "suspend-copy-restore");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(r, "result"), "mode")),
+                        "suspend-copy-restore");
     json_decref(r);
     r = call(g.b, "GET", "/v1/jobs/j1", NULL, &st);
     assert_int_equal(st, 200);
@@ -707,8 +815,10 @@ static void test_agent_actions(void **state)
     assert_true(json_is_true(json_object_get(json_object_get(r, "result"), "scrubbed")));
     json_decref(r);
     /* A simulated job (test driver) finishes after its running time. */
-    r = act(g.b, "{\"id\":\"sim1\",\"kind\":\"start\",\"job\":\"js\",\"command\":\"x\","
-                 "\"sim_seconds\":0.3}", &st);
+    r = act(g.b,
+            "{\"id\":\"sim1\",\"kind\":\"start\",\"job\":\"js\",\"command\":\"x\","
+            "\"sim_seconds\":0.3}",
+            &st);
     assert_string_equal(status_of(r), "succeeded");
     json_decref(r);
     const char *jst = NULL;
@@ -769,14 +879,11 @@ static void test_agent_actions(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_node_info_per_node),
-        cmocka_unit_test(test_vm_operations),
-        cmocka_unit_test(test_pool_domain_claim),
-        cmocka_unit_test(test_image_pool),
-        cmocka_unit_test(test_repo_and_reconcile),
-        cmocka_unit_test(test_console_and_power),
-        cmocka_unit_test(test_process_driver),
-        cmocka_unit_test(test_agent_actions),
+        cmocka_unit_test(test_node_info_per_node), cmocka_unit_test(test_vm_operations),
+        cmocka_unit_test(test_pool_domain_claim),  cmocka_unit_test(test_image_pool),
+        cmocka_unit_test(test_repo_and_reconcile), cmocka_unit_test(test_repo_actions_instances),
+        cmocka_unit_test(test_proc_check),         cmocka_unit_test(test_console_and_power),
+        cmocka_unit_test(test_process_driver),     cmocka_unit_test(test_agent_actions),
     };
     wlm_log_set_level(WLM_LOG_ERROR);
     return cmocka_run_group_tests(tests, setup, teardown);
