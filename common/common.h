@@ -239,6 +239,17 @@ struct wlm_http_header {
     char *value;
 };
 
+/* Who sent a request, as established by the server's authenticator (see
+ * wlm_http_server_set_auth). All empty when the route needs no token or
+ * nobody was authenticated. With the plain shared token (no authenticator)
+ * an accepted request is {"token", "admin"}. */
+struct wlm_principal {
+    char name[64];  /* "bootstrap", a token's name */
+    char role[16];  /* "admin", "operator", "submitter", "agent", "router" */
+    char node[64];  /* agent tokens: the one node they speak for */
+    long long id;   /* token id, 0 for the bootstrap token */
+};
+
 /* A request being served. Owned by the server; valid from the handler call
  * until the response is finished (wlm_http_respond or wlm_http_stream_end) or
  * the connection closes (then `on_abort` fires if set). After on_abort returns
@@ -265,6 +276,9 @@ struct wlm_http_req {
     void *user;                                  /* free for the handler */
     void (*on_abort)(struct wlm_http_req *req); /* connection went away */
     struct wlm_http_conn *conn;                  /* private */
+    struct wlm_principal principal;              /* see struct wlm_principal */
+    const char *route; /* pattern of the matched route ("/v1/jobs/:id"), owned by the server */
+    int tls;           /* arrived over TLS */
 };
 
 /* Case-insensitive header lookup; NULL when absent. */
@@ -302,6 +316,9 @@ struct wlm_http_server_opts {
     unsigned idle_timeout_ms;   /* default 60000: idle keep-alive closed */
     unsigned max_connections;   /* default 4096 */
     const char *token;          /* bearer token; NULL/"" = auth off */
+    /* HTTPS: certificate chain and private key (PEM files). Both or none;
+     * loaded by wlm_http_server_listen, which names a bad file. */
+    const char *tls_cert, *tls_key;
 };
 
 struct wlm_http_server;
@@ -317,6 +334,29 @@ struct wlm_http_server *wlm_http_server_new(uv_loop_t *loop, const struct wlm_ht
  * `auth` = 1 requires "Authorization: Bearer <token>" (401 otherwise). */
 int wlm_http_server_route(struct wlm_http_server *s, const char *method, const char *pattern,
                           int auth, wlm_http_handler_fn fn, void *ud);
+/* Authentication and authorisation of token-protected routes, replacing the
+ * shared-token check. `check` runs after routing for every route registered
+ * with auth = 1; it gets the bearer credential (NULL when absent or not a
+ * Bearer) and fills req->principal. It returns 0 to let the handler run, 401
+ * (unknown or missing credential) or 403 (known, but not allowed here), with a
+ * reason for the person in `why`; the server answers those itself.
+ * `answered` (may be NULL) runs once for every response to a request that
+ * reached an auth route (handled or refused), when its status is known: the
+ * place to keep an audit trail. The struct is copied. */
+struct wlm_http_auth {
+    int (*check)(void *ud, struct wlm_http_req *req, const char *bearer, char *why,
+                 size_t whylen);
+    void (*answered)(void *ud, struct wlm_http_req *req, int status);
+    void *ud;
+};
+void wlm_http_server_set_auth(struct wlm_http_server *s, const struct wlm_http_auth *a);
+/* 1 when `host` (a listen address) is loopback only: 127.0.0.0/8, ::1,
+ * "localhost". Daemons say so in their startup log, and warn when a
+ * non-loopback address serves plain HTTP. */
+int wlm_host_is_loopback(const char *host);
+/* 1 when the server answers HTTPS (after a successful listen). */
+int wlm_http_server_is_tls(const struct wlm_http_server *s);
+
 /* Serve /metrics from this registry (public) and count requests into it. */
 void wlm_http_server_set_metrics(struct wlm_http_server *s, struct wlm_metrics *m);
 int wlm_http_server_listen(struct wlm_http_server *s, struct wlm_error *err);
@@ -361,8 +401,16 @@ int wlm_http_client_request(struct wlm_http_client *c, const char *method, const
                             const char *token, const char *content_type, const void *body,
                             size_t len, unsigned timeout_ms, wlm_http_client_cb cb, void *ud);
 
+/* HTTPS for https:// URLs: verify servers against the CA certificates in
+ * `ca_file` (PEM), or the system's store when NULL/"". Without this call an
+ * https:// request uses the system store. Fails with the file named. A
+ * verification failure reads like "https://h:p: TLS: certificate verify
+ * failed (unable to get local issuer certificate)". */
+int wlm_http_client_set_ca(struct wlm_http_client *c, const char *ca_file, struct wlm_error *err);
+
 /* Blocking request on a private loop (CLI, tests). Returns 0 when a response
- * arrived (any status), else a negative code with err filled. */
+ * arrived (any status), else a negative code with err filled. https:// URLs
+ * are verified against the CA file named by $WLM_CA, else the system store. */
 int wlm_http_fetch(const char *method, const char *url, const char *token, const char *content_type,
                    const void *body, size_t len, unsigned timeout_ms,
                    struct wlm_http_response *resp, struct wlm_error *err);

@@ -11,6 +11,11 @@
  * once on a fresh connection: the server most likely timed the idle
  * connection out just as we sent.
  *
+ * https:// URLs run TLS over memory BIOs (wlm_tls.h): the request is sent
+ * once the handshake (with chain and host-name verification) is done, and
+ * responses are decrypted before they reach the same parser. Connections are
+ * pooled per scheme as well as host:port.
+ *
  * Memory: the client and every creq/cconn are released only after their libuv
  * handles are closed, so callbacks that free the client from inside a
  * completion never leave a dangling pointer behind; the loop must run for the
@@ -21,8 +26,11 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/err.h>
+
 #include "common.h"
 #include "http_internal.h"
+#include "wlm_tls.h"
 
 #define CLIENT_MAX_IDLE_PER_HOST 8
 #define CLIENT_MAX_BODY (256u * 1024 * 1024)
@@ -45,6 +53,10 @@ struct cconn {
     struct wlm_http_header *headers;
     size_t nheaders;
     struct wlm_buf body;
+    int https;
+    SSL *ssl;        /* https: the session */
+    int tls_up;      /* handshake done */
+    int send_queued; /* send the request once the handshake is done */
 };
 
 struct creq {
@@ -56,6 +68,7 @@ struct creq {
     char *host;
     int port;
     char key[300];
+    int https;
     char *desc; /* "GET http://host:port/path" for messages */
     struct wlm_buf out;
     int is_head;
@@ -74,6 +87,7 @@ struct wlm_http_client {
     struct creq *reqs;
     size_t alive; /* creqs + cconns not yet released */
     int closing;
+    SSL_CTX *tls_ctx; /* for https://; made on first use when not set */
 };
 
 static void creq_start(struct creq *r);
@@ -101,8 +115,10 @@ void wlm_http_response_fini(struct wlm_http_response *r)
 
 static void client_unref(struct wlm_http_client *c)
 {
-    if (--c->alive == 0 && c->closing)
+    if (--c->alive == 0 && c->closing) {
+        SSL_CTX_free(c->tls_ctx);
         free(c);
+    }
 }
 
 static void creq_maybe_free(struct creq *r)
@@ -188,6 +204,8 @@ static void cconn_closed(uv_handle_t *h)
     wlm__http_hdr_acc_fini(&conn->acc);
     wlm__http_headers_free(conn->headers, conn->nheaders);
     wlm_buf_fini(&conn->body);
+    if (conn->ssl)
+        SSL_free(conn->ssl);
     free(conn);
     client_unref(c);
 }
@@ -298,11 +316,11 @@ static const http_parser_settings client_settings = {
     .on_message_complete = cb_message_complete,
 };
 
-static size_t idle_count(struct wlm_http_client *c, const char *key)
+static size_t idle_count(struct wlm_http_client *c, const char *key, int https)
 {
     size_t n = 0;
     for (struct cconn *x = c->conns; x; x = x->next)
-        n += x->idle && strcmp(x->key, key) == 0;
+        n += x->idle && x->https == https && strcmp(x->key, key) == 0;
     return n;
 }
 
@@ -321,7 +339,7 @@ static void cconn_complete(struct cconn *conn, int reusable)
     r->conn = NULL;
     conn->req = NULL;
     if (reusable && conn->keep_alive && !c->closing &&
-        idle_count(c, conn->key) < CLIENT_MAX_IDLE_PER_HOST) {
+        idle_count(c, conn->key, conn->https) < CLIENT_MAX_IDLE_PER_HOST) {
         conn->idle = 1;
         uv_unref((uv_handle_t *)&conn->tcp);
     } else {
@@ -337,6 +355,10 @@ static void cconn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = buf->base ? suggested : 0;
 }
 
+static void cconn_data(struct cconn *conn, const char *data, size_t nread);
+static void cconn_send(struct cconn *conn);
+static void cconn_tls_read(struct cconn *conn, const char *data, size_t n);
+
 static void cconn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct cconn *conn = s->data;
@@ -345,10 +367,14 @@ static void cconn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         free(buf->base);
         return;
     }
-    if (nread > 0 && !r) {
-        /* Bytes on an idle connection: the stream is out of step. */
+    if (nread > 0 && conn->ssl) {
+        cconn_tls_read(conn, buf->base, (size_t)nread);
         free(buf->base);
-        cconn_close(conn);
+        return;
+    }
+    if (nread > 0) {
+        cconn_data(conn, buf->base, (size_t)nread);
+        free(buf->base);
         return;
     }
     if (nread < 0) {
@@ -373,17 +399,33 @@ static void cconn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             creq_start(r);
             return;
         }
+        if (conn->ssl && !conn->tls_up) {
+            creq_fail(r, WLM_EIO, "%s: TLS: the server closed the connection during the "
+                      "handshake (is it serving plain HTTP?)", r->desc);
+            cconn_close(conn);
+            return;
+        }
         creq_fail(r, WLM_EIO, "%s: %s", r->desc,
                   nread == UV_EOF ? "connection closed before the response was complete"
                                   : uv_strerror((int)nread));
         cconn_close(conn);
         return;
     }
-    conn->nrecv += (size_t)nread;
+}
+
+/* Plaintext response bytes (from the socket or out of TLS). */
+static void cconn_data(struct cconn *conn, const char *data, size_t nread)
+{
+    struct creq *r = conn->req;
+    if (!r) {
+        /* Bytes on an idle connection: the stream is out of step. */
+        cconn_close(conn);
+        return;
+    }
+    conn->nrecv += nread;
     size_t off = 0, n;
     for (;;) {
-        n = http_parser_execute(&conn->parser, &client_settings, buf->base + off,
-                                (size_t)nread - off);
+        n = http_parser_execute(&conn->parser, &client_settings, data + off, nread - off);
         off += n;
         /* An interim 1xx response (100 Continue, 103) precedes the real one. */
         int st = (int)conn->parser.status_code;
@@ -393,14 +435,13 @@ static void cconn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         conn->parser.data = conn;
         reset_response(conn);
         conn->nrecv = 1;
-        if (off >= (size_t)nread)
+        if (off >= nread)
             break;
     }
     n = off;
-    free(buf->base);
     if (conn->complete) {
         /* Extra bytes after the response mean we cannot trust the stream. */
-        cconn_complete(conn, n == (size_t)nread);
+        cconn_complete(conn, n == nread);
         return;
     }
     enum http_errno e = HTTP_PARSER_ERRNO(&conn->parser);
@@ -415,6 +456,119 @@ struct cwrite {
     uv_write_t w;
     char *data;
 };
+
+static void cconn_write_cb(uv_write_t *w, int status);
+
+/* Send `data` (malloc'd, taken) as it is. */
+static int cconn_write_raw(struct cconn *conn, char *data, size_t len)
+{
+    struct creq *r = conn->req;
+    struct cwrite *cw = malloc(sizeof(*cw));
+    if (!cw) {
+        free(data);
+        if (r)
+            creq_fail(r, ENOMEM, "%s: out of memory", r->desc);
+        cconn_close(conn);
+        return -ENOMEM;
+    }
+    cw->data = data;
+    uv_buf_t b = uv_buf_init(data, (unsigned)len);
+    int rc = uv_write(&cw->w, (uv_stream_t *)&conn->tcp, &b, 1, cconn_write_cb);
+    if (rc) {
+        free(data);
+        free(cw);
+        if (r)
+            creq_fail(r, WLM_EIO, "%s: send to %s: %s", r->desc, conn->key, uv_strerror(rc));
+        cconn_close(conn);
+    }
+    return rc;
+}
+
+static int cconn_tls_flush(struct cconn *conn)
+{
+    char *out;
+    long n = wlm_tls_take_output(conn->ssl, &out);
+    if (n < 0) {
+        if (conn->req)
+            creq_fail(conn->req, ENOMEM, "%s: out of memory", conn->req->desc);
+        cconn_close(conn);
+        return -ENOMEM;
+    }
+    return n ? cconn_write_raw(conn, out, (size_t)n) : 0;
+}
+
+static void cconn_tls_fail(struct cconn *conn, const char *what)
+{
+    char why[300];
+    wlm_tls_handshake_error(conn->ssl, why, sizeof why);
+    if (conn->req)
+        creq_fail(conn->req, WLM_EIO, "%s: TLS %s with %s: %s", conn->req->desc, what, conn->key,
+                  why);
+    cconn_close(conn);
+}
+
+/* Drive the handshake; send the queued request once it is done. */
+static void cconn_tls_handshake(struct cconn *conn)
+{
+    ERR_clear_error();
+    int rc = SSL_do_handshake(conn->ssl);
+    if (cconn_tls_flush(conn))
+        return;
+    if (rc != 1) {
+        int e = SSL_get_error(conn->ssl, rc);
+        if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+            cconn_tls_fail(conn, "handshake failed");
+        return;
+    }
+    conn->tls_up = 1;
+    if (conn->send_queued && conn->req) {
+        conn->send_queued = 0;
+        cconn_send(conn);
+    }
+}
+
+static void cconn_tls_read(struct cconn *conn, const char *data, size_t n)
+{
+    if (BIO_write(SSL_get_rbio(conn->ssl), data, (int)n) != (int)n) {
+        cconn_tls_fail(conn, "read failed");
+        return;
+    }
+    if (!conn->tls_up) {
+        cconn_tls_handshake(conn);
+        if (conn->closing || !conn->tls_up)
+            return;
+    }
+    char buf[16384];
+    while (!conn->closing) {
+        ERR_clear_error();
+        int k = SSL_read(conn->ssl, buf, (int)sizeof buf);
+        if (k <= 0) {
+            int e = SSL_get_error(conn->ssl, k);
+            if (cconn_tls_flush(conn))
+                return;
+            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+                return;
+            if (e == SSL_ERROR_ZERO_RETURN) { /* close_notify: the server is done */
+                struct creq *r = conn->req;
+                if (r && conn->nrecv > 0) {
+                    http_parser_execute(&conn->parser, &client_settings, NULL, 0);
+                    if (conn->complete) {
+                        cconn_complete(conn, 0);
+                        return;
+                    }
+                }
+                if (r)
+                    creq_fail(r, WLM_EIO, "%s: connection closed before the response was "
+                              "complete", r->desc);
+                cconn_close(conn);
+                return;
+            }
+            cconn_tls_fail(conn, "read failed");
+            return;
+        }
+        cconn_data(conn, buf, (size_t)k);
+    }
+}
 
 static void cconn_write_cb(uv_write_t *w, int status)
 {
@@ -444,6 +598,19 @@ static void cconn_send(struct cconn *conn)
     reset_response(conn);
     http_parser_init(&conn->parser, HTTP_RESPONSE);
     conn->parser.data = conn;
+    if (conn->ssl) {
+        if (!conn->tls_up) {
+            conn->send_queued = 1;
+            return;
+        }
+        ERR_clear_error();
+        if (r->out.len && SSL_write(conn->ssl, r->out.data, (int)r->out.len) <= 0) {
+            cconn_tls_fail(conn, "write failed");
+            return;
+        }
+        cconn_tls_flush(conn);
+        return;
+    }
     struct cwrite *cw = malloc(sizeof(*cw));
     char *data = cw ? malloc(r->out.len ? r->out.len : 1) : NULL;
     if (!data) {
@@ -497,6 +664,17 @@ static void cconn_connected(uv_connect_t *cr, int status)
         cconn_close(conn);
         return;
     }
+    if (conn->https) {
+        conn->ssl = wlm_tls_session(conn->c->tls_ctx, 0, r->host);
+        if (!conn->ssl) {
+            creq_fail(r, ENOMEM, "%s: out of memory", r->desc);
+            cconn_close(conn);
+            return;
+        }
+        conn->send_queued = 1;
+        cconn_tls_handshake(conn);
+        return;
+    }
     cconn_send(conn);
 }
 
@@ -509,6 +687,7 @@ static void creq_connect(struct creq *r, const struct sockaddr *sa)
         return;
     }
     conn->c = c;
+    conn->https = r->https;
     wlm_strlcpy(conn->key, r->key, sizeof(conn->key));
     wlm__http_hdr_acc_init(&conn->acc);
     wlm_buf_init(&conn->body);
@@ -555,7 +734,7 @@ static void creq_start(struct creq *r)
 {
     struct wlm_http_client *c = r->c;
     for (struct cconn *x = c->conns; x; x = x->next) {
-        if (x->idle && !x->closing && strcmp(x->key, r->key) == 0) {
+        if (x->idle && !x->closing && x->https == r->https && strcmp(x->key, r->key) == 0) {
             x->idle = 0;
             x->reused = 1;
             uv_ref((uv_handle_t *)&x->tcp);
@@ -625,7 +804,7 @@ void wlm_http_client_free(struct wlm_http_client *c)
     client_unref(c);
 }
 
-static int parse_url(const char *url, char **host, int *port, char **target,
+static int parse_url(const char *url, char **host, int *port, char **target, int *https,
                      struct wlm_error *err)
 {
     struct http_parser_url u;
@@ -634,12 +813,14 @@ static int parse_url(const char *url, char **host, int *port, char **target,
         !(u.field_set & (1 << UF_SCHEMA)) || !(u.field_set & (1 << UF_HOST)))
         return wlm_error_setf(err, WLM_EINVAL, "url", "bad URL '%s': want http://host:port/path",
                               url ? url : "");
-    if (u.field_data[UF_SCHEMA].len != 4 ||
-        strncasecmp(url + u.field_data[UF_SCHEMA].off, "http", 4) != 0)
-        return wlm_error_setf(err, WLM_EINVAL, "url", "bad URL '%s': only http:// is supported",
-                              url);
+    size_t sl = u.field_data[UF_SCHEMA].len;
+    const char *sch = url + u.field_data[UF_SCHEMA].off;
+    *https = sl == 5 && strncasecmp(sch, "https", 5) == 0;
+    if (!*https && (sl != 4 || strncasecmp(sch, "http", 4) != 0))
+        return wlm_error_setf(err, WLM_EINVAL, "url",
+                              "bad URL '%s': only http:// and https:// are supported", url);
     *host = strndup(url + u.field_data[UF_HOST].off, u.field_data[UF_HOST].len);
-    *port = (u.field_set & (1 << UF_PORT)) ? u.port : 80;
+    *port = (u.field_set & (1 << UF_PORT)) ? u.port : *https ? 443 : 80;
     struct wlm_buf t;
     wlm_buf_init(&t);
     if (u.field_set & (1 << UF_PATH))
@@ -676,10 +857,15 @@ static int client_request(struct wlm_http_client *c, const char *method, const c
             if (*t == '\r' || *t == '\n')
                 return wlm_error_setf(err, WLM_EINVAL, "token", "token holds a line break");
     char *host = NULL, *target = NULL;
-    int port = 0;
-    int rc = parse_url(url, &host, &port, &target, err);
+    int port = 0, https = 0;
+    int rc = parse_url(url, &host, &port, &target, &https, err);
     if (rc)
         return rc;
+    if (https && !c->tls_ctx && !(c->tls_ctx = wlm_tls_client_ctx(NULL, "ca", err))) {
+        free(host);
+        free(target);
+        return err ? err->code : -WLM_EINVAL;
+    }
     struct creq *r = calloc(1, sizeof(*r));
     if (!r) {
         free(host);
@@ -689,6 +875,7 @@ static int client_request(struct wlm_http_client *c, const char *method, const c
     r->c = c;
     r->host = host;
     r->port = port;
+    r->https = https;
     int v6 = strchr(host, ':') != NULL;
     snprintf(r->key, sizeof(r->key), v6 ? "[%s]:%d" : "%s:%d", host, port);
     r->desc = wlm_asprintf("%s %s", method, url);
@@ -744,6 +931,20 @@ int wlm_http_client_request(struct wlm_http_client *c, const char *method, const
                           NULL);
 }
 
+int wlm_http_client_set_ca(struct wlm_http_client *c, const char *ca_file, struct wlm_error *err)
+{
+    if (!c)
+        return wlm_error_set(err, WLM_EINVAL, "set CA: no client");
+    SSL_CTX *ctx = wlm_tls_client_ctx(ca_file, "ca", err);
+    if (!ctx)
+        return err ? err->code : -WLM_EINVAL;
+    /* Open connections keep the context they were made with (SSL_new takes
+     * a reference). */
+    SSL_CTX_free(c->tls_ctx);
+    c->tls_ctx = ctx;
+    return 0;
+}
+
 /* ---------------------------------------------------------------- blocking fetch */
 
 struct fetch_state {
@@ -796,8 +997,12 @@ int wlm_http_fetch(const char *method, const char *url, const char *token, const
         return wlm_error_set(err, WLM_EINTERNAL, "uv_loop_init: %s", uv_strerror(rc));
     struct wlm_http_client *c = wlm_http_client_new(&loop);
     struct fetch_state st = {.resp = resp, .err = err};
+    const char *ca = getenv("WLM_CA");
     if (!c)
         rc = wlm_error_set(err, ENOMEM, "out of memory");
+    else if (url && strncasecmp(url, "https:", 6) == 0 && ca && ca[0] &&
+             wlm_http_client_set_ca(c, ca, err))
+        rc = err ? err->code : -WLM_EINVAL;
     else
         rc = client_request(c, method, url, token, content_type, body, len, timeout_ms, fetch_cb,
                             &st, err);

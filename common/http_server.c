@@ -21,14 +21,22 @@
  * request is freed right after it returns; without on_abort the request is
  * kept as an orphan whose respond/stream_end returns -ENOTCONN and frees it.
  * Orphans still unanswered when the server closes are freed with the server.
+ *
+ * HTTPS: with a certificate, every connection is a TLS session over memory
+ * BIOs (wlm_tls.h). Ciphertext from the socket is fed to OpenSSL and the
+ * plaintext it yields goes through exactly the path a plain connection's
+ * bytes take; responses are encrypted as they are handed to the socket.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/err.h>
+
 #include "common.h"
 #include "http_internal.h"
+#include "wlm_tls.h"
 
 #define HTTP_MAX_PIPELINE 32
 #define HTTP_MAX_HEADERS 128
@@ -161,6 +169,7 @@ const char *wlm_http_reason(int status)
 
 struct http_route {
     char *method; /* NULL = any */
+    char *pattern; /* as registered, shown to the authenticator as req->route */
     char **segs;
     size_t nsegs;
     int wildcard; /* pattern ended in "*" */
@@ -192,6 +201,7 @@ struct http_sreq {
     int status;
     uint64_t t0; /* uv_hrtime at the first byte */
     int orphan, in_abort;
+    int audited; /* reached an auth route: report the status to auth.answered once */
 };
 
 enum timer_mode { T_NONE, T_IDLE, T_HEADER, T_DRAIN, T_KILL };
@@ -219,6 +229,8 @@ struct wlm_http_conn {
     int reading;
     enum timer_mode tmode;
     char peer[64];
+    SSL *ssl;   /* HTTPS: the session, NULL on plain connections */
+    int tls_up; /* handshake finished */
 };
 
 struct wlm_http_server {
@@ -240,6 +252,9 @@ struct wlm_http_server {
     int closing;
     void (*done)(void *ud);
     void *done_ud;
+    struct wlm_http_auth auth; /* check == NULL: the shared token */
+    char *tls_cert, *tls_key;
+    SSL_CTX *tls_ctx; /* set by listen when tls_cert is given */
     char rbuf[HTTP_READ_BUF]; /* reads are consumed synchronously, so one buffer serves all */
 };
 
@@ -264,6 +279,7 @@ static struct http_sreq *sreq_new(struct wlm_http_conn *conn)
     r->pub.http_minor = 1;
     r->pub.method = "GET";
     wlm_strlcpy(r->pub.peer, conn->peer, sizeof(r->pub.peer));
+    r->pub.tls = conn->ssl != NULL;
     wlm_buf_init(&r->url);
     wlm_buf_init(&r->body);
     wlm_buf_init(&r->out);
@@ -406,12 +422,24 @@ static int put_head(struct http_sreq *r, int status, const char *content_type, c
     return rc;
 }
 
+/* Tell the authenticator how a request to an auth route was answered. */
+static void note_answered(struct http_sreq *r, int status)
+{
+    if (!r->audited)
+        return;
+    r->audited = 0;
+    struct wlm_http_server *srv = r->srv;
+    if (srv->auth.answered)
+        srv->auth.answered(srv->auth.ud, &r->pub, status);
+}
+
 int wlm_http_respond(struct wlm_http_req *req, int status, const char *content_type,
                      const char *extra_headers, const void *body, size_t len)
 {
     struct http_sreq *r = (struct http_sreq *)req;
     if (!r)
         return -EINVAL;
+    note_answered(r, status);
     if (r->orphan)
         return orphan_release(r);
     if (r->state != SREQ_HANDLING)
@@ -511,6 +539,7 @@ int wlm_http_stream_begin(struct wlm_http_req *req, int status, const char *cont
     struct http_sreq *r = (struct http_sreq *)req;
     if (!r)
         return -EINVAL;
+    note_answered(r, status);
     if (r->orphan)
         return -ENOTCONN;
     if (r->state != SREQ_HANDLING)
@@ -610,9 +639,55 @@ static void write_cb(uv_write_t *w, int status)
         conn_close(conn);
 }
 
+/* Send what OpenSSL produced (handshake, records, alerts). */
+static int conn_write_raw(struct wlm_http_conn *conn, char *data, size_t len)
+{
+    struct http_wreq *wr = malloc(sizeof(*wr));
+    if (!wr) {
+        free(data);
+        conn_close(conn);
+        return -ENOMEM;
+    }
+    wr->data = data;
+    uv_buf_t ub = uv_buf_init(wr->data, (unsigned)len);
+    int rc = uv_write(&wr->w, (uv_stream_t *)&conn->tcp, &ub, 1, write_cb);
+    if (rc) {
+        free(wr->data);
+        free(wr);
+        conn_close(conn);
+    }
+    return rc;
+}
+
+static int conn_tls_flush(struct wlm_http_conn *conn)
+{
+    char *out;
+    long n = wlm_tls_take_output(conn->ssl, &out);
+    if (n < 0) {
+        conn_close(conn);
+        return -ENOMEM;
+    }
+    return n ? conn_write_raw(conn, out, (size_t)n) : 0;
+}
+
 /* Hand the buffer's bytes to the socket; the buffer is left empty. */
 static int conn_write(struct wlm_http_conn *conn, struct wlm_buf *b)
 {
+    if (conn->ssl) {
+        size_t off = 0;
+        while (off < b->len) {
+            size_t chunk = b->len - off > (1u << 30) ? (1u << 30) : b->len - off;
+            int k = SSL_write(conn->ssl, b->data + off, (int)chunk);
+            if (k <= 0) {
+                wlm_buf_fini(b);
+                conn_close(conn);
+                return -EPROTO;
+            }
+            off += (size_t)k;
+        }
+        wlm_buf_fini(b);
+        return conn_tls_flush(conn);
+    }
     struct http_wreq *wr = malloc(sizeof(*wr));
     if (!wr) {
         conn_close(conn);
@@ -644,6 +719,7 @@ static void server_maybe_done(struct wlm_http_server *srv)
     for (size_t i = 0; i < srv->nroutes; i++) {
         struct http_route *rt = &srv->routes[i];
         free(rt->method);
+        free(rt->pattern);
         for (size_t j = 0; j < rt->nsegs; j++)
             free(rt->segs[j]);
         free(rt->segs);
@@ -651,6 +727,9 @@ static void server_maybe_done(struct wlm_http_server *srv)
     free(srv->routes);
     free(srv->host);
     free(srv->token);
+    free(srv->tls_cert);
+    free(srv->tls_key);
+    SSL_CTX_free(srv->tls_ctx);
     void (*done)(void *) = srv->done;
     void *ud = srv->done_ud;
     free(srv);
@@ -673,6 +752,8 @@ static void close_cb(uv_handle_t *h)
     srv->nconns--;
     wlm_buf_fini(&conn->inbuf);
     wlm__http_hdr_acc_fini(&conn->acc);
+    if (conn->ssl)
+        SSL_free(conn->ssl);
     free(conn);
     server_maybe_done(srv);
 }
@@ -759,6 +840,11 @@ static void conn_finish(struct wlm_http_conn *conn)
         return;
     }
     conn->draining = 1;
+    if (conn->ssl && conn->tls_up) { /* close_notify before the TCP half-close */
+        SSL_shutdown(conn->ssl);
+        if (conn_tls_flush(conn))
+            return;
+    }
     if (uv_shutdown(&conn->shut, (uv_stream_t *)&conn->tcp, shutdown_cb)) {
         conn_close(conn);
         return;
@@ -1014,7 +1100,28 @@ static void dispatch(struct http_sreq *r)
     }
     wlm_buf_fini(&allow);
 
-    if (found->auth && srv->token && srv->token[0]) {
+    req->route = found->pattern;
+    if (found->auth && srv->auth.check) {
+        const char *h = wlm_http_req_header(req, "Authorization");
+        const char *bearer = NULL;
+        if (h && strncasecmp(h, "Bearer ", 7) == 0) {
+            bearer = h + 7;
+            while (*bearer == ' ')
+                bearer++;
+        }
+        char why[256] = "";
+        r->audited = 1;
+        int st = srv->auth.check(srv->auth.ud, req, bearer, why, sizeof why);
+        if (st == 401) {
+            respond_error_hdr(req, 401, "WWW-Authenticate: Bearer realm=\"wlm\"", "unauthorized",
+                              why[0] ? why : bearer ? "invalid bearer token" : "missing bearer token");
+            return;
+        }
+        if (st) {
+            respond_error_hdr(req, 403, NULL, "forbidden", why[0] ? why : "not allowed");
+            return;
+        }
+    } else if (found->auth && srv->token && srv->token[0]) {
         const char *h = wlm_http_req_header(req, "Authorization");
         int ok = 0;
         if (h && strncasecmp(h, "Bearer ", 7) == 0) {
@@ -1028,6 +1135,8 @@ static void dispatch(struct http_sreq *r)
                               h ? "invalid bearer token" : "missing bearer token");
             return;
         }
+        wlm_strlcpy(req->principal.name, "token", sizeof req->principal.name);
+        wlm_strlcpy(req->principal.role, "admin", sizeof req->principal.role);
     }
     found->fn(req, found->ud);
 }
@@ -1336,6 +1445,76 @@ static void conn_on_eof(struct wlm_http_conn *conn)
     conn_update_timer(conn);
 }
 
+/* Plaintext request bytes, from the socket or out of TLS. */
+static void conn_input(struct wlm_http_conn *conn, const char *data, size_t nread)
+{
+    if (nread == 0 || conn->closing || conn->draining || conn->final)
+        return; /* after a final response, input is discarded */
+    size_t n = conn_parse(conn, data, nread);
+    if (conn->closing)
+        return;
+    if (conn->paused && n < nread) {
+        if (wlm_buf_append(&conn->inbuf, data + n, nread - n)) {
+            conn_close(conn);
+            return;
+        }
+        conn_stop_reading(conn);
+        conn_resume(conn); /* responses may have completed meanwhile */
+        if (conn->closing)
+            return;
+    }
+    conn_update_timer(conn);
+}
+
+/* Ciphertext from the socket: finish the handshake, then decrypt everything
+ * available. `data` may be the server's read buffer, which is reused for the
+ * plaintext once OpenSSL holds the ciphertext. */
+static void conn_tls_input(struct wlm_http_conn *conn, char *data, size_t n)
+{
+    if (conn->draining || conn->final)
+        return;
+    if (BIO_write(SSL_get_rbio(conn->ssl), data, (int)n) != (int)n) {
+        conn_close(conn);
+        return;
+    }
+    if (!conn->tls_up) {
+        ERR_clear_error();
+        int rc = SSL_do_handshake(conn->ssl);
+        if (conn_tls_flush(conn))
+            return;
+        if (rc != 1) {
+            int e = SSL_get_error(conn->ssl, rc);
+            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+                return;
+            char why[256];
+            wlm_tls_reason(why, sizeof why);
+            wlm_debug("http", "TLS handshake failed", "peer=%s reason=\"%s\"", conn->peer, why);
+            conn_close(conn);
+            return;
+        }
+        conn->tls_up = 1;
+    }
+    char *buf = conn->srv->rbuf;
+    while (!conn->closing && !conn->draining && !conn->final) {
+        ERR_clear_error();
+        int k = SSL_read(conn->ssl, buf, (int)sizeof conn->srv->rbuf);
+        if (k <= 0) {
+            int e = SSL_get_error(conn->ssl, k);
+            if (conn_tls_flush(conn))
+                return;
+            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+                return;
+            if (e == SSL_ERROR_ZERO_RETURN) { /* close_notify: like EOF */
+                conn_on_eof(conn);
+                return;
+            }
+            conn_close(conn);
+            return;
+        }
+        conn_input(conn, buf, (size_t)k);
+    }
+}
+
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct wlm_http_conn *conn = s->data;
@@ -1346,22 +1525,12 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             conn_close(conn);
         return;
     }
-    if (nread == 0 || conn->closing || conn->draining || conn->final)
-        return; /* after a final response, input is discarded */
-    size_t n = conn_parse(conn, buf->base, (size_t)nread);
-    if (conn->closing)
+    if (conn->ssl) {
+        if (nread > 0 && !conn->closing)
+            conn_tls_input(conn, buf->base, (size_t)nread);
         return;
-    if (conn->paused && n < (size_t)nread) {
-        if (wlm_buf_append(&conn->inbuf, buf->base + n, (size_t)nread - n)) {
-            conn_close(conn);
-            return;
-        }
-        conn_stop_reading(conn);
-        conn_resume(conn); /* responses may have completed meanwhile */
-        if (conn->closing)
-            return;
     }
-    conn_update_timer(conn);
+    conn_input(conn, buf->base, (size_t)nread);
 }
 
 /* ---------------------------------------------------------------- server */
@@ -1409,6 +1578,10 @@ static void on_connection(uv_stream_t *ls, int status)
         }
     }
     uv_tcp_nodelay(&conn->tcp, 1);
+    if (srv->tls_ctx && !(conn->ssl = wlm_tls_session(srv->tls_ctx, 1, NULL))) {
+        conn_close(conn);
+        return;
+    }
     http_parser_init(&conn->parser, HTTP_REQUEST);
     conn->parser.data = conn;
     if (srv->nconns > srv->max_connections) {
@@ -1436,10 +1609,14 @@ struct wlm_http_server *wlm_http_server_new(uv_loop_t *loop, const struct wlm_ht
     srv->header_timeout_ms = o->header_timeout_ms ? o->header_timeout_ms : 10000;
     srv->idle_timeout_ms = o->idle_timeout_ms ? o->idle_timeout_ms : 60000;
     srv->max_connections = o->max_connections ? o->max_connections : 4096;
+    srv->tls_cert = o->tls_cert && o->tls_cert[0] ? strdup(o->tls_cert) : NULL;
+    srv->tls_key = o->tls_key && o->tls_key[0] ? strdup(o->tls_key) : NULL;
     if (!srv->host || (o->token && o->token[0] && !srv->token) ||
         uv_tcp_init(loop, &srv->listener)) {
         free(srv->host);
         free(srv->token);
+        free(srv->tls_cert);
+        free(srv->tls_key);
         free(srv);
         return NULL;
     }
@@ -1453,7 +1630,9 @@ int wlm_http_server_route(struct wlm_http_server *s, const char *method, const c
 {
     if (!s || !pattern || pattern[0] != '/' || !fn)
         return -WLM_EINVAL;
-    struct http_route rt = {.auth = auth, .fn = fn, .ud = ud};
+    struct http_route rt = {.auth = auth, .fn = fn, .ud = ud, .pattern = strdup(pattern)};
+    if (!rt.pattern)
+        return -ENOMEM;
     char *copy;
     char **raw;
     size_t n;
@@ -1494,6 +1673,7 @@ int wlm_http_server_route(struct wlm_http_server *s, const char *method, const c
             free(rt.segs[i]);
         free(rt.segs);
         free(rt.method);
+        free(rt.pattern);
         return rc;
     }
     s->routes = routes;
@@ -1526,6 +1706,14 @@ int wlm_http_server_listen(struct wlm_http_server *s, struct wlm_error *err)
 {
     if (!s)
         return wlm_error_set(err, WLM_EINVAL, "listen: no server");
+    if ((s->tls_cert || s->tls_key) && !s->tls_ctx) {
+        if (!s->tls_cert || !s->tls_key)
+            return wlm_error_setf(err, WLM_EINVAL, s->tls_cert ? "tls_key" : "tls_cert",
+                                  "HTTPS needs both --tls-cert and --tls-key");
+        s->tls_ctx = wlm_tls_server_ctx(s->tls_cert, s->tls_key, "--tls-cert", err);
+        if (!s->tls_ctx)
+            return err ? err->code : -WLM_EINVAL;
+    }
     struct sockaddr_storage ss;
     if (uv_ip4_addr(s->host, s->port, (struct sockaddr_in *)&ss) &&
         uv_ip6_addr(s->host, s->port, (struct sockaddr_in6 *)&ss))
@@ -1541,6 +1729,29 @@ int wlm_http_server_listen(struct wlm_http_server *s, struct wlm_error *err)
         s->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                  : ((struct sockaddr_in *)&ss)->sin_port);
     return 0;
+}
+
+void wlm_http_server_set_auth(struct wlm_http_server *s, const struct wlm_http_auth *a)
+{
+    if (!s)
+        return;
+    if (a)
+        s->auth = *a;
+    else
+        memset(&s->auth, 0, sizeof s->auth);
+}
+
+int wlm_host_is_loopback(const char *host)
+{
+    if (!host || !host[0])
+        return 1; /* the default, 127.0.0.1 */
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+           strcmp(host, "[::1]") == 0 || strcasecmp(host, "localhost") == 0;
+}
+
+int wlm_http_server_is_tls(const struct wlm_http_server *s)
+{
+    return s && s->tls_ctx != NULL;
 }
 
 int wlm_http_server_port(const struct wlm_http_server *s)

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "dashboard.h"
 #include "internal.h"
 
@@ -44,6 +45,16 @@ const struct wlm_cfg_field controller_cfg_fields[] = {
      0.9, "CPU fraction kept free on powered-on nodes when consolidating"},
     {"solver", WLM_CFG_STR, offsetof(struct controller_config, solver), 16, NULL, "auto", 0, -1,
      "placement solver: auto, exact or heuristic"},
+    {"tls_cert", WLM_CFG_STR, offsetof(struct controller_config, tls_cert), 512,
+     "WLM_TLS_CERT", "", 0, -1, "serve the API over HTTPS with this certificate chain (PEM)"},
+    {"tls_key", WLM_CFG_STR, offsetof(struct controller_config, tls_key), 512, "WLM_TLS_KEY", "",
+     0, -1, "private key (PEM) of --tls-cert"},
+    {"ca", WLM_CFG_STR, offsetof(struct controller_config, ca), 512, "WLM_CA", "", 0, -1,
+     "CA certificates (PEM) that agents' and the router's https:// certificates are checked "
+     "against (default: the system's)"},
+    {"agent_token", WLM_CFG_STR, offsetof(struct controller_config, agent_token), 256,
+     "WLM_AGENT_API_TOKEN", "", 0, -1,
+     "token presented to node agents' APIs (their --api-token; default: the token)"},
 };
 const size_t controller_cfg_nfields = WLM_ARRAY_LEN(controller_cfg_fields);
 
@@ -162,18 +173,24 @@ int controller_new(uv_loop_t *loop, const struct controller_config *cfg, struct 
         goto fail;
     if ((rc = ctl_cycle_init(c, err)) || (rc = ctl_instances_load(c, err)))
         goto fail;
+    if (cfg->ca[0] && (rc = wlm_http_client_set_ca(c->client, cfg->ca, err)))
+        goto fail;
     c->started_at = wlm_now_wall();
     c->metrics = wlm_metrics_new();
     struct wlm_http_server_opts o = {
         .host = cfg->listen_host,
         .port = (int)cfg->listen_port,
         .token = c->token,
+        .tls_cert = cfg->tls_cert,
+        .tls_key = cfg->tls_key,
     };
     c->http = wlm_http_server_new(loop, &o);
     if (!c->metrics || !c->http) {
         rc = wlm_error_set(err, ENOMEM, "out of memory");
         goto fail;
     }
+    if ((rc = ctl_auth_init(c, err)))
+        goto fail;
     wlm_http_server_set_metrics(c->http, c->metrics);
     wlm_http_server_route(c->http, "GET", "/healthz", 0, handle_healthz, c);
     wlm_http_server_route(c->http, "GET", "/", 0, handle_root, c);
@@ -208,8 +225,18 @@ int controller_start(struct controller *c, struct wlm_error *err)
     uv_timer_start(&c->sweep, on_sweep, 500, 500);
     ctl_cycle_start(c);
     c->started = 1;
-    wlm_info("controller", "listening", "addr=%s:%d db=%s nodes=%zu", c->cfg.listen_host,
-             wlm_http_server_port(c->http), c->cfg.db, c->nnodes);
+    int tls = wlm_http_server_is_tls(c->http);
+    wlm_info("controller", "listening", "addr=%s:%d scheme=%s db=%s nodes=%zu",
+             c->cfg.listen_host, wlm_http_server_port(c->http), tls ? "https" : "http", c->cfg.db,
+             c->nnodes);
+    if (!tls && wlm_host_is_loopback(c->cfg.listen_host))
+        wlm_info("controller", "plain HTTP on loopback only: tokens never leave this machine",
+                 "addr=%s", c->cfg.listen_host);
+    else if (!tls)
+        wlm_warn("controller",
+                 "plain HTTP on a non-loopback address: tokens cross the network in clear text; "
+                 "give --tls-cert and --tls-key",
+                 "addr=%s", c->cfg.listen_host);
     return 0;
 }
 

@@ -26,6 +26,9 @@ struct controller_config {
     int power_saving;
     double headroom;
     char solver[16]; /* auto, exact, heuristic */
+    char tls_cert[512], tls_key[512]; /* HTTPS for the API when both are given */
+    char ca[512];          /* CA file to verify agents and the router over https:// */
+    char agent_token[256]; /* presented to node agents; default: the token */
 };
 
 extern const struct wlm_cfg_field controller_cfg_fields[];

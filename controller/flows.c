@@ -379,6 +379,11 @@ static void on_pushed(const struct wlm_http_response *resp, const struct wlm_err
     }
 }
 
+json_t *ctl_router_config_json(struct controller *c)
+{
+    return router_config(c, (c->have_fd ? &c->fd : NULL));
+}
+
 void ctl_router_push(struct controller *c, int force)
 {
     if (!c->cfg.router_url[0] || c->router_busy)

@@ -143,7 +143,18 @@ struct controller {
     void (*stop_done)(void *);
     void *stop_ud;
     int pending_closes;
+    /* Actions that were in flight when a previous controller stopped
+     * (settle.c): settled from the agents' reports after a restart. */
+    struct ctl_action *settle;
+    size_t nsettle;
+    int audit_inserts; /* audit.c: trims the log now and then */
 };
+
+/* The token presented to node agents (their --api-token). */
+static inline const char *ctl_agent_token(const struct controller *c)
+{
+    return c->cfg.agent_token[0] ? c->cfg.agent_token : c->token;
+}
 
 /* nodes.c */
 int ctl_nodes_load(struct controller *c, struct wlm_error *err);
@@ -176,6 +187,8 @@ void ctl_job_curve(const struct controller *c, const struct jobsched_job *job, d
 void ctl_flows_tick(struct controller *c, double now);
 void ctl_flows_routes(struct controller *c);
 void ctl_router_push(struct controller *c, int force);
+/* The configuration ctl_router_push sends (caller decrefs). */
+json_t *ctl_router_config_json(struct controller *c);
 int ctl_app_utility(struct controller *c, const struct ctl_app *a, struct placement_utility *out);
 void ctl_events_broadcast(struct controller *c, const char *event, json_t *data);
 void ctl_flows_free(struct controller *c);

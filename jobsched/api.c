@@ -45,6 +45,33 @@ static json_t *parse_body(struct wlm_http_req *req)
     return v;
 }
 
+/* The job's owner is the caller's identity, whatever the body says. */
+static void set_owner(json_t *body, const struct wlm_principal *p)
+{
+    json_t *jobs = json_object_get(body, "jobs");
+    size_t i;
+    json_t *o;
+    if (json_is_array(jobs)) {
+        json_array_foreach(jobs, i, o) set_owner(o, p);
+        return;
+    }
+    if (!json_is_object(body))
+        return;
+    if (p->name[0])
+        json_object_set_new(body, "owner", json_string(p->name));
+    else
+        json_object_del(body, "owner");
+}
+
+/* A submitter sees only its own jobs: the others do not exist for it. */
+static int visible(const struct wlm_http_req *req, const struct jobsched_job *j)
+{
+    const struct wlm_principal *p = &req->principal;
+    if (strcmp(p->role, "submitter") != 0)
+        return 1;
+    return j->owner && strcmp(j->owner, p->name) == 0;
+}
+
 static void respond_submission(struct wlm_http_req *req, struct jobsched_submission *sub)
 {
     if (sub->rc) {
@@ -162,6 +189,7 @@ static void h_submit(struct wlm_http_req *req, void *ud)
     json_t *body = parse_body(req);
     if (!body)
         return;
+    set_owner(body, &req->principal);
     const char *key = wlm_http_req_header(req, "Idempotency-Key");
     if (key && (strlen(key) == 0 || strlen(key) > 200)) {
         json_decref(body);
@@ -188,6 +216,7 @@ static json_t *summary_json(struct jobsched *js, const struct jobsched_job *j, d
     json_object_set_new(o, "state", json_string(jobsched_state_name(j->state)));
     json_object_set_new(o, "reason", json_string(j->reason));
     json_object_set_new(o, "class", json_string(jobsched_class_name(j->cls)));
+    json_object_set_new(o, "owner", j->owner ? json_string(j->owner) : json_null());
     json_object_set_new(o, "submit_time", json_real(j->submit_time));
     json_object_set_new(o, "goal_time", json_real(j->goal_time));
     json_object_set_new(o, "node", j->node[0] ? json_string(j->node) : json_null());
@@ -268,6 +297,8 @@ static void h_list(struct wlm_http_req *req, void *ud)
             continue;
         if (cls && j->cls != cv)
             continue;
+        if (!visible(req, j))
+            continue;
         total++;
         if ((long long)total <= limit)
             start = i;
@@ -279,6 +310,8 @@ static void h_list(struct wlm_http_req *req, void *ud)
         if (state && !in_list(state, jobsched_state_name(j->state)))
             continue;
         if (cls && j->cls != cv)
+            continue;
+        if (!visible(req, j))
             continue;
         json_array_append_new(arr, summary_json(js, j, now));
         shown++;
@@ -298,6 +331,8 @@ static const struct jobsched_job *lookup(struct wlm_http_req *req, struct jobsch
     if (parse_id(req, &id))
         return NULL;
     const struct jobsched_job *j = jobsched_get(js, id);
+    if (j && !visible(req, j))
+        j = NULL; /* someone else's: as if it did not exist */
     if (!j)
         wlm_http_respond_error(req, 404, "not_found", "no job %lld", (long long)id);
     return j;

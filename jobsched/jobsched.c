@@ -94,6 +94,7 @@ static void job_free(struct jobsched_job *j)
     free(j->files);
     free(j->batch);
     free(j->submit_id);
+    free(j->owner);
     free(j->deps);
     jobsched_requirements_fini(&j->req);
     free(j->eligible_nodes);
@@ -161,6 +162,8 @@ static json_t *spec_to_json(const struct jobsched_job *j)
     json_object_set_new(o, "files", files);
     if (j->batch)
         json_object_set_new(o, "batch", json_string(j->batch));
+    if (j->owner)
+        json_object_set_new(o, "owner", json_string(j->owner));
     json_object_set_new(o, "threads", json_integer(j->threads));
     json_object_set_new(o, "max_speed_mhz", json_real(j->max_speed_mhz));
     json_object_set_new(o, "memory_mb", json_integer(j->memory_mb));
@@ -203,6 +206,7 @@ static int spec_from_json(struct jobsched_job *j, const char *text)
     j->kind = jdup(o, "kind");
     j->command = jdup(o, "command");
     j->batch = jdup(o, "batch");
+    j->owner = jdup(o, "owner");
     const json_t *files = json_object_get(o, "files");
     if (json_array_size(files) > 0) {
         j->files = calloc(json_array_size(files), sizeof(char *));
@@ -817,6 +821,7 @@ static struct jobsched_job *job_from_spec(struct jobsched *js, struct jobsched_s
     j->files = s->files, s->files = NULL;
     j->nfiles = s->nfiles, s->nfiles = 0;
     j->submit_id = s->submit_id, s->submit_id = NULL;
+    j->owner = s->owner, s->owner = NULL;
     j->req = s->req;
     memset(&s->req, 0, sizeof(s->req));
     j->batch = wlm_strdup(batch);
@@ -1307,6 +1312,7 @@ json_t *jobsched_job_json(struct jobsched *js, const struct jobsched_job *j, dou
         json_object_set_new(o, "batch", json_string(j->batch));
     if (j->submit_id)
         json_object_set_new(o, "submit_id", json_string(j->submit_id));
+    json_object_set_new(o, "owner", j->owner ? json_string(j->owner) : json_null());
     json_object_set_new(o, "state", json_string(jobsched_state_name(j->state)));
     json_object_set_new(o, "reason", json_string(j->reason));
     json_object_set_new(o, "class", json_string(jobsched_class_name(j->cls)));

@@ -102,6 +102,7 @@ struct jobsched_job {
     size_t nfiles;
     char *batch;     /* batch label given at submission, may be NULL */
     char *submit_id; /* client idempotency key, may be NULL */
+    char *owner;     /* the principal that submitted it (token name), may be NULL */
     double work_mcycles;  /* total work estimate */
     double done_mcycles;  /* progress reported by node agents */
     int threads;
@@ -176,6 +177,7 @@ struct jobsched_spec {
     enum jobsched_class cls;
     double deadline; /* 0 = none */
     char *submit_id;
+    char *owner; /* set by the API from the caller's identity, never by the client */
     struct jobsched_spec_dep *deps;
     size_t ndeps;
     struct jobsched_requirements req;

@@ -21,7 +21,7 @@ static const char *const job_keys[] = {
     "name",      "kind",         "command",       "files",     "work_cycles",
     "work_mcycles", "work_seconds", "ref_mhz",     "threads",   "max_speed_mhz",
     "memory_mb", "class",        "deadline",      "deadline_in", "dependencies",
-    "requirements", "submit_id", NULL,
+    "requirements", "submit_id", "owner", NULL,
 };
 static const char *const req_keys[] = {"labels", "min_cores", "min_memory_mb", "arch", NULL};
 static const char *const dep_keys[] = {"kind", "on", NULL};
@@ -172,6 +172,7 @@ static void spec_fini(struct jobsched_spec *s)
         free(s->files[i]);
     free(s->files);
     free(s->submit_id);
+    free(s->owner);
     free(s->deps);
     jobsched_requirements_fini(&s->req);
     memset(s, 0, sizeof(*s));
@@ -381,7 +382,8 @@ static int parse_job(const json_t *o, const char *prefix, double now, const char
     if ((rc = get_str(o, "name", prefix, &s->name, err)) ||
         (rc = get_str(o, "kind", prefix, &s->kind, err)) ||
         (rc = get_str(o, "command", prefix, &s->command, err)) ||
-        (rc = get_str(o, "submit_id", prefix, &s->submit_id, err)))
+        (rc = get_str(o, "submit_id", prefix, &s->submit_id, err)) ||
+        (rc = get_str(o, "owner", prefix, &s->owner, err)))
         return rc;
     if (!s->command)
         return fail(err, prefix, "command", "required");

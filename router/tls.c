@@ -17,6 +17,7 @@
 #include <openssl/ssl.h>
 
 #include "gw.h"
+#include "wlm_tls.h"
 
 struct rt_tls_sni {
     char *host; /* lower case; "*.example.com" matches one label */
@@ -31,24 +32,9 @@ struct rt_tls_store {
     char *sig; /* what it was built from: files (identity, size, mtime) + SNI names */
 };
 
-/* TLS 1.2 suites with forward secrecy and AEAD only; TLS 1.3 uses
- * OpenSSL's defaults (all AEAD). */
-static const char rt_ciphers12[] = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
-                                   "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
-                                   "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
-
-static void ssl_reason(char *buf, size_t n)
-{
-    unsigned long e = ERR_get_error(), last = e;
-    while (e) { /* the last one queued is the most specific */
-        last = e;
-        e = ERR_get_error();
-    }
-    if (last)
-        ERR_error_string_n(last, buf, n);
-    else
-        snprintf(buf, n, "unknown error");
-}
+/* The TLS policy (versions, suites, options), certificate loading and the
+ * memory-BIO sessions are common/tls.c's, shared with the control plane. */
+#define ssl_reason wlm_tls_reason
 
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                        const unsigned char *in, unsigned inlen, void *arg)
@@ -89,40 +75,11 @@ static int sni_select(SSL *ssl, int *al, void *arg)
 static SSL_CTX *ctx_load(const char *cert, const char *key, const char *field,
                          struct wlm_error *err)
 {
-    char why[256];
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-    if (!ctx) {
-        rt_err(err, ENOMEM, field, "TLS: cannot create a context");
+    SSL_CTX *ctx = wlm_tls_server_ctx(cert, key, field, err);
+    if (!ctx)
         return NULL;
-    }
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_RENEGOTIATION |
-                                 SSL_OP_NO_COMPRESSION);
-    SSL_CTX_set_cipher_list(ctx, rt_ciphers12);
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"wlm-router", 10);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
-    ERR_clear_error();
-    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
-        ssl_reason(why, sizeof why);
-        rt_err(err, WLM_EINVAL, field, "TLS certificate '%s' (%s): cannot load: %s", cert, field,
-               why);
-        SSL_CTX_free(ctx);
-        return NULL;
-    }
-    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-        ssl_reason(why, sizeof why);
-        rt_err(err, WLM_EINVAL, field, "TLS key '%s' (%s): cannot load: %s", key, field, why);
-        SSL_CTX_free(ctx);
-        return NULL;
-    }
-    if (SSL_CTX_check_private_key(ctx) != 1) {
-        ssl_reason(why, sizeof why);
-        rt_err(err, WLM_EINVAL, field, "TLS key '%s' does not match certificate '%s' (%s): %s",
-               key, cert, field, why);
-        SSL_CTX_free(ctx);
-        return NULL;
-    }
     return ctx;
 }
 
@@ -244,19 +201,8 @@ fail:
 int rt_tls_conn_start(struct rt_conn *c, struct rt_tls_store *st)
 {
     c->tls_store = rt_tls_store_ref(st);
-    c->ssl = SSL_new(st->def);
-    if (!c->ssl)
-        return -1;
-    BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
-    if (!rb || !wb) {
-        BIO_free(rb);
-        BIO_free(wb);
-        return -1;
-    }
-    BIO_set_mem_eof_return(rb, -1); /* empty = "want more", not EOF */
-    SSL_set_bio(c->ssl, rb, wb);
-    SSL_set_accept_state(c->ssl);
-    return 0;
+    c->ssl = wlm_tls_session(st->def, 1, NULL);
+    return c->ssl ? 0 : -1;
 }
 
 void rt_tls_conn_free(struct rt_conn *c)

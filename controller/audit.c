@@ -1,0 +1,132 @@
+/*
+ * audit.c - the audit log: who did what, when, with what result.
+ *
+ * One row per control action on the API (every request that changes
+ * something: POST, PUT, DELETE, except the agents' periodic heartbeats) and
+ * per refusal (401, 403) of any request, reads included. The row holds the
+ * principal (token name, role, node), the peer address, method, path, the
+ * HTTP status and the time. Written in the same SQLite file as the rest of
+ * the controller's state; the oldest rows beyond AUDIT_KEEP are trimmed.
+ * Read with GET /v1/audit (admin only), newest first.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+#include "internal.h"
+
+#define AUDIT_KEEP 200000
+
+static const char audit_schema[] =
+    "CREATE TABLE IF NOT EXISTS audit_log ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT, t REAL NOT NULL, principal TEXT NOT NULL,"
+    " role TEXT NOT NULL, node TEXT NOT NULL, peer TEXT NOT NULL, method TEXT NOT NULL,"
+    " path TEXT NOT NULL, status INTEGER NOT NULL, detail TEXT NOT NULL)";
+
+int ctl_audit_init(struct controller *c, struct wlm_error *err)
+{
+    return wlm_db_exec(c->db, audit_schema, err);
+}
+
+void ctl_audit_record(struct controller *c, const struct wlm_principal *p, const char *peer,
+                      const char *method, const char *path, int status, const char *detail)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(c->db,
+                           "INSERT INTO audit_log (t, principal, role, node, peer, method, path,"
+                           " status, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           -1, &st, NULL) != SQLITE_OK) {
+        wlm_warn("controller", "audit log write failed", "error=\"%s\"", sqlite3_errmsg(c->db));
+        return;
+    }
+    sqlite3_bind_double(st, 1, wlm_now_wall());
+    sqlite3_bind_text(st, 2, p ? p->name : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, p ? p->role : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, p ? p->node : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, peer ? peer : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, method, -1, SQLITE_STATIC);
+    /* The path alone: a query string may carry anything. */
+    size_t plen = strcspn(path, "?");
+    sqlite3_bind_text(st, 7, path, (int)(plen > 1024 ? 1024 : plen), SQLITE_STATIC);
+    sqlite3_bind_int(st, 8, status);
+    sqlite3_bind_text(st, 9, detail ? detail : "", -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        wlm_warn("controller", "audit log write failed", "error=\"%s\"", sqlite3_errmsg(c->db));
+    sqlite3_finalize(st);
+    if (++c->audit_inserts % 1000 == 0) {
+        char sql[160];
+        snprintf(sql, sizeof sql,
+                 "DELETE FROM audit_log WHERE id <= (SELECT MAX(id) FROM audit_log) - %d",
+                 AUDIT_KEEP);
+        wlm_db_exec(c->db, sql, NULL);
+    }
+}
+
+/* GET /v1/audit?limit=N&principal=NAME&before=ID - newest first. */
+static void handle_audit(struct wlm_http_req *req, void *ud)
+{
+    struct controller *c = ud;
+    char *lim = wlm_http_req_query(req, "limit");
+    char *who = wlm_http_req_query(req, "principal");
+    char *before = wlm_http_req_query(req, "before");
+    long long limit = 100, bid = 0;
+    char *end;
+    if (lim && (limit = strtoll(lim, &end, 10), *end || limit < 1 || limit > 10000)) {
+        wlm_http_respond_error(req, 400, "invalid", "query 'limit': must be 1..10000");
+        goto out;
+    }
+    if (before && (bid = strtoll(before, &end, 10), *end || bid < 1)) {
+        wlm_http_respond_error(req, 400, "invalid", "query 'before': must be an entry id >= 1");
+        goto out;
+    }
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(c->db,
+                           "SELECT id, t, principal, role, node, peer, method, path, status,"
+                           " detail FROM audit_log WHERE (?1 IS NULL OR principal = ?1)"
+                           " AND (?2 = 0 OR id < ?2) ORDER BY id DESC LIMIT ?3",
+                           -1, &st, NULL) != SQLITE_OK) {
+        wlm_http_respond_error(req, 500, "io_error", "audit log: %s", sqlite3_errmsg(c->db));
+        goto out;
+    }
+    if (who)
+        sqlite3_bind_text(st, 1, who, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 1);
+    sqlite3_bind_int64(st, 2, bid);
+    sqlite3_bind_int64(st, 3, limit);
+    json_t *arr = json_array();
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        char ts[40];
+        double t = sqlite3_column_double(st, 1);
+        json_t *o = json_pack("{s:I,s:f,s:s,s:s,s:s,s:s,s:s,s:s,s:i}", "id",
+                              (json_int_t)sqlite3_column_int64(st, 0), "t", t, "time",
+                              wlm_time_format(t, ts, sizeof ts), "principal",
+                              sqlite3_column_text(st, 2), "role", sqlite3_column_text(st, 3),
+                              "peer", sqlite3_column_text(st, 5), "method",
+                              sqlite3_column_text(st, 6), "path", sqlite3_column_text(st, 7),
+                              "status", sqlite3_column_int(st, 8));
+        const char *node = (const char *)sqlite3_column_text(st, 4);
+        const char *detail = (const char *)sqlite3_column_text(st, 9);
+        json_object_set_new(o, "node", node && node[0] ? json_string(node) : json_null());
+        if (detail && detail[0])
+            json_object_set_new(o, "detail", json_string(detail));
+        json_object_set_new(o, "result", json_string(sqlite3_column_int(st, 8) < 400 ? "ok"
+                                                         : sqlite3_column_int(st, 8) == 401
+                                                             ? "unauthenticated"
+                                                         : sqlite3_column_int(st, 8) == 403
+                                                             ? "forbidden"
+                                                             : "error"));
+        json_array_append_new(arr, o);
+    }
+    sqlite3_finalize(st);
+    wlm_http_respond_json(req, 200, json_pack("{s:o}", "entries", arr));
+out:
+    free(lim);
+    free(who);
+    free(before);
+}
+
+void ctl_audit_routes(struct controller *c)
+{
+    wlm_http_server_route(c->http, "GET", "/v1/audit", 1, handle_audit, c);
+}
