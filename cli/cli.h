@@ -26,6 +26,7 @@ int cli_cmd_app(const struct cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_status(const struct cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_placement(const struct cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_utilities(const struct cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_token(const struct cli_ctx *ctx, int argc, char **argv); /* token.c */
 /* The one-line summary of GET /v1/summary. */
 void cli_status_line(json_t *summary, char *out, size_t size);
 

@@ -539,16 +539,17 @@ static int cmd_list(const struct ctx *c, int argc, char **argv)
         } else {
             json_t *arr = json_object_get(resp, "jobs");
             double now = wlm_now_wall();
-            printf("%-8s %-20s %-10s %-9s %-12s %6s %8s  %s\n", "ID", "NAME", "STATE", "CLASS",
-                   "NODE", "DONE", "GOAL", "REASON");
+            printf("%-8s %-20s %-12s %-10s %-9s %-12s %6s %8s  %s\n", "ID", "NAME", "OWNER",
+                   "STATE", "CLASS", "NODE", "DONE", "GOAL", "REASON");
             size_t i;
             json_t *j;
             json_array_foreach(arr, i, j)
             {
                 char goal[32];
-                printf("%-8lld %-20.20s %-10s %-9s %-12.12s %5.0f%% %8s  %s\n",
+                printf("%-8lld %-20.20s %-12.12s %-10s %-9s %-12.12s %5.0f%% %8s  %s\n",
                        (long long)json_integer_value(json_object_get(j, "id")),
-                       jstr(j, "name", "-"), jstr(j, "state", "?"), jstr(j, "class", "?"),
+                       jstr(j, "name", "-"), jstr(j, "owner", "-"), jstr(j, "state", "?"),
+                       jstr(j, "class", "?"),
                        jstr(j, "node", "-"), 100 * jnum(j, "progress"),
                        fmt_dur(jnum(j, "goal_time") - now, goal, sizeof(goal)),
                        jstr(j, "reason", ""));
@@ -575,6 +576,7 @@ static void show_human(const json_t *j)
     printf("  state:       %s%s%s\n", jstr(j, "state", "?"), *reason ? ": " : "", reason);
     printf("  command:     %s\n", jstr(j, "command", "-"));
     printf("  class:       %s\n", jstr(j, "class", "?"));
+    printf("  owner:       %s\n", jstr(j, "owner", "-"));
     printf("  submitted:   %s\n", fmt_time(jnum(j, "submit_time"), b1, sizeof(b1)));
     printf("  goal:        %s (%s %s)\n", fmt_time(jnum(j, "goal_time"), b1, sizeof(b1)),
            fmt_dur(fabs(jnum(j, "goal_time") - now), b2, sizeof(b2)),

@@ -17,7 +17,7 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "Usage: wlm [--controller URL] [--token TOKEN] COMMAND [ARGS]\n"
+            "Usage: wlm [--controller URL] [--token TOKEN] [--ca FILE] COMMAND [ARGS]\n"
             "\n"
             "Commands:\n"
             "  nodes [--json]        list the cluster's nodes and their state\n"
@@ -31,10 +31,12 @@ static void usage(FILE *out)
 #ifdef HAVE_CMD_PLAN
             "  plan --snapshot FILE  what-if placement on a snapshot (wlm plan --help)\n"
 #endif
+            "  token ...             create, list and revoke API tokens (wlm token --help)\n"
             "  version               print the version\n"
             "\n"
             "The controller defaults to $WLM_CONTROLLER or http://127.0.0.1:7700; the token to\n"
-            "$WLM_TOKEN, or the first line of $WLM_TOKEN_FILE.\n");
+            "$WLM_TOKEN, or the first line of $WLM_TOKEN_FILE. An https:// controller is\n"
+            "verified against the CA certificates in --ca FILE or $WLM_CA (else the system's).\n");
 }
 
 static char token_buf[512];
@@ -187,6 +189,8 @@ int main(int argc, char **argv)
             ctx.controller = argv[++i];
         } else if (!strcmp(argv[i], "--token") && i + 1 < argc) {
             ctx.token = argv[++i];
+        } else if (!strcmp(argv[i], "--ca") && i + 1 < argc) {
+            setenv("WLM_CA", argv[++i], 1); /* read by wlm_http_fetch */
         } else {
             fprintf(stderr, "wlm: unknown option '%s' (see wlm --help)\n", argv[i]);
             return 2;
@@ -213,6 +217,8 @@ int main(int argc, char **argv)
         return cli_cmd_placement(&ctx, argc - i, argv + i);
     if (!strcmp(cmd, "utilities"))
         return cli_cmd_utilities(&ctx, argc - i, argv + i);
+    if (!strcmp(cmd, "token"))
+        return cli_cmd_token(&ctx, argc - i, argv + i);
     if (!strcmp(cmd, "version")) {
         printf("wlm %s\n", WLM_VERSION);
         return 0;
