@@ -89,7 +89,7 @@ static void on_migrate_timer(uv_timer_t *t)
         return;
     char *url = wlm_asprintf("%s/v1/actions/%s", x->target, x->remote_id);
     na_pending_inc(a);
-    if (wlm_http_client_request(a->client, "GET", url, a->cfg.token[0] ? a->cfg.token : NULL, NULL,
+    if (wlm_http_client_request(a->client, "GET", url, na_api_token(a), NULL,
                                 NULL, 0, 5000, on_migrate_status, x) < 0)
         na_pending_dec(a);
     free(url);
@@ -169,7 +169,7 @@ void na_migrate_after(struct na_action *x)
     json_decref(body);
     char *url = wlm_asprintf("%s/v1/actions", x->target);
     na_pending_inc(a);
-    if (wlm_http_client_request(a->client, "POST", url, a->cfg.token[0] ? a->cfg.token : NULL,
+    if (wlm_http_client_request(a->client, "POST", url, na_api_token(a),
                                 "application/json", s, strlen(s), 10000, on_migrate_posted,
                                 x) < 0) {
         na_pending_dec(a);

@@ -680,6 +680,8 @@ struct nodeagent *nodeagent_new(uv_loop_t *loop, const struct nodeagent_config *
         wlm_error_set(err, ENOMEM, "out of memory");
         goto fail;
     }
+    if (a->cfg.ca[0] && wlm_http_client_set_ca(a->client, a->cfg.ca, err) < 0)
+        goto fail;
     return a;
 fail:
     nodeagent_free(a);
@@ -723,7 +725,9 @@ int nodeagent_start(struct nodeagent *a, struct wlm_error *err)
     struct wlm_http_server_opts so = {
         .host = a->cfg.listen_host,
         .port = (int)a->cfg.listen_port,
-        .token = a->cfg.token,
+        .token = na_api_token(a),
+        .tls_cert = a->cfg.tls_cert,
+        .tls_key = a->cfg.tls_key,
     };
     a->http = wlm_http_server_new(a->loop, &so);
     if (!a->http)
@@ -734,7 +738,13 @@ int nodeagent_start(struct nodeagent *a, struct wlm_error *err)
     na_actions_routes(a);
     if (wlm_http_server_listen(a->http, err) < 0)
         return err ? err->code : -WLM_EIO;
-    snprintf(a->agent_url, sizeof(a->agent_url), "http://%s:%d",
+    int tls = wlm_http_server_is_tls(a->http);
+    if (!tls && !wlm_host_is_loopback(a->cfg.listen_host))
+        wlm_warn(NA_COMP,
+                 "plain HTTP on a non-loopback address: tokens cross the network in clear text; "
+                 "give --tls-cert and --tls-key",
+                 "addr=%s", a->cfg.listen_host);
+    snprintf(a->agent_url, sizeof(a->agent_url), tls ? "https://%s:%d" : "http://%s:%d",
              strcmp(a->cfg.listen_host, "0.0.0.0") ? a->cfg.listen_host : "127.0.0.1",
              wlm_http_server_port(a->http));
     pool_start(a);

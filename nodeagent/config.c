@@ -17,7 +17,18 @@ const struct wlm_cfg_field nodeagent_cfg_fields[] = {
     {"controller", WLM_CFG_STR, F(controller), S(controller), "WLM_CONTROLLER",
      "http://127.0.0.1:7700", 0, -1, "controller base URL"},
     {"token", WLM_CFG_STR, F(token), S(token), "WLM_TOKEN", "", 0, -1,
-     "bearer token shared with the controller (also protects this agent's API)"},
+     "bearer token presented to the controller (an agent token for this node, or the shared "
+     "token); also protects this agent's API unless --api-token is given"},
+    {"api_token", WLM_CFG_STR, F(api_token), S(api_token), "WLM_AGENT_API_TOKEN", "", 0, -1,
+     "bearer token required on this agent's API and presented to peer agents (migration); "
+     "the controller's --agent-token"},
+    {"tls_cert", WLM_CFG_STR, F(tls_cert), S(tls_cert), "WLM_TLS_CERT", "", 0, -1,
+     "serve the agent API over HTTPS with this certificate chain (PEM)"},
+    {"tls_key", WLM_CFG_STR, F(tls_key), S(tls_key), "WLM_TLS_KEY", "", 0, -1,
+     "private key (PEM) of --tls-cert"},
+    {"ca", WLM_CFG_STR, F(ca), S(ca), "WLM_CA", "", 0, -1,
+     "CA certificates (PEM) that https:// controller and peer agents are checked against "
+     "(default: the system's)"},
     {"libvirt_uri", WLM_CFG_STR, F(libvirt_uri), S(libvirt_uri), "WLM_LIBVIRT_URI",
      "test:///default", 0, -1,
      "libvirt connection URI (test:///ABS/PATH.xml, qemu:///system) or 'none'"},

@@ -111,6 +111,12 @@ void na_actions_free(struct nodeagent *a);
 void na_handle_event(struct nodeagent *a, const struct na_event *ev);
 int na_reconcile(struct nodeagent *a, struct wlm_error *err);
 /* Append job/process usage to the heartbeat; `dt` seconds since the last. */
+/* The token this agent's API requires and peer agents are called with. */
+static inline const char *na_api_token(const struct nodeagent *a)
+{
+    const char *t = a->cfg.api_token[0] ? a->cfg.api_token : a->cfg.token;
+    return t[0] ? t : NULL;
+}
 void na_pending_inc(struct nodeagent *a);
 void na_pending_dec(struct nodeagent *a);
 json_t *na_jobs_json(struct nodeagent *a);

@@ -31,6 +31,9 @@ struct nodeagent_config {
     char name[64];
     char controller[256];
     char token[256];
+    char api_token[256]; /* required on this agent's API; "" = token (issue 17) */
+    char tls_cert[512], tls_key[512]; /* HTTPS for this agent's API */
+    char ca[512]; /* CA file for https:// controller and peer agents */
     char libvirt_uri[512]; /* "none" = no hypervisor: capacity from /proc */
     char listen_host[64];
     long long listen_port;

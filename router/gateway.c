@@ -309,12 +309,14 @@ int router_new(const struct router_opts *o, struct router_config *cfg, struct ro
     }
     for (unsigned i = 0; i < r->nw; i++)
         r->w[i].lfd = r->w[i].afd = r->w[i].tfd = -1;
-    if (o->tls_listen_host) {
+    if (o->tls_listen_host || o->admin_tls) {
         if (!o->tls_cert || !o->tls_key) {
-            rt_err(err, WLM_EINVAL, "--tls-cert", "--tls-listen needs --tls-cert and --tls-key");
+            rt_err(err, WLM_EINVAL, "--tls-cert",
+                   "--tls-listen and --admin-tls need --tls-cert and --tls-key");
             goto fail;
         }
-        snprintf(r->tls_host, sizeof r->tls_host, "%s", o->tls_listen_host);
+        snprintf(r->tls_host, sizeof r->tls_host, "%s",
+                 o->tls_listen_host ? o->tls_listen_host : "");
         snprintf(r->tls_cert, sizeof r->tls_cert, "%s", o->tls_cert);
         snprintf(r->tls_key, sizeof r->tls_key, "%s", o->tls_key);
         r->tls = rt_tls_store_new(r->tls_cert, r->tls_key, cfg, err);
@@ -343,7 +345,7 @@ int router_new(const struct router_opts *o, struct router_config *cfg, struct ro
         r->w[i].lfd = fd;
     }
     r->port = port;
-    if (r->tls) {
+    if (r->tls && o->tls_listen_host) {
         int tp = o->tls_listen_port;
         for (unsigned i = 0; i < r->nw; i++) {
             int fd = bind_fd(r->tls_host, tp, r->nw > 1, &tp, err, "tls-listen");

@@ -641,7 +641,7 @@ void rt_on_accept(uv_stream_t *ls, int status)
     c->magic = RT_MAGIC_CONN;
     c->w = w;
     c->admin = ls == (uv_stream_t *)&w->admin;
-    int tls = ls == (uv_stream_t *)&w->tls_listener;
+    int tls = ls == (uv_stream_t *)&w->tls_listener || (c->admin && w->r->o.admin_tls);
     c->h1 = router_h1req_new(w->r->o.max_header_bytes, w->r->o.max_body_bytes);
     if (c->h1 && !c->admin) /* admin bodies (configs) are read whole */
         router_h1req_set_sink(c->h1, h1_sink, c);

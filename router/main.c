@@ -44,6 +44,7 @@ static void usage(FILE *f)
             "  --tls-cert FILE         default certificate chain (PEM); apps[].tls adds SNI certs\n"
             "  --tls-key FILE          its private key (PEM)\n"
             "  --tls-handshake-timeout-ms MS  TLS handshake must finish (default 10000)\n"
+            "  --admin-tls             the admin port speaks HTTPS too (with --tls-cert/--tls-key)\n"
             "  --token TOKEN           bearer token for /admin/ endpoints (env WLM_ROUTER_TOKEN)\n"
             "  --workers N             event-loop threads (default 1)\n"
             "  --header-timeout-ms MS  whole request head must arrive (default 10000)\n"
@@ -142,6 +143,7 @@ int main(int argc, char **argv)
         {"tls-cert", required_argument, 0, 'C'},
         {"tls-key", required_argument, 0, 'K'},
         {"tls-handshake-timeout-ms", required_argument, 0, 'S'},
+        {"admin-tls", no_argument, 0, 'Z'},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
@@ -179,6 +181,7 @@ int main(int argc, char **argv)
             }
             break;
         case 'C': o.tls_cert = optarg; break;
+        case 'Z': o.admin_tls = 1; break;
         case 'D': o.drain_timeout_ms = (unsigned)num_arg("--drain-timeout", optarg, 1, 3600000); break;
         case 'A': o.access_log = optarg; break;
         case 'K': o.tls_key = optarg; break;
@@ -233,6 +236,12 @@ int main(int argc, char **argv)
     o.token = token;
     o.config_json = text;
     o.config_path = config;
+    if (o.admin_tls && (!o.tls_cert || !o.tls_key)) {
+        fprintf(stderr, "wlm-router: --admin-tls needs --tls-cert FILE and --tls-key FILE\n");
+        router_config_free(cfg);
+        free(text);
+        return 2;
+    }
     if (tport >= 0) {
         if (!o.tls_cert || !o.tls_key) {
             fprintf(stderr, "wlm-router: --tls-listen needs --tls-cert FILE and --tls-key FILE\n");
@@ -262,6 +271,15 @@ int main(int argc, char **argv)
     wlm_info("router", "listening", "listen=%s:%d tls=%s:%d admin=%s:%d workers=%u apps=%zu flows=%zu",
              lhost, router_listen_port(r), thost[0] ? thost : "-", router_tls_port(r), ahost,
              aport < 0 ? -1 : router_admin_port(r), o.workers, cfg->napps, cfg->nflows);
+    if (aport >= 0 && !o.admin_tls && wlm_host_is_loopback(ahost))
+        wlm_info("router", "admin port: plain HTTP on loopback only", "admin=%s", ahost);
+    else if (aport >= 0 && !o.admin_tls)
+        wlm_warn("router",
+                 "admin port: plain HTTP on a non-loopback address: the token crosses the network "
+                 "in clear text; give --admin-tls",
+                 "admin=%s", ahost);
+    else if (aport >= 0)
+        wlm_info("router", "admin port speaks HTTPS", "admin=%s:%d", ahost, router_admin_port(r));
     router_run(r);
     wlm_info("router", "stopped", "signal=%d sender_pid=%d", (int)g_signo, (int)g_sender);
     router_free(r);

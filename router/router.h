@@ -264,6 +264,7 @@ struct router_opts {
     unsigned tls_handshake_timeout_ms; /* default 10000 */
     unsigned drain_timeout_ms;  /* router_drain: longest wait for in-flight work, default 10000 */
     const char *access_log;     /* JSON lines file; NULL = none */
+    int admin_tls;              /* the admin port speaks HTTPS (default certificate) */
 };
 
 struct router;

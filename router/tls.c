@@ -40,8 +40,12 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
                        const unsigned char *in, unsigned inlen, void *arg)
 {
     static const unsigned char prefs[] = "\x02h2\x08http/1.1";
+    /* The admin port speaks HTTP/1.1 only. */
+    const struct rt_conn *c = SSL_get_app_data(ssl);
+    size_t skip = c && c->admin ? 3 : 0;
     /* Server preference: h2 when offered, else http/1.1. */
-    if (SSL_select_next_proto((unsigned char **)out, outlen, prefs, sizeof prefs - 1, in,
+    if (SSL_select_next_proto((unsigned char **)out, outlen, prefs + skip,
+                              (unsigned)(sizeof prefs - 1 - skip), in,
                               inlen) == OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_OK;
     return SSL_TLSEXT_ERR_NOACK; /* no common protocol: go on without ALPN */
@@ -202,6 +206,8 @@ int rt_tls_conn_start(struct rt_conn *c, struct rt_tls_store *st)
 {
     c->tls_store = rt_tls_store_ref(st);
     c->ssl = wlm_tls_session(st->def, 1, NULL);
+    if (c->ssl)
+        SSL_set_app_data(c->ssl, c);
     return c->ssl ? 0 : -1;
 }
 
