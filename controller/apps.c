@@ -59,8 +59,8 @@ int ctl_app_parse(const json_t *body, struct ctl_app *a, struct wlm_error *err)
 {
     static const char *const keys[] = {"name", "command", "memory_mb", "min_instances",
                                        "max_instances", "max_cpu_mhz", "hosts", "prefix",
-                                       "classes", "default_class", NULL};
-    const char *name = NULL, *cmd = NULL, *prefix = "/", *defcls = NULL;
+                                       "classes", "default_class", "user", NULL};
+    const char *name = NULL, *cmd = NULL, *prefix = "/", *defcls = NULL, *user = NULL;
     int rc;
     memset(a, 0, sizeof(*a));
     a->min_instances = 1;
@@ -74,8 +74,17 @@ int ctl_app_parse(const json_t *body, struct ctl_app *a, struct wlm_error *err)
         (rc = wlm_json_get_int(body, "max_instances", 0, 1, 10000, &a->max_instances, err)) ||
         (rc = wlm_json_get_num(body, "max_cpu_mhz", 0, 0, 1e7, &a->max_cpu_mhz, err)) ||
         (rc = wlm_json_get_str(body, "prefix", 0, &prefix, err)) ||
-        (rc = wlm_json_get_str(body, "default_class", 0, &defcls, err)))
+        (rc = wlm_json_get_str(body, "default_class", 0, &defcls, err)) ||
+        (rc = wlm_json_get_str(body, "user", 0, &user, err)))
         return rc;
+    /* The unprivileged user its instances run as (the agent's --app-user,
+     * wlm-app, when absent); a login name, checked again by the agent. */
+    if (user && (!*user || strlen(user) > 32 || (*user >= '0' && *user <= '9') || *user == '-' ||
+                 strspn(user, "abcdefghijklmnopqrstuvwxyz0123456789_-") != strlen(user)))
+        return wlm_error_setf(err, WLM_EINVAL, "user",
+                              "user: '%s' must be 1-32 of [a-z0-9_-], not starting with a digit "
+                              "or '-'",
+                              user);
     if (!valid_ident(name, 63))
         return wlm_error_setf(err, WLM_EINVAL, "name",
                               "name: '%s' must be 1-63 letters, digits, '-', '_' or '.'", name);

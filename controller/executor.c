@@ -249,6 +249,9 @@ static json_t *action_body(struct controller *c, const struct ctl_action *a)
             b, "command",
             json_string(app ? json_string_value(json_object_get(app->spec, "command")) : ""));
         json_object_set_new(b, "port", json_integer(in ? in->port : 0));
+        const char *user = app ? json_string_value(json_object_get(app->spec, "user")) : NULL;
+        if (user)
+            json_object_set_new(b, "user", json_string(user));
         json_object_set_new(b, "cpu_cap_mhz", json_real(app_cap(c, a)));
         break;
     }
