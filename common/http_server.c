@@ -231,6 +231,7 @@ struct wlm_http_conn {
     char peer[64];
     SSL *ssl;   /* HTTPS: the session, NULL on plain connections */
     int tls_up; /* handshake finished */
+    int tls_seen; /* some ciphertext arrived */
 };
 
 struct wlm_http_server {
@@ -1473,6 +1474,27 @@ static void conn_tls_input(struct wlm_http_conn *conn, char *data, size_t n)
 {
     if (conn->draining || conn->final)
         return;
+    if (!conn->tls_up && !conn->tls_seen && n >= 4 && data[0] >= 'A' && data[0] <= 'Z' &&
+        (!memcmp(data, "GET ", 4) || !memcmp(data, "POST", 4) || !memcmp(data, "PUT ", 4) ||
+         !memcmp(data, "HEAD", 4) || !memcmp(data, "DELE", 4) || !memcmp(data, "OPTI", 4))) {
+        /* Plain HTTP on the HTTPS port: say so in plain HTTP, not with a reset. */
+        static const char msg[] =
+            "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+            "Connection: close\r\nContent-Length: 75\r\n\r\n"
+            "{\"error\":\"invalid\",\"detail\":\"this port speaks HTTPS: use an https:// URL\"}\n";
+        char *copy = malloc(sizeof msg - 1);
+        if (!copy) {
+            conn_close(conn);
+            return;
+        }
+        memcpy(copy, msg, sizeof msg - 1);
+        if (conn_write_raw(conn, copy, sizeof msg - 1))
+            return;
+        conn->final = 1;
+        conn_finish(conn);
+        return;
+    }
+    conn->tls_seen = 1;
     if (BIO_write(SSL_get_rbio(conn->ssl), data, (int)n) != (int)n) {
         conn_close(conn);
         return;

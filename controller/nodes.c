@@ -146,8 +146,9 @@ static int parse_node(const json_t *body, struct ctl_node *n, struct wlm_error *
                               "name: '%s' must be 1-63 letters, digits, '-', '_' or '.'", name);
     if (strlen(arch) >= sizeof(n->arch) || !*arch)
         return wlm_error_setf(err, WLM_EINVAL, "arch", "arch: must be 1-31 characters");
-    if (*url && strncmp(url, "http://", 7) != 0)
-        return wlm_error_setf(err, WLM_EINVAL, "agent_url", "agent_url: must start with http://");
+    if (*url && strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
+        return wlm_error_setf(err, WLM_EINVAL, "agent_url",
+                              "agent_url: must start with http:// or https://");
     if (strlen(url) >= sizeof(n->agent_url))
         return wlm_error_setf(err, WLM_EINVAL, "agent_url", "agent_url: too long");
     json_t *labels = json_object_get(body, "labels");

@@ -488,9 +488,9 @@ static int check_state(struct na_action *x, struct wlm_error *err)
         if (wlm_json_get_str(x->params, "target", 0, &t, err) < 0 ||
             wlm_json_get_str(x->params, "dest_uri", 0, &u, err) < 0)
             return err->code;
-        if ((!t || strncmp(t, "http://", 7)) && !(u && *u))
+        if ((!t || (strncmp(t, "http://", 7) && strncmp(t, "https://", 8))) && !(u && *u))
             return wlm_error_setf(err, WLM_EINVAL, "target",
-                                  "migrate needs 'target' (the target agent's http:// URL) or "
+                                  "migrate needs 'target' (the target agent's http(s):// URL) or "
                                   "'dest_uri' (a libvirt URI)");
         wlm_strlcpy(x->target, t ? t : "", sizeof(x->target));
         size_t tl = strlen(x->target);

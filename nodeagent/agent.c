@@ -576,8 +576,9 @@ struct nodeagent *nodeagent_new(uv_loop_t *loop, const struct nodeagent_config *
                        a->cfg.pool_max, a->cfg.pool_size);
         goto fail;
     }
-    if (strncmp(a->cfg.controller, "http://", 7)) {
-        wlm_error_setf(err, WLM_EINVAL, "controller", "controller URL '%s' must start with http://",
+    if (strncmp(a->cfg.controller, "http://", 7) && strncmp(a->cfg.controller, "https://", 8)) {
+        wlm_error_setf(err, WLM_EINVAL, "controller",
+                       "controller URL '%s' must start with http:// or https://",
                        a->cfg.controller);
         goto fail;
     }

@@ -55,3 +55,28 @@ wlm_kill_tree() {
   done
   for p in "$@"; do kill -KILL "$p" 2>/dev/null || true; done
 }
+
+# wlm_make_ca DIR [NAME]: a local certificate authority (DIR/ca.pem, DIR/ca.key)
+# made with the openssl command line, for TLS on the control plane.
+wlm_make_ca() {
+  local dir=$1 name=${2:-wlm local CA}
+  mkdir -p "$dir"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+    -subj "/CN=$name" -keyout "$dir/ca.key" -out "$dir/ca.pem" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+    >/dev/null 2>&1
+  chmod 600 "$dir/ca.key"
+}
+
+# wlm_make_cert DIR NAME SAN: DIR/NAME.pem + DIR/NAME.key signed by DIR/ca.*,
+# for the subject alternative names SAN ("IP:127.0.0.1,DNS:localhost").
+wlm_make_cert() {
+  local dir=$1 name=$2 san=$3
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$name" \
+    -keyout "$dir/$name.key" -out "$dir/$name.csr" >/dev/null 2>&1
+  printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\n' "$san" >"$dir/$name.ext"
+  openssl x509 -req -in "$dir/$name.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
+    -CAcreateserial -days 30 -extfile "$dir/$name.ext" -out "$dir/$name.pem" >/dev/null 2>&1
+  chmod 600 "$dir/$name.key"
+  rm -f "$dir/$name.csr" "$dir/$name.ext"
+}
