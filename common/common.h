@@ -45,6 +45,7 @@ enum {
     WLM_ETIMEOUT,      /* gave up waiting */
     WLM_ELIMIT,        /* a size or count limit was exceeded */
     WLM_EINTERNAL,     /* a bug or an unexpected library failure */
+    WLM_EUNAVAIL,      /* the store or the leader cannot be reached now: retry later (503) */
 };
 
 /* A human-readable error. `field` names the offending input field when

@@ -55,6 +55,7 @@ const char *wlm_error_name(int code)
     case WLM_ETIMEOUT: return "timeout";
     case WLM_ELIMIT: return "limit_exceeded";
     case WLM_EINTERNAL: return "internal";
+    case WLM_EUNAVAIL: return "unavailable";
     case ENOENT: return "not_found";
     case ENOMEM: return "out_of_memory";
     case ETIMEDOUT: return "timeout";
@@ -74,6 +75,7 @@ int wlm_error_http_status(int code)
     case WLM_EUNSUPPORTED: return 501;
     case WLM_ETIMEOUT: case ETIMEDOUT: return 504;
     case WLM_EIO: return 502;
+    case WLM_EUNAVAIL: return 503;
     default: return 500;
     }
 }

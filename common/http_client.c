@@ -85,6 +85,7 @@ struct wlm_http_client {
     uv_loop_t *loop;
     struct cconn *conns;
     struct creq *reqs;
+    struct mreq *mreqs; /* requests over several servers (or redirected) */
     size_t alive; /* creqs + cconns not yet released */
     int closing;
     SSL_CTX *tls_ctx; /* for https://; made on first use when not set */
@@ -791,6 +792,8 @@ struct wlm_http_client *wlm_http_client_new(uv_loop_t *loop)
     return c;
 }
 
+static void mreqs_cancel(struct wlm_http_client *c);
+
 void wlm_http_client_free(struct wlm_http_client *c)
 {
     if (!c || c->closing)
@@ -801,6 +804,7 @@ void wlm_http_client_free(struct wlm_http_client *c)
         creq_fail(c->reqs, ECANCELED, "%s: client closed", c->reqs->desc);
     while (c->conns)
         cconn_close(c->conns);
+    mreqs_cancel(c);
     client_unref(c);
 }
 
@@ -923,12 +927,303 @@ static int client_request(struct wlm_http_client *c, const char *method, const c
     return 0;
 }
 
+/* ---------------------------------------------------------------- several servers
+ *
+ * A URL may name several servers: "http://h1:p1,h2:p2/path" (or
+ * "http://h1:p1,http://h2:p2/path"), e.g. the controllers of an HA cluster.
+ * The request goes to the server that answered last; on a transport failure
+ * (or a 503) it moves to the next, and after a round on all of them it waits
+ * (100 ms doubling up to 1 s) and goes round again until timeout_ms. A
+ * 307/308 with a Location (a standby naming the leader) is followed, for any
+ * URL, up to 4 times. Which server is in use is logged when it changes. */
+
+#define MREQ_MAX_BASES 8
+
+struct mreq {
+    struct wlm_http_client *c;
+    char *method, *token, *ctype, *body, *path;
+    size_t len;
+    char *bases[MREQ_MAX_BASES];
+    size_t nbases, cur, tried;
+    unsigned timeout_ms, backoff_ms;
+    double deadline;
+    int hops, logged;
+    uv_timer_t wait;
+    wlm_http_client_cb cb;
+    void *ud;
+    struct mreq *next, *prev; /* the client's multi-requests */
+};
+
+static void mreq_link(struct mreq *m)
+{
+    m->next = m->c->mreqs;
+    if (m->next)
+        m->next->prev = m;
+    m->c->mreqs = m;
+}
+
+static void mreq_unlink(struct mreq *m)
+{
+    if (m->prev)
+        m->prev->next = m->next;
+    else if (m->c->mreqs == m)
+        m->c->mreqs = m->next;
+    if (m->next)
+        m->next->prev = m->prev;
+    m->next = m->prev = NULL;
+}
+
+/* The server that answered last, per list (process-wide: the CLI and the
+ * agent talk to one cluster). */
+static char mreq_pref_list[512], mreq_pref_base[256];
+
+static void mreq_free_handle(uv_handle_t *h)
+{
+    struct mreq *m = h->data;
+    for (size_t i = 0; i < m->nbases; i++)
+        free(m->bases[i]);
+    free(m->method), free(m->token), free(m->ctype), free(m->body), free(m->path);
+    free(m);
+}
+
+static void mreq_done(struct mreq *m, const struct wlm_http_response *resp,
+                      const struct wlm_error *err)
+{
+    mreq_unlink(m);
+    if (m->cb)
+        m->cb(resp, err, m->ud);
+    uv_close((uv_handle_t *)&m->wait, mreq_free_handle);
+}
+
+static void mreq_send(struct mreq *m, const char *url, unsigned timeout_ms);
+
+static void mreqs_cancel(struct wlm_http_client *c)
+{
+    while (c->mreqs) {
+        struct mreq *m = c->mreqs;
+        uv_timer_stop(&m->wait);
+        struct wlm_http_response none = {0};
+        struct wlm_error err;
+        wlm_error_set(&err, ECANCELED, "%s %s: client closed", m->method, m->path);
+        mreq_done(m, &none, &err);
+    }
+}
+
+static int mreq_is_list(const struct mreq *m) { return m->nbases > 1; }
+
+static void mreq_remember(struct mreq *m, const char *list_key)
+{
+    const char *base = m->bases[m->cur];
+    if (strcmp(mreq_pref_base, base) != 0 && (m->nbases > 1 || m->hops > 0))
+        wlm_info("http", "using server", "server=%s", base);
+    wlm_strlcpy(mreq_pref_list, list_key, sizeof(mreq_pref_list));
+    wlm_strlcpy(mreq_pref_base, base, sizeof(mreq_pref_base));
+}
+
+static void mreq_list_key(const struct mreq *m, char *out, size_t n)
+{
+    out[0] = 0;
+    for (size_t i = 0; i < m->nbases; i++) {
+        size_t l = strlen(out);
+        snprintf(out + l, n - l, "%s%s", i ? "," : "", m->bases[i]);
+    }
+}
+
+static void mreq_next(struct mreq *m);
+
+static void mreq_wait_done(uv_timer_t *t)
+{
+    struct mreq *m = t->data;
+    m->tried = 0;
+    mreq_next(m);
+}
+
+static unsigned mreq_attempt_ms(const struct mreq *m)
+{
+    if (!m->timeout_ms)
+        return 0;
+    double left = (m->deadline - wlm_now_mono()) * 1000;
+    size_t untried = m->nbases - m->tried;
+    /* A server that accepts and never answers (stopped) must not eat the
+     * whole budget: split what is left over the servers not tried yet. */
+    double per = untried > 1 ? left / (double)untried : left;
+    if (per < 300 && left > 300)
+        per = 300;
+    return per < 1 ? 1 : (unsigned)per;
+}
+
+static void mreq_next(struct mreq *m)
+{
+    char *url = wlm_asprintf("%s%s", m->bases[m->cur], m->path);
+    m->tried++;
+    mreq_send(m, url, mreq_attempt_ms(m));
+    free(url);
+}
+
+static void mreq_cb(const struct wlm_http_response *resp, const struct wlm_error *err, void *ud)
+{
+    struct mreq *m = ud;
+    char key[512];
+    mreq_list_key(m, key, sizeof(key));
+    int failed = err && err->code;
+    if (m->c->closing) {
+        mreq_done(m, resp, err);
+        return;
+    }
+    const char *loc = !failed && (resp->status == 307 || resp->status == 308)
+                          ? wlm_http_response_header(resp, "Location")
+                          : NULL;
+    if (loc && m->hops < 4 && strncmp(loc, "http://", 7) == 0) {
+        /* A standby names the leader: go there, and prefer it from now on. */
+        m->hops++;
+        const char *auth_end = strchr(loc + 7, '/');
+        size_t blen = auth_end ? (size_t)(auth_end - loc) : strlen(loc);
+        size_t i = 0;
+        for (; i < m->nbases; i++)
+            if (strlen(m->bases[i]) == blen && strncmp(m->bases[i], loc, blen) == 0)
+                break;
+        if (i == m->nbases && m->nbases < MREQ_MAX_BASES) {
+            m->bases[m->nbases++] = strndup(loc, blen);
+        }
+        if (i < m->nbases)
+            m->cur = i;
+        wlm_info("http", "redirected to the leader", "location=%s", loc);
+        mreq_send(m, loc, mreq_attempt_ms(m));
+        return;
+    }
+    int retry = mreq_is_list(m) && (failed || resp->status == 503);
+    if (retry && m->timeout_ms && wlm_now_mono() < m->deadline) {
+        if (!m->logged || failed)
+            wlm_warn("http", "server unavailable, trying the next", "server=%s detail=\"%s\"",
+                     m->bases[m->cur], failed ? err->msg : "503");
+        m->logged = 1;
+        m->cur = (m->cur + 1) % m->nbases;
+        if (m->tried < m->nbases) {
+            mreq_next(m);
+            return;
+        }
+        unsigned wait = m->backoff_ms;
+        m->backoff_ms = m->backoff_ms * 2 > 1000 ? 1000 : m->backoff_ms * 2;
+        double left = (m->deadline - wlm_now_mono()) * 1000;
+        if (left > wait) {
+            uv_timer_start(&m->wait, mreq_wait_done, wait, 0);
+            return;
+        }
+    }
+    if (!failed && resp->status != 503)
+        mreq_remember(m, key);
+    mreq_done(m, resp, err);
+}
+
+static void mreq_send(struct mreq *m, const char *url, unsigned timeout_ms)
+{
+    struct wlm_error err = {0};
+    if (client_request(m->c, m->method, url, m->token, m->ctype, m->body, m->len, timeout_ms,
+                       mreq_cb, m, &err)) {
+        struct wlm_http_response none = {0};
+        mreq_done(m, &none, &err);
+    }
+}
+
+/* Split "http://a:1,b:2/path" or "http://a:1,http://b:2/path" into bases and
+ * the path. Returns 0 when the URL names one server and has no list. */
+static int split_bases(const char *url, struct mreq *m)
+{
+    if (!url || strncmp(url, "http://", 7) != 0)
+        return 0;
+    const char *p = url + 7;
+    const char *slash = strchr(p, '/');
+    const char *comma = strchr(p, ',');
+    if (!comma || (slash && slash < comma)) {
+        /* one server; a later "http://" after a comma is still a list */
+        const char *c2 = comma ? strstr(comma, ",http://") : NULL;
+        if (!c2)
+            return 0;
+    }
+    /* Walk items separated by commas; the last item carries the path. */
+    const char *item = p;
+    for (;;) {
+        const char *end = item;
+        while (*end && *end != ',' && *end != '/')
+            end++;
+        if (m->nbases < MREQ_MAX_BASES)
+            m->bases[m->nbases++] = wlm_asprintf("http://%.*s", (int)(end - item), item);
+        if (*end == ',') {
+            item = end + 1;
+            if (strncmp(item, "http://", 7) == 0)
+                item += 7;
+            continue;
+        }
+        m->path = wlm_strdup(*end ? end : "/");
+        break;
+    }
+    return m->nbases > 1 ? 1 : 0;
+}
+
+static int multi_request(struct wlm_http_client *c, const char *method, const char *url,
+                         const char *token, const char *content_type, const void *body,
+                         size_t len, unsigned timeout_ms, wlm_http_client_cb cb, void *ud,
+                         struct wlm_error *err)
+{
+    if (!c || !method || !method[0] || !url)
+        return client_request(c, method, url, token, content_type, body, len, timeout_ms, cb, ud,
+                              err);
+    struct mreq *m = calloc(1, sizeof(*m));
+    if (!m)
+        return wlm_error_set(err, ENOMEM, "out of memory");
+    int list = split_bases(url, m);
+    if (!list) {
+        for (size_t i = 0; i < m->nbases; i++)
+            free(m->bases[i]);
+        m->nbases = 0;
+        free(m->path);
+        m->path = NULL;
+        /* One server: as before, plus following a redirect. */
+        m->bases[m->nbases++] = wlm_strdup(url);
+        m->path = wlm_strdup("");
+    }
+    m->c = c;
+    m->method = wlm_strdup(method);
+    m->token = token ? wlm_strdup(token) : NULL;
+    m->ctype = content_type ? wlm_strdup(content_type) : NULL;
+    m->body = len ? malloc(len) : NULL;
+    if (len && m->body)
+        memcpy(m->body, body, len);
+    m->len = len;
+    m->timeout_ms = timeout_ms;
+    m->deadline = wlm_now_mono() + timeout_ms / 1000.0;
+    m->backoff_ms = 100;
+    m->cb = cb;
+    m->ud = ud;
+    if (list) {
+        char key[512];
+        mreq_list_key(m, key, sizeof(key));
+        if (strcmp(key, mreq_pref_list) == 0)
+            for (size_t i = 0; i < m->nbases; i++)
+                if (strcmp(m->bases[i], mreq_pref_base) == 0)
+                    m->cur = i;
+    }
+    char *first = wlm_asprintf("%s%s", m->bases[m->cur], m->path);
+    uv_timer_init(c->loop, &m->wait);
+    m->wait.data = m;
+    m->tried = 1;
+    int rc = client_request(c, method, first, token, content_type, body, len,
+                            list ? mreq_attempt_ms(m) : timeout_ms, mreq_cb, m, err);
+    free(first);
+    if (rc) {
+        uv_close((uv_handle_t *)&m->wait, mreq_free_handle);
+        return rc;
+    }
+    mreq_link(m);
+    return 0;
+}
+
 int wlm_http_client_request(struct wlm_http_client *c, const char *method, const char *url,
                             const char *token, const char *content_type, const void *body,
                             size_t len, unsigned timeout_ms, wlm_http_client_cb cb, void *ud)
 {
-    return client_request(c, method, url, token, content_type, body, len, timeout_ms, cb, ud,
-                          NULL);
+    return multi_request(c, method, url, token, content_type, body, len, timeout_ms, cb, ud,
+                         NULL);
 }
 
 int wlm_http_client_set_ca(struct wlm_http_client *c, const char *ca_file, struct wlm_error *err)
@@ -1004,8 +1299,8 @@ int wlm_http_fetch(const char *method, const char *url, const char *token, const
              wlm_http_client_set_ca(c, ca, err))
         rc = err ? err->code : -WLM_EINVAL;
     else
-        rc = client_request(c, method, url, token, content_type, body, len, timeout_ms, fetch_cb,
-                            &st, err);
+        rc = multi_request(c, method, url, token, content_type, body, len, timeout_ms, fetch_cb,
+                           &st, err);
     if (!rc) {
         while (!st.done)
             if (uv_run(&loop, UV_RUN_ONCE) == 0 && !st.done) {

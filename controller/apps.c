@@ -149,35 +149,36 @@ struct ctl_app *ctl_app_find(struct controller *c, const char *name)
     return NULL;
 }
 
+static int load_app(const json_t *doc, void *ud)
+{
+    struct controller *c = ud;
+    const char *text = json_string_value(json_object_get(doc, "spec"));
+    json_t *spec = text ? json_loads(text, 0, NULL) : NULL;
+    struct ctl_app a;
+    struct wlm_error perr = {0};
+    if (!spec || ctl_app_parse(spec, &a, &perr)) {
+        /* A row we wrote ourselves should always parse; keep going with
+         * the rest rather than refuse to start. */
+        wlm_errorlog("controller", "stored app spec unreadable", "detail=\"%s\"", perr.msg);
+        json_decref(spec);
+        return 0;
+    }
+    json_decref(spec);
+    struct ctl_app *p = realloc(c->apps, (c->napps + 1) * sizeof(*p));
+    if (!p) {
+        ctl_app_fini(&a);
+        return 1;
+    }
+    c->apps = p;
+    c->apps[c->napps++] = a;
+    return 0;
+}
+
 int ctl_apps_load(struct controller *c, struct wlm_error *err)
 {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(c->db, "SELECT spec FROM apps ORDER BY created_at", -1, &st, NULL))
-        return wlm_error_set(err, WLM_EIO, "load apps: %s", sqlite3_errmsg(c->db));
-    int rc = 0;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        const char *text = (const char *)sqlite3_column_text(st, 0);
-        json_t *spec = json_loads(text, 0, NULL);
-        struct ctl_app a;
-        struct wlm_error perr = {0};
-        if (!spec || ctl_app_parse(spec, &a, &perr)) {
-            /* A row we wrote ourselves should always parse; keep going with
-             * the rest rather than refuse to start. */
-            wlm_errorlog("controller", "stored app spec unreadable", "detail=\"%s\"", perr.msg);
-            json_decref(spec);
-            continue;
-        }
-        json_decref(spec);
-        struct ctl_app *p = realloc(c->apps, (c->napps + 1) * sizeof(*p));
-        if (!p) {
-            ctl_app_fini(&a);
-            rc = wlm_error_set(err, WLM_EINTERNAL, "out of memory");
-            break;
-        }
-        c->apps = p;
-        c->apps[c->napps++] = a;
-    }
-    sqlite3_finalize(st);
+    int rc = wlm_store_scan(c->store, "apps", "created_at", load_app, c, err);
+    if (rc == 1)
+        return wlm_error_set(err, WLM_EINTERNAL, "out of memory");
     return rc;
 }
 
@@ -211,22 +212,19 @@ static void handle_deploy(struct wlm_http_req *req, void *ud)
     json_decref(body);
     struct ctl_app *old = ctl_app_find(c, a.name);
     char *text = wlm_json_dumps(a.spec);
-    sqlite3_stmt *st = NULL;
-    int ok = sqlite3_prepare_v2(c->db,
-                                "INSERT INTO apps(name, spec, created_at) VALUES (?, ?, ?)"
-                                " ON CONFLICT(name) DO UPDATE SET spec = excluded.spec",
-                                -1, &st, NULL) == SQLITE_OK;
-    if (ok) {
-        sqlite3_bind_text(st, 1, a.name, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, text, -1, SQLITE_STATIC);
-        sqlite3_bind_double(st, 3, wlm_now_wall());
-        ok = sqlite3_step(st) == SQLITE_DONE;
-    }
-    sqlite3_finalize(st);
+    /* An update keeps the app's created_at (its place in the load order). */
+    json_t *doc = json_pack("{s:s,s:s}", "name", a.name, "spec", text ? text : "{}");
+    if (!old)
+        json_object_set_new(doc, "created_at", json_real(wlm_now_wall()));
     free(text);
+    struct wlm_error serr;
+    wlm_error_clear(&serr);
+    int ok = wlm_store_put(c->store, "apps", "name", doc, &serr) == 0;
+    json_decref(doc);
     if (!ok) {
         ctl_app_fini(&a);
-        wlm_http_respond_error(req, 500, "io_error", "store app: %s", sqlite3_errmsg(c->db));
+        wlm_http_respond_error(req, wlm_error_http_status(serr.code), wlm_error_name(serr.code),
+                               "store app: %s", serr.msg);
         return;
     }
     if (old) {
@@ -278,16 +276,11 @@ static void handle_delete(struct wlm_http_req *req, void *ud)
         wlm_http_respond_error(req, 404, "not_found", "no app named '%s'", req->params[0]);
         return;
     }
-    sqlite3_stmt *st = NULL;
-    int ok = sqlite3_prepare_v2(c->db, "DELETE FROM apps WHERE name = ?", -1, &st, NULL) ==
-             SQLITE_OK;
-    if (ok) {
-        sqlite3_bind_text(st, 1, a->name, -1, SQLITE_STATIC);
-        ok = sqlite3_step(st) == SQLITE_DONE;
-    }
-    sqlite3_finalize(st);
-    if (!ok) {
-        wlm_http_respond_error(req, 500, "io_error", "delete app: %s", sqlite3_errmsg(c->db));
+    struct wlm_error serr;
+    wlm_error_clear(&serr);
+    if (wlm_store_del(c->store, "apps", "name", a->name, &serr)) {
+        wlm_http_respond_error(req, wlm_error_http_status(serr.code), wlm_error_name(serr.code),
+                               "delete app: %s", serr.msg);
         return;
     }
     wlm_info("controller", "app deleted", "name=%s", a->name);

@@ -7,6 +7,7 @@
 
 #include "auth.h"
 #include "dashboard.h"
+#include "ha.h"
 #include "internal.h"
 
 const struct wlm_cfg_field controller_cfg_fields[] = {
@@ -55,6 +56,18 @@ const struct wlm_cfg_field controller_cfg_fields[] = {
     {"agent_token", WLM_CFG_STR, offsetof(struct controller_config, agent_token), 256,
      "WLM_AGENT_API_TOKEN", "", 0, -1,
      "token presented to node agents' APIs (their --api-token; default: the token)"},
+    {"store", WLM_CFG_STR, offsetof(struct controller_config, store), 512, "WLM_CONTROLLER_STORE",
+     "", 0, -1,
+     "where state lives: empty = the SQLite files (db, jobs_db); etcd://HOST:PORT[,HOST:PORT...]"
+     " = an etcd cluster shared by several controllers (one leader, see docs/ha.md)"},
+    {"store_prefix", WLM_CFG_STR, offsetof(struct controller_config, store_prefix), 128,
+     "WLM_CONTROLLER_STORE_PREFIX", "/wlm/", 0, -1, "key prefix of this cluster on etcd"},
+    {"advertise_url", WLM_CFG_STR, offsetof(struct controller_config, advertise_url), 256,
+     "WLM_CONTROLLER_ADVERTISE_URL", "", 0, -1,
+     "URL the other controllers redirect clients to when this one leads"
+     " (default http://LISTEN_HOST:LISTEN_PORT)"},
+    {"lease_ttl_s", WLM_CFG_INT, offsetof(struct controller_config, lease_ttl_s), 0, NULL, "3", 1,
+     60, "etcd: seconds a leader that stopped renewing keeps the lead (failover time)"},
 };
 const size_t controller_cfg_nfields = WLM_ARRAY_LEN(controller_cfg_fields);
 
@@ -117,8 +130,9 @@ static void handle_healthz(struct wlm_http_req *req, void *ud)
 {
     struct controller *c = ud;
     wlm_http_respond_json(req, 200,
-                          json_pack("{s:s, s:s, s:I}", "status", "ok", "version", WLM_VERSION,
-                                    "nodes", (json_int_t)c->nnodes));
+                          json_pack("{s:s, s:s, s:I, s:s}", "status", "ok", "version",
+                                    WLM_VERSION, "nodes", (json_int_t)c->nnodes, "role",
+                                    ctl_ha_role()));
 }
 
 /* The dashboard's files are public: they hold no data. The page asks for the
@@ -145,20 +159,43 @@ static void handle_root(struct wlm_http_req *req, void *ud)
 int controller_new(uv_loop_t *loop, const struct controller_config *cfg, struct controller **out,
                    struct wlm_error *err)
 {
+    if (cfg->store[0])
+        return wlm_error_setf(err, WLM_EINVAL, "store",
+                              "field 'store': '%s' needs the HA start-up (wlm-controller main)",
+                              cfg->store);
+    return controller_new_on(loop, cfg, NULL, out, err);
+}
+
+int controller_new_on(uv_loop_t *loop, const struct controller_config *cfg,
+                      struct wlm_store *store, struct controller **out, struct wlm_error *err)
+{
     int rc;
     struct controller *c = calloc(1, sizeof(*c));
     if (!c)
         return wlm_error_set(err, ENOMEM, "out of memory");
     c->loop = loop;
     c->cfg = *cfg;
+    /* The SQLite file is opened on etcd too: the tables not yet behind the
+     * store interface (tokens, audit: tokens.c, audit.c) stay local to each
+     * controller there. */
     if ((rc = wlm_db_open(cfg->db, migrations, WLM_ARRAY_LEN(migrations), &c->db, err)))
         goto fail;
+    if (store) {
+        c->store = store;
+    } else {
+        if ((rc = wlm_store_new_sqlite(c->db, &c->store, err)))
+            goto fail;
+        c->own_store = 1;
+    }
     if ((rc = load_or_make_token(c, err)))
         goto fail;
     if ((rc = ctl_nodes_load(c, err)) || (rc = ctl_apps_load(c, err)))
         goto fail;
     char jobs_db[600];
-    if (cfg->jobs_db[0]) {
+    if (store) {
+        if ((rc = jobsched_store_open_kv(store, &c->jstore, err)))
+            goto fail;
+    } else if (cfg->jobs_db[0]) {
         wlm_strlcpy(jobs_db, cfg->jobs_db, sizeof(jobs_db));
     } else {
         const char *dot = strrchr(cfg->db, '.');
@@ -168,7 +205,7 @@ int controller_new(uv_loop_t *loop, const struct controller_config *cfg, struct 
         else
             snprintf(jobs_db, sizeof(jobs_db), "%s-jobs", cfg->db);
     }
-    if ((rc = jobsched_store_open(jobs_db, &c->jstore, err)) ||
+    if ((!store && (rc = jobsched_store_open(jobs_db, &c->jstore, err))) ||
         (rc = jobsched_new(NULL, c->jstore, &c->js, err)))
         goto fail;
     if ((rc = ctl_cycle_init(c, err)) || (rc = ctl_instances_load(c, err)))
@@ -245,6 +282,7 @@ const char *controller_token(const struct controller *c) { return c->token; }
 struct wlm_http_server *controller_http(struct controller *c) { return c->http; }
 struct wlm_metrics *controller_metrics(struct controller *c) { return c->metrics; }
 sqlite3 *controller_db(struct controller *c) { return c->db; }
+struct wlm_store *controller_store(struct controller *c) { return c->store; }
 
 static void stop_step(struct controller *c)
 {
@@ -285,6 +323,9 @@ void controller_free(struct controller *c)
     jobsched_free(c->js);
     jobsched_store_close(c->jstore);
     wlm_metrics_free(c->metrics);
+    json_decref(c->inst_saved);
+    if (c->own_store)
+        wlm_store_free(c->store);
     wlm_db_close(c->db);
     free(c);
 }

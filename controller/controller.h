@@ -29,6 +29,10 @@ struct controller_config {
     char tls_cert[512], tls_key[512]; /* HTTPS for the API when both are given */
     char ca[512];          /* CA file to verify agents and the router over https:// */
     char agent_token[256]; /* presented to node agents; default: the token */
+    char store[512];        /* "" = SQLite (db, jobs_db); etcd://HOST:PORT[,HOST:PORT...] */
+    char store_prefix[128]; /* key prefix on etcd, default /wlm/ */
+    char advertise_url[256]; /* URL other controllers redirect to (default http://HOST:PORT) */
+    long long lease_ttl_s;   /* leadership lease on etcd */
 };
 
 extern const struct wlm_cfg_field controller_cfg_fields[];
@@ -38,11 +42,16 @@ extern const size_t controller_cfg_nfields;
 enum controller_node_state { CONTROLLER_NODE_READY, CONTROLLER_NODE_LOST };
 
 struct controller;
+struct wlm_store;
 
 /* Open the database (creating it), load the registry and prepare the API.
  * Nothing listens until controller_start. On success *out owns the database. */
 int controller_new(uv_loop_t *loop, const struct controller_config *cfg, struct controller **out,
                    struct wlm_error *err);
+/* The same on a store opened by the caller (etcd, for HA: see ha.h); the
+ * store is borrowed and must outlive the controller. */
+int controller_new_on(uv_loop_t *loop, const struct controller_config *cfg,
+                      struct wlm_store *store, struct controller **out, struct wlm_error *err);
 /* Listen and start the periodic timers. */
 int controller_start(struct controller *c, struct wlm_error *err);
 int controller_port(const struct controller *c);
@@ -56,7 +65,8 @@ void controller_free(struct controller *c);
 /* The HTTP server, so other components can add their routes before start. */
 struct wlm_http_server *controller_http(struct controller *c);
 struct wlm_metrics *controller_metrics(struct controller *c);
-sqlite3 *controller_db(struct controller *c);
+sqlite3 *controller_db(struct controller *c); /* on etcd: local tables only (tokens, audit) */
+struct wlm_store *controller_store(struct controller *c);
 
 /* Node state given the last heartbeat (wall seconds) and now: pure. */
 enum controller_node_state controller_node_state_at(double last_heartbeat, double now,

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "cycle.h"
+#include "ha.h"
 
 /* ------------------------------------------------------------ timers */
 
@@ -23,6 +24,8 @@ static void on_flow_timer(uv_timer_t *t)
 {
     struct controller *c = t->data;
     double now = wlm_now_wall();
+    if (!ctl_ha_may_act())
+        return; /* a deposed leader decides nothing (and is being replaced) */
     if (c->cfg.simulate_jobs) {
         double dt = c->last_progress > 0 ? now - c->last_progress : 0;
         ctl_simulate_progress(c, now, dt);
@@ -35,6 +38,8 @@ static void on_flow_timer(uv_timer_t *t)
 
 static void on_place_timer(uv_timer_t *t)
 {
+    if (!ctl_ha_may_act())
+        return;
     ctl_place_tick(t->data);
 }
 

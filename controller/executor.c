@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cycle.h"
+#include "ha.h"
 
 /* ------------------------------------------------------------ executors */
 
@@ -346,6 +347,8 @@ static void action_send(struct controller *c, struct ctl_action *a)
  * dependencies failed. Ends the plan when nothing is left. */
 void ctl_dispatch(struct controller *c)
 {
+    if (!ctl_ha_may_act())
+        return; /* a deposed leader sends nothing (HA: it is being replaced) */
     int progress = 1;
     while (progress) {
         progress = 0;

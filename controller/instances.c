@@ -62,76 +62,84 @@ void ctl_inst_remove(struct controller *c, struct ctl_instance *in)
     c->ninsts--;
 }
 
-/* The instance table is small: rewrite it whole in one transaction each
- * time it changes. */
+static json_t *inst_doc(const struct ctl_instance *in)
+{
+    return json_pack("{s:s,s:s,s:s,s:s,s:i,s:f,s:i}", "id", in->id, "app", in->app, "node",
+                     in->node, "host", in->host, "port", in->port, "cpu_mhz", in->cpu_mhz,
+                     "state", (int)in->state);
+}
+
+/* Write what changed in the instance table since the last save (one
+ * transaction); nothing when nothing changed. */
 void ctl_instances_save(struct controller *c)
 {
     struct wlm_error err = {0};
-    if (wlm_db_begin(c->db, &err) || wlm_db_exec(c->db, "DELETE FROM instances", &err))
-        goto fail;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(c->db,
-                           "INSERT INTO instances(id, app, node, host, port, cpu_mhz, state)"
-                           " VALUES (?,?,?,?,?,?,?)",
-                           -1, &st, NULL) != SQLITE_OK) {
-        wlm_error_set(&err, WLM_EIO, "%s", sqlite3_errmsg(c->db));
-        goto fail;
+    json_t *now = json_object();
+    for (size_t i = 0; i < c->ninsts; i++)
+        json_object_set_new(now, c->insts[i].id, inst_doc(&c->insts[i]));
+    if (c->inst_saved && json_equal(now, c->inst_saved)) {
+        json_decref(now);
+        return;
     }
-    for (size_t i = 0; i < c->ninsts; i++) {
-        const struct ctl_instance *in = &c->insts[i];
-        sqlite3_reset(st);
-        sqlite3_bind_text(st, 1, in->id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, in->app, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, in->node, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 4, in->host, -1, SQLITE_STATIC);
-        sqlite3_bind_int(st, 5, in->port);
-        sqlite3_bind_double(st, 6, in->cpu_mhz);
-        sqlite3_bind_int(st, 7, (int)in->state);
-        if (sqlite3_step(st) != SQLITE_DONE) {
-            wlm_error_set(&err, WLM_EIO, "%s", sqlite3_errmsg(c->db));
-            sqlite3_finalize(st);
+    if (wlm_store_begin(c->store, &err))
+        goto fail;
+    const char *id;
+    json_t *doc;
+    json_object_foreach(c->inst_saved, id, doc)
+        if (!json_object_get(now, id) && wlm_store_del(c->store, "instances", "id", id, &err))
             goto fail;
-        }
-    }
-    sqlite3_finalize(st);
-    if (wlm_db_commit(c->db, &err))
-        goto fail;
+    json_object_foreach(now, id, doc)
+        if (!json_equal(doc, json_object_get(c->inst_saved, id)) &&
+            wlm_store_put(c->store, "instances", "id", doc, &err))
+            goto fail;
+    if (wlm_store_commit(c->store, &err))
+        goto fail_committed;
+    json_decref(c->inst_saved);
+    c->inst_saved = now;
     return;
 fail:
-    wlm_db_rollback(c->db);
+    wlm_store_rollback(c->store);
+fail_committed:
+    json_decref(now);
     wlm_errorlog(CTL_COMP, "saving app instances failed", "detail=\"%s\"", err.msg);
+}
+
+static int load_inst(const json_t *doc, void *ud)
+{
+    struct controller *c = ud;
+    struct ctl_instance *p = realloc(c->insts, (c->ninsts + 1) * sizeof(*p));
+    if (!p)
+        return 1;
+    c->insts = p;
+    struct ctl_instance *in = &c->insts[c->ninsts++];
+    memset(in, 0, sizeof(*in));
+    wlm_strlcpy(in->id, json_string_value(json_object_get(doc, "id")) ?: "", sizeof(in->id));
+    wlm_strlcpy(in->app, json_string_value(json_object_get(doc, "app")) ?: "", sizeof(in->app));
+    wlm_strlcpy(in->node, json_string_value(json_object_get(doc, "node")) ?: "", sizeof(in->node));
+    wlm_strlcpy(in->host, json_string_value(json_object_get(doc, "host")) ?: "", sizeof(in->host));
+    in->port = (int)json_number_value(json_object_get(doc, "port"));
+    in->cpu_mhz = json_number_value(json_object_get(doc, "cpu_mhz"));
+    in->state = CTL_INST_RUNNING;
+    in->unconfirmed = 1;
+    /* Fresh ids and ports never collide with what may still run. */
+    const char *dash = strrchr(in->id, '-');
+    unsigned seq = dash ? (unsigned)strtoul(dash + 1, NULL, 10) : 0;
+    if (seq > c->inst_seq)
+        c->inst_seq = seq;
+    if (in->port >= c->next_port)
+        c->next_port = in->port + 1;
+    return 0;
 }
 
 int ctl_instances_load(struct controller *c, struct wlm_error *err)
 {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(c->db, "SELECT id, app, node, host, port, cpu_mhz, state FROM instances",
-                           -1, &st, NULL) != SQLITE_OK)
-        return wlm_error_set(err, WLM_EIO, "load instances: %s", sqlite3_errmsg(c->db));
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        struct ctl_instance *p = realloc(c->insts, (c->ninsts + 1) * sizeof(*p));
-        if (!p)
-            break;
-        c->insts = p;
-        struct ctl_instance *in = &c->insts[c->ninsts++];
-        memset(in, 0, sizeof(*in));
-        wlm_strlcpy(in->id, (const char *)sqlite3_column_text(st, 0), sizeof(in->id));
-        wlm_strlcpy(in->app, (const char *)sqlite3_column_text(st, 1), sizeof(in->app));
-        wlm_strlcpy(in->node, (const char *)sqlite3_column_text(st, 2), sizeof(in->node));
-        wlm_strlcpy(in->host, (const char *)sqlite3_column_text(st, 3), sizeof(in->host));
-        in->port = sqlite3_column_int(st, 4);
-        in->cpu_mhz = sqlite3_column_double(st, 5);
-        in->state = CTL_INST_RUNNING;
-        in->unconfirmed = 1;
-        /* Fresh ids and ports never collide with what may still run. */
-        const char *dash = strrchr(in->id, '-');
-        unsigned seq = dash ? (unsigned)strtoul(dash + 1, NULL, 10) : 0;
-        if (seq > c->inst_seq)
-            c->inst_seq = seq;
-        if (in->port >= c->next_port)
-            c->next_port = in->port + 1;
-    }
-    sqlite3_finalize(st);
+    int rc = wlm_store_scan(c->store, "instances", NULL, load_inst, c, err);
+    if (rc < 0)
+        return rc;
+    /* What the store holds now (the state read back as stored, not as
+     * loaded: loaded instances count as RUNNING until confirmed). */
+    json_decref(c->inst_saved);
+    c->inst_saved = NULL;
     if (c->ninsts)
         wlm_info(CTL_COMP, "app instances recorded before the restart", "count=%zu", c->ninsts);
     return 0;

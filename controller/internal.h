@@ -7,6 +7,7 @@
 #include "jobsched.h"
 #include "placement.h"
 #include "profilers.h"
+#include "store.h"
 
 struct ctl_node {
     char name[64];
@@ -96,7 +97,9 @@ struct controller {
     uv_loop_t *loop;
     struct controller_config cfg;
     char token[256];
-    sqlite3 *db;
+    sqlite3 *db;             /* SQLite file (on etcd: only tables not behind `store`) */
+    struct wlm_store *store; /* every table of the controller goes through it */
+    int own_store;
     struct wlm_http_server *http;
     struct wlm_metrics *metrics;
     uv_timer_t sweep;
@@ -140,6 +143,7 @@ struct controller {
     size_t nsse;
     json_t *app_cpu_mcycles; /* {"app": cumulative megacycles} for the profiler */
     json_t *saved_jobs;      /* {"<job id>": true} for jobs with a save file */
+    json_t *inst_saved;      /* {"<instance id>": doc} as last written to the store */
     void (*stop_done)(void *);
     void *stop_ud;
     int pending_closes;

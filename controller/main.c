@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "controller.h"
+#include "ha.h"
 
 static struct controller *ctl;
 static uv_signal_t sigint, sigterm;
@@ -38,6 +39,8 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     uv_loop_t *loop = uv_default_loop();
+    if (cfg.store[0])
+        return ctl_ha_main(loop, &cfg, argv);
     if (controller_new(loop, &cfg, &ctl, &err) || controller_start(ctl, &err)) {
         fprintf(stderr, "wlm-controller: %s\n", err.msg);
         if (ctl)

@@ -49,36 +49,33 @@ static struct ctl_node *node_add(struct controller *c)
     return n;
 }
 
+static int load_node(const json_t *doc, void *ud)
+{
+    struct controller *c = ud;
+    struct ctl_node *n = node_add(c);
+    if (!n)
+        return -ENOMEM;
+    wlm_strlcpy(n->name, json_string_value(json_object_get(doc, "name")) ?: "", sizeof(n->name));
+    n->cores = (long long)json_number_value(json_object_get(doc, "cores"));
+    n->mhz = json_number_value(json_object_get(doc, "mhz"));
+    n->memory_mb = (long long)json_number_value(json_object_get(doc, "memory_mb"));
+    wlm_strlcpy(n->arch, json_string_value(json_object_get(doc, "arch")) ?: "", sizeof(n->arch));
+    const char *labels = json_string_value(json_object_get(doc, "labels"));
+    n->labels = labels ? json_loads(labels, 0, NULL) : NULL;
+    if (!n->labels)
+        n->labels = json_object();
+    wlm_strlcpy(n->agent_url, json_string_value(json_object_get(doc, "agent_url")) ?: "",
+                sizeof(n->agent_url));
+    n->registered_at = json_number_value(json_object_get(doc, "registered_at"));
+    return 0;
+}
+
 int ctl_nodes_load(struct controller *c, struct wlm_error *err)
 {
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(c->db,
-                           "SELECT name, cores, mhz, memory_mb, arch, labels, agent_url,"
-                           " registered_at FROM nodes ORDER BY name",
-                           -1, &st, NULL) != SQLITE_OK)
-        return wlm_error_set(err, WLM_EIO, "load nodes: %s", sqlite3_errmsg(c->db));
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        struct ctl_node *n = node_add(c);
-        if (!n) {
-            sqlite3_finalize(st);
-            return wlm_error_set(err, ENOMEM, "out of memory");
-        }
-        wlm_strlcpy(n->name, (const char *)sqlite3_column_text(st, 0), sizeof(n->name));
-        n->cores = sqlite3_column_int64(st, 1);
-        n->mhz = sqlite3_column_double(st, 2);
-        n->memory_mb = sqlite3_column_int64(st, 3);
-        wlm_strlcpy(n->arch, (const char *)sqlite3_column_text(st, 4), sizeof(n->arch));
-        n->labels = json_loads((const char *)sqlite3_column_text(st, 5), 0, NULL);
-        if (!n->labels)
-            n->labels = json_object();
-        wlm_strlcpy(n->agent_url, (const char *)sqlite3_column_text(st, 6), sizeof(n->agent_url));
-        n->registered_at = sqlite3_column_double(st, 7);
-    }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return wlm_error_set(err, WLM_EIO, "load nodes: %s", sqlite3_errmsg(c->db));
-    return 0;
+    int rc = wlm_store_scan(c->store, "nodes", "name", load_node, c, err);
+    if (rc == -ENOMEM)
+        return wlm_error_set(err, ENOMEM, "out of memory");
+    return rc;
 }
 
 void ctl_nodes_free(struct controller *c)
@@ -188,31 +185,20 @@ static void handle_register(struct wlm_http_req *req, void *ud)
     in.registered_at = old ? old->registered_at : now;
     /* Commit before answering: a registration we acknowledged survives a crash. */
     char *labels = wlm_json_dumps(in.labels);
-    sqlite3_stmt *st = NULL;
-    int ok = sqlite3_prepare_v2(c->db,
-                                "INSERT INTO nodes(name, cores, mhz, memory_mb, arch, labels,"
-                                " agent_url, registered_at) VALUES (?,?,?,?,?,?,?,?)"
-                                " ON CONFLICT(name) DO UPDATE SET cores=excluded.cores,"
-                                " mhz=excluded.mhz, memory_mb=excluded.memory_mb,"
-                                " arch=excluded.arch, labels=excluded.labels,"
-                                " agent_url=excluded.agent_url",
-                                -1, &st, NULL) == SQLITE_OK;
-    if (ok) {
-        sqlite3_bind_text(st, 1, in.name, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, in.cores);
-        sqlite3_bind_double(st, 3, in.mhz);
-        sqlite3_bind_int64(st, 4, in.memory_mb);
-        sqlite3_bind_text(st, 5, in.arch, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 6, labels, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 7, in.agent_url, -1, SQLITE_STATIC);
-        sqlite3_bind_double(st, 8, in.registered_at);
-        ok = sqlite3_step(st) == SQLITE_DONE;
-    }
-    sqlite3_finalize(st);
+    json_t *doc = json_pack("{s:s,s:I,s:f,s:I,s:s,s:s,s:s,s:f}", "name", in.name, "cores",
+                            (json_int_t)in.cores, "mhz", in.mhz, "memory_mb",
+                            (json_int_t)in.memory_mb, "arch", in.arch, "labels",
+                            labels ? labels : "{}", "agent_url", in.agent_url, "registered_at",
+                            in.registered_at);
     free(labels);
+    struct wlm_error serr;
+    wlm_error_clear(&serr);
+    int ok = doc && wlm_store_put(c->store, "nodes", "name", doc, &serr) == 0;
+    json_decref(doc);
     if (!ok) {
         json_decref(in.labels);
-        wlm_http_respond_error(req, 500, "io_error", "store node: %s", sqlite3_errmsg(c->db));
+        wlm_http_respond_error(req, wlm_error_http_status(serr.code), wlm_error_name(serr.code),
+                               "store node: %s", serr.msg);
         return;
     }
     struct ctl_node *n = old ? old : node_add(c);
@@ -297,16 +283,11 @@ static void handle_delete(struct wlm_http_req *req, void *ud)
                                req->params[0]);
         return;
     }
-    sqlite3_stmt *st = NULL;
-    int ok = sqlite3_prepare_v2(c->db, "DELETE FROM nodes WHERE name = ?", -1, &st, NULL) ==
-             SQLITE_OK;
-    if (ok) {
-        sqlite3_bind_text(st, 1, n->name, -1, SQLITE_STATIC);
-        ok = sqlite3_step(st) == SQLITE_DONE;
-    }
-    sqlite3_finalize(st);
-    if (!ok) {
-        wlm_http_respond_error(req, 500, "io_error", "remove node: %s", sqlite3_errmsg(c->db));
+    struct wlm_error serr;
+    wlm_error_clear(&serr);
+    if (wlm_store_del(c->store, "nodes", "name", n->name, &serr)) {
+        wlm_http_respond_error(req, wlm_error_http_status(serr.code), wlm_error_name(serr.code),
+                               "remove node: %s", serr.msg);
         return;
     }
     wlm_info("controller", "node removed", "name=%s", n->name);

@@ -15,4 +15,50 @@ size_t jobsched__profiles(const struct jobsched *js, const struct jobsched_profi
 uv_loop_t *jobsched__loop(struct jobsched *js);
 void **jobsched__api_group(struct jobsched *js);
 
+/* ---- the job store's backends (store.c) ---- */
+struct wlm_store;
+struct jstore_row {
+    int64_t id;
+    const char *submit_id; /* may be NULL */
+    const char *spec;
+    double work_mcycles;
+    const char *state, *reason;
+    double state_time, end_time;
+    const char *node;
+    double alloc_mhz, done_mcycles, seen_threads, seen_speed_mhz;
+    int learned;
+};
+/* Callbacks return 0, or non-zero to stop (out of memory). */
+struct jstore_loader {
+    int (*job)(const struct jstore_row *r, void *ud);
+    int (*dep)(int64_t job, int64_t dep, const char *kind, void *ud);
+    int (*profile)(const struct jobsched_profile *p, void *ud);
+};
+enum { JSTORE_STATE = 1, JSTORE_REASON = 2, JSTORE_PLACE = 4, JSTORE_USAGE = 8, JSTORE_WORK = 16 };
+int jstore_bind(struct jobsched_store *st, struct jobsched *js, struct wlm_error *err);
+void jstore_unbind(struct jobsched_store *st);
+int jstore_begin(struct jobsched_store *st, struct wlm_error *err);
+int jstore_commit(struct jobsched_store *st, struct wlm_error *err);
+void jstore_rollback(struct jobsched_store *st);
+/* Store a new job (its current fields); *id gets its id. */
+int jstore_insert(struct jobsched_store *st, const struct jobsched_job *j, const char *spec_text,
+                  int64_t *id, struct wlm_error *err);
+/* Store the fields named by `what` (JSTORE_*) from memory. */
+int jstore_save(struct jobsched_store *st, const struct jobsched_job *j, unsigned what,
+                struct wlm_error *err);
+int jstore_event(struct jobsched_store *st, int64_t id, double t, const char *from,
+                 const char *to, const char *reason, struct wlm_error *err);
+int jstore_dep(struct jobsched_store *st, int64_t id, int64_t dep, const char *kind,
+               struct wlm_error *err);
+int jstore_profile(struct jobsched_store *st, const struct jobsched_profile *p,
+                   struct wlm_error *err);
+/* id of the job with this submit_id, 0 when none, <0 on error. */
+int64_t jstore_by_submit(struct jobsched_store *st, const char *sid, struct wlm_error *err);
+int jstore_load(struct jobsched_store *st, const struct jstore_loader *ld, void *ud,
+                struct wlm_error *err);
+int jstore_history(struct jobsched_store *st, int64_t id, struct jobsched_event **out, size_t *n,
+                   struct wlm_error *err);
+/* The etcd document of a job, from memory (NULL when unknown). */
+json_t *jobsched__job_doc(struct jobsched *js, int64_t id);
+
 #endif

@@ -26,7 +26,6 @@ struct node_copy {
 struct jobsched {
     struct jobsched_config cfg;
     struct jobsched_store *st;
-    sqlite3 *db;
     struct jobsched_job **jobs; /* ascending id */
     size_t njobs, capjobs;
     struct jobsched_profile *profiles;
@@ -38,8 +37,6 @@ struct jobsched {
     int in_tx;
     uv_loop_t *loop; /* set: the API group-commits submissions */
     void *api_group; /* the API's group being collected */
-    sqlite3_stmt *st_insert, *st_state, *st_event, *st_reason, *st_place, *st_usage, *st_dep,
-        *st_profile, *st_by_submit, *st_work;
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -48,38 +45,6 @@ static double wall_clock(void *ud)
 {
     (void)ud;
     return wlm_now_wall();
-}
-
-static int db_fail(struct jobsched *js, struct wlm_error *err, const char *what)
-{
-    return wlm_error_set(err, WLM_EIO, "job store: %s: %s", what, sqlite3_errmsg(js->db));
-}
-
-static int prep(struct jobsched *js, sqlite3_stmt **st, const char *sql, struct wlm_error *err)
-{
-    if (sqlite3_prepare_v3(js->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK)
-        return db_fail(js, err, "prepare");
-    return 0;
-}
-
-/* Run a prepared statement that returns no rows; resets it either way. */
-static int step_done(struct jobsched *js, sqlite3_stmt *st, struct wlm_error *err,
-                     const char *what)
-{
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    if (rc != SQLITE_DONE)
-        return db_fail(js, err, what);
-    return 0;
-}
-
-static void bind_text_or_null(sqlite3_stmt *st, int i, const char *s)
-{
-    if (s)
-        sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
-    else
-        sqlite3_bind_null(st, i);
 }
 
 static void job_free(struct jobsched_job *j)
@@ -259,106 +224,110 @@ static void clear_memory(struct jobsched *js)
 
 static void refresh_eligible(struct jobsched *js, struct jobsched_job *j);
 
+static int load_job(const struct jstore_row *r, void *ud)
+{
+    struct jobsched *js = ud;
+    struct jobsched_job *j = calloc(1, sizeof(*j));
+    if (!j || append_job(js, j)) {
+        free(j);
+        return 1;
+    }
+    j->id = r->id;
+    j->submit_id = wlm_strdup(r->submit_id);
+    if (spec_from_json(j, r->spec))
+        return -WLM_EIO;
+    j->work_mcycles = r->work_mcycles;
+    if (jobsched_state_parse(r->state, &j->state))
+        j->state = JOBSCHED_FAILED;
+    wlm_strlcpy(j->reason, r->reason ? r->reason : "", sizeof(j->reason));
+    j->state_time = r->state_time;
+    j->end_time = r->end_time;
+    wlm_strlcpy(j->node, r->node ? r->node : "", sizeof(j->node));
+    j->alloc_mhz = r->alloc_mhz;
+    j->done_mcycles = r->done_mcycles;
+    j->seen_threads = r->seen_threads;
+    j->seen_speed_mhz = r->seen_speed_mhz;
+    j->learned = r->learned;
+    return 0;
+}
+
+static int load_dep(int64_t job, int64_t dep, const char *kind, void *ud)
+{
+    struct jobsched *js = ud;
+    struct jobsched_job *j = find_job(js, job);
+    struct jobsched_job *t = find_job(js, dep);
+    enum jobsched_dep_kind k;
+    if (!j || !t || jobsched_dep_kind_parse(kind ? kind : "", &k))
+        return 0;
+    struct jobsched_dep *nd = realloc(j->deps, (j->ndeps + 1) * sizeof(*nd));
+    if (!nd)
+        return 1;
+    j->deps = nd;
+    if (add_dependent(t, j->id))
+        return 1;
+    j->deps[j->ndeps++] = (struct jobsched_dep){k, t->id};
+    return 0;
+}
+
+static int load_profile(const struct jobsched_profile *p, void *ud)
+{
+    struct jobsched *js = ud;
+    struct jobsched_profile *np = realloc(js->profiles, (js->nprofiles + 1) * sizeof(*np));
+    if (!np)
+        return 1;
+    js->profiles = np;
+    np[js->nprofiles++] = *p;
+    return 0;
+}
+
 static int load_all(struct jobsched *js, struct wlm_error *err)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = 0;
+    static const struct jstore_loader ld = {load_job, load_dep, load_profile};
     clear_memory(js);
-    if (sqlite3_prepare_v2(js->db,
-                           "SELECT id, submit_id, spec, work_mcycles, state, reason, state_time,"
-                           " end_time, node, alloc_mhz, done_mcycles, seen_threads,"
-                           " seen_speed_mhz, learned FROM jobs ORDER BY id",
-                           -1, &st, NULL) != SQLITE_OK)
-        return db_fail(js, err, "load jobs");
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        struct jobsched_job *j = calloc(1, sizeof(*j));
-        if (!j || append_job(js, j)) {
-            free(j);
-            sqlite3_finalize(st);
-            return wlm_error_set(err, ENOMEM, "out of memory loading jobs");
-        }
-        j->id = sqlite3_column_int64(st, 0);
-        j->submit_id = wlm_strdup((const char *)sqlite3_column_text(st, 1));
-        if (spec_from_json(j, (const char *)sqlite3_column_text(st, 2))) {
-            sqlite3_finalize(st);
-            return wlm_error_set(err, WLM_EIO, "job store: job %lld has a corrupt spec",
-                                 (long long)j->id);
-        }
-        j->work_mcycles = sqlite3_column_double(st, 3);
-        if (jobsched_state_parse((const char *)sqlite3_column_text(st, 4), &j->state))
-            j->state = JOBSCHED_FAILED;
-        wlm_strlcpy(j->reason, (const char *)sqlite3_column_text(st, 5), sizeof(j->reason));
-        j->state_time = sqlite3_column_double(st, 6);
-        j->end_time = sqlite3_column_double(st, 7);
-        wlm_strlcpy(j->node, (const char *)sqlite3_column_text(st, 8), sizeof(j->node));
-        j->alloc_mhz = sqlite3_column_double(st, 9);
-        j->done_mcycles = sqlite3_column_double(st, 10);
-        j->seen_threads = sqlite3_column_double(st, 11);
-        j->seen_speed_mhz = sqlite3_column_double(st, 12);
-        j->learned = sqlite3_column_int(st, 13);
-    }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return db_fail(js, err, "load jobs");
-
-    if (sqlite3_prepare_v2(js->db, "SELECT job_id, dep_id, kind FROM job_deps ORDER BY rowid", -1,
-                           &st, NULL) != SQLITE_OK)
-        return db_fail(js, err, "load dependencies");
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        struct jobsched_job *j = find_job(js, sqlite3_column_int64(st, 0));
-        struct jobsched_job *t = find_job(js, sqlite3_column_int64(st, 1));
-        enum jobsched_dep_kind k;
-        if (!j || !t || jobsched_dep_kind_parse((const char *)sqlite3_column_text(st, 2), &k))
-            continue;
-        struct jobsched_dep *nd = realloc(j->deps, (j->ndeps + 1) * sizeof(*nd));
-        if (!nd || add_dependent(t, j->id)) {
-            if (nd)
-                j->deps = nd;
-            sqlite3_finalize(st);
-            return wlm_error_set(err, ENOMEM, "out of memory loading dependencies");
-        }
-        j->deps = nd;
-        j->deps[j->ndeps++] = (struct jobsched_dep){k, t->id};
-    }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return db_fail(js, err, "load dependencies");
-
-    if (sqlite3_prepare_v2(js->db,
-                           "SELECT kind, samples, mcycles, threads, max_speed_mhz, updated"
-                           " FROM job_profiles ORDER BY kind",
-                           -1, &st, NULL) != SQLITE_OK)
-        return db_fail(js, err, "load profiles");
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        struct jobsched_profile *np =
-            realloc(js->profiles, (js->nprofiles + 1) * sizeof(*np));
-        if (!np) {
-            sqlite3_finalize(st);
-            return wlm_error_set(err, ENOMEM, "out of memory loading profiles");
-        }
-        js->profiles = np;
-        struct jobsched_profile *p = &np[js->nprofiles++];
-        memset(p, 0, sizeof(*p));
-        wlm_strlcpy(p->kind, (const char *)sqlite3_column_text(st, 0), sizeof(p->kind));
-        p->samples = sqlite3_column_int64(st, 1);
-        p->mcycles = sqlite3_column_double(st, 2);
-        p->threads = sqlite3_column_double(st, 3);
-        p->max_speed_mhz = sqlite3_column_double(st, 4);
-        p->updated = sqlite3_column_double(st, 5);
-    }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return db_fail(js, err, "load profiles");
+    int rc = jstore_load(js->st, &ld, js, err);
+    if (rc == -WLM_EIO && js->njobs)
+        return wlm_error_set(err, WLM_EIO, "job store: job %lld has a corrupt spec",
+                             (long long)js->jobs[js->njobs - 1]->id);
+    if (rc)
+        return rc;
     for (size_t i = 0; i < js->njobs; i++)
         refresh_eligible(js, js->jobs[i]);
     return 0;
+}
+
+/* The etcd document of a job: its row and its dependency edges. */
+json_t *jobsched__job_doc(struct jobsched *js, int64_t id)
+{
+    const struct jobsched_job *j = find_job(js, id);
+    if (!j)
+        return NULL;
+    json_t *spec = spec_to_json(j);
+    char *text = spec ? json_dumps(spec, JSON_COMPACT) : NULL;
+    json_decref(spec);
+    if (!text)
+        return NULL;
+    json_t *deps = json_array();
+    for (size_t i = 0; i < j->ndeps; i++)
+        json_array_append_new(deps, json_pack("[I,s]", (json_int_t)j->deps[i].job_id,
+                                              jobsched_dep_kind_name(j->deps[i].kind)));
+    json_t *o = json_pack("{s:I,s:s,s:f,s:s,s:s,s:f,s:f,s:s,s:f,s:f,s:f,s:f,s:i,s:o}", "id",
+                          (json_int_t)j->id, "spec", text, "work_mcycles", j->work_mcycles,
+                          "state", jobsched_state_name(j->state), "reason", j->reason,
+                          "state_time", j->state_time, "end_time", j->end_time, "node", j->node,
+                          "alloc_mhz", j->alloc_mhz, "done_mcycles", j->done_mcycles,
+                          "seen_threads", j->seen_threads, "seen_speed_mhz", j->seen_speed_mhz,
+                          "learned", j->learned, "deps", deps);
+    free(text);
+    if (o && j->submit_id)
+        json_object_set_new(o, "submit_id", json_string(j->submit_id));
+    return o;
 }
 
 /* ---------------------------------------------------------------- transactions */
 
 static int tx_begin(struct jobsched *js, struct wlm_error *err)
 {
-    int rc = wlm_db_begin(js->db, err);
+    int rc = jstore_begin(js->st, err);
     if (rc == 0)
         js->in_tx = 1;
     return rc;
@@ -367,7 +336,7 @@ static int tx_begin(struct jobsched *js, struct wlm_error *err)
 static int tx_commit(struct jobsched *js, struct wlm_error *err)
 {
     js->in_tx = 0;
-    return wlm_db_commit(js->db, err);
+    return jstore_commit(js->st, err);
 }
 
 /* Roll back and make memory equal to disk again. */
@@ -375,7 +344,7 @@ static void tx_abort(struct jobsched *js)
 {
     struct wlm_error e2;
     if (js->in_tx)
-        wlm_db_rollback(js->db);
+        jstore_rollback(js->st);
     js->in_tx = 0;
     wlm_error_clear(&e2);
     if (load_all(js, &e2))
@@ -398,40 +367,9 @@ int jobsched_new(const struct jobsched_config *cfg, struct jobsched_store *store
     else
         jobsched_config_default(&js->cfg);
     js->st = store;
-    js->db = jobsched_store_db(store);
     js->clock = wall_clock;
     int rc;
-    if ((rc = prep(js, &js->st_insert,
-                   "INSERT INTO jobs (submit_id, spec, work_mcycles, state, reason, state_time)"
-                   " VALUES (?, ?, ?, ?, ?, ?)",
-                   err)) ||
-        (rc = prep(js, &js->st_state,
-                   "UPDATE jobs SET state = ?, reason = ?, state_time = ?, end_time = ?"
-                   " WHERE id = ?",
-                   err)) ||
-        (rc = prep(js, &js->st_event,
-                   "INSERT INTO job_events (job_id, t, from_state, to_state, reason)"
-                   " VALUES (?, ?, ?, ?, ?)",
-                   err)) ||
-        (rc = prep(js, &js->st_reason, "UPDATE jobs SET reason = ? WHERE id = ?", err)) ||
-        (rc = prep(js, &js->st_place, "UPDATE jobs SET node = ?, alloc_mhz = ? WHERE id = ?",
-                   err)) ||
-        (rc = prep(js, &js->st_usage,
-                   "UPDATE jobs SET done_mcycles = ?, seen_threads = ?, seen_speed_mhz = ?,"
-                   " learned = ? WHERE id = ?",
-                   err)) ||
-        (rc = prep(js, &js->st_work, "UPDATE jobs SET work_mcycles = ? WHERE id = ?", err)) ||
-        (rc = prep(js, &js->st_dep, "INSERT INTO job_deps (job_id, dep_id, kind) VALUES (?, ?, ?)",
-                   err)) ||
-        (rc = prep(js, &js->st_profile,
-                   "INSERT INTO job_profiles (kind, samples, mcycles, threads, max_speed_mhz,"
-                   " updated) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(kind) DO UPDATE SET"
-                   " samples = excluded.samples, mcycles = excluded.mcycles,"
-                   " threads = excluded.threads, max_speed_mhz = excluded.max_speed_mhz,"
-                   " updated = excluded.updated",
-                   err)) ||
-        (rc = prep(js, &js->st_by_submit, "SELECT id FROM jobs WHERE submit_id = ?", err)) ||
-        (rc = load_all(js, err))) {
+    if ((rc = jstore_bind(store, js, err)) || (rc = load_all(js, err))) {
         jobsched_free(js);
         return rc;
     }
@@ -464,11 +402,8 @@ void jobsched_free(struct jobsched *js)
     free(js->jobs);
     nodes_free(&js->nodes);
     free(js->match);
-    sqlite3_stmt *sts[] = {js->st_insert, js->st_state, js->st_event, js->st_reason,
-                           js->st_place,  js->st_usage, js->st_dep,   js->st_profile,
-                           js->st_by_submit, js->st_work};
-    for (size_t i = 0; i < WLM_ARRAY_LEN(sts); i++)
-        sqlite3_finalize(sts[i]);
+    if (js->st)
+        jstore_unbind(js->st);
     free(js);
 }
 
@@ -579,25 +514,18 @@ static int set_state(struct jobsched *js, struct jobsched_job *j, enum jobsched_
                               "job %lld: illegal transition %s -> %s", (long long)j->id,
                               jobsched_state_name(from), jobsched_state_name(to));
     double end = jobsched_state_terminal(to) ? now : 0;
-    sqlite3_bind_text(js->st_state, 1, jobsched_state_name(to), -1, SQLITE_STATIC);
-    sqlite3_bind_text(js->st_state, 2, reason ? reason : "", -1, SQLITE_TRANSIENT);
-    sqlite3_bind_double(js->st_state, 3, now);
-    sqlite3_bind_double(js->st_state, 4, end);
-    sqlite3_bind_int64(js->st_state, 5, j->id);
-    int rc = step_done(js, js->st_state, err, "update state");
-    if (rc)
-        return rc;
-    sqlite3_bind_int64(js->st_event, 1, j->id);
-    sqlite3_bind_double(js->st_event, 2, now);
-    sqlite3_bind_text(js->st_event, 3, jobsched_state_name(from), -1, SQLITE_STATIC);
-    sqlite3_bind_text(js->st_event, 4, jobsched_state_name(to), -1, SQLITE_STATIC);
-    sqlite3_bind_text(js->st_event, 5, reason ? reason : "", -1, SQLITE_TRANSIENT);
-    if ((rc = step_done(js, js->st_event, err, "record event")))
-        return rc;
+    /* Memory first: the store writes from it. A failure aborts the
+     * transaction, which reloads memory from the store. */
     j->state = to;
     wlm_strlcpy(j->reason, reason ? reason : "", sizeof(j->reason));
     j->state_time = now;
     j->end_time = end;
+    int rc = jstore_save(js->st, j, JSTORE_STATE, err);
+    if (rc)
+        return rc;
+    if ((rc = jstore_event(js->st, j->id, now, jobsched_state_name(from),
+                           jobsched_state_name(to), reason ? reason : "", err)))
+        return rc;
     if (to == JOBSCHED_COMPLETED)
         return learn_from(js, j, now, err);
     if (jobsched_state_terminal(to)) {
@@ -613,12 +541,8 @@ static int set_reason(struct jobsched *js, struct jobsched_job *j, const char *r
 {
     if (strcmp(j->reason, reason) == 0)
         return 0;
-    sqlite3_bind_text(js->st_reason, 1, reason, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(js->st_reason, 2, j->id);
-    int rc = step_done(js, js->st_reason, err, "update reason");
-    if (rc == 0)
-        wlm_strlcpy(j->reason, reason, sizeof(j->reason));
-    return rc;
+    wlm_strlcpy(j->reason, reason, sizeof(j->reason));
+    return jstore_save(js->st, j, JSTORE_REASON, err);
 }
 
 /* Decide PENDING / ELIGIBLE / FAILED for a job that has not been placed
@@ -742,21 +666,12 @@ static int learn_from(struct jobsched *js, struct jobsched_job *j, double now,
     double threads = j->seen_threads > 0 ? j->seen_threads : j->threads;
     double speed = j->seen_speed_mhz > 0 ? j->seen_speed_mhz : j->max_speed_mhz;
     jobsched_profile_learn(&tmp, j->done_mcycles, threads, speed, now, js->cfg.profile_alpha);
-    sqlite3_bind_text(js->st_profile, 1, tmp.kind, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(js->st_profile, 2, tmp.samples);
-    sqlite3_bind_double(js->st_profile, 3, tmp.mcycles);
-    sqlite3_bind_double(js->st_profile, 4, tmp.threads);
-    sqlite3_bind_double(js->st_profile, 5, tmp.max_speed_mhz);
-    sqlite3_bind_double(js->st_profile, 6, now);
-    int rc = step_done(js, js->st_profile, err, "save profile");
+    tmp.updated = now;
+    int rc = jstore_profile(js->st, &tmp, err);
     if (rc)
         return rc;
-    sqlite3_bind_double(js->st_usage, 1, j->done_mcycles);
-    sqlite3_bind_double(js->st_usage, 2, j->seen_threads);
-    sqlite3_bind_double(js->st_usage, 3, j->seen_speed_mhz);
-    sqlite3_bind_int(js->st_usage, 4, 1);
-    sqlite3_bind_int64(js->st_usage, 5, j->id);
-    if ((rc = step_done(js, js->st_usage, err, "mark learned")))
+    j->learned = 1;
+    if ((rc = jstore_save(js->st, j, JSTORE_USAGE, err)))
         return rc;
     if (p) {
         *p = tmp;
@@ -767,7 +682,6 @@ static int learn_from(struct jobsched *js, struct jobsched_job *j, double now,
         js->profiles = np;
         np[js->nprofiles++] = tmp;
     }
-    j->learned = 1;
     return 0;
 }
 
@@ -781,14 +695,7 @@ static int exists_cb(int64_t id, void *ud)
 /* id of the job with this submit_id, 0 when none, <0 on error. */
 static int64_t by_submit_id(struct jobsched *js, const char *sid, struct wlm_error *err)
 {
-    sqlite3_bind_text(js->st_by_submit, 1, sid, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(js->st_by_submit);
-    int64_t id = rc == SQLITE_ROW ? sqlite3_column_int64(js->st_by_submit, 0) : 0;
-    sqlite3_reset(js->st_by_submit);
-    sqlite3_clear_bindings(js->st_by_submit);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return db_fail(js, err, "look up submit_id");
-    return id;
+    return jstore_by_submit(js->st, sid, err);
 }
 
 static json_t *ack_json(const struct jobsched_job *j)
@@ -858,23 +765,13 @@ static int insert_job(struct jobsched *js, struct jobsched_job *j, struct wlm_er
     json_decref(spec);
     if (!text)
         return wlm_error_set(err, ENOMEM, "out of memory");
-    bind_text_or_null(js->st_insert, 1, j->submit_id);
-    sqlite3_bind_text(js->st_insert, 2, text, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_double(js->st_insert, 3, j->work_mcycles);
-    sqlite3_bind_text(js->st_insert, 4, jobsched_state_name(j->state), -1, SQLITE_STATIC);
-    sqlite3_bind_text(js->st_insert, 5, j->reason, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_double(js->st_insert, 6, j->state_time);
+    int64_t id = 0;
+    int rc = jstore_insert(js->st, j, text, &id, err);
     free(text);
-    int rc = step_done(js, js->st_insert, err, "insert job");
     if (rc)
         return rc;
-    j->id = sqlite3_last_insert_rowid(js->db);
-    sqlite3_bind_int64(js->st_event, 1, j->id);
-    sqlite3_bind_double(js->st_event, 2, j->submit_time);
-    sqlite3_bind_text(js->st_event, 3, "PENDING", -1, SQLITE_STATIC);
-    sqlite3_bind_text(js->st_event, 4, "PENDING", -1, SQLITE_STATIC);
-    sqlite3_bind_text(js->st_event, 5, "submitted", -1, SQLITE_STATIC);
-    return step_done(js, js->st_event, err, "record submission");
+    j->id = id;
+    return jstore_event(js->st, j->id, j->submit_time, "PENDING", "PENDING", "submitted", err);
 }
 
 /* One submission inside the open transaction. Returns 0 or <0; *fatal is
@@ -975,11 +872,8 @@ static int submit_in_tx(struct jobsched *js, const json_t *body, const char *ide
                 dup |= j->deps[e].job_id == target && j->deps[e].kind == s->deps[d].kind;
             if (dup)
                 continue;
-            sqlite3_bind_int64(js->st_dep, 1, j->id);
-            sqlite3_bind_int64(js->st_dep, 2, target);
-            sqlite3_bind_text(js->st_dep, 3, jobsched_dep_kind_name(s->deps[d].kind), -1,
-                              SQLITE_STATIC);
-            if ((rc = step_done(js, js->st_dep, err, "insert dependency")))
+            if ((rc = jstore_dep(js->st, j->id, target, jobsched_dep_kind_name(s->deps[d].kind),
+                                 err)))
                 goto out;
             j->deps[j->ndeps++] = (struct jobsched_dep){s->deps[d].kind, target};
             if (add_dependent(find_job(js, target), j->id)) {
@@ -1149,15 +1043,17 @@ int jobsched_set_placement(struct jobsched *js, int64_t id, const char *node, do
     const char *nn = node ? node : "";
     if (strcmp(j->node, nn) == 0 && j->alloc_mhz == alloc_mhz)
         return 0;
-    sqlite3_bind_text(js->st_place, 1, nn, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_double(js->st_place, 2, alloc_mhz);
-    sqlite3_bind_int64(js->st_place, 3, id);
-    int rc = step_done(js, js->st_place, err, "save placement");
-    if (rc)
-        return rc;
+    char old_node[sizeof(j->node)];
+    double old_alloc = j->alloc_mhz;
+    wlm_strlcpy(old_node, j->node, sizeof(old_node));
     wlm_strlcpy(j->node, nn, sizeof(j->node));
     j->alloc_mhz = alloc_mhz;
-    return 0;
+    int rc = jstore_save(js->st, j, JSTORE_PLACE, err);
+    if (rc) {
+        wlm_strlcpy(j->node, old_node, sizeof(j->node));
+        j->alloc_mhz = old_alloc;
+    }
+    return rc;
 }
 
 int jobsched_report_usage(struct jobsched *js, int64_t id, double done_mcycles,
@@ -1184,20 +1080,13 @@ int jobsched_report_usage(struct jobsched *js, int64_t id, double done_mcycles,
         j->seen_threads = threads_used;
     if (speed_mhz > j->seen_speed_mhz)
         j->seen_speed_mhz = speed_mhz;
-    sqlite3_bind_double(js->st_usage, 1, j->done_mcycles);
-    sqlite3_bind_double(js->st_usage, 2, j->seen_threads);
-    sqlite3_bind_double(js->st_usage, 3, j->seen_speed_mhz);
-    sqlite3_bind_int(js->st_usage, 4, j->learned);
-    sqlite3_bind_int64(js->st_usage, 5, j->id);
-    if ((rc = step_done(js, js->st_usage, err, "save usage")))
+    if ((rc = jstore_save(js->st, j, JSTORE_USAGE, err)))
         goto fail;
     /* A job still running past its estimate has more work than believed:
      * keep a margin so the estimator does not think it is done. */
     if (!jobsched_state_terminal(j->state) && j->done_mcycles >= j->work_mcycles) {
         j->work_mcycles = j->done_mcycles * 1.1;
-        sqlite3_bind_double(js->st_work, 1, j->work_mcycles);
-        sqlite3_bind_int64(js->st_work, 2, j->id);
-        if ((rc = step_done(js, js->st_work, err, "save work")))
+        if ((rc = jstore_save(js->st, j, JSTORE_WORK, err)))
             goto fail;
     }
     if (j->state == JOBSCHED_COMPLETED && (rc = learn_from(js, j, now, err)))
@@ -1244,46 +1133,7 @@ size_t jobsched_placeable(const struct jobsched *js, const struct jobsched_job *
 int jobsched_history(struct jobsched *js, int64_t id, struct jobsched_event **out, size_t *n,
                      struct wlm_error *err)
 {
-    sqlite3_stmt *st;
-    *out = NULL;
-    *n = 0;
-    if (sqlite3_prepare_v2(js->db,
-                           "SELECT t, from_state, to_state, reason FROM job_events"
-                           " WHERE job_id = ? ORDER BY id",
-                           -1, &st, NULL) != SQLITE_OK)
-        return db_fail(js, err, "history");
-    sqlite3_bind_int64(st, 1, id);
-    size_t cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 8;
-            struct jobsched_event *nv = realloc(*out, cap * sizeof(*nv));
-            if (!nv) {
-                sqlite3_finalize(st);
-                free(*out);
-                *out = NULL;
-                *n = 0;
-                return wlm_error_set(err, ENOMEM, "out of memory");
-            }
-            *out = nv;
-        }
-        struct jobsched_event *e = &(*out)[(*n)++];
-        e->t = sqlite3_column_double(st, 0);
-        if (jobsched_state_parse((const char *)sqlite3_column_text(st, 1), &e->from))
-            e->from = JOBSCHED_PENDING;
-        if (jobsched_state_parse((const char *)sqlite3_column_text(st, 2), &e->to))
-            e->to = JOBSCHED_PENDING;
-        wlm_strlcpy(e->reason, (const char *)sqlite3_column_text(st, 3), sizeof(e->reason));
-    }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        free(*out);
-        *out = NULL;
-        *n = 0;
-        return db_fail(js, err, "history");
-    }
-    return 0;
+    return jstore_history(js->st, id, out, n, err);
 }
 
 static json_t *time_json(double t)

@@ -340,7 +340,12 @@ struct jobsched_store;
  * scheduler's migrations applied. */
 int jobsched_store_open(const char *path, struct jobsched_store **out, struct wlm_error *err);
 void jobsched_store_close(struct jobsched_store *st); /* NULL-safe */
-sqlite3 *jobsched_store_db(struct jobsched_store *st);
+sqlite3 *jobsched_store_db(struct jobsched_store *st); /* NULL on etcd */
+/* The job store on a common etcd store (borrowed, see common/store.h):
+ * PREFIX/jobs/<id>, PREFIX/job_events/<id>/..., PREFIX/job_profiles/<kind>. */
+struct wlm_store;
+int jobsched_store_open_kv(struct wlm_store *ws, struct jobsched_store **out,
+                           struct wlm_error *err);
 
 /* ---------------------------------------------------------------- the scheduler */
 

@@ -1,0 +1,316 @@
+/* ha.c - leader election on etcd, standby redirects, stepping down (see ha.h). */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "etcd.h"
+#include "ha.h"
+#include "store.h"
+
+#define COMP "ha"
+
+static struct {
+    int on;
+    uv_loop_t *loop;
+    struct controller_config cfg;
+    char **argv;
+    struct wlm_store *ws;
+    struct wlm_etcd *e;
+    int64_t lease;
+    double lease_until, last_renew; /* monotonic */
+    char key[192], url[256], leader_url[256];
+    int64_t rev;
+    int leader, stepping_down, stopping;
+    uv_timer_t timer;
+    struct wlm_http_server *standby;
+    struct controller *ctl;
+    uv_signal_t sigint, sigterm;
+    int exit_code;
+    unsigned errors_logged;
+} ha;
+
+const char *ctl_ha_role(void) { return !ha.on ? "single" : ha.leader ? "leader" : "standby"; }
+
+/* ------------------------------------------------------------ stepping down */
+
+static void step_down(const char *why)
+{
+    if (ha.stepping_down)
+        return;
+    ha.stepping_down = 1;
+    ha.leader = 0;
+    wlm_warn(COMP, "lost the leadership: restarting as a standby", "reason=\"%s\"", why);
+    /* Nothing of this process's memory may act any more: replace it. The
+     * sockets are close-on-exec. */
+    execv("/proc/self/exe", ha.argv);
+    wlm_errorlog(COMP, "restart failed: exiting", "error=\"%s\"", strerror(errno));
+    _exit(3);
+}
+
+int ctl_ha_may_act(void)
+{
+    if (!ha.on)
+        return 1;
+    if (!ha.leader)
+        return 0;
+    if (wlm_now_mono() >= ha.lease_until)
+        step_down("lease expired before it was renewed");
+    else if (ha.ws && wlm_store_fenced_out(ha.ws))
+        step_down("a write was refused: another controller leads");
+    return ha.leader;
+}
+
+/* ------------------------------------------------------------ standby server */
+
+static void standby_healthz(struct wlm_http_req *req, void *ud)
+{
+    (void)ud;
+    wlm_http_respond_json(req, 200,
+                          json_pack("{s:s,s:s,s:s,s:s}", "status", "ok", "version", WLM_VERSION,
+                                    "role", "standby", "leader", ha.leader_url));
+}
+
+static void standby_redirect(struct wlm_http_req *req, void *ud)
+{
+    (void)ud;
+    if (!ha.leader_url[0]) {
+        wlm_http_respond_error(req, 503, "unavailable",
+                               "this controller is a standby and no leader is elected yet; retry");
+        return;
+    }
+    char *hdr = wlm_asprintf("Location: %s%s", ha.leader_url, req->url);
+    wlm_http_respond(req, 307, "text/plain", hdr, "see the leader\n", 15);
+    free(hdr);
+}
+
+static int standby_listen(struct wlm_error *err)
+{
+    struct wlm_http_server_opts o = {.host = ha.cfg.listen_host, .port = (int)ha.cfg.listen_port};
+    ha.standby = wlm_http_server_new(ha.loop, &o);
+    if (!ha.standby)
+        return wlm_error_set(err, ENOMEM, "out of memory");
+    wlm_http_server_route(ha.standby, "GET", "/healthz", 0, standby_healthz, NULL);
+    wlm_http_server_route(ha.standby, NULL, "/*", 0, standby_redirect, NULL);
+    return wlm_http_server_listen(ha.standby, err);
+}
+
+/* ------------------------------------------------------------ leading */
+
+static void on_standby_closed(void *ud)
+{
+    (void)ud;
+    ha.standby = NULL;
+    if (ha.stopping)
+        return;
+    struct wlm_error err = {0};
+    double t0 = wlm_now_mono();
+    if (controller_new_on(ha.loop, &ha.cfg, ha.ws, &ha.ctl, &err) ||
+        controller_start(ha.ctl, &err)) {
+        wlm_errorlog(COMP, "taking over failed", "error=\"%s\"", err.msg);
+        step_down("could not load the state");
+        return;
+    }
+    wlm_info(COMP, "leading: state loaded", "load_ms=%.0f url=%s", (wlm_now_mono() - t0) * 1000,
+             ha.url);
+}
+
+static void become_leader(int64_t rev, double t0)
+{
+    ha.leader = 1;
+    ha.rev = rev;
+    (void)t0;
+    /* The lease runs from its last renewal, not from the campaign. */
+    ha.lease_until = ha.last_renew + (double)ha.cfg.lease_ttl_s;
+    wlm_strlcpy(ha.leader_url, ha.url, sizeof(ha.leader_url));
+    wlm_store_set_fence(ha.ws, ha.key, rev);
+    wlm_info(COMP, "elected leader", "key=%s revision=%lld url=%s", ha.key, (long long)rev,
+             ha.url);
+    wlm_http_server_close(ha.standby, on_standby_closed, NULL);
+}
+
+/* ------------------------------------------------------------ the timer */
+
+static void log_error(const char *what, const struct wlm_error *err)
+{
+    /* A dead store is logged once, then every 20th failure. */
+    if (ha.errors_logged++ % 20 == 0)
+        wlm_warn(COMP, what, "error=\"%s\"", err->msg);
+}
+
+static void renew(void)
+{
+    struct wlm_error err = {0};
+    double t0 = wlm_now_mono();
+    int64_t ttl = 0;
+    if (wlm_etcd_lease_keepalive(ha.e, ha.lease, &ttl, &err)) {
+        log_error("lease renewal failed", &err);
+        return;
+    }
+    ha.errors_logged = 0;
+    ha.last_renew = t0;
+    if (ttl > 0) {
+        ha.lease_until = t0 + (double)ttl;
+        return;
+    }
+    if (ha.leader) {
+        step_down("the lease expired in etcd");
+        return;
+    }
+    /* A standby whose lease expired (etcd was away): take a new one. */
+    if (wlm_etcd_lease_grant(ha.e, (int)ha.cfg.lease_ttl_s, &ha.lease, &err))
+        log_error("lease grant failed", &err);
+}
+
+static void campaign(void)
+{
+    struct wlm_error err = {0};
+    struct wlm_etcd_txn t;
+    wlm_etcd_txn_init(&t);
+    wlm_etcd_txn_cmp_create(&t, ha.key, 0);
+    wlm_etcd_txn_put(&t, ha.key, ha.url, strlen(ha.url), ha.lease);
+    int ok = 0;
+    int64_t rev = 0;
+    double t0 = wlm_now_mono();
+    int rc = wlm_etcd_txn_commit(ha.e, &t, &ok, &rev, &err);
+    wlm_etcd_txn_fini(&t);
+    if (rc) {
+        log_error("campaign failed", &err);
+        return;
+    }
+    if (ok) {
+        become_leader(rev, t0);
+        return;
+    }
+    struct wlm_etcd_kv *kvs = NULL;
+    size_t n = 0;
+    if (wlm_etcd_range(ha.e, ha.key, 0, &kvs, &n, NULL, &err) == 0) {
+        const char *now = n ? kvs[0].value : "";
+        if (strcmp(now, ha.leader_url) != 0)
+            wlm_info(COMP, "standby", "leader=%s", now[0] ? now : "(none)");
+        wlm_strlcpy(ha.leader_url, now, sizeof(ha.leader_url));
+    }
+    wlm_etcd_kvs_free(kvs, n);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    (void)t;
+    if (ha.stopping)
+        return;
+    double now = wlm_now_mono();
+    double period = (double)ha.cfg.lease_ttl_s / 3.0;
+    if (ha.leader) {
+        /* Woken up late (stopped, starved)? Check before anything else. */
+        if (!ctl_ha_may_act())
+            return;
+        if (now - ha.last_renew >= period)
+            renew();
+        ctl_ha_may_act();
+        return;
+    }
+    if (now - ha.last_renew >= period)
+        renew();
+    if (!ha.standby)
+        return; /* taking over */
+    campaign();
+}
+
+/* ------------------------------------------------------------ start and stop */
+
+static void on_all_closed(void *ud)
+{
+    (void)ud;
+    uv_close((uv_handle_t *)&ha.sigint, NULL);
+    uv_close((uv_handle_t *)&ha.sigterm, NULL);
+    uv_close((uv_handle_t *)&ha.timer, NULL);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    (void)s;
+    wlm_info("controller", "stopping", "signal=%d role=%s", signum, ctl_ha_role());
+    ha.stopping = 1;
+    uv_signal_stop(&ha.sigint);
+    uv_signal_stop(&ha.sigterm);
+    uv_timer_stop(&ha.timer);
+    /* Hand the lead over at once: a standby need not wait for the TTL. */
+    struct wlm_error err = {0};
+    if (ha.lease && wlm_etcd_lease_revoke(ha.e, ha.lease, &err))
+        wlm_warn(COMP, "lease revoke failed", "error=\"%s\"", err.msg);
+    ha.leader = 0;
+    if (ha.ctl)
+        controller_stop(ha.ctl, on_all_closed, NULL);
+    else if (ha.standby)
+        wlm_http_server_close(ha.standby, on_all_closed, NULL);
+    else
+        on_all_closed(NULL);
+}
+
+int ctl_ha_main(uv_loop_t *loop, const struct controller_config *cfg, char **argv)
+{
+    struct wlm_error err = {0};
+    memset(&ha, 0, sizeof(ha));
+    ha.on = 1;
+    ha.loop = loop;
+    ha.cfg = *cfg;
+    ha.argv = argv;
+    if (wlm_store_new_etcd(cfg->store, cfg->store_prefix, &ha.ws, &err)) {
+        fprintf(stderr, "wlm-controller: %s\n", err.msg);
+        return 2;
+    }
+    ha.e = wlm_store_etcd(ha.ws);
+    snprintf(ha.key, sizeof(ha.key), "%sleader", wlm_store_prefix(ha.ws));
+    if (cfg->advertise_url[0])
+        wlm_strlcpy(ha.url, cfg->advertise_url, sizeof(ha.url));
+    if (strncmp(ha.url, "http://", 7) && cfg->advertise_url[0]) {
+        fprintf(stderr, "wlm-controller: field 'advertise_url': '%s' must start with http://\n",
+                cfg->advertise_url);
+        wlm_store_free(ha.ws);
+        return 2;
+    }
+    /* Standby port first: with port 0 the advertised URL needs the real one. */
+    if (standby_listen(&err)) {
+        fprintf(stderr, "wlm-controller: %s\n", err.msg);
+        wlm_http_server_close(ha.standby, NULL, NULL);
+        uv_run(loop, UV_RUN_DEFAULT);
+        wlm_store_free(ha.ws);
+        return 1;
+    }
+    int port = wlm_http_server_port(ha.standby);
+    ha.cfg.listen_port = port; /* the leader listens where the standby did */
+    if (!ha.url[0])
+        snprintf(ha.url, sizeof(ha.url), "http://%s:%d", cfg->listen_host, port);
+    /* A first lease: the store must answer before we call ourselves ready. */
+    double t0 = wlm_now_mono();
+    while (wlm_etcd_lease_grant(ha.e, (int)cfg->lease_ttl_s, &ha.lease, &err)) {
+        if (wlm_now_mono() - t0 > 30) {
+            fprintf(stderr, "wlm-controller: %s\n", err.msg);
+            wlm_http_server_close(ha.standby, NULL, NULL);
+            uv_run(loop, UV_RUN_DEFAULT);
+            wlm_store_free(ha.ws);
+            return 1;
+        }
+        log_error("waiting for etcd", &err);
+        usleep(500000);
+    }
+    ha.last_renew = wlm_now_mono();
+    wlm_info(COMP, "standby, campaigning", "store=%s prefix=%s url=%s lease_ttl_s=%lld",
+             wlm_etcd_endpoint(ha.e), wlm_store_prefix(ha.ws), ha.url, cfg->lease_ttl_s);
+    uv_timer_init(loop, &ha.timer);
+    long long tick = cfg->lease_ttl_s * 1000 / 6;
+    if (tick > 250)
+        tick = 250;
+    uv_timer_start(&ha.timer, on_tick, 0, (uint64_t)tick);
+    uv_signal_init(loop, &ha.sigint);
+    uv_signal_init(loop, &ha.sigterm);
+    uv_signal_start(&ha.sigint, on_signal, SIGINT);
+    uv_signal_start(&ha.sigterm, on_signal, SIGTERM);
+    uv_run(loop, UV_RUN_DEFAULT);
+    controller_free(ha.ctl);
+    wlm_store_free(ha.ws);
+    uv_loop_close(loop);
+    wlm_info("controller", "stopped", NULL);
+    return ha.exit_code;
+}
