@@ -325,7 +325,8 @@ static int read_response(struct wlm_etcd *e, double deadline, int *status, char 
                     return rc;
                 }
             size_t csz = strtoul(e->buf, NULL, 16);
-            size_t need = (size_t)(le - e->buf) + 2 + csz + 2;
+            size_t line = (size_t)(le - e->buf) + 2; /* fill() may move the buffer */
+            size_t need = line + csz + 2;
             while (e->blen < need)
                 if ((rc = fill(e, deadline))) {
                     free(out);
@@ -341,7 +342,7 @@ static int read_response(struct wlm_etcd *e, double deadline, int *status, char 
                 return -ENOMEM;
             }
             out = no;
-            memcpy(out + olen, le + 2, csz);
+            memcpy(out + olen, e->buf + line, csz);
             olen += csz;
             consume(e, need);
         }

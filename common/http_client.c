@@ -939,6 +939,8 @@ static int client_request(struct wlm_http_client *c, const char *method, const c
 
 #define MREQ_MAX_BASES 8
 
+static size_t scheme_len(const char *p);
+
 struct mreq {
     struct wlm_http_client *c;
     char *method, *token, *ctype, *body, *path;
@@ -1073,10 +1075,10 @@ static void mreq_cb(const struct wlm_http_response *resp, const struct wlm_error
     const char *loc = !failed && (resp->status == 307 || resp->status == 308)
                           ? wlm_http_response_header(resp, "Location")
                           : NULL;
-    if (loc && m->hops < 4 && strncmp(loc, "http://", 7) == 0) {
+    if (loc && m->hops < 4 && scheme_len(loc)) {
         /* A standby names the leader: go there, and prefer it from now on. */
         m->hops++;
-        const char *auth_end = strchr(loc + 7, '/');
+        const char *auth_end = strchr(loc + scheme_len(loc), '/');
         size_t blen = auth_end ? (size_t)(auth_end - loc) : strlen(loc);
         size_t i = 0;
         for (; i < m->nbases; i++)
@@ -1125,33 +1127,41 @@ static void mreq_send(struct mreq *m, const char *url, unsigned timeout_ms)
     }
 }
 
-/* Split "http://a:1,b:2/path" or "http://a:1,http://b:2/path" into bases and
- * the path. Returns 0 when the URL names one server and has no list. */
+static size_t scheme_len(const char *p)
+{
+    return strncmp(p, "http://", 7) == 0 ? 7 : strncmp(p, "https://", 8) == 0 ? 8 : 0;
+}
+
+/* Split "http://a:1,b:2/path" or "http://a:1,http://b:2/path" (or https)
+ * into bases and the path. Returns 0 when the URL names one server. */
 static int split_bases(const char *url, struct mreq *m)
 {
-    if (!url || strncmp(url, "http://", 7) != 0)
+    size_t sl = url ? scheme_len(url) : 0;
+    if (!sl)
         return 0;
-    const char *p = url + 7;
+    const char *p = url + sl;
     const char *slash = strchr(p, '/');
     const char *comma = strchr(p, ',');
-    if (!comma || (slash && slash < comma)) {
-        /* one server; a later "http://" after a comma is still a list */
-        const char *c2 = comma ? strstr(comma, ",http://") : NULL;
-        if (!c2)
-            return 0;
-    }
-    /* Walk items separated by commas; the last item carries the path. */
+    if (!comma || (slash && slash < comma))
+        return 0;
     const char *item = p;
+    size_t isl = sl;
+    const char *ischeme = url;
     for (;;) {
         const char *end = item;
         while (*end && *end != ',' && *end != '/')
             end++;
         if (m->nbases < MREQ_MAX_BASES)
-            m->bases[m->nbases++] = wlm_asprintf("http://%.*s", (int)(end - item), item);
+            m->bases[m->nbases++] =
+                wlm_asprintf("%.*s%.*s", (int)isl, ischeme, (int)(end - item), item);
         if (*end == ',') {
             item = end + 1;
-            if (strncmp(item, "http://", 7) == 0)
-                item += 7;
+            size_t l = scheme_len(item);
+            if (l) {
+                ischeme = item;
+                isl = l;
+                item += l;
+            }
             continue;
         }
         m->path = wlm_strdup(*end ? end : "/");

@@ -159,8 +159,7 @@ static void renew(void)
         return;
     }
     /* A standby whose lease expired (etcd was away): take a new one. */
-    if (wlm_etcd_lease_grant(ha.e, (int)ha.cfg.lease_ttl_s, &ha.lease, &err))
-        log_error("lease grant failed", &err);
+    ha.lease = 0;
 }
 
 static void campaign(void)
@@ -210,10 +209,20 @@ static void on_tick(uv_timer_t *t)
         ctl_ha_may_act();
         return;
     }
-    if (now - ha.last_renew >= period)
+    if (!ha.lease) {
+        struct wlm_error err = {0};
+        if (wlm_etcd_lease_grant(ha.e, (int)ha.cfg.lease_ttl_s, &ha.lease, &err)) {
+            ha.lease = 0;
+            log_error("waiting for etcd (lease grant)", &err);
+            return;
+        }
+        ha.errors_logged = 0;
+        ha.last_renew = now;
+    } else if (now - ha.last_renew >= period) {
         renew();
-    if (!ha.standby)
-        return; /* taking over */
+    }
+    if (!ha.standby || !ha.lease)
+        return; /* taking over, or no lease */
     campaign();
 }
 
@@ -282,20 +291,8 @@ int ctl_ha_main(uv_loop_t *loop, const struct controller_config *cfg, char **arg
     ha.cfg.listen_port = port; /* the leader listens where the standby did */
     if (!ha.url[0])
         snprintf(ha.url, sizeof(ha.url), "http://%s:%d", cfg->listen_host, port);
-    /* A first lease: the store must answer before we call ourselves ready. */
-    double t0 = wlm_now_mono();
-    while (wlm_etcd_lease_grant(ha.e, (int)cfg->lease_ttl_s, &ha.lease, &err)) {
-        if (wlm_now_mono() - t0 > 30) {
-            fprintf(stderr, "wlm-controller: %s\n", err.msg);
-            wlm_http_server_close(ha.standby, NULL, NULL);
-            uv_run(loop, UV_RUN_DEFAULT);
-            wlm_store_free(ha.ws);
-            return 1;
-        }
-        log_error("waiting for etcd", &err);
-        usleep(500000);
-    }
-    ha.last_renew = wlm_now_mono();
+    /* The lease is taken by the timer (and taken again after etcd lost it):
+     * a standby without etcd answers 503 meanwhile. */
     wlm_info(COMP, "standby, campaigning", "store=%s prefix=%s url=%s lease_ttl_s=%lld",
              wlm_etcd_endpoint(ha.e), wlm_store_prefix(ha.ws), ha.url, cfg->lease_ttl_s);
     uv_timer_init(loop, &ha.timer);
