@@ -123,8 +123,10 @@ int cli_cmd_app(const struct cli_ctx *ctx, int argc, char **argv)
         char path[300];
         snprintf(path, sizeof(path), "/v1/apps/%s", name);
         st = cli_call(ctx, !strcmp(sub, "show") ? "GET" : "DELETE", path, NULL, &v);
-        if (st == 200 && !as_json)
+        if (st == 200 && !as_json && !strcmp(sub, "show")) {
             print_app(v);
+            cli_print_app_energy(ctx, name);
+        }
         else if (st == 204)
             printf("deleted %s\n", name);
     } else {

@@ -27,6 +27,11 @@ int cli_cmd_status(const struct cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_placement(const struct cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_utilities(const struct cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_token(const struct cli_ctx *ctx, int argc, char **argv); /* token.c */
+/* power.c: `wlm power`, `wlm nodes set`, and energy lines for job/app show. */
+int cli_cmd_power(const struct cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_nodes_set(const struct cli_ctx *ctx, int argc, char **argv);
+void cli_print_job_energy(const struct cli_ctx *ctx, long long id);
+void cli_print_app_energy(const struct cli_ctx *ctx, const char *app);
 /* The one-line summary of GET /v1/summary. */
 void cli_status_line(json_t *summary, char *out, size_t size);
 

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "cmd_job.h"
 #include "common.h"
 
@@ -673,8 +674,11 @@ static int cmd_show(const struct ctx *c, int argc, char **argv)
     if (rc == EXIT_OK) {
         if (as_json)
             print_json(resp);
-        else
+        else {
             show_human(resp);
+            struct cli_ctx cc = {.controller = c->url, .token = c->token};
+            cli_print_job_energy(&cc, v);
+        }
     }
     json_decref(resp);
     return rc;

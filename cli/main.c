@@ -20,7 +20,9 @@ static void usage(FILE *out)
             "Usage: wlm [--controller URL] [--token TOKEN] [--ca FILE] COMMAND [ARGS]\n"
             "\n"
             "Commands:\n"
-            "  nodes [--json]        list the cluster's nodes and their state\n"
+            "  nodes [--json]        list the cluster's nodes, their state, power and budget\n"
+            "  nodes set NAME --power-budget W|none   a node's own power budget\n"
+            "  power [--json]        cluster power budget; power set-budget W|none\n"
             "  app ...               deploy, list, show and delete web applications\n"
             "  status [--json]       one line: minimum utility, jobs, nodes on\n"
             "  placement [--json]    where everything runs and the last decision\n"
@@ -115,12 +117,15 @@ void cli_table(FILE *out, const char *const *cells, size_t nrows, size_t ncols)
 static int cmd_nodes(const struct cli_ctx *ctx, int argc, char **argv)
 {
     int as_json = 0;
+    if (argc > 1 && !strcmp(argv[1], "set"))
+        return cli_cmd_nodes_set(ctx, argc - 1, argv + 1);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) {
             as_json = 1;
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("Usage: wlm nodes [--json]\nList nodes: name, state (READY, or LOST after "
-                   "missed heartbeats), cores, MHz, memory.\n");
+            printf("Usage: wlm nodes [--json]\n       wlm nodes set NAME --power-budget W|none\n"
+                   "List nodes: name, state (READY, or LOST after "
+                   "missed heartbeats), cores, MHz, memory, power now and budget.\n");
             return 0;
         } else {
             fprintf(stderr, "wlm nodes: unknown argument '%s' (see wlm nodes --help)\n", argv[i]);
@@ -142,9 +147,10 @@ static int cmd_nodes(const struct cli_ctx *ctx, int argc, char **argv)
         return 0;
     }
     size_t n = json_array_size(nodes);
-    const size_t ncols = 7;
+    const size_t ncols = 9;
     char **cells = calloc((n + 1) * ncols, sizeof(char *));
-    const char *hdr[] = {"NAME", "STATE", "CORES", "MHZ", "MEMORY_MB", "HEARTBEAT", "AGENT"};
+    const char *hdr[] = {"NAME",      "STATE",   "CORES",    "MHZ",  "MEMORY_MB",
+                         "HEARTBEAT", "POWER_W", "BUDGET_W", "AGENT"};
     for (size_t c = 0; c < ncols; c++)
         cells[c] = strdup(hdr[c]);
     for (size_t i = 0; i < n; i++) {
@@ -158,8 +164,17 @@ static int cmd_nodes(const struct cli_ctx *ctx, int argc, char **argv)
         row[4] =
             wlm_asprintf("%lld", (long long)json_integer_value(json_object_get(o, "memory_mb")));
         row[5] = age ? wlm_asprintf("%.1fs ago", json_number_value(age)) : strdup("never");
+        json_t *pw = json_object_get(o, "power_now");
+        json_t *bw = pw ? json_object_get(pw, "budget_w") : NULL;
+        row[6] = pw ? wlm_asprintf("%.1f", json_number_value(json_object_get(pw, "watts")))
+                    : strdup("-");
+        row[7] = json_is_number(bw) ? wlm_asprintf("%.1f%s", json_number_value(bw),
+                                                   json_is_true(json_object_get(pw, "flagged"))
+                                                       ? " FLAGGED"
+                                                       : "")
+                                    : strdup("-");
         const char *url = json_string_value(json_object_get(o, "agent_url"));
-        row[6] = strdup(url && *url ? url : "-");
+        row[8] = strdup(url && *url ? url : "-");
     }
     if (n == 0)
         printf("no nodes registered\n");
@@ -219,6 +234,8 @@ int main(int argc, char **argv)
         return cli_cmd_utilities(&ctx, argc - i, argv + i);
     if (!strcmp(cmd, "token"))
         return cli_cmd_token(&ctx, argc - i, argv + i);
+    if (!strcmp(cmd, "power"))
+        return cli_cmd_power(&ctx, argc - i, argv + i);
     if (!strcmp(cmd, "version")) {
         printf("wlm %s\n", WLM_VERSION);
         return 0;

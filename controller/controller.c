@@ -9,6 +9,7 @@
 #include "dashboard.h"
 #include "ha.h"
 #include "internal.h"
+#include "power.h"
 
 const struct wlm_cfg_field controller_cfg_fields[] = {
     {"listen_host", WLM_CFG_STR, offsetof(struct controller_config, listen_host), 64,
@@ -68,6 +69,13 @@ const struct wlm_cfg_field controller_cfg_fields[] = {
      " (default http://LISTEN_HOST:LISTEN_PORT)"},
     {"lease_ttl_s", WLM_CFG_INT, offsetof(struct controller_config, lease_ttl_s), 0, NULL, "3", 1,
      60, "etcd: seconds a leader that stopped renewing keeps the lead (failover time)"},
+    {"power_budget_w", WLM_CFG_NUM, offsetof(struct controller_config, power_budget_w), 0, NULL,
+     "0", 0, 1e9, "cluster power budget in watts, split among powered-on nodes (0 = none)"},
+    {"power_violation_k", WLM_CFG_INT, offsetof(struct controller_config, power_violation_k), 0,
+     NULL, "3", 1, 16, "a node over its power budget in k of the last n placement periods is "
+     "flagged and work moves away"},
+    {"power_violation_n", WLM_CFG_INT, offsetof(struct controller_config, power_violation_n), 0,
+     NULL, "5", 1, 16, "the n of power_violation_k"},
 };
 const size_t controller_cfg_nfields = WLM_ARRAY_LEN(controller_cfg_fields);
 
@@ -189,7 +197,8 @@ int controller_new_on(uv_loop_t *loop, const struct controller_config *cfg,
     }
     if ((rc = load_or_make_token(c, err)))
         goto fail;
-    if ((rc = ctl_nodes_load(c, err)) || (rc = ctl_apps_load(c, err)))
+    if ((rc = ctl_nodes_load(c, err)) || (rc = ctl_apps_load(c, err)) ||
+        (rc = ctl_energy_init(c, err)))
         goto fail;
     char jobs_db[600];
     if (store) {
@@ -238,6 +247,8 @@ int controller_new_on(uv_loop_t *loop, const struct controller_config *cfg,
     jobsched_api_register(c->http, c->js);
     jobsched_api_set_loop(c->js, loop);
     ctl_cycle_routes(c);
+    ctl_energy_routes(c);
+    ctl_power_routes(c);
     *out = c;
     return 0;
 fail:
@@ -318,6 +329,7 @@ void controller_free(struct controller *c)
     if (!c)
         return;
     ctl_cycle_free(c);
+    ctl_energy_free(c);
     ctl_nodes_free(c);
     ctl_apps_free(c);
     jobsched_free(c->js);

@@ -33,6 +33,8 @@ struct controller_config {
     char store_prefix[128]; /* key prefix on etcd, default /wlm/ */
     char advertise_url[256]; /* URL other controllers redirect to (default http://HOST:PORT) */
     long long lease_ttl_s;   /* leadership lease on etcd */
+    double power_budget_w; /* cluster power budget (0 = none; wlm power set-budget changes it) */
+    long long power_violation_k, power_violation_n; /* flag a node over budget k of n periods */
 };
 
 extern const struct wlm_cfg_field controller_cfg_fields[];

@@ -152,6 +152,7 @@ struct controller {
     struct ctl_action *settle;
     size_t nsettle;
     int audit_inserts; /* audit.c: trims the log now and then */
+    struct ctl_energy *energy; /* energy accounting and power budgets (power.h) */
 };
 
 /* The token presented to node agents (their --api-token). */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "power.h"
 
 enum controller_node_state controller_node_state_at(double last_heartbeat, double now,
                                                     double lost_after_s)
@@ -87,7 +88,7 @@ void ctl_nodes_free(struct controller *c)
     c->nnodes = c->capnodes = 0;
 }
 
-static json_t *node_json(const struct controller *c, const struct ctl_node *n, double now)
+static json_t *node_json(struct controller *c, const struct ctl_node *n, double now)
 {
     enum controller_node_state s =
         controller_node_state_at(n->last_heartbeat, now, c->cfg.node_lost_after_ms / 1000.0);
@@ -109,6 +110,7 @@ static json_t *node_json(const struct controller *c, const struct ctl_node *n, d
             if (!json_object_get(o, k))
                 json_object_set(o, k, v);
         }
+    ctl_power_node_fields(c, n, o);
     return o;
 }
 
@@ -249,7 +251,11 @@ static void handle_heartbeat(struct wlm_http_req *req, void *ud)
     double dt = n->last_heartbeat > 0 && now - n->last_heartbeat < 60 ? now - n->last_heartbeat : 0;
     n->last_heartbeat = now;
     ctl_cycle_heartbeat(c, n, now, dt);
-    wlm_http_respond_json(req, 200, json_pack("{s:s}", "state", "READY"));
+    ctl_energy_heartbeat(c, n, now, dt);
+    /* The answer tells the agent the power budget it must keep. */
+    json_t *reply = json_pack("{s:s}", "state", "READY");
+    ctl_power_heartbeat_reply(c, n, reply);
+    wlm_http_respond_json(req, 200, reply);
 }
 
 static void handle_list(struct wlm_http_req *req, void *ud)
@@ -373,5 +379,6 @@ void ctl_nodes_sweep(struct controller *c, double now)
     wlm_gauge_set(wlm_metrics_gauge(c->metrics, "wlm_nodes", "Registered nodes by state.",
                                     "state=\"LOST\""),
                   (double)(c->nnodes - ready));
+    ctl_power_split(c);
     sync_jobsched(c, now);
 }

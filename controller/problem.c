@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cycle.h"
+#include "power.h"
 
 /* ------------------------------------------------------------ solving */
 
@@ -15,6 +16,8 @@ void ctl_solve_run(uv_work_t *w)
     struct solve_work *sw = w->data;
     double t0 = wlm_now_mono();
     sw->rc = placement_solve(sw->p, &sw->d, &sw->err);
+    if (!sw->rc)
+        ctl_power_budget_check(sw);
     sw->seconds = wlm_now_mono() - t0;
 }
 
@@ -112,8 +115,8 @@ struct solve_work *ctl_build_problem(struct controller *c, double now)
         pn->memory_mb = (double)n->memory_mb;
         pn->powered_on = ctl_node_powered_on(n);
         pn->can_power_off = c->cfg.power_saving;
-        pn->power_idle_w = 100;
-        pn->power_max_w = 250;
+        ctl_power_placement_node(c, n, &pn->power_idle_w, &pn->power_max_w,
+                                 &pn->power_budget_w);
         if (n->cores * n->mhz > max_node_mhz)
             max_node_mhz = (double)n->cores * n->mhz;
         /* Labels as "k=v" items, matching jobs' label requirements. */

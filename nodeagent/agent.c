@@ -220,6 +220,12 @@ static void on_hb_done(const struct wlm_http_response *resp, const struct wlm_er
             wlm_counter_add(wlm_metrics_counter(a->metrics, "wlm_nodeagent_heartbeats_total",
                                                 "Heartbeats accepted by the controller", NULL),
                             1);
+            /* The answer carries the power budget to keep until the next. */
+            json_t *reply = resp->body ? json_loadb(resp->body, resp->body_len, 0, NULL) : NULL;
+            json_t *bw = reply ? json_object_get(reply, "power_budget_w") : NULL;
+            if (json_is_number(bw))
+                na_budget_set(a, json_number_value(bw), json_object_get(reply, "throttle_order"));
+            json_decref(reply);
         }
         hb_schedule(a, (uint64_t)a->cfg.heartbeat_ms);
     }
@@ -276,7 +282,8 @@ static void hb_after(uv_work_t *w, int status)
         a->watts = joules / dt;
         source = "rapl";
     } else {
-        a->watts = nodeagent_power_linear(a->cfg.idle_watts, a->cfg.max_watts, util);
+        a->watts = nodeagent_power_model(a->cfg.idle_watts, a->cfg.max_watts, util,
+                                         na_budget_freq_frac(a));
         joules = a->watts * dt;
     }
     if (hw->rapl_ok) {
@@ -284,11 +291,17 @@ static void hb_after(uv_work_t *w, int status)
         a->rapl_last_uj = hw->rapl_uj;
     }
     a->energy_j += joules;
-    /* Attribute the energy of the interval above idle by CPU time; idle
-     * power belongs to the node. */
-    double dyn = joules - (a->powered_on ? a->cfg.idle_watts * dt : 0);
+    /* Attribute the whole energy of the interval, idle power included, to
+     * the workloads by their CPU time (a VM's is its QEMU process's: vCPUs
+     * and emulation threads). An interval where nothing used CPU stays with
+     * the node (unattributed_j). */
     double *share = calloc(n + 1, sizeof(double));
-    nodeagent_energy_split(dyn > 0 ? dyn : 0, cpu_delta, n, share);
+    nodeagent_energy_split(joules, cpu_delta, n, share);
+    double given = 0;
+    for (size_t i = 0; i < n; i++)
+        given += share[i];
+    a->unattributed_j += joules - given;
+    struct na_budget_item *items = calloc(n + 1, sizeof(*items));
 
     json_t *doms = json_array(), *procs = json_array();
     json_t *jobs = na_jobs_json(a); /* job id -> record fields */
@@ -306,8 +319,19 @@ static void hb_after(uv_work_t *w, int status)
         json_object_set_new(o, "cpu_mhz", json_real(mhz[i]));
         json_object_set_new(o, "memory_mb", json_real((double)wi->memory_kb / 1024.0));
         json_object_set_new(o, "energy_j", json_real(s ? s->energy_j : 0));
+        if (items) {
+            items[i].id = wi->id;
+            items[i].is_vm = i < hw->nvms;
+            items[i].vcpus = wi->vcpus;
+            items[i].mhz = mhz[i];
+            items[i].quota = wi->vcpu_quota_us;
+            items[i].period = wi->period_us;
+        }
         if (i < hw->nvms) {
             json_object_set_new(o, "vcpus", json_integer(wi->vcpus));
+            json_object_set_new(o, "cpu_seconds", json_real(wi->cpu_seconds));
+            if (wi->vcpu_seconds > 0)
+                json_object_set_new(o, "vcpu_seconds", json_real(wi->vcpu_seconds));
             json_t *rec = jobs ? json_object_get(jobs, wi->id) : NULL;
             if (rec) {
                 /* "state" is the job's state in the repository (running,
@@ -359,6 +383,20 @@ static void hb_after(uv_work_t *w, int status)
     json_object_set_new(power, "watts", json_real(a->watts));
     json_object_set_new(power, "energy_j", json_real(a->energy_j));
     json_object_set_new(power, "source", json_string(source));
+    json_object_set_new(power, "idle_w", json_real(a->cfg.idle_watts));
+    json_object_set_new(power, "max_w", json_real(a->cfg.max_watts));
+    json_object_set_new(power, "unattributed_j", json_real(a->unattributed_j));
+    /* Keep the budget: act on this measurement, report what was done. */
+    if (items) {
+        size_t ni = 0;
+        for (size_t i = 0; i < n; i++)
+            if (items[i].id && items[i].id[0] != '~') /* parked pool VMs are not workloads */
+                items[ni++] = items[i];
+        na_budget_tick(a, a->watts, items, ni);
+    }
+    json_t *bj = na_budget_json(a);
+    if (bj)
+        json_object_set_new(power, "budget", bj);
     json_t *body = json_object();
     json_object_set_new(body, "usage", usage);
     json_object_set_new(body, "power", power);
@@ -416,6 +454,7 @@ static void hb_after(uv_work_t *w, int status)
     free(cpu_delta);
     free(mhz);
     free(share);
+    free(items);
     free(hw->vms);
     free(hw->procs);
     free(hw);
@@ -504,9 +543,13 @@ static void h_node(struct wlm_http_req *req, void *ud)
     json_object_set_new(o, "labels", json_deep_copy(a->labels));
     json_object_set_new(o, "libvirt_uri", json_string(a->cfg.libvirt_uri));
     json_object_set_new(o, "registered", json_boolean(a->registered));
-    json_object_set_new(o, "power",
-                        json_pack("{s:s,s:f,s:f}", "state", a->powered_on ? "on" : "off", "watts",
-                                  a->watts, "energy_j", a->energy_j));
+    json_t *pw = json_pack("{s:s,s:f,s:f,s:f,s:f}", "state", a->powered_on ? "on" : "off",
+                           "watts", a->watts, "energy_j", a->energy_j, "idle_w",
+                           a->cfg.idle_watts, "max_w", a->cfg.max_watts);
+    json_t *bj = na_budget_json(a);
+    if (bj)
+        json_object_set_new(pw, "budget", bj);
+    json_object_set_new(o, "power", pw);
     json_object_set_new(o, "cpu_cap_mode",
                         json_string(a->proc ? nodeagent_process_cap_mode(a->proc) : "uncapped"));
     if (a->pool) {
@@ -574,6 +617,10 @@ struct nodeagent *nodeagent_new(uv_loop_t *loop, const struct nodeagent_config *
     if (a->cfg.pool_max < a->cfg.pool_size) {
         wlm_error_setf(err, WLM_EINVAL, "pool_max", "pool_max (%lld) is below pool_size (%lld)",
                        a->cfg.pool_max, a->cfg.pool_size);
+        goto fail;
+    }
+    if (na_budget_init(a) < 0) {
+        wlm_error_set(err, ENOMEM, "out of memory");
         goto fail;
     }
     if (strncmp(a->cfg.controller, "http://", 7) && strncmp(a->cfg.controller, "https://", 8)) {
@@ -847,6 +894,7 @@ void nodeagent_free(struct nodeagent *a)
         return;
     na_warm_free(a);
     na_actions_free(a);
+    na_budget_free(a);
     wlm_http_client_free(a->client);
     nodeagent_pool_free(a->pool);
     if (a->vm)

@@ -73,6 +73,9 @@ const struct wlm_cfg_field nodeagent_cfg_fields[] = {
      "power model: watts when idle"},
     {"max_watts", WLM_CFG_NUM, F(max_watts), 0, NULL, "250", 0, 100000,
      "power model: watts at full load"},
+    {"cpufreq_dir", WLM_CFG_STR, F(cpufreq_dir), S(cpufreq_dir), NULL, "/sys/devices/system/cpu",
+     0, -1, "power budget: lower CPU frequency through DIR/cpu*/cpufreq/scaling_max_freq when "
+     "writable, else cap CPU of workloads (\"\" = caps only)"},
     {"power_on_cmd", WLM_CFG_STR, F(power_on_cmd), S(power_on_cmd), NULL, "", 0, -1,
      "command run to power the node on (default: simulated power state)"},
     {"power_off_cmd", WLM_CFG_STR, F(power_off_cmd), S(power_off_cmd), NULL, "", 0, -1,

@@ -490,6 +490,31 @@ static enum nodeagent_wl_state map_state(int s)
     }
 }
 
+/* CPU time of the whole VM for energy attribution: the domain cgroup's
+ * cpu_time counts the vCPUs and QEMU's own threads (emulation, I/O); the
+ * vCPUs alone are vcpu_seconds. Kept as virDomainGetInfo's when the
+ * hypervisor has no cgroup statistics. */
+static void lv_cpu_time(virDomainPtr dom, struct nodeagent_wl_info *out)
+{
+    int n = virDomainGetCPUStats(dom, NULL, 0, -1, 1, 0);
+    if (n <= 0) {
+        virResetLastError();
+        return;
+    }
+    virTypedParameterPtr p = calloc((size_t)n, sizeof(*p));
+    if (p && virDomainGetCPUStats(dom, p, (unsigned)n, -1, 1, 0) > 0) {
+        unsigned long long v;
+        if (virTypedParamsGetULLong(p, n, VIR_DOMAIN_CPU_STATS_CPUTIME, &v) == 1 &&
+            (double)v / 1e9 >= out->cpu_seconds)
+            out->cpu_seconds = (double)v / 1e9;
+        if (virTypedParamsGetULLong(p, n, VIR_DOMAIN_CPU_STATS_VCPUTIME, &v) == 1)
+            out->vcpu_seconds = (double)v / 1e9;
+        virTypedParamsClear(p, n);
+    }
+    free(p);
+    virResetLastError();
+}
+
 void lv_fill_info(struct lv_driver *d, virDomainPtr dom, struct nodeagent_wl_info *out)
 {
     memset(out, 0, sizeof(*out));
@@ -518,6 +543,8 @@ void lv_fill_info(struct lv_driver *d, virDomainPtr dom, struct nodeagent_wl_inf
     }
     out->cpu_shares = -1;
     out->vcpu_quota_us = 0;
+    if (!d->is_test && out->state != NODEAGENT_WL_SHUTOFF)
+        lv_cpu_time(dom, out);
     if (!d->is_test && out->state != NODEAGENT_WL_SHUTOFF) {
         virTypedParameterPtr params = NULL;
         int n = 0;

@@ -55,6 +55,7 @@ struct nodeagent {
     size_t nsamples;
     double last_hb_t;
     double energy_j;
+    double unattributed_j; /* energy of intervals where no workload used CPU */
     unsigned long long rapl_last_uj;
     int rapl_ok;
     double watts;
@@ -67,7 +68,25 @@ struct nodeagent {
     struct na_warm *warm;    /* warm pool of parked VMs (real hypervisors) */
     unsigned long cold_starts, warm_starts;
     volatile long long placed_mem_mb; /* memory of jobs and instances, last heartbeat */
+    struct na_budget *budget; /* power budget kept locally (budget.c) */
 };
+
+/* budget.c */
+struct na_budget_item {
+    const char *id;
+    int is_vm, vcpus;
+    double mhz;               /* used in the last interval */
+    long long quota, period; /* cap in force (-1/0 = none) */
+};
+int na_budget_init(struct nodeagent *a);
+void na_budget_free(struct nodeagent *a);
+/* From the controller's answer to a heartbeat. */
+void na_budget_set(struct nodeagent *a, double budget_w, json_t *order);
+/* After each heartbeat's measurement: detect a violation and act. */
+void na_budget_tick(struct nodeagent *a, double watts, const struct na_budget_item *items,
+                    size_t n);
+json_t *na_budget_json(struct nodeagent *a); /* "power.budget" of the heartbeat */
+double na_budget_freq_frac(struct nodeagent *a);
 
 /* warm.c */
 struct na_warm_job {

@@ -52,6 +52,7 @@ struct nodeagent_config {
     char vm_type[16];
     char ip_pool[64]; /* first address of the pool: "10.77.0.10" */
     double idle_watts, max_watts;
+    char cpufreq_dir[512]; /* where cpuN/cpufreq/scaling_max_freq live ("" = never use cpufreq) */
     char power_on_cmd[512], power_off_cmd[512];
     char app_user[64]; /* app instances run as this user unless the app names one */
     char app_dir[512]; /* private working directories of app instances (never
@@ -124,7 +125,8 @@ struct nodeagent_wl_info {
     char id[128];
     char uuid[40];
     enum nodeagent_wl_state state;
-    double cpu_seconds;  /* cumulative CPU time */
+    double cpu_seconds;  /* cumulative CPU time (a VM's: QEMU's threads, vCPUs included) */
+    double vcpu_seconds; /* VMs: of which in vCPUs (0 = unknown) */
     long long memory_kb; /* current memory */
     int vcpus;
     long long cpu_shares;    /* -1 when unknown */
@@ -391,6 +393,25 @@ void nodeagent_energy_split(double joules, const double *cpu_seconds, size_t n, 
 /* Read RAPL package energy in microjoules (sum over packages); -ENOENT when
  * /sys/class/powercap is not readable. */
 int nodeagent_rapl_read_uj(unsigned long long *uj);
+/* The model with the CPU frequency limited to freq_frac of its maximum:
+ * dynamic power scales with it. Pure. */
+double nodeagent_power_model(double idle_w, double max_w, double util, double freq_frac);
+
+/* Power budget: which workloads to cap, and to what, so that the node gets
+ * back under budget_w. `wl` is in throttling order (cheapest first), mhz =
+ * what each uses now; caps[i] = new cap in MHz, 0 = leave it. Watts per MHz
+ * come from what runs now (watts - idle over the MHz used). Returns how many
+ * workloads get a cap. Pure. */
+struct nodeagent_budget_wl {
+    const char *id;
+    double mhz;
+};
+size_t nodeagent_budget_plan(double budget_w, double watts, double idle_w,
+                             const struct nodeagent_budget_wl *wl, size_t n, double *caps);
+/* Set scaling_max_freq of every DIR/cpuN/cpufreq to frac of its
+ * cpuinfo_max_freq (not below cpuinfo_min_freq; *min_frac gets their ratio).
+ * Returns the CPUs written or -errno. */
+int nodeagent_cpufreq_set(const char *dir, double frac, double *min_frac);
 
 /* ---------------------------------------------------------------- console */
 

@@ -1,0 +1,608 @@
+/* energy.c - energy accounting: the agents' running totals (node, and per
+ * domain and process) become energy per job, app instance and app, and a
+ * short power history per node. Kept in the controller's store, so a job's
+ * energy survives suspends, migrations and restarts of agents and of the
+ * controller. Served at GET /v1/energy and as Prometheus metrics. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cycle.h"
+#include "power.h"
+
+static const char schema[] =
+    "CREATE TABLE IF NOT EXISTS energy_workloads (kind TEXT NOT NULL, name TEXT NOT NULL,"
+    " app TEXT NOT NULL DEFAULT '', node TEXT NOT NULL DEFAULT '', joules REAL NOT NULL,"
+    " active_s REAL NOT NULL, first_t REAL NOT NULL, last_t REAL NOT NULL,"
+    " PRIMARY KEY (kind, name));"
+    "CREATE TABLE IF NOT EXISTS energy_sources (node TEXT NOT NULL, key TEXT NOT NULL,"
+    " cum_j REAL NOT NULL, PRIMARY KEY (node, key));"
+    "CREATE TABLE IF NOT EXISTS power_nodes (name TEXT PRIMARY KEY, override_w REAL NOT NULL,"
+    " energy_j REAL NOT NULL, attributed_j REAL NOT NULL, unattributed_j REAL NOT NULL DEFAULT 0);"
+    "CREATE TABLE IF NOT EXISTS power_samples (node TEXT NOT NULL, t REAL NOT NULL,"
+    " watts REAL NOT NULL, budget_w REAL NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS power_samples_node ON power_samples(node, t);"
+    "CREATE TABLE IF NOT EXISTS power_settings (key TEXT PRIMARY KEY, value REAL NOT NULL);";
+
+#define PERSIST_EVERY_S 10.0 /* power samples written per node at most this often */
+#define SAMPLES_KEEP_S 3600.0
+
+static struct ctl_energy_wl *wl_get(struct ctl_energy *e, const char *kind, const char *name,
+                                    int create)
+{
+    for (size_t i = 0; i < e->nwl; i++)
+        if (!strcmp(e->wl[i].kind, kind) && !strcmp(e->wl[i].name, name))
+            return &e->wl[i];
+    if (!create)
+        return NULL;
+    if (e->nwl == e->capwl) {
+        size_t cap = e->capwl ? 2 * e->capwl : 64;
+        struct ctl_energy_wl *p = realloc(e->wl, cap * sizeof(*p));
+        if (!p)
+            return NULL;
+        e->wl = p;
+        e->capwl = cap;
+    }
+    struct ctl_energy_wl *w = &e->wl[e->nwl++];
+    memset(w, 0, sizeof(*w));
+    wlm_strlcpy(w->kind, kind, sizeof(w->kind));
+    wlm_strlcpy(w->name, name, sizeof(w->name));
+    return w;
+}
+
+static struct ctl_energy_src *src_get(struct ctl_energy *e, const char *node, const char *key)
+{
+    for (size_t i = 0; i < e->nsrc; i++)
+        if (!strcmp(e->src[i].node, node) && !strcmp(e->src[i].key, key))
+            return &e->src[i];
+    if (e->nsrc == e->capsrc) {
+        size_t cap = e->capsrc ? 2 * e->capsrc : 64;
+        struct ctl_energy_src *p = realloc(e->src, cap * sizeof(*p));
+        if (!p)
+            return NULL;
+        e->src = p;
+        e->capsrc = cap;
+    }
+    struct ctl_energy_src *s = &e->src[e->nsrc++];
+    memset(s, 0, sizeof(*s));
+    wlm_strlcpy(s->node, node, sizeof(s->node));
+    wlm_strlcpy(s->key, key, sizeof(s->key));
+    s->cum_j = -1; /* never seen */
+    return s;
+}
+
+/* Energy since the last report of this running total. A total seen for the
+ * first time counts whole (the agent started it for this workload); one
+ * that went down was restarted by the agent and counts from zero. */
+static double src_delta(struct ctl_energy *e, const char *node, const char *key, double cum)
+{
+    struct ctl_energy_src *s = src_get(e, node, key);
+    if (!s || !isfinite(cum) || cum < 0)
+        return 0;
+    double d = s->cum_j < 0 ? cum : cum >= s->cum_j ? cum - s->cum_j : cum;
+    if (s->cum_j != cum)
+        s->dirty = 1;
+    s->cum_j = cum;
+    return d;
+}
+
+struct ctl_power_node *ctl_power_node(struct controller *c, const char *name, int create)
+{
+    struct ctl_energy *e = c->energy;
+    if (!e)
+        return NULL;
+    for (size_t i = 0; i < e->npn; i++)
+        if (!strcmp(e->pn[i].name, name))
+            return &e->pn[i];
+    if (!create)
+        return NULL;
+    struct ctl_power_node *p = realloc(e->pn, (e->npn + 1) * sizeof(*p));
+    if (!p)
+        return NULL;
+    e->pn = p;
+    p = &e->pn[e->npn++];
+    memset(p, 0, sizeof(*p));
+    wlm_strlcpy(p->name, name, sizeof(p->name));
+    p->override_w = -1;
+    p->period = -1;
+    return p;
+}
+
+static char *metric_labels(const char *kind, const char *name)
+{
+    char *en = wlm_metrics_escape_label(name);
+    char *s = wlm_asprintf("kind=\"%s\",name=\"%s\"", kind, en ? en : "");
+    free(en);
+    return s;
+}
+
+static void energy_counter_add(struct controller *c, const char *kind, const char *name, double j)
+{
+    if (j <= 0 || !c->metrics)
+        return;
+    char *l = metric_labels(kind, name);
+    wlm_counter_add(wlm_metrics_counter(c->metrics, "wlm_workload_energy_joules_total",
+                                        "Energy attributed to a workload (job or app) by the node "
+                                        "agents, over its whole life.",
+                                        l),
+                    j);
+    free(l);
+}
+
+int ctl_energy_init(struct controller *c, struct wlm_error *err)
+{
+    struct ctl_energy *e = calloc(1, sizeof(*e));
+    if (!e)
+        return wlm_error_set(err, ENOMEM, "out of memory");
+    c->energy = e;
+    int rc = wlm_db_exec(c->db, schema, err);
+    if (rc)
+        return rc;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(c->db,
+                           "SELECT kind, name, app, node, joules, active_s, first_t, last_t FROM "
+                           "energy_workloads",
+                           -1, &st, NULL) != SQLITE_OK)
+        return wlm_error_set(err, WLM_EIO, "load energy: %s", sqlite3_errmsg(c->db));
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        struct ctl_energy_wl *w = wl_get(e, (const char *)sqlite3_column_text(st, 0),
+                                         (const char *)sqlite3_column_text(st, 1), 1);
+        if (!w)
+            break;
+        wlm_strlcpy(w->app, (const char *)sqlite3_column_text(st, 2), sizeof(w->app));
+        wlm_strlcpy(w->node, (const char *)sqlite3_column_text(st, 3), sizeof(w->node));
+        w->joules = sqlite3_column_double(st, 4);
+        w->active_s = sqlite3_column_double(st, 5);
+        w->first_t = sqlite3_column_double(st, 6);
+        w->last_t = sqlite3_column_double(st, 7);
+    }
+    sqlite3_finalize(st);
+    if (sqlite3_prepare_v2(c->db, "SELECT node, key, cum_j FROM energy_sources", -1, &st, NULL) !=
+        SQLITE_OK)
+        return wlm_error_set(err, WLM_EIO, "load energy: %s", sqlite3_errmsg(c->db));
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        struct ctl_energy_src *s = src_get(e, (const char *)sqlite3_column_text(st, 0),
+                                           (const char *)sqlite3_column_text(st, 1));
+        if (s)
+            s->cum_j = sqlite3_column_double(st, 2);
+    }
+    sqlite3_finalize(st);
+    if (sqlite3_prepare_v2(c->db, "SELECT name, override_w, energy_j, attributed_j, unattributed_j FROM power_nodes",
+                           -1, &st, NULL) != SQLITE_OK)
+        return wlm_error_set(err, WLM_EIO, "load power: %s", sqlite3_errmsg(c->db));
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        struct ctl_power_node *p = ctl_power_node(c, (const char *)sqlite3_column_text(st, 0), 1);
+        if (!p)
+            break;
+        p->override_w = sqlite3_column_double(st, 1);
+        p->energy_j = sqlite3_column_double(st, 2);
+        p->attributed_j = sqlite3_column_double(st, 3);
+        p->unattributed_j = sqlite3_column_double(st, 4);
+    }
+    sqlite3_finalize(st);
+    /* The short history, oldest first. */
+    if (sqlite3_prepare_v2(c->db, "SELECT node, t, watts, budget_w FROM power_samples ORDER BY t",
+                           -1, &st, NULL) == SQLITE_OK) {
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            struct ctl_power_node *p =
+                ctl_power_node(c, (const char *)sqlite3_column_text(st, 0), 1);
+            if (!p)
+                break;
+            p->ht[p->hhead] = sqlite3_column_double(st, 1);
+            p->hw[p->hhead] = sqlite3_column_double(st, 2);
+            p->hb[p->hhead] = sqlite3_column_double(st, 3);
+            p->hhead = (p->hhead + 1) % CTL_POWER_HIST;
+            if (p->hlen < CTL_POWER_HIST)
+                p->hlen++;
+        }
+        sqlite3_finalize(st);
+    }
+    if (sqlite3_prepare_v2(c->db, "SELECT value FROM power_settings WHERE key = 'cluster_budget_w'",
+                           -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            e->cluster_budget_w = sqlite3_column_double(st, 0);
+        else
+            e->cluster_budget_w = c->cfg.power_budget_w;
+        sqlite3_finalize(st);
+    }
+    /* A budget given on the command line wins over the stored one. */
+    if (c->cfg.power_budget_w > 0)
+        e->cluster_budget_w = c->cfg.power_budget_w;
+    return 0;
+}
+
+void ctl_energy_free(struct controller *c)
+{
+    struct ctl_energy *e = c->energy;
+    if (!e)
+        return;
+    for (size_t i = 0; i < e->npn; i++)
+        json_decref(e->pn[i].agent);
+    free(e->wl);
+    free(e->src);
+    free(e->pn);
+    free(e);
+    c->energy = NULL;
+}
+
+/* Write what changed in one transaction. */
+static void persist(struct controller *c, struct ctl_power_node *p, double now)
+{
+    struct ctl_energy *e = c->energy;
+    struct wlm_error err = {0};
+    if (wlm_db_begin(c->db, &err)) {
+        wlm_warn(CTL_COMP, "energy not stored", "detail=\"%s\"", err.msg);
+        return;
+    }
+    sqlite3_stmt *w = NULL, *s = NULL, *n = NULL;
+    int ok = sqlite3_prepare_v2(c->db,
+                                "INSERT INTO energy_workloads(kind, name, app, node, joules, "
+                                "active_s, first_t, last_t) VALUES (?,?,?,?,?,?,?,?) ON "
+                                "CONFLICT(kind, name) DO UPDATE SET app=excluded.app, "
+                                "node=excluded.node, joules=excluded.joules, "
+                                "active_s=excluded.active_s, last_t=excluded.last_t",
+                                -1, &w, NULL) == SQLITE_OK &&
+             sqlite3_prepare_v2(c->db,
+                                "INSERT INTO energy_sources(node, key, cum_j) VALUES (?,?,?) ON "
+                                "CONFLICT(node, key) DO UPDATE SET cum_j=excluded.cum_j",
+                                -1, &s, NULL) == SQLITE_OK &&
+             sqlite3_prepare_v2(c->db,
+                                "INSERT INTO power_nodes(name, override_w, energy_j, attributed_j,"
+                                " unattributed_j) VALUES (?,?,?,?,?) ON CONFLICT(name) DO UPDATE "
+                                "SET override_w=excluded.override_w, energy_j=excluded.energy_j, "
+                                "attributed_j=excluded.attributed_j, "
+                                "unattributed_j=excluded.unattributed_j",
+                                -1, &n, NULL) == SQLITE_OK;
+    for (size_t i = 0; ok && i < e->nwl; i++) {
+        struct ctl_energy_wl *x = &e->wl[i];
+        if (!x->dirty)
+            continue;
+        sqlite3_reset(w);
+        sqlite3_bind_text(w, 1, x->kind, -1, SQLITE_STATIC);
+        sqlite3_bind_text(w, 2, x->name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(w, 3, x->app, -1, SQLITE_STATIC);
+        sqlite3_bind_text(w, 4, x->node, -1, SQLITE_STATIC);
+        sqlite3_bind_double(w, 5, x->joules);
+        sqlite3_bind_double(w, 6, x->active_s);
+        sqlite3_bind_double(w, 7, x->first_t);
+        sqlite3_bind_double(w, 8, x->last_t);
+        ok = sqlite3_step(w) == SQLITE_DONE;
+        x->dirty = 0;
+    }
+    for (size_t i = 0; ok && i < e->nsrc; i++) {
+        struct ctl_energy_src *x = &e->src[i];
+        if (!x->dirty)
+            continue;
+        sqlite3_reset(s);
+        sqlite3_bind_text(s, 1, x->node, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, x->key, -1, SQLITE_STATIC);
+        sqlite3_bind_double(s, 3, x->cum_j);
+        ok = sqlite3_step(s) == SQLITE_DONE;
+        x->dirty = 0;
+    }
+    if (ok && p) {
+        sqlite3_bind_text(n, 1, p->name, -1, SQLITE_STATIC);
+        sqlite3_bind_double(n, 2, p->override_w);
+        sqlite3_bind_double(n, 3, p->energy_j);
+        sqlite3_bind_double(n, 4, p->attributed_j);
+        sqlite3_bind_double(n, 5, p->unattributed_j);
+        ok = sqlite3_step(n) == SQLITE_DONE;
+    }
+    sqlite3_finalize(w);
+    sqlite3_finalize(s);
+    sqlite3_finalize(n);
+    if (ok && p && now - p->last_persist >= PERSIST_EVERY_S) {
+        p->last_persist = now;
+        sqlite3_stmt *q = NULL;
+        if (sqlite3_prepare_v2(c->db, "INSERT INTO power_samples(node, t, watts, budget_w) VALUES "
+                                      "(?,?,?,?)",
+                               -1, &q, NULL) == SQLITE_OK) {
+            sqlite3_bind_text(q, 1, p->name, -1, SQLITE_STATIC);
+            sqlite3_bind_double(q, 2, now);
+            sqlite3_bind_double(q, 3, p->watts);
+            sqlite3_bind_double(q, 4, p->budget_w);
+            ok = sqlite3_step(q) == SQLITE_DONE;
+        }
+        sqlite3_finalize(q);
+        if (ok && sqlite3_prepare_v2(c->db, "DELETE FROM power_samples WHERE t < ?", -1, &q,
+                                     NULL) == SQLITE_OK) {
+            sqlite3_bind_double(q, 1, now - SAMPLES_KEEP_S);
+            ok = sqlite3_step(q) == SQLITE_DONE;
+        }
+        sqlite3_finalize(q);
+    }
+    if (!ok) {
+        wlm_warn(CTL_COMP, "energy not stored", "detail=\"%s\"", sqlite3_errmsg(c->db));
+        wlm_db_exec(c->db, "ROLLBACK", NULL);
+        return;
+    }
+    if (wlm_db_commit(c->db, &err))
+        wlm_warn(CTL_COMP, "energy not stored", "detail=\"%s\"", err.msg);
+}
+
+static void add_energy(struct controller *c, const char *kind, const char *name, const char *app,
+                       const char *node, double j, double active, double now)
+{
+    struct ctl_energy_wl *w = wl_get(c->energy, kind, name, 1);
+    if (!w)
+        return;
+    if (w->first_t <= 0)
+        w->first_t = now;
+    w->last_t = now;
+    if (app && *app)
+        wlm_strlcpy(w->app, app, sizeof(w->app));
+    wlm_strlcpy(w->node, node, sizeof(w->node));
+    w->joules += j;
+    w->active_s += active;
+    w->dirty = 1;
+    if (strcmp(kind, "instance"))
+        energy_counter_add(c, kind, name, j);
+}
+
+/* Loaded totals go into the counters once, so they never go down across a
+ * controller restart. */
+static void load_counters(struct controller *c)
+{
+    struct ctl_energy *e = c->energy;
+    if (e->loaded_counters)
+        return;
+    e->loaded_counters = 1;
+    for (size_t i = 0; i < e->nwl; i++)
+        if (strcmp(e->wl[i].kind, "instance"))
+            energy_counter_add(c, e->wl[i].kind, e->wl[i].name, e->wl[i].joules);
+}
+
+static void node_gauges(struct controller *c, const struct ctl_power_node *p)
+{
+    char *en = wlm_metrics_escape_label(p->name);
+    char *l = wlm_asprintf("node=\"%s\"", en ? en : "");
+    wlm_gauge_set(wlm_metrics_gauge(c->metrics, "wlm_node_power_watts",
+                                    "Node power reported by its agent (RAPL or model).", l),
+                  p->watts);
+    wlm_gauge_set(wlm_metrics_gauge(c->metrics, "wlm_node_power_budget_watts",
+                                    "Power budget in force on the node (0 = none).", l),
+                  p->budget_w);
+    free(l);
+    free(en);
+}
+
+void ctl_energy_heartbeat(struct controller *c, struct ctl_node *n, double now, double dt)
+{
+    struct ctl_energy *e = c->energy;
+    if (!e || !n->report)
+        return;
+    load_counters(c);
+    struct ctl_power_node *p = ctl_power_node(c, n->name, 1);
+    if (!p)
+        return;
+    json_t *power = json_object_get(n->report, "power");
+    json_t *usage = json_object_get(n->report, "usage");
+    if (json_is_object(power)) {
+        p->watts = json_number_value(json_object_get(power, "watts"));
+        const char *src = json_string_value(json_object_get(power, "source"));
+        wlm_strlcpy(p->source, src ? src : "", sizeof(p->source));
+        double idle = json_number_value(json_object_get(power, "idle_w"));
+        double max = json_number_value(json_object_get(power, "max_w"));
+        if (max > 0 && max >= idle) {
+            p->idle_w = idle;
+            p->max_w = max;
+        }
+        json_t *cum = json_object_get(power, "energy_j");
+        if (json_is_number(cum)) {
+            double d = src_delta(e, n->name, "node", json_number_value(cum));
+            p->energy_j += d;
+        }
+        json_t *un = json_object_get(power, "unattributed_j");
+        if (json_is_number(un))
+            p->unattributed_j += src_delta(e, n->name, "unattributed", json_number_value(un));
+        json_t *b = json_object_get(power, "budget");
+        json_decref(p->agent);
+        p->agent = json_is_object(b) ? json_incref(b) : NULL;
+        if (p->agent) {
+            p->violations =
+                (unsigned long long)json_integer_value(json_object_get(b, "violations"));
+            ctl_power_violation(c, p, json_is_true(json_object_get(b, "violation")), now);
+        } else {
+            ctl_power_violation(c, p, 0, now);
+        }
+    }
+    double attributed = 0;
+    json_t *doms = usage ? json_object_get(usage, "domains") : NULL;
+    size_t i;
+    json_t *d;
+    json_array_foreach(doms, i, d)
+    {
+        const char *jid = json_string_value(json_object_get(d, "job"));
+        json_t *ej = json_object_get(d, "energy_j");
+        if (!jid || jid[0] != 'j' || !json_is_number(ej))
+            continue;
+        char key[140];
+        snprintf(key, sizeof(key), "vm:%s", jid);
+        double dj = src_delta(e, n->name, key, json_number_value(ej));
+        const char *ds = json_string_value(json_object_get(d, "domain_state"));
+        double active = ds && !strcmp(ds, "running") ? dt : 0;
+        if (dj > 0 || active > 0)
+            add_energy(c, "job", jid + 1, NULL, n->name, dj, active, now);
+        attributed += dj;
+    }
+    json_t *procs = usage ? json_object_get(usage, "processes") : NULL;
+    json_array_foreach(procs, i, d)
+    {
+        const char *iid = json_string_value(json_object_get(d, "instance"));
+        json_t *ej = json_object_get(d, "energy_j");
+        if (!iid || !json_is_number(ej))
+            continue;
+        char key[140];
+        snprintf(key, sizeof(key), "proc:%s", iid);
+        double dj = src_delta(e, n->name, key, json_number_value(ej));
+        const struct ctl_instance *in = ctl_inst_by_id(c, iid);
+        struct ctl_energy_wl *old = wl_get(e, "instance", iid, 0);
+        const char *app = in ? in->app : old ? old->app : NULL;
+        const char *st = json_string_value(json_object_get(d, "state"));
+        double active = st && !strcmp(st, "running") ? dt : 0;
+        if (dj > 0 || active > 0) {
+            add_energy(c, "instance", iid, app, n->name, dj, active, now);
+            if (app)
+                add_energy(c, "app", app, app, n->name, dj, 0, now);
+        }
+        attributed += dj;
+    }
+    p->attributed_j += attributed;
+    /* history */
+    p->ht[p->hhead] = now;
+    p->hw[p->hhead] = p->watts;
+    p->hb[p->hhead] = p->budget_w;
+    p->hhead = (p->hhead + 1) % CTL_POWER_HIST;
+    if (p->hlen < CTL_POWER_HIST)
+        p->hlen++;
+    node_gauges(c, p);
+    persist(c, p, now);
+}
+
+void ctl_power_node_fields(struct controller *c, const struct ctl_node *n, json_t *o)
+{
+    struct ctl_power_node *p = ctl_power_node(c, n->name, 0);
+    if (!p)
+        return;
+    json_t *pw = json_object();
+    json_object_set_new(pw, "watts", json_real(p->watts));
+    json_object_set_new(pw, "budget_w", p->budget_w > 0 ? json_real(p->budget_w) : json_null());
+    json_object_set_new(pw, "budget_source",
+                        json_string(p->override_w >= 0 ? "node" :
+                                    p->budget_w > 0    ? "cluster" :
+                                                         "none"));
+    json_object_set_new(pw, "idle_w", json_real(p->idle_w));
+    json_object_set_new(pw, "max_w", json_real(p->max_w));
+    json_object_set_new(pw, "energy_j", json_real(p->energy_j));
+    json_object_set_new(pw, "attributed_j", json_real(p->attributed_j));
+    json_object_set_new(pw, "unattributed_j", json_real(p->unattributed_j));
+    json_object_set_new(pw, "flagged", json_boolean(p->flagged));
+    json_object_set_new(pw, "violations", json_integer((json_int_t)p->violations));
+    size_t bad = 0;
+    for (size_t k = 0; k < p->vlen; k++)
+        bad += p->viol[k];
+    json_object_set_new(pw, "violating_periods", json_integer((json_int_t)bad));
+    json_object_set_new(pw, "window_periods", json_integer((json_int_t)p->vlen));
+    if (p->agent)
+        json_object_set(pw, "agent", p->agent);
+    json_object_set_new(o, "power_now", pw);
+}
+
+/* ------------------------------------------------------------ API */
+
+static json_t *wl_json(const struct ctl_energy_wl *w)
+{
+    json_t *o = json_pack("{s:s, s:f, s:f, s:f, s:s}", "name", w->name, "energy_j", w->joules,
+                          "energy_wh", w->joules / 3600.0, "active_s", w->active_s, "node",
+                          w->node);
+    json_object_set_new(o, "mean_power_w",
+                        w->active_s > 0 ? json_real(w->joules / w->active_s) : json_null());
+    if (!strcmp(w->kind, "instance"))
+        json_object_set_new(o, "app", json_string(w->app));
+    return o;
+}
+
+static json_t *node_power_json(const struct ctl_power_node *p, size_t hist)
+{
+    json_t *o = json_pack("{s:s, s:f, s:f, s:f, s:f, s:f, s:b}", "name", p->name, "watts",
+                          p->watts, "budget_w", p->budget_w, "energy_j", p->energy_j,
+                          "attributed_j", p->attributed_j, "max_w", p->max_w, "flagged",
+                          p->flagged);
+    json_object_set_new(o, "override_w", p->override_w >= 0 ? json_real(p->override_w) : json_null());
+    json_object_set_new(o, "unattributed_j", json_real(p->unattributed_j));
+    json_t *h = json_array();
+    size_t take = hist < p->hlen ? hist : p->hlen;
+    for (size_t k = p->hlen - take; k < p->hlen; k++) {
+        size_t idx = (p->hhead + CTL_POWER_HIST - p->hlen + k) % CTL_POWER_HIST;
+        json_array_append_new(h, json_pack("[f,f,f]", p->ht[idx], p->hw[idx], p->hb[idx]));
+    }
+    json_object_set_new(o, "history", h);
+    return o;
+}
+
+static size_t query_int(const struct wlm_http_req *req, const char *key, size_t def)
+{
+    const char *q = req->url ? strchr(req->url, '?') : NULL;
+    if (!q)
+        return def;
+    size_t kl = strlen(key);
+    for (const char *s = q + 1; s && *s; s = strchr(s, '&') ? strchr(s, '&') + 1 : NULL)
+        if (!strncmp(s, key, kl) && s[kl] == '=')
+            return (size_t)strtoul(s + kl + 1, NULL, 10);
+    return def;
+}
+
+static void handle_energy(struct wlm_http_req *req, void *ud)
+{
+    struct controller *c = ud;
+    struct ctl_energy *e = c->energy;
+    size_t hist = query_int(req, "history", 60);
+    json_t *jobs = json_array(), *apps = json_array(), *insts = json_array(), *nodes = json_array();
+    for (size_t i = 0; i < e->nwl; i++) {
+        const struct ctl_energy_wl *w = &e->wl[i];
+        json_array_append_new(!strcmp(w->kind, "job") ? jobs :
+                              !strcmp(w->kind, "app") ? apps :
+                                                        insts,
+                              wl_json(w));
+    }
+    double total = 0, attributed = 0;
+    for (size_t i = 0; i < e->npn; i++) {
+        json_array_append_new(nodes, node_power_json(&e->pn[i], hist));
+        total += e->pn[i].energy_j;
+        attributed += e->pn[i].attributed_j;
+    }
+    wlm_http_respond_json(req, 200,
+                          json_pack("{s:f, s:f, s:f, s:o, s:o, s:o, s:o}", "cluster_budget_w",
+                                    e->cluster_budget_w, "energy_j", total, "attributed_j",
+                                    attributed, "nodes", nodes, "jobs", jobs, "apps", apps,
+                                    "instances", insts));
+}
+
+static void handle_energy_job(struct wlm_http_req *req, void *ud)
+{
+    struct controller *c = ud;
+    const char *id = req->params[0];
+    char *end = NULL;
+    long long v = strtoll(id, &end, 10);
+    if (!*id || *end || v <= 0) {
+        wlm_http_respond_error(req, 400, "invalid", "job id: '%s' is not a job number", id);
+        return;
+    }
+    char name[32];
+    snprintf(name, sizeof(name), "%lld", v);
+    const struct ctl_energy_wl *w = wl_get(c->energy, "job", name, 0);
+    struct ctl_energy_wl zero = {.kind = "job"};
+    if (!w) {
+        wlm_strlcpy(zero.name, name, sizeof(zero.name));
+        w = &zero;
+    }
+    wlm_http_respond_json(req, 200, wl_json(w));
+}
+
+static void handle_energy_app(struct wlm_http_req *req, void *ud)
+{
+    struct controller *c = ud;
+    struct ctl_energy *e = c->energy;
+    const char *app = req->params[0];
+    const struct ctl_energy_wl *w = wl_get(e, "app", app, 0);
+    struct ctl_energy_wl zero = {.kind = "app"};
+    if (!w) {
+        wlm_strlcpy(zero.name, app, sizeof(zero.name));
+        w = &zero;
+    }
+    json_t *o = wl_json(w);
+    json_t *insts = json_array();
+    for (size_t i = 0; i < e->nwl; i++)
+        if (!strcmp(e->wl[i].kind, "instance") && !strcmp(e->wl[i].app, app))
+            json_array_append_new(insts, wl_json(&e->wl[i]));
+    json_object_set_new(o, "instances", insts);
+    wlm_http_respond_json(req, 200, o);
+}
+
+void ctl_energy_routes(struct controller *c)
+{
+    wlm_http_server_route(c->http, "GET", "/v1/energy", 1, handle_energy, c);
+    wlm_http_server_route(c->http, "GET", "/v1/energy/jobs/:id", 1, handle_energy_job, c);
+    wlm_http_server_route(c->http, "GET", "/v1/energy/apps/:name", 1, handle_energy_app, c);
+}

@@ -1,0 +1,116 @@
+/*
+ * power.h - private to the controller: energy accounting (energy.c) and power
+ * budgets (power.c). The agents measure power and attribute energy to each
+ * domain and process in every heartbeat; the controller turns their running
+ * totals into energy per job, app instance and app (kept in its store), a
+ * short power history per node, and splits the cluster's power budget among
+ * the powered-on nodes.
+ */
+#ifndef WLM_CONTROLLER_POWER_H
+#define WLM_CONTROLLER_POWER_H
+
+#include "internal.h"
+
+#define CTL_POWER_HIST 360  /* power samples kept per node */
+#define CTL_POWER_WINDOW 16 /* placement periods remembered for violations */
+
+/* Energy of one workload: kind "job" (name = job id), "instance" or "app". */
+struct ctl_energy_wl {
+    char kind[12];
+    char name[100];
+    char app[64]; /* instances: their app */
+    char node[64]; /* where it last used energy */
+    double joules;
+    double active_s; /* seconds seen running */
+    double first_t, last_t;
+    int dirty;
+};
+
+/* The last running total an agent reported for one key ("node", "vm:ID",
+ * "proc:ID"); a smaller one means the agent started counting again. */
+struct ctl_energy_src {
+    char node[64];
+    char key[140];
+    double cum_j;
+    int dirty;
+};
+
+struct ctl_power_node {
+    char name[64];
+    double override_w;   /* operator's budget for this node; < 0 = none */
+    double idle_w, max_w; /* the agent's power model (0 = not reported yet) */
+    double watts;
+    char source[12];
+    double energy_j;     /* integrated by the controller from the agent's totals */
+    double attributed_j; /* of which attributed to workloads */
+    double unattributed_j; /* the agent kept for the node (nothing used CPU) */
+    double budget_w;     /* in force (override or share of the cluster budget); 0 = none */
+    double planned_mhz;  /* CPU planned on it when the budget was split */
+    /* history */
+    double ht[CTL_POWER_HIST], hw[CTL_POWER_HIST], hb[CTL_POWER_HIST];
+    size_t hhead, hlen;
+    double last_persist;
+    /* violations, one slot per placement period */
+    unsigned char viol[CTL_POWER_WINDOW];
+    size_t vlen;
+    long long period;        /* placement period index of the slot being filled */
+    int viol_now;            /* the current period saw a violation */
+    double overshoot_w;      /* largest watts - budget in the current window */
+    int flagged;
+    unsigned long long violations; /* agent's count, last report */
+    json_t *agent;           /* the agent's "power.budget" report, owned */
+};
+
+struct ctl_energy {
+    struct ctl_energy_wl *wl;
+    size_t nwl, capwl;
+    struct ctl_energy_src *src;
+    size_t nsrc, capsrc;
+    struct ctl_power_node *pn;
+    size_t npn;
+    double cluster_budget_w; /* 0 = none */
+    char split_note[256];    /* why the split could not give what was asked */
+    int loaded_counters;
+};
+
+/* energy.c */
+int ctl_energy_init(struct controller *c, struct wlm_error *err);
+void ctl_energy_free(struct controller *c);
+void ctl_energy_routes(struct controller *c);
+/* A heartbeat was stored in n->report; dt seconds since the previous one. */
+void ctl_energy_heartbeat(struct controller *c, struct ctl_node *n, double now, double dt);
+struct ctl_power_node *ctl_power_node(struct controller *c, const char *name, int create);
+/* Fields added to a node's JSON: power now, budget, flag. */
+void ctl_power_node_fields(struct controller *c, const struct ctl_node *n, json_t *o);
+
+/* power.c */
+/* Split the cluster budget among powered-on READY nodes (overrides first,
+ * the rest by planned CPU share within each node's maximum). */
+void ctl_power_split(struct controller *c);
+/* What the heartbeat answer carries for the agent: its budget and the order
+ * in which to throttle its workloads (cheapest in utility first). */
+void ctl_power_heartbeat_reply(struct controller *c, const struct ctl_node *n, json_t *reply);
+/* The placement's view of a node's power: model and the budget it must keep
+ * (lowered for a node flagged for repeated violations). */
+void ctl_power_placement_node(struct controller *c, const struct ctl_node *n, double *idle_w,
+                              double *max_w, double *budget_w);
+void ctl_power_routes(struct controller *c);
+/* A violation report from a heartbeat, counted per placement period. */
+void ctl_power_violation(struct controller *c, struct ctl_power_node *p, int violating,
+                         double now);
+/* On the solver's thread, after a solve: when budgets cut a node's CPU and
+ * some goal is missed, solve again without budgets; if that meets more,
+ * say so in the decision's note ("power budget: ..."). */
+struct solve_work;
+void ctl_power_budget_check(struct solve_work *sw);
+double ctl_power_default_idle(void);
+double ctl_power_default_max(void);
+
+/* Pure: split `total_w` among n nodes. idle/max per node, weight = planned
+ * CPU (>= 0), fixed[i] >= 0 = an override (taken as is). out[i] = budget.
+ * Returns 1 when the budget is below what the nodes need idle (every node
+ * then gets its share of the total by idle power), else 0. */
+int ctl_power_split_pure(double total_w, size_t n, const double *idle, const double *max,
+                         const double *weight, const double *fixed, double *out);
+
+#endif
