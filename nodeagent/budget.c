@@ -41,6 +41,7 @@ struct na_budget {
     size_t ncapped;
     int busy;
     int calm; /* heartbeats in a row well under budget */
+    json_t *uncappable; /* {"id": "why"}: the driver refused a cap */
 };
 
 /* ------------------------------------------------------------ pure */
@@ -63,9 +64,11 @@ size_t nodeagent_budget_plan(double budget_w, double watts, double idle_w,
     for (int pass = 0; pass < 2 && need > 1e-6; pass++) {
         for (size_t i = 0; i < n && need > 1e-6; i++) {
             double cur = caps[i] > 0 ? caps[i] : wl[i].mhz;
-            if (cur <= 0)
+            if (cur <= NODEAGENT_BUDGET_MIN_MHZ || wl[i].fixed)
                 continue;
-            double floor = pass == 0 ? 0.25 * wl[i].mhz : 20;
+            double floor = pass == 0 ? 0.25 * wl[i].mhz : NODEAGENT_BUDGET_MIN_MHZ;
+            if (floor < NODEAGENT_BUDGET_MIN_MHZ)
+                floor = NODEAGENT_BUDGET_MIN_MHZ;
             double cut = cur - floor;
             if (cut <= 0)
                 continue;
@@ -150,6 +153,7 @@ int na_budget_init(struct nodeagent *a)
     if (!b)
         return -ENOMEM;
     b->actions = json_array();
+    b->uncappable = json_object();
     b->freq_frac = 1;
     b->freq_min_frac = 0.3;
     /* cpufreq counts only if it can be written: probe with no change. */
@@ -170,6 +174,7 @@ void na_budget_free(struct nodeagent *a)
         return;
     json_decref(b->order);
     json_decref(b->actions);
+    json_decref(b->uncappable);
     free(b->capped);
     free(b);
     a->budget = NULL;
@@ -210,10 +215,11 @@ json_t *na_budget_json(struct nodeagent *a)
     for (size_t i = 0; i < b->ncapped; i++)
         json_array_append_new(caps, json_pack("{s:s,s:f}", "workload", b->capped[i].id, "cap_mhz",
                                               b->capped[i].cap_mhz));
-    return json_pack("{s:f,s:b,s:I,s:I,s:s,s:f,s:o,s:O}", "budget_w", b->budget_w, "violation",
-                     b->violation, "violations", (json_int_t)b->violations, "actions_total",
-                     (json_int_t)b->actions_total, "mode", b->mode, "freq_frac", b->freq_frac,
-                     "caps", caps, "actions", b->actions);
+    return json_pack("{s:f,s:b,s:I,s:I,s:s,s:f,s:o,s:O,s:O}", "budget_w", b->budget_w,
+                     "violation", b->violation, "violations", (json_int_t)b->violations,
+                     "actions_total", (json_int_t)b->actions_total, "mode", b->mode, "freq_frac",
+                     b->freq_frac, "caps", caps, "actions", b->actions, "uncappable",
+                     b->uncappable);
 }
 
 static struct na_capped *find_cap(struct na_budget *b, const char *id);
@@ -286,9 +292,12 @@ static void cap_after(uv_work_t *w, int status)
         if (op->rc < 0)
             json_object_set_new(act, "error", json_string(op->err));
         record(b, act);
-        if (op->rc < 0)
-            wlm_warn(NA_COMP, "power budget: CPU cap failed", "workload=%s error=\"%s\"", op->id,
-                     op->err);
+        if (op->rc < 0) {
+            wlm_warn(NA_COMP, "power budget: CPU cap failed, trying the next workload",
+                     "workload=%s error=\"%s\"", op->id, op->err);
+            if (!op->restore)
+                json_object_set_new(b->uncappable, op->id, json_string(op->err));
+        }
         else
             wlm_info(NA_COMP, op->restore ? "power budget: CPU cap removed" :
                                             "power budget: CPU capped",
@@ -445,8 +454,15 @@ void na_budget_tick(struct nodeagent *a, double watts, const struct na_budget_it
                 wl[i].id = it->id;
                 /* A capped workload counts at its cap (it cannot use more). */
                 wl[i].mhz = c && c->cap_mhz < it->mhz ? c->cap_mhz : it->mhz;
+                wl[i].fixed = json_object_get(b->uncappable, it->id) != NULL;
             }
-            nodeagent_budget_plan(b->budget_w, watts, a->cfg.idle_watts, wl, n, caps);
+            size_t nc = nodeagent_budget_plan(b->budget_w, watts, a->cfg.idle_watts, wl, n, caps);
+            if (!nc) {
+                /* Everything that can be capped is at its floor. */
+                record(b, json_pack("{s:s,s:s}", "action", "none", "why",
+                                    "every workload that can be capped is at its minimum; the "
+                                    "rest cannot be capped here"));
+            }
             for (size_t i = 0; i < n; i++) {
                 if (caps[i] <= 0)
                     continue;

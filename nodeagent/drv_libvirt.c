@@ -512,6 +512,17 @@ static void lv_cpu_time(virDomainPtr dom, struct nodeagent_wl_info *out)
         virTypedParamsClear(p, n);
     }
     free(p);
+    if (out->vcpu_seconds <= 0 && out->vcpus > 0) {
+        /* Older libvirt has no vcpu_time in the totals: sum the vCPUs. */
+        virVcpuInfoPtr vi = calloc((size_t)out->vcpus, sizeof(*vi));
+        int nv = vi ? virDomainGetVcpus(dom, vi, out->vcpus, NULL, 0) : -1;
+        double sum = 0;
+        for (int i = 0; i < nv; i++)
+            sum += (double)vi[i].cpuTime / 1e9;
+        if (nv > 0)
+            out->vcpu_seconds = sum;
+        free(vi);
+    }
     virResetLastError();
 }
 

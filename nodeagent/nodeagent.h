@@ -402,9 +402,11 @@ double nodeagent_power_model(double idle_w, double max_w, double util, double fr
  * what each uses now; caps[i] = new cap in MHz, 0 = leave it. Watts per MHz
  * come from what runs now (watts - idle over the MHz used). Returns how many
  * workloads get a cap. Pure. */
+#define NODEAGENT_BUDGET_MIN_MHZ 20.0 /* a cap never goes below this */
 struct nodeagent_budget_wl {
     const char *id;
     double mhz;
+    int fixed; /* counts in the power, cannot be capped (the driver refused) */
 };
 size_t nodeagent_budget_plan(double budget_w, double watts, double idle_w,
                              const struct nodeagent_budget_wl *wl, size_t n, double *caps);

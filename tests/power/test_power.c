@@ -1,0 +1,134 @@
+/* Unit tests of the pure parts of power budgets: the controller's split of a
+ * cluster budget, the agent's choice of caps, the frequency-aware model and
+ * cpufreq writes (on a directory laid out like sysfs). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "nodeagent.h"
+#include "power.h"
+
+static void split_by_planned_cpu(void **state)
+{
+    (void)state;
+    double idle[3] = {100, 100, 100}, max[3] = {250, 250, 250};
+    double w[3] = {3000, 1000, 0}, fixed[3] = {-1, -1, -1}, out[3];
+    /* 600 W: 300 over idle, shared 3:1:0. */
+    assert_int_equal(ctl_power_split_pure(600, 3, idle, max, w, fixed, out), 0);
+    assert_float_equal(out[0], 250, 1e-6); /* 325 would pass its maximum */
+    assert_float_equal(out[1], 250, 1e-6); /* 175, then what node 0 left, up to its max */
+    assert_float_equal(out[2], 100, 1e-6); /* planned nothing: idle only */
+    double sum = out[0] + out[1] + out[2];
+    assert_true(sum <= 600 + 1e-6);
+    /* 500 W: 200 over idle, 150 and 50. */
+    assert_int_equal(ctl_power_split_pure(500, 3, idle, max, w, fixed, out), 0);
+    assert_float_equal(out[0], 250, 1e-6);
+    assert_float_equal(out[1], 150, 1e-6);
+    assert_float_equal(out[2], 100, 1e-6);
+}
+
+static void split_overrides_and_low_budget(void **state)
+{
+    (void)state;
+    double idle[2] = {100, 80}, max[2] = {250, 200}, w[2] = {1, 1}, out[2];
+    double fixed[2] = {120, -1};
+    /* The override is taken as is; the other gets the rest within its max. */
+    assert_int_equal(ctl_power_split_pure(400, 2, idle, max, w, fixed, out), 0);
+    assert_float_equal(out[0], 120, 1e-6);
+    assert_float_equal(out[1], 200, 1e-6);
+    /* Below the idle power: shares of the total by idle power, and said so. */
+    double fixed2[2] = {-1, -1};
+    assert_int_equal(ctl_power_split_pure(90, 2, idle, max, w, fixed2, out), 1);
+    assert_float_equal(out[0], 50, 1e-6);
+    assert_float_equal(out[1], 40, 1e-6);
+}
+
+static void plan_caps_cheapest_first(void **state)
+{
+    (void)state;
+    /* 2000 MHz used at 250 W (idle 100): 0.075 W/MHz. Budget 205 W: cut
+     * 45 W = 600 MHz (x1.05 margin = 630). */
+    struct nodeagent_budget_wl wl[3] = {{"cheap", 400, 0}, {"vm", 600, 1}, {"dear", 1000, 0}};
+    double caps[3];
+    size_t n = nodeagent_budget_plan(205, 250, 100, wl, 3, caps);
+    assert_int_equal(n, 2);
+    assert_float_equal(caps[0], 100, 1e-6); /* first down to a quarter */
+    assert_float_equal(caps[1], 0, 1e-6);   /* cannot be capped: untouched */
+    assert_float_equal(caps[2], 1000 - (630 - 300), 1e-6);
+    /* Under budget: nothing. */
+    assert_int_equal(nodeagent_budget_plan(260, 250, 100, wl, 3, caps), 0);
+    /* Never below the minimum, even when the budget cannot be kept. */
+    n = nodeagent_budget_plan(100, 250, 100, wl, 3, caps);
+    assert_int_equal(n, 2);
+    assert_float_equal(caps[0], NODEAGENT_BUDGET_MIN_MHZ, 1e-6);
+    assert_float_equal(caps[2], NODEAGENT_BUDGET_MIN_MHZ, 1e-6);
+}
+
+static void model_with_frequency(void **state)
+{
+    (void)state;
+    assert_float_equal(nodeagent_power_model(100, 250, 0.5, 1), 175, 1e-9);
+    assert_float_equal(nodeagent_power_model(100, 250, 0.5, 0.6), 145, 1e-9);
+    assert_float_equal(nodeagent_power_model(100, 250, 1, 0), 250, 1e-9); /* 0 = no limit */
+}
+
+static void cpufreq_writes(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/wlm-cpufreq-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char p[512];
+    for (int c = 0; c < 2; c++) {
+        snprintf(p, sizeof(p), "%s/cpu%d", dir, c);
+        mkdir(p, 0755);
+        snprintf(p, sizeof(p), "%s/cpu%d/cpufreq", dir, c);
+        mkdir(p, 0755);
+        const char *files[3] = {"cpuinfo_max_freq", "cpuinfo_min_freq", "scaling_max_freq"};
+        const char *vals[3] = {"3000000", "800000", "3000000"};
+        for (int f = 0; f < 3; f++) {
+            snprintf(p, sizeof(p), "%s/cpu%d/cpufreq/%s", dir, c, files[f]);
+            FILE *fp = fopen(p, "w");
+            fprintf(fp, "%s\n", vals[f]);
+            fclose(fp);
+        }
+    }
+    snprintf(p, sizeof(p), "%s/cpufreq", dir); /* not a CPU */
+    mkdir(p, 0755);
+    double minf = 0;
+    assert_int_equal(nodeagent_cpufreq_set(dir, 0.5, &minf), 2);
+    assert_float_equal(minf, 800000.0 / 3000000.0, 1e-9);
+    long long v = 0;
+    snprintf(p, sizeof(p), "%s/cpu1/cpufreq/scaling_max_freq", dir);
+    FILE *fp = fopen(p, "r");
+    assert_int_equal(fscanf(fp, "%lld", &v), 1);
+    fclose(fp);
+    assert_int_equal(v, 1500000);
+    /* Not below the hardware's minimum. */
+    assert_int_equal(nodeagent_cpufreq_set(dir, 0.1, NULL), 2);
+    fp = fopen(p, "r");
+    assert_int_equal(fscanf(fp, "%lld", &v), 1);
+    fclose(fp);
+    assert_int_equal(v, 800000);
+    assert_true(nodeagent_cpufreq_set("/nonexistent-wlm", 0.5, NULL) < 0);
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(split_by_planned_cpu),
+        cmocka_unit_test(split_overrides_and_low_budget),
+        cmocka_unit_test(plan_caps_cheapest_first),
+        cmocka_unit_test(model_with_frequency),
+        cmocka_unit_test(cpufreq_writes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
