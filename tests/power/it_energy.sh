@@ -95,6 +95,30 @@ else
   echo "promtool not installed (scripts/install-deps test)"; exit 1
 fi
 
+# --- the dashboard's power view draws every node's power and budget and
+# lists the job's energy (headless Chromium, after the scripts ran)
+chromium=${WLM_CHROMIUM:-/usr/bin/chromium}
+if [ -x "$chromium" ]; then
+  timeout 60 "$chromium" --headless --no-sandbox --disable-gpu --user-data-dir="$dir/chrome" \
+    --virtual-time-budget=6000 --dump-dom "$WLM_CONTROLLER/dashboard/#token=$WLM_TOKEN" \
+    >"$dir/dom.html" 2>"$dir/chromium.log" || true
+  for n in n1 n2; do
+    grep -q "class=\"power-line\"[^>]*data-node=\"$n\"" "$dir/dom.html" ||
+      e2e_fail "the power view has no power line for $n"
+  done
+  grep -q "class=\"budget-line\"[^>]*data-node=\"$first\"" "$dir/dom.html" ||
+    e2e_fail "the power view has no budget line for $first"
+  grep -q '<td>job-1</td>' "$dir/dom.html" || e2e_fail "the power view does not list job 1's energy"
+  if [ -n "${WLM_BUILD_DIR:-}" ]; then
+    timeout 60 "$chromium" --headless --no-sandbox --disable-gpu --user-data-dir="$dir/chrome" \
+      --virtual-time-budget=6000 --window-size=1280,1900 --screenshot="$WLM_BUILD_DIR/power-dashboard.png" \
+      "$WLM_CONTROLLER/dashboard/#token=$WLM_TOKEN" >>"$dir/chromium.log" 2>&1 || true
+  fi
+  echo "dashboard power view: power and budget lines per node, job energy listed"
+else
+  echo "dashboard check skipped: no $chromium (scripts/install-deps browser)"
+fi
+
 # --- energy survives a controller restart
 kill "${pids[1]}"; wait "${pids[1]}" 2>/dev/null || true
 stored=$(e2e_py "import json; print([j for j in json.load(open('$dir/energy.json'))['jobs'] if j['name']=='1'][0]['energy_j'])")
