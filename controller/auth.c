@@ -92,6 +92,12 @@ static const struct {
     {"GET", "/v1/tokens", 0},
     {"DELETE", "/v1/tokens/:id", 0},
     {"GET", "/v1/audit", 0},
+    {"GET", "/v1/energy", OP},
+    {"GET", "/v1/energy/jobs/:id", OP | SUB},
+    {"GET", "/v1/energy/apps/:name", OP},
+    {"GET", "/v1/power", OP},
+    {"PUT", "/v1/power", OP},
+    {"PUT", "/v1/nodes/:name/power", 0},
 };
 
 static int allowed_roles(const char *method, const char *route)
