@@ -9,24 +9,25 @@
 #include <string.h>
 
 #include "cycle.h"
+#include "store.h"
 #include "power.h"
 
+/* Tables of the store (on SQLite real tables, created here; on etcd
+ * documents under PREFIX/TABLE/ID). */
 static const char schema[] =
-    "CREATE TABLE IF NOT EXISTS energy_workloads (kind TEXT NOT NULL, name TEXT NOT NULL,"
-    " app TEXT NOT NULL DEFAULT '', node TEXT NOT NULL DEFAULT '', joules REAL NOT NULL,"
-    " active_s REAL NOT NULL, first_t REAL NOT NULL, last_t REAL NOT NULL,"
-    " PRIMARY KEY (kind, name));"
-    "CREATE TABLE IF NOT EXISTS energy_sources (node TEXT NOT NULL, key TEXT NOT NULL,"
-    " cum_j REAL NOT NULL, PRIMARY KEY (node, key));"
+    "CREATE TABLE IF NOT EXISTS energy_workloads (id TEXT PRIMARY KEY, kind TEXT NOT NULL,"
+    " name TEXT NOT NULL, app TEXT NOT NULL, node TEXT NOT NULL, joules REAL NOT NULL,"
+    " active_s REAL NOT NULL, first_t REAL NOT NULL, last_t REAL NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS energy_sources (id TEXT PRIMARY KEY, node TEXT NOT NULL,"
+    " key TEXT NOT NULL, cum_j REAL NOT NULL);"
     "CREATE TABLE IF NOT EXISTS power_nodes (name TEXT PRIMARY KEY, override_w REAL NOT NULL,"
-    " energy_j REAL NOT NULL, attributed_j REAL NOT NULL, unattributed_j REAL NOT NULL DEFAULT 0);"
-    "CREATE TABLE IF NOT EXISTS power_samples (node TEXT NOT NULL, t REAL NOT NULL,"
-    " watts REAL NOT NULL, budget_w REAL NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS power_samples_node ON power_samples(node, t);"
+    " energy_j REAL NOT NULL, attributed_j REAL NOT NULL, unattributed_j REAL NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS power_samples (id TEXT PRIMARY KEY, node TEXT NOT NULL,"
+    " t REAL NOT NULL, watts REAL NOT NULL, budget_w REAL NOT NULL);"
     "CREATE TABLE IF NOT EXISTS power_settings (key TEXT PRIMARY KEY, value REAL NOT NULL);";
 
-#define PERSIST_EVERY_S 10.0 /* power samples written per node at most this often */
-#define SAMPLES_KEEP_S 3600.0
+#define PERSIST_EVERY_S 5.0 /* a node's energy and power sample are written this often */
+#define SAMPLE_SLOTS 720     /* stored samples per node: an hour at PERSIST_EVERY_S */
 
 static struct ctl_energy_wl *wl_get(struct ctl_energy *e, const char *kind, const char *name,
                                     int create)
@@ -130,6 +131,102 @@ static void energy_counter_add(struct controller *c, const char *kind, const cha
     free(l);
 }
 
+static const char *dstr(const json_t *d, const char *k)
+{
+    const char *v = json_string_value(json_object_get(d, k));
+    return v ? v : "";
+}
+static double dnum(const json_t *d, const char *k) { return json_number_value(json_object_get(d, k)); }
+
+static int load_wl(const json_t *d, void *ud)
+{
+    struct controller *c = ud;
+    struct ctl_energy_wl *w = wl_get(c->energy, dstr(d, "kind"), dstr(d, "name"), 1);
+    if (!w)
+        return -ENOMEM;
+    wlm_strlcpy(w->app, dstr(d, "app"), sizeof(w->app));
+    wlm_strlcpy(w->node, dstr(d, "node"), sizeof(w->node));
+    w->joules = dnum(d, "joules");
+    w->active_s = dnum(d, "active_s");
+    w->first_t = dnum(d, "first_t");
+    w->last_t = dnum(d, "last_t");
+    return 0;
+}
+
+static int load_src(const json_t *d, void *ud)
+{
+    struct controller *c = ud;
+    struct ctl_energy_src *s = src_get(c->energy, dstr(d, "node"), dstr(d, "key"));
+    if (!s)
+        return -ENOMEM;
+    s->cum_j = dnum(d, "cum_j");
+    return 0;
+}
+
+static int load_pn(const json_t *d, void *ud)
+{
+    struct controller *c = ud;
+    struct ctl_power_node *p = ctl_power_node(c, dstr(d, "name"), 1);
+    if (!p)
+        return -ENOMEM;
+    p->override_w = dnum(d, "override_w");
+    p->energy_j = dnum(d, "energy_j");
+    p->attributed_j = dnum(d, "attributed_j");
+    p->unattributed_j = dnum(d, "unattributed_j");
+    return 0;
+}
+
+static int load_sample(const json_t *d, void *ud)
+{
+    struct controller *c = ud;
+    struct ctl_power_node *p = ctl_power_node(c, dstr(d, "node"), 1);
+    if (!p)
+        return -ENOMEM;
+    p->ht[p->hhead] = dnum(d, "t");
+    p->hw[p->hhead] = dnum(d, "watts");
+    p->hb[p->hhead] = dnum(d, "budget_w");
+    p->hhead = (p->hhead + 1) % CTL_POWER_HIST;
+    if (p->hlen < CTL_POWER_HIST)
+        p->hlen++;
+    if (p->ht[(p->hhead + CTL_POWER_HIST - 1) % CTL_POWER_HIST] > p->last_persist)
+        p->last_persist = p->ht[(p->hhead + CTL_POWER_HIST - 1) % CTL_POWER_HIST];
+    return 0;
+}
+
+static int load_setting(const json_t *d, void *ud)
+{
+    struct controller *c = ud;
+    if (!strcmp(dstr(d, "key"), "cluster_budget_w"))
+        c->energy->cluster_budget_w = dnum(d, "value");
+    return 0;
+}
+
+/* Oldest first, whatever order the store gave. */
+static void sort_history(struct ctl_power_node *p)
+{
+    size_t n = p->hlen;
+    double t[CTL_POWER_HIST], w[CTL_POWER_HIST], b[CTL_POWER_HIST];
+    for (size_t k = 0; k < n; k++) {
+        size_t idx = (p->hhead + CTL_POWER_HIST - n + k) % CTL_POWER_HIST;
+        t[k] = p->ht[idx];
+        w[k] = p->hw[idx];
+        b[k] = p->hb[idx];
+    }
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && t[j] < t[j - 1]; j--) {
+            double x;
+            x = t[j], t[j] = t[j - 1], t[j - 1] = x;
+            x = w[j], w[j] = w[j - 1], w[j - 1] = x;
+            x = b[j], b[j] = b[j - 1], b[j - 1] = x;
+        }
+    for (size_t k = 0; k < n; k++) {
+        p->ht[k] = t[k];
+        p->hw[k] = w[k];
+        p->hb[k] = b[k];
+    }
+    p->hhead = n % CTL_POWER_HIST;
+}
+
 int ctl_energy_init(struct controller *c, struct wlm_error *err)
 {
     struct ctl_energy *e = calloc(1, sizeof(*e));
@@ -139,73 +236,15 @@ int ctl_energy_init(struct controller *c, struct wlm_error *err)
     int rc = wlm_db_exec(c->db, schema, err);
     if (rc)
         return rc;
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(c->db,
-                           "SELECT kind, name, app, node, joules, active_s, first_t, last_t FROM "
-                           "energy_workloads",
-                           -1, &st, NULL) != SQLITE_OK)
-        return wlm_error_set(err, WLM_EIO, "load energy: %s", sqlite3_errmsg(c->db));
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        struct ctl_energy_wl *w = wl_get(e, (const char *)sqlite3_column_text(st, 0),
-                                         (const char *)sqlite3_column_text(st, 1), 1);
-        if (!w)
-            break;
-        wlm_strlcpy(w->app, (const char *)sqlite3_column_text(st, 2), sizeof(w->app));
-        wlm_strlcpy(w->node, (const char *)sqlite3_column_text(st, 3), sizeof(w->node));
-        w->joules = sqlite3_column_double(st, 4);
-        w->active_s = sqlite3_column_double(st, 5);
-        w->first_t = sqlite3_column_double(st, 6);
-        w->last_t = sqlite3_column_double(st, 7);
-    }
-    sqlite3_finalize(st);
-    if (sqlite3_prepare_v2(c->db, "SELECT node, key, cum_j FROM energy_sources", -1, &st, NULL) !=
-        SQLITE_OK)
-        return wlm_error_set(err, WLM_EIO, "load energy: %s", sqlite3_errmsg(c->db));
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        struct ctl_energy_src *s = src_get(e, (const char *)sqlite3_column_text(st, 0),
-                                           (const char *)sqlite3_column_text(st, 1));
-        if (s)
-            s->cum_j = sqlite3_column_double(st, 2);
-    }
-    sqlite3_finalize(st);
-    if (sqlite3_prepare_v2(c->db, "SELECT name, override_w, energy_j, attributed_j, unattributed_j FROM power_nodes",
-                           -1, &st, NULL) != SQLITE_OK)
-        return wlm_error_set(err, WLM_EIO, "load power: %s", sqlite3_errmsg(c->db));
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        struct ctl_power_node *p = ctl_power_node(c, (const char *)sqlite3_column_text(st, 0), 1);
-        if (!p)
-            break;
-        p->override_w = sqlite3_column_double(st, 1);
-        p->energy_j = sqlite3_column_double(st, 2);
-        p->attributed_j = sqlite3_column_double(st, 3);
-        p->unattributed_j = sqlite3_column_double(st, 4);
-    }
-    sqlite3_finalize(st);
-    /* The short history, oldest first. */
-    if (sqlite3_prepare_v2(c->db, "SELECT node, t, watts, budget_w FROM power_samples ORDER BY t",
-                           -1, &st, NULL) == SQLITE_OK) {
-        while (sqlite3_step(st) == SQLITE_ROW) {
-            struct ctl_power_node *p =
-                ctl_power_node(c, (const char *)sqlite3_column_text(st, 0), 1);
-            if (!p)
-                break;
-            p->ht[p->hhead] = sqlite3_column_double(st, 1);
-            p->hw[p->hhead] = sqlite3_column_double(st, 2);
-            p->hb[p->hhead] = sqlite3_column_double(st, 3);
-            p->hhead = (p->hhead + 1) % CTL_POWER_HIST;
-            if (p->hlen < CTL_POWER_HIST)
-                p->hlen++;
-        }
-        sqlite3_finalize(st);
-    }
-    if (sqlite3_prepare_v2(c->db, "SELECT value FROM power_settings WHERE key = 'cluster_budget_w'",
-                           -1, &st, NULL) == SQLITE_OK) {
-        if (sqlite3_step(st) == SQLITE_ROW)
-            e->cluster_budget_w = sqlite3_column_double(st, 0);
-        else
-            e->cluster_budget_w = c->cfg.power_budget_w;
-        sqlite3_finalize(st);
-    }
+    if ((rc = wlm_store_scan(c->store, "energy_workloads", NULL, load_wl, c, err)) ||
+        (rc = wlm_store_scan(c->store, "energy_sources", NULL, load_src, c, err)) ||
+        (rc = wlm_store_scan(c->store, "power_nodes", NULL, load_pn, c, err)) ||
+        (rc = wlm_store_scan(c->store, "power_samples", "t", load_sample, c, err)) ||
+        (rc = wlm_store_scan(c->store, "power_settings", NULL, load_setting, c, err)))
+        return rc == -ENOMEM ? wlm_error_set(err, ENOMEM, "out of memory") : rc;
+    /* The samples come in time order on SQLite, key order on etcd. */
+    for (size_t i = 0; i < e->npn; i++)
+        sort_history(&e->pn[i]);
     /* A budget given on the command line wins over the stored one. */
     if (c->cfg.power_budget_w > 0)
         e->cluster_budget_w = c->cfg.power_budget_w;
@@ -226,99 +265,75 @@ void ctl_energy_free(struct controller *c)
     c->energy = NULL;
 }
 
-/* Write what changed in one transaction. */
+/* Write what changed in one transaction (every PERSIST_EVERY_S per node:
+ * the running totals the deltas came from go in the same transaction, so a
+ * crash loses nothing - the next heartbeat's deltas cover the gap). */
 static void persist(struct controller *c, struct ctl_power_node *p, double now)
 {
     struct ctl_energy *e = c->energy;
+    if (now - p->last_persist < PERSIST_EVERY_S)
+        return;
+    p->last_persist = now;
     struct wlm_error err = {0};
-    if (wlm_db_begin(c->db, &err)) {
+    if (wlm_store_begin(c->store, &err)) {
         wlm_warn(CTL_COMP, "energy not stored", "detail=\"%s\"", err.msg);
         return;
     }
-    sqlite3_stmt *w = NULL, *s = NULL, *n = NULL;
-    int ok = sqlite3_prepare_v2(c->db,
-                                "INSERT INTO energy_workloads(kind, name, app, node, joules, "
-                                "active_s, first_t, last_t) VALUES (?,?,?,?,?,?,?,?) ON "
-                                "CONFLICT(kind, name) DO UPDATE SET app=excluded.app, "
-                                "node=excluded.node, joules=excluded.joules, "
-                                "active_s=excluded.active_s, last_t=excluded.last_t",
-                                -1, &w, NULL) == SQLITE_OK &&
-             sqlite3_prepare_v2(c->db,
-                                "INSERT INTO energy_sources(node, key, cum_j) VALUES (?,?,?) ON "
-                                "CONFLICT(node, key) DO UPDATE SET cum_j=excluded.cum_j",
-                                -1, &s, NULL) == SQLITE_OK &&
-             sqlite3_prepare_v2(c->db,
-                                "INSERT INTO power_nodes(name, override_w, energy_j, attributed_j,"
-                                " unattributed_j) VALUES (?,?,?,?,?) ON CONFLICT(name) DO UPDATE "
-                                "SET override_w=excluded.override_w, energy_j=excluded.energy_j, "
-                                "attributed_j=excluded.attributed_j, "
-                                "unattributed_j=excluded.unattributed_j",
-                                -1, &n, NULL) == SQLITE_OK;
-    for (size_t i = 0; ok && i < e->nwl; i++) {
+    int rc = 0;
+    for (size_t i = 0; !rc && i < e->nwl; i++) {
         struct ctl_energy_wl *x = &e->wl[i];
         if (!x->dirty)
             continue;
-        sqlite3_reset(w);
-        sqlite3_bind_text(w, 1, x->kind, -1, SQLITE_STATIC);
-        sqlite3_bind_text(w, 2, x->name, -1, SQLITE_STATIC);
-        sqlite3_bind_text(w, 3, x->app, -1, SQLITE_STATIC);
-        sqlite3_bind_text(w, 4, x->node, -1, SQLITE_STATIC);
-        sqlite3_bind_double(w, 5, x->joules);
-        sqlite3_bind_double(w, 6, x->active_s);
-        sqlite3_bind_double(w, 7, x->first_t);
-        sqlite3_bind_double(w, 8, x->last_t);
-        ok = sqlite3_step(w) == SQLITE_DONE;
+        char id[120];
+        snprintf(id, sizeof(id), "%s:%s", x->kind, x->name);
+        json_t *d = json_pack("{s:s,s:s,s:s,s:s,s:s,s:f,s:f,s:f,s:f}", "id", id, "kind", x->kind,
+                              "name", x->name, "app", x->app, "node", x->node, "joules", x->joules,
+                              "active_s", x->active_s, "first_t", x->first_t, "last_t", x->last_t);
+        rc = wlm_store_put(c->store, "energy_workloads", "id", d, &err);
+        json_decref(d);
         x->dirty = 0;
     }
-    for (size_t i = 0; ok && i < e->nsrc; i++) {
+    for (size_t i = 0; !rc && i < e->nsrc; i++) {
         struct ctl_energy_src *x = &e->src[i];
         if (!x->dirty)
             continue;
-        sqlite3_reset(s);
-        sqlite3_bind_text(s, 1, x->node, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 2, x->key, -1, SQLITE_STATIC);
-        sqlite3_bind_double(s, 3, x->cum_j);
-        ok = sqlite3_step(s) == SQLITE_DONE;
+        char id[220];
+        snprintf(id, sizeof(id), "%s|%s", x->node, x->key);
+        json_t *d = json_pack("{s:s,s:s,s:s,s:f}", "id", id, "node", x->node, "key", x->key,
+                              "cum_j", x->cum_j);
+        rc = wlm_store_put(c->store, "energy_sources", "id", d, &err);
+        json_decref(d);
         x->dirty = 0;
     }
-    if (ok && p) {
-        sqlite3_bind_text(n, 1, p->name, -1, SQLITE_STATIC);
-        sqlite3_bind_double(n, 2, p->override_w);
-        sqlite3_bind_double(n, 3, p->energy_j);
-        sqlite3_bind_double(n, 4, p->attributed_j);
-        sqlite3_bind_double(n, 5, p->unattributed_j);
-        ok = sqlite3_step(n) == SQLITE_DONE;
+    if (!rc)
+        rc = ctl_power_node_store(c, p, &err);
+    if (!rc) {
+        /* The history rotates through a fixed set of slots per node. */
+        char id[100];
+        snprintf(id, sizeof(id), "%s#%ld", p->name, (long)(now / PERSIST_EVERY_S) % SAMPLE_SLOTS);
+        json_t *d = json_pack("{s:s,s:s,s:f,s:f,s:f}", "id", id, "node", p->name, "t", now,
+                              "watts", p->watts, "budget_w", p->budget_w);
+        rc = wlm_store_put(c->store, "power_samples", "id", d, &err);
+        json_decref(d);
     }
-    sqlite3_finalize(w);
-    sqlite3_finalize(s);
-    sqlite3_finalize(n);
-    if (ok && p && now - p->last_persist >= PERSIST_EVERY_S) {
-        p->last_persist = now;
-        sqlite3_stmt *q = NULL;
-        if (sqlite3_prepare_v2(c->db, "INSERT INTO power_samples(node, t, watts, budget_w) VALUES "
-                                      "(?,?,?,?)",
-                               -1, &q, NULL) == SQLITE_OK) {
-            sqlite3_bind_text(q, 1, p->name, -1, SQLITE_STATIC);
-            sqlite3_bind_double(q, 2, now);
-            sqlite3_bind_double(q, 3, p->watts);
-            sqlite3_bind_double(q, 4, p->budget_w);
-            ok = sqlite3_step(q) == SQLITE_DONE;
-        }
-        sqlite3_finalize(q);
-        if (ok && sqlite3_prepare_v2(c->db, "DELETE FROM power_samples WHERE t < ?", -1, &q,
-                                     NULL) == SQLITE_OK) {
-            sqlite3_bind_double(q, 1, now - SAMPLES_KEEP_S);
-            ok = sqlite3_step(q) == SQLITE_DONE;
-        }
-        sqlite3_finalize(q);
-    }
-    if (!ok) {
-        wlm_warn(CTL_COMP, "energy not stored", "detail=\"%s\"", sqlite3_errmsg(c->db));
-        wlm_db_exec(c->db, "ROLLBACK", NULL);
+    if (rc) {
+        wlm_store_rollback(c->store);
+        wlm_warn(CTL_COMP, "energy not stored", "detail=\"%s\"", err.msg);
         return;
     }
-    if (wlm_db_commit(c->db, &err))
+    if (wlm_store_commit(c->store, &err))
         wlm_warn(CTL_COMP, "energy not stored", "detail=\"%s\"", err.msg);
+}
+
+int ctl_power_node_store(struct controller *c, const struct ctl_power_node *p,
+                         struct wlm_error *err)
+{
+    json_t *d = json_pack("{s:s,s:f,s:f,s:f,s:f}", "name", p->name, "override_w", p->override_w,
+                          "energy_j", p->energy_j, "attributed_j", p->attributed_j,
+                          "unattributed_j", p->unattributed_j);
+    int rc = wlm_store_put(c->store, "power_nodes", "name", d, err);
+    json_decref(d);
+    return rc;
 }
 
 static void add_energy(struct controller *c, const char *kind, const char *name, const char *app,

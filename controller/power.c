@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cycle.h"
+#include "store.h"
 #include "power.h"
 
 double ctl_power_default_idle(void) { return 100; }
@@ -413,17 +414,12 @@ static int parse_budget(struct wlm_http_req *req, double limit, const char *what
     return rc;
 }
 
-static int store_setting(struct controller *c, const char *sql, const char *name, double v)
+static int store_cluster_budget(struct controller *c, double v, struct wlm_error *err)
 {
-    sqlite3_stmt *st = NULL;
-    int ok = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) == SQLITE_OK;
-    if (ok) {
-        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-        sqlite3_bind_double(st, 2, v);
-        ok = sqlite3_step(st) == SQLITE_DONE;
-    }
-    sqlite3_finalize(st);
-    return ok ? 0 : -1;
+    json_t *d = json_pack("{s:s,s:f}", "key", "cluster_budget_w", "value", v);
+    int rc = wlm_store_put(c->store, "power_settings", "key", d, err);
+    json_decref(d);
+    return rc;
 }
 
 static void handle_power_put(struct wlm_http_req *req, void *ud)
@@ -435,10 +431,9 @@ static void handle_power_put(struct wlm_http_req *req, void *ud)
         wlm_http_respond_werr(req, &err);
         return;
     }
-    if (store_setting(c, "INSERT INTO power_settings(key, value) VALUES (?, ?) ON CONFLICT(key) "
-                         "DO UPDATE SET value=excluded.value",
-                      "cluster_budget_w", v)) {
-        wlm_http_respond_error(req, 500, "io_error", "store budget: %s", sqlite3_errmsg(c->db));
+    if (store_cluster_budget(c, v, &err)) {
+        wlm_http_respond_error(req, wlm_error_http_status(err.code), wlm_error_name(err.code),
+                               "store budget: %s", err.msg);
         return;
     }
     c->energy->cluster_budget_w = v;
@@ -473,15 +468,14 @@ static void handle_node_power_put(struct wlm_http_req *req, void *ud)
     json_t *body = json_loadb(req->body, req->body_len, 0, NULL);
     int clear = json_is_null(json_object_get(body, "budget_w"));
     json_decref(body);
-    double override = clear ? -1 : v;
-    if (store_setting(c, "INSERT INTO power_nodes(name, override_w, energy_j, attributed_j) "
-                         "VALUES (?, ?, 0, 0) ON CONFLICT(name) DO UPDATE SET "
-                         "override_w=excluded.override_w",
-                      nd->name, override)) {
-        wlm_http_respond_error(req, 500, "io_error", "store budget: %s", sqlite3_errmsg(c->db));
+    double override = clear ? -1 : v, was = p->override_w;
+    p->override_w = override;
+    if (ctl_power_node_store(c, p, &err)) {
+        p->override_w = was;
+        wlm_http_respond_error(req, wlm_error_http_status(err.code), wlm_error_name(err.code),
+                               "store budget: %s", err.msg);
         return;
     }
-    p->override_w = override;
     wlm_info(CTL_COMP, "node power budget set", "name=%s budget_w=%.1f", nd->name, override);
     ctl_power_split(c);
     json_t *o = power_json(c);

@@ -80,6 +80,9 @@ void ctl_energy_routes(struct controller *c);
 /* A heartbeat was stored in n->report; dt seconds since the previous one. */
 void ctl_energy_heartbeat(struct controller *c, struct ctl_node *n, double now, double dt);
 struct ctl_power_node *ctl_power_node(struct controller *c, const char *name, int create);
+/* Write a node's power row (override, energy totals) to the store. */
+int ctl_power_node_store(struct controller *c, const struct ctl_power_node *p,
+                         struct wlm_error *err);
 /* Fields added to a node's JSON: power now, budget, flag. */
 void ctl_power_node_fields(struct controller *c, const struct ctl_node *n, json_t *o);
 
