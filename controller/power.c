@@ -117,9 +117,12 @@ void ctl_power_split(struct controller *c)
         goto done;
     size_t k = 0;
     double sum_idle = 0;
+    /* Create the rows first: creating one may move the others. */
+    for (size_t i = 0; i < n; i++)
+        ctl_power_node(c, c->nodes[i].name, 1);
     for (size_t i = 0; i < n; i++) {
         const struct ctl_node *nd = &c->nodes[i];
-        struct ctl_power_node *p = ctl_power_node(c, nd->name, 1);
+        struct ctl_power_node *p = ctl_power_node(c, nd->name, 0);
         if (!p)
             continue;
         int on = nd->state == CONTROLLER_NODE_READY && ctl_node_powered_on(nd);
