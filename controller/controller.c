@@ -10,6 +10,7 @@
 #include "ha.h"
 #include "internal.h"
 #include "power.h"
+#include "settle.h"
 
 const struct wlm_cfg_field controller_cfg_fields[] = {
     {"listen_host", WLM_CFG_STR, offsetof(struct controller_config, listen_host), 64,
@@ -221,6 +222,8 @@ int controller_new_on(uv_loop_t *loop, const struct controller_config *cfg,
         goto fail;
     if (cfg->ca[0] && (rc = wlm_http_client_set_ca(c->client, cfg->ca, err)))
         goto fail;
+    if ((rc = ctl_settle_load(c, err)))
+        goto fail;
     c->started_at = wlm_now_wall();
     c->metrics = wlm_metrics_new();
     struct wlm_http_server_opts o = {
@@ -332,6 +335,7 @@ void controller_free(struct controller *c)
     ctl_energy_free(c);
     ctl_nodes_free(c);
     ctl_apps_free(c);
+    ctl_settle_free(c);
     jobsched_free(c->js);
     jobsched_store_close(c->jstore);
     wlm_metrics_free(c->metrics);

@@ -48,6 +48,9 @@ void ctl_job_transition(struct controller *c, int64_t id, enum jobsched_state to
                         const char *reason);
 void ctl_job_place(struct controller *c, int64_t id, const char *node, double mhz);
 void ctl_action_failed(struct controller *c, struct ctl_action *a, const char *why);
+/* The state changes of an action its agent confirmed (settle.c uses it for
+ * actions from before a restart). */
+void ctl_action_apply(struct controller *c, struct ctl_action *a, const json_t *result);
 void ctl_dispatch(struct controller *c);
 void ctl_handle_complete(struct wlm_http_req *req, void *ud);
 void ctl_place_tick(struct controller *c);

@@ -8,6 +8,7 @@
 
 #include "cycle.h"
 #include "ha.h"
+#include "settle.h"
 
 /* ------------------------------------------------------------ executors */
 
@@ -124,9 +125,15 @@ static void action_apply(struct controller *c, struct ctl_action *a, const json_
     ctl_count_instances(c);
 }
 
+void ctl_action_apply(struct controller *c, struct ctl_action *a, const json_t *result)
+{
+    action_apply(c, a, result);
+}
+
 /* An action that could not be carried out: undo what sending it started. */
 void ctl_action_failed(struct controller *c, struct ctl_action *a, const char *why)
 {
+    ctl_settle_forget(c, a->id);
     a->st = CTL_ACT_FAILED;
     a->done_at = wlm_now_mono();
     wlm_strlcpy(a->error, why, sizeof(a->error));
@@ -165,6 +172,8 @@ static void action_completed(struct controller *c, struct ctl_action *a, int ok,
 {
     if (a->st == CTL_ACT_DONE || a->st == CTL_ACT_FAILED)
         return;
+    if (ctl_settle_tracked(a))
+        ctl_settle_forget(c, a->id);
     if (ok) {
         a->st = CTL_ACT_DONE;
         a->done_at = wlm_now_mono();
@@ -338,6 +347,8 @@ static void action_send(struct controller *c, struct ctl_action *a)
                                 strlen(text), 10000, on_sent, sc) < 0) {
         free(sc);
         ctl_action_failed(c, a, "could not send the request to the agent");
+    } else {
+        ctl_settle_record(c, a); /* settled from the agent's report after a restart */
     }
     free(url);
     free(text);
@@ -392,6 +403,26 @@ void ctl_handle_complete(struct wlm_http_req *req, void *ud)
 {
     struct controller *c = ud;
     struct ctl_action *a = plan_find(c, req->params[0]);
+    struct ctl_action *old = a ? NULL : ctl_settle_find(c, req->params[0]);
+    if (old) {
+        /* Sent before this controller's restart: settle it now. */
+        struct wlm_error e2 = {0};
+        json_t *b = wlm_json_parse_object(req->body, req->body_len, &e2);
+        const char *st2 = NULL;
+        if (!b || wlm_json_get_str(b, "status", 1, &st2, &e2)) {
+            json_decref(b);
+            wlm_http_respond_werr(req, &e2);
+            return;
+        }
+        const char *en = json_string_value(json_object_get(b, "error"));
+        int ok2 = !strcmp(st2, "succeeded") ||
+                  (old->kind == PLACEMENT_ACT_RESIZE && en && !strcmp(en, "unsupported"));
+        ctl_settle_outcome(c, old, ok2, json_string_value(json_object_get(b, "detail")),
+                           json_object_get(b, "result"));
+        json_decref(b);
+        wlm_http_respond_json(req, 200, json_pack("{s:s}", "status", "recorded"));
+        return;
+    }
     if (!a) {
         /* A late or repeated notification: nothing waits for it. */
         wlm_http_respond_json(req, 200, json_pack("{s:s}", "status", "ignored"));
@@ -550,7 +581,9 @@ static void solve_after(uv_work_t *w, int status)
 void ctl_place_tick(struct controller *c)
 {
     ctl_pool_hints(c);
-    if (c->solving || c->nplan)
+    /* Nothing is decided while actions from before a restart are unsettled:
+     * the state they are about to change is not known yet. */
+    if (c->solving || c->nplan || c->nsettle)
         return;
     double now = wlm_now_wall();
     struct solve_work *sw = ctl_build_problem(c, now);
@@ -585,4 +618,5 @@ void ctl_check_timeouts(struct controller *c)
     }
     if (changed)
         ctl_dispatch(c);
+    ctl_settle_timeouts(c);
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cycle.h"
+#include "settle.h"
 
 /* ------------------------------------------------------------ job progress */
 
@@ -179,6 +180,7 @@ void ctl_cycle_heartbeat(struct controller *c, struct ctl_node *n, double now, d
 {
     json_t *usage = n->report ? json_object_get(n->report, "usage") : NULL;
     json_t *doms = usage ? json_object_get(usage, "domains") : NULL;
+    ctl_settle_heartbeat(c, n);
     reconcile_after_restart(c, n, doms, usage ? json_object_get(usage, "processes") : NULL, now);
     size_t i;
     json_t *d;
