@@ -198,6 +198,23 @@ static json_t *app_json(const struct ctl_app *a)
     return o;
 }
 
+/* The stored created_at of an app (a redeploy keeps it: SQLite checks NOT
+ * NULL before an upsert turns into an update, so it must be sent again). */
+struct created_q {
+    const char *name;
+    json_t *t;
+};
+
+static int find_created(const json_t *doc, void *ud)
+{
+    struct created_q *q = ud;
+    const char *n = json_string_value(json_object_get(doc, "name"));
+    if (!n || strcmp(n, q->name))
+        return 0;
+    q->t = json_incref(json_object_get(doc, "created_at"));
+    return 1;
+}
+
 static void handle_deploy(struct wlm_http_req *req, void *ud)
 {
     struct controller *c = ud;
@@ -214,8 +231,10 @@ static void handle_deploy(struct wlm_http_req *req, void *ud)
     char *text = wlm_json_dumps(a.spec);
     /* An update keeps the app's created_at (its place in the load order). */
     json_t *doc = json_pack("{s:s,s:s}", "name", a.name, "spec", text ? text : "{}");
-    if (!old)
-        json_object_set_new(doc, "created_at", json_real(wlm_now_wall()));
+    struct created_q cq = {a.name, NULL};
+    if (old)
+        wlm_store_scan(c->store, "apps", NULL, find_created, &cq, NULL);
+    json_object_set_new(doc, "created_at", cq.t ? cq.t : json_real(wlm_now_wall()));
     free(text);
     struct wlm_error serr;
     wlm_error_clear(&serr);

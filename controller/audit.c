@@ -8,9 +8,14 @@
  * HTTP status and the time. Written in the same SQLite file as the rest of
  * the controller's state; the oldest rows beyond AUDIT_KEEP are trimmed.
  * Read with GET /v1/audit (admin only), newest first.
+ *
+ * On the etcd store (several controllers) the rows go through the store
+ * interface, keyed by time, so every controller's entries land in one log;
+ * there they are not trimmed.
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "auth.h"
 #include "internal.h"
@@ -25,18 +30,43 @@ static const char audit_schema[] =
 
 int ctl_audit_init(struct controller *c, struct wlm_error *err)
 {
-    return wlm_db_exec(c->db, audit_schema, err);
+    return wlm_store_is_etcd(c->store) ? 0 : wlm_db_exec(wlm_store_sqlite(c->store), audit_schema, err);
+}
+
+static void audit_put_etcd(struct controller *c, const struct wlm_principal *p, const char *peer,
+                           const char *method, const char *path, int status, const char *detail)
+{
+    double t = wlm_now_wall();
+    char key[48];
+    unsigned r = (unsigned)(c->audit_inserts * 2654435761u) ^ (unsigned)getpid();
+    snprintf(key, sizeof key, "%017.6f-%08x", t, r);
+    size_t plen = strcspn(path, "?");
+    char *pth = strndup(path, plen > 1024 ? 1024 : plen);
+    json_t *doc = json_pack("{s:s,s:f,s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:s}", "id", key, "t", t,
+                            "principal", p ? p->name : "", "role", p ? p->role : "", "node",
+                            p ? p->node : "", "peer", peer ? peer : "", "method", method, "path",
+                            pth ? pth : "", "status", status, "detail", detail ? detail : "");
+    free(pth);
+    struct wlm_error err = {0};
+    c->audit_inserts++;
+    if (!doc || wlm_store_put(c->store, "audit_log", "id", doc, &err))
+        wlm_warn("controller", "audit log write failed", "error=\"%s\"", err.msg);
+    json_decref(doc);
 }
 
 void ctl_audit_record(struct controller *c, const struct wlm_principal *p, const char *peer,
                       const char *method, const char *path, int status, const char *detail)
 {
+    if (wlm_store_is_etcd(c->store)) {
+        audit_put_etcd(c, p, peer, method, path, status, detail);
+        return;
+    }
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(c->db,
+    if (sqlite3_prepare_v2(wlm_store_sqlite(c->store),
                            "INSERT INTO audit_log (t, principal, role, node, peer, method, path,"
                            " status, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            -1, &st, NULL) != SQLITE_OK) {
-        wlm_warn("controller", "audit log write failed", "error=\"%s\"", sqlite3_errmsg(c->db));
+        wlm_warn("controller", "audit log write failed", "error=\"%s\"", sqlite3_errmsg(wlm_store_sqlite(c->store)));
         return;
     }
     sqlite3_bind_double(st, 1, wlm_now_wall());
@@ -51,15 +81,65 @@ void ctl_audit_record(struct controller *c, const struct wlm_principal *p, const
     sqlite3_bind_int(st, 8, status);
     sqlite3_bind_text(st, 9, detail ? detail : "", -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE)
-        wlm_warn("controller", "audit log write failed", "error=\"%s\"", sqlite3_errmsg(c->db));
+        wlm_warn("controller", "audit log write failed", "error=\"%s\"", sqlite3_errmsg(wlm_store_sqlite(c->store)));
     sqlite3_finalize(st);
     if (++c->audit_inserts % 1000 == 0) {
         char sql[160];
         snprintf(sql, sizeof sql,
                  "DELETE FROM audit_log WHERE id <= (SELECT MAX(id) FROM audit_log) - %d",
                  AUDIT_KEEP);
-        wlm_db_exec(c->db, sql, NULL);
+        wlm_db_exec(wlm_store_sqlite(c->store), sql, NULL);
     }
+}
+
+static const char *result_name(int status)
+{
+    return status < 400 ? "ok" : status == 401 ? "unauthenticated"
+                             : status == 403 ? "forbidden" : "error";
+}
+
+struct audit_scan {
+    json_t *arr;
+    const char *who;
+};
+
+static int audit_collect(const json_t *doc, void *ud)
+{
+    struct audit_scan *a = ud;
+    const char *p = json_string_value(json_object_get(doc, "principal"));
+    if (!a->who || (p && !strcmp(p, a->who)))
+        json_array_append(a->arr, (json_t *)doc);
+    return 0;
+}
+
+/* etcd: the rows come in key (time) order; the newest `limit`, newest first. */
+static void audit_list_etcd(struct controller *c, struct wlm_http_req *req, const char *who,
+                            long long limit)
+{
+    struct audit_scan a = {json_array(), who};
+    struct wlm_error err = {0};
+    if (wlm_store_scan(c->store, "audit_log", NULL, audit_collect, &a, &err)) {
+        json_decref(a.arr);
+        wlm_http_respond_error(req, 500, "io_error", "audit log: %s", err.msg);
+        return;
+    }
+    json_t *out = json_array();
+    for (size_t n = json_array_size(a.arr); n > 0 && (long long)json_array_size(out) < limit;
+         n--) {
+        json_t *o = json_deep_copy(json_array_get(a.arr, n - 1));
+        char ts[40];
+        int status = (int)json_integer_value(json_object_get(o, "status"));
+        json_object_set_new(o, "time",
+                            json_string(wlm_time_format(json_number_value(json_object_get(o, "t")),
+                                                        ts, sizeof ts)));
+        json_object_set_new(o, "result", json_string(result_name(status)));
+        const char *node = json_string_value(json_object_get(o, "node"));
+        if (!node || !node[0])
+            json_object_set_new(o, "node", json_null());
+        json_array_append_new(out, o);
+    }
+    json_decref(a.arr);
+    wlm_http_respond_json(req, 200, json_pack("{s:o}", "entries", out));
 }
 
 /* GET /v1/audit?limit=N&principal=NAME&before=ID - newest first. */
@@ -79,13 +159,17 @@ static void handle_audit(struct wlm_http_req *req, void *ud)
         wlm_http_respond_error(req, 400, "invalid", "query 'before': must be an entry id >= 1");
         goto out;
     }
+    if (wlm_store_is_etcd(c->store)) {
+        audit_list_etcd(c, req, who, limit);
+        goto out;
+    }
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(c->db,
+    if (sqlite3_prepare_v2(wlm_store_sqlite(c->store),
                            "SELECT id, t, principal, role, node, peer, method, path, status,"
                            " detail FROM audit_log WHERE (?1 IS NULL OR principal = ?1)"
                            " AND (?2 = 0 OR id < ?2) ORDER BY id DESC LIMIT ?3",
                            -1, &st, NULL) != SQLITE_OK) {
-        wlm_http_respond_error(req, 500, "io_error", "audit log: %s", sqlite3_errmsg(c->db));
+        wlm_http_respond_error(req, 500, "io_error", "audit log: %s", sqlite3_errmsg(wlm_store_sqlite(c->store)));
         goto out;
     }
     if (who)

@@ -184,9 +184,9 @@ int controller_new_on(uv_loop_t *loop, const struct controller_config *cfg,
         return wlm_error_set(err, ENOMEM, "out of memory");
     c->loop = loop;
     c->cfg = *cfg;
-    /* The SQLite file is opened on etcd too: the tables not yet behind the
-     * store interface (tokens, audit: tokens.c, audit.c) stay local to each
-     * controller there. */
+    /* The SQLite file is opened on etcd too (schema versions, and nothing
+     * else: tokens, the audit log and actions in flight go through the store
+     * like every other table). */
     if ((rc = wlm_db_open(cfg->db, migrations, WLM_ARRAY_LEN(migrations), &c->db, err)))
         goto fail;
     if (store) {

@@ -2,7 +2,8 @@
  * settle.c - actions in flight across a controller restart.
  *
  * Every action other than a start (starts are settled from the job's own
- * STARTING state, reconcile.c) is written to `inflight_actions` when it is
+ * STARTING state, reconcile.c) is written to `inflight_actions` (through the
+ * controller's store, so on etcd a standby that takes over sees them) when it is
  * sent and deleted when its outcome is known. A controller that starts with
  * rows there was stopped (or killed) while those actions were out: it loads
  * them into c->settle and, on the first heartbeat of each action's node,
@@ -20,11 +21,14 @@
  * still unsettled (it would decide on a state that is about to change),
  * unless the node stays silent past the action timeout.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cycle.h"
 #include "settle.h"
+
+#define INFLIGHT "inflight_actions"
 
 static const char settle_schema[] =
     "CREATE TABLE IF NOT EXISTS inflight_actions ("
@@ -51,81 +55,63 @@ void ctl_settle_record(struct controller *c, const struct ctl_action *a)
 {
     if (!ctl_settle_tracked(a))
         return;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(c->db,
-                           "INSERT OR REPLACE INTO inflight_actions (id, kind, node, from_node,"
-                           " dest_node, is_job, job, app, instance, cpu_mhz, memory_mb, sent_at)"
-                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           -1, &st, NULL) != SQLITE_OK) {
+    json_t *doc = json_pack("{s:s,s:i,s:s,s:s,s:s,s:i,s:I,s:s,s:s,s:f,s:f,s:f}", "id", a->id,
+                            "kind", (int)a->kind, "node", a->node, "from_node", a->from_node,
+                            "dest_node", a->dest_node, "is_job", a->is_job, "job",
+                            (json_int_t)a->job, "app", a->app, "instance", a->instance,
+                            "cpu_mhz", a->cpu_mhz, "memory_mb", a->memory_mb, "sent_at",
+                            wlm_now_wall());
+    struct wlm_error err = {0};
+    if (!doc || wlm_store_put(c->store, INFLIGHT, "id", doc, &err))
         wlm_warn(CTL_COMP, "cannot record an action in flight", "id=%s error=\"%s\"", a->id,
-                 sqlite3_errmsg(c->db));
-        return;
-    }
-    sqlite3_bind_text(st, 1, a->id, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 2, (int)a->kind);
-    sqlite3_bind_text(st, 3, a->node, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, a->from_node, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 5, a->dest_node, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 6, a->is_job);
-    sqlite3_bind_int64(st, 7, a->job);
-    sqlite3_bind_text(st, 8, a->app, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 9, a->instance, -1, SQLITE_STATIC);
-    sqlite3_bind_double(st, 10, a->cpu_mhz);
-    sqlite3_bind_double(st, 11, a->memory_mb);
-    sqlite3_bind_double(st, 12, wlm_now_wall());
-    if (sqlite3_step(st) != SQLITE_DONE)
-        wlm_warn(CTL_COMP, "cannot record an action in flight", "id=%s error=\"%s\"", a->id,
-                 sqlite3_errmsg(c->db));
-    sqlite3_finalize(st);
+                 err.msg);
+    json_decref(doc);
 }
 
 void ctl_settle_forget(struct controller *c, const char *id)
 {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(c->db, "DELETE FROM inflight_actions WHERE id = ?", -1, &st, NULL) !=
-        SQLITE_OK)
-        return;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    sqlite3_step(st);
-    sqlite3_finalize(st);
+    struct wlm_error err = {0};
+    if (wlm_store_del(c->store, INFLIGHT, "id", id, &err))
+        wlm_debug(CTL_COMP, "cannot forget an action in flight", "id=%s error=\"%s\"", id,
+                  err.msg);
+}
+
+static int load_row(const json_t *d, void *ud)
+{
+    struct controller *c = ud;
+    struct ctl_action *n = realloc(c->settle, (c->nsettle + 1) * sizeof(*n));
+    if (!n)
+        return -ENOMEM;
+    c->settle = n;
+    struct ctl_action *a = &c->settle[c->nsettle++];
+    memset(a, 0, sizeof(*a));
+#define S(f) wlm_strlcpy(a->f, json_string_value(json_object_get(d, #f)) ? json_string_value(json_object_get(d, #f)) : "", sizeof(a->f))
+    S(id);
+    S(node);
+    S(from_node);
+    S(dest_node);
+    S(app);
+    S(instance);
+#undef S
+    a->kind = (enum placement_action_kind)json_integer_value(json_object_get(d, "kind"));
+    a->is_job = (int)json_integer_value(json_object_get(d, "is_job"));
+    a->job = json_integer_value(json_object_get(d, "job"));
+    a->cpu_mhz = json_number_value(json_object_get(d, "cpu_mhz"));
+    a->memory_mb = json_number_value(json_object_get(d, "memory_mb"));
+    a->st = CTL_ACT_SENT;
+    a->sent_at = wlm_now_mono(); /* the timeout counts from this start */
+    wlm_info(CTL_COMP, "action in flight before the restart, to settle", "id=%s kind=%s node=%s",
+             a->id, ctl_agent_kind(a), a->node);
+    return 0;
 }
 
 int ctl_settle_load(struct controller *c, struct wlm_error *err)
 {
-    int rc = wlm_db_exec(c->db, settle_schema, err);
+    int rc = wlm_store_is_etcd(c->store) ? 0 : wlm_db_exec(wlm_store_sqlite(c->store), settle_schema, err);
     if (rc)
         return rc;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(c->db,
-                           "SELECT id, kind, node, from_node, dest_node, is_job, job, app,"
-                           " instance, cpu_mhz, memory_mb FROM inflight_actions ORDER BY sent_at",
-                           -1, &st, NULL) != SQLITE_OK)
-        return wlm_error_set(err, WLM_EIO, "load actions in flight: %s", sqlite3_errmsg(c->db));
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        struct ctl_action *n = realloc(c->settle, (c->nsettle + 1) * sizeof(*n));
-        if (!n)
-            break;
-        c->settle = n;
-        struct ctl_action *a = &c->settle[c->nsettle++];
-        memset(a, 0, sizeof(*a));
-        wlm_strlcpy(a->id, (const char *)sqlite3_column_text(st, 0), sizeof(a->id));
-        a->kind = (enum placement_action_kind)sqlite3_column_int(st, 1);
-        wlm_strlcpy(a->node, (const char *)sqlite3_column_text(st, 2), sizeof(a->node));
-        wlm_strlcpy(a->from_node, (const char *)sqlite3_column_text(st, 3), sizeof(a->from_node));
-        wlm_strlcpy(a->dest_node, (const char *)sqlite3_column_text(st, 4), sizeof(a->dest_node));
-        a->is_job = sqlite3_column_int(st, 5);
-        a->job = sqlite3_column_int64(st, 6);
-        wlm_strlcpy(a->app, (const char *)sqlite3_column_text(st, 7), sizeof(a->app));
-        wlm_strlcpy(a->instance, (const char *)sqlite3_column_text(st, 8), sizeof(a->instance));
-        a->cpu_mhz = sqlite3_column_double(st, 9);
-        a->memory_mb = sqlite3_column_double(st, 10);
-        a->st = CTL_ACT_SENT;
-        a->sent_at = wlm_now_mono(); /* the timeout counts from this start */
-        wlm_info(CTL_COMP, "action in flight before the restart, to settle", "id=%s kind=%s node=%s",
-                 a->id, ctl_agent_kind(a), a->node);
-    }
-    sqlite3_finalize(st);
-    return 0;
+    return wlm_store_scan(c->store, INFLIGHT, wlm_store_is_etcd(c->store) ? NULL : "sent_at",
+                          load_row, c, err);
 }
 
 struct ctl_action *ctl_settle_find(struct controller *c, const char *id)

@@ -9,10 +9,15 @@
  * slow hash (there is nothing to guess from a dictionary); the salt keeps
  * equal secrets (there are none) and precomputed tables useless anyway.
  *
- * Every request looks its token up again (one indexed row): a revocation takes
- * effect on the very next request.
+ * Every request looks its token up again (one indexed row on SQLite, one
+ * key range on etcd): a revocation takes effect on the very next request,
+ * on every controller sharing the store.
+ *
+ * The table goes through the controller's store (common/store.h): a row is
+ * a flat document, salt and hash in hex.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -25,15 +30,19 @@
 #define TOKEN_ID_HEX 16
 #define TOKEN_SECRET_HEX 64
 
+#define TOKENS "api_tokens"
+
 static const char tokens_schema[] =
-    "CREATE TABLE IF NOT EXISTS auth_tokens ("
+    "CREATE TABLE IF NOT EXISTS " TOKENS " ("
     " id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, node TEXT NOT NULL,"
-    " salt BLOB NOT NULL, hash BLOB NOT NULL, created_at REAL NOT NULL,"
+    " salt TEXT NOT NULL, hash TEXT NOT NULL, created_at REAL NOT NULL,"
     " created_by TEXT NOT NULL, revoked_at REAL)";
 
 int ctl_tokens_init(struct controller *c, struct wlm_error *err)
 {
-    return wlm_db_exec(c->db, tokens_schema, err);
+    /* SQLite: the store's table must exist (etcd needs none). */
+    return wlm_store_is_etcd(c->store) ? 0
+                                       : wlm_db_exec(wlm_store_sqlite(c->store), tokens_schema, err);
 }
 
 static void hex(const unsigned char *b, size_t n, char *out)
@@ -67,6 +76,94 @@ static int digest(const unsigned char *salt, size_t slen, const char *secret,
     return ok ? 0 : -1;
 }
 
+/* Every row, oldest first; on etcd, only those whose id starts with
+ * `id_prefix` when given. Caller decrefs the array. */
+struct rows_ctx {
+    json_t *arr;
+};
+
+static int collect(const json_t *doc, void *ud)
+{
+    struct rows_ctx *r = ud;
+    json_array_append(r->arr, (json_t *)doc);
+    return 0;
+}
+
+static json_t *token_rows(struct controller *c, const char *id_prefix, struct wlm_error *err)
+{
+    struct rows_ctx r = {json_array()};
+    int rc = id_prefix && wlm_store_is_etcd(c->store)
+                 ? wlm_store_scan_prefix(c->store, TOKENS, id_prefix, collect, &r, err)
+                 : wlm_store_scan(c->store, TOKENS, "created_at, id", collect, &r, err);
+    if (rc) {
+        json_decref(r.arr);
+        return NULL;
+    }
+    return r.arr;
+}
+
+/* The row of token `id` (caller decrefs), NULL when there is none; *failed
+ * set on a store error. */
+static json_t *token_by_id(struct controller *c, const char *id, int *failed)
+{
+    *failed = 0;
+    if (!wlm_store_is_etcd(c->store)) {
+        /* SQLite: one indexed row, not a scan. */
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(wlm_store_sqlite(c->store),
+                               "SELECT id, name, role, node, salt, hash, created_at, created_by,"
+                               " revoked_at FROM " TOKENS " WHERE id = ?",
+                               -1, &st, NULL) != SQLITE_OK) {
+            *failed = 1;
+            return NULL;
+        }
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        json_t *o = NULL;
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            o = json_object();
+            for (int k = 0; k < 8; k++)
+                json_object_set_new(o, sqlite3_column_name(st, k),
+                                    k == 6 ? json_real(sqlite3_column_double(st, k))
+                                           : json_string((const char *)sqlite3_column_text(st, k)));
+            json_object_set_new(o, "revoked_at", sqlite3_column_type(st, 8) == SQLITE_NULL
+                                                     ? json_null()
+                                                     : json_real(sqlite3_column_double(st, 8)));
+        } else if (rc != SQLITE_DONE) {
+            *failed = 1;
+        }
+        sqlite3_finalize(st);
+        return o;
+    }
+    json_t *arr = token_rows(c, id, NULL);
+    if (!arr) {
+        *failed = 1;
+        return NULL;
+    }
+    json_t *o = NULL;
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v)
+    {
+        const char *x = json_string_value(json_object_get(v, "id"));
+        if (x && !strcmp(x, id))
+            o = json_incref(v);
+    }
+    json_decref(arr);
+    return o;
+}
+
+static int unhex(const char *s, unsigned char *out, size_t n)
+{
+    if (!s || strlen(s) != 2 * n || !is_hex(s, 2 * n))
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        char b[3] = {s[2 * i], s[2 * i + 1], 0};
+        out[i] = (unsigned char)strtoul(b, NULL, 16);
+    }
+    return 0;
+}
+
 int ctl_tokens_lookup(struct controller *c, const char *bearer, struct wlm_principal *p)
 {
     /* "wlm_" + id + "_" + secret */
@@ -78,34 +175,24 @@ int ctl_tokens_lookup(struct controller *c, const char *bearer, struct wlm_princ
     memcpy(id, bearer + 4, TOKEN_ID_HEX);
     id[TOKEN_ID_HEX] = '\0';
     const char *secret = bearer + 5 + TOKEN_ID_HEX;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(c->db,
-                           "SELECT name, role, node, salt, hash FROM auth_tokens"
-                           " WHERE id = ? AND revoked_at IS NULL",
-                           -1, &st, NULL) != SQLITE_OK)
+    int failed = 0;
+    json_t *row = token_by_id(c, id, &failed);
+    if (failed)
         return -1;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
     int found = 0;
-    if (rc == SQLITE_ROW) {
-        unsigned char want[32];
-        const void *salt = sqlite3_column_blob(st, 3);
-        int slen = sqlite3_column_bytes(st, 3);
-        const void *hash = sqlite3_column_blob(st, 4);
-        int hlen = sqlite3_column_bytes(st, 4);
-        if (salt && hash && hlen == 32 && digest(salt, (size_t)slen, secret, want) == 0 &&
-            CRYPTO_memcmp(want, hash, 32) == 0) {
-            found = 1;
-            memset(p, 0, sizeof *p);
-            wlm_strlcpy(p->name, (const char *)sqlite3_column_text(st, 0), sizeof p->name);
-            wlm_strlcpy(p->role, (const char *)sqlite3_column_text(st, 1), sizeof p->role);
-            wlm_strlcpy(p->node, (const char *)sqlite3_column_text(st, 2), sizeof p->node);
-            p->id = 1;
-        }
-    } else if (rc != SQLITE_DONE) {
-        found = -1;
+    unsigned char salt[16], hash[32], want[32];
+    if (row && json_is_null(json_object_get(row, "revoked_at")) &&
+        unhex(json_string_value(json_object_get(row, "salt")), salt, sizeof salt) == 0 &&
+        unhex(json_string_value(json_object_get(row, "hash")), hash, sizeof hash) == 0 &&
+        digest(salt, sizeof salt, secret, want) == 0 && CRYPTO_memcmp(want, hash, 32) == 0) {
+        found = 1;
+        memset(p, 0, sizeof *p);
+        wlm_strlcpy(p->name, json_string_value(json_object_get(row, "name")), sizeof p->name);
+        wlm_strlcpy(p->role, json_string_value(json_object_get(row, "role")), sizeof p->role);
+        wlm_strlcpy(p->node, json_string_value(json_object_get(row, "node")), sizeof p->node);
+        p->id = 1;
     }
-    sqlite3_finalize(st);
+    json_decref(row);
     return found;
 }
 
@@ -125,17 +212,18 @@ static int valid_name(const char *s)
     return 1;
 }
 
-static json_t *row_json(sqlite3_stmt *st)
+/* A row as shown: never the salt or hash. */
+static json_t *row_json(const json_t *row)
 {
-    json_t *o = json_pack("{s:s,s:s,s:s,s:f,s:s}", "id", sqlite3_column_text(st, 0), "name",
-                          sqlite3_column_text(st, 1), "role", sqlite3_column_text(st, 2),
-                          "created_at", sqlite3_column_double(st, 4), "created_by",
-                          sqlite3_column_text(st, 5));
-    const char *node = (const char *)sqlite3_column_text(st, 3);
+    json_t *o = json_object();
+    static const char *const keys[] = {"id", "name", "role", "created_at", "created_by"};
+    for (size_t k = 0; k < WLM_ARRAY_LEN(keys); k++)
+        json_object_set(o, keys[k], json_object_get(row, keys[k]));
+    const char *node = json_string_value(json_object_get(row, "node"));
     json_object_set_new(o, "node", node && node[0] ? json_string(node) : json_null());
-    json_object_set_new(o, "revoked_at", sqlite3_column_type(st, 6) == SQLITE_NULL
-                                             ? json_null()
-                                             : json_real(sqlite3_column_double(st, 6)));
+    json_t *rv = json_object_get(row, "revoked_at");
+    json_object_set_new(o, "revoked_at", json_is_number(rv) ? json_real(json_number_value(rv))
+                                                            : json_null());
     return o;
 }
 
@@ -200,27 +288,23 @@ static void handle_create(struct wlm_http_req *req, void *ud)
     snprintf(defname, sizeof defname, "%s-%.8s", node[0] ? node : role, id);
     if (!name)
         name = defname;
-    sqlite3_stmt *st = NULL;
     double now = wlm_now_wall();
-    int ok = digest(salt, sizeof salt, secret, hash) == 0 &&
-             sqlite3_prepare_v2(c->db,
-                                "INSERT INTO auth_tokens (id, name, role, node, salt, hash,"
-                                " created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                                -1, &st, NULL) == SQLITE_OK;
+    char salt_hex[2 * sizeof salt + 1], hash_hex[2 * sizeof hash + 1];
+    struct wlm_error serr = {0};
+    int ok = digest(salt, sizeof salt, secret, hash) == 0;
     if (ok) {
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 3, ctl_role_name(r), -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 4, node, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_blob(st, 5, salt, sizeof salt, SQLITE_STATIC);
-        sqlite3_bind_blob(st, 6, hash, sizeof hash, SQLITE_STATIC);
-        sqlite3_bind_double(st, 7, now);
-        sqlite3_bind_text(st, 8, req->principal.name, -1, SQLITE_STATIC);
-        ok = sqlite3_step(st) == SQLITE_DONE;
+        hex(salt, sizeof salt, salt_hex);
+        hex(hash, sizeof hash, hash_hex);
+        json_t *doc = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:f,s:s,s:n}", "id", id, "name", name,
+                                "role", ctl_role_name(r), "node", node, "salt", salt_hex, "hash",
+                                hash_hex, "created_at", now, "created_by", req->principal.name,
+                                "revoked_at");
+        ok = doc && wlm_store_put(c->store, TOKENS, "id", doc, &serr) == 0;
+        json_decref(doc);
     }
-    sqlite3_finalize(st);
     if (!ok) {
-        wlm_http_respond_error(req, 500, "io_error", "token store: %s", sqlite3_errmsg(c->db));
+        wlm_http_respond_error(req, 500, "io_error", "token store: %s",
+                               serr.msg[0] ? serr.msg : "cannot hash the secret");
         json_decref(b);
         return;
     }
@@ -238,18 +322,17 @@ static void handle_create(struct wlm_http_req *req, void *ud)
 static void handle_list(struct wlm_http_req *req, void *ud)
 {
     struct controller *c = ud;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(c->db,
-                           "SELECT id, name, role, node, created_at, created_by, revoked_at"
-                           " FROM auth_tokens ORDER BY created_at, id",
-                           -1, &st, NULL) != SQLITE_OK) {
-        wlm_http_respond_error(req, 500, "io_error", "token store: %s", sqlite3_errmsg(c->db));
+    struct wlm_error err = {0};
+    json_t *rows = token_rows(c, NULL, &err);
+    if (!rows) {
+        wlm_http_respond_error(req, 500, "io_error", "token store: %s", err.msg);
         return;
     }
     json_t *arr = json_array();
-    while (sqlite3_step(st) == SQLITE_ROW)
-        json_array_append_new(arr, row_json(st));
-    sqlite3_finalize(st);
+    size_t i;
+    json_t *v;
+    json_array_foreach(rows, i, v) json_array_append_new(arr, row_json(v));
+    json_decref(rows);
     wlm_http_respond_json(req, 200, json_pack("{s:o}", "tokens", arr));
 }
 
@@ -259,58 +342,52 @@ static void handle_revoke(struct wlm_http_req *req, void *ud)
 {
     struct controller *c = ud;
     const char *key = req->params[0];
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(c->db,
-                           "SELECT id, name, role, node, created_at, created_by, revoked_at"
-                           " FROM auth_tokens WHERE id = ?1 OR (name = ?1 AND revoked_at IS NULL)",
-                           -1, &st, NULL) != SQLITE_OK) {
-        wlm_http_respond_error(req, 500, "io_error", "token store: %s", sqlite3_errmsg(c->db));
+    struct wlm_error err = {0};
+    json_t *rows = token_rows(c, NULL, &err);
+    if (!rows) {
+        wlm_http_respond_error(req, 500, "io_error", "token store: %s", err.msg);
         return;
     }
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    char id[TOKEN_ID_HEX + 1] = "";
+    json_t *hit = NULL;
     int n = 0;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        n++;
-        wlm_strlcpy(id, (const char *)sqlite3_column_text(st, 0), sizeof id);
+    size_t i;
+    json_t *v;
+    json_array_foreach(rows, i, v)
+    {
+        const char *id = json_string_value(json_object_get(v, "id"));
+        const char *name = json_string_value(json_object_get(v, "name"));
+        int live = json_is_null(json_object_get(v, "revoked_at"));
+        if ((id && !strcmp(id, key)) || (live && name && !strcmp(name, key))) {
+            n++;
+            hit = v;
+        }
     }
-    sqlite3_finalize(st);
     if (n == 0) {
+        json_decref(rows);
         wlm_http_respond_error(req, 404, "not_found", "no token with id or name '%s'", key);
         return;
     }
     if (n > 1) {
+        json_decref(rows);
         wlm_http_respond_error(req, 409, "conflict",
                                "%d live tokens are named '%s': revoke by id (wlm token list)", n,
                                key);
         return;
     }
-    int ok = sqlite3_prepare_v2(c->db,
-                                "UPDATE auth_tokens SET revoked_at = ? WHERE id = ?"
-                                " AND revoked_at IS NULL",
-                                -1, &st, NULL) == SQLITE_OK;
-    if (ok) {
-        sqlite3_bind_double(st, 1, wlm_now_wall());
-        sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
-        ok = sqlite3_step(st) == SQLITE_DONE;
-    }
-    sqlite3_finalize(st);
-    if (!ok) {
-        wlm_http_respond_error(req, 500, "io_error", "token store: %s", sqlite3_errmsg(c->db));
+    json_t *doc = json_deep_copy(hit);
+    json_decref(rows);
+    if (json_is_null(json_object_get(doc, "revoked_at")))
+        json_object_set_new(doc, "revoked_at", json_real(wlm_now_wall()));
+    if (wlm_store_put(c->store, TOKENS, "id", doc, &err)) {
+        json_decref(doc);
+        wlm_http_respond_error(req, 500, "io_error", "token store: %s", err.msg);
         return;
     }
-    wlm_info("controller", "token revoked", "id=%s by=%s", id, req->principal.name);
-    json_t *o = NULL;
-    if (sqlite3_prepare_v2(c->db,
-                           "SELECT id, name, role, node, created_at, created_by, revoked_at"
-                           " FROM auth_tokens WHERE id = ?",
-                           -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        if (sqlite3_step(st) == SQLITE_ROW)
-            o = row_json(st);
-        sqlite3_finalize(st);
-    }
-    wlm_http_respond_json(req, 200, o ? o : json_pack("{s:s}", "id", id));
+    wlm_info("controller", "token revoked", "id=%s by=%s",
+             json_string_value(json_object_get(doc, "id")), req->principal.name);
+    json_t *o = row_json(doc);
+    json_decref(doc);
+    wlm_http_respond_json(req, 200, o);
 }
 
 /* Who am I: the principal the controller sees for this token. */
