@@ -33,51 +33,43 @@ int ctl_power_split_pure(double total_w, size_t n, const double *idle, const dou
                 out[i] = sum_idle > 0 ? rest * idle[i] / sum_idle : 0;
         return sum_idle > 0;
     }
-    double dyn = rest - sum_idle;
-    char *open = calloc(n ? n : 1, 1);
-    if (!open)
-        return 0;
+    double dyn = rest - sum_idle, need = 0;
     for (size_t i = 0; i < n; i++)
         if (fixed[i] < 0) {
             out[i] = idle[i];
-            open[i] = max[i] > idle[i];
+            double w = weight[i] > 0 ? weight[i] : 0;
+            need += w < max[i] - idle[i] ? w : max[i] - idle[i];
         }
-    /* Water-filling by weight: a node that would pass its maximum gets its
-     * maximum, and what it leaves goes to the others. */
-    for (int round = 0; round < 64 && dyn > 1e-9; round++) {
-        double w = 0;
+    /* 1. The power of the planned CPU (weight = watts it needs above idle),
+     *    every node the same share of it when there is not enough. */
+    double f = need > dyn ? dyn / need : 1;
+    for (size_t i = 0; i < n && need > 0; i++)
+        if (fixed[i] < 0) {
+            double w = weight[i] > 0 ? weight[i] : 0;
+            double give = f * (w < max[i] - idle[i] ? w : max[i] - idle[i]);
+            out[i] += give;
+            dyn -= give;
+        }
+    /* 2. What is left goes to the busiest nodes first, each up to its
+     *    maximum: concentrated power lets whole jobs start; smeared over
+     *    every node it might fit none. */
+    char *done = calloc(n ? n : 1, 1);
+    while (done && dyn > 1e-9) {
+        long best = -1;
         for (size_t i = 0; i < n; i++)
-            if (open[i])
-                w += weight[i] > 0 ? weight[i] : 0;
-        if (w <= 0) {
-            /* Nobody planned anything: share by headroom. */
-            for (size_t i = 0; i < n; i++)
-                if (open[i])
-                    w += max[i] - out[i];
-            if (w <= 0)
-                break;
-        }
-        int saturated = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (!open[i])
-                continue;
-            double wi = weight[i] > 0 ? weight[i] : 0;
-            double give = dyn * wi / w;
-            if (out[i] + give >= max[i]) {
-                dyn -= max[i] - out[i];
-                out[i] = max[i];
-                open[i] = 0;
-                saturated = 1;
-            }
-        }
-        if (saturated)
-            continue;
-        for (size_t i = 0; i < n; i++)
-            if (open[i])
-                out[i] += dyn * (weight[i] > 0 ? weight[i] : 0) / w;
-        dyn = 0;
+            if (fixed[i] < 0 && !done[i] && out[i] < max[i] &&
+                (best < 0 || weight[i] > weight[best]))
+                best = (long)i;
+        if (best < 0)
+            break;
+        double give = max[best] - out[best];
+        if (give > dyn)
+            give = dyn;
+        out[best] += give;
+        dyn -= give;
+        done[best] = 1;
     }
-    free(open);
+    free(done);
     return 0;
 }
 
@@ -133,8 +125,9 @@ void ctl_power_split(struct controller *c)
         pn[k] = p;
         node_model(p, &idle[k], &max[k]);
         p->planned_mhz = planned_mhz(c, nd);
-        /* A floor so an empty node is not starved: it may be given work. */
-        w[k] = p->planned_mhz + 0.05 * (double)nd->cores * nd->mhz;
+        /* Watts its planned CPU needs above idle (the linear model). */
+        double cap = (double)nd->cores * nd->mhz;
+        w[k] = cap > 0 ? (max[k] - idle[k]) * p->planned_mhz / cap : 0;
         fixed[k] = p->override_w;
         if (fixed[k] < 0)
             sum_idle += idle[k];

@@ -18,16 +18,20 @@ static void split_by_planned_cpu(void **state)
 {
     (void)state;
     double idle[3] = {100, 100, 100}, max[3] = {250, 250, 250};
-    double w[3] = {3000, 1000, 0}, fixed[3] = {-1, -1, -1}, out[3];
-    /* 600 W: 300 over idle, shared 3:1:0. */
+    double w[3] = {90, 30, 0}, fixed[3] = {-1, -1, -1}, out[3];
+    /* 600 W: idle 300, planned 120 W, the 180 W left to the busiest first. */
     assert_int_equal(ctl_power_split_pure(600, 3, idle, max, w, fixed, out), 0);
-    assert_float_equal(out[0], 250, 1e-6); /* 325 would pass its maximum */
-    assert_float_equal(out[1], 250, 1e-6); /* 175, then what node 0 left, up to its max */
-    assert_float_equal(out[2], 100, 1e-6); /* planned nothing: idle only */
-    double sum = out[0] + out[1] + out[2];
-    assert_true(sum <= 600 + 1e-6);
-    /* 500 W: 200 over idle, 150 and 50. */
-    assert_int_equal(ctl_power_split_pure(500, 3, idle, max, w, fixed, out), 0);
+    assert_float_equal(out[0], 250, 1e-6);
+    assert_float_equal(out[1], 250, 1e-6);
+    assert_float_equal(out[2], 100, 1e-6);
+    /* 360 W: 60 over idle for 120 W planned: each gets half of its plan. */
+    assert_int_equal(ctl_power_split_pure(360, 3, idle, max, w, fixed, out), 0);
+    assert_float_equal(out[0], 145, 1e-6);
+    assert_float_equal(out[1], 115, 1e-6);
+    assert_float_equal(out[2], 100, 1e-6);
+    /* Nothing planned: concentrated on one node, not smeared over three. */
+    double none[3] = {0, 0, 0};
+    assert_int_equal(ctl_power_split_pure(500, 3, idle, max, none, fixed, out), 0);
     assert_float_equal(out[0], 250, 1e-6);
     assert_float_equal(out[1], 150, 1e-6);
     assert_float_equal(out[2], 100, 1e-6);
@@ -36,7 +40,7 @@ static void split_by_planned_cpu(void **state)
 static void split_overrides_and_low_budget(void **state)
 {
     (void)state;
-    double idle[2] = {100, 80}, max[2] = {250, 200}, w[2] = {1, 1}, out[2];
+    double idle[2] = {100, 80}, max[2] = {250, 200}, w[2] = {50, 50}, out[2];
     double fixed[2] = {120, -1};
     /* The override is taken as is; the other gets the rest within its max. */
     assert_int_equal(ctl_power_split_pure(400, 2, idle, max, w, fixed, out), 0);
