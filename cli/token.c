@@ -81,8 +81,9 @@ static int token_create(const struct cli_ctx *ctx, int argc, char **argv)
         free(s);
     } else {
         printf("%s\n", str_or(v, "token", ""));
-        fprintf(stderr, "token '%s' (id %s, role %s%s%s) created; the secret above is shown "
-                        "only once\n",
+        fprintf(stderr,
+                "token '%s' (id %s, role %s%s%s) created; the secret above is shown "
+                "only once\n",
                 str_or(v, "name", ""), str_or(v, "id", ""), str_or(v, "role", ""),
                 node ? ", node " : "", node ? node : "");
     }
@@ -160,8 +161,7 @@ static int token_revoke(const struct cli_ctx *ctx, int argc, char **argv)
         /* Ids and names are [A-Za-z0-9._@-]: refuse anything else rather
          * than escape it. */
         for (const char *p = argv[1]; *p; p++)
-            if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@-",
-                        *p)) {
+            if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@-", *p)) {
                 fprintf(stderr, "wlm token revoke: '%s' is not a token id or name\n", argv[1]);
                 return 2;
             }
@@ -189,8 +189,8 @@ static int token_whoami(const struct cli_ctx *ctx)
         return st < 0 ? 3 : 1;
     }
     printf("%s (role %s%s%s) over %s\n", str_or(v, "name", "?"), str_or(v, "role", "?"),
-           json_is_string(json_object_get(v, "node")) ? ", node " : "",
-           str_or(v, "node", ""), json_is_true(json_object_get(v, "tls")) ? "HTTPS" : "HTTP");
+           json_is_string(json_object_get(v, "node")) ? ", node " : "", str_or(v, "node", ""),
+           json_is_true(json_object_get(v, "tls")) ? "HTTPS" : "HTTP");
     json_decref(v);
     return 0;
 }

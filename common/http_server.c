@@ -1115,7 +1115,9 @@ static void dispatch(struct http_sreq *r)
         int st = srv->auth.check(srv->auth.ud, req, bearer, why, sizeof why);
         if (st == 401) {
             respond_error_hdr(req, 401, "WWW-Authenticate: Bearer realm=\"wlm\"", "unauthorized",
-                              why[0] ? why : bearer ? "invalid bearer token" : "missing bearer token");
+                              why[0]   ? why
+                              : bearer ? "invalid bearer token"
+                                       : "missing bearer token");
             return;
         }
         if (st) {

@@ -30,7 +30,8 @@ static const char audit_schema[] =
 
 int ctl_audit_init(struct controller *c, struct wlm_error *err)
 {
-    return wlm_store_is_etcd(c->store) ? 0 : wlm_db_exec(wlm_store_sqlite(c->store), audit_schema, err);
+    return wlm_store_is_etcd(c->store) ? 0
+                                       : wlm_db_exec(wlm_store_sqlite(c->store), audit_schema, err);
 }
 
 static void audit_put_etcd(struct controller *c, const struct wlm_principal *p, const char *peer,
@@ -66,7 +67,8 @@ void ctl_audit_record(struct controller *c, const struct wlm_principal *p, const
                            "INSERT INTO audit_log (t, principal, role, node, peer, method, path,"
                            " status, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            -1, &st, NULL) != SQLITE_OK) {
-        wlm_warn("controller", "audit log write failed", "error=\"%s\"", sqlite3_errmsg(wlm_store_sqlite(c->store)));
+        wlm_warn("controller", "audit log write failed", "error=\"%s\"",
+                 sqlite3_errmsg(wlm_store_sqlite(c->store)));
         return;
     }
     sqlite3_bind_double(st, 1, wlm_now_wall());
@@ -81,7 +83,8 @@ void ctl_audit_record(struct controller *c, const struct wlm_principal *p, const
     sqlite3_bind_int(st, 8, status);
     sqlite3_bind_text(st, 9, detail ? detail : "", -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE)
-        wlm_warn("controller", "audit log write failed", "error=\"%s\"", sqlite3_errmsg(wlm_store_sqlite(c->store)));
+        wlm_warn("controller", "audit log write failed", "error=\"%s\"",
+                 sqlite3_errmsg(wlm_store_sqlite(c->store)));
     sqlite3_finalize(st);
     if (++c->audit_inserts % 1000 == 0) {
         char sql[160];
@@ -94,8 +97,10 @@ void ctl_audit_record(struct controller *c, const struct wlm_principal *p, const
 
 static const char *result_name(int status)
 {
-    return status < 400 ? "ok" : status == 401 ? "unauthenticated"
-                             : status == 403 ? "forbidden" : "error";
+    return status < 400    ? "ok"
+           : status == 401 ? "unauthenticated"
+           : status == 403 ? "forbidden"
+                           : "error";
 }
 
 struct audit_scan {
@@ -124,8 +129,7 @@ static void audit_list_etcd(struct controller *c, struct wlm_http_req *req, cons
         return;
     }
     json_t *out = json_array();
-    for (size_t n = json_array_size(a.arr); n > 0 && (long long)json_array_size(out) < limit;
-         n--) {
+    for (size_t n = json_array_size(a.arr); n > 0 && (long long)json_array_size(out) < limit; n--) {
         json_t *o = json_deep_copy(json_array_get(a.arr, n - 1));
         char ts[40];
         int status = (int)json_integer_value(json_object_get(o, "status"));
@@ -169,7 +173,8 @@ static void handle_audit(struct wlm_http_req *req, void *ud)
                            " detail FROM audit_log WHERE (?1 IS NULL OR principal = ?1)"
                            " AND (?2 = 0 OR id < ?2) ORDER BY id DESC LIMIT ?3",
                            -1, &st, NULL) != SQLITE_OK) {
-        wlm_http_respond_error(req, 500, "io_error", "audit log: %s", sqlite3_errmsg(wlm_store_sqlite(c->store)));
+        wlm_http_respond_error(req, 500, "io_error", "audit log: %s",
+                               sqlite3_errmsg(wlm_store_sqlite(c->store)));
         goto out;
     }
     if (who)
@@ -182,24 +187,22 @@ static void handle_audit(struct wlm_http_req *req, void *ud)
     while (sqlite3_step(st) == SQLITE_ROW) {
         char ts[40];
         double t = sqlite3_column_double(st, 1);
-        json_t *o = json_pack("{s:I,s:f,s:s,s:s,s:s,s:s,s:s,s:s,s:i}", "id",
-                              (json_int_t)sqlite3_column_int64(st, 0), "t", t, "time",
-                              wlm_time_format(t, ts, sizeof ts), "principal",
-                              sqlite3_column_text(st, 2), "role", sqlite3_column_text(st, 3),
-                              "peer", sqlite3_column_text(st, 5), "method",
-                              sqlite3_column_text(st, 6), "path", sqlite3_column_text(st, 7),
-                              "status", sqlite3_column_int(st, 8));
+        json_t *o = json_pack(
+            "{s:I,s:f,s:s,s:s,s:s,s:s,s:s,s:s,s:i}", "id", (json_int_t)sqlite3_column_int64(st, 0),
+            "t", t, "time", wlm_time_format(t, ts, sizeof ts), "principal",
+            sqlite3_column_text(st, 2), "role", sqlite3_column_text(st, 3), "peer",
+            sqlite3_column_text(st, 5), "method", sqlite3_column_text(st, 6), "path",
+            sqlite3_column_text(st, 7), "status", sqlite3_column_int(st, 8));
         const char *node = (const char *)sqlite3_column_text(st, 4);
         const char *detail = (const char *)sqlite3_column_text(st, 9);
         json_object_set_new(o, "node", node && node[0] ? json_string(node) : json_null());
         if (detail && detail[0])
             json_object_set_new(o, "detail", json_string(detail));
-        json_object_set_new(o, "result", json_string(sqlite3_column_int(st, 8) < 400 ? "ok"
-                                                         : sqlite3_column_int(st, 8) == 401
-                                                             ? "unauthenticated"
-                                                         : sqlite3_column_int(st, 8) == 403
-                                                             ? "forbidden"
-                                                             : "error"));
+        json_object_set_new(o, "result",
+                            json_string(sqlite3_column_int(st, 8) < 400    ? "ok"
+                                        : sqlite3_column_int(st, 8) == 401 ? "unauthenticated"
+                                        : sqlite3_column_int(st, 8) == 403 ? "forbidden"
+                                                                           : "error"));
         json_array_append_new(arr, o);
     }
     sqlite3_finalize(st);

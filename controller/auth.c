@@ -28,9 +28,8 @@ static const struct {
     int bit;
     const char *name;
 } roles[] = {
-    {CTL_ROLE_ADMIN, "admin"},         {CTL_ROLE_OPERATOR, "operator"},
-    {CTL_ROLE_SUBMITTER, "submitter"}, {CTL_ROLE_AGENT, "agent"},
-    {CTL_ROLE_ROUTER, "router"},
+    {CTL_ROLE_ADMIN, "admin"}, {CTL_ROLE_OPERATOR, "operator"}, {CTL_ROLE_SUBMITTER, "submitter"},
+    {CTL_ROLE_AGENT, "agent"}, {CTL_ROLE_ROUTER, "router"},
 };
 
 int ctl_role_parse(const char *name)
@@ -112,8 +111,7 @@ static int allowed_roles(const char *method, const char *route)
 
 /* The node an agent's request speaks for, or NULL when the route names
  * none. *out_buf receives a copy when it comes from the body. */
-static const char *agent_target(struct controller *c, struct wlm_http_req *req, char *buf,
-                                size_t n)
+static const char *agent_target(struct controller *c, struct wlm_http_req *req, char *buf, size_t n)
 {
     const char *route = req->route;
     if (strncmp(route, "/v1/nodes/:name", 15) == 0 && req->nparams > 0)
@@ -171,8 +169,8 @@ static int auth_check(void *ud, struct wlm_http_req *req, const char *bearer, ch
     }
     int role = ctl_role_parse(p->role);
     if (!(allowed_roles(req->method, req->route) & role)) {
-        snprintf(why, whylen, "role '%s' (token '%s') may not %s %s", p->role, p->name,
-                 req->method, req->path);
+        snprintf(why, whylen, "role '%s' (token '%s') may not %s %s", p->role, p->name, req->method,
+                 req->path);
         return 403;
     }
     if (role == CTL_ROLE_AGENT) {

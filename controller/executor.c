@@ -343,8 +343,8 @@ static void action_send(struct controller *c, struct ctl_action *a)
     sc->c = c;
     wlm_strlcpy(sc->id, a->id, sizeof(sc->id));
     wlm_info(CTL_COMP, "action sent", "id=%s kind=%s node=%s", a->id, ctl_agent_kind(a), a->node);
-    if (wlm_http_client_request(c->client, "POST", url, ctl_agent_token(c), "application/json", text,
-                                strlen(text), 10000, on_sent, sc) < 0) {
+    if (wlm_http_client_request(c->client, "POST", url, ctl_agent_token(c), "application/json",
+                                text, strlen(text), 10000, on_sent, sc) < 0) {
         free(sc);
         ctl_action_failed(c, a, "could not send the request to the agent");
     } else {

@@ -90,8 +90,8 @@ void ctl_pool_hints(struct controller *c)
         json_decref(body);
         char *url = wlm_asprintf("%s/v1/actions", n->agent_url);
         char *node = strdup(n->name);
-        if (wlm_http_client_request(c->client, "POST", url, ctl_agent_token(c), "application/json", b,
-                                    strlen(b), 5000, on_hint, node) < 0)
+        if (wlm_http_client_request(c->client, "POST", url, ctl_agent_token(c),
+                                    "application/json", b, strlen(b), 5000, on_hint, node) < 0)
             free(node);
         free(url);
         free(b);

@@ -40,8 +40,8 @@ void ctl_cleanup_ended(struct controller *c)
             char *text = wlm_asprintf("{\"id\":\"end-j%lld\",\"kind\":\"destroy\","
                                       "\"job\":\"j%lld\"}",
                                       (long long)j->id, (long long)j->id);
-            wlm_http_client_request(c->client, "POST", url, ctl_agent_token(c), "application/json", text,
-                                    strlen(text), 10000, NULL, NULL);
+            wlm_http_client_request(c->client, "POST", url, ctl_agent_token(c),
+                                    "application/json", text, strlen(text), 10000, NULL, NULL);
             free(text);
             free(url);
         }

@@ -58,9 +58,8 @@ void ctl_settle_record(struct controller *c, const struct ctl_action *a)
     json_t *doc = json_pack("{s:s,s:i,s:s,s:s,s:s,s:i,s:I,s:s,s:s,s:f,s:f,s:f}", "id", a->id,
                             "kind", (int)a->kind, "node", a->node, "from_node", a->from_node,
                             "dest_node", a->dest_node, "is_job", a->is_job, "job",
-                            (json_int_t)a->job, "app", a->app, "instance", a->instance,
-                            "cpu_mhz", a->cpu_mhz, "memory_mb", a->memory_mb, "sent_at",
-                            wlm_now_wall());
+                            (json_int_t)a->job, "app", a->app, "instance", a->instance, "cpu_mhz",
+                            a->cpu_mhz, "memory_mb", a->memory_mb, "sent_at", wlm_now_wall());
     struct wlm_error err = {0};
     if (!doc || wlm_store_put(c->store, INFLIGHT, "id", doc, &err))
         wlm_warn(CTL_COMP, "cannot record an action in flight", "id=%s error=\"%s\"", a->id,
@@ -72,8 +71,7 @@ void ctl_settle_forget(struct controller *c, const char *id)
 {
     struct wlm_error err = {0};
     if (wlm_store_del(c->store, INFLIGHT, "id", id, &err))
-        wlm_debug(CTL_COMP, "cannot forget an action in flight", "id=%s error=\"%s\"", id,
-                  err.msg);
+        wlm_debug(CTL_COMP, "cannot forget an action in flight", "id=%s error=\"%s\"", id, err.msg);
 }
 
 static int load_row(const json_t *d, void *ud)
@@ -85,7 +83,12 @@ static int load_row(const json_t *d, void *ud)
     c->settle = n;
     struct ctl_action *a = &c->settle[c->nsettle++];
     memset(a, 0, sizeof(*a));
-#define S(f) wlm_strlcpy(a->f, json_string_value(json_object_get(d, #f)) ? json_string_value(json_object_get(d, #f)) : "", sizeof(a->f))
+#define S(f)                                                                                       \
+    wlm_strlcpy(a->f,                                                                              \
+                json_string_value(json_object_get(d, #f))                                          \
+                    ? json_string_value(json_object_get(d, #f))                                    \
+                    : "",                                                                          \
+                sizeof(a->f))
     S(id);
     S(node);
     S(from_node);
@@ -107,7 +110,9 @@ static int load_row(const json_t *d, void *ud)
 
 int ctl_settle_load(struct controller *c, struct wlm_error *err)
 {
-    int rc = wlm_store_is_etcd(c->store) ? 0 : wlm_db_exec(wlm_store_sqlite(c->store), settle_schema, err);
+    int rc = wlm_store_is_etcd(c->store)
+                 ? 0
+                 : wlm_db_exec(wlm_store_sqlite(c->store), settle_schema, err);
     if (rc)
         return rc;
     return wlm_store_scan(c->store, INFLIGHT, wlm_store_is_etcd(c->store) ? NULL : "sent_at",
@@ -163,7 +168,7 @@ static void on_status(const struct wlm_http_response *resp, const struct wlm_err
     struct ctl_action *a = ctl_settle_find(c, q->id);
     free(q);
     if (!a)
-        return; /* settled meanwhile (a completion notification) */
+        return;     /* settled meanwhile (a completion notification) */
     a->done_at = 0; /* ask again on the next heartbeat unless settled below */
     if (err && err->code) {
         wlm_debug(CTL_COMP, "cannot ask an agent about an action yet", "id=%s error=\"%s\"", a->id,

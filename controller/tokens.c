@@ -41,8 +41,9 @@ static const char tokens_schema[] =
 int ctl_tokens_init(struct controller *c, struct wlm_error *err)
 {
     /* SQLite: the store's table must exist (etcd needs none). */
-    return wlm_store_is_etcd(c->store) ? 0
-                                       : wlm_db_exec(wlm_store_sqlite(c->store), tokens_schema, err);
+    return wlm_store_is_etcd(c->store)
+               ? 0
+               : wlm_db_exec(wlm_store_sqlite(c->store), tokens_schema, err);
 }
 
 static void hex(const unsigned char *b, size_t n, char *out)
@@ -63,8 +64,7 @@ static int is_hex(const char *s, size_t n)
     return 1;
 }
 
-static int digest(const unsigned char *salt, size_t slen, const char *secret,
-                  unsigned char out[32])
+static int digest(const unsigned char *salt, size_t slen, const char *secret, unsigned char out[32])
 {
     EVP_MD_CTX *m = EVP_MD_CTX_new();
     unsigned len = 0;
@@ -126,9 +126,10 @@ static json_t *token_by_id(struct controller *c, const char *id, int *failed)
                 json_object_set_new(o, sqlite3_column_name(st, k),
                                     k == 6 ? json_real(sqlite3_column_double(st, k))
                                            : json_string((const char *)sqlite3_column_text(st, k)));
-            json_object_set_new(o, "revoked_at", sqlite3_column_type(st, 8) == SQLITE_NULL
-                                                     ? json_null()
-                                                     : json_real(sqlite3_column_double(st, 8)));
+            json_object_set_new(o, "revoked_at",
+                                sqlite3_column_type(st, 8) == SQLITE_NULL
+                                    ? json_null()
+                                    : json_real(sqlite3_column_double(st, 8)));
         } else if (rc != SQLITE_DONE) {
             *failed = 1;
         }
@@ -222,8 +223,8 @@ static json_t *row_json(const json_t *row)
     const char *node = json_string_value(json_object_get(row, "node"));
     json_object_set_new(o, "node", node && node[0] ? json_string(node) : json_null());
     json_t *rv = json_object_get(row, "revoked_at");
-    json_object_set_new(o, "revoked_at", json_is_number(rv) ? json_real(json_number_value(rv))
-                                                            : json_null());
+    json_object_set_new(o, "revoked_at",
+                        json_is_number(rv) ? json_real(json_number_value(rv)) : json_null());
     return o;
 }
 
@@ -247,7 +248,8 @@ static void handle_create(struct wlm_http_req *req, void *ud)
     if (!r) {
         wlm_http_respond_error(req, 400, "invalid",
                                "field 'role': unknown role '%s' (admin, operator, submitter, "
-                               "agent, router)", role);
+                               "agent, router)",
+                               role);
         json_decref(b);
         return;
     }
@@ -295,10 +297,10 @@ static void handle_create(struct wlm_http_req *req, void *ud)
     if (ok) {
         hex(salt, sizeof salt, salt_hex);
         hex(hash, sizeof hash, hash_hex);
-        json_t *doc = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:f,s:s,s:n}", "id", id, "name", name,
-                                "role", ctl_role_name(r), "node", node, "salt", salt_hex, "hash",
-                                hash_hex, "created_at", now, "created_by", req->principal.name,
-                                "revoked_at");
+        json_t *doc =
+            json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:f,s:s,s:n}", "id", id, "name", name, "role",
+                      ctl_role_name(r), "node", node, "salt", salt_hex, "hash", hash_hex,
+                      "created_at", now, "created_by", req->principal.name, "revoked_at");
         ok = doc && wlm_store_put(c->store, TOKENS, "id", doc, &serr) == 0;
         json_decref(doc);
     }
