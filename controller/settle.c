@@ -32,7 +32,7 @@
 
 static const char settle_schema[] =
     "CREATE TABLE IF NOT EXISTS inflight_actions ("
-    " id TEXT PRIMARY KEY, kind INTEGER NOT NULL, node TEXT NOT NULL, from_node TEXT NOT NULL,"
+    " id TEXT PRIMARY KEY, kind TEXT NOT NULL, node TEXT NOT NULL, from_node TEXT NOT NULL,"
     " dest_node TEXT NOT NULL, is_job INTEGER NOT NULL, job INTEGER NOT NULL, app TEXT NOT NULL,"
     " instance TEXT NOT NULL, cpu_mhz REAL NOT NULL, memory_mb REAL NOT NULL,"
     " sent_at REAL NOT NULL)";
@@ -55,8 +55,8 @@ void ctl_settle_record(struct controller *c, const struct ctl_action *a)
 {
     if (!ctl_settle_tracked(a))
         return;
-    json_t *doc = json_pack("{s:s,s:i,s:s,s:s,s:s,s:i,s:I,s:s,s:s,s:f,s:f,s:f}", "id", a->id,
-                            "kind", (int)a->kind, "node", a->node, "from_node", a->from_node,
+    json_t *doc = json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:I,s:s,s:s,s:f,s:f,s:f}", "id", a->id,
+                            "kind", ctl_agent_kind(a), "node", a->node, "from_node", a->from_node,
                             "dest_node", a->dest_node, "is_job", a->is_job, "job",
                             (json_int_t)a->job, "app", a->app, "instance", a->instance, "cpu_mhz",
                             a->cpu_mhz, "memory_mb", a->memory_mb, "sent_at", wlm_now_wall());
@@ -96,8 +96,22 @@ static int load_row(const json_t *d, void *ud)
     S(app);
     S(instance);
 #undef S
-    a->kind = (enum placement_action_kind)json_integer_value(json_object_get(d, "kind"));
     a->is_job = (int)json_integer_value(json_object_get(d, "is_job"));
+    /* The kind is stored by its agent name ("suspend"), which outlives any
+     * renumbering of the enum. */
+    const char *kind = json_string_value(json_object_get(d, "kind"));
+    int found = 0;
+    for (int k = 0; kind && k < PLACEMENT_ACT__COUNT && !found; k++) {
+        a->kind = (enum placement_action_kind)k;
+        found = !strcmp(ctl_agent_kind(a), kind);
+    }
+    if (!found) {
+        wlm_warn(CTL_COMP, "dropping an action in flight of an unknown kind", "id=%s kind=%s",
+                 a->id, kind ? kind : "?");
+        ctl_settle_forget(c, a->id);
+        c->nsettle--;
+        return 0;
+    }
     a->job = json_integer_value(json_object_get(d, "job"));
     a->cpu_mhz = json_number_value(json_object_get(d, "cpu_mhz"));
     a->memory_mb = json_number_value(json_object_get(d, "memory_mb"));
