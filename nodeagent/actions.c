@@ -14,9 +14,10 @@
 
 #include "actions_int.h"
 
-static const char *const KINDS[] = {
-    "start",   "pause",     "resume",   "suspend",    "restore",   "migrate",  "resize",    "stop",
-    "destroy", "app_start", "app_stop", "app_resize", "power_off", "power_on", "pool_hint", NULL};
+static const char *const KINDS[] = {"start",    "pause",      "resume",    "suspend",  "restore",
+                                    "migrate",  "resize",     "stop",      "destroy",  "app_start",
+                                    "app_stop", "app_resize", "power_off", "power_on", "pool_hint",
+                                    "adopt",    NULL};
 
 int na_kind_is_app(const char *k)
 {
@@ -428,6 +429,29 @@ static int check_state(struct na_action *x, struct wlm_error *err)
          * finds the domain and adopts it instead of starting it again. */
         return nodeagent_repo_put(a->repo, &x->rec, err);
     }
+    if (!strcmp(k, "adopt")) {
+        /* The target side of a live migration: the domain is already here. */
+        const char *f[] = {"command", "hostname", "ip", "mac", "image"};
+        const char *v[5] = {0};
+        for (int i = 0; i < 5; i++)
+            if (wlm_json_get_str(x->params, f[i], 0, &v[i], err) < 0)
+                return err->code;
+        if (have && na_rec_live(&x->rec))
+            return wlm_error_set(err, WLM_ECONFLICT, "job %s is already %s on this node", x->job,
+                                 st);
+        memset(&x->rec, 0, sizeof(x->rec));
+        wlm_strlcpy(x->rec.job, x->job, sizeof(x->rec.job));
+        snprintf(x->rec.domain, sizeof(x->rec.domain), "wlm-%s", x->job);
+        x->rec.exit_status = -1;
+        x->rec.sim_remaining = x->rec.sim_total = -1;
+        wlm_strlcpy(x->rec.command, v[0] ? v[0] : "", sizeof(x->rec.command));
+        wlm_strlcpy(x->rec.hostname, v[1] ? v[1] : "", sizeof(x->rec.hostname));
+        wlm_strlcpy(x->rec.ip, v[2] ? v[2] : "", sizeof(x->rec.ip));
+        wlm_strlcpy(x->rec.mac, v[3] ? v[3] : "", sizeof(x->rec.mac));
+        wlm_strlcpy(x->rec.image, v[4] ? v[4] : "", sizeof(x->rec.image));
+        wlm_strlcpy(x->rec.state, "starting", sizeof(x->rec.state));
+        return 0;
+    }
     if (!strcmp(k, "restore")) {
         const char *path = NULL;
         if (wlm_json_get_str(x->params, "path", 0, &path, err) < 0)
@@ -603,6 +627,8 @@ void na_action_launch(struct na_action *x)
         na_queue_step(x, na_app_start_run, na_app_start_after);
     else if (!strcmp(kind, "pool_hint"))
         na_queue_step(x, na_pool_hint_run, NULL);
+    else if (!strcmp(kind, "adopt"))
+        na_queue_step(x, na_adopt_run, na_adopt_after);
     else
         na_queue_step(x, na_power_run, na_power_after);
 }
@@ -651,7 +677,7 @@ static void h_post_action(struct wlm_http_req *req, void *ud)
         wlm_error_setf(&err, WLM_EINVAL, "kind",
                        "unknown action kind '%s' (start, pause, resume, suspend, restore, migrate, "
                        "resize, stop, destroy, app_start, app_stop, app_resize, power_off, "
-                       "power_on, pool_hint)",
+                       "power_on, pool_hint, adopt)",
                        kind);
         goto bad;
     }

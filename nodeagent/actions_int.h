@@ -31,8 +31,10 @@ struct na_action {
     char remote_id[160];
     int polls, stage;
     uv_timer_t *timer;
-    int recovered; /* settled or finished after an agent restart */
-    int lost;      /* cut off by an agent restart, its effect not there */
+    int recovered;                         /* settled or finished after an agent restart */
+    int lost;                              /* cut off by an agent restart, its effect not there */
+    struct nodeagent_migrate_stats mstats; /* live migration figures */
+    char live_error[256];                  /* why a live migration fell back */
 };
 
 int na_kind_is_app(const char *k);
@@ -91,6 +93,8 @@ void na_pool_hint_run(struct na_action *x);
 void na_migrate_run(struct na_action *x);
 void na_migrate_after(struct na_action *x);
 void na_migrate_timer_closed(uv_handle_t *h);
+void na_adopt_run(struct na_action *x);
+void na_adopt_after(struct na_action *x);
 
 /* jobs.c */
 void na_h_list_jobs(struct wlm_http_req *req, void *ud);

@@ -303,10 +303,17 @@ static int lv_restore(struct nodeagent_driver *dd, const char *id, const char *p
     return r;
 }
 
+/* Live migration, managed by this client (no peer-to-peer: the two
+ * hypervisors need not trust each other). On success the transient source
+ * domain is gone and the destination runs the guest; the destination
+ * keeps the completed job's statistics (downtime) from the migration
+ * cookie. */
 static int lv_migrate(struct nodeagent_driver *dd, const char *id, const char *dest_uri,
-                      struct wlm_error *err)
+                      struct nodeagent_migrate_stats *st, struct wlm_error *err)
 {
     struct lv_driver *d = LV(dd);
+    if (st)
+        *st = (struct nodeagent_migrate_stats){-1, -1, -1};
     if (d->is_test)
         return wlm_error_set(err, WLM_EUNSUPPORTED,
                              "migrate %s: the test driver does not support migration", id);
@@ -322,10 +329,25 @@ static int lv_migrate(struct nodeagent_driver *dd, const char *id, const char *d
         r = lv_fail(err, "connect to destination", dest_uri);
     } else {
         virDomainPtr nd = virDomainMigrate3(dom, dconn, NULL, 0, VIR_MIGRATE_LIVE);
-        if (!nd)
+        if (!nd) {
             r = lv_fail(err, "migrate", id);
-        else
+        } else {
+            int type = 0, np = 0;
+            virTypedParameterPtr params = NULL;
+            if (st && virDomainGetJobStats(nd, &type, &params, &np,
+                                           VIR_DOMAIN_JOB_STATS_COMPLETED) == 0) {
+                unsigned long long v;
+                if (virTypedParamsGetULLong(params, np, VIR_DOMAIN_JOB_DOWNTIME, &v) == 1)
+                    st->downtime_ms = (double)v;
+                if (virTypedParamsGetULLong(params, np, VIR_DOMAIN_JOB_TIME_ELAPSED, &v) == 1)
+                    st->total_ms = (double)v;
+                if (virTypedParamsGetULLong(params, np, VIR_DOMAIN_JOB_MEMORY_PROCESSED, &v) == 1)
+                    st->data_bytes = (long long)v;
+                virTypedParamsFree(params, np);
+            }
+            virResetLastError();
             virDomainFree(nd);
+        }
         virConnectClose(dconn);
     }
     virDomainFree(dom);

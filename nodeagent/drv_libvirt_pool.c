@@ -199,6 +199,31 @@ void nodeagent_libvirt_state_text(struct nodeagent_driver *dd, const char *id, c
     virDomainFree(dom);
 }
 
+int nodeagent_libvirt_console_path(struct nodeagent_driver *dd, const char *id, char *out, size_t n)
+{
+    out[0] = '\0';
+    if (!dd || dd->ops != &lv_ops)
+        return -WLM_EINVAL;
+    virDomainPtr dom = lv_lookup(LV(dd), id, NULL);
+    if (!dom)
+        return -WLM_ENOTFOUND;
+    char *xml = virDomainGetXMLDesc(dom, 0);
+    virResetLastError();
+    virDomainFree(dom);
+    const char *ser = xml ? strstr(xml, "<serial type='file'>") : NULL;
+    const char *src = ser ? strstr(ser, "<source path=") : NULL;
+    if (src) {
+        char q = src[13];
+        const char *b = src + 14, *e = strchr(b, q);
+        if (e && (size_t)(e - b) < n) {
+            memcpy(out, b, (size_t)(e - b));
+            out[e - b] = '\0';
+        }
+    }
+    free(xml);
+    return out[0] ? 0 : -WLM_ENOTFOUND;
+}
+
 int nodeagent_libvirt_disk_path(struct nodeagent_driver *dd, const char *id, char *out, size_t n)
 {
     out[0] = '\0';

@@ -510,8 +510,9 @@ static int pr_restore(struct nodeagent_driver *d, const char *id, const char *pa
 }
 
 static int pr_migrate(struct nodeagent_driver *d, const char *id, const char *uri,
-                      struct wlm_error *err)
+                      struct nodeagent_migrate_stats *st, struct wlm_error *err)
 {
+    (void)st;
     (void)d;
     (void)uri;
     return wlm_error_set(err, WLM_EUNSUPPORTED, "migrate %s: processes cannot migrate", id);

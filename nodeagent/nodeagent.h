@@ -31,10 +31,10 @@ struct nodeagent_config {
     char name[64];
     char controller[256];
     char token[256];
-    char api_token[256]; /* required on this agent's API; "" = token (issue 17) */
+    char api_token[256];              /* required on this agent's API; "" = token (issue 17) */
     char tls_cert[512], tls_key[512]; /* HTTPS for this agent's API */
-    char ca[512]; /* CA file for https:// controller and peer agents */
-    char libvirt_uri[512]; /* "none" = no hypervisor: capacity from /proc */
+    char ca[512];                     /* CA file for https:// controller and peer agents */
+    char libvirt_uri[512];            /* "none" = no hypervisor: capacity from /proc */
     char listen_host[64];
     long long listen_port;
     char state_dir[512];  /* repository, job dirs, console logs; default /tmp/wlm-nodeagent-NAME */
@@ -142,6 +142,13 @@ struct nodeagent_wl_info {
     unsigned long long start_ticks; /* processes: start time, clock ticks since boot */
 };
 
+/* What the hypervisor measured of a live migration; -1 when unknown. */
+struct nodeagent_migrate_stats {
+    double downtime_ms;   /* the guest was paused this long at the switch-over */
+    double total_ms;      /* the whole migration job */
+    long long data_bytes; /* memory sent */
+};
+
 /* One driver instance. All calls are blocking and may run on any thread;
  * one instance may be used by several threads at once. */
 struct nodeagent_driver;
@@ -159,9 +166,10 @@ struct nodeagent_driver_ops {
     int (*restore)(struct nodeagent_driver *d, const char *id, const char *path,
                    const char *console, struct wlm_error *err);
     /* Live migration to another hypervisor URI; -WLM_EUNSUPPORTED when the
-     * driver cannot (the agent then falls back to suspend/copy/restore). */
+     * driver cannot (the agent then falls back to suspend/copy/restore).
+     * `st` (may be NULL) gets the hypervisor's figures of the migration. */
     int (*migrate)(struct nodeagent_driver *d, const char *id, const char *dest_uri,
-                   struct wlm_error *err);
+                   struct nodeagent_migrate_stats *st, struct wlm_error *err);
     int (*resize)(struct nodeagent_driver *d, const char *id, const struct nodeagent_resize *r,
                   struct wlm_error *err);
     /* Graceful stop (ACPI shutdown / SIGTERM); force = kill at once. */
@@ -213,6 +221,8 @@ int nodeagent_libvirt_pool_list(struct nodeagent_driver *d, const char *prefix,
 /* libvirt's state and reason of a domain as text ("paused (booting)"), for
  * error messages. */
 void nodeagent_libvirt_state_text(struct nodeagent_driver *d, const char *id, char *out, size_t n);
+/* The file the serial console of a domain writes to; -WLM_ENOTFOUND when none. */
+int nodeagent_libvirt_console_path(struct nodeagent_driver *d, const char *id, char *out, size_t n);
 /* The disk image file of a domain (its first disk); -WLM_ENOTFOUND when none. */
 int nodeagent_libvirt_disk_path(struct nodeagent_driver *d, const char *id, char *out, size_t n);
 /* Domain type of job VMs ("qemu", "kvm", "test") and the connection URI. */

@@ -125,7 +125,7 @@ static void test_vm_operations(void **state)
     assert_int_equal(wi.state, NODEAGENT_WL_RUNNING);
 
     /* Migration is unsupported by the test driver: the agent falls back. */
-    assert_int_equal(b->ops->migrate(b, "job1", "test:///default", &err), -WLM_EUNSUPPORTED);
+    assert_int_equal(b->ops->migrate(b, "job1", "test:///default", NULL, &err), -WLM_EUNSUPPORTED);
 
     struct nodeagent_wl_info *list = NULL;
     size_t n = 0;

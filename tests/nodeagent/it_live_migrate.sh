@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# Live migration between two real hypervisors on one machine: two private
+# libvirtd + QEMU (TCG) instances (tests/nodeagent/hvlib.sh), one agent on
+# each. A job VM that counts migrates live from A to B while its counter
+# keeps going; afterwards exactly one domain exists (on B), A's VM-ID
+# repository says "migrated" and B's has the job running (adopted). Then it
+# moves back with live migration forced to fail (a destination URI that does
+# not answer): the agent falls back to suspend + restore through shared
+# storage, and the counter still continues. Prints the downtime libvirt
+# measured and the longest gap between counter lines seen from outside.
+set -euo pipefail
+. "$WLM_SOURCE_DIR/scripts/lib.sh"
+. "$WLM_SOURCE_DIR/tests/nodeagent/hvlib.sh"
+bin=$WLM_BIN_DIR
+if [ "$(id -u)" -ne 0 ]; then
+  echo "it_live_migrate: needs root to run libvirtd (CI runs as root)" >&2
+  exit 1
+fi
+"$WLM_SOURCE_DIR/scripts/install-deps" build vm
+dir=$(mktemp -d /tmp/wlm-it-mig-XXXXXX)
+chmod 755 "$dir" # QEMU reads the kernel/initrd and writes the console here
+tag=mg$$
+pids=()
+hvs=()
+cleanup() {
+  [ ${#pids[@]} -gt 0 ] && wlm_kill_tree "${pids[@]}" 2>/dev/null
+  local i
+  for i in "${hvs[@]}"; do hv_stop "${i%%:*}" "${i##*:}"; done
+  [ -n "${WLM_KEEP_TMP:-}" ] || rm -rf "$dir"
+}
+trap cleanup EXIT
+fail() {
+  echo "FAIL: $*" >&2
+  for f in "$dir"/*.log "$dir"/a/jobs/*/console.log; do [ -f "$f" ] && { echo "== $f"; tail -12 "$f"; }; done >&2
+  for h in hva hvb; do grep -E ' error ' "$dir/$h/libvirtd.log" 2>/dev/null | grep -v 'dnsmasq\|DBus\|dmi\|udev' | tail -5; done >&2
+  exit 1
+}
+
+base=$((40000 + ($$ % 200) * 64)) # migration ports: 32 per hypervisor
+hv_start "$dir/hva" "$(cat /proc/sys/kernel/random/uuid)" "$base" || fail "hypervisor A"
+hvs+=("$dir/hva:$hv_pid")
+uri_a=$hv_uri
+hv_start "$dir/hvb" "$(cat /proc/sys/kernel/random/uuid)" $((base + 32)) || fail "hypervisor B"
+hvs+=("$dir/hvb:$hv_pid")
+uri_b=$hv_uri
+echo "ok: two hypervisors ($uri_a, $uri_b)"
+
+export WLM_TOKEN=mig-secret
+cport=$(wlm_free_port)
+# No disk images (--pool-max 0): a disk on a local filesystem is not shared
+# storage, and libvirt rightly refuses to migrate it live.
+start_agent() { # NAME URI
+  "$bin/wlm-nodeagent" --name "$1-$tag" --controller "http://127.0.0.1:$cport" \
+    --libvirt-uri "$2" --listen-port 0 --state-dir "$dir/$1" --shared-dir "$dir/shared" \
+    --vm-memory-mb 96 --pool-size 0 --pool-max 0 --heartbeat-ms 300 >>"$dir/$1.log" 2>&1 &
+  pids+=($!)
+  local url="" _
+  for _ in $(seq 300); do
+    url=$(grep -o 'url=http://127.0.0.1:[0-9]*' "$dir/$1.log" | tail -1 | cut -d= -f2 || true)
+    [ -n "$url" ] && break
+    sleep 0.1
+  done
+  [ -n "$url" ] || fail "agent $1 did not start"
+  eval "url_$1=$url"
+}
+api() { curl -sS -H "Authorization: Bearer $WLM_TOKEN" "$@"; }
+field() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"; }
+act() { # URL BODY -> final action JSON
+  local id code
+  id=$(echo "$2" | field 'd["id"]')
+  code=$(api -o "$dir/post" -w '%{http_code}' -d "$2" "$1/v1/actions")
+  [ "$code" = 202 ] || fail "POST $2 -> $code $(cat "$dir/post")"
+  for _ in $(seq 2400); do
+    api "$1/v1/actions/$id" >"$dir/act"
+    st=$(field 'd["status"]' <"$dir/act")
+    [ "$st" = running ] || [ "$st" = accepted ] || { cat "$dir/act"; return 0; }
+    sleep 0.1
+  done
+  fail "action $id did not finish"
+}
+counts() { grep -ao 'count [0-9]*' "$1" 2>/dev/null | awk '{print $2}' || true; }
+last_count() { counts "$1" | tail -1; }
+wait_count() { # FILE MIN SECONDS
+  for _ in $(seq $(($3 * 10))); do
+    n=$(last_count "$1")
+    [ -n "$n" ] && [ "$n" -ge "$2" ] && return 0
+    sleep 0.1
+  done
+  fail "no 'count $2' in $1 within $3 s"
+}
+domains() { virsh -c "$1" list --name 2>/dev/null | grep -c "^wlm-$tag" || true; }
+# Longest time the counter did not move, sampled every 50 ms while $1 runs.
+sample_gaps() { # FILE OUT
+  local last="" t0 now n
+  t0=$(date +%s.%N)
+  while [ ! -e "$dir/stop-sampling" ]; do
+    n=$(last_count "$1")
+    now=$(date +%s.%N)
+    if [ "$n" != "$last" ]; then echo "$now $n" >>"$2"; last=$n; fi
+    sleep 0.05
+  done
+}
+max_gap() { awk 'NR>1 {g=$1-p; if (g>m) m=g} {p=$1} END {printf "%.2f", m}' "$1"; }
+
+start_agent a "$uri_a"
+start_agent b "$uri_b"
+job=$tag-count
+con=$dir/a/jobs/$job/console.log
+r=$(act "$url_a" "{\"id\":\"s1\",\"kind\":\"start\",\"job\":\"$job\",\"memory_mb\":96,\"command\":\"i=0; while true; do i=\$((i+1)); echo count \$i; sleep 0.2; done\"}")
+[ "$(echo "$r" | field 'd["status"]')" = succeeded ] || fail "start: $r"
+wait_count "$con" 5 120
+echo "ok: job VM counts on A"
+
+# 1. Live A -> B.
+rm -f "$dir/stop-sampling"
+sample_gaps "$con" "$dir/gaps1" &
+sampler=$!
+before=$(last_count "$con")
+r=$(act "$url_a" "{\"id\":\"m1\",\"kind\":\"migrate\",\"job\":\"$job\",\"target\":\"$url_b\",\"dest_uri\":\"$uri_b\"}")
+[ "$(echo "$r" | field 'd["status"]')" = succeeded ] || fail "live migrate: $r"
+[ "$(echo "$r" | field 'd["result"]["mode"]')" = live ] || fail "not live: $r"
+wait_count "$con" $((before + 10)) 60
+touch "$dir/stop-sampling"
+wait "$sampler" 2>/dev/null || true
+[ "$(domains "$uri_a")" = 0 ] || fail "a domain remains on A after the live migration"
+[ "$(domains "$uri_b")" = 1 ] || fail "B has $(domains "$uri_b") domains of the job"
+[ "$(api "$url_a/v1/jobs/$job" | field 'd["state"]')" = migrated ] || fail "A's repository: $(api "$url_a/v1/jobs/$job")"
+[ "$(api "$url_b/v1/jobs/$job" | field 'd["state"]')" = running ] || fail "B's repository: $(api "$url_b/v1/jobs/$job")"
+api "$url_b/v1/jobs/$job" | field 'd["output"]' | grep -q "count $((before + 5))" || fail "B does not show the job's output"
+[ "$(counts "$con" | grep -cx 1)" = 1 ] || fail "the counter restarted"
+down=$(echo "$r" | field 'd["result"]["downtime_ms"]')
+secs=$(echo "$r" | field 'd["result"]["seconds"]')
+gap1=$(max_gap "$dir/gaps1")
+echo "ok: live migration A -> B in ${secs} s, downtime ${down} ms (libvirt); longest counter gap seen ${gap1} s (lines every 0.2 s); one domain, repository followed"
+
+# 2. Back B -> A, live migration forced to fail: suspend + restore through shared storage.
+rm -f "$dir/stop-sampling"
+sample_gaps "$con" "$dir/gaps2" &
+sampler=$!
+before=$(last_count "$con")
+r=$(act "$url_b" "{\"id\":\"m2\",\"kind\":\"migrate\",\"job\":\"$job\",\"target\":\"$url_a\",\"dest_uri\":\"qemu+unix:///system?socket=$dir/no-such-sock\"}")
+[ "$(echo "$r" | field 'd["status"]')" = succeeded ] || fail "fallback migrate: $r"
+[ "$(echo "$r" | field 'd["result"]["mode"]')" = suspend-copy-restore ] || fail "no fallback: $r"
+echo "$r" | field 'd["result"]["live_error"]' | grep -q . || fail "the fallback does not say why: $r"
+wait_count "$con" $((before + 10)) 90
+touch "$dir/stop-sampling"
+wait "$sampler" 2>/dev/null || true
+[ "$(domains "$uri_b")" = 0 ] || fail "a domain remains on B after the fallback"
+[ "$(domains "$uri_a")" = 1 ] || fail "A has $(domains "$uri_a") domains of the job"
+[ "$(api "$url_b/v1/jobs/$job" | field 'd["state"]')" = migrated ] || fail "B's repository after the fallback"
+[ "$(api "$url_a/v1/jobs/$job" | field 'd["state"]')" = running ] || fail "A's repository after the fallback"
+[ "$(counts "$con" | grep -cx 1)" = 1 ] || fail "the counter restarted after the fallback"
+[ ! -e "$dir/shared/$job.save" ] || fail "the save file was not consumed"
+secs2=$(echo "$r" | field 'd["result"]["seconds"]')
+gap2=$(max_gap "$dir/gaps2")
+echo "ok: forced fallback B -> A (suspend + restore via shared storage) in ${secs2} s; longest counter gap ${gap2} s"
+
+r=$(act "$url_a" "{\"id\":\"d1\",\"kind\":\"destroy\",\"job\":\"$job\"}")
+[ "$(echo "$r" | field 'd["status"]')" = succeeded ] || fail "destroy: $r"
+for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+pids=()
+if grep -lE "AddressSanitizer|LeakSanitizer|runtime error:" "$dir"/*.log; then fail "sanitizer report"; fi
+echo "it_live_migrate: ok"
