@@ -55,6 +55,8 @@ int ctl_cycle_init(struct controller *c, struct wlm_error *err)
     c->prof = prof_web_new(&pc, err);
     c->client = wlm_http_client_new(c->loop);
     c->app_cpu_mcycles = json_object();
+    c->app_cpu_meas = json_object();
+    c->app_cpu_prev = json_object();
     c->saved_jobs = json_object();
     c->next_port = (int)c->cfg.app_port_base;
     if (!c->fc || !c->prof || !c->client || !c->app_cpu_mcycles)
@@ -98,6 +100,8 @@ void ctl_cycle_free(struct controller *c)
     prof_web_free(c->prof);
     wlm_http_client_free(c->client);
     json_decref(c->app_cpu_mcycles);
+    json_decref(c->app_cpu_meas);
+    json_decref(c->app_cpu_prev);
     json_decref(c->saved_jobs);
     json_decref(c->last_decision);
     json_decref(c->last_problem);

@@ -242,6 +242,36 @@ static void on_stats(const struct wlm_http_response *resp, const struct wlm_erro
     double now = wlm_now_wall();
     double dt = c->fstats_at > 0 ? now - c->fstats_at : 0;
     c->fstats_at = now;
+    /* Measured CPU time and CPU wait per completed request of each app over
+     * this period (its instances' agent reports against the completions of
+     * all its flows); -1 when not measured. */
+    json_t *per_req = json_object();
+    for (size_t a = 0; a < c->napps; a++) {
+        const char *an = c->apps[a].name;
+        double done = 0;
+        size_t fi;
+        json_t *fv;
+        json_array_foreach(flows, fi, fv)
+        {
+            const char *fa = json_string_value(json_object_get(fv, "app"));
+            if (fa && !strcmp(fa, an))
+                done += json_number_value(json_object_get(fv, "completed"));
+        }
+        json_t *m = json_object_get(c->app_cpu_meas, an);
+        if (!m)
+            continue;
+        double cpu = json_number_value(json_array_get(m, 0));
+        double wait = json_number_value(json_array_get(m, 1));
+        json_t *pv = json_object_get(c->app_cpu_prev, an);
+        if (pv) {
+            double dn = done - json_number_value(json_array_get(pv, 2));
+            double dc = cpu - json_number_value(json_array_get(pv, 0));
+            double dw = wait - json_number_value(json_array_get(pv, 1));
+            if (dn > 0 && dc > 0 && dw >= 0)
+                json_object_set_new(per_req, an, json_pack("[f,f]", dc / dn, dw / dn));
+        }
+        json_object_set_new(c->app_cpu_prev, an, json_pack("[f,f,f]", cpu, wait, done));
+    }
     size_t i;
     json_t *f;
     json_array_foreach(flows, i, f) {
@@ -277,7 +307,14 @@ static void on_stats(const struct wlm_http_response *resp, const struct wlm_erro
                                                         ? (ss - s->svc_sum_ms) /
                                                               (sc - s->svc_count) / 1000.0
                                                         : -1,
-                                    .cost = -1};
+                                    .cost = -1,
+                                    .cpu_time = -1,
+                                    .cpu_wait = -1};
+            json_t *pr = json_object_get(per_req, app);
+            if (pr) {
+                o.cpu_time = json_number_value(json_array_get(pr, 0));
+                o.cpu_wait = json_number_value(json_array_get(pr, 1));
+            }
             char flow[128];
             snprintf(flow, sizeof(flow), "%s/%s", app, cls);
             double cost, se;
@@ -312,6 +349,7 @@ static void on_stats(const struct wlm_http_response *resp, const struct wlm_erro
         }
         prof_web_sample(c->prof, c->apps[a].name, now, json_number_value(cpu), counts, nc, NULL);
     }
+    json_decref(per_req);
     json_decref(v);
     run_flow_controller(c, now);
 }

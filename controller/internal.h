@@ -54,6 +54,10 @@ struct ctl_instance {
     double cpu_mhz;
     enum ctl_inst_state state;
     int unconfirmed; /* loaded after a restart; its agent has not reported it yet */
+    /* The agent's measured, cumulative CPU and CPU wait of the instance at
+     * its last report (cpu_seen = 0 until the first). */
+    double cpu_s_seen, wait_s_seen;
+    int cpu_seen;
 };
 
 /* One step of the plan being carried out. */
@@ -142,6 +146,10 @@ struct controller {
     struct wlm_http_req **sse;
     size_t nsse;
     json_t *app_cpu_mcycles; /* {"app": cumulative megacycles} for the profiler */
+    /* {"app": [cpu_s, wait_s]}: measured CPU seconds and seconds waiting for
+     * a CPU of its instances, cumulative; {"app": [cpu_s, wait_s,
+     * completed]} as of the last flow period. */
+    json_t *app_cpu_meas, *app_cpu_prev;
     json_t *saved_jobs;      /* {"<job id>": true} for jobs with a save file */
     json_t *inst_saved;      /* {"<instance id>": doc} as last written to the store */
     void (*stop_done)(void *);

@@ -241,9 +241,32 @@ void ctl_cycle_heartbeat(struct controller *c, struct ctl_node *n, double now, d
             continue;
         }
         double mhz = json_number_value(json_object_get(d, "cpu_mhz"));
+        double add = mhz * dt; /* inferred from the last interval's rate */
+        json_t *cs = json_object_get(d, "cpu_seconds");
+        if (json_is_number(cs)) {
+            /* Measured by the agent, cumulative: the difference since this
+             * instance's last report is exact, whatever the heartbeats'
+             * timing; the CPU wait says how much slower than its allocation
+             * the instance's CPU ran. */
+            double cpu = json_number_value(cs);
+            double wait = json_number_value(json_object_get(d, "cpu_wait_seconds"));
+            add = 0;
+            if (in->cpu_seen && cpu >= in->cpu_s_seen && wait >= in->wait_s_seen) {
+                add = (cpu - in->cpu_s_seen) * (n->mhz > 0 ? n->mhz : 1000);
+                json_t *m = json_object_get(c->app_cpu_meas, in->app);
+                double mc = m ? json_number_value(json_array_get(m, 0)) : 0;
+                double mw = m ? json_number_value(json_array_get(m, 1)) : 0;
+                json_object_set_new(c->app_cpu_meas, in->app,
+                                    json_pack("[f,f]", mc + cpu - in->cpu_s_seen,
+                                              mw + wait - in->wait_s_seen));
+            }
+            in->cpu_s_seen = cpu;
+            in->wait_s_seen = wait;
+            in->cpu_seen = 1;
+        }
         json_t *cur = json_object_get(c->app_cpu_mcycles, in->app);
         double prev = cur ? json_number_value(cur) : 0;
-        json_object_set_new(c->app_cpu_mcycles, in->app, json_real(prev + mhz * dt));
+        json_object_set_new(c->app_cpu_mcycles, in->app, json_real(prev + add));
     }
 }
 

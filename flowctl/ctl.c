@@ -27,7 +27,17 @@ struct fc_flow {
 struct fc_app {
     char name[FLOWCTL_NAME_MAX];
     double omega;
+    /* Measured share of the CPU the app got while it had work (EWMA; 0 =
+     * never measured, taken as 1): its CPU runs at omega * share. */
+    double cpu_share;
 };
+
+/* The CPU an app really runs at: its allocation, slowed by contention the
+ * agent measured. */
+static double fc_app_speed(const struct fc_app *a)
+{
+    return a->omega * (a->cpu_share > 0 ? a->cpu_share : 1);
+}
 
 struct flowctl {
     struct flowctl_config cfg;
@@ -149,6 +159,14 @@ static struct fc_flow *fc_flow_add(struct flowctl *fc, const char *app, const ch
     return f;
 }
 
+double flowctl_app_cpu_share(const struct flowctl *fc, const char *app)
+{
+    for (size_t i = 0; i < fc->napps; i++)
+        if (!strcmp(fc->apps[i].name, app))
+            return fc->apps[i].cpu_share > 0 ? fc->apps[i].cpu_share : 1;
+    return 1;
+}
+
 int flowctl_set_allocation(struct flowctl *fc, const char *app, double omega, struct wlm_error *err)
 {
     int rc = fc_name_ok(app, "app", err);
@@ -213,9 +231,10 @@ int flowctl_observe(struct flowctl *fc, const struct flowctl_obs *o, double now,
     if (!isfinite(now))
         return fc__err(err, WLM_EINVAL, "now", "must be finite");
     const double *vals[] = {&o->arrival_rate, &o->completion_rate, &o->mean_rt, &o->mean_service,
-                            &o->cost};
-    const char *names[] = {"arrival_rate", "completion_rate", "mean_rt", "mean_service", "cost"};
-    for (size_t i = 0; i < 5; i++)
+                            &o->cost,         &o->cpu_time,        &o->cpu_wait};
+    const char *names[] = {"arrival_rate", "completion_rate", "mean_rt", "mean_service",
+                           "cost",         "cpu_time",        "cpu_wait"};
+    for (size_t i = 0; i < 7; i++)
         if (isnan(*vals[i]) || isinf(*vals[i]))
             return fc__err(err, WLM_EINVAL, names[i], "must be a finite number");
     struct fc_flow *f = fc_flow_add(fc, o->app, o->cls, err);
@@ -244,10 +263,18 @@ int flowctl_observe(struct flowctl *fc, const struct flowctl_obs *o, double now,
             for (size_t i = 0; i < fc->nflows; i++)
                 if (!strcmp(fc->flows[i].app, o->app))
                     U += fc->flows[i].lambda * fc->flows[i].cost / app->omega;
-            U = fmin(U, 0.95);
+            /* Measured CPU wait: the app got only this share of the CPU
+             * while it had work, so its CPU runs that much slower than the
+             * allocation says (a hog beside it, a saturated machine). */
+            double share = 1;
+            if (o->cpu_time > 0 && o->cpu_wait >= 0) {
+                share = fmax(0.02, o->cpu_time / (o->cpu_time + o->cpu_wait));
+                app->cpu_share = fc_ewma(app->cpu_share, app->cpu_share > 0, share, a);
+            }
+            U = fmin(U / share, 0.95);
             double M = fc_app_slots(fc, o->app);
             double kappa = M >= 1 ? (M - 1) / M : 1;
-            cpu = f->cost / app->omega / (1 - kappa * U);
+            cpu = f->cost / (app->omega * share) / (1 - kappa * U);
         }
         double d0 = fmax(0, svc - cpu);
         f->d0 = fc_ewma(f->d0, f->have_d0, d0, a);
@@ -340,8 +367,8 @@ int flowctl_cycle(struct flowctl *fc, double now, struct flowctl_decision *out,
         if (n == 0)
             continue;
         unsigned target[FLOWCTL_MAX_FLOWS];
-        int rc = flowctl_optimize_slots(m, n, app->omega, fc->cfg.max_limit, fc->cfg.util_floor,
-                                        target, NULL, err);
+        int rc = flowctl_optimize_slots(m, n, fc_app_speed(app), fc->cfg.max_limit,
+                                        fc->cfg.util_floor, target, NULL, err);
         if (rc)
             return rc;
         double applied[FLOWCTL_MAX_FLOWS];
@@ -350,7 +377,7 @@ int flowctl_cycle(struct flowctl *fc, double now, struct flowctl_decision *out,
             fl[i]->slots = applied[i];
         }
         struct flowctl_prediction p[FLOWCTL_MAX_FLOWS];
-        rc = flowctl_predict(m, n, app->omega, applied, fc->cfg.util_floor, p, err);
+        rc = flowctl_predict(m, n, fc_app_speed(app), applied, fc->cfg.util_floor, p, err);
         if (rc)
             return rc;
         for (size_t i = 0; i < n; i++) {
@@ -478,7 +505,7 @@ int flowctl_obs_from_router_stats(const json_t *prev, const json_t *cur, double 
                 pf = q;
         }
         struct flowctl_obs *o = &out[(*n)++];
-        *o = (struct flowctl_obs){app, cls, -1, -1, -1, -1, -1};
+        *o = (struct flowctl_obs){app, cls, -1, -1, -1, -1, -1, -1, -1};
         if (!pf || fc_cum_of(pf, &pc, NULL) || c.arrivals < pc.arrivals ||
             c.completed < pc.completed)
             continue;

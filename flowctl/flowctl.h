@@ -63,11 +63,11 @@ double flowctl_utility_eval(const struct flowctl_utility *u, double x);
 
 /* The calibrated parameters of one flow, as the model sees them. */
 struct flowctl_flow_model {
-    double lambda;     /* arrival rate, requests/s (>= 0) */
-    double cost;       /* CPU per request, megacycles (>= 0) */
-    double d0;         /* non-CPU delay per request, s (>= 0) */
-    double goal;       /* response-time goal τ, s (> 0) */
-    double queue_cap;  /* router queue bound for this flow; 0 = unbounded */
+    double lambda;    /* arrival rate, requests/s (>= 0) */
+    double cost;      /* CPU per request, megacycles (>= 0) */
+    double d0;        /* non-CPU delay per request, s (>= 0) */
+    double goal;      /* response-time goal τ, s (> 0) */
+    double queue_cap; /* router queue bound for this flow; 0 = unbounded */
 };
 
 /* What the model predicts for one flow. */
@@ -128,16 +128,16 @@ void flowctl_indifferent_curve(struct flowctl_utility *out);
 /* ---------------------------------------------------------------- controller */
 
 struct flowctl_config {
-    double util_floor;     /* lower clamp of utilities, default -1 */
-    unsigned max_limit;    /* cap on the router's total concurrency limit, default 1000 */
-    unsigned min_limit;    /* floor of the total limit, default 1 */
-    double gain;           /* damping: fraction of the gap to the target moved per cycle, default 0.5 */
-    double max_step_frac;  /* max relative change of a flow's slots per cycle, default 0.5 */
-    double deadband;       /* relative gap below which slots stay put, default 0.1 */
-    double ewma;           /* weight of a new observation in calibration, default 0.3 */
-    double queue_cap;      /* router queue bound per flow assumed by the model; 0 = unbounded */
-    double default_d0;     /* d0 until calibrated, default 0 */
-    double stale_after;    /* seconds without observations before a flow counts as idle, default 30 */
+    double util_floor;  /* lower clamp of utilities, default -1 */
+    unsigned max_limit; /* cap on the router's total concurrency limit, default 1000 */
+    unsigned min_limit; /* floor of the total limit, default 1 */
+    double gain; /* damping: fraction of the gap to the target moved per cycle, default 0.5 */
+    double max_step_frac; /* max relative change of a flow's slots per cycle, default 0.5 */
+    double deadband;      /* relative gap below which slots stay put, default 0.1 */
+    double ewma;          /* weight of a new observation in calibration, default 0.3 */
+    double queue_cap;     /* router queue bound per flow assumed by the model; 0 = unbounded */
+    double default_d0;    /* d0 until calibrated, default 0 */
+    double stale_after; /* seconds without observations before a flow counts as idle, default 30 */
 };
 /* Fill the defaults above. */
 void flowctl_config_default(struct flowctl_config *cfg);
@@ -152,6 +152,15 @@ struct flowctl_obs {
     double mean_rt;         /* mean response time at the router, s */
     double mean_service;    /* mean time from dispatch to response (in the app), s */
     double cost;            /* profiler's CPU per request, megacycles */
+    /* Measured by the node agent over the same interval, per completed
+     * request of the application (all its flows): seconds on a CPU and
+     * seconds runnable but waiting for one (schedstat run delay). Unknown
+     * unless cpu_time > 0 and cpu_wait >= 0 (so a zero-initialised
+     * observation carries no measurement). With them, a CPU that is slower
+     * than the allocation (a saturated machine) counts as CPU time, not as
+     * the application's non-CPU delay d0. */
+    double cpu_time;
+    double cpu_wait;
 };
 
 /* Per-flow observations over an interval from two GET /admin/stats documents
@@ -175,7 +184,11 @@ struct flowctl *flowctl_new(const struct flowctl_config *cfg, struct wlm_error *
 void flowctl_free(struct flowctl *fc); /* NULL-safe */
 
 /* Declare or update an application's current CPU allocation (MHz > 0). */
-int flowctl_set_allocation(struct flowctl *fc, const char *app, double omega, struct wlm_error *err);
+int flowctl_set_allocation(struct flowctl *fc, const char *app, double omega,
+                           struct wlm_error *err);
+/* The measured share of its CPU an app got while busy (1 when never
+ * measured or unknown app); the model runs it at allocation * share. */
+double flowctl_app_cpu_share(const struct flowctl *fc, const char *app);
 /* Declare or update a flow's goal (τ s > 0) and importance (> 0) for the
  * application's utility mix. Creates the flow. */
 int flowctl_set_goal(struct flowctl *fc, const char *app, const char *cls, double goal,

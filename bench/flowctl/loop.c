@@ -2,6 +2,7 @@
 #include "loop.h"
 
 #include <math.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 
 #include "flowctl.h"
 #include "loadgen.h"
+#include "nodeagent.h"
 #include "profilers.h"
 
 static const char *app_name[2] = {"gold", "bronze"};
@@ -29,14 +31,19 @@ struct ctx {
     struct lg_stream *s[2];
     json_t *cfg;
     struct flowctl *fc;
+    struct flowctl *fc_blind; /* measured_cpu: the same model without the CPU measurement */
     struct prof_web *prof;
+    double prev_cpu[2], prev_wait[2], prev_done[2]; /* measured_cpu */
+    int have_prev[2];
+    int hogs[4];
+    int nhogs;
     struct flow_cum prev[2];
     double prev_svc_n[2]; /* service counts at the previous cycle (gradient policy) */
     double prev_burn[2], prev_busy[2], omega[2]; /* the apps' obtained CPU (MHz) */
-    json_t *prev_stats; /* last GET /admin/stats document */
+    json_t *prev_stats;                          /* last GET /admin/stats document */
     double prev_t;
-    double min_rtt;         /* gradient policy */
-    double limit;           /* gradient policy, continuous */
+    double min_rtt; /* gradient policy */
+    double limit;   /* gradient policy, continuous */
     struct flowctl_decision dec;
 };
 
@@ -93,11 +100,11 @@ static json_t *initial_config(const struct loop_params *p, const int *ports)
         snprintf(prefix, sizeof prefix, "/%s", app_name[i]);
         snprintf(url, sizeof url, "http://127.0.0.1:%d", ports[i]);
         json_array_append_new(
-            apps, json_pack("{s:s,s:s,s:[{s:s,s:f,s:f,s:i,s:i}],s:[{s:s,s:s,s:f}]}", "name",
-                            app_name[i], "prefix", prefix, "classes", "name", "default", "weight",
-                            1.0, "cost", 1.0, "max_queue", (int)p->max_queue, "max_wait_ms",
-                            (int)p->max_wait_ms, "instances", "id", app_name[i], "url", url,
-                            "cpu_mhz", 1000.0));
+            apps,
+            json_pack("{s:s,s:s,s:[{s:s,s:f,s:f,s:i,s:i}],s:[{s:s,s:s,s:f}]}", "name", app_name[i],
+                      "prefix", prefix, "classes", "name", "default", "weight", 1.0, "cost", 1.0,
+                      "max_queue", (int)p->max_queue, "max_wait_ms", (int)p->max_wait_ms,
+                      "instances", "id", app_name[i], "url", url, "cpu_mhz", 1000.0));
     }
     return json_pack("{s:i,s:o}", "limit", (int)p->limit0, "apps", apps);
 }
@@ -114,8 +121,7 @@ static int put_config(struct ctx *c, char *err, size_t errlen)
     return st == 200 ? 0 : -1;
 }
 
-static int read_router(struct ctx *c, struct flow_cum *cum, json_t **doc, char *err,
-                       size_t errlen)
+static int read_router(struct ctx *c, struct flow_cum *cum, json_t **doc, char *err, size_t errlen)
 {
     char *body = NULL;
     int st = lg_request_sync(c->admin, "GET", "/admin/stats", NULL, &body);
@@ -168,6 +174,33 @@ static double app_burn(struct ctx *c, int k, double *busy)
     return v;
 }
 
+/* CPU hogs: busy processes pinned to gold's core (CPU 0), so gold's CPU
+ * runs slower than its allocation says. */
+static void set_hogs(struct ctx *c, int n)
+{
+    if (n > 4)
+        n = 4;
+    while (c->nhogs > n) {
+        int pid = c->hogs[--c->nhogs];
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    while (c->nhogs < n) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            cpu_set_t set;
+            CPU_ZERO(&set);
+            CPU_SET(0, &set);
+            sched_setaffinity(0, sizeof set, &set);
+            for (volatile unsigned long x = 0;; x++) {
+            }
+        }
+        if (pid < 0)
+            break;
+        c->hogs[c->nhogs++] = pid;
+    }
+}
+
 static void set_weights_equal(json_t *cfg, double limit)
 {
     json_object_set_new(cfg, "limit", json_integer((json_int_t)llround(limit)));
@@ -189,12 +222,34 @@ static int control(struct ctx *c, double now, struct loop_cycle *cy, char *err, 
     double svc[2] = {NAN, NAN};
     for (int k = 0; k < 2; k++) {
         double busy, burn = app_burn(c, k, &busy);
+        double cpu_time = -1, cpu_wait = -1;
+        if (p->measured_cpu) {
+            /* What the node agent reports: the process's CPU and the time its
+             * threads waited for a CPU; per request over this cycle. */
+            struct nodeagent_proc_usage u;
+            burn = busy = NAN;
+            if (nodeagent_proc_session_usage(c->pids[k], &u) == 0) {
+                burn = u.cpu_seconds;
+                double dn = cum[k].completed - c->prev_done[k];
+                if (c->have_prev[k] && dn > 0) {
+                    cpu_time = (u.cpu_seconds - c->prev_cpu[k]) / dn;
+                    cpu_wait = (u.wait_seconds - c->prev_wait[k]) / dn;
+                }
+                if (!c->have_prev[k] || dn > 0) {
+                    c->prev_cpu[k] = u.cpu_seconds;
+                    c->prev_wait[k] = u.wait_seconds;
+                    c->prev_done[k] = cum[k].completed;
+                    c->have_prev[k] = 1;
+                }
+            }
+            cy->cpu_wait_ms[k] = cpu_wait >= 0 ? cpu_wait * 1000 : NAN;
+        }
         /* The allocation the app really gets: on this shared machine nothing
          * enforces one core per app, so the CPU share its worker obtained
          * while it had work stands in for what the placement controller and
          * the hypervisor would guarantee. Without it, a starved app looks
          * like one with a long non-CPU delay, where more concurrency helps. */
-        if (isfinite(burn) && isfinite(busy) && busy - c->prev_busy[k] > 0.05) {
+        if (!p->measured_cpu && isfinite(burn) && isfinite(busy) && busy - c->prev_busy[k] > 0.05) {
             double share = (burn - c->prev_burn[k]) / (busy - c->prev_busy[k]);
             share = fmax(0.05, fmin(1, share));
             c->omega[k] = c->omega[k] > 0 ? 0.5 * c->omega[k] + 0.5 * 1000 * share : 1000 * share;
@@ -221,6 +276,10 @@ static int control(struct ctx *c, double now, struct loop_cycle *cy, char *err, 
         for (size_t i = 0; p->policy == LOOP_FLOWCTL && i < nobs; i++)
             if (!strcmp(obs[i].app, app_name[k])) {
                 obs[i].cost = isfinite(cy->cost_est[k]) ? cy->cost_est[k] : -1;
+                if (c->fc_blind)
+                    flowctl_observe(c->fc_blind, &obs[i], now, NULL);
+                obs[i].cpu_time = cpu_time;
+                obs[i].cpu_wait = cpu_wait;
                 flowctl_observe(c->fc, &obs[i], now, NULL);
             }
     }
@@ -241,14 +300,35 @@ static int control(struct ctx *c, double now, struct loop_cycle *cy, char *err, 
             for (int k = 0; k < 2; k++)
                 if (!strcmp(c->dec.flows[i].app, app_name[k]))
                     cy->pred_rt[k] = c->dec.flows[i].pred_rt;
+        for (int k = 0; k < 2; k++) {
+            struct flowctl_flow_model m;
+            cy->d0[k] = flowctl_flow_get(c->fc, app_name[k], "default", &m, NULL) == 0 ? m.d0 : NAN;
+            cy->cpu_share[k] = flowctl_app_cpu_share(c->fc, app_name[k]);
+            cy->d0_blind[k] = cy->pred_blind[k] = NAN;
+        }
+        if (c->fc_blind) {
+            struct flowctl_decision bd;
+            if (flowctl_cycle(c->fc_blind, now, &bd, NULL) == 0)
+                for (size_t i = 0; i < bd.nflows; i++)
+                    for (int k = 0; k < 2; k++)
+                        if (!strcmp(bd.flows[i].app, app_name[k]))
+                            cy->pred_blind[k] = bd.flows[i].pred_rt;
+            for (int k = 0; k < 2; k++) {
+                struct flowctl_flow_model m;
+                if (flowctl_flow_get(c->fc_blind, app_name[k], "default", &m, NULL) == 0)
+                    cy->d0_blind[k] = m.d0;
+            }
+        }
         if (p->verbose)
             for (size_t i = 0; i < c->dec.nflows; i++) {
                 struct flowctl_flow_model m;
                 flowctl_flow_get(c->fc, c->dec.flows[i].app, "default", &m, NULL);
-                fprintf(stderr, "    %s: lam %.1f c %.2f d0 %.1fms svc %.1fms slots %.1f->%.0f in_app %.1fms\n",
-                        c->dec.flows[i].app, m.lambda, m.cost, m.d0 * 1000,
-                        svc[i] * 1000, c->dec.flows[i].slots, c->dec.flows[i].target_slots,
-                        c->dec.flows[i].in_app * 1000);
+                fprintf(
+                    stderr,
+                    "    %s: lam %.1f c %.2f d0 %.1fms svc %.1fms slots %.1f->%.0f in_app %.1fms\n",
+                    c->dec.flows[i].app, m.lambda, m.cost, m.d0 * 1000, svc[i] * 1000,
+                    c->dec.flows[i].slots, c->dec.flows[i].target_slots,
+                    c->dec.flows[i].in_app * 1000);
             }
         if (flowctl_router_config_apply(c->cfg, &c->dec, &e)) {
             snprintf(err, errlen, "apply: %s", e.msg);
@@ -313,9 +393,11 @@ int loop_run(const struct loop_params *p, struct loop_result *r)
          * app's overload must not eat the other's CPU. */
         char aff[16];
         snprintf(aff, sizeof aff, "%d", k);
-        char *av[] = {sapp, "--port", "0", "--port-file", pf, "--cpu-ms", cpu, "--delay-ms", delay,
-                      "--workers", "1", sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? "--cpu-affinity" : NULL,
-                      aff, NULL};
+        char *av[] = {
+            sapp,  "--port",    "0", "--port-file",
+            pf,    "--cpu-ms",  cpu, "--delay-ms",
+            delay, "--workers", "1", sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? "--cpu-affinity" : NULL,
+            aff,   NULL};
         c.pids[k] = lg_spawn(av, log);
         ports[k] = lg_wait_port(pf, 10);
         unlink(pf);
@@ -333,8 +415,8 @@ int loop_run(const struct loop_params *p, struct loop_result *r)
     }
     snprintf(log, sizeof log, "%s-router.log", tmp);
     {
-        char *av[] = {router, "--config", cfgpath, "--listen", "127.0.0.1:0", "--admin",
-                      "127.0.0.1:0", NULL};
+        char *av[] = {router,        "--config", cfgpath,       "--listen",
+                      "127.0.0.1:0", "--admin",  "127.0.0.1:0", NULL};
         c.pids[2] = lg_spawn(av, log);
     }
     int lport, aport;
@@ -361,9 +443,19 @@ int loop_run(const struct loop_params *p, struct loop_result *r)
     pcfg.forgetting = 0.9;
     pcfg.baseline = 0; /* burn_seconds counts request CPU only */
     c.prof = prof_web_new(&pcfg, NULL);
+    if (p->measured_cpu) {
+        c.fc_blind = flowctl_new(&fcfg, NULL);
+        pcfg.baseline = 1; /* process CPU includes the app's idle work */
+        prof_web_free(c.prof);
+        c.prof = prof_web_new(&pcfg, NULL);
+    }
     for (int k = 0; k < 2; k++) {
         flowctl_set_allocation(c.fc, app_name[k], 1000, NULL); /* one core each */
         flowctl_set_goal(c.fc, app_name[k], "default", p->goal[k], 1, NULL);
+        if (c.fc_blind) {
+            flowctl_set_allocation(c.fc_blind, app_name[k], 1000, NULL);
+            flowctl_set_goal(c.fc_blind, app_name[k], "default", p->goal[k], 1, NULL);
+        }
     }
     double t0 = lg_now();
     c.prev_t = t0;
@@ -372,6 +464,7 @@ int loop_run(const struct loop_params *p, struct loop_result *r)
     for (size_t ph = 0; ph < p->nphases; ph++) {
         for (int k = 0; k < 2; k++)
             lg_stream_set_rate(c.s[k], p->phases[ph].rate[k]);
+        set_hogs(&c, p->hog_phase[ph]);
         double end = lg_now() + p->phases[ph].seconds;
         while (lg_now() < end - 1e-3 && r->ncycles < LOOP_MAX_CYCLES) {
             struct loop_cycle *cy = &r->cycles[r->ncycles];
@@ -436,7 +529,9 @@ out:
     }
     json_decref(c.cfg);
     json_decref(c.prev_stats);
+    set_hogs(&c, 0);
     flowctl_free(c.fc);
+    flowctl_free(c.fc_blind);
     prof_web_free(c.prof);
     return rc;
 }

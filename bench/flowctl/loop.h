@@ -27,7 +27,7 @@ struct loop_phase {
 };
 
 struct loop_params {
-    const char *bindir;   /* where wlm-router and wlm-sampleapp are */
+    const char *bindir; /* where wlm-router and wlm-sampleapp are */
     enum loop_policy policy;
     double cycle_s;       /* control period */
     double goal[2];       /* response-time goals, s */
@@ -38,21 +38,34 @@ struct loop_params {
     unsigned max_wait_ms; /* router queue timeout (503) */
     struct loop_phase phases[LOOP_MAX_PHASES];
     size_t nphases;
-    int verbose;          /* print one line per cycle to stderr */
+    int verbose; /* print one line per cycle to stderr */
+    /* CPU as the node agent measures it (nodeagent_proc_session_usage:
+     * /proc CPU time and schedstat run delay of each app process) instead of
+     * the app's own counters: the profiler gets the measured CPU, flowctl the
+     * measured CPU time and CPU wait per request, and each app's allocation
+     * stays at the one core the placement would give it. */
+    int measured_cpu;
+    int hog_phase[LOOP_MAX_PHASES]; /* CPU hogs pinned beside gold in each phase */
 };
 
 struct loop_cycle {
-    double t;          /* seconds since the start of the first phase */
+    double t; /* seconds since the start of the first phase */
     size_t phase;
-    unsigned limit;    /* limit in force during the cycle */
-    double weight[2];  /* router weights in force */
-    double rt[2];      /* mean response time of completed requests, s (NAN if none) */
-    double svc[2];     /* router's mean time in the application (dispatch to response), s */
-    double done[2];    /* completions */
-    double rejected[2];/* 503s: queue full or queue timeout */
-    double cost_est[2];/* profiler's CPU ms per request (NAN until known) */
-    double omega[2];   /* CPU the app obtained while busy, MHz (1000 = a whole core) */
-    double pred_rt[2]; /* flowctl's prediction for the next cycle (NAN otherwise) */
+    unsigned limit;     /* limit in force during the cycle */
+    double weight[2];   /* router weights in force */
+    double rt[2];       /* mean response time of completed requests, s (NAN if none) */
+    double svc[2];      /* router's mean time in the application (dispatch to response), s */
+    double done[2];     /* completions */
+    double rejected[2]; /* 503s: queue full or queue timeout */
+    double cost_est[2]; /* profiler's CPU ms per request (NAN until known) */
+    double omega[2];    /* CPU the app obtained while busy, MHz (1000 = a whole core) */
+    double pred_rt[2];  /* flowctl's prediction for the next cycle (NAN otherwise) */
+    /* measured_cpu: */
+    double cpu_wait_ms[2]; /* measured CPU wait per completed request, ms */
+    double cpu_share[2];   /* share of the CPU flowctl now assumes the app gets */
+    double d0[2];          /* flowctl's non-CPU delay, s */
+    double d0_blind[2];    /* the same without the CPU measurement (cpu_time/cpu_wait unknown) */
+    double pred_blind[2];  /* and its prediction */
 };
 
 struct loop_result {

@@ -11,7 +11,7 @@
 static void observe(struct flowctl *fc, const char *app, const char *cls, double lam, double cost,
                     double svc, double now)
 {
-    struct flowctl_obs o = {app, cls, lam, lam, -1, svc, cost};
+    struct flowctl_obs o = {app, cls, lam, lam, -1, svc, cost, -1, -1};
     assert_int_equal(flowctl_observe(fc, &o, now, NULL), 0);
 }
 
@@ -34,13 +34,55 @@ static void test_calibration(void **st)
     assert_true(m.goal == 0.2);
     struct wlm_error e = {0};
     assert_int_equal(flowctl_flow_get(fc, "shop", "nope", &m, &e), -WLM_ENOTFOUND);
-    struct flowctl_obs bad = {"shop", "gold", NAN, 1, -1, -1, -1};
+    struct flowctl_obs bad = {"shop", "gold", NAN, 1, -1, -1, -1, -1, -1};
     assert_int_equal(flowctl_observe(fc, &bad, 31, &e), -WLM_EINVAL);
     assert_string_equal(e.field, "arrival_rate");
     assert_int_equal(flowctl_set_goal(fc, "shop", "gold", 0, 1, &e), -WLM_EINVAL);
     assert_string_equal(e.field, "goal");
     flowctl_free(fc);
     flowctl_free(NULL);
+}
+
+/* A saturated machine: the app gets half its allocation while busy (a CPU
+ * hog beside it). With the measured CPU wait the slowdown is CPU, d0 stays
+ * the app's own delay and the prediction includes the slowdown; without it
+ * the slowdown is taken for delay. */
+static void test_measured_cpu_wait(void **st)
+{
+    (void)st;
+    struct flowctl *fc = flowctl_new(NULL, NULL), *blind = flowctl_new(NULL, NULL);
+    for (int k = 0; k < 2; k++) {
+        struct flowctl *f = k ? blind : fc;
+        flowctl_set_allocation(f, "shop", 1000, NULL);
+        flowctl_set_goal(f, "shop", "gold", 0.2, 1, NULL);
+    }
+    /* λ = 25/s, c = 10 Mc; at half speed (500 MHz) ρ = 0.5: PS CPU time
+     * 10/500/(1-0.5) = 40 ms; d0 = 50 ms; in the app 90 ms. Per request:
+     * 10 ms on a CPU, 10 ms waiting for it. */
+    for (int i = 0; i < 40; i++) {
+        struct flowctl_obs o = {"shop", "gold", 25, 25, -1, 0.09, 10, 0.010, 0.010};
+        assert_int_equal(flowctl_observe(fc, &o, i, NULL), 0);
+        o.cpu_time = o.cpu_wait = -1;
+        assert_int_equal(flowctl_observe(blind, &o, i, NULL), 0);
+    }
+    struct flowctl_flow_model m, mb;
+    assert_int_equal(flowctl_flow_get(fc, "shop", "gold", &m, NULL), 0);
+    assert_int_equal(flowctl_flow_get(blind, "shop", "gold", &mb, NULL), 0);
+    assert_true(fabs(flowctl_app_cpu_share(fc, "shop") - 0.5) < 1e-6);
+    assert_true(flowctl_app_cpu_share(blind, "shop") == 1);
+    assert_true(fabs(m.d0 - 0.05) < 0.005);
+    assert_true(mb.d0 > 0.07); /* 90 ms - 10/1000/(1-0.25) = 77 ms */
+    /* The prediction runs the app at half speed. */
+    struct flowctl_decision d, db;
+    assert_int_equal(flowctl_cycle(fc, 40, &d, NULL), 0);
+    assert_int_equal(flowctl_cycle(blind, 40, &db, NULL), 0);
+    assert_true(d.flows[0].pred_rt > 0.08);
+    struct flowctl_obs bad = {"shop", "gold", 1, 1, -1, -1, -1, NAN, 0};
+    struct wlm_error e = {0};
+    assert_int_equal(flowctl_observe(fc, &bad, 41, &e), -WLM_EINVAL);
+    assert_string_equal(e.field, "cpu_time");
+    flowctl_free(fc);
+    flowctl_free(blind);
 }
 
 /* Constant conditions: the limit moves toward its target monotonically and
@@ -73,7 +115,10 @@ static void test_damping_monotone(void **st)
             }
             prev = d.limit;
         }
-        for (size_t q = 0; q < d.nflows; q++) print_message("  %s slots %.1f target %.1f rt %.3f u %.2f\n", d.flows[q].cls, d.flows[q].slots, d.flows[q].target_slots, d.flows[q].pred_rt, d.flows[q].utility);
+        for (size_t q = 0; q < d.nflows; q++)
+            print_message("  %s slots %.1f target %.1f rt %.3f u %.2f\n", d.flows[q].cls,
+                          d.flows[q].slots, d.flows[q].target_slots, d.flows[q].pred_rt,
+                          d.flows[q].utility);
         print_message("phase %d: limit %u -> %u, reversals %d\n", phase, first, d.limit, reversals);
         assert_int_equal(reversals, 0);
         /* Settled: the last cycles do not change the limit. */
@@ -156,23 +201,28 @@ static void test_router_json(void **st)
     assert_non_null(cfg);
     assert_int_equal(flowctl_router_config_apply(cfg, &d, NULL), 0);
     assert_int_equal(json_integer_value(json_object_get(cfg, "limit")), d.limit);
-    json_t *gold = json_array_get(json_object_get(json_array_get(json_object_get(cfg, "apps"), 0), "classes"), 0);
+    json_t *gold = json_array_get(
+        json_object_get(json_array_get(json_object_get(cfg, "apps"), 0), "classes"), 0);
     assert_int_equal(json_integer_value(json_object_get(gold, "max_queue")), 7);
-    assert_true(fabs(json_real_value(json_object_get(gold, "weight")) - d.flows[0].weight * 1000) < 1e-9);
+    assert_true(fabs(json_real_value(json_object_get(gold, "weight")) - d.flows[0].weight * 1000) <
+                1e-9);
     assert_true(fabs(json_real_value(json_object_get(gold, "cost")) - 10) < 1e-9);
     assert_null(json_object_get(json_array_get(json_object_get(cfg, "apps"), 1), "classes"));
     json_decref(cfg);
     /* Instances get the app's slots as max_concurrency, split by cpu_mhz. */
-    cfg = json_loads("{\"limit\":3,\"apps\":[{\"name\":\"a\",\"instances\":["
-                     "{\"url\":\"http://h:1\",\"cpu_mhz\":3000},{\"url\":\"http://h:2\",\"cpu_mhz\":1000}]}]}",
-                     0, NULL);
+    cfg = json_loads(
+        "{\"limit\":3,\"apps\":[{\"name\":\"a\",\"instances\":["
+        "{\"url\":\"http://h:1\",\"cpu_mhz\":3000},{\"url\":\"http://h:2\",\"cpu_mhz\":1000}]}]}",
+        0, NULL);
     assert_int_equal(flowctl_router_config_apply(cfg, &d, NULL), 0);
     json_t *insts = json_object_get(json_array_get(json_object_get(cfg, "apps"), 0), "instances");
     double slots = d.flows[0].slots + d.flows[1].slots;
-    assert_int_equal(json_integer_value(json_object_get(json_array_get(insts, 0), "max_concurrency")),
-                     (long long)fmax(1, ceil(slots * 0.75)));
-    assert_int_equal(json_integer_value(json_object_get(json_array_get(insts, 1), "max_concurrency")),
-                     (long long)fmax(1, ceil(slots * 0.25)));
+    assert_int_equal(
+        json_integer_value(json_object_get(json_array_get(insts, 0), "max_concurrency")),
+        (long long)fmax(1, ceil(slots * 0.75)));
+    assert_int_equal(
+        json_integer_value(json_object_get(json_array_get(insts, 1), "max_concurrency")),
+        (long long)fmax(1, ceil(slots * 0.25)));
     json_decref(cfg);
     struct wlm_error e0 = {0};
     json_t *bad = json_object();
@@ -196,12 +246,13 @@ static void test_obs_from_router_stats(void **st)
     const char *a = "{\"limit\":4,\"flows\":[{\"flow\":\"s/g\",\"app\":\"s\",\"class\":\"g\","
                     "\"arrivals\":100,\"completed\":90,\"response\":{\"count\":90,\"sum_ms\":4500},"
                     "\"service_time_ms_mean\":40,\"service_count\":90}]}";
-    const char *b = "{\"limit\":4,\"flows\":[{\"flow\":\"s/g\",\"app\":\"s\",\"class\":\"g\","
-                    "\"arrivals\":300,\"completed\":290,\"response\":{\"count\":290,\"sum_ms\":16500},"
-                    "\"service_time_ms_mean\":45,\"service_count\":290},"
-                    "{\"flow\":\"s/b\",\"app\":\"s\",\"class\":\"b\",\"arrivals\":5,\"completed\":5,"
-                    "\"response\":{\"count\":5,\"sum_ms\":100},\"service_time_ms_mean\":20,"
-                    "\"service_count\":5}]}";
+    const char *b =
+        "{\"limit\":4,\"flows\":[{\"flow\":\"s/g\",\"app\":\"s\",\"class\":\"g\","
+        "\"arrivals\":300,\"completed\":290,\"response\":{\"count\":290,\"sum_ms\":16500},"
+        "\"service_time_ms_mean\":45,\"service_count\":290},"
+        "{\"flow\":\"s/b\",\"app\":\"s\",\"class\":\"b\",\"arrivals\":5,\"completed\":5,"
+        "\"response\":{\"count\":5,\"sum_ms\":100},\"service_time_ms_mean\":20,"
+        "\"service_count\":5}]}";
     json_t *ja = json_loads(a, 0, NULL), *jb = json_loads(b, 0, NULL);
     struct flowctl_obs o[4];
     size_t n;
@@ -211,7 +262,7 @@ static void test_obs_from_router_stats(void **st)
     assert_string_equal(o[0].cls, "g");
     assert_true(fabs(o[0].arrival_rate - 100) < 1e-9);
     assert_true(fabs(o[0].completion_rate - 100) < 1e-9);
-    assert_true(fabs(o[0].mean_rt - 0.060) < 1e-9);                        /* 12000 ms / 200 */
+    assert_true(fabs(o[0].mean_rt - 0.060) < 1e-9); /* 12000 ms / 200 */
     assert_true(fabs(o[0].mean_service - (290 * 45 - 90 * 40) / 200.0 / 1000) < 1e-9);
     assert_true(o[1].arrival_rate == -1 && o[1].mean_rt == -1); /* new flow: unknown */
     assert_int_equal(flowctl_obs_from_router_stats(NULL, jb, 0, o, 4, &n, NULL), 0);
@@ -249,9 +300,10 @@ static void test_bad_config(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_calibration),      cmocka_unit_test(test_damping_monotone),
-        cmocka_unit_test(test_damping_noise),    cmocka_unit_test(test_router_json),
-        cmocka_unit_test(test_bad_config),       cmocka_unit_test(test_obs_from_router_stats),
+        cmocka_unit_test(test_calibration),           cmocka_unit_test(test_damping_monotone),
+        cmocka_unit_test(test_measured_cpu_wait),     cmocka_unit_test(test_damping_noise),
+        cmocka_unit_test(test_router_json),           cmocka_unit_test(test_bad_config),
+        cmocka_unit_test(test_obs_from_router_stats),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
