@@ -6,7 +6,8 @@
 # repository says "migrated" and B's has the job running (adopted). Then it
 # moves back with live migration forced to fail (a destination URI that does
 # not answer): the agent falls back to suspend + restore through shared
-# storage, and the counter still continues. Prints the downtime libvirt
+# storage, and the counter still continues. Then agent A is killed -9 during
+# a suspend and settles it after its restart. Prints the downtime libvirt
 # measured and the longest gap between counter lines seen from outside.
 set -euo pipefail
 . "$WLM_SOURCE_DIR/scripts/lib.sh"
@@ -50,14 +51,18 @@ cport=$(wlm_free_port)
 # No disk images (--pool-max 0): a disk on a local filesystem is not shared
 # storage, and libvirt rightly refuses to migrate it live.
 start_agent() { # NAME URI
+  local seen
+  seen=$(grep -c 'node agent listening' "$dir/$1.log" 2>/dev/null || true)
   "$bin/wlm-nodeagent" --name "$1-$tag" --controller "http://127.0.0.1:$cport" \
     --libvirt-uri "$2" --listen-port 0 --state-dir "$dir/$1" --shared-dir "$dir/shared" \
     --vm-memory-mb 96 --pool-size 0 --pool-max 0 --heartbeat-ms 300 >>"$dir/$1.log" 2>&1 &
   pids+=($!)
   local url="" _
   for _ in $(seq 300); do
-    url=$(grep -o 'url=http://127.0.0.1:[0-9]*' "$dir/$1.log" | tail -1 | cut -d= -f2 || true)
-    [ -n "$url" ] && break
+    if [ "$(grep -c 'node agent listening' "$dir/$1.log" 2>/dev/null || true)" -gt "${seen:-0}" ]; then
+      url=$(grep -o 'url=http://127.0.0.1:[0-9]*' "$dir/$1.log" | tail -1 | cut -d= -f2 || true)
+      break
+    fi
     sleep 0.1
   done
   [ -n "$url" ] || fail "agent $1 did not start"
@@ -154,6 +159,32 @@ wait "$sampler" 2>/dev/null || true
 secs2=$(echo "$r" | field 'd["result"]["seconds"]')
 gap2=$(max_gap "$dir/gaps2")
 echo "ok: forced fallback B -> A (suspend + restore via shared storage) in ${secs2} s; longest counter gap ${gap2} s"
+
+# 3. kill -9 of agent A while a suspend runs on the real hypervisor: libvirt
+# finishes the save without it; the restarted agent finds the domain gone and
+# the save file there, records the job suspended (not failed) and settles the
+# suspend as succeeded; a retried id gets that; a restore continues the job.
+before=$(last_count "$con")
+code=$(api -o "$dir/post" -w '%{http_code}' -d "{\"id\":\"k1\",\"kind\":\"suspend\",\"job\":\"$job\"}" "$url_a/v1/actions")
+[ "$code" = 202 ] || fail "suspend: $code $(cat "$dir/post")"
+sleep 0.3
+kill -9 "${pids[0]}"
+wait "${pids[0]}" 2>/dev/null || true
+for _ in $(seq 300); do [ "$(domains "$uri_a")" = 0 ] && break; sleep 0.1; done
+[ "$(domains "$uri_a")" = 0 ] || fail "the save did not finish without the agent"
+start_agent a "$uri_a"
+pids[0]=${pids[${#pids[@]}-1]}
+r=$(api "$url_a/v1/actions/k1")
+[ "$(echo "$r" | field 'd["status"]')" = succeeded ] || fail "interrupted suspend after restart: $r"
+[ "$(echo "$r" | field 'd.get("recovered")')" = True ] || fail "not marked recovered: $r"
+[ "$(api "$url_a/v1/jobs/$job" | field 'd["state"]')" = suspended ] || fail "job after restart: $(api "$url_a/v1/jobs/$job")"
+code=$(api -o "$dir/post" -w '%{http_code}' -d "{\"id\":\"k1\",\"kind\":\"suspend\",\"job\":\"$job\"}" "$url_a/v1/actions")
+[ "$code" = 200 ] || fail "retried suspend id gave $code"
+r=$(act "$url_a" "{\"id\":\"k2\",\"kind\":\"restore\",\"job\":\"$job\"}")
+[ "$(echo "$r" | field 'd["status"]')" = succeeded ] || fail "restore after the interrupted suspend: $r"
+wait_count "$con" $((before + 10)) 90
+[ "$(counts "$con" | grep -cx 1)" = 1 ] || fail "the counter restarted after the interrupted suspend"
+echo "ok: suspend cut off by kill -9 settled from the save file after the restart; the job continues"
 
 r=$(act "$url_a" "{\"id\":\"d1\",\"kind\":\"destroy\",\"job\":\"$job\"}")
 [ "$(echo "$r" | field 'd["status"]')" = succeeded ] || fail "destroy: $r"
