@@ -402,7 +402,7 @@ int router_set_config(struct router *r, struct router_config *cfg, struct wlm_er
 {
     uint64_t wake = 0;
     struct rt_tls_store *tls = NULL;
-    if (r->tport > 0) { /* certificates first: a bad file refuses the whole swap */
+    if (r->tport > 0 || r->o.admin_tls) { /* certificates first: a bad file refuses the swap */
         /* Same files (identity, size, mtime) and names as in force: keep the
          * store, so session tickets stay valid across frequent config pushes. */
         char *sig = rt_tls_signature(r->tls_cert, r->tls_key, cfg);
