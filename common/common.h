@@ -280,6 +280,7 @@ struct wlm_http_req {
     struct wlm_principal principal;              /* see struct wlm_principal */
     const char *route; /* pattern of the matched route ("/v1/jobs/:id"), owned by the server */
     int tls;           /* arrived over TLS */
+    char audit[160];   /* what the handler did, for the audit trail ("job=12", "token=ab12..") */
 };
 
 /* Case-insensitive header lookup; NULL when absent. */

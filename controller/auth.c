@@ -194,7 +194,8 @@ static void auth_answered(void *ud, struct wlm_http_req *req, int status)
     int heartbeat = req->route && strcmp(req->route, "/v1/nodes/:name/heartbeat") == 0;
     if ((read || heartbeat) && status != 401 && status != 403)
         return;
-    ctl_audit_record(c, &req->principal, req->peer, req->method, req->url, status, NULL);
+    ctl_audit_record(c, &req->principal, req->peer, req->method, req->url, status,
+                     req->audit[0] ? req->audit : NULL);
 }
 
 int ctl_auth_init(struct controller *c, struct wlm_error *err)

@@ -310,6 +310,8 @@ static void handle_create(struct wlm_http_req *req, void *ud)
         json_decref(b);
         return;
     }
+    snprintf(req->audit, sizeof req->audit, "token=%s name=%s role=%s%s%s", id, name,
+             ctl_role_name(r), node[0] ? " node=" : "", node);
     char token[4 + TOKEN_ID_HEX + 1 + TOKEN_SECRET_HEX + 1];
     snprintf(token, sizeof token, "wlm_%s_%s", id, secret);
     wlm_info("controller", "token created", "id=%s name=%s role=%s node=%s by=%s", id, name,
@@ -387,6 +389,9 @@ static void handle_revoke(struct wlm_http_req *req, void *ud)
     }
     wlm_info("controller", "token revoked", "id=%s by=%s",
              json_string_value(json_object_get(doc, "id")), req->principal.name);
+    snprintf(req->audit, sizeof req->audit, "token=%s name=%s revoked",
+             json_string_value(json_object_get(doc, "id")),
+             json_string_value(json_object_get(doc, "name")));
     json_t *o = row_json(doc);
     json_decref(doc);
     wlm_http_respond_json(req, 200, o);

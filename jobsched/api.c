@@ -80,6 +80,16 @@ static void respond_submission(struct wlm_http_req *req, struct jobsched_submiss
     }
     if (sub->duplicate)
         json_object_set_new(sub->resp, "duplicate", json_true());
+    /* The audit trail names the jobs made: "jobs=12,13". */
+    size_t i, used = (size_t)snprintf(req->audit, sizeof req->audit, "jobs=");
+    json_t *j;
+    json_array_foreach(json_object_get(sub->resp, "jobs"), i, j)
+    {
+        if (used >= sizeof req->audit)
+            break;
+        used += (size_t)snprintf(req->audit + used, sizeof req->audit - used, "%s%lld",
+                                 i ? "," : "", (long long)json_integer_value(json_object_get(j, "id")));
+    }
     wlm_http_respond_json(req, sub->duplicate ? 200 : 201, sub->resp);
     sub->resp = NULL; /* stolen */
 }

@@ -266,8 +266,10 @@ def run(port, d):
 
     has(lambda e: e["principal"] == "bootstrap" and e["method"] == "POST" and
         e["path"] == "/v1/tokens" and e["status"] == 201, "token creation by bootstrap")
-    has(lambda e: e["principal"] == "alice" and e["path"] == "/v1/jobs" and e["status"] == 201,
-        "job submission by alice")
+    has(lambda e: e["principal"] == "alice" and e["path"] == "/v1/jobs" and e["status"] == 201
+        and e.get("detail") == "jobs=%d" % alice_job, "job submission by alice, naming the job")
+    has(lambda e: e["principal"] == "bootstrap" and e["path"] == "/v1/tokens" and
+        "name=ops role=operator" in e.get("detail", ""), "token creation names the token")
     has(lambda e: e["principal"] == "agent-n1" and e["node"] == "n1" and
         e["path"] == "/v1/nodes/n2/heartbeat" and e["result"] == "forbidden",
         "agent n1's spoofed heartbeat refused")
