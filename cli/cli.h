@@ -8,6 +8,8 @@
 struct cli_ctx {
     const char *controller; /* base URL, no trailing slash */
     const char *token;      /* may be NULL */
+    int json;               /* --json given before the command */
+    int quiet;              /* cli_call prints nothing for non-2xx answers */
 };
 
 /* GET/POST/... controller path; on success *out is the parsed JSON body
@@ -16,6 +18,10 @@ struct cli_ctx {
  * -1. Non-2xx answers print the server's error and detail. */
 int cli_call(const struct cli_ctx *ctx, const char *method, const char *path, const char *body,
              json_t **out);
+
+/* A JSON file ("-" = standard input); prints "WHO: FILE: what is wrong" and
+ * returns NULL when it cannot be read or parsed. */
+json_t *cli_load_json(const char *path, const char *who);
 
 /* Print rows as an aligned table: `cells` holds nrows*ncols strings, the
  * first row is the header. */

@@ -61,7 +61,35 @@ static const char submit_help[] =
     "  --arch ARCH           require this node architecture\n"
     "  --copy PATH           file to copy into the job's VM (repeatable)\n"
     "  --submit-id KEY       idempotency key: resubmitting with it never duplicates\n"
-    "  --json                print the controller's answer as JSON\n";
+    "  --json                print the controller's answer as JSON\n"
+    "\n"
+    "Work and defaults:\n"
+    "  work_seconds is the run time of ONE thread at ref_mhz (default 1000 MHz): a job of\n"
+    "  --threads 4 --work-seconds 60 needs 4 x 60 s x 1000 MHz = 240,000 Mcycles. A job given\n"
+    "  no work at all is assumed to need 3600 s per thread (until its kind's profile learns\n"
+    "  better); no memory means 512 MB; no max speed means 1000 MHz per thread; 1 thread.\n"
+    "  Without a deadline the goal is submit time + class factor x run time (platinum 1.5,\n"
+    "  gold 3, silver 10, bronze 20).\n"
+    "\n"
+    "FILE (-f): one job object, or {\"batch\": NAME, \"jobs\": [job, ...]}. Job fields:\n"
+    "  name, kind, command, files ([paths]),\n"
+    "  work_seconds (+ ref_mhz) | work_mcycles | work_cycles   (give one; see above)\n"
+    "  threads, max_speed_mhz (per thread), memory_mb, class,\n"
+    "  deadline (epoch seconds or RFC 3339) | deadline_in (seconds from now),\n"
+    "  dependencies: [{\"kind\": \"afterok\"|\"afterany\"|\"afternotok\", \"on\": ID or NAME}]\n"
+    "     (names refer to jobs of the same batch),\n"
+    "  requirements: {\"labels\": {K: V}, \"min_cores\", \"min_memory_mb\", \"arch\"},\n"
+    "  submit_id (idempotency key).\n"
+    "Dependencies: afterok runs once the other job COMPLETED; afterany once it ended in any\n"
+    "way; afternotok once it FAILED or was CANCELLED. A dependency that can no longer be\n"
+    "met fails the dependent: cancelling a job FAILS its afterok dependents (and theirs),\n"
+    "releases its afternotok and afterany dependents.\n"
+    "\n"
+    "Example:\n"
+    "  {\"batch\": \"nightly\", \"jobs\": [\n"
+    "    {\"name\": \"extract\", \"command\": \"./extract\", \"work_seconds\": 600, \"memory_mb\": 1024},\n"
+    "    {\"name\": \"report\", \"command\": \"./report\", \"work_seconds\": 120, \"class\": \"gold\",\n"
+    "     \"dependencies\": [{\"kind\": \"afterok\", \"on\": \"extract\"}]}]}\n";
 
 /* ---------------------------------------------------------------- HTTP */
 
@@ -540,20 +568,35 @@ static int cmd_list(const struct ctx *c, int argc, char **argv)
         } else {
             json_t *arr = json_object_get(resp, "jobs");
             double now = wlm_now_wall();
-            printf("%-8s %-20s %-12s %-10s %-9s %-12s %6s %8s  %s\n", "ID", "NAME", "OWNER",
-                   "STATE", "CLASS", "NODE", "DONE", "GOAL", "REASON");
+            printf("%-8s %-20s %-12s %-10s %-9s %-12s %5s %-8s %-14s %s\n", "ID", "NAME",
+                   "OWNER", "STATE", "CLASS", "NODE", "DONE", "GOAL", "LEFT", "REASON");
             size_t i;
             json_t *j;
             json_array_foreach(arr, i, j)
             {
-                char goal[32];
-                printf("%-8lld %-20.20s %-12.12s %-10s %-9s %-12.12s %5.0f%% %8s  %s\n",
+                char goal[32], left[48], d[32];
+                double gt = jnum(j, "goal_time");
+                time_t gtt = (time_t)gt;
+                struct tm tm;
+                strftime(goal, sizeof(goal), "%H:%M:%S", localtime_r(&gtt, &tm));
+                /* A finished job stops counting: how early or late it ended. */
+                json_t *et = json_object_get(j, "end_time");
+                const char *st = jstr(j, "state", "?");
+                if (!strcmp(st, "COMPLETED") && json_is_number(et) && json_number_value(et) > 0) {
+                    double early = gt - json_number_value(et);
+                    fmt_dur(fabs(early), d, sizeof(d));
+                    snprintf(left, sizeof(left), "%s %s", d, early >= 0 ? "early" : "late");
+                } else if (!strcmp(st, "FAILED") || !strcmp(st, "CANCELLED")) {
+                    snprintf(left, sizeof(left), "-");
+                } else {
+                    fmt_dur(gt - now, left, sizeof(left));
+                }
+                double pg = jnum(j, "progress");
+                printf("%-8lld %-20.20s %-12.12s %-10s %-9s %-12.12s %4.0f%% %-8s %-14s %s\n",
                        (long long)json_integer_value(json_object_get(j, "id")),
-                       jstr(j, "name", "-"), jstr(j, "owner", "-"), jstr(j, "state", "?"),
-                       jstr(j, "class", "?"),
-                       jstr(j, "node", "-"), 100 * jnum(j, "progress"),
-                       fmt_dur(jnum(j, "goal_time") - now, goal, sizeof(goal)),
-                       jstr(j, "reason", ""));
+                       jstr(j, "name", "-"), jstr(j, "owner", "-"), st, jstr(j, "class", "?"),
+                       jstr(j, "node", "-"),
+                       100 * (pg > 1 ? 1 : pg < 0 ? 0 : pg), goal, left, jstr(j, "reason", ""));
             }
             long long total = json_integer_value(json_object_get(resp, "total"));
             if ((size_t)total > json_array_size(arr))

@@ -57,11 +57,14 @@ void cli_status_line(json_t *s, char *out, size_t size)
                  json_string_value(json_object_get(s, "min_workload")));
     else
         snprintf(util, sizeof(util), "min utility -");
+    char cancelled[48] = "";
+    if (ival(jobs, "cancelled"))
+        snprintf(cancelled, sizeof(cancelled), ", %lld cancelled", ival(jobs, "cancelled"));
     snprintf(out, size,
-             "%s | jobs %lld done, %lld running, %lld queued, %lld failed | nodes on %lld/%lld | "
+             "%s | jobs %lld done, %lld running, %lld queued, %lld failed%s | nodes on %lld/%lld | "
              "instances %lld",
              util, ival(jobs, "completed"), ival(jobs, "running"), ival(jobs, "queued"),
-             ival(jobs, "failed"), ival(nodes, "on"), ival(nodes, "registered"),
+             ival(jobs, "failed"), cancelled, ival(nodes, "on"), ival(nodes, "registered"),
              ival(s, "instances"));
 }
 
@@ -80,6 +83,16 @@ int cli_cmd_status(const struct cli_ctx *ctx, int argc, char **argv)
     char line[512];
     cli_status_line(v, line, sizeof(line));
     printf("%s\n", line);
+    /* Below the line, what needs the operator: a router the controller
+     * cannot configure, apps that crash-loop or cannot be placed. */
+    size_t i;
+    json_t *p;
+    json_array_foreach(json_object_get(v, "problems"), i, p)
+        printf("  ! %s\n", json_string_value(p));
+    json_t *ws = json_object_get(json_object_get(v, "jobs"), "waiting_for_vm_slot");
+    if (ws && json_integer_value(ws))
+        printf("  ! %lld queued jobs wait for a VM slot (every node's image pool is full)\n",
+               (long long)json_integer_value(ws));
     json_decref(v);
     return 0;
 }

@@ -33,6 +33,7 @@ static void on_flow_timer(uv_timer_t *t)
     c->last_progress = now;
     ctl_check_timeouts(c);
     ctl_cleanup_ended(c);
+    ctl_apps_reap(c);
     ctl_flows_tick(c, now);
 }
 
@@ -106,6 +107,8 @@ void ctl_cycle_free(struct controller *c)
     json_decref(c->last_decision);
     json_decref(c->last_problem);
     json_decref(c->pool_hints);
+    json_decref(c->job_backoff);
+    json_decref(c->unsupported);
     free(c->insts);
     free(c->plan);
 }

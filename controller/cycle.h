@@ -55,6 +55,13 @@ void ctl_dispatch(struct controller *c);
 void ctl_handle_complete(struct wlm_http_req *req, void *ud);
 void ctl_place_tick(struct controller *c);
 void ctl_check_timeouts(struct controller *c);
+/* A job whose start failed for lack of capacity waits before it is placed
+ * again (exponential backoff, the reason in its history). */
+int ctl_job_backing_off(struct controller *c, int64_t id, double now);
+/* Does the node's agent refuse this action kind ("unsupported")? */
+int ctl_node_unsupported(const struct controller *c, const char *node, const char *kind);
+/* The node's agent runs the libvirt test driver: nothing runs in its VMs. */
+int ctl_node_is_test(const struct ctl_node *n);
 /* reconcile.c: job progress and what the agents report. */
 void ctl_cleanup_ended(struct controller *c);
 void ctl_simulate_progress(struct controller *c, double now, double dt);

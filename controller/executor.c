@@ -65,8 +65,10 @@ static void action_apply(struct controller *c, struct ctl_action *a, const json_
     snprintf(reason, sizeof(reason), "placement: %s on %s", ctl_agent_kind(a), a->node);
     switch (a->kind) {
     case PLACEMENT_ACT_START_INSTANCE:
-        if (in)
+        if (in) {
             in->state = CTL_INST_RUNNING;
+            in->started_at = wlm_now_wall();
+        }
         break;
     case PLACEMENT_ACT_STOP_INSTANCE:
         if (in)
@@ -80,7 +82,11 @@ static void action_apply(struct controller *c, struct ctl_action *a, const json_
         break;
     case PLACEMENT_ACT_START_JOB:
     case PLACEMENT_ACT_RESTORE_JOB:
-    case PLACEMENT_ACT_RESUME_JOB:
+    case PLACEMENT_ACT_RESUME_JOB: {
+        char key[32];
+        snprintf(key, sizeof(key), "%lld", (long long)a->job);
+        json_object_del(c->job_backoff, key);
+    }
         ctl_job_transition(c, a->job, JOBSCHED_RUNNING, reason);
         ctl_job_place(c, a->job, a->node, a->cpu_mhz);
         break;
@@ -130,6 +136,77 @@ void ctl_action_apply(struct controller *c, struct ctl_action *a, const json_t *
     action_apply(c, a, result);
 }
 
+/* ------------------------------------------------------------ honesty */
+
+int ctl_node_is_test(const struct ctl_node *n)
+{
+    const char *d = n && n->report ? json_string_value(json_object_get(n->report, "driver")) : NULL;
+    return d && !strcmp(d, "test");
+}
+
+int ctl_node_unsupported(const struct controller *c, const char *node, const char *kind)
+{
+    json_t *n = json_object_get(c->unsupported, node);
+    return n && json_object_get(n, kind);
+}
+
+/* The agent said it cannot do this kind of action at all: not asked again,
+ * said once (log, `wlm nodes`). */
+static void note_unsupported(struct controller *c, const struct ctl_action *a, const char *detail)
+{
+    if (!c->unsupported)
+        c->unsupported = json_object();
+    const char *kind = ctl_agent_kind(a);
+    json_t *n = json_object_get(c->unsupported, a->node);
+    if (!n) {
+        n = json_object();
+        json_object_set_new(c->unsupported, a->node, n);
+    }
+    if (json_object_get(n, kind))
+        return;
+    json_object_set_new(n, kind, json_string(detail && *detail ? detail : "unsupported"));
+    wlm_warn(CTL_COMP, "node cannot carry out an action kind; not asked again",
+             "node=%s kind=%s detail=\"%s\"", a->node, kind, detail ? detail : "");
+}
+
+static int capacity_error(const struct ctl_action *a, const char *why)
+{
+    return !strcmp(a->error_name, "limit_exceeded") ||
+           (why && (strstr(why, "at its maximum") || strstr(why, "limit_exceeded")));
+}
+
+int ctl_job_backing_off(struct controller *c, int64_t id, double now)
+{
+    char key[32];
+    snprintf(key, sizeof(key), "%lld", (long long)id);
+    json_t *b = json_object_get(c->job_backoff, key);
+    return b && json_number_value(json_object_get(b, "until")) > now;
+}
+
+static void job_backoff(struct controller *c, const struct ctl_action *a, const char *why)
+{
+    if (!c->job_backoff)
+        c->job_backoff = json_object();
+    char key[32];
+    snprintf(key, sizeof(key), "%lld", (long long)a->job);
+    json_t *b = json_object_get(c->job_backoff, key);
+    long long n = b ? json_integer_value(json_object_get(b, "n")) + 1 : 1;
+    double period = (double)c->cfg.placement_period_ms / 1000.0;
+    double delay = period * (double)(1LL << (n < 6 ? n : 6));
+    if (delay > 600)
+        delay = 600;
+    double until = wlm_now_wall() + delay;
+    json_object_set_new(c->job_backoff, key,
+                        json_pack("{s:s, s:f, s:I, s:s}", "node", a->node, "until", until, "n",
+                                  (json_int_t)n, "why", why));
+    char reason[256];
+    snprintf(reason, sizeof(reason), "%s on %s failed for lack of capacity (%s); not placed again "
+             "for %.0f s (failure %lld in a row)", ctl_agent_kind(a), a->node, why, delay, n);
+    ctl_job_transition(c, a->job, JOBSCHED_ELIGIBLE, reason);
+    wlm_warn(CTL_COMP, "job backs off after a capacity failure", "job=%lld node=%s seconds=%.0f",
+             (long long)a->job, a->node, delay);
+}
+
 /* An action that could not be carried out: undo what sending it started. */
 void ctl_action_failed(struct controller *c, struct ctl_action *a, const char *why)
 {
@@ -144,6 +221,9 @@ void ctl_action_failed(struct controller *c, struct ctl_action *a, const char *w
         ctl_inst_remove(c, in);
     else if (a->kind == PLACEMENT_ACT_STOP_INSTANCE && in)
         in->state = CTL_INST_RUNNING;
+    else if ((a->kind == PLACEMENT_ACT_START_JOB || a->kind == PLACEMENT_ACT_RESTORE_JOB) &&
+             capacity_error(a, why))
+        job_backoff(c, a, why);
     else if (a->kind == PLACEMENT_ACT_START_JOB)
         ctl_job_transition(c, a->job, JOBSCHED_ELIGIBLE, "start failed; will be placed again");
     else if (a->kind == PLACEMENT_ACT_MIGRATE_JOB)
@@ -217,13 +297,16 @@ static void on_sent(const struct wlm_http_response *resp, const struct wlm_error
     }
     json_t *v = json_loadb(resp->body, resp->body_len, 0, NULL);
     const char *detail = v ? json_string_value(json_object_get(v, "detail")) : NULL;
+    const char *ename = v ? json_string_value(json_object_get(v, "error")) : NULL;
     char msg[256];
     snprintf(msg, sizeof(msg), "agent answered %d: %s", resp->status, detail ? detail : "");
+    wlm_strlcpy(a->error_name, ename ? ename : "", sizeof(a->error_name));
     json_decref(v);
     /* A resize the driver cannot do is not a failure of the plan: the
-     * allocation is still what the placement decided, only not enforced. */
+     * allocation is still what the placement decided, only not enforced;
+     * the node is not asked again. */
     if (a->kind == PLACEMENT_ACT_RESIZE && resp->status == 501) {
-        wlm_debug(CTL_COMP, "resize not enforced", "id=%s detail=\"%s\"", a->id, msg);
+        note_unsupported(c, a, msg);
         action_completed(c, a, 1, NULL, NULL);
         return;
     }
@@ -282,6 +365,20 @@ static json_t *action_body(struct controller *c, const struct ctl_action *a)
         break;
     case PLACEMENT_ACT_START_JOB:
     case PLACEMENT_ACT_RESTORE_JOB:
+        if (j && !c->cfg.simulate_jobs && ctl_node_is_test(ctl_node_find(c, a->node))) {
+            /* Nothing runs inside a test-driver VM: the agent simulates the
+             * job for the time its remaining work takes at its allocation. */
+            double speed = a->cpu_mhz > 0 ? a->cpu_mhz : jobsched_job_max_mhz(j);
+            double cap = jobsched_job_max_mhz(j);
+            if (cap > 0 && speed > cap)
+                speed = cap;
+            double left = j->work_mcycles - j->done_mcycles;
+            double total = speed > 0 ? j->work_mcycles / speed : 1;
+            json_object_set_new(b, "sim_seconds",
+                                json_real(speed > 0 && left > 0 ? left / speed + 0.001 : 0.001));
+            if (a->kind == PLACEMENT_ACT_RESTORE_JOB)
+                json_object_set_new(b, "sim_total", json_real(total > 0.001 ? total : 0.001));
+        }
         if (j) {
             json_object_set_new(b, "command", json_string(j->command ? j->command : "true"));
             if (a->kind == PLACEMENT_ACT_START_JOB) {
@@ -395,6 +492,7 @@ void ctl_dispatch(struct controller *c)
         ctl_events_broadcast(
             c, "plan",
             json_pack("{s:I,s:I}", "actions", (json_int_t)0, "failed", (json_int_t)failed));
+        ctl_apps_reap(c);
     }
 }
 
@@ -438,13 +536,16 @@ void ctl_handle_complete(struct wlm_http_req *req, void *ud)
     }
     const char *ename = json_string_value(json_object_get(body, "error"));
     int ok = !strcmp(st, "succeeded");
+    wlm_strlcpy(a->error_name, ename ? ename : "", sizeof(a->error_name));
     if (!ok && a->kind == PLACEMENT_ACT_RESIZE && ename && !strcmp(ename, "unsupported")) {
         /* The driver cannot cap CPU (the test driver): the allocation is
-         * still what the placement decided, only not enforced. */
-        wlm_debug(CTL_COMP, "resize not enforced", "id=%s detail=\"%s\"", a->id,
-                  json_string_value(json_object_get(body, "detail")));
+         * still what the placement decided, only not enforced; the node is
+         * not asked again. */
+        note_unsupported(c, a, json_string_value(json_object_get(body, "detail")));
         ok = 1;
     }
+    if (!ok && a->kind == PLACEMENT_ACT_STOP_INSTANCE && ename && !strcmp(ename, "not_found"))
+        ok = 1; /* already gone: what the stop wanted */
     action_completed(c, a, ok, json_string_value(json_object_get(body, "detail")),
                      json_object_get(body, "result"));
     json_decref(body);
@@ -511,6 +612,20 @@ static void plan_from_decision(struct controller *c, struct solve_work *sw)
     }
 }
 
+/* Resizes a node said it cannot do are not sent: the allocation is
+ * recorded as decided (it is what the placement works with), unenforced. */
+static void plan_skip_unsupported(struct controller *c)
+{
+    for (size_t i = 0; i < c->nplan; i++) {
+        struct ctl_action *a = &c->plan[i];
+        if (a->kind != PLACEMENT_ACT_RESIZE || !ctl_node_unsupported(c, a->node, ctl_agent_kind(a)))
+            continue;
+        a->st = CTL_ACT_DONE;
+        a->sent_at = a->done_at = wlm_now_mono();
+        action_apply(c, a, NULL);
+    }
+}
+
 static json_t *decision_summary(struct controller *c, const struct solve_work *sw)
 {
     const struct placement_decision *d = sw->d;
@@ -573,6 +688,7 @@ static void solve_after(uv_work_t *w, int status)
     /* Allocation changes of running work are applied right away; they are
      * also in the plan as resize actions for the agents to enforce. */
     plan_from_decision(c, sw);
+    plan_skip_unsupported(c);
     ctl_solve_work_free(sw);
     ctl_events_broadcast(c, "placement", json_incref(c->last_decision));
     ctl_dispatch(c);

@@ -60,6 +60,8 @@ static json_t *current_utilities(struct controller *c, double now, json_t **map,
     for (size_t i = 0; i < c->napps; i++) {
         const struct ctl_app *a = &c->apps[i];
         struct placement_utility u;
+        if (a->deleting)
+            continue;
         if (ctl_app_utility(c, a, &u))
             continue;
         double alloc = ctl_app_allocation(c, a->name);
@@ -235,6 +237,7 @@ static void on_stats(const struct wlm_http_response *resp, const struct wlm_erro
     if (err->code || resp->status != 200) {
         wlm_debug(CTL_COMP, "router stats unavailable", "detail=\"%s\" status=%d", err->msg,
                   resp->status);
+        ctl_router_failed(c, resp, err, "statistics");
         return;
     }
     json_t *v = json_loadb(resp->body, resp->body_len, 0, NULL);
@@ -359,6 +362,8 @@ static json_t *router_config(struct controller *c, const struct flowctl_decision
     json_t *apps = json_array();
     for (size_t i = 0; i < c->napps; i++) {
         const struct ctl_app *a = &c->apps[i];
+        if (a->deleting)
+            continue; /* drained first: its instances stop once the router forgets them */
         json_t *classes = json_array();
         json_t *spec_classes = json_object_get(a->spec, "classes");
         for (size_t k = 0; k < a->nclasses; k++) {
@@ -412,9 +417,43 @@ static void on_pushed(const struct wlm_http_response *resp, const struct wlm_err
     if (err->code || resp->status != 200) {
         wlm_warn(CTL_COMP, "router configuration not applied", "status=%d detail=\"%s%s\"",
                  resp->status, err->msg, resp->body ? resp->body : "");
+        ctl_router_failed(c, resp, err, "configuration");
         free(c->router_pushed);
         c->router_pushed = NULL; /* try again next cycle */
+        return;
     }
+    free(c->router_acked);
+    c->router_acked = c->router_pushed ? strdup(c->router_pushed) : NULL;
+    ctl_router_ok(c);
+}
+
+/* What `wlm status` and the dashboard say of the router: a router that the
+ * controller cannot configure or read leaves apps unreachable however
+ * happy their utility looks. */
+void ctl_router_failed(struct controller *c, const struct wlm_http_response *resp,
+                       const struct wlm_error *err, const char *what)
+{
+    char msg[sizeof(c->router_error)];
+    if (err && err->code)
+        snprintf(msg, sizeof(msg), "router %s failed: %s", what, err->msg);
+    else if (resp && resp->status == 401)
+        snprintf(msg, sizeof(msg), "router %s refused: the router rejects the controller's token "
+                 "(set --router-token to the router's --token)", what);
+    else
+        snprintf(msg, sizeof(msg), "router %s failed: HTTP %d", what, resp ? resp->status : 0);
+    if (!c->router_error[0])
+        c->router_error_since = wlm_now_wall();
+    if (strcmp(msg, c->router_error))
+        wlm_errorlog(CTL_COMP, "router unusable", "url=%s detail=\"%s\"", c->cfg.router_url, msg);
+    wlm_strlcpy(c->router_error, msg, sizeof(c->router_error));
+}
+
+void ctl_router_ok(struct controller *c)
+{
+    if (c->router_error[0])
+        wlm_info(CTL_COMP, "router reachable again", "url=%s", c->cfg.router_url);
+    c->router_error[0] = '\0';
+    c->router_error_since = 0;
 }
 
 json_t *ctl_router_config_json(struct controller *c)
@@ -525,7 +564,9 @@ void ctl_flows_free(struct controller *c)
     c->hist_len = 0;
     free(c->fstats);
     free(c->router_pushed);
+    free(c->router_acked);
     free(c->sse);
+    c->router_acked = NULL;
     c->fstats = NULL;
     c->router_pushed = NULL;
     c->sse = NULL;

@@ -21,6 +21,7 @@ struct ctl_node {
     double last_heartbeat; /* wall seconds; 0 = none since controller start */
     json_t *report; /* last heartbeat body (usage, power, ...), owned, may be NULL */
     enum controller_node_state state; /* as last logged by the sweep */
+    int said_driver; /* the driver note was logged */
 };
 
 #define CTL_APP_MAX_CLASSES 8
@@ -41,6 +42,14 @@ struct ctl_app {
     size_t nclasses, default_class;
     json_t *spec;      /* the validated spec as deployed, owned */
     size_t ninstances; /* running now */
+    /* DELETE /v1/apps/NAME: out of the router and the placement at once; the
+     * entry goes when its last instance has been stopped (apps.c). */
+    int deleting;
+    double deleting_since; /* monotonic */
+    /* Crash-loop backoff (apps.c): instances that died soon after start. */
+    int crashes;           /* in a row, reset by an instance that stays up */
+    double restart_after;  /* wall time before which no instance is started */
+    json_t *last_exit;     /* {"instance","node","status","stderr","at"} of the last exit, owned */
 };
 
 /* An instance of a web application on a node. */
@@ -58,6 +67,7 @@ struct ctl_instance {
      * its last report (cpu_seen = 0 until the first). */
     double cpu_s_seen, wait_s_seen;
     int cpu_seen;
+    double started_at; /* wall time its start was confirmed, 0 before */
 };
 
 /* One step of the plan being carried out. */
@@ -78,6 +88,7 @@ struct ctl_action {
     enum ctl_act_state st;
     double sent_at, done_at;
     char error[256];
+    char error_name[32]; /* the agent's error code name ("limit_exceeded", ...) */
 };
 
 /* A point of the utility history. */
@@ -141,6 +152,12 @@ struct controller {
     size_t nfstats;
     double fstats_at;
     char *router_pushed; /* last configuration PUT to the router */
+    char *router_acked;  /* last configuration the router accepted */
+    char router_error[256]; /* why the last push or stats poll failed, "" when fine */
+    double router_error_since; /* wall time, 0 when fine */
+    json_t *job_backoff; /* {"<job id>": {"node","until","n","why"}} after capacity failures */
+    size_t jobs_without_slot; /* queued jobs no node has a free VM slot for (problem.c) */
+    json_t *unsupported; /* {"<node>": {"<action kind>": "detail"}} the agent cannot do */
     unsigned router_pushes;
     int router_busy, stats_busy;
     struct wlm_http_req **sse;
@@ -202,6 +219,9 @@ void ctl_flows_routes(struct controller *c);
 void ctl_router_push(struct controller *c, int force);
 /* The configuration ctl_router_push sends (caller decrefs). */
 json_t *ctl_router_config_json(struct controller *c);
+void ctl_router_failed(struct controller *c, const struct wlm_http_response *resp,
+                       const struct wlm_error *err, const char *what);
+void ctl_router_ok(struct controller *c);
 int ctl_app_utility(struct controller *c, const struct ctl_app *a, struct placement_utility *out);
 void ctl_events_broadcast(struct controller *c, const char *event, json_t *data);
 void ctl_flows_free(struct controller *c);
@@ -213,5 +233,15 @@ struct ctl_app *ctl_app_find(struct controller *c, const char *name);
 int ctl_apps_load(struct controller *c, struct wlm_error *err);
 void ctl_apps_routes(struct controller *c);
 void ctl_apps_free(struct controller *c);
+/* Stop the instances of deleted apps (after the router has stopped using
+ * them) when no plan runs; drop deleted apps whose instances are all gone. */
+void ctl_apps_reap(struct controller *c);
+/* Two or more instances in a row ended soon after their start. */
+int ctl_app_crash_looping(const struct ctl_app *a);
+/* Why an app has no running instance, or "" (written to out). */
+void ctl_app_reason(struct controller *c, const struct ctl_app *a, char *out, size_t size);
+/* An instance of the app ended: record its exit and back off restarts. */
+void ctl_app_instance_exited(struct controller *c, const char *app, const char *instance,
+                             const char *node, json_t *proc);
 
 #endif

@@ -103,6 +103,10 @@ static json_t *node_json(struct controller *c, const struct ctl_node *n, double 
     } else {
         json_object_set_new(o, "last_heartbeat", json_null());
     }
+    /* What the agent said it cannot do (asked once, not again). */
+    json_t *uns = json_object_get(c->unsupported, n->name);
+    if (uns)
+        json_object_set(o, "unsupported", uns);
     const char *k;
     json_t *v;
     if (n->report)

@@ -74,6 +74,119 @@ static long node_index(char (*names)[64], size_t n, const char *name)
     return -1;
 }
 
+/* ------------------------------------------------------------ VM slots */
+
+/* VM slots a node's agent enforces: its image pool holds at most `max`
+ * images, one per job VM. -1 when the agent reports no limit. */
+static long node_free_slots(struct controller *c, const struct ctl_node *n)
+{
+    json_t *pool = n->report ? json_object_get(n->report, "pool") : NULL;
+    json_t *mx = pool ? json_object_get(pool, "max") : NULL;
+    if (!json_is_integer(mx) || json_integer_value(mx) <= 0)
+        return -1;
+    long max = (long)json_integer_value(mx);
+    long reported = (long)json_integer_value(json_object_get(pool, "used")) -
+                    (long)json_integer_value(json_object_get(pool, "parked"));
+    long mine = 0;
+    size_t nj;
+    struct jobsched_job *const *jobs = jobsched_jobs(c->js, &nj);
+    for (size_t i = 0; i < nj; i++)
+        mine += !jobsched_state_terminal(jobs[i]->state) && !strcmp(jobs[i]->node, n->name);
+    long used = reported > mine ? reported : mine;
+    return used >= max ? 0 : max - used;
+}
+
+static int cmp_goal(const void *x, const void *y)
+{
+    const struct jobsched_job *a = *(const struct jobsched_job *const *)x;
+    const struct jobsched_job *b = *(const struct jobsched_job *const *)y;
+    if (a->goal_time != b->goal_time)
+        return a->goal_time < b->goal_time ? -1 : 1;
+    return a->id < b->id ? -1 : a->id > b->id;
+}
+
+static int job_needs_slot(const struct jobsched_job *j)
+{
+    enum placement_job_state s = job_state_of(j->state);
+    return s == PLACEMENT_JOB_QUEUED || s == PLACEMENT_JOB_SUSPENDED || !j->node[0];
+}
+
+static int job_fits_node(const struct jobsched_job *j, const struct ctl_node *n)
+{
+    if (j->memory_mb > n->memory_mb || (long long)j->threads > n->cores)
+        return 0;
+    for (size_t l = 0; l < j->req.nlabels; l++) {
+        const char *v = json_string_value(json_object_get(n->labels, j->req.labels[l].key));
+        if (!v || strcmp(v, j->req.labels[l].value))
+            return 0;
+    }
+    return 1;
+}
+
+/* Jobs that need a new VM (queued, suspended) get one of the free VM slots
+ * of a node, most urgent first, spread over the nodes with the most free
+ * slots: the job requires the label "wlm-vm-slot=NODE" that only that node
+ * has, so the placement never plans more starts on a node than its agent
+ * accepts. Jobs left without a slot wait outside the problem (slot[j] =
+ * -2); -1 = no slot needed or no limit. Returns how many wait. */
+static size_t assign_slots(struct controller *c, const struct jobsched_job **jobs, size_t njobs,
+                           long *slot, long *free_slots, int *limited)
+{
+    size_t waiting = 0;
+    *limited = 0;
+    for (size_t i = 0; i < c->nnodes; i++) {
+        free_slots[i] = c->nodes[i].state == CONTROLLER_NODE_READY
+                            ? node_free_slots(c, &c->nodes[i])
+                            : 0;
+        if (c->nodes[i].state == CONTROLLER_NODE_READY && free_slots[i] >= 0)
+            *limited = 1;
+    }
+    for (size_t j = 0; j < njobs; j++)
+        slot[j] = -1;
+    if (!*limited)
+        return 0;
+    const struct jobsched_job **order = calloc(njobs ? njobs : 1, sizeof(*order));
+    if (!order)
+        return 0;
+    size_t n = 0;
+    for (size_t j = 0; j < njobs; j++)
+        if (job_needs_slot(jobs[j]))
+            order[n++] = jobs[j];
+    qsort(order, n, sizeof(*order), cmp_goal);
+    for (size_t k = 0; k < n; k++) {
+        size_t j = 0;
+        while (jobs[j] != order[k])
+            j++;
+        long best = -1;
+        int unlimited = 0;
+        for (size_t i = 0; i < c->nnodes; i++) {
+            if (c->nodes[i].state != CONTROLLER_NODE_READY || !job_fits_node(order[k], &c->nodes[i]))
+                continue;
+            if (free_slots[i] < 0)
+                unlimited = 1;
+            else if (free_slots[i] > 0 && (best < 0 || free_slots[i] > free_slots[best]))
+                best = (long)i;
+        }
+        if (unlimited)
+            continue; /* a node without a limit can take it: no slot needed */
+        if (best < 0) {
+            slot[j] = -2;
+            waiting++;
+            continue;
+        }
+        slot[j] = best;
+        free_slots[best]--;
+    }
+    free(order);
+    return waiting;
+}
+
+static void add_label(char *buf, size_t size, const char *item)
+{
+    size_t used = strlen(buf);
+    snprintf(buf + used, size - used, "%s%s", used ? "," : "", item);
+}
+
 /* Build the problem from the controller's state. Returns NULL when there is
  * nothing to decide (no READY node). */
 struct solve_work *ctl_build_problem(struct controller *c, double now)
@@ -87,9 +200,17 @@ struct solve_work *ctl_build_problem(struct controller *c, double now)
     const struct jobsched_job **jobs = calloc(njobs ? njobs : 1, sizeof(*jobs));
     struct solve_work *sw = calloc(1, sizeof(*sw));
     struct placement_problem *p = calloc(1, sizeof(*p));
+    long *slot = NULL, *free_slots = NULL;
     if (!sw || !p || !jobs)
         goto oom;
     njobs = jobsched_placeable(c->js, jobs, njobs);
+    slot = calloc(njobs ? njobs : 1, sizeof(*slot));
+    free_slots = calloc(c->nnodes ? c->nnodes : 1, sizeof(*free_slots));
+    if (!slot || !free_slots)
+        goto oom;
+    int limited = 0;
+    size_t no_slot = assign_slots(c, jobs, njobs, slot, free_slots, &limited);
+    c->jobs_without_slot = no_slot;
     sw->c = c;
     sw->p = p;
     ctl_placement_options(c, &p->opts);
@@ -131,10 +252,24 @@ struct solve_work *ctl_build_problem(struct controller *c, double now)
                 break;
             used += (size_t)w;
         }
+        if (limited) {
+            char item[80];
+            snprintf(item, sizeof(item), "wlm-vm-slot=%s", n->name);
+            if (strlen(pn->labels) + strlen(item) + 2 <= sizeof(pn->labels))
+                add_label(pn->labels, sizeof(pn->labels), item);
+        }
         p->nnodes++;
     }
     for (size_t a = 0; a < c->napps; a++) {
         const struct ctl_app *app = &c->apps[a];
+        /* A deleted app's instances are being stopped; a crash-looping app
+         * gets no new instance until its backoff ends. */
+        int have = 0;
+        for (size_t i = 0; i < c->ninsts; i++)
+            have += !strcmp(c->insts[i].app, app->name) && c->insts[i].state != CTL_INST_STOPPING;
+        int backoff = app->restart_after > now;
+        if (app->deleting || (backoff && !have))
+            continue;
         struct placement_workload *w = &p->workloads[p->nworkloads];
         snprintf(w->name, sizeof(w->name), "%s", app->name);
         w->kind = PLACEMENT_APP;
@@ -142,6 +277,11 @@ struct solve_work *ctl_build_problem(struct controller *c, double now)
         w->max_cpu_per_instance = app->max_cpu_mhz > 0 ? app->max_cpu_mhz : max_node_mhz;
         w->min_instances = (int)app->min_instances;
         w->max_instances = (int)app->max_instances;
+        if (backoff && have < w->max_instances) {
+            w->max_instances = have;
+            if (w->min_instances > have)
+                w->min_instances = have;
+        }
         w->cur_node = -1;
         ctl_app_utility(c, app, &w->utility);
         sw->refs[p->nworkloads].is_job = 0;
@@ -158,6 +298,10 @@ struct solve_work *ctl_build_problem(struct controller *c, double now)
     }
     for (size_t j = 0; j < njobs; j++) {
         const struct jobsched_job *job = jobs[j];
+        /* No VM slot free for it, or a capacity failure not long ago: it
+         * waits outside this decision rather than be planned to fail. */
+        if (slot[j] == -2 || (job_needs_slot(job) && ctl_job_backing_off(c, job->id, now)))
+            continue;
         struct placement_workload *w = &p->workloads[p->nworkloads];
         snprintf(w->name, sizeof(w->name), "job-%lld", (long long)job->id);
         w->kind = PLACEMENT_JOB;
@@ -179,6 +323,12 @@ struct solve_work *ctl_build_problem(struct controller *c, double now)
                 break;
             used += (size_t)n;
         }
+        if (slot[j] >= 0) {
+            char item[80];
+            snprintf(item, sizeof(item), "wlm-vm-slot=%s", c->nodes[slot[j]].name);
+            if (strlen(w->requires) + strlen(item) + 2 <= sizeof(w->requires))
+                add_label(w->requires, sizeof(w->requires), item);
+        }
         w->state = job_state_of(job->state);
         long ni = job->node[0] ? node_index(sw->node_names, p->nnodes, job->node) : -1;
         w->cur_node = (int)ni;
@@ -193,9 +343,13 @@ struct solve_work *ctl_build_problem(struct controller *c, double now)
         sw->refs[p->nworkloads].job = job->id;
         p->nworkloads++;
     }
+    free(slot);
+    free(free_slots);
     free(jobs);
     return sw;
 oom:
+    free(slot);
+    free(free_slots);
     free(jobs);
     if (sw) {
         free(sw->refs);

@@ -178,6 +178,13 @@ static void reconcile_after_restart(struct controller *c, struct ctl_node *n, js
 
 void ctl_cycle_heartbeat(struct controller *c, struct ctl_node *n, double now, double dt)
 {
+    if (!n->said_driver && n->report && json_object_get(n->report, "driver")) {
+        n->said_driver = 1;
+        if (ctl_node_is_test(n) && !c->cfg.simulate_jobs)
+            wlm_warn(CTL_COMP, "node runs the libvirt test driver: nothing runs inside its VMs; "
+                     "its agent simulates each job for the time its work takes at its allocation",
+                     "node=%s", n->name);
+    }
     json_t *usage = n->report ? json_object_get(n->report, "usage") : NULL;
     json_t *doms = usage ? json_object_get(usage, "domains") : NULL;
     ctl_settle_heartbeat(c, n);
@@ -206,10 +213,15 @@ void ctl_cycle_heartbeat(struct controller *c, struct ctl_node *n, double now, d
             /* The job's own word (WLM-PROGRESS lines) beats CPU time. */
             const char *src = json_string_value(json_object_get(d, "progress_source"));
             json_t *pg = json_object_get(d, "progress");
-            if (src && !strcmp(src, "guest") && json_is_number(pg) && j->work_mcycles > 0) {
+            if (src && (!strcmp(src, "guest") || !strcmp(src, "simulated")) &&
+                json_is_number(pg) && j->work_mcycles > 0) {
                 double f = json_number_value(pg);
                 done = (f < 0 ? 0 : f > 1 ? 1 : f) * j->work_mcycles;
             }
+            /* Work is an estimate: a job that runs longer stays at 100 %
+             * until it ends, it does not count past it. */
+            if (j->work_mcycles > 0 && done > j->work_mcycles)
+                done = j->work_mcycles;
             jobsched_report_usage(c->js, id, done, j->threads,
                                   j->threads > 0 ? mhz / j->threads : mhz, now, NULL);
         }
@@ -235,6 +247,7 @@ void ctl_cycle_heartbeat(struct controller *c, struct ctl_node *n, double now, d
             (!strcmp(st, "shutoff") || !strcmp(st, "crashed"))) {
             wlm_warn(CTL_COMP, "app instance died", "instance=%s node=%s port=%d", in->id, n->name,
                      in->port);
+            ctl_app_instance_exited(c, in->app, in->id, n->name, d);
             ctl_inst_remove(c, in);
             ctl_count_instances(c);
             ctl_router_push(c, 0);

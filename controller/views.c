@@ -123,10 +123,50 @@ static void handle_summary(struct wlm_http_req *req, void *ud)
         "queued",
         (json_int_t)(st[JOBSCHED_PENDING] + st[JOBSCHED_ELIGIBLE] + st[JOBSCHED_PAUSED] +
                      st[JOBSCHED_SUSPENDED]),
-        "failed", (json_int_t)(st[JOBSCHED_FAILED] + st[JOBSCHED_CANCELLED]), "suspended",
+        "failed", (json_int_t)st[JOBSCHED_FAILED], "suspended",
         (json_int_t)st[JOBSCHED_SUSPENDED], "nodes", "on", (json_int_t)on, "ready",
         (json_int_t)ready, "registered", (json_int_t)c->nnodes, "instances", (json_int_t)c->ninsts,
         "plan_actions", (json_int_t)c->nplan);
+    json_object_set_new(json_object_get(o, "jobs"), "cancelled",
+                        json_integer((json_int_t)st[JOBSCHED_CANCELLED]));
+    if (c->jobs_without_slot)
+        json_object_set_new(json_object_get(o, "jobs"), "waiting_for_vm_slot",
+                            json_integer((json_int_t)c->jobs_without_slot));
+    /* What makes the utility lie: a router that cannot be configured, apps
+     * that crash-loop or cannot be placed. */
+    json_t *problems = json_array();
+    if (c->cfg.router_url[0]) {
+        json_t *r = json_pack("{s:s, s:b}", "url", c->cfg.router_url, "ok", !c->router_error[0]);
+        if (c->router_error[0]) {
+            json_object_set_new(r, "error", json_string(c->router_error));
+            json_object_set_new(r, "since", json_real(c->router_error_since));
+            json_array_append_new(problems, json_string(c->router_error));
+        }
+        json_object_set_new(o, "router", r);
+    }
+    json_t *apps = json_array();
+    for (size_t i = 0; i < c->napps; i++) {
+        const struct ctl_app *a = &c->apps[i];
+        char why[256];
+        ctl_app_reason(c, a, why, sizeof(why));
+        const char *state = a->deleting                        ? "deleting"
+                            : ctl_app_crash_looping(a)         ? "crash-looping"
+                            : a->ninstances                    ? "running"
+                                                               : "waiting";
+        json_t *x = json_pack("{s:s, s:s, s:I}", "name", a->name, "state", state, "instances",
+                              (json_int_t)a->ninstances);
+        if (why[0]) {
+            json_object_set_new(x, "reason", json_string(why));
+            if (!a->deleting) {
+                char line[400];
+                snprintf(line, sizeof(line), "app %s: %s", a->name, why);
+                json_array_append_new(problems, json_string(line));
+            }
+        }
+        json_array_append_new(apps, x);
+    }
+    json_object_set_new(o, "apps", apps);
+    json_object_set_new(o, "problems", problems);
     if (c->hist_len) {
         const struct ctl_util_point *p =
             &c->history[(c->hist_head + CTL_HISTORY - 1) % CTL_HISTORY];

@@ -7,10 +7,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "actions_int.h"
 #include "internal.h"
 
 static void hb_schedule(struct nodeagent *a, uint64_t ms);
 static void reg_schedule(struct nodeagent *a, uint64_t ms);
+static void na_proc_exit_json(struct nodeagent *a, const struct nodeagent_wl_info *wi, json_t *o);
 
 void na_pending_inc(struct nodeagent *a)
 {
@@ -349,6 +351,8 @@ static void hb_after(uv_work_t *w, int status)
             json_object_set_new(o, "cpu_wait_seconds", json_real(wi->cpu_wait_seconds));
             if (wi->cpu_source)
                 json_object_set_new(o, "cpu_source", json_string(wi->cpu_source));
+            if (wi->state == NODEAGENT_WL_SHUTOFF)
+                na_proc_exit_json(a, wi, o);
             json_array_append_new(procs, o);
         }
     }
@@ -400,6 +404,12 @@ static void hb_after(uv_work_t *w, int status)
     json_t *body = json_object();
     json_object_set_new(body, "usage", usage);
     json_object_set_new(body, "power", power);
+    /* The controller learns what the node can do: "test" runs nothing
+     * inside its VMs (jobs there are simulated). */
+    json_object_set_new(body, "driver",
+                        json_string(!strncmp(a->cfg.libvirt_uri, "test:", 5) ? "test"
+                                    : !strcmp(a->cfg.libvirt_uri, "none")    ? "none"
+                                                                             : "libvirt"));
     if (a->pool) {
         struct nodeagent_pool_status ps;
         nodeagent_pool_status(a->pool, &ps);
@@ -519,6 +529,40 @@ static void reg_schedule(struct nodeagent *a, uint64_t ms)
 {
     if (!a->stopping)
         uv_timer_start(&a->reg_timer, on_reg_timer, ms, 0);
+}
+
+/* An app instance that ended: its exit status and the last lines of its
+ * output (stdout and stderr share the file), for `wlm app show`. */
+static void na_proc_exit_json(struct nodeagent *a, const struct nodeagent_wl_info *wi, json_t *o)
+{
+    if (wi->exit_status >= 0)
+        json_object_set_new(o, "exit_status", json_integer(wi->exit_status));
+    char path[1200];
+    na_job_path(a, wi->id, "stdout.log", path, sizeof(path));
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return;
+    char buf[1025];
+    if (fseek(f, 0, SEEK_END) == 0) {
+        long sz = ftell(f);
+        fseek(f, sz > 1024 ? sz - 1024 : 0, SEEK_SET);
+    }
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    /* The last 5 lines, valid UTF-8 or not: bytes outside ASCII become '?'. */
+    size_t start = n, lines = 0;
+    while (start > 0 && lines < 5)
+        if (buf[--start] == '\n')
+            lines++;
+    if (buf[start] == '\n')
+        start++;
+    for (size_t i = start; i < n; i++)
+        if ((unsigned char)buf[i] >= 0x80 || ((unsigned char)buf[i] < 0x20 && buf[i] != '\n'))
+            buf[i] = '?';
+    json_object_set_new(o, "output_tail", json_string(buf + start));
 }
 
 /* ------------------------------------------------------------ HTTP */

@@ -38,6 +38,7 @@ struct pr_inst {
     unsigned long long start_ticks;
     char line[1024]; /* the shell line run */
     char user[64];
+    int reaped, status; /* ended: exit code, or 128 + signal */
 };
 
 struct pr_driver {
@@ -601,7 +602,7 @@ static int pr_destroy(struct nodeagent_driver *dd, const char *id, struct wlm_er
     return r;
 }
 
-static void fill(struct pr_driver *d, const struct pr_inst *in, struct nodeagent_wl_info *out)
+static void fill(struct pr_driver *d, struct pr_inst *in, struct nodeagent_wl_info *out)
 {
     memset(out, 0, sizeof(*out));
     wlm_strlcpy(out->id, in->id, sizeof(out->id));
@@ -609,9 +610,17 @@ static void fill(struct pr_driver *d, const struct pr_inst *in, struct nodeagent
     out->cpu_shares = -1;
     out->vcpu_quota_us = -1;
     out->start_ticks = in->start_ticks;
-    /* Reap a child that exited so it shows as shut off, not a zombie. */
-    if (in->pid <= 0 || (!in->adopted && waitpid(in->pid, NULL, WNOHANG) == in->pid)) {
+    out->exit_status = -1;
+    /* Reap a child that exited so it shows as shut off, not a zombie, and
+     * keep how it ended for the controller. */
+    int wst = 0;
+    if (in->pid > 0 && !in->adopted && !in->reaped && waitpid(in->pid, &wst, WNOHANG) == in->pid) {
+        in->reaped = 1;
+        in->status = WIFEXITED(wst) ? WEXITSTATUS(wst) : 128 + WTERMSIG(wst);
+    }
+    if (in->pid <= 0 || in->reaped) {
         out->state = NODEAGENT_WL_SHUTOFF;
+        out->exit_status = in->status;
         return;
     }
     struct nodeagent_proc_usage u;

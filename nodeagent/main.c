@@ -45,6 +45,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "wlm-nodeagent: %s\n", err.msg);
         return 2;
     }
+    /* test://node.xml names a host "node.xml", not a file: libvirt's
+     * error would not say so. */
+    if (!strncmp(cfg.libvirt_uri, "test://", 7) && cfg.libvirt_uri[7] != '/') {
+        fprintf(stderr,
+                "wlm-nodeagent: libvirt_uri: '%s' is not a test-driver file; use "
+                "test:///ABS/PATH/node.xml (three slashes, an absolute path) or test:///default\n",
+                cfg.libvirt_uri);
+        return 2;
+    }
     signal(SIGPIPE, SIG_IGN);
     /* Job starts hold a pool thread until the guest runs the job (up to
      * boot_timeout_s); libuv's default of 4 threads would let a few slow

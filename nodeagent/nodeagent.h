@@ -140,6 +140,7 @@ struct nodeagent_wl_info {
     double cpu_wait_seconds;
     const char *cpu_source;
     unsigned long long start_ticks; /* processes: start time, clock ticks since boot */
+    int exit_status;         /* processes that ended: exit code, or 128 + signal; -1 otherwise */
 };
 
 /* What the hypervisor measured of a live migration; -1 when unknown. */

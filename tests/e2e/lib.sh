@@ -28,6 +28,8 @@ e2e_cleanup() {
 }
 
 # e2e_start_cluster NODE_SPECS...: each "name:cores:mhz:mem[:labels]".
+# E2E_CONTROLLER_FLAGS replaces --simulate-jobs; E2E_AGENT_FLAGS are added
+# to every agent's flags.
 e2e_start_cluster() {
   local port admin web
   port=$(wlm_free_port); admin=$(wlm_free_port); web=$(wlm_free_port)
@@ -42,8 +44,8 @@ e2e_start_cluster() {
   E2E_PORT_BASE=$(( 20000 + (RANDOM % 400) * 100 ))
   "$bin/wlm-controller" --listen-port "$port" --db "$dir/c.db" --router-url "http://127.0.0.1:$admin" \
     --app-port-base "$E2E_PORT_BASE" \
-    --simulate-jobs --flow-period-ms 1000 --placement-period-ms 2000 --node-lost-after-ms 5000 \
-    >"$dir/controller.log" 2>&1 &
+    ${E2E_CONTROLLER_FLAGS---simulate-jobs} --flow-period-ms 1000 --placement-period-ms 2000 \
+    --node-lost-after-ms 5000 >"$dir/controller.log" 2>&1 &
   pids+=($!)
   wlm_wait_http "$WLM_CONTROLLER/healthz" 30 || e2e_fail "controller did not start"
   local spec n
@@ -53,7 +55,7 @@ e2e_start_cluster() {
     mkdir -p "$dir/$n"
     "$bin/wlm-nodeagent" --name "$n" --controller "$WLM_CONTROLLER" --libvirt-uri "test://$dir/$n.xml" \
       --listen-port 0 --state-dir "$dir/$n" --shared-dir "$dir/shared" --heartbeat-ms 500 \
-      ${labels:+--labels "$labels"} >"$dir/$n.log" 2>&1 &
+      ${labels:+--labels "$labels"} ${E2E_AGENT_FLAGS:-} >"$dir/$n.log" 2>&1 &
     pids+=($!)
   done
   for _ in $(seq 100); do
