@@ -22,6 +22,7 @@ struct fc_flow {
     double last_step; /* signed change applied last cycle */
     int last_dir;     /* sign of the last change that happened (0 = none yet) */
     double gain;      /* current damping gain */
+    double floor;     /* capacity floor of its slots in force (fc_capacity_floor), 0 = none */
 };
 
 struct fc_app {
@@ -346,6 +347,54 @@ static double fc_damp(const struct flowctl_config *c, struct fc_flow *f, double 
     return fmax(1, cur + step);
 }
 
+/* The concurrency an application's allocation can serve: the knee
+ * ω·(d0 + c/ω)/c = 1 + ω·d0/c, the number of requests in it at which its CPU
+ * is busy all the time (c and d0 weighted by traffic, or equally when all
+ * flows are idle). Below it the app's CPU idles while requests wait in the
+ * router. It is the floor of the app's slots, split over its flows by
+ * traffic (equally when idle), so an idle period does not leave a limit of
+ * 1 that a load step then has to climb out of. Flows whose cost is not
+ * known yet get no floor (0). */
+static void fc_capacity_floor(const struct flowctl *fc, struct fc_flow *const *fl, size_t n,
+                              double omega, double *flr)
+{
+    double wsum = 0, csum = 0, dsum = 0, lsum = 0;
+    for (size_t i = 0; i < n; i++) {
+        flr[i] = 0;
+        lsum += fl[i]->lambda > 0 ? fl[i]->lambda : 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!(fl[i]->cost > 0))
+            continue;
+        double w = lsum > 0 ? (fl[i]->lambda > 0 ? fl[i]->lambda : 0) : 1;
+        wsum += w;
+        csum += w * fl[i]->cost;
+        dsum += w * (fl[i]->d0 > 0 ? fl[i]->d0 : 0);
+    }
+    if (!(wsum > 0) || !(omega > 0) || !(csum > 0))
+        return;
+    double c = csum / wsum, d0 = dsum / wsum;
+    double knee = ceil(1 + omega * d0 / c);
+    if (knee > fc->cfg.max_limit)
+        knee = fc->cfg.max_limit;
+    size_t known = 0;
+    for (size_t i = 0; i < n; i++)
+        known += fl[i]->cost > 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!(fl[i]->cost > 0))
+            continue;
+        double share = lsum > 0 ? (fl[i]->lambda > 0 ? fl[i]->lambda : 0) / lsum
+                                : 1.0 / (double)known;
+        double f = fmax(1, floor(knee * share));
+        /* The allocation and the calibration move a little every cycle: the
+         * floor follows only a change of more than a quarter, so it does not
+         * make the limit flap. */
+        if (!(fl[i]->floor > 0) || fabs(f - fl[i]->floor) > 0.25 * fl[i]->floor)
+            fl[i]->floor = f;
+        flr[i] = fl[i]->floor;
+    }
+}
+
 int flowctl_cycle(struct flowctl *fc, double now, struct flowctl_decision *out,
                   struct wlm_error *err)
 {
@@ -371,9 +420,17 @@ int flowctl_cycle(struct flowctl *fc, double now, struct flowctl_decision *out,
                                         fc->cfg.util_floor, target, NULL, err);
         if (rc)
             return rc;
+        double flr[FLOWCTL_MAX_FLOWS];
+        fc_capacity_floor(fc, fl, n, app->omega, flr);
         double applied[FLOWCTL_MAX_FLOWS];
         for (size_t i = 0; i < n; i++) {
-            applied[i] = fc_damp(&fc->cfg, fl[i], target[i]);
+            /* Damping starts from the floor, never from an idle low. */
+            if (fl[i]->slots > 0 && fl[i]->slots < flr[i])
+                fl[i]->slots = flr[i];
+            double t = target[i] > flr[i] ? target[i] : flr[i];
+            applied[i] = fc_damp(&fc->cfg, fl[i], t);
+            if (applied[i] < flr[i])
+                applied[i] = flr[i];
             fl[i]->slots = applied[i];
         }
         struct flowctl_prediction p[FLOWCTL_MAX_FLOWS];

@@ -286,6 +286,36 @@ static void test_obs_from_router_stats(void **st)
     json_decref(jb);
 }
 
+/* Idle does not drag the limit down to 1: the app's allocation and learnt
+ * cost set a floor (the knee 1 + ω·d0/c, the requests that keep its CPU
+ * busy), which holds through a long idle period and follows a new
+ * allocation; a larger allocation raises it at once. */
+static void test_capacity_floor(void **st)
+{
+    (void)st;
+    struct flowctl *fc = flowctl_new(NULL, NULL);
+    flowctl_set_allocation(fc, "a", 1000, NULL);
+    flowctl_set_goal(fc, "a", "gold", 0.1, 1, NULL);
+    struct flowctl_decision d;
+    double now = 0;
+    /* c = 2 Mc (2 ms at 1000 MHz), d0 = 40 ms: knee = 1 + 1000 * 0.04 / 2 = 21. */
+    for (int i = 0; i < 10; i++, now += 1) {
+        observe(fc, "a", "gold", 20, 2, 0.04 + 0.002, now);
+        assert_int_equal(flowctl_cycle(fc, now, &d, NULL), 0);
+    }
+    assert_true(d.limit >= 21);
+    for (int i = 0; i < 120; i++, now += 1) {
+        observe(fc, "a", "gold", 0, -1, -1, now);
+        assert_int_equal(flowctl_cycle(fc, now, &d, NULL), 0);
+        assert_true(d.limit >= 21);
+    }
+    /* Twice the CPU: the floor doubles in one cycle. */
+    flowctl_set_allocation(fc, "a", 2000, NULL);
+    assert_int_equal(flowctl_cycle(fc, now, &d, NULL), 0);
+    assert_true(d.limit >= 41);
+    flowctl_free(fc);
+}
+
 static void test_bad_config(void **st)
 {
     (void)st;
@@ -303,7 +333,7 @@ int main(void)
         cmocka_unit_test(test_calibration),           cmocka_unit_test(test_damping_monotone),
         cmocka_unit_test(test_measured_cpu_wait),     cmocka_unit_test(test_damping_noise),
         cmocka_unit_test(test_router_json),           cmocka_unit_test(test_bad_config),
-        cmocka_unit_test(test_obs_from_router_stats),
+        cmocka_unit_test(test_obs_from_router_stats), cmocka_unit_test(test_capacity_floor),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
