@@ -299,9 +299,9 @@ struct solve_work *ctl_build_problem(struct controller *c, double now)
     for (size_t j = 0; j < njobs; j++) {
         const struct jobsched_job *job = jobs[j];
         /* No VM slot free for it, or a capacity failure not long ago: it
-         * waits outside this decision rather than be planned to fail. */
-        if (slot[j] == -2 || (job_needs_slot(job) && ctl_job_backing_off(c, job->id, now)))
-            continue;
+         * stays in the problem (its utility while it waits counts) but no
+         * node is eligible, so it is not planned to fail. */
+        int held = slot[j] == -2 || (job_needs_slot(job) && ctl_job_backing_off(c, job->id, now));
         struct placement_workload *w = &p->workloads[p->nworkloads];
         snprintf(w->name, sizeof(w->name), "job-%lld", (long long)job->id);
         w->kind = PLACEMENT_JOB;
@@ -323,11 +323,17 @@ struct solve_work *ctl_build_problem(struct controller *c, double now)
                 break;
             used += (size_t)n;
         }
-        if (slot[j] >= 0) {
+        if (slot[j] >= 0 || held) {
             char item[80];
-            snprintf(item, sizeof(item), "wlm-vm-slot=%s", c->nodes[slot[j]].name);
-            if (strlen(w->requires) + strlen(item) + 2 <= sizeof(w->requires))
+            snprintf(item, sizeof(item), "wlm-vm-slot=%s", held ? "none" : c->nodes[slot[j]].name);
+            if (strlen(w->requires) + strlen(item) + 2 > sizeof(w->requires)) {
+                if (held) {
+                    memset(w, 0, sizeof(*w));
+                    continue; /* no room for the label: left out instead */
+                }
+            } else {
                 add_label(w->requires, sizeof(w->requires), item);
+            }
         }
         w->state = job_state_of(job->state);
         long ni = job->node[0] ? node_index(sw->node_names, p->nnodes, job->node) : -1;

@@ -7,6 +7,7 @@ const params = new URLSearchParams(location.hash.slice(1));
 if (params.get("token")) localStorage.setItem("wlm-token", params.get("token"));
 const token = params.get("token") || localStorage.getItem("wlm-token") || "";
 const headers = token ? { Authorization: "Bearer " + token } : {};
+let tokenRefused = false;
 const HISTORY_SECONDS = 900;
 const palette = ["#58a6ff", "#3fb950", "#d29922", "#bc8cff", "#f778ba", "#79c0ff",
                  "#56d364", "#e3b341", "#ff7b72", "#a5d6ff", "#ffa657", "#7ee787"];
@@ -30,9 +31,30 @@ function showError(msg) {
   e.textContent = msg;
   e.classList.remove("hidden");
 }
+// No token, or one the controller refused: ask for it. The token is kept
+// in this browser (localStorage) and sent as a bearer header.
+function askToken(why) {
+  tokenRefused = true;
+  $("token-why").textContent = why;
+  $("token-form").classList.remove("hidden");
+  $("token-input").focus();
+}
+$("token-form").addEventListener("submit", ev => {
+  ev.preventDefault();
+  const t = $("token-input").value.trim();
+  if (!t) return;
+  localStorage.setItem("wlm-token", t);
+  location.hash = "";
+  location.reload();
+});
+const TOKEN_REFUSED = "the controller refused the token: enter the right one above";
 async function getJSON(path) {
   const r = await fetch(path, { headers });
-  if (r.status === 401) throw new Error("the controller refused the token: open the URL the demo printed (…#token=…)");
+  if (r.status === 401) {
+    askToken(token ? "The controller refused the token this browser has." :
+                     "The controller needs its token to show anything.");
+    throw new Error(token ? TOKEN_REFUSED : "no token: enter the controller's token above");
+  }
   if (r.status === 404) return null;
   if (!r.ok) throw new Error(path + ": HTTP " + r.status);
   return r.json();
@@ -87,9 +109,11 @@ function drawChart() {
   }
   const legend = $("legend");
   legend.replaceChildren();
-  let i = 0;
   for (const [name, pts] of series) {
-    const color = palette[i++ % palette.length];
+    // Deleted apps and ended jobs leave the chart and the legend (their
+    // history stays in the API).
+    if (activeNames && !activeNames.has(name)) continue;
+    const color = colorOf(name);
     const d = pts.map(p => x(p.t).toFixed(1) + "," + y(p.u).toFixed(1)).join(" ");
     svg.appendChild(el("polyline", { class: "series", points: d, stroke: color, "data-name": name }));
     const s = el("span", { style: "--c:" + color }, name + " " + fmtUtil(pts[pts.length - 1].u));
@@ -98,6 +122,28 @@ function drawChart() {
   if (minSeries.length) legend.appendChild(el("span", { class: "min", style: "--c:#fff" }, "minimum"));
 }
 
+// Colours: each visible series keeps the colour it got first; a colour is
+// never given to two visible series at once (past the palette, hues at the
+// golden angle).
+const colours = new Map();
+function colorOf(name) {
+  if (colours.has(name)) return colours.get(name);
+  const used = new Set();
+  for (const [n, c] of colours) if (!activeNames || activeNames.has(n)) used.add(c);
+  let c = palette.find(x => !used.has(x));
+  for (let k = 0; !c; k++) {
+    const h = "hsl(" + Math.round((k * 137.508 + 20) % 360) + ", 70%, 62%)";
+    if (!used.has(h)) c = h;
+  }
+  colours.set(name, c);
+  return c;
+}
+function forgetColours() {
+  for (const n of [...colours.keys()]) if (activeNames && !activeNames.has(n)) colours.delete(n);
+}
+let activeNames = null;      // workloads that exist now (apps deployed, jobs not ended)
+let deployedApps = null;     // app names deployed now (flows of others are hidden)
+
 function rememberJobName(full) {
   const k = String(full).split(" ")[0];
   if (k.startsWith("job-")) jobNames.set(k, String(full));
@@ -105,6 +151,10 @@ function rememberJobName(full) {
 
 function renderUtilities(u) {
   if (!u) return;
+  // The workloads that exist now: deleted apps and ended jobs drop out of
+  // the legend (and leave their colour to others).
+  activeNames = new Set((u.workloads || []).map(w => w.name));
+  forgetColours();
   for (const w of (u.workloads || [])) if (w.kind === "job") rememberJobName(w.name);
   for (const h of (u.history || [])) addPoint(h.t, Object.entries(h.workloads || {}).map(([name, utility]) => ({ name, utility })), h.min);
   addPoint(u.now, u.workloads || [], u.min);
@@ -131,7 +181,8 @@ function renderPlacement(p) {
     const cap = n.cpu_mhz || 1;
     const h = el("h3");
     h.appendChild(el("span", {}, n.name));
-    h.appendChild(el("span", { class: "muted" }, (off ? "off" : (n.state || "on")) + " · " + Math.round(used) + "/" + Math.round(cap) + " MHz"));
+    h.appendChild(el("span", { class: "muted power", "data-power": off ? "off" : "on" },
+                     "power " + (off ? "off" : "on") + " · " + (n.state || "") + " · " + Math.round(used) + "/" + Math.round(cap) + " MHz"));
     div.appendChild(h);
     const bar = el("div", { class: "bar" });
     bar.appendChild(el("div", { style: "width:" + Math.min(100, used / cap * 100).toFixed(1) + "%" }));
@@ -169,12 +220,14 @@ function renderJobs(j) {
     const tr = el("tr");
     const pred = job.predicted_completion, goal = job.goal_time;
     const late = pred && goal && pred > goal;
-    for (const [v, cls] of [[job.id, ""], [job.name, ""], [job.state, ""], [job.class || "", ""],
-                           [fmtTime(goal), ""], [fmtTime(pred), late ? "bad" : ""]])
+    // Why a job waits or failed; running and completed jobs need no word.
+    const why = ["FAILED", "PENDING", "ELIGIBLE", "CANCELLED", "SUSPENDED"].includes(job.state) ? (job.reason || "") : "";
+    for (const [v, cls] of [[job.id, ""], [job.name, ""], [job.state, job.state === "FAILED" ? "bad" : ""], [job.class || "", ""],
+                           [fmtTime(goal), ""], [fmtTime(pred), late ? "bad" : ""], [why, "reason"]])
       tr.appendChild(el("td", cls ? { class: cls } : {}, v === undefined || v === null ? "" : String(v)));
     tb.appendChild(tr);
   }
-  if (!jobs.length) emptyRow(tb, 6, "no jobs submitted");
+  if (!jobs.length) emptyRow(tb, 7, "no jobs submitted");
   const done = counts.COMPLETED || 0, running = counts.RUNNING || 0;
   const queued = (counts.PENDING || 0) + (counts.ELIGIBLE || 0) + (counts.SUSPENDED || 0);
   $("jobs-summary").textContent = done + " done · " + running + " running · " + queued + " queued";
@@ -183,7 +236,8 @@ function renderJobs(j) {
 function renderFlows(f) {
   const tb = $("flows").querySelector("tbody");
   tb.replaceChildren();
-  const flows = (f && f.flows) || [];
+  // Flows of deleted apps stay in the API's history, not in the table.
+  const flows = ((f && f.flows) || []).filter(fl => !deployedApps || deployedApps.has(fl.app));
   if (!flows.length) emptyRow(tb, 5, "no routed traffic yet");
   for (const fl of flows) {
     const tr = el("tr");
@@ -208,7 +262,7 @@ async function refreshCurves() {
   try {
     let r = await fetch("/v1/placement/snapshot?of=last", { headers });
     if (r.status === 404) r = await fetch("/v1/placement/snapshot", { headers });
-    if (r.status === 401) throw new Error("the controller refused the token: open the URL the demo printed (…#token=…)");
+    if (r.status === 401) throw new Error(TOKEN_REFUSED);
     if (r.status === 409) {
       // No READY node: the controller has no problem to solve.
       const e = await r.json().catch(() => ({}));
@@ -226,11 +280,26 @@ async function refreshCurves() {
   }
 }
 
+// What the operator must act on, from /v1/summary: a router the controller
+// cannot configure, apps that crash-loop or cannot be placed.
+function renderProblems(s) {
+  const box = $("problems");
+  box.replaceChildren();
+  const items = (s && s.problems) || [];
+  if (s && s.jobs && s.jobs.waiting_for_vm_slot)
+    items.push(s.jobs.waiting_for_vm_slot + " queued jobs wait for a VM slot (every node's image pool is full)");
+  for (const t of items) box.appendChild(el("div", {}, "⚠ " + t));
+  box.classList.toggle("hidden", !items.length);
+}
+
 async function refresh() {
+  if (tokenRefused) return;
   try {
-    const [u, p, j, f] = await Promise.all([getJSON("/v1/utilities"), getJSON("/v1/placement"),
-                                            getJSON("/v1/jobs"), getJSON("/v1/flows")]);
-    renderUtilities(u); renderPlacement(p); renderJobs(j); renderFlows(f);
+    const [u, p, j, f, a, s] = await Promise.all([getJSON("/v1/utilities"), getJSON("/v1/placement"),
+                                                  getJSON("/v1/jobs"), getJSON("/v1/flows"),
+                                                  getJSON("/v1/apps"), getJSON("/v1/summary")]);
+    deployedApps = a ? new Set((a.apps || []).filter(x => x.state !== "deleting").map(x => x.name)) : null;
+    renderUtilities(u); renderPlacement(p); renderJobs(j); renderFlows(f); renderProblems(s);
     showError(null);
     refreshCurves();
   } catch (e) { showError(String(e.message || e)); }
@@ -239,6 +308,7 @@ async function refresh() {
 // Server-Sent Events through fetch, so the token travels in a header.
 async function stream() {
   for (;;) {
+    if (tokenRefused) return;
     try {
       const r = await fetch("/v1/events", { headers });
       if (!r.ok || !r.body) throw new Error("events: HTTP " + r.status);
@@ -277,6 +347,11 @@ async function stream() {
   }
 }
 
-refresh();
-setInterval(refresh, 5000);
-stream();
+if (!token) {
+  askToken("The controller needs its token to show anything.");
+  showError("no token: enter the controller's token above");
+} else {
+  refresh();
+  setInterval(refresh, 5000);
+  stream();
+}

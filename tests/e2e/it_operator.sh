@@ -107,7 +107,6 @@ starts=$(grep -c 'action sent.*kind=app_start' "$dir/controller.log" || true)
 sleep 8
 starts2=$(grep -c 'action sent.*kind=app_start' "$dir/controller.log" || true)
 [ $((starts2 - starts)) -le 1 ] || e2e_fail "crash-looping app restarted $((starts2 - starts)) times in 8 s (placement period 2 s)"
-wlm app delete crash >/dev/null
 
 # ---------------------------------------------------------------- 2
 step "2: test-driver jobs finish without --simulate-jobs"
@@ -121,6 +120,27 @@ for j in json.load(sys.stdin)['jobs']:
     assert j.get('progress', 0) <= 1.0 + 1e-9, j
 " || e2e_fail "a job's progress exceeds 100 %"
 grep -q "test driver" "$dir/controller.log" || e2e_fail "the controller did not log that jobs are simulated"
+wlm job list | grep -E "^$id +short +COMPLETED .*(early|late)" >/dev/null \
+  || e2e_fail "the job list does not say how early or late the finished job ended: $(wlm job list)"
+
+# ---------------------------------------------------------------- 9
+step "9: the dashboard (Chromium)"
+jid() { e2e_py "import json,sys; d=json.load(sys.stdin); print((d['jobs'][0] if 'jobs' in d else d)['id'])"; }
+a=$(wlm job submit --name upstream --command true --work-seconds 600 --memory 64 --json | jid)
+b=$(wlm job submit --name downstream --command true --work-seconds 5 --memory 64 --after "$a" --json | jid)
+wlm job cancel "$a" >/dev/null
+failed() { [ "$(e2e_job_state "$b")" = FAILED ]; }
+e2e_wait 30 "job $b to fail after its afterok dependency was cancelled" failed
+chromium=${WLM_CHROMIUM:-/usr/bin/chromium}
+if [ -x "$chromium" ]; then
+  python3 "$WLM_SOURCE_DIR/tests/e2e/it_operator_dash.py" --chromium "$chromium" --base "$WLM_CONTROLLER" \
+    --token "$WLM_TOKEN" --nodes n1,n2 --gone "web,job-$id" --failed-job "$b" --crashing crash \
+    --log "$dir/chromium.log" || e2e_fail "dashboard walkthrough failed (above)"
+else
+  e2e_fail "$chromium not found (scripts/install-deps browser)"
+fi
+wlm status | grep -q "1 cancelled" || e2e_fail "wlm status does not count the cancelled job apart: $(wlm status)"
+wlm app delete crash >/dev/null
 
 # ---------------------------------------------------------------- 6
 step "6: many queued jobs on 6 VM slots: no start fails"
