@@ -591,7 +591,8 @@ static int cmd_list(const struct ctx *c, int argc, char **argv)
                 } else {
                     fmt_dur(gt - now, left, sizeof(left));
                 }
-                double pg = jnum(j, "progress");
+                /* A completed job did all its work, whatever the estimate said. */
+                double pg = !strcmp(st, "COMPLETED") ? 1 : jnum(j, "progress");
                 printf("%-8lld %-20.20s %-12.12s %-10s %-9s %-12.12s %4.0f%% %-8s %-14s %s\n",
                        (long long)json_integer_value(json_object_get(j, "id")),
                        jstr(j, "name", "-"), jstr(j, "owner", "-"), st, jstr(j, "class", "?"),

@@ -120,7 +120,7 @@ for j in json.load(sys.stdin)['jobs']:
     assert j.get('progress', 0) <= 1.0 + 1e-9, j
 " || e2e_fail "a job's progress exceeds 100 %"
 grep -q "test driver" "$dir/controller.log" || e2e_fail "the controller did not log that jobs are simulated"
-wlm job list | grep -E "^$id +short +COMPLETED .*(early|late)" >/dev/null \
+wlm job list | grep -E "^$id +short .* COMPLETED .* 100% .*(early|late)" >/dev/null \
   || e2e_fail "the job list does not say how early or late the finished job ended: $(wlm job list)"
 
 # ---------------------------------------------------------------- 9
