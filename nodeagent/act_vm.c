@@ -310,8 +310,22 @@ void na_stop_run(struct na_action *x)
     int force = 0;
     wlm_json_get_bool(x->params, "force", 0, &force, NULL);
     struct nodeagent_driver *d = na_kind_is_app(x->kind) ? x->a->proc : x->a->vm;
-    if (d->ops->stop(d, x->job, force, &x->err) < 0 || na_kind_is_app(x->kind))
+    struct nodeagent_inst_rec who = {0};
+    int app = na_kind_is_app(x->kind);
+    if (app)
+        nodeagent_process_identity(d, x->job, &who, NULL);
+    if (d->ops->stop(d, x->job, force, &x->err) < 0)
         return;
+    if (app) {
+        /* Stopped on purpose: its private directory goes too. */
+        char wd[1200];
+        struct wlm_error e2 = {0};
+        snprintf(wd, sizeof(wd), "%s/%s", x->a->cfg.app_dir, x->job);
+        if (nodeagent_process_remove_workdir(wd, who.user[0] ? who.user : NULL, &e2) < 0)
+            wlm_warn(NA_COMP, "instance directory left behind", "instance=%s error=\"%s\"", x->job,
+                     e2.msg);
+        return;
+    }
     if (x->a->pool && x->rec.image[0])
         nodeagent_pool_release(x->a->pool, x->rec.image, NULL);
 }

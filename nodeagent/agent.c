@@ -587,9 +587,9 @@ static void h_node(struct wlm_http_req *req, void *ud)
     json_object_set_new(o, "labels", json_deep_copy(a->labels));
     json_object_set_new(o, "libvirt_uri", json_string(a->cfg.libvirt_uri));
     json_object_set_new(o, "registered", json_boolean(a->registered));
-    json_t *pw = json_pack("{s:s,s:f,s:f,s:f,s:f}", "state", a->powered_on ? "on" : "off",
-                           "watts", a->watts, "energy_j", a->energy_j, "idle_w",
-                           a->cfg.idle_watts, "max_w", a->cfg.max_watts);
+    json_t *pw =
+        json_pack("{s:s,s:f,s:f,s:f,s:f}", "state", a->powered_on ? "on" : "off", "watts", a->watts,
+                  "energy_j", a->energy_j, "idle_w", a->cfg.idle_watts, "max_w", a->cfg.max_watts);
     json_t *bj = na_budget_json(a);
     if (bj)
         json_object_set_new(pw, "budget", bj);
@@ -905,8 +905,13 @@ void nodeagent_stop(struct nodeagent *a, void (*done)(void *ud), void *ud)
         if (np)
             wlm_info(NA_COMP, "stopping app instances", "n=%zu", np);
         for (size_t i = 0; i < np; i++) {
+            struct nodeagent_inst_rec who = {0};
+            nodeagent_process_identity(a->proc, procs[i].id, &who, NULL);
             a->proc->ops->stop(a->proc, procs[i].id, 0, NULL);
             nodeagent_repo_inst_delete(a->repo, procs[i].id, NULL);
+            char wd[1200];
+            snprintf(wd, sizeof(wd), "%s/%s", a->cfg.app_dir, procs[i].id);
+            nodeagent_process_remove_workdir(wd, who.user[0] ? who.user : NULL, NULL);
         }
         free(procs);
     }

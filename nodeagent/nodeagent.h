@@ -252,6 +252,10 @@ int nodeagent_process_identity(struct nodeagent_driver *d, const char *id,
 int nodeagent_process_adopt(struct nodeagent_driver *d, const struct nodeagent_inst_rec *rec,
                             struct wlm_error *err);
 
+/* Remove an instance's private working directory after it stopped: its
+ * contents as `user` (NULL = as the agent), then the directory itself. */
+int nodeagent_process_remove_workdir(const char *dir, const char *user, struct wlm_error *err);
+
 /* /proc facts of an instance (procstat.c). */
 struct nodeagent_proc_usage {
     double cpu_seconds;  /* the session's live processes plus reaped children */

@@ -116,4 +116,12 @@ case "$r" in "HTTP 400"*user*) ;; *) fail "malformed user not refused with 400: 
 [ "$(api "$url/v1/node" | python3 -c 'import json,sys; print(len([i for i in json.load(sys.stdin)["instances"] if i["instance"] in ("x1","x2")]))')" = 0 ] ||
   fail "a refused instance is listed"
 echo "ok: unknown and malformed users refused"
+
+# A stopped instance's private directory goes with it (emptied as its user).
+ln -s "$state" "$dir/apps/probe/link-to-state" 2>/dev/null || true
+r=$(act '{"id":"p5","kind":"app_stop","instance":"probe"}')
+[ "$(echo "$r" | field 'd["status"]')" = succeeded ] || fail "app_stop: $r"
+[ ! -e "$dir/apps/probe" ] || fail "the instance directory survived its app_stop: $(ls -la "$dir/apps/probe")"
+[ -e "$state/vmrepo.db" ] || fail "removing the instance directory followed a link into the state dir"
+echo "ok: app_stop removes the instance's directory, without following its links"
 echo "it_app_user: ok"
