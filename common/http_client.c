@@ -949,7 +949,8 @@ struct mreq {
     size_t nbases, cur, tried;
     unsigned timeout_ms, backoff_ms;
     double deadline;
-    int hops, logged;
+    int hops;
+    unsigned failed_mask; /* bases that failed in this round */
     uv_timer_t wait;
     wlm_http_client_cb cb;
     void *ud;
@@ -1016,7 +1017,8 @@ static int mreq_is_list(const struct mreq *m) { return m->nbases > 1; }
 static void mreq_remember(struct mreq *m, const char *list_key)
 {
     const char *base = m->bases[m->cur];
-    if (strcmp(mreq_pref_base, base) != 0 && (m->nbases > 1 || m->hops > 0))
+    /* A process starts on the first server quietly; a change is logged. */
+    if (strcmp(mreq_pref_base, base) != 0 && (mreq_pref_base[0] || m->cur != 0 || m->hops > 0))
         wlm_info("http", "using server", "server=%s", base);
     wlm_strlcpy(mreq_pref_list, list_key, sizeof(mreq_pref_list));
     wlm_strlcpy(mreq_pref_base, base, sizeof(mreq_pref_base));
@@ -1062,6 +1064,22 @@ static void mreq_next(struct mreq *m)
     free(url);
 }
 
+/* Log a server change at most once per server and 10 s (agents retry often). */
+static void mreq_log(int warn, const char *what, const char *server, const char *detail)
+{
+    static char last[256];
+    static double last_t;
+    double now = wlm_now_mono();
+    if (strcmp(last, server) == 0 && now - last_t < 10)
+        return;
+    wlm_strlcpy(last, server, sizeof(last));
+    last_t = now;
+    if (warn)
+        wlm_warn("http", what, "server=%s detail=\"%s\"", server, detail);
+    else
+        wlm_info("http", what, "server=%s", server);
+}
+
 static void mreq_cb(const struct wlm_http_response *resp, const struct wlm_error *err, void *ud)
 {
     struct mreq *m = ud;
@@ -1072,33 +1090,39 @@ static void mreq_cb(const struct wlm_http_response *resp, const struct wlm_error
         mreq_done(m, resp, err);
         return;
     }
+    if (failed && m->cur < 32)
+        m->failed_mask |= 1u << m->cur;
     const char *loc = !failed && (resp->status == 307 || resp->status == 308)
                           ? wlm_http_response_header(resp, "Location")
                           : NULL;
+    int dead_redirect = 0;
     if (loc && m->hops < 4 && scheme_len(loc)) {
         /* A standby names the leader: go there, and prefer it from now on. */
-        m->hops++;
         const char *auth_end = strchr(loc + scheme_len(loc), '/');
         size_t blen = auth_end ? (size_t)(auth_end - loc) : strlen(loc);
         size_t i = 0;
         for (; i < m->nbases; i++)
             if (strlen(m->bases[i]) == blen && strncmp(m->bases[i], loc, blen) == 0)
                 break;
-        if (i == m->nbases && m->nbases < MREQ_MAX_BASES) {
+        if (i == m->nbases && m->nbases < MREQ_MAX_BASES)
             m->bases[m->nbases++] = strndup(loc, blen);
+        if (i < 32 && (m->failed_mask & (1u << i))) {
+            /* It names a leader that just failed us: it has not noticed yet
+             * (its lease still runs). Wait for the election instead. */
+            dead_redirect = 1;
+        } else {
+            m->hops++;
+            if (i < m->nbases)
+                m->cur = i;
+            mreq_log(0, "redirected to the leader", m->bases[m->cur], NULL);
+            mreq_send(m, loc, mreq_attempt_ms(m));
+            return;
         }
-        if (i < m->nbases)
-            m->cur = i;
-        wlm_info("http", "redirected to the leader", "location=%s", loc);
-        mreq_send(m, loc, mreq_attempt_ms(m));
-        return;
     }
-    int retry = mreq_is_list(m) && (failed || resp->status == 503);
+    int retry = mreq_is_list(m) && (failed || resp->status == 503 || dead_redirect);
     if (retry && m->timeout_ms && wlm_now_mono() < m->deadline) {
-        if (!m->logged || failed)
-            wlm_warn("http", "server unavailable, trying the next", "server=%s detail=\"%s\"",
-                     m->bases[m->cur], failed ? err->msg : "503");
-        m->logged = 1;
+        mreq_log(1, "server unavailable, trying the next", m->bases[m->cur],
+                 failed ? err->msg : dead_redirect ? "redirects to a leader that is down" : "503");
         m->cur = (m->cur + 1) % m->nbases;
         if (m->tried < m->nbases) {
             mreq_next(m);
@@ -1108,11 +1132,12 @@ static void mreq_cb(const struct wlm_http_response *resp, const struct wlm_error
         m->backoff_ms = m->backoff_ms * 2 > 1000 ? 1000 : m->backoff_ms * 2;
         double left = (m->deadline - wlm_now_mono()) * 1000;
         if (left > wait) {
+            m->failed_mask = 0; /* a new round: anyone may have come back */
             uv_timer_start(&m->wait, mreq_wait_done, wait, 0);
             return;
         }
     }
-    if (!failed && resp->status != 503)
+    if (!failed && resp->status != 503 && !dead_redirect)
         mreq_remember(m, key);
     mreq_done(m, resp, err);
 }
