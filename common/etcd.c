@@ -130,7 +130,7 @@ int wlm_etcd_open(const char *endpoints, unsigned timeout_ms, struct wlm_etcd **
         memcpy(e->hosts[e->nep], hp, (size_t)(colon - hp));
         e->hosts[e->nep][colon - hp] = 0;
         e->ports[e->nep] = (int)port;
-        snprintf(e->names[e->nep], sizeof(e->names[0]), "%s:%ld", e->hosts[e->nep], port);
+        snprintf(e->names[e->nep], sizeof(e->names[0]), "%.*s:%ld", (int)(colon - hp), hp, port);
         e->nep++;
         p = end ? end + 1 : NULL;
     }
