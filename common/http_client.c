@@ -949,7 +949,7 @@ struct mreq {
     size_t nbases, cur, tried;
     unsigned timeout_ms, backoff_ms;
     double deadline;
-    int hops;
+    int hops, list;
     unsigned failed_mask; /* bases that failed in this round */
     uv_timer_t wait;
     wlm_http_client_cb cb;
@@ -1137,7 +1137,7 @@ static void mreq_cb(const struct wlm_http_response *resp, const struct wlm_error
             return;
         }
     }
-    if (!failed && resp->status != 503 && !dead_redirect)
+    if (!failed && resp->status != 503 && !dead_redirect && (m->list || m->hops > 0))
         mreq_remember(m, key);
     mreq_done(m, resp, err);
 }
@@ -1207,6 +1207,7 @@ static int multi_request(struct wlm_http_client *c, const char *method, const ch
     if (!m)
         return wlm_error_set(err, ENOMEM, "out of memory");
     int list = split_bases(url, m);
+    m->list = list;
     if (!list) {
         for (size_t i = 0; i < m->nbases; i++)
             free(m->bases[i]);

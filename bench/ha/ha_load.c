@@ -33,6 +33,9 @@ struct load {
     double period, duration, start, next_due;
     uv_timer_t tick;
     int registering;
+    char *registered; /* per node: registration acknowledged (it beats from then on) */
+    long nregistered;
+    double measure_from; /* steady state: one period after the last registration */
 };
 
 struct req {
@@ -131,29 +134,40 @@ static char *make_body(int batch)
 static void on_registered(const struct wlm_http_response *resp, const struct wlm_error *err,
                           void *ud);
 
+static long reg_next, reg_inflight;
+
 static void register_next(struct load *l)
 {
-    while (l->inflight < 32 && l->next_node < l->nodes) {
+    while (reg_inflight < 32 && reg_next < l->nodes) {
         char url[300], body[300];
         snprintf(url, sizeof(url), "%s/v1/nodes", l->url);
         snprintf(body, sizeof(body),
                  "{\"name\":\"hb-%06ld\",\"cores\":16,\"mhz\":2400,\"memory_mb\":65536,"
                  "\"agent_url\":\"http://127.0.0.1:9/\"}",
-                 l->next_node++);
-        l->inflight++;
+                 reg_next);
+        struct req *r = calloc(1, sizeof(*r));
+        r->l = l;
+        r->units = (int)reg_next++;
+        reg_inflight++;
         wlm_http_client_request(l->client, "POST", url, l->token, "application/json", body,
-                                strlen(body), 30000, on_registered, l);
+                                strlen(body), 30000, on_registered, r);
     }
 }
 
 static void on_registered(const struct wlm_http_response *resp, const struct wlm_error *err,
                           void *ud)
 {
-    struct load *l = ud;
-    l->inflight--;
-    if (err->code || resp->status >= 300)
+    struct req *r = ud;
+    struct load *l = r->l;
+    reg_inflight--;
+    if (err->code || resp->status >= 300) {
         if (l->errors++ < 3)
             fprintf(stderr, "ha_load: register: %s\n", err->code ? err->msg : resp->body);
+    } else {
+        l->registered[r->units] = 1;
+        l->nregistered++;
+    }
+    free(r);
     register_next(l);
 }
 
@@ -162,6 +176,10 @@ static void on_beat(const struct wlm_http_response *resp, const struct wlm_error
     struct req *r = ud;
     struct load *l = r->l;
     l->inflight--;
+    if (r->t0 < l->measure_from || l->registering) {
+        free(r); /* warm-up */
+        return;
+    }
     l->done++;
     if (err->code || resp->status != 200) {
         if (l->errors++ < 3)
@@ -177,16 +195,14 @@ static void on_tick(uv_timer_t *t)
 {
     struct load *l = t->data;
     double now = wlm_now_mono();
-    if (l->registering) {
-        if (l->next_node < l->nodes || l->inflight > 0)
-            return;
+    if (l->registering && reg_next >= l->nodes && reg_inflight == 0) {
         l->registering = 0;
-        l->start = now;
-        l->next_due = now;
-        l->next_node = 0;
-        fprintf(stderr, "ha_load: %ld nodes registered (%ld errors)\n", l->nodes, l->errors);
+        l->measure_from = now + l->period; /* every node has beaten once since */
+        l->start = l->measure_from;
+        fprintf(stderr, "ha_load: %ld nodes registered (%ld errors)\n", l->nregistered,
+                l->errors);
     }
-    if (now - l->start >= l->duration) {
+    if (!l->registering && now - l->start >= l->duration) {
         uv_timer_stop(t);
         uv_close((uv_handle_t *)t, NULL);
         return;
@@ -195,6 +211,9 @@ static void on_tick(uv_timer_t *t)
     double gap = l->period / (double)l->nodes;
     while (l->next_due <= now) {
         long k = l->next_node++ % l->nodes;
+        l->next_due += gap;
+        if (!l->registered[k])
+            continue;
         char url[300];
         snprintf(url, sizeof(url), "%s/v1/nodes/hb-%06ld/heartbeat", l->url, k);
         const char *body = "{\"usage\":{\"cpu_mhz\":1200,\"memory_mb\":4096},"
@@ -210,7 +229,6 @@ static void on_tick(uv_timer_t *t)
             l->errors++;
             free(r);
         }
-        l->next_due += gap;
     }
 }
 
@@ -285,6 +303,9 @@ int main(int argc, char **argv)
             return 2;
         }
         l.registering = 1;
+        l.registered = calloc((size_t)l.nodes, 1);
+        l.next_due = wlm_now_mono();
+        l.measure_from = 1e300;
         register_next(&l);
         uv_timer_init(l.loop, &l.tick);
         l.tick.data = &l;
@@ -304,5 +325,6 @@ int main(int argc, char **argv)
     uv_run(l.loop, UV_RUN_DEFAULT);
     free(l.lat);
     free(l.body);
+    free(l.registered);
     return 0;
 }

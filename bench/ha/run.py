@@ -146,7 +146,10 @@ def failover(args):
 def heartbeats(args):
     cl = Cluster("bench-ha-hb", members=args.members, controllers=1)
     try:
-        cl.start_ctl(0)
+        # Agents beat every 5 s; a node is LOST after 15 s without one. The
+        # simulated agents run nothing: power saving would only try to switch
+        # them off (unreachable).
+        cl.start_ctl(0, "--node-lost-after-ms", "15000", "--power-saving", "false")
         cl.wait_leader(20)
         pid = cl.ctls[0]["proc"].pid
         port = cl.members[0]["client"]
@@ -161,6 +164,7 @@ def heartbeats(args):
             line = proc.stderr.readline()
             if not line or "registered" in line:
                 break
+        time.sleep(5)  # ha_load measures from one period after the last registration
         c0, e0, t0 = cpu_seconds(pid), sum(etcd_proposals(m["client"]) for m in
                                            cl.members[:1]), time.time()
         out, err = proc.communicate(timeout=args.duration + 120)
