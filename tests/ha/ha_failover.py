@@ -6,7 +6,7 @@
    with the id it was acknowledged with; in the end exactly 1,000 jobs.
 2. One etcd member killed: submissions go on.
 3. Two of three killed: a submission is refused with 503 (nothing
-   acknowledged); reads still answer; everything acknowledged is kept; when
+   acknowledged); everything acknowledged is kept; when
    the members come back, a leader is elected and submissions go on.
 4. The leader stopped (SIGSTOP) past its lease: the other takes over; a
    submission queued at the old one is not acknowledged and not stored once
