@@ -87,7 +87,10 @@ static void standby_redirect(struct wlm_http_req *req, void *ud)
 
 static int standby_listen(struct wlm_error *err)
 {
-    struct wlm_http_server_opts o = {.host = ha.cfg.listen_host, .port = (int)ha.cfg.listen_port};
+    struct wlm_http_server_opts o = {.host = ha.cfg.listen_host,
+                                     .port = (int)ha.cfg.listen_port,
+                                     .tls_cert = ha.cfg.tls_cert,
+                                     .tls_key = ha.cfg.tls_key};
     ha.standby = wlm_http_server_new(ha.loop, &o);
     if (!ha.standby)
         return wlm_error_set(err, ENOMEM, "out of memory");
@@ -273,8 +276,9 @@ int ctl_ha_main(uv_loop_t *loop, const struct controller_config *cfg, char **arg
     snprintf(ha.key, sizeof(ha.key), "%sleader", wlm_store_prefix(ha.ws));
     if (cfg->advertise_url[0])
         wlm_strlcpy(ha.url, cfg->advertise_url, sizeof(ha.url));
-    if (strncmp(ha.url, "http://", 7) && cfg->advertise_url[0]) {
-        fprintf(stderr, "wlm-controller: field 'advertise_url': '%s' must start with http://\n",
+    if (cfg->advertise_url[0] && strncmp(ha.url, "http://", 7) && strncmp(ha.url, "https://", 8)) {
+        fprintf(stderr,
+                "wlm-controller: field 'advertise_url': '%s' must start with http:// or https://\n",
                 cfg->advertise_url);
         wlm_store_free(ha.ws);
         return 2;
@@ -290,7 +294,8 @@ int ctl_ha_main(uv_loop_t *loop, const struct controller_config *cfg, char **arg
     int port = wlm_http_server_port(ha.standby);
     ha.cfg.listen_port = port; /* the leader listens where the standby did */
     if (!ha.url[0])
-        snprintf(ha.url, sizeof(ha.url), "http://%s:%d", cfg->listen_host, port);
+        snprintf(ha.url, sizeof(ha.url), "%s://%s:%d", cfg->tls_cert[0] ? "https" : "http",
+                 cfg->listen_host, port);
     /* The lease is taken by the timer (and taken again after etcd lost it):
      * a standby without etcd answers 503 meanwhile. */
     wlm_info(COMP, "standby, campaigning", "store=%s prefix=%s url=%s lease_ttl_s=%lld",
