@@ -831,7 +831,10 @@ int nodeagent_start(struct nodeagent *a, struct wlm_error *err)
     if (wlm_http_server_listen(a->http, err) < 0)
         return err ? err->code : -WLM_EIO;
     int tls = wlm_http_server_is_tls(a->http);
-    if (!tls && !wlm_host_is_loopback(a->cfg.listen_host))
+    if (!tls && wlm_host_is_loopback(a->cfg.listen_host))
+        wlm_info(NA_COMP, "plain HTTP on loopback only: tokens never leave this machine",
+                 "addr=%s", a->cfg.listen_host);
+    else if (!tls)
         wlm_warn(NA_COMP,
                  "plain HTTP on a non-loopback address: tokens cross the network in clear text; "
                  "give --tls-cert and --tls-key",
