@@ -593,11 +593,16 @@ static int cmd_list(const struct ctx *c, int argc, char **argv)
                 }
                 /* A completed job did all its work, whatever the estimate said. */
                 double pg = !strcmp(st, "COMPLETED") ? 1 : jnum(j, "progress");
-                printf("%-8lld %-20.20s %-12.12s %-10s %-9s %-12.12s %4.0f%% %-8s %-14s %s\n",
+                char row[768];
+                snprintf(row, sizeof(row), "%-8lld %-20.20s %-12.12s %-10s %-9s %-12.12s %4.0f%% %-8s %-14s %s",
                        (long long)json_integer_value(json_object_get(j, "id")),
                        jstr(j, "name", "-"), jstr(j, "owner", "-"), st, jstr(j, "class", "?"),
                        jstr(j, "node", "-"),
                        100 * (pg > 1 ? 1 : pg < 0 ? 0 : pg), goal, left, jstr(j, "reason", ""));
+                size_t rl = strlen(row);
+                while (rl && row[rl - 1] == ' ')
+                    row[--rl] = '\0'; /* no trailing separator without a reason */
+                printf("%s\n", row);
             }
             long long total = json_integer_value(json_object_get(resp, "total"));
             if ((size_t)total > json_array_size(arr))

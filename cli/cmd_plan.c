@@ -37,9 +37,23 @@ static const char *node_name(const struct placement_problem *p, int n)
     return n >= 0 && (size_t)n < p->nnodes ? p->nodes[n].name : "-";
 }
 
-static void print_text(FILE *out, const struct placement_problem *p,
-                       const struct placement_decision *d)
+/* "job-7 build" when the snapshot names job 7 (the controller's
+ * "job_names"), else the workload's own name. */
+static const char *wl_label(const struct placement_problem *p, size_t a, json_t *names, char *buf,
+                            size_t size)
 {
+    const char *w = p->workloads[a].name;
+    const char *n = json_string_value(json_object_get(names, w));
+    if (!n || !*n)
+        return w;
+    snprintf(buf, size, "%s %s", w, n);
+    return buf;
+}
+
+static void print_text(FILE *out, const struct placement_problem *p,
+                       const struct placement_decision *d, json_t *names)
+{
+    char lb[160];
     size_t *count = calloc(p->nworkloads ? p->nworkloads : 1, sizeof(size_t));
     char *unpl = calloc(p->nworkloads ? p->nworkloads : 1, 1);
     if (!count || !unpl) {
@@ -92,7 +106,7 @@ static void print_text(FILE *out, const struct placement_problem *p,
     }
     free(head);
     free(next);
-    fprintf(out, "\nWorkloads\n  %-20s %-4s %9s %10s %9s  %s\n", "WORKLOAD", "KIND", "UTILITY",
+    fprintf(out, "\nWorkloads\n  %-28s %-4s %9s %10s %9s  %s\n", "WORKLOAD", "KIND", "UTILITY",
             "CPU MHz", "INSTANCES", "NOTE");
     for (size_t a = 0; a < p->nworkloads; a++) {
         const struct placement_workload *w = &p->workloads[a];
@@ -101,9 +115,14 @@ static void print_text(FILE *out, const struct placement_problem *p,
             note = "fits nowhere: not placed";
         else if (count[a] == 0 && w->kind == PLACEMENT_JOB)
             note = w->state == PLACEMENT_JOB_SUSPENDED ? "stays suspended" : "waits";
-        fprintf(out, "  %-20s %-4s %9.4f %10.0f %9zu  %s\n", w->name,
-                w->kind == PLACEMENT_APP ? "app" : "job", d->utility[a], d->cpu_mhz[a], count[a],
-                note);
+        char line[400];
+        snprintf(line, sizeof(line), "  %-28.28s %-4s %9.4f %10.0f %9zu  %s",
+                 wl_label(p, a, names, lb, sizeof(lb)), w->kind == PLACEMENT_APP ? "app" : "job",
+                 d->utility[a], d->cpu_mhz[a], count[a], note);
+        size_t l = strlen(line);
+        while (l && line[l - 1] == ' ')
+            line[--l] = '\0'; /* no trailing separator when there is no note */
+        fprintf(out, "%s\n", line);
     }
     fprintf(out, "\nMinimum utility: %.4f", d->min_utility);
     if (d->nunplaced)
@@ -127,12 +146,13 @@ static void print_text(FILE *out, const struct placement_problem *p,
 
     fprintf(out, "\nActions (%zu; critical path %.0f s)\n", d->nactions, d->plan_duration_s);
     if (d->nactions)
-        fprintf(out, "  %4s %-15s %-20s %-16s %-16s %8s  %s\n", "#", "ACTION", "WORKLOAD", "NODE",
+        fprintf(out, "  %4s %-15s %-28s %-16s %-16s %8s  %s\n", "#", "ACTION", "WORKLOAD", "NODE",
                 "FROM", "CPU MHz", "AFTER");
     for (size_t i = 0; i < d->nactions; i++) {
         const struct placement_action *a = &d->actions[i];
-        fprintf(out, "  %4zu %-15s %-20s %-16s %-16s %8.0f  ", i, placement_action_name(a->kind),
-                a->workload < p->nworkloads ? p->workloads[a->workload].name : "-",
+        fprintf(out, "  %4zu %-15s %-28.28s %-16s %-16s %8.0f  ", i,
+                placement_action_name(a->kind),
+                a->workload < p->nworkloads ? wl_label(p, a->workload, names, lb, sizeof(lb)) : "-",
                 node_name(p, a->node), node_name(p, a->from_node), a->cpu_mhz);
         if (!a->ndeps)
             fprintf(out, "-");
@@ -210,12 +230,17 @@ int wlm_cmd_plan_io(int argc, char **argv, FILE *out, FILE *err)
             fprintf(err, "wlm plan: %s: %s\n", path, jerr.text);
         return 1;
     }
+    /* The controller's snapshots carry the jobs' names beside the problem
+     * ("job_names": {"job-7": "build"}); they are for people, not the core. */
+    json_t *names = json_incref(json_object_get(root, "job_names"));
+    json_object_del(root, "job_names");
     struct placement_problem *p = NULL;
     struct wlm_error e = {0};
     int rc = placement_snapshot_parse(root, &p, &e);
     json_decref(root);
     if (rc) {
         fprintf(err, "wlm plan: %s: %s\n", path, e.msg);
+        json_decref(names);
         return 1;
     }
     if (solver)
@@ -225,6 +250,7 @@ int wlm_cmd_plan_io(int argc, char **argv, FILE *out, FILE *err)
     if (export_lp && (rc = placement_export_lp(p, export_lp, &e))) {
         fprintf(err, "wlm plan: --export-lp: %s\n", e.msg);
         placement_problem_free(p);
+        json_decref(names);
         return 1;
     }
     struct placement_decision *d = NULL;
@@ -232,6 +258,7 @@ int wlm_cmd_plan_io(int argc, char **argv, FILE *out, FILE *err)
     if (rc) {
         fprintf(err, "wlm plan: %s\n", e.msg);
         placement_problem_free(p);
+        json_decref(names);
         return 1;
     }
     /* The plan must be executable as printed: check it step by step. */
@@ -248,8 +275,9 @@ int wlm_cmd_plan_io(int argc, char **argv, FILE *out, FILE *err)
         free(s);
         json_decref(o);
     } else if (!rc) {
-        print_text(out, p, d);
+        print_text(out, p, d, names);
     }
+    json_decref(names);
     placement_decision_free(d);
     placement_problem_free(p);
     return rc ? 1 : 0;

@@ -380,5 +380,20 @@ json_t *ctl_snapshot_json(const struct solve_work *sw)
     char comment[96], ts[40];
     snprintf(comment, sizeof(comment), "taken from wlm-controller at %s",
              wlm_time_format(wlm_now_wall(), ts, sizeof(ts)));
-    return placement_problem_to_json(sw->p, comment);
+    json_t *o = placement_problem_to_json(sw->p, comment);
+    /* Jobs are "job-ID" to the core; people know them by name (wlm plan
+     * shows both). */
+    json_t *names = json_object();
+    for (size_t w = 0; w < sw->p->nworkloads; w++) {
+        if (!sw->refs[w].is_job)
+            continue;
+        const struct jobsched_job *j = jobsched_get(sw->c->js, sw->refs[w].job);
+        if (j && j->name && *j->name)
+            json_object_set_new(names, sw->p->workloads[w].name, json_string(j->name));
+    }
+    if (o)
+        json_object_set_new(o, "job_names", names);
+    else
+        json_decref(names);
+    return o;
 }

@@ -156,6 +156,13 @@ wlm job submit -f "$dir/many.json" >/dev/null
 waiting() { wlm status --json | grep -q '"waiting_for_vm_slot"'; }
 e2e_wait 30 "status to report jobs waiting for a VM slot" waiting
 wlm status
+step "10: wlm plan on the live snapshot names the jobs"
+curl -sf -H "Authorization: Bearer $WLM_TOKEN" "$WLM_CONTROLLER/v1/placement/snapshot" >"$dir/now.json" \
+  || e2e_fail "no live snapshot"
+wlm plan --snapshot "$dir/now.json" >"$dir/plan.txt" || e2e_fail "wlm plan failed: $(cat "$dir/plan.txt")"
+grep -qE "job-[0-9]+ m[0-9]+ " "$dir/plan.txt" || e2e_fail "wlm plan does not name the jobs: $(cat "$dir/plan.txt")"
+if grep -qE ' +$' "$dir/plan.txt"; then e2e_fail "wlm plan prints trailing blanks"; fi
+if wlm job list | grep -qE ' +$'; then e2e_fail "wlm job list prints trailing blanks"; fi
 alldone() { [ "$(wlm job list --state COMPLETED --json | e2e_py "import json,sys; print(len(json.load(sys.stdin)['jobs']))")" -ge 17 ]; }
 e2e_wait 180 "the 16 jobs to complete" alldone
 if grep -E 'action failed.*(maximum|limit)' "$dir/controller.log"; then
