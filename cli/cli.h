@@ -36,8 +36,22 @@ int cli_cmd_token(const struct cli_ctx *ctx, int argc, char **argv); /* token.c 
 /* power.c: `wlm power`, `wlm nodes set`, and energy lines for job/app show. */
 int cli_cmd_power(const struct cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_nodes_set(const struct cli_ctx *ctx, int argc, char **argv);
-void cli_print_job_energy(const struct cli_ctx *ctx, long long id);
 void cli_print_app_energy(const struct cli_ctx *ctx, const char *app);
+
+/* "12.3 Wh (44280 J), mean 45.6 W over 1000 s running" from an energy
+ * record of GET /v1/energy/... (the caller prints the label). Inline: `wlm
+ * job show` (cmd_job.c, also linked alone into its API test) uses it too. */
+static inline void cli_energy_text(const json_t *e, char *out, size_t n)
+{
+    double j = json_number_value(json_object_get(e, "energy_j"));
+    double act = json_number_value(json_object_get(e, "active_s"));
+    json_t *mp = json_object_get(e, "mean_power_w");
+    if (json_is_number(mp))
+        snprintf(out, n, "%.3f Wh (%.0f J), mean %.1f W over %.0f s running", j / 3600.0, j,
+                 json_number_value(mp), act);
+    else
+        snprintf(out, n, "%.3f Wh (%.0f J)", j / 3600.0, j);
+}
 /* The one-line summary of GET /v1/summary. */
 void cli_status_line(json_t *summary, char *out, size_t size);
 

@@ -87,8 +87,10 @@ static const char submit_help[] =
     "\n"
     "Example:\n"
     "  {\"batch\": \"nightly\", \"jobs\": [\n"
-    "    {\"name\": \"extract\", \"command\": \"./extract\", \"work_seconds\": 600, \"memory_mb\": 1024},\n"
-    "    {\"name\": \"report\", \"command\": \"./report\", \"work_seconds\": 120, \"class\": \"gold\",\n"
+    "    {\"name\": \"extract\", \"command\": \"./extract\", \"work_seconds\": 600, \"memory_mb\": "
+    "1024},\n"
+    "    {\"name\": \"report\", \"command\": \"./report\", \"work_seconds\": 120, \"class\": "
+    "\"gold\",\n"
     "     \"dependencies\": [{\"kind\": \"afterok\", \"on\": \"extract\"}]}]}\n";
 
 /* ---------------------------------------------------------------- HTTP */
@@ -117,18 +119,34 @@ static int call(const struct ctx *c, const char *method, const char *path, const
     if ((resp.status < 200 || resp.status > 299) && quiet != 1) {
         const char *d = json_string_value(json_object_get(v, "detail"));
         if (resp.status == 401)
-            fprintf(stderr, "wlm job: the controller refused the token (%s); set WLM_TOKEN or "
-                            "--token\n",
+            fprintf(stderr,
+                    "wlm job: the controller refused the token (%s); set WLM_TOKEN or "
+                    "--token\n",
                     c->token && *c->token ? "wrong token" : "no token given");
         else
             fprintf(stderr, "wlm job: %s\n",
-                    d && *d ? d : (resp.body && *resp.body ? resp.body
-                                                           : wlm_http_reason(resp.status)));
+                    d && *d ? d
+                            : (resp.body && *resp.body ? resp.body : wlm_http_reason(resp.status)));
     }
     int status = resp.status;
     wlm_http_response_fini(&resp);
     *out = v;
     return status;
+}
+
+/* The job's energy line; quietly nothing from a controller without energy
+ * accounting. */
+static void print_energy(const struct ctx *c, long long id)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/v1/energy/jobs/%lld", id);
+    json_t *v = NULL;
+    if (call(c, "GET", path, NULL, NULL, &v, 1) == 200) {
+        char t[160];
+        cli_energy_text(v, t, sizeof(t));
+        printf("  energy:      %s\n", t);
+    }
+    json_decref(v);
 }
 
 static int status_exit(int status)
@@ -324,8 +342,8 @@ static int cmd_submit(const struct ctx *c, int argc, char **argv)
         if (need_arg(argc, argv, i) || num_arg(flag, argv[i + 1], &v))                             \
             goto out;                                                                              \
         i++;                                                                                       \
-        json_object_set_new(job, key, (integer) && v == floor(v) ? json_integer((json_int_t)v)     \
-                                                                 : json_real(v));                  \
+        json_object_set_new(                                                                       \
+            job, key, (integer) && v == floor(v) ? json_integer((json_int_t)v) : json_real(v));    \
         continue;                                                                                  \
     }
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -368,8 +386,8 @@ static int cmd_submit(const struct ctx *c, int argc, char **argv)
             const char *d = argv[++i];
             char *end;
             double t = strtod(d, &end);
-            json_object_set_new(job, "deadline", *end == 0 && end != d ? json_real(t)
-                                                                       : json_string(d));
+            json_object_set_new(job, "deadline",
+                                *end == 0 && end != d ? json_real(t) : json_string(d));
             continue;
         }
         if (!strcmp(a, "--dependency") || !strcmp(a, "--after")) {
@@ -568,8 +586,8 @@ static int cmd_list(const struct ctx *c, int argc, char **argv)
         } else {
             json_t *arr = json_object_get(resp, "jobs");
             double now = wlm_now_wall();
-            printf("%-8s %-20s %-12s %-10s %-9s %-12s %5s %-8s %-14s %s\n", "ID", "NAME",
-                   "OWNER", "STATE", "CLASS", "NODE", "DONE", "GOAL", "LEFT", "REASON");
+            printf("%-8s %-20s %-12s %-10s %-9s %-12s %5s %-8s %-14s %s\n", "ID", "NAME", "OWNER",
+                   "STATE", "CLASS", "NODE", "DONE", "GOAL", "LEFT", "REASON");
             size_t i;
             json_t *j;
             json_array_foreach(arr, i, j)
@@ -636,13 +654,12 @@ static void show_human(const json_t *j)
         /* Placed jobs are predicted at their allocation; waiting ones at full
          * speed from now, i.e. the earliest they could finish. */
         const char *st = jstr(j, "state", "");
-        int placed = (!strcmp(st, "RUNNING") || !strcmp(st, "STARTING") ||
-                      !strcmp(st, "MIGRATING")) &&
-                     jnum(j, "alloc_mhz") > 0;
+        int placed =
+            (!strcmp(st, "RUNNING") || !strcmp(st, "STARTING") || !strcmp(st, "MIGRATING")) &&
+            jnum(j, "alloc_mhz") > 0;
         printf("  %s %s (utility %.2f)\n", placed ? "predicted: " : "earliest:  ",
                fmt_time(json_number_value(pc), b1, sizeof(b1)), jnum(j, "predicted_utility"));
-    }
-    else if (json_is_number(json_object_get(j, "end_time")))
+    } else if (json_is_number(json_object_get(j, "end_time")))
         printf("  ended:       %s\n", fmt_time(jnum(j, "end_time"), b1, sizeof(b1)));
     printf("  work:        %.0f of %.0f Mcycles (%s profile), %lld thread(s) x %.0f MHz, %lld MB\n",
            jnum(j, "done_mcycles"), jnum(j, "work_mcycles"), jstr(j, "profile", "?"),
@@ -663,9 +680,9 @@ static void show_human(const json_t *j)
         size_t i;
         json_t *d;
         json_array_foreach(deps, i, d)
-        printf("    %s:%lld  (%s, %s)\n", jstr(d, "kind", "?"),
-               (long long)json_integer_value(json_object_get(d, "on")), jstr(d, "state", "?"),
-               jstr(d, "status", "?"));
+            printf("    %s:%lld  (%s, %s)\n", jstr(d, "kind", "?"),
+                   (long long)json_integer_value(json_object_get(d, "on")), jstr(d, "state", "?"),
+                   jstr(d, "status", "?"));
     }
     json_t *dn = json_object_get(j, "dependents");
     if (json_array_size(dn)) {
@@ -687,8 +704,8 @@ static void show_human(const json_t *j)
                 printf("    %s  %s%s%s\n", fmt_time(jnum(e, "t"), b1, sizeof(b1)), to,
                        *r ? "  " : "", r);
             else
-                printf("    %s  %s -> %s%s%s\n", fmt_time(jnum(e, "t"), b1, sizeof(b1)), from,
-                       to, *r ? "  " : "", r);
+                printf("    %s  %s -> %s%s%s\n", fmt_time(jnum(e, "t"), b1, sizeof(b1)), from, to,
+                       *r ? "  " : "", r);
         }
     }
 }
@@ -725,8 +742,7 @@ static int cmd_show(const struct ctx *c, int argc, char **argv)
             print_json(resp);
         else {
             show_human(resp);
-            struct cli_ctx cc = {.controller = c->url, .token = c->token};
-            cli_print_job_energy(&cc, v);
+            print_energy(c, v);
         }
     }
     json_decref(resp);

@@ -51,8 +51,8 @@ static void print_power(json_t *v)
     size_t n = json_array_size(nodes);
     const size_t nc = 8;
     char **cells = calloc((n + 1) * nc, sizeof(char *));
-    const char *hdr[] = {"NODE", "ON", "POWER_W", "BUDGET_W", "SOURCE", "MAX_W", "VIOLATIONS",
-                         "FLAGGED"};
+    const char *hdr[] = {"NODE",   "ON",    "POWER_W",    "BUDGET_W",
+                         "SOURCE", "MAX_W", "VIOLATIONS", "FLAGGED"};
     for (size_t c = 0; c < nc; c++)
         cells[c] = strdup(hdr[c]);
     for (size_t i = 0; i < n; i++) {
@@ -63,9 +63,9 @@ static void print_power(json_t *v)
         r[1] = strdup(json_is_true(json_object_get(o, "on")) ? "yes" : "no");
         r[2] = wlm_asprintf("%.1f", json_number_value(json_object_get(o, "watts")));
         r[3] = b > 0 ? wlm_asprintf("%.1f", b) : strdup("-");
-        r[4] = strdup(json_is_number(json_object_get(o, "override_w")) ? "node" :
-                      b > 0                                            ? "cluster" :
-                                                                         "-");
+        r[4] = strdup(json_is_number(json_object_get(o, "override_w")) ? "node"
+                      : b > 0                                          ? "cluster"
+                                                                       : "-");
         r[5] = wlm_asprintf("%.0f", json_number_value(json_object_get(o, "max_w")));
         r[6] = wlm_asprintf("%lld in %lld periods",
                             (long long)json_integer_value(json_object_get(o, "violating_periods")),
@@ -103,7 +103,8 @@ int cli_cmd_power(const struct cli_ctx *ctx, int argc, char **argv)
     int st;
     if (!strcmp(sub, "set-budget")) {
         if (!arg) {
-            fprintf(stderr, "wlm power set-budget: how many watts? (wlm power set-budget W|none)\n");
+            fprintf(stderr,
+                    "wlm power set-budget: how many watts? (wlm power set-budget W|none)\n");
             return 2;
         }
         json_t *w;
@@ -187,46 +188,19 @@ int cli_cmd_nodes_set(const struct cli_ctx *ctx, int argc, char **argv)
     return st < 0 ? 3 : st == 200 ? 0 : 1;
 }
 
-/* "12.3 Wh, mean 45.6 W over 16m40s running" (the caller prints the label). */
-static void energy_text(const json_t *e, char *out, size_t n)
-{
-    double j = json_number_value(json_object_get(e, "energy_j"));
-    double act = json_number_value(json_object_get(e, "active_s"));
-    json_t *mp = json_object_get(e, "mean_power_w");
-    if (json_is_number(mp))
-        snprintf(out, n, "%.3f Wh (%.0f J), mean %.1f W over %.0f s running", j / 3600.0, j,
-                 json_number_value(mp), act);
-    else
-        snprintf(out, n, "%.3f Wh (%.0f J)", j / 3600.0, j);
-}
-
-void cli_print_job_energy(const struct cli_ctx *ctx, long long id)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/v1/energy/jobs/%lld", id);
-    json_t *v = NULL;
-    /* Quietly nothing from a controller without energy accounting. */
-    if (cli_call(ctx, "GET", path, NULL, &v) == 200) {
-        char t[160];
-        energy_text(v, t, sizeof(t));
-        printf("  energy:      %s\n", t);
-    }
-    json_decref(v);
-}
-
 void cli_print_app_energy(const struct cli_ctx *ctx, const char *app)
 {
     char *path = wlm_asprintf("/v1/energy/apps/%s", app);
     json_t *v = NULL;
     if (cli_call(ctx, "GET", path, NULL, &v) == 200) {
         char t[160];
-        energy_text(v, t, sizeof(t));
+        cli_energy_text(v, t, sizeof(t));
         printf("energy: %s\n", t);
         size_t i;
         json_t *in;
         json_array_foreach(json_object_get(v, "instances"), i, in)
         {
-            energy_text(in, t, sizeof(t));
+            cli_energy_text(in, t, sizeof(t));
             printf("  %-20s %s (last on %s)\n", json_string_value(json_object_get(in, "name")), t,
                    json_string_value(json_object_get(in, "node")));
         }
@@ -234,4 +208,3 @@ void cli_print_app_energy(const struct cli_ctx *ctx, const char *app)
     json_decref(v);
     free(path);
 }
-
