@@ -12,67 +12,6 @@
 double ctl_power_default_idle(void) { return 100; }
 double ctl_power_default_max(void) { return 250; }
 
-int ctl_power_split_pure(double total_w, size_t n, const double *idle, const double *max,
-                         const double *weight, const double *fixed, double *out)
-{
-    double rest = total_w, sum_idle = 0;
-    for (size_t i = 0; i < n; i++) {
-        out[i] = 0;
-        if (fixed[i] >= 0) {
-            out[i] = fixed[i];
-            rest -= fixed[i];
-        } else {
-            sum_idle += idle[i];
-        }
-    }
-    if (rest < 0)
-        rest = 0;
-    if (rest < sum_idle) {
-        for (size_t i = 0; i < n; i++)
-            if (fixed[i] < 0)
-                out[i] = sum_idle > 0 ? rest * idle[i] / sum_idle : 0;
-        return sum_idle > 0;
-    }
-    double dyn = rest - sum_idle, need = 0;
-    for (size_t i = 0; i < n; i++)
-        if (fixed[i] < 0) {
-            out[i] = idle[i];
-            double w = weight[i] > 0 ? weight[i] : 0;
-            need += w < max[i] - idle[i] ? w : max[i] - idle[i];
-        }
-    /* 1. The power of the planned CPU (weight = watts it needs above idle),
-     *    every node the same share of it when there is not enough. */
-    double f = need > dyn ? dyn / need : 1;
-    for (size_t i = 0; i < n && need > 0; i++)
-        if (fixed[i] < 0) {
-            double w = weight[i] > 0 ? weight[i] : 0;
-            double give = f * (w < max[i] - idle[i] ? w : max[i] - idle[i]);
-            out[i] += give;
-            dyn -= give;
-        }
-    /* 2. What is left goes to the busiest nodes first, each up to its
-     *    maximum: concentrated power lets whole jobs start; smeared over
-     *    every node it might fit none. */
-    char *done = calloc(n ? n : 1, 1);
-    while (done && dyn > 1e-9) {
-        long best = -1;
-        for (size_t i = 0; i < n; i++)
-            if (fixed[i] < 0 && !done[i] && out[i] < max[i] &&
-                (best < 0 || weight[i] > weight[best]))
-                best = (long)i;
-        if (best < 0)
-            break;
-        double give = max[best] - out[best];
-        if (give > dyn)
-            give = dyn;
-        out[best] += give;
-        dyn -= give;
-        done[best] = 1;
-    }
-    free(done);
-    return 0;
-}
-
 static void node_model(const struct ctl_power_node *p, double *idle, double *max)
 {
     *idle = p && p->max_w > 0 ? p->idle_w : ctl_power_default_idle();
@@ -117,7 +56,10 @@ void ctl_power_split(struct controller *c)
         struct ctl_power_node *p = ctl_power_node(c, nd->name, 0);
         if (!p)
             continue;
-        int on = nd->state == CONTROLLER_NODE_READY && ctl_node_powered_on(nd);
+        /* A node switched off takes part too: the placement may switch it
+         * on, and must not load it beyond the cluster budget (off, it draws
+         * less than it is given). */
+        int on = nd->state == CONTROLLER_NODE_READY;
         if (!on) {
             p->budget_w = p->override_w >= 0 ? p->override_w : 0;
             continue;

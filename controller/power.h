@@ -10,6 +10,7 @@
 #define WLM_CONTROLLER_POWER_H
 
 #include "internal.h"
+#include "power_split.h"
 
 #define CTL_POWER_HIST 360  /* power samples kept per node */
 #define CTL_POWER_WINDOW 16 /* placement periods remembered for violations */
@@ -108,15 +109,5 @@ struct solve_work;
 void ctl_power_budget_check(struct solve_work *sw);
 double ctl_power_default_idle(void);
 double ctl_power_default_max(void);
-
-/* Pure: split `total_w` among n nodes. idle/max per node; weight[i] = the
- * watts above idle its planned CPU needs; fixed[i] >= 0 = an override
- * (taken as is). Every node gets its idle power, then the power of its
- * planned CPU (all scaled alike when short), then what is left goes to the
- * busiest nodes first, each up to its maximum. out[i] = budget. Returns 1
- * when the budget is below the nodes' idle power (every node then gets its
- * share of the total by idle power), else 0. */
-int ctl_power_split_pure(double total_w, size_t n, const double *idle, const double *max,
-                         const double *weight, const double *fixed, double *out);
 
 #endif

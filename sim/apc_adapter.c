@@ -103,6 +103,7 @@ int sim_apc_decide_core(const struct sim_apc_node *nodes, size_t nn, const struc
         pn->can_power_off = d->node_on != NULL;
         pn->power_idle_w = cfg->idle_w;
         pn->power_max_w = cfg->max_w;
+        pn->power_budget_w = nodes[n].budget_w;
         total += pn->cores * pn->mhz_per_core;
     }
     size_t w = 0;

@@ -26,6 +26,7 @@ struct sim_apc_node {
     double cap_mhz, mem_mb;
     double cores, mhz; /* cap_mhz = cores * mhz */
     int off;           /* powered off (the core may power it on) */
+    double budget_w;   /* power budget (0 = none): the core caps its CPU by the model */
 };
 
 /* The web application at one decision instant: demand lambda*c (MHz) and

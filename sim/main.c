@@ -37,7 +37,7 @@ struct opts {
             lo, hi, help                                                                           \
     }
 static const struct wlm_cfg_field fields[] = {
-    F("experiment", WLM_CFG_STR, experiment, "run", 1, 0, "run | exp1 | exp2 | exp3 | all"),
+    F("experiment", WLM_CFG_STR, experiment, "run", 1, 0, "run | exp1 | exp2 | exp2cap (exp2 under a power cap) | exp3 | all"),
     F("policy", WLM_CFG_STR, policy, "apc", 1, 0, "run: fcfs | edf | apc | apc-noknobs"),
     F("solver", WLM_CFG_STR, solver, "heuristic", 1, 0,
       "production APC core solver: heuristic | exact (GLPK MILP) | auto"),
@@ -264,12 +264,18 @@ int main(int argc, char **argv)
         e.trace = &trace;
     }
     int all = !strcmp(x, "all");
-    if (strcmp(x, "run") && strcmp(x, "exp1") && strcmp(x, "exp2") && strcmp(x, "exp3") && !all) {
-        fprintf(stderr, "wlm-sim: --experiment: unknown '%s' (run, exp1, exp2, exp3, all)\n", x);
+    if (strcmp(x, "run") && strcmp(x, "exp1") && strcmp(x, "exp2") && strcmp(x, "exp3") &&
+        strcmp(x, "exp2cap") && !all) {
+        fprintf(stderr,
+                "wlm-sim: --experiment: unknown '%s' (run, exp1, exp2, exp2cap, exp3, all)\n", x);
         return 2;
     }
     char prefix[600];
-    if (!strcmp(x, "run")) {
+    if (!strcmp(x, "exp2cap")) {
+        /* Experiment 2 under a cluster power cap (sim/powercap.c). */
+        e.out_prefix = o.out[0] ? o.out : NULL;
+        rc = sim_exp2_powercap(&e, &err);
+    } else if (!strcmp(x, "run")) {
         rc = run_one(&o, c, e.trace, &err);
     } else {
         int (*fn[3])(const struct sim_exp_opts *, struct wlm_error *) = {sim_exp1, sim_exp2,

@@ -264,6 +264,8 @@ static void recompute_usage(struct sim *s)
     for (size_t n = 0; n < s->nn; n++)
         if (usable(s, n)) {
             double cap = sim_node_capacity(&s->nodes[n]);
+            if (s->nodes[n].budgeted && s->nodes[n].budget_mhz < cap)
+                cap = s->nodes[n].budget_mhz; /* a power cap: the web gets no more */
             cap_usable += cap;
             jobs_on_usable += s->nodes[n].used_mhz;
             spare_total += fmax(0, cap - s->nodes[n].used_mhz);
@@ -278,6 +280,8 @@ static void recompute_usage(struct sim *s)
     for (size_t n = 0; n < s->nn; n++)
         if (usable(s, n)) {
             double cap = sim_node_capacity(&s->nodes[n]);
+            if (s->nodes[n].budgeted && s->nodes[n].budget_mhz < cap)
+                cap = s->nodes[n].budget_mhz;
             s->nodes[n].used_mhz += use * fmax(0, cap - s->nodes[n].used_mhz) / spare_total;
         }
 }
@@ -495,12 +499,52 @@ static int decide_apc(struct sim *s)
         return 0;
     struct sim_apc_decision d = {
         .node = s->dnode, .alloc = s->dalloc, .node_on = core_power ? node_on : NULL};
-    int rc =
-        sim_apc_decide_core(s->an, nn, s->aj, m, web_view(s), s->now, !noknobs, s->cfg, &d, s->err);
+    int rc;
+    if (s->cfg->power_cap_w > 0) {
+        /* A power cap: the plan without it says where CPU is wanted; each
+         * node's budget follows from that (sim/powercap.c), then the
+         * decision is taken under the budgets. */
+        double *planned = calloc(nn + 1, sizeof(double));
+        if (!planned)
+            return wlm_error_set(s->err, ENOMEM, "out of memory");
+        for (size_t k = 0; k < nn; k++)
+            s->an[k].budget_w = 0;
+        if (!s->cfg->power_cap_equal) {
+            rc = sim_apc_decide_core(s->an, nn, s->aj, m, web_view(s), s->now, !noknobs, s->cfg,
+                                     &d, s->err);
+            if (rc) {
+                free(planned);
+                return rc;
+            }
+            size_t non = 0;
+            for (size_t k = 0; k < nn; k++)
+                non += d.node_on ? d.node_on[k] != 0 : !s->an[k].off;
+            for (size_t k = 0; k < m; k++)
+                if (d.node[k] >= 0)
+                    planned[d.node[k]] += d.alloc[k];
+            for (size_t k = 0; k < nn && non; k++)
+                if (d.node_on ? d.node_on[k] : !s->an[k].off)
+                    planned[k] += d.web_mhz / (double)non;
+        }
+        sim_powercap_budgets(s->cfg, s->an, nn, planned);
+        free(planned);
+        for (size_t k = 0; k < nn; k++) {
+            struct sim_node *sn = &s->nodes[nlist[k]];
+            double f = (s->an[k].budget_w - s->cfg->idle_w) / (s->cfg->max_w - s->cfg->idle_w);
+            sn->budgeted = s->cfg->max_w > s->cfg->idle_w;
+            sn->budget_mhz = sim_node_capacity(sn) * (f < 0 ? 0 : f > 1 ? 1 : f);
+        }
+    }
+    rc = sim_apc_decide_core(s->an, nn, s->aj, m, web_view(s), s->now, !noknobs, s->cfg, &d, s->err);
     if (rc)
         return rc;
     s->res->decisions++;
+    s->res->min_utility_sum += d.min_utility;
+    if (s->res->decisions == 1 || d.min_utility < s->res->min_utility_worst)
+        s->res->min_utility_worst = d.min_utility;
     s->web_alloc = d.web_mhz;
+    if (core_power)
+        sim_powercap_power_off(s->cfg, s->an, nn, node_on);
     if (core_power && (rc = apply_power(s, nlist, nn, node_on)))
         return rc;
     /* What each node holds right now, including VMs still on their way out:

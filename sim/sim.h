@@ -87,6 +87,8 @@ struct sim_node {
     int booting;     /* powered but not yet usable */
     double used_mhz; /* CPU actually consumed right now */
     double energy_j; /* accumulated */
+    int budgeted;        /* under a power cap: at most budget_mhz is used */
+    double budget_mhz;
 };
 
 double sim_node_capacity(const struct sim_node *n); /* cores * mhz */
@@ -175,6 +177,11 @@ struct sim_config {
     double apc_hysteresis;    /* min utility gain that justifies suspend/migrate */
     struct sim_web web;
     double horizon_s; /* stop power/web accounting here (0 = when jobs drain) */
+    /* Cluster power cap (0 = none) and how it is divided among nodes: the
+     * controller's split by planned CPU (sim/powercap.c), or every node an
+     * equal share. The core gets each node's budget. */
+    double power_cap_w;
+    int power_cap_equal;
 };
 
 /* Defaults: 4 nodes x 2 cores x 3000 MHz, 4096 MB, 150/250/5 W, action
@@ -192,6 +199,8 @@ struct sim_result {
     double energy_horizon_kwh; /* [0, horizon_s] when a horizon is set */
     double web_violation_s;    /* time with web utility < 0 */
     double *finish;            /* per job completion time (-1 if never), malloc'd */
+    double min_utility_sum;    /* over APC decisions: their minimum utility */
+    double min_utility_worst;
 };
 
 void sim_result_fini(struct sim_result *r);
@@ -353,6 +362,18 @@ int sim_exp1(const struct sim_exp_opts *o, struct wlm_error *err);
 /* Experiment 2: day-shaped web load plus jobs; energy and goal violations for
  * always-on, the utilisation-sum rule and wlm consolidation. */
 int sim_exp2(const struct sim_exp_opts *o, struct wlm_error *err);
+/* Experiment 2 under a cluster power cap (100 % -> 50 % of peak): minimum
+ * utility and jobs missed, the controller's split by planned CPU against an
+ * equal cap on every node (sim/powercap.c). */
+int sim_exp2_powercap(const struct sim_exp_opts *o, struct wlm_error *err);
+/* Each node's budget under cfg's cap: nodes[k].budget_w. planned[k] = CPU
+ * (MHz) allocated on node k now. */
+struct sim_apc_node;
+void sim_powercap_budgets(const struct sim_config *cfg, struct sim_apc_node *nodes, size_t n,
+                          const double *planned);
+/* The split's nodes without a budget for their idle power go off (drain). */
+void sim_powercap_power_off(const struct sim_config *cfg, const struct sim_apc_node *nodes,
+                            size_t n, int *node_on);
 /* Experiment 3: random VM loads; migrations and rounds to balance, three-band
  * balancer vs wlm balancing. */
 int sim_exp3(const struct sim_exp_opts *o, struct wlm_error *err);

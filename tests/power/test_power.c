@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../../sim/internal.h"
 #include "nodeagent.h"
 #include "power.h"
 
@@ -19,22 +20,24 @@ static void split_by_planned_cpu(void **state)
     (void)state;
     double idle[3] = {100, 100, 100}, max[3] = {250, 250, 250};
     double w[3] = {90, 30, 0}, fixed[3] = {-1, -1, -1}, out[3];
-    /* 600 W: idle 300, planned 120 W, the 180 W left to the busiest first. */
+    /* 600 W: idle 300, planned 120 W, the 180 W left round the nodes,
+     * busiest first, 75 W (half the dynamic range) at a time. */
     assert_int_equal(ctl_power_split_pure(600, 3, idle, max, w, fixed, out), 0);
-    assert_float_equal(out[0], 250, 1e-6);
-    assert_float_equal(out[1], 250, 1e-6);
-    assert_float_equal(out[2], 100, 1e-6);
+    assert_float_equal(out[0], 250, 1e-6); /* 190 + 60 to its max */
+    assert_float_equal(out[1], 205, 1e-6); /* 130 + 75 */
+    assert_float_equal(out[2], 145, 1e-6); /* 100 + the 45 left */
     /* 360 W: 60 over idle for 120 W planned: each gets half of its plan. */
     assert_int_equal(ctl_power_split_pure(360, 3, idle, max, w, fixed, out), 0);
     assert_float_equal(out[0], 145, 1e-6);
     assert_float_equal(out[1], 115, 1e-6);
     assert_float_equal(out[2], 100, 1e-6);
-    /* Nothing planned: concentrated on one node, not smeared over three. */
+    /* Nothing planned: pieces of half a node, not smeared over three (each
+     * of the first two can run 1000 of its 2000 MHz). */
     double none[3] = {0, 0, 0};
     assert_int_equal(ctl_power_split_pure(500, 3, idle, max, none, fixed, out), 0);
-    assert_float_equal(out[0], 250, 1e-6);
-    assert_float_equal(out[1], 150, 1e-6);
-    assert_float_equal(out[2], 100, 1e-6);
+    assert_float_equal(out[0], 175, 1e-6);
+    assert_float_equal(out[1], 175, 1e-6);
+    assert_float_equal(out[2], 150, 1e-6);
 }
 
 static void split_overrides_and_low_budget(void **state)
@@ -125,6 +128,41 @@ static void cpufreq_writes(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+static void sim_cap_budgets(void **state)
+{
+    (void)state;
+    struct sim_config c;
+    sim_config_defaults(&c); /* 150 W idle, 250 W max */
+    c.nodes = 4;
+    c.power_cap_w = 700;
+    struct sim_apc_node nd[4];
+    memset(nd, 0, sizeof(nd));
+    for (int k = 0; k < 4; k++)
+        nd[k].cap_mhz = 6000;
+    double planned[4] = {3000, 600, 0, 1200};
+    /* Equal: 175 W each, whatever runs. */
+    c.power_cap_equal = 1;
+    sim_powercap_budgets(&c, nd, 4, planned);
+    for (int k = 0; k < 4; k++)
+        assert_float_equal(nd[k].budget_w, 175, 1e-9);
+    /* wlm: a node needs 150 + 50 W to be worth keeping on: 700 W keep the
+     * two busiest (the others get no CPU, their idle power reserved until
+     * they are off), which share 400 W: planned first, the rest busiest
+     * first. */
+    c.power_cap_equal = 0;
+    sim_powercap_budgets(&c, nd, 4, planned);
+    assert_true(nd[1].budget_w < c.idle_w);
+    assert_true(nd[2].budget_w < c.idle_w);
+    assert_float_equal(nd[0].budget_w, 230, 1e-6);
+    assert_float_equal(nd[3].budget_w, 170, 1e-6);
+    int on[4] = {1, 1, 1, 1};
+    sim_powercap_power_off(&c, nd, 4, on);
+    assert_int_equal(on[0], 1);
+    assert_int_equal(on[1], 0);
+    assert_int_equal(on[2], 0);
+    assert_int_equal(on[3], 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -133,6 +171,7 @@ int main(void)
         cmocka_unit_test(plan_caps_cheapest_first),
         cmocka_unit_test(model_with_frequency),
         cmocka_unit_test(cpufreq_writes),
+        cmocka_unit_test(sim_cap_budgets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
