@@ -27,6 +27,7 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS power_settings (key TEXT PRIMARY KEY, value REAL NOT NULL);";
 
 #define PERSIST_EVERY_S 5.0 /* a node's energy and power sample are written this often */
+#define PERSIST_ETCD_S 60.0 /* the same on etcd */
 #define SAMPLE_SLOTS 720     /* stored samples per node: an hour at PERSIST_EVERY_S */
 
 static struct ctl_energy_wl *wl_get(struct ctl_energy *e, const char *kind, const char *name,
@@ -271,7 +272,19 @@ void ctl_energy_free(struct controller *c)
 static void persist(struct controller *c, struct ctl_power_node *p, double now)
 {
     struct ctl_energy *e = c->energy;
-    if (now - p->last_persist < PERSIST_EVERY_S)
+    /* etcd is shared by every controller and carries no heartbeat state:
+     * energy goes there once a minute per node. */
+    double every = wlm_store_is_etcd(c->store) ? PERSIST_ETCD_S : PERSIST_EVERY_S;
+    if (now - p->last_persist < every)
+        return;
+    /* Nothing new (an agent that measures nothing): no write at all. */
+    int dirty = p->energy_j != p->saved_energy_j || p->watts != p->saved_watts ||
+                p->budget_w != p->saved_budget_w;
+    for (size_t i = 0; !dirty && i < e->nwl; i++)
+        dirty = e->wl[i].dirty;
+    for (size_t i = 0; !dirty && i < e->nsrc; i++)
+        dirty = e->src[i].dirty;
+    if (!dirty)
         return;
     p->last_persist = now;
     struct wlm_error err = {0};
@@ -321,8 +334,13 @@ static void persist(struct controller *c, struct ctl_power_node *p, double now)
         wlm_warn(CTL_COMP, "energy not stored", "detail=\"%s\"", err.msg);
         return;
     }
-    if (wlm_store_commit(c->store, &err))
+    if (wlm_store_commit(c->store, &err)) {
         wlm_warn(CTL_COMP, "energy not stored", "detail=\"%s\"", err.msg);
+        return;
+    }
+    p->saved_energy_j = p->energy_j;
+    p->saved_watts = p->watts;
+    p->saved_budget_w = p->budget_w;
 }
 
 int ctl_power_node_store(struct controller *c, const struct ctl_power_node *p,
@@ -393,6 +411,8 @@ void ctl_energy_heartbeat(struct controller *c, struct ctl_node *n, double now, 
         return;
     json_t *power = json_object_get(n->report, "power");
     json_t *usage = json_object_get(n->report, "usage");
+    if (!json_is_object(power) && !e->nwl)
+        return; /* an agent that reports no power: nothing to account */
     if (json_is_object(power)) {
         p->watts = json_number_value(json_object_get(power, "watts"));
         const char *src = json_string_value(json_object_get(power, "source"));

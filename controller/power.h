@@ -51,6 +51,7 @@ struct ctl_power_node {
     double ht[CTL_POWER_HIST], hw[CTL_POWER_HIST], hb[CTL_POWER_HIST];
     size_t hhead, hlen;
     double last_persist;
+    double saved_energy_j, saved_watts, saved_budget_w; /* as last written */
     /* violations, one slot per placement period */
     unsigned char viol[CTL_POWER_WINDOW];
     size_t vlen;
