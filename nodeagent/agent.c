@@ -743,7 +743,8 @@ struct nodeagent *nodeagent_new(uv_loop_t *loop, const struct nodeagent_config *
         struct nodeagent_libvirt_opts lo = {.uri = a->cfg.libvirt_uri,
                                             .kernel = a->cfg.kernel,
                                             .initramfs = a->initramfs,
-                                            .vm_type = a->cfg.vm_type};
+                                            .vm_type = a->cfg.vm_type,
+                                            .disks_shared = a->cfg.images_shared};
         a->vm = nodeagent_libvirt_new(&lo, err);
         if (!a->vm)
             goto fail;

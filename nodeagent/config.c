@@ -65,6 +65,9 @@ const struct wlm_cfg_field nodeagent_cfg_fields[] = {
      "job VM initramfs (default: STATE_DIR/initramfs.cpio, built from /bin/busybox)"},
     {"vm_memory_mb", WLM_CFG_INT, F(vm_memory_mb), 0, NULL, "192", 32, 1048576,
      "default memory of a job VM (MiB)"},
+    {"images_shared", WLM_CFG_BOOL, F(images_shared), 0, NULL, "false", 0, -1,
+     "the image pool's directory is storage the migration targets see too (one machine, "
+     "NFS): live migration moves VMs with their disks"},
     {"vm_type", WLM_CFG_STR, F(vm_type), S(vm_type), "WLM_VM_TYPE", "qemu", 0, -1,
      "libvirt domain type of job VMs: qemu (TCG, works everywhere) or kvm"},
     {"ip_pool", WLM_CFG_STR, F(ip_pool), S(ip_pool), NULL, "10.77.0.10", 0, -1,

@@ -328,7 +328,10 @@ static int lv_migrate(struct nodeagent_driver *dd, const char *id, const char *d
     if (!dconn) {
         r = lv_fail(err, "connect to destination", dest_uri);
     } else {
-        virDomainPtr nd = virDomainMigrate3(dom, dconn, NULL, 0, VIR_MIGRATE_LIVE);
+        /* Disks on storage both sides see (the operator says so): libvirt
+         * cannot tell that from a local filesystem, hence UNSAFE. */
+        unsigned flags = VIR_MIGRATE_LIVE | (d->disks_shared ? VIR_MIGRATE_UNSAFE : 0);
+        virDomainPtr nd = virDomainMigrate3(dom, dconn, NULL, 0, flags);
         if (!nd) {
             r = lv_fail(err, "migrate", id);
         } else {
@@ -694,6 +697,7 @@ struct nodeagent_driver *nodeagent_libvirt_new(const struct nodeagent_libvirt_op
     d->initramfs = wlm_strdup(o->initramfs ? o->initramfs : "");
     d->is_test = !strncmp(o->uri, "test:", 5);
     wlm_strlcpy(d->vm_type, o->vm_type && *o->vm_type ? o->vm_type : "qemu", sizeof(d->vm_type));
+    d->disks_shared = o->disks_shared;
     virSetErrorFunc(NULL, lv_quiet);
     d->conn = virConnectOpen(o->uri);
     if (!d->conn) {

@@ -27,6 +27,7 @@ struct lv_driver {
     char *initramfs;
     int is_test;
     char vm_type[16];
+    int disks_shared;
     int callback_id;
     nodeagent_event_fn event_fn;
     void *event_ud;

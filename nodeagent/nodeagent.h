@@ -50,6 +50,7 @@ struct nodeagent_config {
     char initramfs[512]; /* "" = STATE/initramfs.cpio, written at start from /bin/busybox */
     long long vm_memory_mb;
     char vm_type[16];
+    int images_shared; /* job VM disks are on storage migration targets see */
     char ip_pool[64]; /* first address of the pool: "10.77.0.10" */
     double idle_watts, max_watts;
     char cpufreq_dir[512]; /* where cpuN/cpufreq/scaling_max_freq live ("" = never use cpufreq) */
@@ -196,6 +197,10 @@ struct nodeagent_libvirt_opts {
     const char *kernel;
     const char *initramfs;
     const char *vm_type; /* domain type: "qemu" (TCG, default) or "kvm" */
+    /* Disks are on storage the destination sees: live migration may move
+     * them (libvirt cannot tell shared from local on a local filesystem and
+     * refuses otherwise). */
+    int disks_shared;
 };
 struct nodeagent_driver *nodeagent_libvirt_new(const struct nodeagent_libvirt_opts *o,
                                                struct wlm_error *err);

@@ -48,14 +48,17 @@ echo "ok: two hypervisors ($uri_a, $uri_b)"
 
 export WLM_TOKEN=mig-secret
 cport=$(wlm_free_port)
-# No disk images (--pool-max 0): a disk on a local filesystem is not shared
-# storage, and libvirt rightly refuses to migrate it live.
+# Job VMs get a disk image from each agent's pool (no warm pool). Both
+# hypervisors see the same filesystem, so the images are shared storage
+# (--images-shared); without it libvirt refuses to migrate a disk on a local
+# filesystem live ("Migration without shared storage is unsafe") and the
+# agent falls back to suspend + restore.
 start_agent() { # NAME URI
   local seen
   seen=$(grep -c 'node agent listening' "$dir/$1.log" 2>/dev/null || true)
   "$bin/wlm-nodeagent" --name "$1-$tag" --controller "http://127.0.0.1:$cport" \
     --libvirt-uri "$2" --listen-port 0 --state-dir "$dir/$1" --shared-dir "$dir/shared" \
-    --vm-memory-mb 96 --pool-size 0 --pool-max 0 --heartbeat-ms 300 >>"$dir/$1.log" 2>&1 &
+    --vm-memory-mb 96 --pool-size 0 --pool-max 2 --images-shared true --heartbeat-ms 300 >>"$dir/$1.log" 2>&1 &
   pids+=($!)
   local url="" _
   for _ in $(seq 300); do
@@ -131,7 +134,8 @@ wait "$sampler" 2>/dev/null || true
 [ "$(domains "$uri_b")" = 1 ] || fail "B has $(domains "$uri_b") domains of the job"
 [ "$(api "$url_a/v1/jobs/$job" | field 'd["state"]')" = migrated ] || fail "A's repository: $(api "$url_a/v1/jobs/$job")"
 [ "$(api "$url_b/v1/jobs/$job" | field 'd["state"]')" = running ] || fail "B's repository: $(api "$url_b/v1/jobs/$job")"
-api "$url_b/v1/jobs/$job" | field 'd["output"]' | grep -q "count $((before + 5))" || fail "B does not show the job's output"
+out_b=$(api "$url_b/v1/jobs/$job" | field 'd["output"]')
+grep -q "count $((before + 5))" <<<"$out_b" || fail "B does not show the job's output"
 [ "$(counts "$con" | grep -cx 1)" = 1 ] || fail "the counter restarted"
 down=$(echo "$r" | field 'd["result"]["downtime_ms"]')
 secs=$(echo "$r" | field 'd["result"]["seconds"]')
