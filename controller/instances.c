@@ -25,7 +25,10 @@ int ctl_node_powered_on(const struct ctl_node *n)
 /* The host part of the node's agent URL: where its instances listen. */
 void ctl_node_host(const struct ctl_node *n, char *out, size_t size)
 {
-    const char *p = n->agent_url[0] ? n->agent_url + 7 : "127.0.0.1";
+    const char *p = n->agent_url[0] ? n->agent_url : "127.0.0.1";
+    const char *sep = strstr(p, "://"); /* http:// or https:// */
+    if (sep)
+        p = sep + 3;
     size_t len = strcspn(p, ":/");
     snprintf(out, size, "%.*s", (int)len, p);
 }

@@ -13,7 +13,18 @@ set -euo pipefail
 bin=$WLM_BIN_DIR
 dir=$(mktemp -d /tmp/wlm-it-tls-XXXXXX)
 pids=()
-cleanup() { [ ${#pids[@]} -gt 0 ] && wlm_kill_tree "${pids[@]}"; rm -rf "$dir"; }
+export PATH=$bin:$PATH
+port_base=$(( 20000 + (RANDOM % 400) * 100 ))
+kill_instances() { # app instances run in their own sessions
+  local pid args p
+  for pid in $(pgrep -f 'wlm-sampleapp --port' || true); do
+    args=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
+    p=$(sed -n 's/.*--port \([0-9]*\).*/\1/p' <<<"$args")
+    [ -n "$p" ] && [ "$p" -ge "$port_base" ] && [ "$p" -lt $((port_base + 100)) ] && kill -9 "$pid" 2>/dev/null
+  done
+  return 0
+}
+cleanup() { [ ${#pids[@]} -gt 0 ] && wlm_kill_tree "${pids[@]}"; kill_instances; rm -rf "$dir"; }
 trap cleanup EXIT
 fail() {
   echo "FAIL: $*" >&2
@@ -45,6 +56,7 @@ pids+=($!)
 WLM_TOKEN=$token "$bin/wlm-controller" --listen-port "$cport" --db "$dir/c.db" \
   --tls-cert "$pki/srv.pem" --tls-key "$pki/srv.key" --ca "$ca" --agent-token "$agentapi" \
   --router-url "$radmin" --simulate-jobs --flow-period-ms 500 --placement-period-ms 1000 \
+  --app-port-base "$port_base" \
   >"$dir/controller.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do
@@ -151,6 +163,21 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 [[ $cfg == *'"shop"'* ]] || fail "router did not get the app over HTTPS: $cfg"
+ok
+# An app instance started over HTTPS (agent URL https://) is routed: the
+# router gets the instance's plain address, and serves it.
+cat >"$dir/web.json" <<'JSON'
+{"name": "web", "command": "wlm-sampleapp --port {port} --cpu-ms 1 --delay-ms 1", "memory_mb": 256,
+ "prefix": "/web", "classes": [{"name": "default", "goal_ms": 200}]}
+JSON
+"$bin/wlm" app deploy -f "$dir/web.json" >/dev/null || fail "deploy web over TLS"
+code=
+for _ in $(seq 150); do
+  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$rport/web" || true)
+  [ "$code" = 200 ] && break
+  sleep 0.2
+done
+[ "$code" = 200 ] || fail "the app started through an https agent is not served ($code): $(curl -s --cacert "$ca" -H "Authorization: Bearer $token" "$radmin/admin/config")"
 ok
 # The router's admin port refuses plain HTTP.
 set +e
