@@ -95,6 +95,21 @@ static const char submit_help[] =
 
 /* ---------------------------------------------------------------- HTTP */
 
+/* Is this the controller's error body? Its errors are {"error": name,
+ * "detail": ...} with a snake_case name ("not_found"); a router's data port
+ * says {"error": "Not Found"}, an application anything at all. */
+static int is_controller(const struct ctx *c, json_t *body)
+{
+    (void)c;
+    const char *e = json_string_value(json_object_get(body, "error"));
+    if (!e || !*e)
+        return 0;
+    for (const char *p = e; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || *p == '_'))
+            return 0;
+    return 1;
+}
+
 /* Returns the HTTP status with *out the parsed body, or -1 when the
  * controller cannot be reached (message printed). Non-2xx answers print the
  * controller's error unless quiet == 1; quiet == 2 silences only transport failures. */
@@ -116,6 +131,21 @@ static int call(const struct ctx *c, const char *method, const char *path, const
         return -1;
     }
     json_t *v = resp.body_len ? json_loadb(resp.body, resp.body_len, 0, NULL) : NULL;
+    /* A 404 or 5xx without the controller's error body, or from something
+     * whose /healthz is not the controller's: a router or an app. */
+    if ((resp.status == 404 || resp.status >= 500 ||
+         (resp.status >= 200 && resp.status < 300 && resp.body_len && !json_is_object(v))) &&
+        !is_controller(c, v)) {
+        if (quiet < 2)
+            fprintf(stderr,
+                    "wlm job: %s answered HTTP %d: this is not a wlm controller.\n"
+                    "     Point --controller or WLM_CONTROLLER at the controller's API (default "
+                    "port 7700), not at a router or an application.\n",
+                    c->url, resp.status);
+        json_decref(v);
+        wlm_http_response_fini(&resp);
+        return -1;
+    }
     if ((resp.status < 200 || resp.status > 299) && quiet != 1) {
         const char *d = json_string_value(json_object_get(v, "detail"));
         if (resp.status == 401)

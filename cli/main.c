@@ -131,21 +131,18 @@ static void not_a_controller(const struct cli_ctx *ctx, int status)
             ctx->controller, status);
 }
 
-/* Is a wlm controller listening there? Its /healthz names its node count. */
-static int is_controller(const struct cli_ctx *ctx)
+/* Is this the controller's error body? Its errors are {"error": name,
+ * "detail": ...} with a snake_case name ("not_found"); a router's data port
+ * says {"error": "Not Found"}, an application anything at all. */
+static int wlm_error_body(json_t *v)
 {
-    char url[1100];
-    snprintf(url, sizeof(url), "%s/healthz", ctx->controller);
-    struct wlm_http_response resp = {0};
-    struct wlm_error err = {0};
-    if (wlm_http_fetch("GET", url, NULL, NULL, NULL, 0, 5000, &resp, &err))
-        return 1; /* cannot tell: do not accuse it */
-    json_t *v = resp.status == 200 ? json_loadb(resp.body, resp.body_len, 0, NULL) : NULL;
-    int yes = v && json_is_integer(json_object_get(v, "nodes")) &&
-              json_is_string(json_object_get(v, "version"));
-    json_decref(v);
-    wlm_http_response_fini(&resp);
-    return yes;
+    const char *e = json_string_value(json_object_get(v, "error"));
+    if (!e || !*e)
+        return 0;
+    for (const char *p = e; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || *p == '_'))
+            return 0;
+    return 1;
 }
 
 int cli_call(const struct cli_ctx *ctx, const char *method, const char *path, const char *body,
@@ -166,10 +163,7 @@ int cli_call(const struct cli_ctx *ctx, const char *method, const char *path, co
     }
     int status = resp.status;
     json_t *v = resp.body_len ? json_loadb(resp.body, resp.body_len, 0, NULL) : NULL;
-    int ours = v && json_is_object(v) &&
-               (status < 300 || json_is_string(json_object_get(v, "error")));
-    if (ours && (status == 404 || status >= 500) && !ctx->quiet)
-        ours = is_controller(ctx);
+    int ours = v && json_is_object(v) && (status < 300 || wlm_error_body(v));
     if (!ours && (status != 204 || resp.body_len)) {
         if (!ctx->quiet || status != 404)
             not_a_controller(ctx, status);

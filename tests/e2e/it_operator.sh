@@ -48,6 +48,7 @@ step "7: global flags after the command"
 step "8: errors that say what to do"
 expect_fail "WLM_TOKEN_FILE.*cannot be read" env -u WLM_TOKEN WLM_TOKEN_FILE=/nonexistent/token wlm nodes
 expect_fail "not a wlm controller" wlm --controller "http://$E2E_WEB" nodes
+expect_fail "not a wlm controller" wlm job list --controller "http://$E2E_WEB"
 wlm --controller "${WLM_CONTROLLER#http://}" nodes >/dev/null || e2e_fail "a URL without a scheme is not fixed up"
 expect_fail "only http" wlm --controller "ftp://x" nodes
 expect_fail "test:///" "$bin/wlm-nodeagent" --name bad --controller "$WLM_CONTROLLER" \
