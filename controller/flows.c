@@ -539,8 +539,10 @@ static void handle_flows(struct wlm_http_req *req, void *ud)
                               s->cls, "rate", s->rate, "rt_ms", s->rt_ms, "goal_ms", goal,
                               "reject_rate", s->reject_rate, "rejected", (json_int_t)s->rejected);
         if (flowctl_flow_get(c->fc, s->app, s->cls, &m, NULL) == 0)
-            json_object_set_new(o, "model", json_pack("{s:f, s:f, s:f}", "lambda", m.lambda,
-                                                      "cost_mcycles", m.cost, "d0_s", m.d0));
+            json_object_set_new(o, "model",
+                                json_pack("{s:f, s:f, s:f, s:f}", "lambda", m.lambda,
+                                          "cost_mcycles", m.cost, "d0_s", m.d0, "cpu_share",
+                                          flowctl_app_cpu_share(c->fc, s->app)));
         json_array_append_new(arr, o);
     }
     json_t *o = json_pack("{s:o}", "flows", arr);
