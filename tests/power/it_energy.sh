@@ -37,6 +37,13 @@ assert p['cluster_budget_w']==0, p
 assert all(n['override_w'] is None for n in p['nodes']), p
 " || e2e_fail "a refused budget changed something"
 
+# --- an app instance: its energy per instance in `wlm app show`
+cat >"$dir/web.json" <<'JSON'
+{"name": "web", "command": "wlm-sampleapp --port {port} --cpu-ms 1 --delay-ms 1", "memory_mb": 128,
+ "prefix": "/", "classes": [{"name": "default", "goal_ms": 200}]}
+JSON
+wlm app deploy -f "$dir/web.json" >/dev/null
+
 # --- a job runs, then its node gets a budget at idle power: it must move
 wlm job submit --name e1 --command true --work-seconds 60 --threads 1 --max-speed 1000 \
   --memory 512 --class gold >/dev/null
@@ -63,8 +70,28 @@ import sys
 b,a,l=float('$before'),float('$after_move'),float('$later')
 sys.exit(0 if a>=b and l>a else 1)" || e2e_fail "the job's energy did not carry over the move ($before -> $after_move -> $later)"
 wlm job show 1 | grep -E '^  energy: +[0-9.]+ Wh' || e2e_fail "wlm job show has no energy line"
+# And back: the job returns to the node it left, whose agent still has its
+# old running total for the job; the energy goes on from where it was (the
+# test driver's migration is a suspend -> restore through shared storage).
+second=$(job_node)
+m1=$(job_j)
+wlm nodes set "$first" --power-budget none >/dev/null
+wlm nodes set "$second" --power-budget 100 >/dev/null
+back() { [ "$(job_node)" = "$first" ] && [ "$(e2e_job_state 1)" = RUNNING ]; }
+e2e_wait 90 "the job to move back to $first" back
+sleep 4
+m2=$(job_j)
+e2e_py "import sys; sys.exit(0 if float('$m2') > float('$m1') else 1)" ||
+  e2e_fail "the job's energy did not go on after moving back ($m1 -> $m2)"
+echo "job 1 moved back to $first: $m1 J -> $m2 J"
+first=$second # the node with the budget now, for the checks below
 # Budget shown by wlm nodes; it stayed (override) after the move.
 wlm nodes | awk -v n="$first" '$1==n' | grep -q ' 100.0' || e2e_fail "wlm nodes does not show the budget of $first"
+
+app_energy() { wlm app show web | grep -E '^energy: [0-9.]+ Wh' >/dev/null &&
+  wlm app show web | grep -qE '^  web-[0-9]+ +[0-9.]+ Wh'; }
+e2e_wait 30 "wlm app show web to list energy per instance" app_energy
+wlm app show web | grep -A3 '^energy:'
 
 # --- sums: workloads + unattributed = node totals (1 %)
 api /v1/energy >"$dir/energy.json"
