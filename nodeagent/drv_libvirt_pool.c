@@ -253,3 +253,17 @@ const char *nodeagent_libvirt_describe(struct nodeagent_driver *dd)
 {
     return dd && dd->ops == &lv_ops ? LV(dd)->describe : "not libvirt";
 }
+
+int nodeagent_libvirt_job_active(struct nodeagent_driver *dd, const char *id)
+{
+    if (!dd || dd->ops != &lv_ops)
+        return 0;
+    virDomainPtr dom = lv_lookup(LV(dd), id, NULL);
+    if (!dom)
+        return 0;
+    virDomainJobInfo ji;
+    int active = virDomainGetJobInfo(dom, &ji) == 0 && ji.type != VIR_DOMAIN_JOB_NONE;
+    virResetLastError();
+    virDomainFree(dom);
+    return active;
+}

@@ -51,7 +51,7 @@ struct nodeagent_config {
     long long vm_memory_mb;
     char vm_type[16];
     int images_shared; /* job VM disks are on storage migration targets see */
-    char ip_pool[64]; /* first address of the pool: "10.77.0.10" */
+    char ip_pool[64];  /* first address of the pool: "10.77.0.10" */
     double idle_watts, max_watts;
     char cpufreq_dir[512]; /* where cpuN/cpufreq/scaling_max_freq live ("" = never use cpufreq) */
     char power_on_cmd[512], power_off_cmd[512];
@@ -141,7 +141,7 @@ struct nodeagent_wl_info {
     double cpu_wait_seconds;
     const char *cpu_source;
     unsigned long long start_ticks; /* processes: start time, clock ticks since boot */
-    int exit_status;         /* processes that ended: exit code, or 128 + signal; -1 otherwise */
+    int exit_status; /* processes that ended: exit code, or 128 + signal; -1 otherwise */
 };
 
 /* What the hypervisor measured of a live migration; -1 when unknown. */
@@ -227,6 +227,9 @@ int nodeagent_libvirt_pool_list(struct nodeagent_driver *d, const char *prefix,
 /* libvirt's state and reason of a domain as text ("paused (booting)"), for
  * error messages. */
 void nodeagent_libvirt_state_text(struct nodeagent_driver *d, const char *id, char *out, size_t n);
+/* 1 while libvirt runs a job on the domain (a save or migration that goes
+ * on even when the client that started it is gone), else 0. */
+int nodeagent_libvirt_job_active(struct nodeagent_driver *d, const char *id);
 /* The file the serial console of a domain writes to; -WLM_ENOTFOUND when none. */
 int nodeagent_libvirt_console_path(struct nodeagent_driver *d, const char *id, char *out, size_t n);
 /* The disk image file of a domain (its first disk); -WLM_ENOTFOUND when none. */

@@ -101,8 +101,17 @@ void na_recover_actions_pre(struct nodeagent *a)
         enum nodeagent_wl_state st;
         if ((strcmp(k, "suspend") && strcmp(k, "migrate") && strcmp(k, "stop") &&
              strcmp(k, "destroy")) ||
-            nodeagent_repo_get(a->repo, acts[i].target, &r, NULL) < 0 || !na_rec_live(&r) ||
-            vm_alive(a, r.job, &st))
+            nodeagent_repo_get(a->repo, acts[i].target, &r, NULL) < 0 || !na_rec_live(&r))
+            continue;
+        /* libvirt carries a save or migration on without the agent that
+         * asked for it: wait for its end (bounded) before judging. */
+        for (int w = 0; w < 1200 && nodeagent_libvirt_job_active(a->vm, r.job); w++) {
+            if (w == 0)
+                wlm_info(NA_COMP, "recover: waiting for libvirt's job on the domain to end",
+                         "action=%s kind=%s job=%s", acts[i].id, k, r.job);
+            usleep(100000);
+        }
+        if (vm_alive(a, r.job, &st))
             continue;
         char save[600];
         if (!param_str(acts[i].params, "path", save, sizeof(save)) || strcmp(k, "suspend"))
