@@ -34,65 +34,129 @@ int ctl_audit_init(struct controller *c, struct wlm_error *err)
                                        : wlm_db_exec(wlm_store_sqlite(c->store), audit_schema, err);
 }
 
-static void audit_put_etcd(struct controller *c, const struct wlm_principal *p, const char *peer,
-                           const char *method, const char *path, int status, const char *detail)
+/* Entries wait here (as documents) for at most AUDIT_FLUSH_MS and are
+ * written together in one transaction: one more commit (fsync) per request
+ * would halve the rate of small durable writes such as job submissions. A
+ * crash loses at most the entries of the last AUDIT_FLUSH_MS. */
+#define AUDIT_FLUSH_MS 20
+
+static int audit_write_sqlite(struct controller *c, const json_t *e)
 {
-    double t = wlm_now_wall();
-    char key[48];
-    unsigned r = (unsigned)(c->audit_inserts * 2654435761u) ^ (unsigned)getpid();
-    snprintf(key, sizeof key, "%017.6f-%08x", t, r);
-    size_t plen = strcspn(path, "?");
-    char *pth = strndup(path, plen > 1024 ? 1024 : plen);
-    json_t *doc = json_pack("{s:s,s:f,s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:s}", "id", key, "t", t,
-                            "principal", p ? p->name : "", "role", p ? p->role : "", "node",
-                            p ? p->node : "", "peer", peer ? peer : "", "method", method, "path",
-                            pth ? pth : "", "status", status, "detail", detail ? detail : "");
-    free(pth);
+    sqlite3 *db = wlm_store_sqlite(c->store);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "INSERT INTO audit_log (t, principal, role, node, peer, method, path,"
+                           " status, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    static const char *const cols[] = {"principal", "role", "node", "peer", "method", "path"};
+    sqlite3_bind_double(st, 1, json_number_value(json_object_get(e, "t")));
+    for (int k = 0; k < 6; k++)
+        sqlite3_bind_text(st, 2 + k, json_string_value(json_object_get(e, cols[k])), -1,
+                          SQLITE_STATIC);
+    sqlite3_bind_int(st, 8, (int)json_integer_value(json_object_get(e, "status")));
+    sqlite3_bind_text(st, 9, json_string_value(json_object_get(e, "detail")), -1,
+                      SQLITE_STATIC);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+void ctl_audit_flush(struct controller *c)
+{
+    size_t n = json_array_size(c->audit_q);
+    if (!n)
+        return;
     struct wlm_error err = {0};
-    c->audit_inserts++;
-    if (!doc || wlm_store_put(c->store, "audit_log", "id", doc, &err))
-        wlm_warn("controller", "audit log write failed", "error=\"%s\"", err.msg);
-    json_decref(doc);
+    int etcd = wlm_store_is_etcd(c->store), rc;
+    sqlite3 *db = etcd ? NULL : wlm_store_sqlite(c->store);
+    rc = etcd ? wlm_store_begin(c->store, &err) : wlm_db_begin(db, &err);
+    for (size_t i = 0; !rc && i < n; i++) {
+        json_t *e = json_array_get(c->audit_q, i);
+        if (etcd)
+            rc = wlm_store_put(c->store, "audit_log", "id", e, &err);
+        else if (audit_write_sqlite(c, e))
+            rc = wlm_error_set(&err, WLM_EIO, "%s", sqlite3_errmsg(db));
+    }
+    if (!rc)
+        rc = etcd ? wlm_store_commit(c->store, &err) : wlm_db_commit(db, &err);
+    else if (etcd)
+        wlm_store_rollback(c->store);
+    else
+        wlm_db_rollback(db);
+    if (rc)
+        wlm_warn("controller", "audit log write failed", "entries=%zu error=\"%s\"", n,
+                 err.msg);
+    json_array_clear(c->audit_q);
+    c->audit_inserts += (int)n;
+    if (!etcd && c->audit_inserts >= 1000) {
+        c->audit_inserts = 0;
+        char sql[160];
+        snprintf(sql, sizeof sql,
+                 "DELETE FROM audit_log WHERE id <= (SELECT MAX(id) FROM audit_log) - %d",
+                 AUDIT_KEEP);
+        wlm_db_exec(db, sql, NULL);
+    }
+}
+
+static void on_flush(uv_timer_t *t)
+{
+    ctl_audit_flush(t->data);
+}
+
+int ctl_audit_close(struct controller *c, uv_close_cb cb)
+{
+    ctl_audit_flush(c);
+    c->audit_closed = 1;
+    if (!c->audit_timer_on)
+        return 0;
+    c->audit_timer_on = 0;
+    uv_timer_stop(&c->audit_timer);
+    uv_close((uv_handle_t *)&c->audit_timer, cb);
+    return 1;
+}
+
+void ctl_audit_free(struct controller *c)
+{
+    ctl_audit_flush(c);
+    json_decref(c->audit_q);
+    c->audit_q = NULL;
 }
 
 void ctl_audit_record(struct controller *c, const struct wlm_principal *p, const char *peer,
                       const char *method, const char *path, int status, const char *detail)
 {
+    double t = wlm_now_wall();
+    size_t plen = strcspn(path, "?"); /* the path alone: a query string may carry anything */
+    char *pth = strndup(path, plen > 1024 ? 1024 : plen);
+    json_t *doc = json_pack("{s:f,s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:s}", "t", t, "principal",
+                            p ? p->name : "", "role", p ? p->role : "", "node", p ? p->node : "",
+                            "peer", peer ? peer : "", "method", method, "path", pth ? pth : "",
+                            "status", status, "detail", detail ? detail : "");
+    free(pth);
+    if (!doc)
+        return;
     if (wlm_store_is_etcd(c->store)) {
-        audit_put_etcd(c, p, peer, method, path, status, detail);
+        /* Keyed by time, so every controller's entries sort into one log. */
+        char key[48];
+        unsigned r = (unsigned)(c->audit_seq++ * 2654435761u) ^ (unsigned)getpid();
+        snprintf(key, sizeof key, "%017.6f-%08x", t, r);
+        json_object_set_new(doc, "id", json_string(key));
+    }
+    if (!c->audit_q)
+        c->audit_q = json_array();
+    json_array_append_new(c->audit_q, doc);
+    if (c->audit_closed) { /* stopping: no new handles on the loop */
+        ctl_audit_flush(c);
         return;
     }
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(wlm_store_sqlite(c->store),
-                           "INSERT INTO audit_log (t, principal, role, node, peer, method, path,"
-                           " status, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           -1, &st, NULL) != SQLITE_OK) {
-        wlm_warn("controller", "audit log write failed", "error=\"%s\"",
-                 sqlite3_errmsg(wlm_store_sqlite(c->store)));
-        return;
+    if (!c->audit_timer_on) {
+        uv_timer_init(c->loop, &c->audit_timer);
+        c->audit_timer.data = c;
+        c->audit_timer_on = 1;
     }
-    sqlite3_bind_double(st, 1, wlm_now_wall());
-    sqlite3_bind_text(st, 2, p ? p->name : "", -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, p ? p->role : "", -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, p ? p->node : "", -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 5, peer ? peer : "", -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 6, method, -1, SQLITE_STATIC);
-    /* The path alone: a query string may carry anything. */
-    size_t plen = strcspn(path, "?");
-    sqlite3_bind_text(st, 7, path, (int)(plen > 1024 ? 1024 : plen), SQLITE_STATIC);
-    sqlite3_bind_int(st, 8, status);
-    sqlite3_bind_text(st, 9, detail ? detail : "", -1, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_DONE)
-        wlm_warn("controller", "audit log write failed", "error=\"%s\"",
-                 sqlite3_errmsg(wlm_store_sqlite(c->store)));
-    sqlite3_finalize(st);
-    if (++c->audit_inserts % 1000 == 0) {
-        char sql[160];
-        snprintf(sql, sizeof sql,
-                 "DELETE FROM audit_log WHERE id <= (SELECT MAX(id) FROM audit_log) - %d",
-                 AUDIT_KEEP);
-        wlm_db_exec(wlm_store_sqlite(c->store), sql, NULL);
-    }
+    if (!uv_is_active((uv_handle_t *)&c->audit_timer))
+        uv_timer_start(&c->audit_timer, on_flush, AUDIT_FLUSH_MS, 0);
 }
 
 static const char *result_name(int status)
@@ -150,6 +214,7 @@ static void audit_list_etcd(struct controller *c, struct wlm_http_req *req, cons
 static void handle_audit(struct wlm_http_req *req, void *ud)
 {
     struct controller *c = ud;
+    ctl_audit_flush(c); /* read your own writes */
     char *lim = wlm_http_req_query(req, "limit");
     char *who = wlm_http_req_query(req, "principal");
     char *before = wlm_http_req_query(req, "before");

@@ -46,5 +46,12 @@ void ctl_audit_routes(struct controller *c);
  * path), the result (HTTP status) and a detail text (may be NULL). */
 void ctl_audit_record(struct controller *c, const struct wlm_principal *p, const char *peer,
                       const char *method, const char *path, int status, const char *detail);
+/* Write the queued entries now (one transaction). */
+void ctl_audit_flush(struct controller *c);
+/* At stop: flush and close the flush timer; 1 when a handle was closed (`cb`
+ * runs for it). */
+int ctl_audit_close(struct controller *c, uv_close_cb cb);
+/* At free: flush what is left and release the queue. */
+void ctl_audit_free(struct controller *c);
 
 #endif

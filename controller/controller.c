@@ -324,6 +324,8 @@ void controller_stop(struct controller *c, void (*done)(void *ud), void *ud)
         ctl_cycle_stop(c);
     }
     c->started = 0;
+    if (ctl_audit_close(c, on_timer_closed))
+        c->pending_closes++;
     wlm_http_server_close(c->http, on_http_closed, c);
 }
 
@@ -336,6 +338,7 @@ void controller_free(struct controller *c)
     ctl_nodes_free(c);
     ctl_apps_free(c);
     ctl_settle_free(c);
+    ctl_audit_free(c);
     jobsched_free(c->js);
     jobsched_store_close(c->jstore);
     wlm_metrics_free(c->metrics);

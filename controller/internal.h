@@ -177,6 +177,11 @@ struct controller {
     struct ctl_action *settle;
     size_t nsettle;
     int audit_inserts; /* audit.c: trims the log now and then */
+    unsigned audit_seq;
+    json_t *audit_q;        /* entries not yet written */
+    uv_timer_t audit_timer; /* writes them AUDIT_FLUSH_MS after the first */
+    int audit_timer_on;     /* the timer handle is initialised */
+    int audit_closed;       /* stopping: entries are written at once */
     struct ctl_energy *energy; /* energy accounting and power budgets (power.h) */
 };
 
