@@ -7,7 +7,7 @@
 # moves back with live migration forced to fail (a destination URI that does
 # not answer): the agent falls back to suspend + restore through shared
 # storage, and the counter still continues. Then agent A is killed -9 during
-# a suspend and settles it after its restart. Prints the downtime libvirt
+# a suspend, and during a live migration. Prints the downtime libvirt
 # measured and the longest gap between counter lines seen from outside.
 set -euo pipefail
 . "$WLM_SOURCE_DIR/scripts/lib.sh"
@@ -190,6 +190,27 @@ wait_count "$con" $((before + 10)) 90
 [ "$(counts "$con" | grep -cx 1)" = 1 ] || fail "the counter restarted after the interrupted suspend"
 grep -q "recover: waiting for libvirt's job" "$dir/a.log" && waited=yes || waited=no
 echo "ok: suspend cut off by kill -9 settled from the save file after the restart (domain still there at the restart: $still, waited for libvirt's save: $waited); the job continues"
+
+# 4. kill -9 of agent A during a live migration (the agent drives it, so
+# libvirt cancels it), restarted at once: one domain, on A, running; the
+# migrate is reported lost and the job goes on.
+before=$(last_count "$con")
+code=$(api -o "$dir/post" -w '%{http_code}' -d "{\"id\":\"k3\",\"kind\":\"migrate\",\"job\":\"$job\",\"target\":\"$url_b\",\"dest_uri\":\"$uri_b\"}" "$url_a/v1/actions")
+[ "$code" = 202 ] || fail "migrate: $code $(cat "$dir/post")"
+sleep 0.5
+kill -9 "${pids[0]}"
+wait "${pids[0]}" 2>/dev/null || true
+start_agent a "$uri_a"
+pids[0]=${pids[${#pids[@]}-1]}
+r=$(api "$url_a/v1/actions/k3")
+echo "migrate cut off: $(echo "$r" | field 'd["status"]') $(echo "$r" | field 'd.get("error","")') $(echo "$r" | field 'd.get("detail","")')"
+for _ in $(seq 100); do [ "$(domains "$uri_b")" = 0 ] && break; sleep 0.1; done
+[ "$(domains "$uri_b")" = 0 ] || fail "a second domain remains on B after the cut-off migration"
+[ "$(domains "$uri_a")" = 1 ] || fail "A has $(domains "$uri_a") domains after the cut-off migration"
+[ "$(virsh -c "$uri_a" domstate "wlm-$job" 2>/dev/null | head -1)" = running ] || fail "job not running on A: $(virsh -c "$uri_a" domstate "wlm-$job" 2>&1)"
+[ "$(api "$url_a/v1/jobs/$job" | field 'd["state"]')" = running ] || fail "A's repository after the cut-off migration"
+wait_count "$con" $((before + 10)) 60
+echo "ok: live migration cut off by kill -9: one domain, on A, running; the job goes on"
 
 r=$(act "$url_a" "{\"id\":\"d1\",\"kind\":\"destroy\",\"job\":\"$job\"}")
 [ "$(echo "$r" | field 'd["status"]')" = succeeded ] || fail "destroy: $r"
