@@ -3,7 +3,8 @@
 registers with the controller, heartbeats like a test-driver agent, and
 carries out every action at once, except CPU caps (resize, app_resize),
 which it refuses as "unsupported", as the libvirt test driver or an agent
-without a cgroup does. It counts the actions it was sent per kind and
+without a cgroup does, and (--full) job starts, which it refuses as an
+agent whose image pool is full does. It counts the actions it was sent per kind and
 serves the counts at GET /counts.
 
   it_operator_agent.py --controller URL --token T --name NAME --port-file F
@@ -34,11 +35,17 @@ def main():
     ap.add_argument("--token", required=True)
     ap.add_argument("--name", required=True)
     ap.add_argument("--port-file", required=True)
+    ap.add_argument("--full", action="store_true",
+                    help="refuse every job start as the image pool does when it is full, "
+                         "without reporting the pool in the heartbeat")
     a = ap.parse_args()
 
     def complete(aid, kind):
         time.sleep(0.05)
-        if kind in ("resize", "app_resize"):
+        if kind == "start" and a.full:
+            body = {"status": "failed", "error": "limit_exceeded",
+                    "detail": "image pool is at its maximum of 8 images"}
+        elif kind in ("resize", "app_resize"):
             body = {"status": "failed", "error": "unsupported",
                     "detail": kind + ": CPU cap unsupported by this driver"}
         else:
@@ -82,6 +89,7 @@ def main():
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     post(f"{a.controller}/v1/nodes", a.token,
          {"name": a.name, "cores": 4, "mhz": 1000, "memory_mb": 4096,
+          "labels": {"pool": "full" if a.full else "ok"},
           "agent_url": f"http://127.0.0.1:{port}"})
     with open(a.port_file, "w") as f:
         f.write(str(port))

@@ -4,7 +4,9 @@
 # "unsupported", as the libvirt test driver does; the placement keeps
 # changing an app's CPU as jobs come and go. The controller sends the node
 # one app_resize, says so once in its log, shows "cannot app_resize" in
-# `wlm nodes`, and still records the allocations it decided.
+# `wlm nodes`, and still records the allocations it decided. A start refused
+# for lack of capacity backs off with the reason in the job (without the
+# backoff: 13 starts in 12 periods; with it: 3).
 set -euo pipefail
 . "$WLM_SOURCE_DIR/scripts/lib.sh"
 . "$WLM_SOURCE_DIR/tests/e2e/lib.sh"
@@ -49,3 +51,26 @@ if grep -E 'action failed.*app_resize' "$dir/controller.log"; then
   e2e_fail "an unsupported resize was logged as a failure"
 fi
 echo "it_operator_unsupported: ok"
+
+# A start refused for lack of capacity is not planned again unchanged: the
+# job backs off (2, 4, 8 ... placement periods) and its reason says why.
+# This agent does not report its pool, so only the failures can teach it.
+python3 "$WLM_SOURCE_DIR/tests/e2e/it_operator_agent.py" --controller "$WLM_CONTROLLER" \
+  --token "$WLM_TOKEN" --name full --port-file "$dir/full.port" --full >"$dir/full.log" 2>&1 &
+pids+=($!)
+ready2() { wlm nodes | grep -q "^full .*READY"; }
+e2e_wait 20 "the second stand-in agent to be READY" ready2
+full=http://127.0.0.1:$(cat "$dir/full.port")
+# The job may only run on the full node (label pool=full).
+wlm job submit --name big --command true --work-seconds 600 --threads 2 --max-speed 1000 \
+  --memory 512 --label pool=full --class gold >/dev/null
+tried() { [ "$(curl -sf "$full/counts" | e2e_py "import json,sys; print(json.load(sys.stdin).get('start', 0))")" -ge 1 ]; }
+e2e_wait 30 "a start on the full node" tried
+sleep 12 # twelve placement periods
+starts=$(curl -sf "$full/counts" | e2e_py "import json,sys; print(json.load(sys.stdin).get('start', 0))")
+echo "starts sent to the full node in 12 placement periods after the first failure: $starts"
+[ "$starts" -le 4 ] || e2e_fail "the refused start was planned again $starts times (no backoff)"
+big=$(wlm job list --json | e2e_py "import json,sys; print([j['id'] for j in json.load(sys.stdin)['jobs'] if j.get('name')=='big'][0])")
+wlm job show "$big" | grep -q "lack of capacity" || e2e_fail "the job's reason does not say why: $(wlm job show "$big")"
+wlm job show "$big" | grep "lack of capacity" | head -1
+echo "it_operator_unsupported (capacity backoff): ok"
