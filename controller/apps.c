@@ -503,6 +503,10 @@ static int router_drained(const struct controller *c, const struct ctl_instance 
         return 1;
     if (a && wlm_now_mono() - a->deleting_since > 10.0)
         return 1;
+    /* An instance whose app was deleted before a restart of this controller:
+     * no configuration it pushes names it. */
+    if (!a && wlm_now_wall() - c->started_at > 10.0)
+        return 1;
     if (!c->router_acked)
         return 0;
     char key[128];
