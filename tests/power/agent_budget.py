@@ -12,6 +12,9 @@ budget goes away.
                          process (cgroup cap) + a test-driver VM (no caps)
   agent_budget.py qemu   real libvirtd + QEMU (TCG): a job VM spinning its
                          CPU is capped through libvirt's vcpu_quota
+  agent_budget.py cpufreq  the test driver node with a CPU-burning process
+                         and a cpufreq directory laid out like sysfs (this
+                         machine has none): the frequency goes down first
 """
 import json
 import os
@@ -119,8 +122,18 @@ name = "pb%d" % os.getpid()
 args = [BIN + "/wlm-nodeagent", "--name", name, "--controller",
         "http://127.0.0.1:%d" % srv.server_address[1], "--token", TOKEN, "--listen-port", "0",
         "--state-dir", work + "/state", "--shared-dir", work + "/shared", "--heartbeat-ms", "400",
-        "--idle-watts", str(IDLE), "--max-watts", str(MAX), "--cpufreq-dir", ""]
-if MODE == "test":
+        "--idle-watts", str(IDLE), "--max-watts", str(MAX)]
+FREQ = work + "/cpu"
+if MODE == "cpufreq":
+    for c in range(2):
+        os.makedirs("%s/cpu%d/cpufreq" % (FREQ, c))
+        for f, v in (("cpuinfo_max_freq", 3000000), ("cpuinfo_min_freq", 800000),
+                     ("scaling_max_freq", 3000000)):
+            open("%s/cpu%d/cpufreq/%s" % (FREQ, c, f), "w").write("%d\n" % v)
+    args += ["--cpufreq-dir", FREQ]
+else:
+    args += ["--cpufreq-dir", ""]
+if MODE in ("test", "cpufreq"):
     xml = work + "/node.xml"
     with open(xml, "w") as f:
         f.write("<node><cpu><mhz>1000</mhz><model>x86_64</model><nodes>1</nodes><sockets>1"
@@ -139,7 +152,7 @@ try:
     cap_total = node.get("cores", 2) * node.get("mhz", 1000)
     print("agent %s: %s cores x %s MHz, cap mode %s" % (State.agent_url, node.get("cores"),
                                                        node.get("mhz"), node.get("cpu_cap_mode")))
-    if MODE == "test":
+    if MODE in ("test", "cpufreq"):
         port = socket.socket()
         port.bind(("127.0.0.1", 0))
         p = port.getsockname()[1]
@@ -147,10 +160,12 @@ try:
         agent_api("POST", "/v1/actions", {"id": "a-burn", "kind": "app_start",
                                           "instance": "burn-1", "port": p,
                                           "command": "sh -c 'while :; do :; done'"})
-        agent_api("POST", "/v1/actions", {"id": "a-vm", "kind": "start", "job": "j7",
-                                          "command": "true", "vcpus": 1, "memory_mb": 128,
-                                          "sim_seconds": 10000})
-        wait("the workloads to start", lambda: action_done("a-burn") and action_done("a-vm"), 30)
+        if MODE == "test":
+            agent_api("POST", "/v1/actions", {"id": "a-vm", "kind": "start", "job": "j7",
+                                              "command": "true", "vcpus": 1, "memory_mb": 128,
+                                              "sim_seconds": 10000})
+        wait("the workloads to start",
+             lambda: action_done("a-burn") and (MODE != "test" or action_done("a-vm")), 30)
         # The controller names the VM cheapest: the test driver cannot cap it,
         # so the agent must report that and cap the process instead.
         State.order = ["j7", "burn-1"]
@@ -192,9 +207,20 @@ try:
     print("budget %.1f W" % budget)
     wait("a violation to be reported", lambda: any(
         x["power"].get("budget", {}).get("violation") for x in beats_since(t1)), 20)
-    wait("a cap on %s" % capped_id, lambda: any(
-        a.get("action") == "cap" and a.get("workload") == capped_id and a.get("ok")
-        for a in last_budget().get("actions", [])), 30)
+    if MODE == "cpufreq":
+        wait("the CPU frequency to go down", lambda: any(
+            a.get("action") == "cpufreq" and a.get("ok")
+            for a in last_budget().get("actions", [])), 30)
+        khz = int(open(FREQ + "/cpu1/cpufreq/scaling_max_freq").read())
+        print("scaling_max_freq of cpu1: %d kHz (of 3000000), mode %s" % (khz, last_budget().get("mode")))
+        if not 800000 <= khz < 3000000:
+            fail("scaling_max_freq is %d" % khz)
+        if any(a.get("action") == "cap" for a in last_budget().get("actions", [])):
+            fail("capped although the frequency could go down: %s" % last_budget().get("actions"))
+    else:
+        wait("a cap on %s" % capped_id, lambda: any(
+            a.get("action") == "cap" and a.get("workload") == capped_id and a.get("ok")
+            for a in last_budget().get("actions", [])), 30)
     acts = last_budget().get("actions", [])
     if MODE == "test":
         refused = [a for a in acts if a.get("workload") == "j7" and a.get("action") == "cap"]
@@ -213,6 +239,8 @@ try:
         return w if max(w) <= budget * 1.05 else None
     w = wait("the node to keep its budget", kept, 60)
     print("capped: %s W (budget %.1f)" % (" ".join("%.1f" % x for x in w), budget))
+    if MODE == "cpufreq" and int(open(FREQ + "/cpu1/cpufreq/scaling_max_freq").read()) >= 3000000:
+        fail("kept the budget without lowering the frequency")
     if MODE == "test":
         cg = "/sys/fs/cgroup/cpu/wlm-%s/burn-1/cpu.cfs_quota_us" % name
         if os.path.exists(cg):
@@ -220,14 +248,19 @@ try:
             print("burn-1 cgroup quota: %d us per 100000" % q)
             if not 0 < q < 100000:
                 fail("burn-1's cgroup quota is %d" % q)
-    # No budget: the caps go.
+    # No budget: the caps go (and the frequency comes back).
     State.budget = 0
-    wait("the caps to be removed", lambda: not last_budget().get("caps") and any(
-        a.get("action") == "uncap" and a.get("ok") for a in last_budget().get("actions", [])), 30)
+    if MODE == "cpufreq":
+        wait("the frequency to come back", lambda: last_budget().get("freq_frac") == 1, 30)
+        if int(open(FREQ + "/cpu1/cpufreq/scaling_max_freq").read()) != 3000000:
+            fail("scaling_max_freq not restored")
+    else:
+        wait("the caps to be removed", lambda: not last_budget().get("caps") and any(
+            a.get("action") == "uncap" and a.get("ok") for a in last_budget().get("actions", [])), 30)
     t3 = time.time()
     back = wait("the load to come back", lambda: mean_watts(t3 + 2), 30)
     print("budget removed: caps gone, %.1f W" % back)
-    if back < budget * 1.1:
+    if back <= budget:
         fail("power did not come back after the budget went (%.1f W)" % back)
     print("agent_budget %s: ok" % MODE)
 finally:
