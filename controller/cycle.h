@@ -26,6 +26,7 @@ struct solve_work {
     struct wlm_error err;
     int rc;
     double started, seconds;
+    struct ctl_power_plan *power; /* power.c: budgets from the plan without them */
 };
 
 /* instances.c: node helpers and the app instance table. */

@@ -87,8 +87,15 @@ void ctl_power_split(struct controller *c)
         for (size_t i = 0; i < k; i++)
             out[i] = fixed[i] >= 0 ? fixed[i] : 0;
     }
+    /* The last decision's split (by its plan without budgets) while it is
+     * fresh and covers every node: what the placement assumed is what the
+     * agents are told. */
+    double now = wlm_now_wall(), fresh = 3.0 * (double)c->cfg.placement_period_ms / 1000.0;
+    int use_plan = e->cluster_budget_w > 0 && k > 0;
+    for (size_t i = 0; use_plan && i < k; i++)
+        use_plan = pn[i]->plan_t > 0 && now - pn[i]->plan_t <= fresh;
     for (size_t i = 0; i < k; i++)
-        pn[i]->budget_w = out[i];
+        pn[i]->budget_w = use_plan && fixed[i] < 0 ? pn[i]->plan_budget_w : out[i];
 done:
     free(idle);
     free(max);
@@ -259,6 +266,128 @@ void ctl_power_budget_check(struct solve_work *sw)
     placement_decision_free(free_d);
 }
 
+/* ------------------------------------------------------------ plan */
+
+struct ctl_power_plan {
+    double total_w;
+    size_t n;
+    double *fixed, *cut, *out;
+    int done;
+};
+
+void ctl_power_prepare(struct controller *c, struct solve_work *sw)
+{
+    struct ctl_energy *e = c->energy;
+    if (!e || e->cluster_budget_w <= 0 || !sw->p->nnodes)
+        return;
+    struct ctl_power_plan *pl = calloc(1, sizeof(*pl));
+    size_t n = sw->p->nnodes;
+    if (!pl || !(pl->fixed = calloc(n, sizeof(double))) || !(pl->cut = calloc(n, sizeof(double))) ||
+        !(pl->out = calloc(n, sizeof(double)))) {
+        if (pl) {
+            free(pl->fixed);
+            free(pl->cut);
+            free(pl->out);
+        }
+        free(pl);
+        return;
+    }
+    pl->total_w = e->cluster_budget_w;
+    pl->n = n;
+    for (size_t i = 0; i < n; i++) {
+        const struct placement_node *nd = &sw->p->nodes[i];
+        struct ctl_power_node *p = ctl_power_node(c, sw->node_names[i], 0);
+        pl->fixed[i] = p && p->override_w >= 0 ? p->override_w : -1;
+        if (p && p->flagged) {
+            double cut = 0.1 * (nd->power_max_w - nd->power_idle_w);
+            pl->cut[i] = p->overshoot_w > cut ? p->overshoot_w : cut;
+        }
+    }
+    sw->power = pl;
+}
+
+void ctl_power_plan_run(struct solve_work *sw)
+{
+    struct ctl_power_plan *pl = sw->power;
+    struct placement_problem *p = sw->p;
+    if (!pl || pl->n != p->nnodes)
+        return;
+    size_t n = pl->n;
+    double *saved = calloc(n, sizeof(double)), *planned = calloc(n, sizeof(double));
+    double *idle = calloc(n, sizeof(double)), *max = calloc(n, sizeof(double));
+    double *w = calloc(n, sizeof(double));
+    struct placement_decision *d0 = NULL;
+    if (!saved || !planned || !idle || !max || !w)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        saved[i] = p->nodes[i].power_budget_w;
+        p->nodes[i].power_budget_w = pl->fixed[i] >= 0 ? pl->fixed[i] : 0;
+    }
+    enum placement_solver solver = p->opts.solver;
+    p->opts.solver = PLACEMENT_SOLVER_HEURISTIC;
+    struct wlm_error err = {0};
+    int rc = placement_solve(p, &d0, &err);
+    p->opts.solver = solver;
+    if (rc || !d0) {
+        for (size_t i = 0; i < n; i++)
+            p->nodes[i].power_budget_w = saved[i]; /* the split by what runs now */
+        goto out;
+    }
+    for (size_t k = 0; k < d0->nassign; k++)
+        if (d0->assign[k].node < n)
+            planned[d0->assign[k].node] += d0->assign[k].cpu_mhz;
+    for (size_t i = 0; i < n; i++) {
+        const struct placement_node *nd = &p->nodes[i];
+        double cap = nd->cores * nd->mhz_per_core;
+        idle[i] = nd->power_idle_w;
+        max[i] = nd->power_max_w;
+        w[i] = cap > 0 ? (max[i] - idle[i]) * planned[i] / cap : 0;
+    }
+    ctl_power_split_pure(pl->total_w, n, idle, max, w, pl->fixed, pl->out);
+    for (size_t i = 0; i < n; i++) {
+        double b = pl->out[i];
+        if (pl->cut[i] > 0 && b > 0) {
+            b -= pl->cut[i];
+            if (b < idle[i])
+                b = idle[i];
+        }
+        p->nodes[i].power_budget_w = b > 0 ? b : 1e-3;
+    }
+    pl->done = 1;
+out:
+    placement_decision_free(d0);
+    free(saved);
+    free(planned);
+    free(idle);
+    free(max);
+    free(w);
+}
+
+void ctl_power_adopt(struct solve_work *sw)
+{
+    struct ctl_power_plan *pl = sw->power;
+    if (!pl)
+        return;
+    sw->power = NULL;
+    struct controller *c = sw->c;
+    if (pl->done && !sw->rc && sw->d && c->started && c->energy &&
+        c->energy->cluster_budget_w == pl->total_w) {
+        double now = wlm_now_wall();
+        for (size_t i = 0; i < pl->n; i++) {
+            struct ctl_power_node *p = ctl_power_node(c, sw->node_names[i], 0);
+            if (p) {
+                p->plan_budget_w = pl->out[i];
+                p->plan_t = now;
+            }
+        }
+        ctl_power_split(c);
+    }
+    free(pl->fixed);
+    free(pl->cut);
+    free(pl->out);
+    free(pl);
+}
+
 /* ------------------------------------------------------------ API */
 
 static double cluster_max_w(struct controller *c)
@@ -375,6 +504,8 @@ static void handle_power_put(struct wlm_http_req *req, void *ud)
         return;
     }
     c->energy->cluster_budget_w = v;
+    for (size_t i = 0; i < c->energy->npn; i++)
+        c->energy->pn[i].plan_t = 0; /* split anew until the next decision */
     wlm_info(CTL_COMP, "cluster power budget set", "budget_w=%.1f", v);
     ctl_power_split(c);
     wlm_http_respond_json(req, 200, power_json(c));

@@ -47,6 +47,7 @@ struct ctl_power_node {
     double unattributed_j; /* the agent kept for the node (nothing used CPU) */
     double budget_w;     /* in force (override or share of the cluster budget); 0 = none */
     double planned_mhz;  /* CPU planned on it when the budget was split */
+    double plan_budget_w, plan_t; /* its share by the last decision's plan (ctl_power_adopt) */
     /* history */
     double ht[CTL_POWER_HIST], hw[CTL_POWER_HIST], hb[CTL_POWER_HIST];
     size_t hhead, hlen;
@@ -108,6 +109,15 @@ void ctl_power_violation(struct controller *c, struct ctl_power_node *p, int vio
  * say so in the decision's note ("power budget: ..."). */
 struct solve_work;
 void ctl_power_budget_check(struct solve_work *sw);
+/* With a cluster budget the split follows the plan made without budgets:
+ * prepare (main thread, after the problem is built) records overrides and
+ * flags; run (solver thread, before the solve) solves without budgets
+ * (heuristic), splits the budget by that plan's CPU per node and sets the
+ * nodes' budgets; adopt (main thread, when the work is freed) keeps the
+ * split for the agents. */
+void ctl_power_prepare(struct controller *c, struct solve_work *sw);
+void ctl_power_plan_run(struct solve_work *sw);
+void ctl_power_adopt(struct solve_work *sw);
 double ctl_power_default_idle(void);
 double ctl_power_default_max(void);
 

@@ -15,6 +15,7 @@ void ctl_solve_run(uv_work_t *w)
 {
     struct solve_work *sw = w->data;
     double t0 = wlm_now_mono();
+    ctl_power_plan_run(sw);
     sw->rc = placement_solve(sw->p, &sw->d, &sw->err);
     if (!sw->rc)
         ctl_power_budget_check(sw);
@@ -352,6 +353,7 @@ struct solve_work *ctl_build_problem(struct controller *c, double now)
     free(slot);
     free(free_slots);
     free(jobs);
+    ctl_power_prepare(c, sw);
     return sw;
 oom:
     free(slot);
@@ -368,6 +370,7 @@ oom:
 
 void ctl_solve_work_free(struct solve_work *sw)
 {
+    ctl_power_adopt(sw);
     placement_decision_free(sw->d);
     placement_problem_free(sw->p);
     free(sw->refs);
