@@ -187,8 +187,15 @@ try:
             return None
         return sum(x["power"]["watts"] for x in b[-k:]) / k
 
+    # What cannot be capped stays: the test driver's VM counts one full core.
+    floor_w = IDLE + (MAX - IDLE) * (1000.0 / cap_total if MODE == "test" else 0)
     t0 = time.time()
-    free_w = wait("the load to show", lambda: mean_watts(t0 + 3), 40)
+
+    def loaded():
+        m = mean_watts(time.time() - 3, 5)
+        return m if m and m >= floor_w + 8 else None
+    # On a busy shared machine the burner may get little CPU: wait for it.
+    free_w = wait("the load to show (%.0f W or more)" % (floor_w + 8), loaded, 60)
     print("uncapped: %.1f W (idle %.0f, max %.0f)" % (free_w, IDLE, MAX))
     if MODE == "qemu":
         doms = beats_since(t0)[-1]["usage"]["domains"]
@@ -197,10 +204,6 @@ try:
               (d.get("cpu_seconds", 0), d.get("vcpu_seconds", 0)))
         if not d.get("cpu_seconds", 0) >= d.get("vcpu_seconds", 0) > 0:
             fail("energy attribution does not count QEMU's own CPU time: %s" % d)
-    if free_w < IDLE + 20 + (75 if MODE == "test" else 0):
-        fail("the workloads use too little CPU for the test (%.1f W)" % free_w)
-    # What cannot be capped stays: the test driver's VM counts one full core.
-    floor_w = IDLE + (MAX - IDLE) * (1000.0 / cap_total if MODE == "test" else 0)
     budget = floor_w + (free_w - floor_w) * 0.5
     State.budget = budget
     t1 = time.time()
