@@ -198,7 +198,7 @@ try:
     free_w = wait("the load to show (%.0f W or more)" % (floor_w + 8), loaded, 60)
     print("uncapped: %.1f W (idle %.0f, max %.0f)" % (free_w, IDLE, MAX))
     if MODE == "qemu":
-        doms = beats_since(t0)[-1]["usage"]["domains"]
+        doms = beats_since(0)[-1]["usage"]["domains"]
         d = [x for x in doms if x.get("job") == "j9"][0]
         print("VM j9: cpu_seconds %.2f (QEMU's threads), vcpu_seconds %.2f" %
               (d.get("cpu_seconds", 0), d.get("vcpu_seconds", 0)))
