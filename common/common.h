@@ -340,8 +340,9 @@ int wlm_http_server_route(struct wlm_http_server *s, const char *method, const c
  * shared-token check. `check` runs after routing for every route registered
  * with auth = 1; it gets the bearer credential (NULL when absent or not a
  * Bearer) and fills req->principal. It returns 0 to let the handler run, 401
- * (unknown or missing credential) or 403 (known, but not allowed here), with a
- * reason for the person in `why`; the server answers those itself.
+ * (unknown or missing credential), 403 (known, but not allowed here) or 404
+ * (an object this caller may not know of), with a reason for the person in
+ * `why`; the server answers those itself.
  * `answered` (may be NULL) runs once for every response to a request that
  * reached an auth route (handled or refused), when its status is known: the
  * place to keep an audit trail. The struct is copied. */

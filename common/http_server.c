@@ -1120,6 +1120,10 @@ static void dispatch(struct http_sreq *r)
                                        : "missing bearer token");
             return;
         }
+        if (st == 404) { /* not for this caller's eyes: as if it did not exist */
+            respond_error_hdr(req, 404, NULL, "not_found", why[0] ? why : "no such object");
+            return;
+        }
         if (st) {
             respond_error_hdr(req, 403, NULL, "forbidden", why[0] ? why : "not allowed");
             return;

@@ -19,6 +19,7 @@
  * Refusals are 401 (no or unknown credential) and 403 (known, not allowed),
  * with a reason that names the role and the route.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "auth.h"
@@ -172,6 +173,18 @@ static int auth_check(void *ud, struct wlm_http_req *req, const char *bearer, ch
         snprintf(why, whylen, "role '%s' (token '%s') may not %s %s", p->role, p->name, req->method,
                  req->path);
         return 403;
+    }
+    /* Job-scoped routes outside the job API (which filters by owner itself):
+     * another owner's job does not exist for a submitter. */
+    if (role == CTL_ROLE_SUBMITTER && !strcmp(req->route, "/v1/energy/jobs/:id") &&
+        req->nparams > 0) {
+        char *end = NULL;
+        long long id = strtoll(req->params[0], &end, 10);
+        const struct jobsched_job *j = end && !*end && id > 0 ? jobsched_get(c->js, id) : NULL;
+        if (!j || !j->owner || strcmp(j->owner, p->name)) {
+            snprintf(why, whylen, "no job %s", req->params[0]);
+            return 404;
+        }
     }
     if (role == CTL_ROLE_AGENT) {
         char buf[128];

@@ -186,6 +186,12 @@ def run(port, d):
         ("GET", "/v1/flows", None, {A, O}),
         ("GET", "/v1/events", None, {A, O}, True),
         ("GET", "/v1/router/config", None, {A, R}),
+        ("GET", "/v1/energy", None, {A, O}),
+        ("GET", "/v1/energy/jobs/%d" % alice_job, None, {A, O, S}),
+        ("GET", "/v1/energy/apps/shop", None, {A, O}),
+        ("GET", "/v1/power", None, {A, O}),
+        ("PUT", "/v1/power", {"budget_w": None}, {A, O}),
+        ("PUT", "/v1/nodes/n1/power", {"budget_w": None}, {A}),
         ("GET", "/v1/whoami", None, {A, O, S, G, R}),
         ("POST", "/v1/tokens", {"role": "submitter", "name": "x"}, {A}),
         ("GET", "/v1/tokens", None, {A}),
@@ -220,6 +226,8 @@ def run(port, d):
     check(st == 404, "bob GET alice's job: want 404, got %d" % st)
     st, _ = call(port, "DELETE", "/v1/jobs/%d" % alice_job, bob)
     check(st == 404, "bob DELETE alice's job: want 404, got %d" % st)
+    st, _ = call(port, "GET", "/v1/energy/jobs/%d" % alice_job, bob)
+    check(st == 404, "bob GET alice's job energy: want 404, got %d" % st)
     st, v = call(port, "GET", "/v1/jobs/%d" % alice_job, tok["submitter"])
     check(st == 200 and v["state"] != "CANCELLED" and v["owner"] == "alice",
           "alice's job untouched by bob: %s" % v)
