@@ -30,12 +30,44 @@ static const char schema[] =
 #define PERSIST_ETCD_S 60.0 /* the same on etcd */
 #define SAMPLE_SLOTS 720     /* stored samples per node: an hour at PERSIST_EVERY_S */
 
+/* Index keys: the two parts joined by a unit separator. */
+static json_t *idx_get(json_t *idx, const char *a, const char *b)
+{
+    char key[300];
+    snprintf(key, sizeof(key), "%s\x1f%s", a, b);
+    return json_object_get(idx, key);
+}
+
+static void idx_set(json_t *idx, const char *a, const char *b, size_t i)
+{
+    char key[300];
+    snprintf(key, sizeof(key), "%s\x1f%s", a, b);
+    json_object_set_new(idx, key, json_integer((json_int_t)i));
+}
+
+/* Remember a changed row once, to write it with the next transaction. */
+static void mark(int *dirty, size_t **list, size_t *n, size_t *cap, size_t idx)
+{
+    if (*dirty)
+        return;
+    if (*n == *cap) {
+        size_t nc = *cap ? 2 * *cap : 64;
+        size_t *p = realloc(*list, nc * sizeof(*p));
+        if (!p)
+            return; /* written with a later change */
+        *list = p;
+        *cap = nc;
+    }
+    (*list)[(*n)++] = idx;
+    *dirty = 1;
+}
+
 static struct ctl_energy_wl *wl_get(struct ctl_energy *e, const char *kind, const char *name,
                                     int create)
 {
-    for (size_t i = 0; i < e->nwl; i++)
-        if (!strcmp(e->wl[i].kind, kind) && !strcmp(e->wl[i].name, name))
-            return &e->wl[i];
+    json_t *ix = idx_get(e->wl_idx, kind, name);
+    if (ix)
+        return &e->wl[json_integer_value(ix)];
     if (!create)
         return NULL;
     if (e->nwl == e->capwl) {
@@ -46,6 +78,7 @@ static struct ctl_energy_wl *wl_get(struct ctl_energy *e, const char *kind, cons
         e->wl = p;
         e->capwl = cap;
     }
+    idx_set(e->wl_idx, kind, name, e->nwl);
     struct ctl_energy_wl *w = &e->wl[e->nwl++];
     memset(w, 0, sizeof(*w));
     wlm_strlcpy(w->kind, kind, sizeof(w->kind));
@@ -55,9 +88,9 @@ static struct ctl_energy_wl *wl_get(struct ctl_energy *e, const char *kind, cons
 
 static struct ctl_energy_src *src_get(struct ctl_energy *e, const char *node, const char *key)
 {
-    for (size_t i = 0; i < e->nsrc; i++)
-        if (!strcmp(e->src[i].node, node) && !strcmp(e->src[i].key, key))
-            return &e->src[i];
+    json_t *ix = idx_get(e->src_idx, node, key);
+    if (ix)
+        return &e->src[json_integer_value(ix)];
     if (e->nsrc == e->capsrc) {
         size_t cap = e->capsrc ? 2 * e->capsrc : 64;
         struct ctl_energy_src *p = realloc(e->src, cap * sizeof(*p));
@@ -66,6 +99,7 @@ static struct ctl_energy_src *src_get(struct ctl_energy *e, const char *node, co
         e->src = p;
         e->capsrc = cap;
     }
+    idx_set(e->src_idx, node, key, e->nsrc);
     struct ctl_energy_src *s = &e->src[e->nsrc++];
     memset(s, 0, sizeof(*s));
     wlm_strlcpy(s->node, node, sizeof(s->node));
@@ -84,7 +118,7 @@ static double src_delta(struct ctl_energy *e, const char *node, const char *key,
         return 0;
     double d = s->cum_j < 0 ? cum : cum >= s->cum_j ? cum - s->cum_j : cum;
     if (s->cum_j != cum)
-        s->dirty = 1;
+        mark(&s->dirty, &e->dsrc, &e->ndsrc, &e->capdsrc, (size_t)(s - e->src));
     s->cum_j = cum;
     return d;
 }
@@ -94,15 +128,16 @@ struct ctl_power_node *ctl_power_node(struct controller *c, const char *name, in
     struct ctl_energy *e = c->energy;
     if (!e)
         return NULL;
-    for (size_t i = 0; i < e->npn; i++)
-        if (!strcmp(e->pn[i].name, name))
-            return &e->pn[i];
+    json_t *ix = json_object_get(e->pn_idx, name);
+    if (ix)
+        return &e->pn[json_integer_value(ix)];
     if (!create)
         return NULL;
     struct ctl_power_node *p = realloc(e->pn, (e->npn + 1) * sizeof(*p));
     if (!p)
         return NULL;
     e->pn = p;
+    json_object_set_new(e->pn_idx, name, json_integer((json_int_t)e->npn));
     p = &e->pn[e->npn++];
     memset(p, 0, sizeof(*p));
     wlm_strlcpy(p->name, name, sizeof(p->name));
@@ -234,6 +269,11 @@ int ctl_energy_init(struct controller *c, struct wlm_error *err)
     if (!e)
         return wlm_error_set(err, ENOMEM, "out of memory");
     c->energy = e;
+    e->wl_idx = json_object();
+    e->src_idx = json_object();
+    e->pn_idx = json_object();
+    if (!e->wl_idx || !e->src_idx || !e->pn_idx)
+        return wlm_error_set(err, ENOMEM, "out of memory");
     int rc = wlm_db_exec(c->db, schema, err);
     if (rc)
         return rc;
@@ -262,6 +302,11 @@ void ctl_energy_free(struct controller *c)
     free(e->wl);
     free(e->src);
     free(e->pn);
+    free(e->dwl);
+    free(e->dsrc);
+    json_decref(e->wl_idx);
+    json_decref(e->src_idx);
+    json_decref(e->pn_idx);
     free(e);
     c->energy = NULL;
 }
@@ -279,11 +324,7 @@ static void persist(struct controller *c, struct ctl_power_node *p, double now)
         return;
     /* Nothing new (an agent that measures nothing): no write at all. */
     int dirty = p->energy_j != p->saved_energy_j || p->watts != p->saved_watts ||
-                p->budget_w != p->saved_budget_w;
-    for (size_t i = 0; !dirty && i < e->nwl; i++)
-        dirty = e->wl[i].dirty;
-    for (size_t i = 0; !dirty && i < e->nsrc; i++)
-        dirty = e->src[i].dirty;
+                p->budget_w != p->saved_budget_w || e->ndwl || e->ndsrc;
     if (!dirty)
         return;
     p->last_persist = now;
@@ -293,10 +334,8 @@ static void persist(struct controller *c, struct ctl_power_node *p, double now)
         return;
     }
     int rc = 0;
-    for (size_t i = 0; !rc && i < e->nwl; i++) {
-        struct ctl_energy_wl *x = &e->wl[i];
-        if (!x->dirty)
-            continue;
+    for (size_t i = 0; !rc && i < e->ndwl; i++) {
+        struct ctl_energy_wl *x = &e->wl[e->dwl[i]];
         char id[120];
         snprintf(id, sizeof(id), "%s:%s", x->kind, x->name);
         json_t *d = json_pack("{s:s,s:s,s:s,s:s,s:s,s:f,s:f,s:f,s:f}", "id", id, "kind", x->kind,
@@ -304,19 +343,15 @@ static void persist(struct controller *c, struct ctl_power_node *p, double now)
                               "active_s", x->active_s, "first_t", x->first_t, "last_t", x->last_t);
         rc = wlm_store_put(c->store, "energy_workloads", "id", d, &err);
         json_decref(d);
-        x->dirty = 0;
     }
-    for (size_t i = 0; !rc && i < e->nsrc; i++) {
-        struct ctl_energy_src *x = &e->src[i];
-        if (!x->dirty)
-            continue;
+    for (size_t i = 0; !rc && i < e->ndsrc; i++) {
+        struct ctl_energy_src *x = &e->src[e->dsrc[i]];
         char id[220];
         snprintf(id, sizeof(id), "%s|%s", x->node, x->key);
         json_t *d = json_pack("{s:s,s:s,s:s,s:f}", "id", id, "node", x->node, "key", x->key,
                               "cum_j", x->cum_j);
         rc = wlm_store_put(c->store, "energy_sources", "id", d, &err);
         json_decref(d);
-        x->dirty = 0;
     }
     if (!rc)
         rc = ctl_power_node_store(c, p, &err);
@@ -341,6 +376,12 @@ static void persist(struct controller *c, struct ctl_power_node *p, double now)
     p->saved_energy_j = p->energy_j;
     p->saved_watts = p->watts;
     p->saved_budget_w = p->budget_w;
+    /* Written: forget the changes (kept for the next try on failure). */
+    for (size_t i = 0; i < e->ndwl; i++)
+        e->wl[e->dwl[i]].dirty = 0;
+    for (size_t i = 0; i < e->ndsrc; i++)
+        e->src[e->dsrc[i]].dirty = 0;
+    e->ndwl = e->ndsrc = 0;
 }
 
 int ctl_power_node_store(struct controller *c, const struct ctl_power_node *p,
@@ -368,7 +409,8 @@ static void add_energy(struct controller *c, const char *kind, const char *name,
     wlm_strlcpy(w->node, node, sizeof(w->node));
     w->joules += j;
     w->active_s += active;
-    w->dirty = 1;
+    struct ctl_energy *e = c->energy;
+    mark(&w->dirty, &e->dwl, &e->ndwl, &e->capdwl, (size_t)(w - e->wl));
     if (strcmp(kind, "instance"))
         energy_counter_add(c, kind, name, j);
 }

@@ -18,20 +18,28 @@ static void node_model(const struct ctl_power_node *p, double *idle, double *max
     *max = p && p->max_w > 0 ? p->max_w : ctl_power_default_max();
 }
 
-/* CPU planned on a node: its instances' allocations and its jobs'. */
-static double planned_mhz(struct controller *c, const struct ctl_node *n)
+/* CPU planned on each node (its instances' allocations and its jobs'),
+ * into the nodes' planned_mhz: one pass over instances and jobs. */
+static void planned_all(struct controller *c)
 {
-    double mhz = 0;
-    for (size_t i = 0; i < c->ninsts; i++)
-        if (!strcmp(c->insts[i].node, n->name) && c->insts[i].state != CTL_INST_STOPPING)
-            mhz += c->insts[i].cpu_mhz;
+    struct ctl_energy *e = c->energy;
+    for (size_t i = 0; i < e->npn; i++)
+        e->pn[i].planned_mhz = 0;
+    for (size_t i = 0; i < c->ninsts; i++) {
+        struct ctl_power_node *p = ctl_power_node(c, c->insts[i].node, 0);
+        if (p && c->insts[i].state != CTL_INST_STOPPING)
+            p->planned_mhz += c->insts[i].cpu_mhz;
+    }
     size_t nj;
     struct jobsched_job *const *jobs = jobsched_jobs(c->js, &nj);
-    for (size_t i = 0; i < nj; i++)
-        if (!jobsched_state_terminal(jobs[i]->state) && !strcmp(jobs[i]->node, n->name) &&
-            jobs[i]->state != JOBSCHED_SUSPENDED)
-            mhz += jobs[i]->alloc_mhz;
-    return mhz;
+    for (size_t i = 0; i < nj; i++) {
+        if (jobsched_state_terminal(jobs[i]->state) || jobs[i]->state == JOBSCHED_SUSPENDED ||
+            !jobs[i]->node[0])
+            continue;
+        struct ctl_power_node *p = ctl_power_node(c, jobs[i]->node, 0);
+        if (p)
+            p->planned_mhz += jobs[i]->alloc_mhz;
+    }
 }
 
 void ctl_power_split(struct controller *c)
@@ -51,6 +59,7 @@ void ctl_power_split(struct controller *c)
     /* Create the rows first: creating one may move the others. */
     for (size_t i = 0; i < n; i++)
         ctl_power_node(c, c->nodes[i].name, 1);
+    planned_all(c);
     for (size_t i = 0; i < n; i++) {
         const struct ctl_node *nd = &c->nodes[i];
         struct ctl_power_node *p = ctl_power_node(c, nd->name, 0);
@@ -66,7 +75,7 @@ void ctl_power_split(struct controller *c)
         }
         pn[k] = p;
         node_model(p, &idle[k], &max[k]);
-        p->planned_mhz = planned_mhz(c, nd);
+
         /* Watts its planned CPU needs above idle (the linear model). */
         double cap = (double)nd->cores * nd->mhz;
         w[k] = cap > 0 ? (max[k] - idle[k]) * p->planned_mhz / cap : 0;

@@ -71,6 +71,9 @@ struct ctl_energy {
     size_t nsrc, capsrc;
     struct ctl_power_node *pn;
     size_t npn;
+    json_t *wl_idx, *src_idx, *pn_idx; /* key -> index in wl, src, pn (hash lookups) */
+    size_t *dwl, ndwl, capdwl;    /* indices of wl rows changed since written */
+    size_t *dsrc, ndsrc, capdsrc; /* the same for src */
     double cluster_budget_w; /* 0 = none */
     char split_note[256];    /* why the split could not give what was asked */
     int loaded_counters;
