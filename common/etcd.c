@@ -30,6 +30,10 @@ struct wlm_etcd {
     unsigned timeout_ms;
     char *buf; /* receive buffer */
     size_t blen, bcap;
+    /* After no member answered, calls fail at once for a second (the
+     * writes of one request do not each wait out the timeouts). */
+    double down_until;
+    char down_why[400];
 };
 
 /* ---------------------------------------------------------------- base64 */
@@ -381,6 +385,10 @@ int wlm_etcd_call(struct wlm_etcd *e, const char *path, json_t *req, json_t **re
                   struct wlm_error *err)
 {
     *resp = NULL;
+    if (wlm_now_mono() < e->down_until) {
+        json_decref(req);
+        return wlm_error_set(err, WLM_EUNAVAIL, "etcd unavailable (%s)", e->down_why);
+    }
     char *text = json_dumps(req, JSON_COMPACT);
     json_decref(req);
     if (!text)
@@ -388,7 +396,8 @@ int wlm_etcd_call(struct wlm_etcd *e, const char *path, json_t *req, json_t **re
     int status = 0, rc = 0;
     char *body = NULL;
     size_t blen = 0;
-    char why[160] = "";
+    char why[400] = "";
+    size_t wl = 0;
     /* Each endpoint once (the one in use twice: its keep-alive may be stale). */
     for (size_t attempt = 0; attempt <= e->nep; attempt++) {
         if (attempt > 0)
@@ -404,13 +413,17 @@ int wlm_etcd_call(struct wlm_etcd *e, const char *path, json_t *req, json_t **re
             e->cur = (e->cur + 1) % e->nep;
         rc = exchange(e, path, text, strlen(text), &status, &body, &blen);
         if (rc) {
-            snprintf(why, sizeof(why), "%s: %s", e->names[e->cur],
-                     rc == -ETIMEDOUT ? "timed out" : strerror(-rc));
+            if (wl < sizeof(why))
+                wl += (size_t)snprintf(why + wl, sizeof(why) - wl, "%s%s: %s", wl ? "; " : "",
+                                       e->names[e->cur],
+                                       rc == -ETIMEDOUT ? "timed out" : strerror(-rc));
             continue;
         }
         /* 503 / "no leader": try another member, it may have quorum. */
         if (status == 503 || (status >= 500 && strstr(body, "leader"))) {
-            snprintf(why, sizeof(why), "%s: %.100s", e->names[e->cur], body);
+            if (wl < sizeof(why))
+                wl += (size_t)snprintf(why + wl, sizeof(why) - wl, "%s%s: %.80s", wl ? "; " : "",
+                                       e->names[e->cur], body);
             free(body);
             body = NULL;
             disconnect(e);
@@ -420,8 +433,11 @@ int wlm_etcd_call(struct wlm_etcd *e, const char *path, json_t *req, json_t **re
         break;
     }
     free(text);
-    if (rc)
+    if (rc) {
+        e->down_until = wlm_now_mono() + 1.0;
+        wlm_strlcpy(e->down_why, why, sizeof(e->down_why));
         return wlm_error_set(err, WLM_EUNAVAIL, "etcd unavailable (%s)", why);
+    }
     json_error_t je;
     json_t *v = json_loadb(body, blen, 0, &je);
     if (status != 200 || !v) {

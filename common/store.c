@@ -16,6 +16,7 @@ struct wlm_store {
     json_t *pending; /* etcd: {"full key": {"put": "value"} | {"del": true}} */
     uint64_t writes;
     int fenced_out;
+    int readonly;
 };
 
 int wlm_store_new_sqlite(sqlite3 *db, struct wlm_store **out, struct wlm_error *err)
@@ -67,6 +68,7 @@ struct wlm_etcd *wlm_store_etcd(struct wlm_store *st) { return st ? st->etcd : N
 const char *wlm_store_prefix(const struct wlm_store *st) { return st->prefix; }
 uint64_t wlm_store_writes(const struct wlm_store *st) { return st->writes; }
 int wlm_store_fenced_out(const struct wlm_store *st) { return st->fenced_out; }
+void wlm_store_set_readonly(struct wlm_store *st, int on) { st->readonly = on; }
 
 void wlm_store_set_fence(struct wlm_store *st, const char *key, int64_t rev)
 {
@@ -130,6 +132,10 @@ static int etcd_flush(struct wlm_store *st, struct wlm_error *err)
 int wlm_store_commit(struct wlm_store *st, struct wlm_error *err)
 {
     st->in_tx = 0;
+    if (st->readonly) {
+        wlm_store_rollback(st);
+        return wlm_error_set(err, WLM_EUNAVAIL, "this controller is a standby: it does not write");
+    }
     if (st->db) {
         int rc = wlm_db_commit(st->db, err);
         if (rc == 0)
@@ -165,6 +171,10 @@ static int key_text(const json_t *v, char *buf, size_t n)
 static int etcd_op(struct wlm_store *st, const char *table, const char *key, json_t *op,
                    struct wlm_error *err)
 {
+    if (st->readonly) {
+        json_decref(op);
+        return wlm_error_set(err, WLM_EUNAVAIL, "this controller is a standby: it does not write");
+    }
     char full[512];
     if ((size_t)snprintf(full, sizeof(full), "%s%s/%s", st->prefix, table, key) >= sizeof(full)) {
         json_decref(op);

@@ -57,6 +57,8 @@ int wlm_store_scan(struct wlm_store *st, const char *table, const char *order,
 int wlm_store_scan_prefix(struct wlm_store *st, const char *table, const char *key_prefix,
                           wlm_store_row_fn fn, void *ud, struct wlm_error *err);
 
+/* Refuse every write (-WLM_EUNAVAIL) while set: an HA standby's copy. */
+void wlm_store_set_readonly(struct wlm_store *st, int on);
 /* etcd: 1 once a commit was refused by the fence (leadership lost). */
 int wlm_store_fenced_out(const struct wlm_store *st);
 /* Writes committed (for benchmarks: etcd writes per second). */

@@ -139,9 +139,9 @@ static void handle_healthz(struct wlm_http_req *req, void *ud)
 {
     struct controller *c = ud;
     wlm_http_respond_json(req, 200,
-                          json_pack("{s:s, s:s, s:I, s:s}", "status", "ok", "version",
+                          json_pack("{s:s, s:s, s:I, s:s, s:s}", "status", "ok", "version",
                                     WLM_VERSION, "nodes", (json_int_t)c->nnodes, "role",
-                                    ctl_ha_role()));
+                                    ctl_ha_role(), "leader", ctl_ha_leader_url()));
 }
 
 /* The dashboard's files are public: they hold no data. The page asks for the
@@ -175,8 +175,68 @@ int controller_new(uv_loop_t *loop, const struct controller_config *cfg, struct 
     return controller_new_on(loop, cfg, NULL, out, err);
 }
 
+/* ------------------------------------------------------------ follower (HA standby) */
+
+/* A standby answers reads of what the store holds (jobs, apps, tokens,
+ * audit) from its copy, and sends everything else to the leader: writes,
+ * and reads of what only the leader knows (node liveness, placement,
+ * utilities, flows, power and energy being accumulated, the router). */
+static const char *const leader_only_reads[] = {
+    "/v1/nodes",   "/v1/nodes/*", "/v1/placement", "/v1/placement/*", "/v1/utilities",
+    "/v1/events",  "/v1/flows",   "/v1/power",     "/v1/power/*",     "/v1/energy",
+    "/v1/energy/*", "/v1/router/config", "/v1/summary", "/v1/jobqueue/hypothetical",
+};
+
+static void follower_redirect(struct wlm_http_req *req, void *ud)
+{
+    (void)ud;
+    const char *leader = ctl_ha_leader_url();
+    if (!leader[0]) {
+        wlm_http_respond_error(req, 503, "unavailable",
+                               "this controller is a standby and no leader is elected yet; retry");
+        return;
+    }
+    char *hdr = wlm_asprintf("Location: %s%s", leader, req->url);
+    wlm_http_respond(req, 307, "text/plain", hdr, "see the leader\n", 15);
+    free(hdr);
+}
+
+static int controller_new_impl(uv_loop_t *loop, const struct controller_config *cfg,
+                               struct wlm_store *store, int follower, struct controller **out,
+                               struct wlm_error *err);
+
 int controller_new_on(uv_loop_t *loop, const struct controller_config *cfg,
                       struct wlm_store *store, struct controller **out, struct wlm_error *err)
+{
+    return controller_new_impl(loop, cfg, store, 0, out, err);
+}
+
+int controller_new_follower(uv_loop_t *loop, const struct controller_config *cfg,
+                            struct wlm_store *store, struct controller **out,
+                            struct wlm_error *err)
+{
+    return controller_new_impl(loop, cfg, store, 1, out, err);
+}
+
+int controller_listen_only(struct controller *c, struct wlm_error *err)
+{
+    return wlm_http_server_listen(c->http, err);
+}
+
+int controller_reload(struct controller *c, struct wlm_error *err)
+{
+    int rc = jobsched_reload(c->js, err);
+    if (rc)
+        return rc;
+    ctl_apps_free(c);
+    if ((rc = ctl_apps_load(c, err)))
+        return rc;
+    return ctl_instances_reload(c, err);
+}
+
+static int controller_new_impl(uv_loop_t *loop, const struct controller_config *cfg,
+                               struct wlm_store *store, int follower, struct controller **out,
+                               struct wlm_error *err)
 {
     int rc;
     struct controller *c = calloc(1, sizeof(*c));
@@ -237,6 +297,13 @@ int controller_new_on(uv_loop_t *loop, const struct controller_config *cfg,
     if (!c->metrics || !c->http) {
         rc = wlm_error_set(err, ENOMEM, "out of memory");
         goto fail;
+    }
+    if (follower) { /* routes match in the order added: these come first */
+        for (size_t i = 0; i < WLM_ARRAY_LEN(leader_only_reads); i++)
+            wlm_http_server_route(c->http, "GET", leader_only_reads[i], 0, follower_redirect, c);
+        static const char *const writes[] = {"POST", "PUT", "DELETE", "PATCH"};
+        for (size_t i = 0; i < WLM_ARRAY_LEN(writes); i++)
+            wlm_http_server_route(c->http, writes[i], "/*", 0, follower_redirect, c);
     }
     if ((rc = ctl_auth_init(c, err)))
         goto fail;

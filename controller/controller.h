@@ -54,6 +54,16 @@ int controller_new(uv_loop_t *loop, const struct controller_config *cfg, struct 
  * store is borrowed and must outlive the controller. */
 int controller_new_on(uv_loop_t *loop, const struct controller_config *cfg,
                       struct wlm_store *store, struct controller **out, struct wlm_error *err);
+/* HA standby: the same, loaded from the store, serving reads of stored
+ * state and redirecting the rest to the leader (ha.h). It is only made to
+ * listen (controller_listen_only; no control cycle) and is refreshed with
+ * controller_reload. */
+int controller_new_follower(uv_loop_t *loop, const struct controller_config *cfg,
+                            struct wlm_store *store, struct controller **out,
+                            struct wlm_error *err);
+int controller_listen_only(struct controller *c, struct wlm_error *err);
+/* Reload jobs, apps and instances from the store (a follower's refresh). */
+int controller_reload(struct controller *c, struct wlm_error *err);
 /* Listen and start the periodic timers. */
 int controller_start(struct controller *c, struct wlm_error *err);
 int controller_port(const struct controller *c);

@@ -24,16 +24,29 @@ static struct {
     int64_t rev;
     int leader, stepping_down, stopping;
     uv_timer_t timer;
-    struct wlm_http_server *standby;
-    struct controller *ctl;
+    struct wlm_http_server *standby; /* the bare redirecting listener */
+    struct controller *ctl;          /* leading */
+    struct controller *follower;     /* standby serving reads of stored state */
+    struct controller *to_free;      /* a stopped follower, released by the timer */
+    int transition;                  /* a listener is closing; `next` comes after */
+    int next;                        /* NEXT_FOLLOWER or NEXT_LEADER */
+    int store_ok;                    /* the last read of the store worked */
+    int64_t store_rev, loaded_rev;   /* the store's revision; the follower's copy's */
+    double next_reload, next_upgrade;
     uv_signal_t sigint, sigterm;
     int exit_code;
     unsigned errors_logged;
 } ha;
 
+enum { NEXT_FOLLOWER = 1, NEXT_LEADER = 2 };
+
 const char *ctl_ha_role(void) { return !ha.on ? "single" : ha.leader ? "leader" : "standby"; }
+const char *ctl_ha_leader_url(void) { return ha.leader_url; }
 
 /* ------------------------------------------------------------ stepping down */
+
+static void log_error(const char *what, const struct wlm_error *err);
+static int standby_listen(struct wlm_error *err);
 
 static void step_down(const char *why)
 {
@@ -99,24 +112,77 @@ static int standby_listen(struct wlm_error *err)
     return wlm_http_server_listen(ha.standby, err);
 }
 
-/* ------------------------------------------------------------ leading */
+/* ------------------------------------------------------------ listeners
+ *
+ * One process, one port: the bare standby server, a follower controller
+ * (reads from its copy of the store) or the leading controller. Moving from
+ * one to the next closes the listener first (`transition`), then starts
+ * what `next` says. */
+
+static void start_next(void)
+{
+    struct wlm_error err = {0};
+    double t0 = wlm_now_mono();
+    ha.transition = 0;
+    if (ha.stopping)
+        return;
+    if (ha.next == NEXT_LEADER) {
+        if (controller_new_on(ha.loop, &ha.cfg, ha.ws, &ha.ctl, &err) ||
+            controller_start(ha.ctl, &err)) {
+            wlm_errorlog(COMP, "taking over failed", "error=\"%s\"", err.msg);
+            step_down("could not load the state");
+            return;
+        }
+        wlm_info(COMP, "leading: state loaded", "load_ms=%.0f url=%s",
+                 (wlm_now_mono() - t0) * 1000, ha.url);
+        return;
+    }
+    /* A follower: reads served from a copy of the store. */
+    if (controller_new_follower(ha.loop, &ha.cfg, ha.ws, &ha.follower, &err) ||
+        controller_listen_only(ha.follower, &err)) {
+        wlm_warn(COMP, "standby serves redirects only for now", "error=\"%s\"", err.msg);
+        if (ha.follower) {
+            ha.to_free = ha.follower; /* never listened: nothing to close but its server */
+            ha.follower = NULL;
+        }
+        ha.next_upgrade = wlm_now_mono() + 5;
+        struct wlm_error e2 = {0};
+        if (standby_listen(&e2))
+            wlm_errorlog(COMP, "standby cannot listen", "error=\"%s\"", e2.msg);
+        return;
+    }
+    ha.loaded_rev = ha.store_rev;
+    ha.next_reload = wlm_now_mono() + 1;
+    wlm_info(COMP, "standby: serving reads from the store's state", "load_ms=%.0f",
+             (wlm_now_mono() - t0) * 1000);
+}
 
 static void on_standby_closed(void *ud)
 {
     (void)ud;
     ha.standby = NULL;
-    if (ha.stopping)
-        return;
-    struct wlm_error err = {0};
-    double t0 = wlm_now_mono();
-    if (controller_new_on(ha.loop, &ha.cfg, ha.ws, &ha.ctl, &err) ||
-        controller_start(ha.ctl, &err)) {
-        wlm_errorlog(COMP, "taking over failed", "error=\"%s\"", err.msg);
-        step_down("could not load the state");
-        return;
-    }
-    wlm_info(COMP, "leading: state loaded", "load_ms=%.0f url=%s", (wlm_now_mono() - t0) * 1000,
-             ha.url);
+    start_next();
+}
+
+static void on_follower_stopped(void *ud)
+{
+    (void)ud;
+    ha.to_free = ha.follower; /* freed by the next tick, outside its own callback */
+    ha.follower = NULL;
+    start_next();
+}
+
+/* Close whichever listener runs, then start `next`. */
+static void switch_to(int next)
+{
+    ha.next = next;
+    ha.transition = 1;
+    if (ha.follower)
+        controller_stop(ha.follower, on_follower_stopped, NULL);
+    else if (ha.standby)
+        wlm_http_server_close(ha.standby, on_standby_closed, NULL);
+    else
+        start_next();
 }
 
 static void become_leader(int64_t rev, double t0)
@@ -128,9 +194,29 @@ static void become_leader(int64_t rev, double t0)
     ha.lease_until = ha.last_renew + (double)ha.cfg.lease_ttl_s;
     wlm_strlcpy(ha.leader_url, ha.url, sizeof(ha.leader_url));
     wlm_store_set_fence(ha.ws, ha.key, rev);
+    wlm_store_set_readonly(ha.ws, 0);
     wlm_info(COMP, "elected leader", "key=%s revision=%lld url=%s", ha.key, (long long)rev,
              ha.url);
-    wlm_http_server_close(ha.standby, on_standby_closed, NULL);
+    switch_to(NEXT_LEADER);
+}
+
+/* A follower refreshes its copy when the store moved on, at most every
+ * second and at most a fifth of the time (loading is not free). */
+static void refresh_follower(double now)
+{
+    if (!ha.follower || now < ha.next_reload || ha.store_rev == ha.loaded_rev || !ha.store_ok)
+        return;
+    struct wlm_error err = {0};
+    double t0 = wlm_now_mono();
+    int64_t rev = ha.store_rev;
+    if (controller_reload(ha.follower, &err)) {
+        log_error("standby refresh failed", &err);
+        ha.next_reload = now + 2;
+        return;
+    }
+    double dt = wlm_now_mono() - t0;
+    ha.loaded_rev = rev;
+    ha.next_reload = wlm_now_mono() + (dt * 5 > 1 ? dt * 5 : 1);
 }
 
 /* ------------------------------------------------------------ the timer */
@@ -187,7 +273,11 @@ static void campaign(void)
     }
     struct wlm_etcd_kv *kvs = NULL;
     size_t n = 0;
-    if (wlm_etcd_range(ha.e, ha.key, 0, &kvs, &n, NULL, &err) == 0) {
+    int64_t srev = 0;
+    ha.store_ok = 0;
+    if (wlm_etcd_range(ha.e, ha.key, 0, &kvs, &n, &srev, &err) == 0) {
+        ha.store_ok = 1;
+        ha.store_rev = srev;
         const char *now = n ? kvs[0].value : "";
         if (strcmp(now, ha.leader_url) != 0)
             wlm_info(COMP, "standby", "leader=%s", now[0] ? now : "(none)");
@@ -224,9 +314,19 @@ static void on_tick(uv_timer_t *t)
     } else if (now - ha.last_renew >= period) {
         renew();
     }
-    if (!ha.standby || !ha.lease)
-        return; /* taking over, or no lease */
+    if (ha.to_free) {
+        controller_free(ha.to_free);
+        ha.to_free = NULL;
+    }
+    if (ha.transition || !ha.lease)
+        return; /* a listener is changing hands, or no lease */
     campaign();
+    if (ha.leader || ha.transition)
+        return;
+    if (!ha.follower && ha.standby && ha.store_ok && now >= ha.next_upgrade)
+        switch_to(NEXT_FOLLOWER);
+    else
+        refresh_follower(now);
 }
 
 /* ------------------------------------------------------------ start and stop */
@@ -254,6 +354,8 @@ static void on_signal(uv_signal_t *s, int signum)
     ha.leader = 0;
     if (ha.ctl)
         controller_stop(ha.ctl, on_all_closed, NULL);
+    else if (ha.follower)
+        controller_stop(ha.follower, on_all_closed, NULL);
     else if (ha.standby)
         wlm_http_server_close(ha.standby, on_all_closed, NULL);
     else
@@ -273,6 +375,7 @@ int ctl_ha_main(uv_loop_t *loop, const struct controller_config *cfg, char **arg
         return 2;
     }
     ha.e = wlm_store_etcd(ha.ws);
+    wlm_store_set_readonly(ha.ws, 1); /* until elected */
     snprintf(ha.key, sizeof(ha.key), "%sleader", wlm_store_prefix(ha.ws));
     if (cfg->advertise_url[0])
         wlm_strlcpy(ha.url, cfg->advertise_url, sizeof(ha.url));
@@ -311,6 +414,8 @@ int ctl_ha_main(uv_loop_t *loop, const struct controller_config *cfg, char **arg
     uv_signal_start(&ha.sigterm, on_signal, SIGTERM);
     uv_run(loop, UV_RUN_DEFAULT);
     controller_free(ha.ctl);
+    controller_free(ha.follower);
+    controller_free(ha.to_free);
     wlm_store_free(ha.ws);
     uv_loop_close(loop);
     wlm_info("controller", "stopped", NULL);

@@ -25,5 +25,7 @@ int ctl_ha_main(uv_loop_t *loop, const struct controller_config *cfg, char **arg
 int ctl_ha_may_act(void);
 /* "single", "leader" or "standby". */
 const char *ctl_ha_role(void);
+/* The leader's URL as last seen ("" when unknown). */
+const char *ctl_ha_leader_url(void);
 
 #endif

@@ -148,6 +148,22 @@ int ctl_instances_load(struct controller *c, struct wlm_error *err)
     return 0;
 }
 
+int ctl_instances_reload(struct controller *c, struct wlm_error *err)
+{
+    free(c->insts);
+    c->insts = NULL;
+    c->ninsts = 0;
+    int rc = wlm_store_scan(c->store, "instances", NULL, load_inst, c, err);
+    if (rc < 0)
+        return rc;
+    for (size_t a = 0; a < c->napps; a++) {
+        c->apps[a].ninstances = 0;
+        for (size_t i = 0; i < c->ninsts; i++)
+            c->apps[a].ninstances += !strcmp(c->insts[i].app, c->apps[a].name);
+    }
+    return 0;
+}
+
 void ctl_count_instances(struct controller *c)
 {
     ctl_instances_save(c);

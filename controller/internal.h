@@ -207,6 +207,8 @@ void ctl_cycle_heartbeat(struct controller *c, struct ctl_node *n, double now, d
 /* Load the instances recorded before a restart (unconfirmed until their
  * agents report them). */
 int ctl_instances_load(struct controller *c, struct wlm_error *err);
+/* Drop and load them again, counting each app's (a follower's refresh). */
+int ctl_instances_reload(struct controller *c, struct wlm_error *err);
 struct ctl_node *ctl_node_find(struct controller *c, const char *name);
 /* A node stopped heartbeating: replace its app instances, move its jobs. */
 void ctl_cycle_node_lost(struct controller *c, struct ctl_node *n);

@@ -377,6 +377,11 @@ int jobsched_new(const struct jobsched_config *cfg, struct jobsched_store *store
     return 0;
 }
 
+int jobsched_reload(struct jobsched *js, struct wlm_error *err)
+{
+    return load_all(js, err);
+}
+
 static void nodes_free(struct node_copy *nc)
 {
     for (size_t i = 0; i < nc->n; i++) {

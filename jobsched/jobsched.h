@@ -356,6 +356,9 @@ struct jobsched;
 int jobsched_new(const struct jobsched_config *cfg, struct jobsched_store *store,
                  struct jobsched **out, struct wlm_error *err);
 void jobsched_free(struct jobsched *js); /* NULL-safe */
+/* Drop memory and load every job and profile from the store again (an HA
+ * standby's refresh; memory equals the store afterwards). */
+int jobsched_reload(struct jobsched *js, struct wlm_error *err);
 const struct jobsched_config *jobsched_config(const struct jobsched *js);
 
 /* Replace the node set used for matchmaking (copied). Takes effect for

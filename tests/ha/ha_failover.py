@@ -8,10 +8,13 @@
 3. Two of three killed: a submission is refused with 503 (nothing
    acknowledged); everything acknowledged is kept; when
    the members come back, a leader is elected and submissions go on.
+   The restarted controller, a standby, answers reads from its copy of the
+   store and redirects writes to the leader.
 4. The leader stopped (SIGSTOP) past its lease: the other takes over; a
    submission queued at the old one is not acknowledged and not stored once
    it resumes (SIGCONT), and the old one comes back as a standby.
 """
+import json
 import os
 import signal
 import socket
@@ -85,9 +88,24 @@ def burst(cl, client):
         check(by_name.get(key) == jid, "%s acknowledged as %s, stored as %s"
               % (key, jid, by_name.get(key)))
     print("burst: %d jobs stored once each, ids as acknowledged" % N)
-    # the killed controller comes back as a standby
+    # the killed controller comes back as a standby that answers reads itself
+    # (from its copy of the store) and sends writes to the leader
     cl.start_ctl(victim)
     cl.wait_standby(victim)
+    direct = Client([cl.urls[victim]])
+    end, seen = time.time() + 15, None
+    while time.time() < end:
+        st, body, loc = direct.once(direct.hosts[0], "GET", "/v1/jobs?limit=1000000")
+        check(st == 200, "a standby answered a read with %s (want 200 from its copy)" % st)
+        seen = len(json.loads(body)["jobs"])
+        if seen == N:
+            break
+        time.sleep(0.5)
+    check(seen == N, "the standby's copy has %s jobs, want %d" % (seen, N))
+    st, body, loc = direct.once(direct.hosts[0], "POST", "/v1/jobs", {"name": "x"})
+    check(st == 307 and loc and loc.startswith(cl.urls[1 - victim]),
+          "a standby answered a write with %s %s (want 307 to the leader)" % (st, loc))
+    print("standby: reads answered from its copy (%d jobs), writes redirected to the leader" % N)
     return N
 
 
