@@ -308,9 +308,16 @@ static int read_response(struct wlm_etcd *e, double deadline, int *status, char 
     consume(e, hlen);
     char *out = NULL;
     size_t olen = 0;
+    if (!chunked && clen < 0) {
+        /* Close-delimited: the body runs to the end of the connection. */
+        while ((rc = fill(e, deadline)) == 0)
+            ;
+        if (rc != -ECONNRESET)
+            return rc;
+        clen = (long long)e->blen;
+        close_after = 1;
+    }
     if (!chunked) {
-        if (clen < 0)
-            return -EPROTO;
         while (e->blen < (size_t)clen)
             if ((rc = fill(e, deadline)))
                 return rc;

@@ -218,6 +218,8 @@ int controller_new_follower(uv_loop_t *loop, const struct controller_config *cfg
     return controller_new_impl(loop, cfg, store, 1, out, err);
 }
 
+int controller_stale(struct controller *c) { return c && jobsched_stale(c->js); }
+
 int controller_listen_only(struct controller *c, struct wlm_error *err)
 {
     return wlm_http_server_listen(c->http, err);

@@ -62,6 +62,9 @@ int controller_new_follower(uv_loop_t *loop, const struct controller_config *cfg
                             struct wlm_store *store, struct controller **out,
                             struct wlm_error *err);
 int controller_listen_only(struct controller *c, struct wlm_error *err);
+/* 1 when memory may no longer match the store (a reload after a failed
+ * transaction failed too): an HA leader then steps down. */
+int controller_stale(struct controller *c);
 /* Reload jobs, apps and instances from the store (a follower's refresh). */
 int controller_reload(struct controller *c, struct wlm_error *err);
 /* Listen and start the periodic timers. */

@@ -41,7 +41,12 @@ static struct {
 enum { NEXT_FOLLOWER = 1, NEXT_LEADER = 2 };
 
 const char *ctl_ha_role(void) { return !ha.on ? "single" : ha.leader ? "leader" : "standby"; }
-const char *ctl_ha_leader_url(void) { return ha.leader_url; }
+/* The leader's URL; "" when unknown, or when the key still names this very
+ * process (a previous incarnation whose lease has not expired yet). */
+const char *ctl_ha_leader_url(void)
+{
+    return !ha.leader && strcmp(ha.leader_url, ha.url) == 0 ? "" : ha.leader_url;
+}
 
 /* ------------------------------------------------------------ stepping down */
 
@@ -72,6 +77,8 @@ int ctl_ha_may_act(void)
         step_down("lease expired before it was renewed");
     else if (ha.ws && wlm_store_fenced_out(ha.ws))
         step_down("a write was refused: another controller leads");
+    else if (ha.ctl && controller_stale(ha.ctl))
+        step_down("memory no longer matches the store (a reload failed)");
     return ha.leader;
 }
 
@@ -82,18 +89,18 @@ static void standby_healthz(struct wlm_http_req *req, void *ud)
     (void)ud;
     wlm_http_respond_json(req, 200,
                           json_pack("{s:s,s:s,s:s,s:s}", "status", "ok", "version", WLM_VERSION,
-                                    "role", "standby", "leader", ha.leader_url));
+                                    "role", "standby", "leader", ctl_ha_leader_url()));
 }
 
 static void standby_redirect(struct wlm_http_req *req, void *ud)
 {
     (void)ud;
-    if (!ha.leader_url[0]) {
+    if (!ctl_ha_leader_url()[0]) {
         wlm_http_respond_error(req, 503, "unavailable",
                                "this controller is a standby and no leader is elected yet; retry");
         return;
     }
-    char *hdr = wlm_asprintf("Location: %s%s", ha.leader_url, req->url);
+    char *hdr = wlm_asprintf("Location: %s%s", ctl_ha_leader_url(), req->url);
     wlm_http_respond(req, 307, "text/plain", hdr, "see the leader\n", 15);
     free(hdr);
 }

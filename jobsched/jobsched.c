@@ -35,6 +35,7 @@ struct jobsched {
     double (*clock)(void *ud);
     void *clock_ud;
     int in_tx;
+    int stale; /* memory may differ from the store (a reload failed) */
     uv_loop_t *loop; /* set: the API group-commits submissions */
     void *api_group; /* the API's group being collected */
 };
@@ -347,7 +348,8 @@ static void tx_abort(struct jobsched *js)
         jstore_rollback(js->st);
     js->in_tx = 0;
     wlm_error_clear(&e2);
-    if (load_all(js, &e2))
+    js->stale = load_all(js, &e2) != 0;
+    if (js->stale)
         wlm_errorlog(COMP, "reload after rollback failed", "error=\"%s\"", e2.msg);
 }
 
@@ -379,8 +381,12 @@ int jobsched_new(const struct jobsched_config *cfg, struct jobsched_store *store
 
 int jobsched_reload(struct jobsched *js, struct wlm_error *err)
 {
-    return load_all(js, err);
+    int rc = load_all(js, err);
+    js->stale = rc != 0;
+    return rc;
 }
+
+int jobsched_stale(const struct jobsched *js) { return js && js->stale; }
 
 static void nodes_free(struct node_copy *nc)
 {

@@ -359,6 +359,9 @@ void jobsched_free(struct jobsched *js); /* NULL-safe */
 /* Drop memory and load every job and profile from the store again (an HA
  * standby's refresh; memory equals the store afterwards). */
 int jobsched_reload(struct jobsched *js, struct wlm_error *err);
+/* 1 after a failed transaction could not be followed by a reload: memory may
+ * differ from the store until a jobsched_reload succeeds. */
+int jobsched_stale(const struct jobsched *js);
 const struct jobsched_config *jobsched_config(const struct jobsched *js);
 
 /* Replace the node set used for matchmaking (copied). Takes effect for

@@ -230,7 +230,8 @@ class Client:
                     parsed = json.loads(data) if data else None
                 except ValueError:
                     parsed = None
-                if st == 503 and retry_503:
+                if (st == 503 and retry_503) or st in (307, 308):
+                    # 503: no leader yet; 307 again: the leader just changed
                     last = (st, parsed)
                     i += 1
                     time.sleep(backoff)
