@@ -42,6 +42,9 @@ void ctl_solve_run(uv_work_t *w);
 struct solve_work *ctl_build_problem(struct controller *c, double now);
 void ctl_solve_work_free(struct solve_work *sw);
 json_t *ctl_snapshot_json(const struct solve_work *sw);
+/* VM slots the node's agent has free (its image pool's max less the job VMs
+ * it holds), or -1 when it reports no limit. */
+long ctl_node_free_slots(struct controller *c, const struct ctl_node *n);
 /* executor.c: actions sent to the agents and their outcomes. */
 int ctl_job_has_save(const struct controller *c, int64_t id);
 const char *ctl_agent_kind(const struct ctl_action *a);

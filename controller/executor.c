@@ -612,6 +612,39 @@ static void plan_from_decision(struct controller *c, struct solve_work *sw)
     }
 }
 
+/* The placement may plan more job starts on a node than its agent has VM
+ * slots for (it knows only which nodes have a free slot): those beyond are
+ * not sent, so they cannot fail; the jobs stay queued for the next
+ * decision, which sees the slots taken. */
+static void plan_defer_starts(struct controller *c)
+{
+    json_t *used = json_object();
+    for (size_t i = 0; i < c->nplan; i++) {
+        struct ctl_action *a = &c->plan[i];
+        const char *node = a->kind == PLACEMENT_ACT_MIGRATE_JOB ? a->dest_node : a->node;
+        if (a->kind != PLACEMENT_ACT_START_JOB && a->kind != PLACEMENT_ACT_RESTORE_JOB &&
+            a->kind != PLACEMENT_ACT_MIGRATE_JOB)
+            continue;
+        struct ctl_node *n = ctl_node_find(c, node);
+        long free_slots = n ? ctl_node_free_slots(c, n) : -1;
+        if (free_slots < 0)
+            continue;
+        long k = (long)json_integer_value(json_object_get(used, node));
+        /* A migration takes a slot too, but is never deferred: a power-off
+         * may wait on it (its failure is handled, its silence would not be). */
+        if (k < free_slots || a->kind == PLACEMENT_ACT_MIGRATE_JOB) {
+            json_object_set_new(used, node, json_integer(k + 1));
+            continue;
+        }
+        a->st = CTL_ACT_DONE;
+        a->sent_at = a->done_at = wlm_now_mono();
+        snprintf(a->error, sizeof(a->error), "deferred: no free VM slot on %s", node);
+        wlm_info(CTL_COMP, "job start deferred: no free VM slot", "job=%lld node=%s kind=%s",
+                 (long long)a->job, node, ctl_agent_kind(a));
+    }
+    json_decref(used);
+}
+
 /* Resizes a node said it cannot do are not sent: the allocation is
  * recorded as decided (it is what the placement works with), unenforced. */
 static void plan_skip_unsupported(struct controller *c)
@@ -689,6 +722,7 @@ static void solve_after(uv_work_t *w, int status)
      * also in the plan as resize actions for the agents to enforce. */
     plan_from_decision(c, sw);
     plan_skip_unsupported(c);
+    plan_defer_starts(c);
     ctl_solve_work_free(sw);
     ctl_events_broadcast(c, "placement", json_incref(c->last_decision));
     ctl_dispatch(c);

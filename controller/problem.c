@@ -79,7 +79,7 @@ static long node_index(char (*names)[64], size_t n, const char *name)
 
 /* VM slots a node's agent enforces: its image pool holds at most `max`
  * images, one per job VM. -1 when the agent reports no limit. */
-static long node_free_slots(struct controller *c, const struct ctl_node *n)
+long ctl_node_free_slots(struct controller *c, const struct ctl_node *n)
 {
     json_t *pool = n->report ? json_object_get(n->report, "pool") : NULL;
     json_t *mx = pool ? json_object_get(pool, "max") : NULL;
@@ -124,21 +124,25 @@ static int job_fits_node(const struct jobsched_job *j, const struct ctl_node *n)
     return 1;
 }
 
-/* Jobs that need a new VM (queued, suspended) get one of the free VM slots
- * of a node, most urgent first, spread over the nodes with the most free
- * slots: the job requires the label "wlm-vm-slot=NODE" that only that node
- * has, so the placement never plans more starts on a node than its agent
- * accepts. Jobs left without a slot wait outside the problem (slot[j] =
- * -2); -1 = no slot needed or no limit. Returns how many wait. */
+/* Jobs that need a new VM (queued, suspended) may go only to nodes with a
+ * free VM slot: those nodes carry the label "wlm-vm-slot=free" and the jobs
+ * require it. As many jobs as there are free slots (on nodes they fit),
+ * most urgent first, are offered so; the others wait in the problem with no
+ * eligible node (slot[j] = -2, "wlm-vm-slot=none"). The placement may still
+ * put more starts on one node than it has slots: the executor defers those
+ * (ctl_defer_starts), so none is sent to fail. slot[j] = 0: requires a free
+ * slot; -1: no slot needed or no limit. node_open[i]: node i gets the label.
+ * Returns how many wait. */
 static size_t assign_slots(struct controller *c, const struct jobsched_job **jobs, size_t njobs,
-                           long *slot, long *free_slots, int *limited)
+                           long *slot, long *free_slots, int *node_open, int *limited)
 {
     size_t waiting = 0;
     *limited = 0;
     for (size_t i = 0; i < c->nnodes; i++) {
         free_slots[i] = c->nodes[i].state == CONTROLLER_NODE_READY
-                            ? node_free_slots(c, &c->nodes[i])
+                            ? ctl_node_free_slots(c, &c->nodes[i])
                             : 0;
+        node_open[i] = c->nodes[i].state == CONTROLLER_NODE_READY && free_slots[i] != 0;
         if (c->nodes[i].state == CONTROLLER_NODE_READY && free_slots[i] >= 0)
             *limited = 1;
     }
@@ -168,15 +172,17 @@ static size_t assign_slots(struct controller *c, const struct jobsched_job **job
             else if (free_slots[i] > 0 && (best < 0 || free_slots[i] > free_slots[best]))
                 best = (long)i;
         }
-        if (unlimited)
-            continue; /* a node without a limit can take it: no slot needed */
+        if (unlimited) {
+            slot[j] = 0;
+            continue;
+        }
         if (best < 0) {
             slot[j] = -2;
             waiting++;
             continue;
         }
-        slot[j] = best;
-        free_slots[best]--;
+        slot[j] = 0;
+        free_slots[best]--; /* accounting only: the placement picks the node */
     }
     free(order);
     return waiting;
@@ -202,15 +208,17 @@ struct solve_work *ctl_build_problem(struct controller *c, double now)
     struct solve_work *sw = calloc(1, sizeof(*sw));
     struct placement_problem *p = calloc(1, sizeof(*p));
     long *slot = NULL, *free_slots = NULL;
+    int *node_open = NULL;
     if (!sw || !p || !jobs)
         goto oom;
     njobs = jobsched_placeable(c->js, jobs, njobs);
     slot = calloc(njobs ? njobs : 1, sizeof(*slot));
     free_slots = calloc(c->nnodes ? c->nnodes : 1, sizeof(*free_slots));
-    if (!slot || !free_slots)
+    node_open = calloc(c->nnodes ? c->nnodes : 1, sizeof(*node_open));
+    if (!slot || !free_slots || !node_open)
         goto oom;
     int limited = 0;
-    size_t no_slot = assign_slots(c, jobs, njobs, slot, free_slots, &limited);
+    size_t no_slot = assign_slots(c, jobs, njobs, slot, free_slots, node_open, &limited);
     c->jobs_without_slot = no_slot;
     sw->c = c;
     sw->p = p;
@@ -253,9 +261,8 @@ struct solve_work *ctl_build_problem(struct controller *c, double now)
                 break;
             used += (size_t)w;
         }
-        if (limited) {
-            char item[80];
-            snprintf(item, sizeof(item), "wlm-vm-slot=%s", n->name);
+        if (limited && node_open[i]) {
+            const char *item = "wlm-vm-slot=free";
             if (strlen(pn->labels) + strlen(item) + 2 <= sizeof(pn->labels))
                 add_label(pn->labels, sizeof(pn->labels), item);
         }
@@ -325,8 +332,7 @@ struct solve_work *ctl_build_problem(struct controller *c, double now)
             used += (size_t)n;
         }
         if (slot[j] >= 0 || held) {
-            char item[80];
-            snprintf(item, sizeof(item), "wlm-vm-slot=%s", held ? "none" : c->nodes[slot[j]].name);
+            const char *item = held ? "wlm-vm-slot=none" : "wlm-vm-slot=free";
             if (strlen(w->requires) + strlen(item) + 2 > sizeof(w->requires)) {
                 if (held) {
                     memset(w, 0, sizeof(*w));
@@ -352,12 +358,14 @@ struct solve_work *ctl_build_problem(struct controller *c, double now)
     }
     free(slot);
     free(free_slots);
+    free(node_open);
     free(jobs);
     ctl_power_prepare(c, sw);
     return sw;
 oom:
     free(slot);
     free(free_slots);
+    free(node_open);
     free(jobs);
     if (sw) {
         free(sw->refs);

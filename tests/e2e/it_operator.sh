@@ -80,8 +80,9 @@ e2e_wait 60 "web to be served through the router" served
 port=$(wlm app show web --json | e2e_py "import json,sys; print(json.load(sys.stdin)['instance_list'][0]['port'])")
 curl -sf -o /dev/null "http://127.0.0.1:$port/" || e2e_fail "instance port $port does not serve"
 wlm app show web | grep -qE "RUNNING" || e2e_fail "wlm app show lists no running instance"
+t0=$(date +%s.%N)
 out=$(wlm app delete web) || e2e_fail "app delete failed: $out"
-echo "   $out"
+echo "   $out (in $(echo "$(date +%s.%N) - $t0" | bc) s)"
 grep -q "1 instance drained" <<<"$out" || e2e_fail "app delete did not report the stopped instance"
 if curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$port/"; then
   e2e_fail "the deleted app's instance still serves on port $port"
