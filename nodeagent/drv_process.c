@@ -459,16 +459,28 @@ static int pr_start(struct nodeagent_driver *dd, const struct nodeagent_spec *s,
     return 0;
 }
 
+/* The instance's pid while it is still that process: 0 once reaped, or
+ * when the pid now belongs to another process (an adopted instance that
+ * ended; pids are reused), so nothing is ever signalled by a stale pid.
+ * Called with d->mu held. */
+static pid_t live_pid(const struct pr_inst *in)
+{
+    if (!in || in->pid <= 0 || in->reaped)
+        return 0;
+    unsigned long long st = 0;
+    if (in->start_ticks && (nodeagent_proc_start_ticks(in->pid, &st) < 0 || st != in->start_ticks))
+        return 0;
+    return in->pid;
+}
+
 static pid_t pid_of(struct pr_driver *d, const char *id, struct wlm_error *err)
 {
     pthread_mutex_lock(&d->mu);
     struct pr_inst *in = find(d, id);
-    pid_t pid = in ? in->pid : 0;
+    pid_t pid = live_pid(in);
     pthread_mutex_unlock(&d->mu);
     if (!pid)
-        wlm_error_set(err, WLM_ENOTFOUND,
-                      in ? "instance '%s' is gone (it ended while the agent was down)"
-                         : "unknown instance '%s'",
+        wlm_error_set(err, WLM_ENOTFOUND, in ? "instance '%s' has ended" : "unknown instance '%s'",
                       id);
     return pid;
 }
@@ -573,7 +585,7 @@ static int pr_stop(struct nodeagent_driver *dd, const char *id, int force, struc
     struct pr_driver *d = PR(dd);
     pthread_mutex_lock(&d->mu);
     struct pr_inst *in = find(d, id);
-    pid_t pid = in ? in->pid : 0;
+    pid_t pid = live_pid(in);
     int known = in != NULL;
     pthread_mutex_unlock(&d->mu);
     if (!known)

@@ -11,12 +11,13 @@ set -euo pipefail
 . "$WLM_SOURCE_DIR/scripts/lib.sh"
 bin=$WLM_BIN_DIR
 dir=$(mktemp -d /tmp/wlm-it-restart-XXXXXX)
+t=r$$ # instance names carry it: parallel runs never touch each other's
 chmod 711 "$dir" # the instances run as wlm-app and must reach $dir/apps
 pids=()
 cleanup() {
   [ ${#pids[@]} -gt 0 ] && wlm_kill_tree "${pids[@]}" 2>/dev/null
   # Instances outlive a killed agent on purpose; end ours.
-  for p in $( (grep -l "WLM_INSTANCE=rt-" /proc/[0-9]*/environ 2>/dev/null || true) | cut -d/ -f3); do
+  for p in $( (grep -l "WLM_INSTANCE=$t-" /proc/[0-9]*/environ 2>/dev/null || true) | cut -d/ -f3); do
     kill -9 "$p" 2>/dev/null || true
   done
   [ -n "${WLM_KEEP_TMP:-}" ] || rm -rf "$dir"
@@ -76,22 +77,22 @@ else: print("none")' "$1" "$2"
 
 start_agent 1
 # keep: serves until stopped. stubborn: ignores SIGTERM, so its app_stop takes 2 s.
-r=$(post '{"id":"a-keep","kind":"app_start","instance":"rt-keep","command":"sleep 1000","port":1}')
+r=$(post "$(printf '{"id":"a-keep","kind":"app_start","instance":"%s-keep","command":"sleep 1000","port":1}' "$t")")
 [ "${r%% *}" = 202 ] || fail "app_start keep: $r"
-r=$(post '{"id":"a-stub","kind":"app_start","instance":"rt-stub","command":"trap \"\" TERM; while :; do sleep 0.1; done","port":2}')
+r=$(post "$(printf '{"id":"a-stub","kind":"app_start","instance":"%s-stub","command":"trap \\"\\" TERM; while :; do sleep 0.1; done","port":2}' "$t")")
 [ "${r%% *}" = 202 ] || fail "app_start stubborn: $r"
 r=$(post '{"id":"j-start","kind":"start","job":"rtjob","command":"x","sim_seconds":1000}')
 [ "${r%% *}" = 202 ] || fail "start: $r"
 for id in a-keep a-stub j-start; do
   [ "$(wait_action $id | field 'd["status"]')" = succeeded ] || fail "$id: $(cat "$dir/act")"
 done
-keep_pid=$(inst rt-keep pid)
-stub_pid=$(inst rt-stub pid)
+keep_pid=$(inst $t-keep pid)
+stub_pid=$(inst $t-stub pid)
 [ "$keep_pid" -gt 0 ] && [ "$stub_pid" -gt 0 ] || fail "no pids ($keep_pid, $stub_pid)"
 echo "ok: two instances (pids $keep_pid, $stub_pid) and a job run"
 
 # An app_stop in flight (the stubborn instance holds it for 2 s), then kill -9.
-r=$(post '{"id":"s-stub","kind":"app_stop","instance":"rt-stub"}')
+r=$(post "$(printf '{"id":"s-stub","kind":"app_stop","instance":"%s-stub"}' "$t")")
 [ "${r%% *}" = 202 ] || fail "app_stop: $r"
 sleep 0.4
 [ "$(api "$url/v1/actions/s-stub" | field 'd["status"]')" = running ] || fail "app_stop not in flight"
@@ -100,12 +101,12 @@ wait "$agent_pid" 2>/dev/null || true
 alive "$keep_pid" || fail "instance died with the agent"
 
 start_agent 2
-grep -q "recover: app instance re-adopted instance=rt-keep pid=$keep_pid" "$dir/agent.log" ||
-  fail "rt-keep not re-adopted"
-[ "$(inst rt-keep pid)" = "$keep_pid" ] || fail "rt-keep pid after restart: $(inst rt-keep pid)"
-[ "$(inst rt-keep state)" = running ] || fail "rt-keep state: $(inst rt-keep state)"
-n=$( (grep -l "WLM_INSTANCE=rt-keep" /proc/[0-9]*/environ 2>/dev/null || true) | wc -l)
-[ "$n" = 1 ] || fail "$n processes carry rt-keep"
+grep -q "recover: app instance re-adopted instance=$t-keep pid=$keep_pid" "$dir/agent.log" ||
+  fail "$t-keep not re-adopted"
+[ "$(inst $t-keep pid)" = "$keep_pid" ] || fail "$t-keep pid after restart: $(inst $t-keep pid)"
+[ "$(inst $t-keep state)" = running ] || fail "$t-keep state: $(inst $t-keep state)"
+n=$( (grep -l "WLM_INSTANCE=$t-keep" /proc/[0-9]*/environ 2>/dev/null || true) | wc -l)
+[ "$n" = 1 ] || fail "$n processes carry $t-keep"
 echo "ok: running instance re-adopted by pid + start time + command (pid $keep_pid)"
 
 # The interrupted app_stop is carried out again under its id.
@@ -116,13 +117,13 @@ alive "$stub_pid" && fail "stubborn instance still runs after its app_stop"
 echo "ok: app_stop cut off by the crash finished after the restart"
 
 # Retried ids get the recorded outcome: 200, the first result, nothing redone.
-r=$(post '{"id":"a-keep","kind":"app_start","instance":"rt-keep","command":"sleep 1000","port":1}')
+r=$(post "$(printf '{"id":"a-keep","kind":"app_start","instance":"%s-keep","command":"sleep 1000","port":1}' "$t")")
 [ "${r%% *}" = 200 ] || fail "retried app_start gave $r"
 [ "$(echo "${r#* }" | field 'd["result"]["pid"]')" = "$keep_pid" ] || fail "retried app_start result: $r"
 r=$(post '{"id":"j-start","kind":"start","job":"rtjob","command":"x"}')
 [ "${r%% *}" = 200 ] || fail "retried start gave $r"
 [ "$(echo "${r#* }" | field 'd["status"]')" = succeeded ] || fail "retried start: $r"
-r=$(post '{"id":"s-stub","kind":"app_stop","instance":"rt-stub"}')
+r=$(post "$(printf '{"id":"s-stub","kind":"app_stop","instance":"%s-stub"}' "$t")")
 [ "${r%% *}" = 200 ] || fail "retried app_stop gave $r"
 # (The test driver's domains live inside the agent process, so the job itself
 # ends with it; it_real_vm shows a real domain adopted across kill -9.)
@@ -130,20 +131,20 @@ echo "ok: retried action ids answer 200 with the recorded outcome"
 
 # An instance killed while the agent is down is reported gone; one whose
 # record no longer matches (another process) is not adopted.
-r=$(post '{"id":"a-dead","kind":"app_start","instance":"rt-dead","command":"sleep 1000","port":3}')
+r=$(post "$(printf '{"id":"a-dead","kind":"app_start","instance":"%s-dead","command":"sleep 1000","port":3}' "$t")")
 [ "$(wait_action a-dead | field 'd["status"]')" = succeeded ] || fail "app_start dead"
-dead_pid=$(inst rt-dead pid)
+dead_pid=$(inst $t-dead pid)
 kill -9 "$agent_pid"
 wait "$agent_pid" 2>/dev/null || true
 kill -9 "$dead_pid"
 sleep 0.2
 start_agent 3
-grep -q "recover: app instance gone instance=rt-dead" "$dir/agent.log" || fail "rt-dead not reported gone"
-[ "$(inst rt-dead state)" = shutoff ] || fail "rt-dead state: $(inst rt-dead state)"
-[ "$(inst rt-keep pid)" = "$keep_pid" ] || fail "rt-keep lost on the second restart"
-r=$(post '{"id":"s-dead","kind":"app_stop","instance":"rt-dead"}')
+grep -q "recover: app instance gone instance=$t-dead" "$dir/agent.log" || fail "$t-dead not reported gone"
+[ "$(inst $t-dead state)" = shutoff ] || fail "$t-dead state: $(inst $t-dead state)"
+[ "$(inst $t-keep pid)" = "$keep_pid" ] || fail "$t-keep lost on the second restart"
+r=$(post "$(printf '{"id":"s-dead","kind":"app_stop","instance":"%s-dead"}' "$t")")
 [ "$(wait_action s-dead | field 'd["status"]')" = succeeded ] || fail "app_stop of a gone instance"
-[ "$(inst rt-dead state)" = none ] || fail "gone instance still listed after app_stop"
+[ "$(inst $t-dead state)" = none ] || fail "gone instance still listed after app_stop"
 echo "ok: an instance that died while the agent was down is reported shutoff, then dropped"
 
 # Clean stop: instances end with the agent and leave no record behind.

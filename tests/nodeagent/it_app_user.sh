@@ -33,7 +33,7 @@ wlm_test_node_xml "$dir/n1.xml" 4 2400 8192
 state=$dir/state
 mkdir -p "$state"
 chmod 755 "$state"
-"$bin/wlm-nodeagent" --name au --controller "http://127.0.0.1:$(wlm_free_port)" \
+"$bin/wlm-nodeagent" --name "au$$" --controller "http://127.0.0.1:$(wlm_free_port)" \
   --libvirt-uri "test://$dir/n1.xml" --listen-port 0 --state-dir "$state" --app-dir "$dir/apps" \
   --heartbeat-ms 300 >"$dir/agent.log" 2>&1 &
 pids+=($!)
@@ -96,7 +96,7 @@ case "$wd" in "$state"/*) fail "the working directory is inside the state dir" ;
 grep -Eq "^Uid:[[:space:]]+$uid[[:space:]]+$uid[[:space:]]+$uid" "/proc/$pid/status" || fail "Uid: $(grep Uid "/proc/$pid/status")"
 cap_mode=$(api "$url/v1/node" | field 'd["cpu_cap_mode"]')
 if [ "$cap_mode" != uncapped ]; then
-  grep -q "/wlm-au/probe" "/proc/$pid/cgroup" || fail "not in its own cgroup: $(cat "/proc/$pid/cgroup")"
+  grep -q "/wlm-au$$/probe" "/proc/$pid/cgroup" || fail "not in its own cgroup: $(cat "/proc/$pid/cgroup")"
 fi
 echo "ok: instance runs as wlm-app ($uid:$gid, no groups, no_new_privs, own cgroup: $cap_mode), private dir $wd, cannot write the state dir"
 
