@@ -138,7 +138,17 @@ int cli_cmd_placement(const struct cli_ctx *ctx, int argc, char **argv)
                json_number_value(json_object_get(v, "upper_bound")),
                json_array_size(json_object_get(v, "actions")),
                json_string_value(json_object_get(v, "note")));
+    int decided = solver != NULL;
     json_decref(v);
+    /* The decision is what was expected then; the utilities now may differ
+     * (work slower than planned, a router that does not route): say both. */
+    json_t *s = NULL;
+    if (decided && cli_call(ctx, "GET", "/v1/summary", NULL, &s) == 200 &&
+        json_object_get(s, "min_utility"))
+        printf("now:           min utility %.3f (%s)\n",
+               json_number_value(json_object_get(s, "min_utility")),
+               json_string_value(json_object_get(s, "min_workload")));
+    json_decref(s);
     return 0;
 }
 

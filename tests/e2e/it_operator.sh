@@ -89,6 +89,7 @@ if curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$port/"; then
 fi
 wlm placement --json | grep -q '"app": "web"' && e2e_fail "wlm placement still shows the deleted app's instance"
 expect_fail "no app named 'web'" wlm app show web
+wlm placement | grep -qE "^now: +min utility" || e2e_fail "wlm placement does not give the utility now beside the decision's"
 echo "   port $port closed, placement empty"
 
 # ---------------------------------------------------------------- 5
