@@ -311,27 +311,28 @@ void ctl_energy_free(struct controller *c)
     c->energy = NULL;
 }
 
-/* Write what changed in one transaction (every PERSIST_EVERY_S per node:
- * the running totals the deltas came from go in the same transaction, so a
- * crash loses nothing - the next heartbeat's deltas cover the gap). */
-static void persist(struct controller *c, struct ctl_power_node *p, double now)
+/* A node with energy (or, on SQLite, power) not yet written. */
+static int node_changed(const struct controller *c, const struct ctl_power_node *p)
+{
+    if (p->energy_j != p->saved_energy_j)
+        return 1;
+    /* On etcd a constant power reading alone is not worth a write. */
+    return !wlm_store_is_etcd(c->store) &&
+           (p->watts != p->saved_watts || p->budget_w != p->saved_budget_w);
+}
+
+/* Write the changed rows and the given nodes (their totals and a power
+ * sample) in one transaction: the running totals the deltas came from go
+ * with the totals, so a crash loses nothing - the next heartbeat's deltas
+ * cover the gap. Changes stay marked when the write fails. */
+static int write_changes(struct controller *c, struct ctl_power_node **nodes, size_t nn,
+                         double now)
 {
     struct ctl_energy *e = c->energy;
-    /* etcd is shared by every controller and carries no heartbeat state:
-     * energy goes there once a minute per node. */
-    double every = wlm_store_is_etcd(c->store) ? PERSIST_ETCD_S : PERSIST_EVERY_S;
-    if (now - p->last_persist < every)
-        return;
-    /* Nothing new (an agent that measures nothing): no write at all. */
-    int dirty = p->energy_j != p->saved_energy_j || p->watts != p->saved_watts ||
-                p->budget_w != p->saved_budget_w || e->ndwl || e->ndsrc;
-    if (!dirty)
-        return;
-    p->last_persist = now;
     struct wlm_error err = {0};
     if (wlm_store_begin(c->store, &err)) {
         wlm_warn(CTL_COMP, "energy not stored", "detail=\"%s\"", err.msg);
-        return;
+        return -1;
     }
     int rc = 0;
     for (size_t i = 0; !rc && i < e->ndwl; i++) {
@@ -353,9 +354,11 @@ static void persist(struct controller *c, struct ctl_power_node *p, double now)
         rc = wlm_store_put(c->store, "energy_sources", "id", d, &err);
         json_decref(d);
     }
-    if (!rc)
+    for (size_t k = 0; !rc && k < nn; k++) {
+        struct ctl_power_node *p = nodes[k];
         rc = ctl_power_node_store(c, p, &err);
-    if (!rc) {
+        if (rc)
+            break;
         /* The history rotates through a fixed set of slots per node. */
         char id[100];
         snprintf(id, sizeof(id), "%s#%ld", p->name, (long)(now / PERSIST_EVERY_S) % SAMPLE_SLOTS);
@@ -367,21 +370,55 @@ static void persist(struct controller *c, struct ctl_power_node *p, double now)
     if (rc) {
         wlm_store_rollback(c->store);
         wlm_warn(CTL_COMP, "energy not stored", "detail=\"%s\"", err.msg);
-        return;
+        return -1;
     }
     if (wlm_store_commit(c->store, &err)) {
         wlm_warn(CTL_COMP, "energy not stored", "detail=\"%s\"", err.msg);
-        return;
+        return -1;
     }
-    p->saved_energy_j = p->energy_j;
-    p->saved_watts = p->watts;
-    p->saved_budget_w = p->budget_w;
-    /* Written: forget the changes (kept for the next try on failure). */
+    for (size_t k = 0; k < nn; k++) {
+        nodes[k]->saved_energy_j = nodes[k]->energy_j;
+        nodes[k]->saved_watts = nodes[k]->watts;
+        nodes[k]->saved_budget_w = nodes[k]->budget_w;
+        nodes[k]->last_persist = now;
+    }
     for (size_t i = 0; i < e->ndwl; i++)
         e->wl[e->dwl[i]].dirty = 0;
     for (size_t i = 0; i < e->ndsrc; i++)
         e->src[e->dsrc[i]].dirty = 0;
     e->ndwl = e->ndsrc = 0;
+    return 0;
+}
+
+/* SQLite (local, cheap): after a heartbeat, at most every PERSIST_EVERY_S
+ * per node. etcd is shared by every controller and every write is a round
+ * trip: ctl_energy_flush writes everything once a minute instead. */
+static void persist(struct controller *c, struct ctl_power_node *p, double now)
+{
+    struct ctl_energy *e = c->energy;
+    if (wlm_store_is_etcd(c->store) || now - p->last_persist < PERSIST_EVERY_S)
+        return;
+    if (!node_changed(c, p) && !e->ndwl && !e->ndsrc)
+        return;
+    write_changes(c, &p, 1, now);
+}
+
+void ctl_energy_flush(struct controller *c, double now)
+{
+    struct ctl_energy *e = c->energy;
+    if (!e || !wlm_store_is_etcd(c->store) || now - e->last_flush < PERSIST_ETCD_S)
+        return;
+    e->last_flush = now;
+    struct ctl_power_node **nodes = calloc(e->npn + 1, sizeof(*nodes));
+    if (!nodes)
+        return;
+    size_t nn = 0;
+    for (size_t i = 0; i < e->npn; i++)
+        if (node_changed(c, &e->pn[i]))
+            nodes[nn++] = &e->pn[i];
+    if (nn || e->ndwl || e->ndsrc)
+        write_changes(c, nodes, nn, now);
+    free(nodes);
 }
 
 int ctl_power_node_store(struct controller *c, const struct ctl_power_node *p,

@@ -384,5 +384,6 @@ void ctl_nodes_sweep(struct controller *c, double now)
                                     "state=\"LOST\""),
                   (double)(c->nnodes - ready));
     ctl_power_split(c);
+    ctl_energy_flush(c, now);
     sync_jobsched(c, now);
 }

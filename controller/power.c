@@ -56,6 +56,13 @@ void ctl_power_split(struct controller *c)
         goto done;
     size_t k = 0;
     double sum_idle = 0;
+    if (e->cluster_budget_w <= 0) {
+        /* No cluster budget: overrides only (cheap, every sweep). */
+        for (size_t i = 0; i < e->npn; i++)
+            e->pn[i].budget_w = e->pn[i].override_w >= 0 ? e->pn[i].override_w : 0;
+        e->split_note[0] = '\0';
+        goto done;
+    }
     /* Create the rows first: creating one may move the others. */
     for (size_t i = 0; i < n; i++)
         ctl_power_node(c, c->nodes[i].name, 1);
@@ -454,6 +461,7 @@ static void handle_power_get(struct wlm_http_req *req, void *ud)
 {
     struct controller *c = ud;
     ctl_power_split(c);
+    planned_all(c);
     wlm_http_respond_json(req, 200, power_json(c));
 }
 

@@ -74,6 +74,7 @@ struct ctl_energy {
     json_t *wl_idx, *src_idx, *pn_idx; /* key -> index in wl, src, pn (hash lookups) */
     size_t *dwl, ndwl, capdwl;    /* indices of wl rows changed since written */
     size_t *dsrc, ndsrc, capdsrc; /* the same for src */
+    double last_flush;            /* etcd: the last batched write */
     double cluster_budget_w; /* 0 = none */
     char split_note[256];    /* why the split could not give what was asked */
     int loaded_counters;
@@ -86,6 +87,8 @@ void ctl_energy_routes(struct controller *c);
 /* A heartbeat was stored in n->report; dt seconds since the previous one. */
 void ctl_energy_heartbeat(struct controller *c, struct ctl_node *n, double now, double dt);
 struct ctl_power_node *ctl_power_node(struct controller *c, const char *name, int create);
+/* etcd: write what changed, once a minute (called from the sweep). */
+void ctl_energy_flush(struct controller *c, double now);
 /* Write a node's power row (override, energy totals) to the store. */
 int ctl_power_node_store(struct controller *c, const struct ctl_power_node *p,
                          struct wlm_error *err);
