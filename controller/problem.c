@@ -97,10 +97,15 @@ long ctl_node_free_slots(struct controller *c, const struct ctl_node *n)
     return used >= max ? 0 : max - used;
 }
 
+struct slot_order {
+    const struct jobsched_job *job;
+    size_t idx; /* in the placeable jobs */
+};
+
 static int cmp_goal(const void *x, const void *y)
 {
-    const struct jobsched_job *a = *(const struct jobsched_job *const *)x;
-    const struct jobsched_job *b = *(const struct jobsched_job *const *)y;
+    const struct jobsched_job *a = ((const struct slot_order *)x)->job;
+    const struct jobsched_job *b = ((const struct slot_order *)y)->job;
     if (a->goal_time != b->goal_time)
         return a->goal_time < b->goal_time ? -1 : 1;
     return a->id < b->id ? -1 : a->id > b->id;
@@ -150,22 +155,21 @@ static size_t assign_slots(struct controller *c, const struct jobsched_job **job
         slot[j] = -1;
     if (!*limited)
         return 0;
-    const struct jobsched_job **order = calloc(njobs ? njobs : 1, sizeof(*order));
+    struct slot_order *order = calloc(njobs ? njobs : 1, sizeof(*order));
     if (!order)
         return 0;
     size_t n = 0;
     for (size_t j = 0; j < njobs; j++)
         if (job_needs_slot(jobs[j]))
-            order[n++] = jobs[j];
+            order[n++] = (struct slot_order){jobs[j], j};
     qsort(order, n, sizeof(*order), cmp_goal);
     for (size_t k = 0; k < n; k++) {
-        size_t j = 0;
-        while (jobs[j] != order[k])
-            j++;
+        size_t j = order[k].idx;
         long best = -1;
         int unlimited = 0;
         for (size_t i = 0; i < c->nnodes; i++) {
-            if (c->nodes[i].state != CONTROLLER_NODE_READY || !job_fits_node(order[k], &c->nodes[i]))
+            if (c->nodes[i].state != CONTROLLER_NODE_READY ||
+                !job_fits_node(order[k].job, &c->nodes[i]))
                 continue;
             if (free_slots[i] < 0)
                 unlimited = 1;
