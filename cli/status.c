@@ -91,7 +91,7 @@ int cli_cmd_status(const struct cli_ctx *ctx, int argc, char **argv)
         printf("  ! %s\n", json_string_value(p));
     json_t *ws = json_object_get(json_object_get(v, "jobs"), "waiting_for_vm_slot");
     if (ws && json_integer_value(ws))
-        printf("  ! %lld queued jobs wait for a VM slot (every node's image pool is full)\n",
+        printf("  ! %lld queued jobs wait for a VM slot (more jobs than free slots in the nodes' image pools)\n",
                (long long)json_integer_value(ws));
     json_decref(v);
     return 0;

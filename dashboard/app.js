@@ -287,7 +287,7 @@ function renderProblems(s) {
   box.replaceChildren();
   const items = (s && s.problems) || [];
   if (s && s.jobs && s.jobs.waiting_for_vm_slot)
-    items.push(s.jobs.waiting_for_vm_slot + " queued jobs wait for a VM slot (every node's image pool is full)");
+    items.push(s.jobs.waiting_for_vm_slot + " queued jobs wait for a VM slot (more jobs than free slots in the nodes' image pools)");
   for (const t of items) box.appendChild(el("div", {}, "⚠ " + t));
   box.classList.toggle("hidden", !items.length);
 }
