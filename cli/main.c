@@ -40,7 +40,10 @@ static void usage(FILE *out)
             "\n"
             "The controller defaults to $WLM_CONTROLLER or http://127.0.0.1:7700; the token to\n"
             "$WLM_TOKEN, or the first line of $WLM_TOKEN_FILE. An https:// controller is\n"
-            "verified against the CA certificates in --ca FILE or $WLM_CA (else the system's).\n");
+            "verified against the CA certificates in --ca FILE or $WLM_CA (else the system's).\n"
+            "Several controllers (HA, docs/ha.md): a comma-separated list, e.g.\n"
+            "http://c1:7700,http://c2:7700; the next is tried when one fails, and a standby's\n"
+            "redirect to the leader is followed.\n");
 }
 
 static char token_buf[512];

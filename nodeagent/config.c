@@ -15,7 +15,8 @@ const struct wlm_cfg_field nodeagent_cfg_fields[] = {
     {"name", WLM_CFG_STR, F(name), S(name), "WLM_NODE_NAME", "", 0, -1,
      "node name (default: the hostname)"},
     {"controller", WLM_CFG_STR, F(controller), S(controller), "WLM_CONTROLLER",
-     "http://127.0.0.1:7700", 0, -1, "controller base URL"},
+     "http://127.0.0.1:7700", 0, -1,
+     "controller base URL; several comma separated (HA: the next on failure, redirects followed)"},
     {"token", WLM_CFG_STR, F(token), S(token), "WLM_TOKEN", "", 0, -1,
      "bearer token presented to the controller (an agent token for this node, or the shared "
      "token); also protects this agent's API unless --api-token is given"},
