@@ -1,6 +1,8 @@
 /* ha.c - leader election on etcd, standby redirects, stepping down (see ha.h). */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -36,6 +38,14 @@ static struct {
     uv_signal_t sigint, sigterm;
     int exit_code;
     unsigned errors_logged;
+    /* The leader renews its lease on a thread of its own, with its own
+     * connection: a busy event loop (thousands of agents, a large reload)
+     * must not cost the lead. A stopped process stops the thread too. */
+    pthread_t ka_thread;
+    int ka_running;
+    struct wlm_etcd *ka_etcd;
+    _Atomic long long ka_until_us; /* lease valid until (monotonic us) */
+    atomic_int ka_lost, ka_stop;
 } ha;
 
 enum { NEXT_FOLLOWER = 1, NEXT_LEADER = 2 };
@@ -71,6 +81,15 @@ int ctl_ha_may_act(void)
 {
     if (!ha.on)
         return 1;
+    if (!ha.leader)
+        return 0;
+    if (ha.ka_running) {
+        long long until = atomic_load(&ha.ka_until_us);
+        if ((double)until / 1e6 > ha.lease_until)
+            ha.lease_until = (double)until / 1e6;
+        if (atomic_load(&ha.ka_lost))
+            step_down("the lease expired in etcd");
+    }
     if (!ha.leader)
         return 0;
     if (wlm_now_mono() >= ha.lease_until)
@@ -192,6 +211,64 @@ static void switch_to(int next)
         start_next();
 }
 
+static void *keepalive_main(void *arg)
+{
+    (void)arg;
+    long long period_us = ha.cfg.lease_ttl_s * 1000000LL / 3;
+    double next = wlm_now_mono() + (double)period_us / 1e6;
+    while (!atomic_load(&ha.ka_stop)) {
+        double now = wlm_now_mono();
+        if (now < next) {
+            struct timespec ts = {0, 20 * 1000000};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        struct wlm_error err = {0};
+        int64_t ttl = 0;
+        double t0 = wlm_now_mono();
+        if (wlm_etcd_lease_keepalive(ha.ka_etcd, ha.lease, &ttl, &err) == 0) {
+            if (ttl > 0)
+                atomic_store(&ha.ka_until_us, (long long)((t0 + (double)ttl) * 1e6));
+            else
+                atomic_store(&ha.ka_lost, 1);
+            next = t0 + (double)period_us / 1e6;
+        } else {
+            next = wlm_now_mono() + 0.2; /* retry soon: the lease is running out */
+        }
+    }
+    return NULL;
+}
+
+static void keepalive_start(void)
+{
+    struct wlm_error err = {0};
+    if (wlm_etcd_open(ha.cfg.store + 7, 1000, &ha.ka_etcd, &err)) {
+        wlm_warn(COMP, "lease renewal thread not started: renewing from the loop",
+                 "error=\"%s\"", err.msg);
+        return;
+    }
+    atomic_store(&ha.ka_until_us, (long long)(ha.lease_until * 1e6));
+    atomic_store(&ha.ka_lost, 0);
+    atomic_store(&ha.ka_stop, 0);
+    if (pthread_create(&ha.ka_thread, NULL, keepalive_main, NULL) == 0)
+        ha.ka_running = 1;
+    else {
+        wlm_etcd_close(ha.ka_etcd);
+        ha.ka_etcd = NULL;
+    }
+}
+
+static void keepalive_stop(void)
+{
+    if (!ha.ka_running)
+        return;
+    atomic_store(&ha.ka_stop, 1);
+    pthread_join(ha.ka_thread, NULL);
+    ha.ka_running = 0;
+    wlm_etcd_close(ha.ka_etcd);
+    ha.ka_etcd = NULL;
+}
+
 static void become_leader(int64_t rev, double t0)
 {
     ha.leader = 1;
@@ -202,6 +279,7 @@ static void become_leader(int64_t rev, double t0)
     wlm_strlcpy(ha.leader_url, ha.url, sizeof(ha.leader_url));
     wlm_store_set_fence(ha.ws, ha.key, rev);
     wlm_store_set_readonly(ha.ws, 0);
+    keepalive_start();
     wlm_info(COMP, "elected leader", "key=%s revision=%lld url=%s", ha.key, (long long)rev,
              ha.url);
     switch_to(NEXT_LEADER);
@@ -304,7 +382,7 @@ static void on_tick(uv_timer_t *t)
         /* Woken up late (stopped, starved)? Check before anything else. */
         if (!ctl_ha_may_act())
             return;
-        if (now - ha.last_renew >= period)
+        if (!ha.ka_running && now - ha.last_renew >= period)
             renew();
         ctl_ha_may_act();
         return;
@@ -354,6 +432,7 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_signal_stop(&ha.sigint);
     uv_signal_stop(&ha.sigterm);
     uv_timer_stop(&ha.timer);
+    keepalive_stop();
     /* Hand the lead over at once: a standby need not wait for the TTL. */
     struct wlm_error err = {0};
     if (ha.lease && wlm_etcd_lease_revoke(ha.e, ha.lease, &err))
