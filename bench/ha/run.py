@@ -170,7 +170,9 @@ def heartbeats(args):
         out, err = proc.communicate(timeout=args.duration + 120)
         c1, e1, t1 = cpu_seconds(pid), sum(etcd_proposals(m["client"]) for m in
                                            cl.members[:1]), time.time()
-        r = dict(kv.split("=") for kv in out.split())
+        r = dict(kv.split("=") for kv in out.split() if "=" in kv)
+        if "hb_per_s" not in r:
+            sys.exit("ha_load did not finish: %s" % err[-500:])
         print("# %d simulated agents, a heartbeat every 5 s each, controller on etcd (%d members)"
               % (args.nodes, args.members))
         print("hb_per_s=%s api_p50_ms=%s api_p99_ms=%s errors=%s controller_cpu=%.0f%% "
@@ -182,6 +184,8 @@ def heartbeats(args):
 
 
 def main():
+    # A timeout's SIGTERM still stops the etcd members and controllers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("run.py: terminated"))
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", choices=["submit", "failover", "heartbeats"])
