@@ -9,7 +9,7 @@
 static const char power_usage[] =
     "Usage: wlm power [show] [--json]       cluster budget, each node's power and budget\n"
     "       wlm power set-budget W|none     set the cluster power budget (watts); it is split\n"
-    "                                       among powered-on nodes by planned CPU share\n";
+    "                                       among the nodes by planned CPU share\n";
 
 /* "none" = no budget (-> JSON null); else a number of watts >= 0. */
 static int parse_watts(const char *cmd, const char *s, json_t **out)

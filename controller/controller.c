@@ -71,7 +71,7 @@ const struct wlm_cfg_field controller_cfg_fields[] = {
     {"lease_ttl_s", WLM_CFG_INT, offsetof(struct controller_config, lease_ttl_s), 0, NULL, "3", 1,
      60, "etcd: seconds a leader that stopped renewing keeps the lead (failover time)"},
     {"power_budget_w", WLM_CFG_NUM, offsetof(struct controller_config, power_budget_w), 0, NULL,
-     "0", 0, 1e9, "cluster power budget in watts, split among powered-on nodes (0 = none)"},
+     "0", 0, 1e9, "cluster power budget in watts, split among the nodes by planned CPU (0 = none)"},
     {"power_violation_k", WLM_CFG_INT, offsetof(struct controller_config, power_violation_k), 0,
      NULL, "3", 1, 16, "a node over its power budget in k of the last n placement periods is "
      "flagged and work moves away"},

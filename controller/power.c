@@ -1,4 +1,4 @@
-/* power.c - power budgets: the cluster budget split among powered-on nodes,
+/* power.c - power budgets: the cluster budget split among the nodes,
  * per-node overrides, what each agent is told to keep, what the placement
  * sees, and nodes flagged for violating their budget again and again. */
 #include <math.h>
@@ -96,7 +96,7 @@ void ctl_power_split(struct controller *c)
         int low = ctl_power_split_pure(e->cluster_budget_w, k, idle, max, w, fixed, out);
         if (low)
             snprintf(e->split_note, sizeof(e->split_note),
-                     "cluster budget %.0f W is below the idle power of the powered-on nodes "
+                     "cluster budget %.0f W is below the idle power of the nodes "
                      "without an override (%.0f W)",
                      e->cluster_budget_w, sum_idle);
     } else {

@@ -4,7 +4,7 @@
  * domain and process in every heartbeat; the controller turns their running
  * totals into energy per job, app instance and app (kept in its store), a
  * short power history per node, and splits the cluster's power budget among
- * the powered-on nodes.
+ * the nodes.
  */
 #ifndef WLM_CONTROLLER_POWER_H
 #define WLM_CONTROLLER_POWER_H
@@ -96,7 +96,7 @@ int ctl_power_node_store(struct controller *c, const struct ctl_power_node *p,
 void ctl_power_node_fields(struct controller *c, const struct ctl_node *n, json_t *o);
 
 /* power.c */
-/* Split the cluster budget among powered-on READY nodes (overrides first,
+/* Split the cluster budget among the READY nodes (overrides first,
  * the rest by planned CPU share within each node's maximum). */
 void ctl_power_split(struct controller *c);
 /* What the heartbeat answer carries for the agent: its budget and the order
