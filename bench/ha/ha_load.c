@@ -214,6 +214,16 @@ static void on_tick(uv_timer_t *t)
         l->next_due += gap;
         if (!l->registered[k])
             continue;
+        /* At most 512 heartbeats outstanding (a real agent has one): a beat
+         * due while its predecessors are stuck counts as an error, instead
+         * of opening ever more connections to a stalled controller. */
+        if (l->inflight >= 512) {
+            if (!l->registering && now >= l->measure_from) {
+                l->errors++;
+                l->done++;
+            }
+            continue;
+        }
         char url[300];
         snprintf(url, sizeof(url), "%s/v1/nodes/hb-%06ld/heartbeat", l->url, k);
         const char *body = "{\"usage\":{\"cpu_mhz\":1200,\"memory_mb\":4096},"
