@@ -154,17 +154,22 @@ static char *metric_labels(const char *kind, const char *name)
     return s;
 }
 
-static void energy_counter_add(struct controller *c, const char *kind, const char *name, double j)
+/* The counter of a workload, looked up once (the registry's lookups are
+ * linear in its series; the pointer stays valid as long as the registry). */
+static void energy_counter_add(struct controller *c, struct ctl_energy_wl *w, double j)
 {
     if (j <= 0 || !c->metrics)
         return;
-    char *l = metric_labels(kind, name);
-    wlm_counter_add(wlm_metrics_counter(c->metrics, "wlm_workload_energy_joules_total",
-                                        "Energy attributed to a workload (job or app) by the node "
-                                        "agents, over its whole life.",
-                                        l),
-                    j);
-    free(l);
+    if (!w->counter) {
+        char *l = metric_labels(w->kind, w->name);
+        w->counter = wlm_metrics_counter(c->metrics, "wlm_workload_energy_joules_total",
+                                         "Energy attributed to a workload (job or app) by the "
+                                         "node agents, over its whole life.",
+                                         l);
+        free(l);
+    }
+    if (w->counter)
+        wlm_counter_add(w->counter, j);
 }
 
 static const char *dstr(const json_t *d, const char *k)
@@ -449,7 +454,7 @@ static void add_energy(struct controller *c, const char *kind, const char *name,
     struct ctl_energy *e = c->energy;
     mark(&w->dirty, &e->dwl, &e->ndwl, &e->capdwl, (size_t)(w - e->wl));
     if (strcmp(kind, "instance"))
-        energy_counter_add(c, kind, name, j);
+        energy_counter_add(c, w, j);
 }
 
 /* Loaded totals go into the counters once, so they never go down across a
@@ -462,21 +467,25 @@ static void load_counters(struct controller *c)
     e->loaded_counters = 1;
     for (size_t i = 0; i < e->nwl; i++)
         if (strcmp(e->wl[i].kind, "instance"))
-            energy_counter_add(c, e->wl[i].kind, e->wl[i].name, e->wl[i].joules);
+            energy_counter_add(c, &e->wl[i], e->wl[i].joules);
 }
 
-static void node_gauges(struct controller *c, const struct ctl_power_node *p)
+static void node_gauges(struct controller *c, struct ctl_power_node *p)
 {
-    char *en = wlm_metrics_escape_label(p->name);
-    char *l = wlm_asprintf("node=\"%s\"", en ? en : "");
-    wlm_gauge_set(wlm_metrics_gauge(c->metrics, "wlm_node_power_watts",
-                                    "Node power reported by its agent (RAPL or model).", l),
-                  p->watts);
-    wlm_gauge_set(wlm_metrics_gauge(c->metrics, "wlm_node_power_budget_watts",
-                                    "Power budget in force on the node (0 = none).", l),
-                  p->budget_w);
-    free(l);
-    free(en);
+    if (!p->g_watts || !p->g_budget) {
+        char *en = wlm_metrics_escape_label(p->name);
+        char *l = wlm_asprintf("node=\"%s\"", en ? en : "");
+        p->g_watts = wlm_metrics_gauge(c->metrics, "wlm_node_power_watts",
+                                       "Node power reported by its agent (RAPL or model).", l);
+        p->g_budget = wlm_metrics_gauge(c->metrics, "wlm_node_power_budget_watts",
+                                        "Power budget in force on the node (0 = none).", l);
+        free(l);
+        free(en);
+    }
+    if (p->g_watts)
+        wlm_gauge_set(p->g_watts, p->watts);
+    if (p->g_budget)
+        wlm_gauge_set(p->g_budget, p->budget_w);
 }
 
 void ctl_energy_heartbeat(struct controller *c, struct ctl_node *n, double now, double dt)

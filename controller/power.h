@@ -25,6 +25,7 @@ struct ctl_energy_wl {
     double active_s; /* seconds seen running */
     double first_t, last_t;
     int dirty;
+    struct wlm_counter *counter; /* its wlm_workload_energy_joules_total, once looked up */
 };
 
 /* The last running total an agent reported for one key ("node", "vm:ID",
@@ -62,6 +63,7 @@ struct ctl_power_node {
     int flagged;
     unsigned long long violations; /* agent's count, last report */
     json_t *agent;           /* the agent's "power.budget" report, owned */
+    struct wlm_gauge *g_watts, *g_budget; /* its metrics, once looked up */
 };
 
 struct ctl_energy {
