@@ -133,8 +133,9 @@ static int adjusted_sorted(const struct pl_ctx *c, const int *excluded, const st
 }
 
 /* The sorted (stall-adjusted) utilities of the best plan on the first K
- * nodes of the packing order that keeps running jobs where they are. */
-int pl_plan_vector(const struct pl_choice *r, size_t K, double *out, size_t *n)
+ * nodes of the packing order that keeps running jobs where they are, and
+ * the CPU it gives waiting jobs (queued or suspended) to start them. */
+int pl_plan_vector(const struct pl_choice *r, size_t K, double *out, size_t *n, double *started)
 {
     const struct pl_ctx *c = r->k->c;
     struct pl_sol keep = {0};
@@ -142,6 +143,13 @@ int pl_plan_vector(const struct pl_choice *r, size_t K, double *out, size_t *n)
     int rc = pl_leximin(r->k, K, r->excluded, PL_PACK_KEEP, r->usable, &keep, &lk);
     if (!rc)
         rc = adjusted_sorted(c, r->excluded, &keep, r->cpu, r->util, out, n);
+    *started = 0;
+    for (size_t i = 0; !rc && i < keep.n; i++) {
+        const struct placement_workload *w = &c->p->workloads[keep.a[i].workload];
+        if (w->kind == PLACEMENT_JOB &&
+            (w->state == PLACEMENT_JOB_QUEUED || w->state == PLACEMENT_JOB_SUSPENDED))
+            *started += keep.a[i].cpu_mhz;
+    }
     pl_sol_fini(&keep);
     return rc;
 }

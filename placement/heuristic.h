@@ -110,8 +110,9 @@ double pl_change_cost(const struct pl_ctx *c, const struct pl_sol *cur, const st
 size_t pl_sorted_utils(const struct pl_ctx *c, const int *excluded, const double *util,
                        double *out);
 /* Sorted stall-adjusted utilities of the best plan on K nodes that keeps
- * running jobs in place (r->usable must mark those K nodes). */
-int pl_plan_vector(const struct pl_choice *r, size_t K, double *out, size_t *n);
+ * running jobs in place (r->usable must mark those K nodes), and the CPU
+ * it gives waiting jobs to start them. */
+int pl_plan_vector(const struct pl_choice *r, size_t K, double *out, size_t *n, double *started);
 /* Difference at the first rank where two sorted vectors differ (0 if none). */
 double pl_lex_gain(const double *a, const double *b, size_t n);
 /* The current placement with its CPU re-divided (whole jobs kept whole). */

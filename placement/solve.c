@@ -225,6 +225,18 @@ static int within(const double *vk, const double *vall, size_t n, const struct p
     return 1;
 }
 
+/* Waiting work deferred by the plan on K nodes (CPU the plan on every node
+ * gives waiting jobs, less what the K-node plan gives them) may wait for
+ * room on the nodes that are on while the next node to boot could run all
+ * of it: a node is switched on for more waiting work than one node holds
+ * (a queue builds up), or for a job that would otherwise miss its goal
+ * (within), not for a job that can start in the next gap. */
+static int enough(const struct run *r, size_t K, double deferred)
+{
+    size_t next = r->order[K < r->c.N ? K : r->c.N - 1];
+    return deferred <= r->c.cap[next] + 1e-6;
+}
+
 /* The fewest nodes (at least *K, the ones on) whose plan is within the
  * hysteresis of the plan on every node (within): a node boots for a waiting
  * job, or for an application or a late job that needs it to reach its goal,
@@ -232,18 +244,19 @@ static int within(const double *vk, const double *vall, size_t n, const struct p
 static int nodes_needed(struct run *r, const struct pl_choice *ch, size_t *K)
 {
     size_t N = r->c.N, W = r->c.W ? r->c.W : 1, nv = 0, nk = 0;
+    double sall = 0, sk = 0;
     double *vall = malloc(W * sizeof(double)), *vk = malloc(W * sizeof(double));
     int rc = -ENOMEM;
     if (!vall || !vk)
         goto out;
     set_usable(r, N);
-    if ((rc = pl_plan_vector(ch, N, vall, &nv)))
+    if ((rc = pl_plan_vector(ch, N, vall, &nv, &sall)))
         goto out;
     size_t lo = *K ? *K : 1, hi = N;
     set_usable(r, lo);
-    if ((rc = pl_plan_vector(ch, lo, vk, &nk)))
+    if ((rc = pl_plan_vector(ch, lo, vk, &nk, &sk)))
         goto out;
-    if (nk == nv && within(vk, vall, nv, r->c.o)) {
+    if (nk == nv && enough(r, lo, sall - sk) && within(vk, vall, nv, r->c.o)) {
         *K = lo;
         goto out;
     }
@@ -251,9 +264,9 @@ static int nodes_needed(struct run *r, const struct pl_choice *ch, size_t *K)
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
         set_usable(r, mid);
-        if ((rc = pl_plan_vector(ch, mid, vk, &nk)))
+        if ((rc = pl_plan_vector(ch, mid, vk, &nk, &sk)))
             goto out;
-        if (nk == nv && within(vk, vall, nv, r->c.o))
+        if (nk == nv && enough(r, mid, sall - sk) && within(vk, vall, nv, r->c.o))
             hi = mid;
         else
             lo = mid + 1;

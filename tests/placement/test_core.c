@@ -274,6 +274,36 @@ static void test_power_on_for_waiting_work(void **state)
     }
 }
 
+/* A queue: five one-thread jobs that could all wait and still meet their
+ * goal, on one node that is on and has no room. More waiting work than one
+ * node holds switches nodes on (two here: the third node's worth waits for
+ * the next gap); power saving does not leave a queue behind dark nodes. */
+static void test_power_on_for_a_queue(void **state)
+{
+    (void)state;
+    struct placement_problem *p = tp_new(4, 6);
+    for (size_t n = 0; n < 4; n++)
+        tp_node(p, n, 2, 1000, 8192, n == 0);
+    p->opts.power_saving = 1;
+    p->opts.max_balance_moves = 0;
+    tp_app(p, 0, 512, 2000, 1, 1, 2000);
+    tp_lin(&p->workloads[0].utility, 2000, -1, 0); /* at its goal only with the whole node */
+    tp_cur(p, 0, 0, 2000);
+    for (size_t i = 1; i < 6; i++)
+        whole_job(p, i, 0.5, 1);
+    struct placement_decision *d = solve(p);
+    size_t on = 0, started = 0;
+    for (size_t n = 0; n < 4; n++)
+        on += d->node_on[n];
+    for (size_t i = 1; i < 6; i++)
+        started += where(d, i) != NULL;
+    assert_int_equal(on, 3);
+    assert_int_equal(count(d, PLACEMENT_ACT_POWER_ON), 2);
+    assert_int_equal(started, 4);
+    placement_decision_free(d);
+    placement_problem_free(p);
+}
+
 /* Power saving never switches a node off while work waits for one. */
 static void test_no_power_off_while_work_waits(void **state)
 {
@@ -376,6 +406,7 @@ int main(void)
         cmocka_unit_test(test_never_worse_and_work_conserving),
         cmocka_unit_test(test_consolidation_juggles),
         cmocka_unit_test(test_power_on_for_waiting_work),
+        cmocka_unit_test(test_power_on_for_a_queue),
         cmocka_unit_test(test_no_power_off_while_work_waits),
         cmocka_unit_test(test_snapshot_round_trip),
     };
