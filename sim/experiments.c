@@ -306,16 +306,42 @@ out:
 
 /* ---------------------------------------------------------------- exp 2 */
 
+int sim_exp2_check(const struct sim_exp_opts *o, struct wlm_error *err)
+{
+    if (o->seeds < 1 || o->exp2_nodes < 1 || !(o->exp2_ia_min > 0))
+        return wlm_error_setf(err, WLM_EINVAL, "seeds", "need seeds >= 1, nodes >= 1, ia > 0");
+    if (o->exp2_policy == SIM_POLICY_FCFS || o->exp2_policy == SIM_POLICY_EDF)
+        return wlm_error_setf(err, WLM_EINVAL, "exp2_policy",
+                              "needs an apc policy (it places the web application too)");
+    return 0;
+}
+
+size_t sim_exp2_day(const struct sim_exp_opts *o, struct sim_config *c)
+{
+    const double day = 86400;
+    *c = o->base;
+    c->nodes = o->exp2_nodes;
+    c->policy = o->exp2_policy;
+    c->horizon_s = day;
+    double cluster = (double)c->nodes * c->cores * c->mhz;
+    c->web.min_mhz = 0.05 * cluster;
+    c->web.peak_mhz = 0.55 * cluster;
+    c->web.period_s = day;
+    size_t njobs = (size_t)(day / (o->exp2_ia_min * 60));
+    return njobs < 1 ? 1 : njobs;
+}
+
 int sim_exp2(const struct sim_exp_opts *o, struct wlm_error *err)
 {
     enum { NP = SIM_POWER_COUNT, NM = 5 }; /* kWh, missed %, web viol min, boots, migr+susp */
     static const char *const mname[NM] = {"energy_day_kwh", "jobs_missed_pct", "web_violation_min",
                                           "node_boots", "suspends_migrations"};
-    if (o->seeds < 1 || o->exp2_nodes < 1 || !(o->exp2_ia_min > 0))
-        return wlm_error_setf(err, WLM_EINVAL, "seeds", "need seeds >= 1, nodes >= 1, ia > 0");
+    int rc = sim_exp2_check(o, err);
+    if (rc)
+        return rc;
     double *v = calloc((size_t)NP * NM * o->seeds, sizeof(double));
     FILE *runs = NULL, *sum = NULL;
-    int rc = -ENOMEM;
+    rc = -ENOMEM;
     if (!v) {
         wlm_error_set(err, ENOMEM, "out of memory");
         goto out;
@@ -328,21 +354,8 @@ int sim_exp2(const struct sim_exp_opts *o, struct wlm_error *err)
                       "violation_min,node_boots,"
                       "node_shutdowns,suspends,migrations,moves,end_h\n");
     }
-    const double day = 86400;
-    struct sim_config c = o->base;
-    c.nodes = o->exp2_nodes;
-    c.policy = o->exp2_policy;
-    if (c.policy == SIM_POLICY_FCFS || c.policy == SIM_POLICY_EDF)
-        return wlm_error_setf(err, WLM_EINVAL, "exp2_policy",
-                              "needs an apc policy (it places the web application too)");
-    c.horizon_s = day;
-    double cluster = (double)c.nodes * c.cores * c.mhz;
-    c.web.min_mhz = 0.05 * cluster;
-    c.web.peak_mhz = 0.55 * cluster;
-    c.web.period_s = day;
-    size_t njobs = (size_t)(day / (o->exp2_ia_min * 60));
-    if (njobs < 1)
-        njobs = 1;
+    struct sim_config c;
+    size_t njobs = sim_exp2_day(o, &c);
     for (unsigned k = 0; k < o->seeds; k++) {
         struct sim_job_spec *jobs = NULL;
         size_t nj = 0;

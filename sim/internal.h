@@ -55,4 +55,10 @@ int sim_apc_decide_core(const struct sim_apc_node *nodes, size_t nn, const struc
                         const struct sim_config *cfg, struct sim_apc_decision *d,
                         struct wlm_error *err);
 
+/* Experiment 2's options checked (seeds, nodes, an APC policy), and its
+ * day: the cluster, the web application's daily cycle; returns the number
+ * of jobs (experiments.c). */
+int sim_exp2_check(const struct sim_exp_opts *o, struct wlm_error *err);
+size_t sim_exp2_day(const struct sim_exp_opts *o, struct sim_config *c);
+
 #endif

@@ -102,13 +102,13 @@ int sim_exp2_powercap(const struct sim_exp_opts *o, struct wlm_error *err)
     enum { NC = sizeof(caps) / sizeof(caps[0]), NS = 2, NM = 5 };
     static const char *const split_name[NS] = {"wlm", "equal"};
     static const char *const mname[NM] = {"min_utility_mean", "min_utility_worst",
-                                          "jobs_missed_pct", "web_violation_min",
-                                          "energy_day_kwh"};
-    if (o->seeds < 1 || o->exp2_nodes < 1 || !(o->exp2_ia_min > 0))
-        return wlm_error_setf(err, WLM_EINVAL, "seeds", "need seeds >= 1, nodes >= 1, ia > 0");
+                                          "jobs_missed_pct", "web_violation_min", "energy_day_kwh"};
+    int rc = sim_exp2_check(o, err);
+    if (rc)
+        return rc;
     double *v = calloc((size_t)NC * NS * NM * o->seeds, sizeof(double));
     FILE *runs = NULL, *sum = NULL;
-    int rc = -ENOMEM;
+    rc = -ENOMEM;
     if (!v) {
         wlm_error_set(err, ENOMEM, "out of memory");
         goto out;
@@ -130,23 +130,10 @@ int sim_exp2_powercap(const struct sim_exp_opts *o, struct wlm_error *err)
                       "unfinished,missed_pct,web_violation_min,energy_day_kwh,decisions\n");
     }
     /* Experiment 2's day (sim_exp2), with the core's power saving. */
-    const double day = 86400;
-    struct sim_config c = o->base;
-    c.nodes = o->exp2_nodes;
-    c.policy = o->exp2_policy;
-    if (c.policy == SIM_POLICY_FCFS || c.policy == SIM_POLICY_EDF)
-        return wlm_error_setf(err, WLM_EINVAL, "exp2_policy",
-                              "needs an apc policy (it places the web application too)");
+    struct sim_config c;
+    size_t njobs = sim_exp2_day(o, &c);
     c.power = SIM_POWER_WLM;
-    c.horizon_s = day;
-    double cluster = (double)c.nodes * c.cores * c.mhz;
-    c.web.min_mhz = 0.05 * cluster;
-    c.web.peak_mhz = 0.55 * cluster;
-    c.web.period_s = day;
     double peak_w = (double)c.nodes * c.max_w;
-    size_t njobs = (size_t)(day / (o->exp2_ia_min * 60));
-    if (njobs < 1)
-        njobs = 1;
     for (unsigned k = 0; k < o->seeds; k++) {
         struct sim_job_spec *jobs = NULL;
         size_t nj = 0;
@@ -173,10 +160,9 @@ int sim_exp2_powercap(const struct sim_exp_opts *o, struct wlm_error *err)
                     v[(((size_t)ci * NS + (size_t)si) * NM + (size_t)q) * o->seeds + k] = m[q];
                 if (runs)
                     fprintf(runs, "%.0f,%.0f,%s,%llu,%.4f,%.4f,%zu,%zu,%zu,%.2f,%.1f,%.3f,%u\n",
-                            100 * caps[ci], c.power_cap_w, split_name[si],
-                            (unsigned long long)seed, mean, r.min_utility_worst, r.jobs, r.missed,
-                            r.jobs - r.done, pct, r.web_violation_s / 60, r.energy_horizon_kwh,
-                            r.decisions);
+                            100 * caps[ci], c.power_cap_w, split_name[si], (unsigned long long)seed,
+                            mean, r.min_utility_worst, r.jobs, r.missed, r.jobs - r.done, pct,
+                            r.web_violation_s / 60, r.energy_horizon_kwh, r.decisions);
                 sim_result_fini(&r);
             }
         }
@@ -190,17 +176,17 @@ int sim_exp2_powercap(const struct sim_exp_opts *o, struct wlm_error *err)
                 "of the cluster, %zu jobs (mean ia %g min), placement %s with power saving, %u "
                 "seeds (mean +- 95%% CI)\n"
                 "%-5s %-6s %17s %17s %16s %16s %14s\n",
-                c.nodes, peak_w, njobs, o->exp2_ia_min, sim_policy_name(c.policy), o->seeds,
-                "cap", "split", "min_util_mean", "min_util_worst", "jobs_missed_%",
-                "web_viol_min", "energy_kWh");
+                c.nodes, peak_w, njobs, o->exp2_ia_min, sim_policy_name(c.policy), o->seeds, "cap",
+                "split", "min_util_mean", "min_util_worst", "jobs_missed_%", "web_viol_min",
+                "energy_kWh");
     for (int ci = 0; ci < NC; ci++)
         for (int si = 0; si < NS; si++) {
             if (o->table)
                 fprintf(o->table, "%3.0f%%  %-6s", 100 * caps[ci], split_name[si]);
             for (int q = 0; q < NM; q++) {
                 double mu, h;
-                sim_ci95(&v[(((size_t)ci * NS + (size_t)si) * NM + (size_t)q) * o->seeds],
-                         o->seeds, &mu, &h);
+                sim_ci95(&v[(((size_t)ci * NS + (size_t)si) * NM + (size_t)q) * o->seeds], o->seeds,
+                         &mu, &h);
                 if (sum)
                     fprintf(sum, "%.0f,%s,%s,%u,%.4f,%.4f\n", 100 * caps[ci], split_name[si],
                             mname[q], o->seeds, mu, h);
