@@ -143,7 +143,7 @@ if [ -x "$chromium" ]; then
   fi
   echo "dashboard power view: power and budget lines per node, job energy listed"
 else
-  echo "dashboard check skipped: no $chromium (scripts/install-deps browser)"
+  e2e_fail "no $chromium for the dashboard check (scripts/install-deps browser)"
 fi
 
 # --- energy survives a controller restart
