@@ -265,6 +265,13 @@ void rt_handle_ready(struct rt_req *q)
         req_free(q);
         return;
     }
+    if (q->refuse) { /* its body broke a limit while it waited here */
+        if (q->verdict == 0)
+            rt_release_slot(q, 0, 0);
+        rt_resp_local(q, q->refuse, NULL, q->refuse_why ? q->refuse_why : "bad request body");
+        req_complete(q);
+        return;
+    }
     if (q->verdict) {
         char ra[64];
         snprintf(ra, sizeof ra, "Retry-After: %u\r\n", (unsigned)q->w->r->retry_after_s);

@@ -30,6 +30,10 @@ static const double rt_hist_ms[RT_NB] = {0.1, 0.25, 0.5, 1,   2.5,  5,    10,   
 #define RT_WINDOW (256u << 10)
 #define RT_KEEP (64u << 10)
 #define RT_H2_CONN_WINDOW (16 << 20)
+/* A connection closed after an error answer keeps reading (and dropping)
+ * what the client still sends for up to this long, so the client reads the
+ * answer instead of a reset (lingering close). */
+#define RT_LINGER_MS 2000u
 
 struct rt_hist {
     uint64_t c[RT_NB + 1];
@@ -138,6 +142,8 @@ struct rt_req {
     int log;
     char log_method[16], log_path[257], log_tls[16], log_alpn[12];
     double t_done;
+    int refuse; /* the body broke a limit while q was on the ready list: answer this */
+    const char *refuse_why;
     int tunnel; /* an Upgrade tunnel (WebSocket...) */
     int tunnel_counted; /* counted in st->tunnels */
     unsigned tunnel_idle_ms;
@@ -193,6 +199,7 @@ struct rt_conn {
     int h2_blocked; /* h2 output stopped at RT_WINDOW queued on the socket */
     int bpaused;    /* not reading: a request body has RT_WINDOW pending upstream */
     int ending;     /* closing once the queued writes have left */
+    int linger;     /* when ending, read and drop what the client still sends */
     struct ssl_st *ssl; /* TLS connections: the OpenSSL session (memory BIOs) */
     struct rt_tls_store *tls_store;
     int tls_up;         /* handshake finished */
@@ -323,6 +330,7 @@ struct rt_req *req_new(struct rt_conn *c);
 void req_submit(struct rt_req *q, const char *host, size_t hostl, const char *path,
                        size_t plen, const struct router_hdr *h, size_t nh);
 void req_abandon(struct rt_req *q);
+int req_refuse(struct rt_req *q, int status, const char *why);
 int rt_body_append(struct rt_req *q, const char *d, size_t n); /* -1: q may be gone */
 void rt_body_end(struct rt_req *q);
 void rt_body_check_pause(struct rt_req *q);

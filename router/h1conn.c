@@ -53,7 +53,10 @@ static void conn_timeout(uv_timer_t *t);
 
 static void conn_shut(uv_shutdown_t *sr, int status)
 {
-    conn_close(sr->data);
+    struct rt_conn *c = sr->data;
+    /* Lingering: the client's EOF or the timer closes it. */
+    if (!c->linger || status < 0)
+        conn_close(c);
 }
 
 /* Close once what was written has left: uv_close alone would drop the
@@ -62,13 +65,26 @@ void conn_end(struct rt_conn *c)
 {
     if (c->closing || c->ending)
         return;
-    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0) {
+    if (!c->linger && uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0) {
         conn_close(c);
         return;
     }
     c->ending = 1;
     rt_tls_close_notify(c);
-    uv_read_stop((uv_stream_t *)&c->tcp);
+    unsigned ms = c->w->r->o.idle_timeout_ms;
+    if (c->linger) {
+        /* After an error answer the client may still be sending (a body we
+         * refused): closing with its bytes unread would reset the
+         * connection, and the reset can destroy the answer before the
+         * client reads it. Send FIN, drop what arrives, close on its EOF
+         * or after RT_LINGER_MS. */
+        c->paused = c->bpaused = 0;
+        uv_read_start((uv_stream_t *)&c->tcp, rt_worker_alloc, conn_read);
+        if (ms > RT_LINGER_MS)
+            ms = RT_LINGER_MS;
+    } else {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    }
     c->sreq.data = c;
     if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, conn_shut)) {
         conn_close(c);
@@ -76,7 +92,7 @@ void conn_end(struct rt_conn *c)
     }
     /* A client that never reads does not keep it forever. */
     c->timer_mode = T_IDLE;
-    uv_timer_start(&c->timer, conn_timeout, c->w->r->o.idle_timeout_ms, 0);
+    uv_timer_start(&c->timer, conn_timeout, ms, 0);
 }
 
 
@@ -138,6 +154,7 @@ static void h1_unlink_done(struct rt_conn *c, struct rt_req *q)
     if (c->body_q == q) {
         c->body_q = NULL;
         c->want_close = 1;
+        c->linger = 1;
         q->keep_alive = 0;
     }
     conn_unlink(c, q);
@@ -392,10 +409,22 @@ static size_t h1_feed(struct rt_conn *c, const char *d, size_t n)
             break;
         }
         if (ev == ROUTER_H1_ERROR) {
-            if (c->body_q) { /* the head already went upstream: cut both */
-                conn_close(c);
+            if (c->body_q) {
+                /* The body broke --max-body-bytes (or its chunk framing)
+                 * after the head was submitted: the request is taken back
+                 * (from its queue or its upstream) and answered here, then
+                 * the connection closes; cut only when the response
+                 * already started. */
+                struct rt_req *q = c->body_q;
+                c->body_q = NULL;
+                c->want_close = 1;
+                c->linger = 1;
+                q->keep_alive = 0;
+                if (req_refuse(q, router_h1req_status(c->h1), router_h1req_reason(c->h1)))
+                    conn_close(c);
                 return n;
             }
+            c->linger = 1;
             h1_error(c, router_h1req_status(c->h1), router_h1req_reason(c->h1));
             return n;
         }

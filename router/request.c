@@ -293,6 +293,60 @@ void req_abandon(struct rt_req *q)
     /* Q_READY: freed by rt_handle_ready. */
 }
 
+/* q's body broke a limit (or its framing) after q was submitted: take q
+ * back from wherever it is - its flow's queue, the ready list, an upstream
+ * connection that has the head and part of the body (closed, its slot
+ * released) - and answer `status` locally. why: a static string. Returns -1
+ * when no answer can be given any more (the response head already went to
+ * the client): the caller cuts the client's stream. */
+int req_refuse(struct rt_req *q, int status, const char *why)
+{
+    q->body_pending = 0;
+    switch (q->state) {
+    case Q_QUEUED: {
+        struct router *r = q->w->r;
+        int was = 0;
+        pthread_mutex_lock(&r->mu);
+        if (q->item.queued) {
+            router_sched_remove(r->cur->sched, &q->item);
+            q->st->qlen--;
+            q->st->rejected++;
+            was = 1;
+        }
+        pthread_mutex_unlock(&r->mu);
+        if (!was) { /* admitted meanwhile: on this worker's ready list */
+            q->refuse = status;
+            q->refuse_why = why;
+            return 0;
+        }
+        break;
+    }
+    case Q_READY: /* rt_handle_ready answers it */
+        q->refuse = status;
+        q->refuse_why = why;
+        return 0;
+    case Q_UPSTREAM:
+    case Q_STREAM:
+        if (q->streaming)
+            return -1;
+        if (q->up) { /* the upstream has a partial request: it cannot be reused */
+            struct rt_upconn *u = q->up;
+            u->req = NULL;
+            q->up = NULL;
+            up_close(u);
+        }
+        rt_release_slot(q, 0, 0);
+        break;
+    case Q_DONE: /* its answer is already here; it goes out, then the close */
+        return 0;
+    default:
+        return -1;
+    }
+    rt_resp_local(q, status, NULL, why);
+    req_complete(q);
+    return 0;
+}
+
 /* ------------------------------------------------------------ request bodies */
 
 /* Body bytes from the client (h1 sink or h2 DATA): frame them for the
