@@ -262,6 +262,13 @@ struct router {
 };
 
 
+/* What h2check.c has seen of a request head. */
+struct h2_check {
+    unsigned flags;
+    int hosts;
+    long long clen; /* content-length, -1 when none */
+};
+
 struct h2_stream {
     struct h2_stream *prev, *next; /* conn's list */
     struct rt_req *q;
@@ -270,6 +277,9 @@ struct h2_stream {
     char *body;
     size_t blen, bcap;
     int too_big;
+    struct h2_check chk;
+    const char *bad;        /* the head is malformed: why (answered 400) */
+    unsigned long long got; /* DATA bytes received */
 };
 
 static inline char *rt_dup(const char *x)
@@ -401,6 +411,11 @@ int h2_start(struct rt_conn *c, const char *settings, size_t slen, struct rt_req
                     int head);
 int h2_feed(struct rt_conn *c, const char *d, size_t n);
 void h2_consume(struct rt_conn *c, struct rt_req *q);
+
+/* h2check.c */
+const char *h2_check_field(struct h2_check *k, const uint8_t *n, size_t nl, const uint8_t *v,
+                           size_t vl);
+const char *h2_check_head(const struct h2_check *k);
 
 /* admin.c */
 void admin_handle(struct rt_req *q, const char *method, const char *path, size_t pl,

@@ -36,6 +36,7 @@ static struct h2_stream *h2_stream_new(struct rt_conn *c)
     struct h2_stream *st = calloc(1, sizeof *st);
     if (!st)
         return NULL;
+    st->chk.clen = -1;
     st->next = c->streams;
     if (c->streams)
         c->streams->prev = st;
@@ -85,6 +86,17 @@ static int h2_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_
     struct h2_stream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
     if (!st)
         return 0;
+    if (st->q) { /* trailers: dropped; a pseudo-header field there is malformed */
+        if (nl && name[0] == ':')
+            nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id,
+                                      NGHTTP2_PROTOCOL_ERROR);
+        return 0;
+    }
+    if (st->bad)
+        return 0;
+    st->bad = h2_check_field(&st->chk, name, nl, value, vl);
+    if (st->bad)
+        return 0;
     if (st->hlen + nl + vl + 2 > c->w->r->o.max_header_bytes) {
         st->too_big = 431;
         return 0;
@@ -122,6 +134,13 @@ static int h2_on_data(nghttp2_session *s, uint8_t flags, int32_t sid, const uint
     struct rt_conn *c = ud;
     struct h2_stream *st = nghttp2_session_get_stream_user_data(s, sid);
     struct rt_req *q = st ? st->q : NULL;
+    if (st && (st->got += n, st->chk.clen >= 0 && st->got > (unsigned long long)st->chk.clen)) {
+        /* More than its content-length: it must not run into the next
+         * request on the upstream connection. */
+        nghttp2_session_consume(s, sid, n);
+        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, sid, NGHTTP2_PROTOCOL_ERROR);
+        return 0;
+    }
     if (!q || q->stream_id != sid || !q->body_pending || q->state == Q_DONE) {
         nghttp2_session_consume(s, sid, n); /* nobody wants it */
         return 0;
@@ -145,7 +164,7 @@ static void h2_request(struct rt_conn *c, int32_t sid, struct h2_stream *st, int
     size_t nh = 0;
     const char *method = NULL, *path = NULL, *auth = NULL;
     size_t pathl = 0, authl = 0;
-    const char *k = st->hb, *end = st->hb + st->hlen;
+    const char *k = st->hb, *end = st->hb ? st->hb + st->hlen : NULL;
     while (k && k < end) {
         size_t kl = strlen(k);
         const char *v = k + kl + 1;
@@ -170,6 +189,9 @@ static void h2_request(struct rt_conn *c, int32_t sid, struct h2_stream *st, int
      * Host at most; both must be valid authorities. */
     const struct router_hdr *hh = NULL;
     int bad_host = 0;
+    const char *why = st->bad ? st->bad : h2_check_head(&st->chk);
+    if (!why && !streamed && st->chk.clen > 0)
+        why = "content-length announces a body that is not sent";
     for (size_t i = 0; i < nh; i++)
         if (rt_ieq(hs[i].name, hs[i].name_len, "host")) {
             bad_host |= hh != NULL || !router_host_valid(hs[i].value, hs[i].value_len);
@@ -196,9 +218,10 @@ static void h2_request(struct rt_conn *c, int32_t sid, struct h2_stream *st, int
         if (slen > 0 && (unsigned long long)slen > c->w->r->o.max_body_bytes)
             st->too_big = 413;
     }
-    if (st->too_big || !method || !path || bad_host) {
-        rt_resp_local(q, st->too_big ? st->too_big : 400, NULL,
-                      bad_host      ? "Host and :authority disagree or are invalid"
+    if (why || st->too_big || !method || !path || bad_host) {
+        rt_resp_local(q, why ? 400 : st->too_big ? st->too_big : 400, NULL,
+                      why           ? why
+                      : bad_host    ? "Host and :authority disagree or are invalid"
                       : st->too_big ? (st->too_big == 413 ? "request body too large"
                                                           : "request header fields too large")
                                     : "bad request");
@@ -225,6 +248,9 @@ static int h2_on_frame(nghttp2_session *s, const nghttp2_frame *f, void *ud)
     int end = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
     if (!st->q && f->hd.type == NGHTTP2_HEADERS)
         h2_request(c, f->hd.stream_id, st, !end);
+    else if (end && st->chk.clen >= 0 && st->got != (unsigned long long)st->chk.clen)
+        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id,
+                                  NGHTTP2_PROTOCOL_ERROR); /* shorter than announced */
     else if (st->q && end && st->q->stream_id == f->hd.stream_id)
         rt_body_end(st->q); /* last DATA, or trailers (dropped) */
     return 0;
@@ -403,6 +429,9 @@ int h2_start(struct rt_conn *c, const char *settings, size_t slen, struct rt_req
         return -1;
     }
     nghttp2_option_set_no_auto_window_update(opt, 1); /* h2_consume decides */
+    /* Request validation is h2check.c's, so that a malformed head gets a
+     * 400 saying why instead of a bare reset. */
+    nghttp2_option_set_no_http_messaging(opt, 1);
     int rc = nghttp2_session_server_new2(&c->h2, cb, c, opt);
     nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cb);

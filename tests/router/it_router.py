@@ -65,19 +65,24 @@ def raw(port, data, timeout=5):
     return out
 
 
-def h2_get(port, path, authority="shop", upgrade=False, hosts=(), status=None):
+def h2_get(port, path, authority="shop", upgrade=False, hosts=(), status=None, extra=(),
+           method_post=False, data=None):
     """Minimal h2c client (no nghttp needed): one GET on stream 1, by prior
     knowledge or by Upgrade: h2c; returns (status_is_200, body). `hosts` adds
-    regular "host" header fields; `status` (a list) receives the :status byte."""
+    regular "host" header fields, `extra` (name, value) byte pairs as they
+    are; `status` (a list) receives the :status byte. method_post: POST,
+    with `data` as one DATA frame ending the stream."""
     def lit(idx, value):  # literal without indexing, indexed name
         v = value.encode()
         pre = bytes([idx]) if idx < 15 else bytes([15, idx - 15])  # 4-bit prefix integer
         return pre + bytes([len(v)]) + v
-    block = b"\x82\x86" + lit(4, path)  # GET, http, :path
+    block = (b"\x83" if method_post else b"\x82") + b"\x86" + lit(4, path)  # method, http, :path
     if authority is not None:
         block += lit(1, authority)
     for h in hosts:
         block += lit(38, h)  # static table 38: host
+    for n, v in extra:  # literal without indexing, new name
+        block += b"\x00" + bytes([len(n)]) + n + bytes([len(v)]) + v
     frame = lambda t, f, sid, payload: (len(payload).to_bytes(3, "big") + bytes([t, f]) +
                                         sid.to_bytes(4, "big") + payload)
     s = socket.create_connection(("127.0.0.1", port), 10)
@@ -93,7 +98,8 @@ def h2_get(port, path, authority="shop", upgrade=False, hosts=(), status=None):
         s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b""))
     else:
         s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") +
-                  frame(1, 0x5, 1, block))
+                  (frame(1, 0x4, 1, block) + frame(0, 0x1, 1, data) if data is not None
+                   else frame(1, 0x5, 1, block)))
     while True:
         while len(buf) < 9 or len(buf) < 9 + int.from_bytes(buf[:3], "big"):
             b = s.recv(65536)
@@ -248,12 +254,33 @@ def main():
     st200, body = h2_get(port, "/h2differ", authority="shop", hosts=["other"], status=sts)
     check(not st200 and sts and sts[0][:1] == b"\x8c" and b"Host" in body,
           "h2: :authority and Host disagreeing -> 400")  # static table 12: :status 400
-    sts = []
-    st200, body = h2_get(port, "/h2two", authority=None, hosts=["shop", "shop"], status=sts)
-    # Duplicate Host is a malformed h2 request (RFC 9113 8.1.1): nghttp2
-    # resets the stream with PROTOCOL_ERROR (1) before the router sees it.
-    check(not st200 and sts and sts[0] == b"RST\x00\x00\x00\x01", "h2: two Host fields refused")
+    # Malformed h2 heads (RFC 9113 8.1.1, 8.2, 8.3) get a 400 saying why
+    # (a server may answer before closing the stream), like on HTTP/1.1.
+    for what, kw, detail in [
+            ("two Host fields", dict(authority=None, hosts=["shop", "shop"]), b"more than one Host"),
+            ("two Host fields besides :authority", dict(hosts=["shop", "shop"]), b"more than one Host"),
+            ("no :authority and no Host", dict(authority=None), b"missing Host"),
+            ("a connection-specific field", dict(extra=[(b"connection", b"close")]),
+             b"connection-specific"),
+            ("an upper-case field name", dict(extra=[(b"X-Up", b"1")]), b"field name"),
+            ("a field value with CR LF", dict(extra=[(b"x-a", b"1\r\nx-b: 2")]), b"field value"),
+            ("a pseudo-header after a regular field", dict(extra=[(b"x-a", b"1"), (b":path", b"/b")]),
+             b"pseudo-header field after"),
+            ("two content-length fields", dict(extra=[(b"content-length", b"0"),
+                                                      (b"content-length", b"0")]), b"content-length")]:
+        sts = []
+        st200, body = h2_get(port, "/h2bad", status=sts, **kw)
+        check(not st200 and sts and sts[0][:1] == b"\x8c" and detail in body,
+              f"h2: {what} -> 400 ({body[:80]!r})")
     check(backend_stats(b1)["requests"] == 2, "requests with bad Host never reached the backend")
+    # A body longer or shorter than its content-length resets the stream and
+    # never reaches the upstream whole.
+    for what, data in [("longer", b"hello!"), ("shorter", b"hell")]:
+        sts = []
+        st200, body = h2_get(port, "/__echo", method_post=True, status=sts,
+                             extra=[(b"content-length", b"5")], data=data)
+        check(not st200 and sts and sts[-1] == b"RST\x00\x00\x00\x01",
+              f"h2: a body {what} than its content-length -> RST_STREAM PROTOCOL_ERROR")
 
     out = raw(port, b"POST /x HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\n"
                     b"Connection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
