@@ -164,6 +164,13 @@ void wlm_etcd_close(struct wlm_etcd *e)
 }
 
 const char *wlm_etcd_endpoint(const struct wlm_etcd *e) { return e->names[e->cur]; }
+size_t wlm_etcd_nendpoints(const struct wlm_etcd *e) { return e->nep; }
+
+const char *wlm_etcd_endpoint_host(const struct wlm_etcd *e, size_t i, int *port)
+{
+    *port = e->ports[i % e->nep];
+    return e->hosts[i % e->nep];
+}
 
 static int wait_fd(int fd, short ev, double deadline)
 {

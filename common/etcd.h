@@ -23,6 +23,9 @@ int wlm_etcd_open(const char *endpoints, unsigned timeout_ms, struct wlm_etcd **
 void wlm_etcd_close(struct wlm_etcd *e);
 /* "host:port" of the endpoint in use. */
 const char *wlm_etcd_endpoint(const struct wlm_etcd *e);
+/* The endpoint list: how many, and each one's host and port. */
+size_t wlm_etcd_nendpoints(const struct wlm_etcd *e);
+const char *wlm_etcd_endpoint_host(const struct wlm_etcd *e, size_t i, int *port);
 
 /* POST `path` (e.g. "/v3/kv/range") with `req` (reference stolen); *resp
  * gets the decoded JSON answer. Errors: -WLM_EUNAVAIL when no endpoint
@@ -63,6 +66,44 @@ int wlm_etcd_lease_grant(struct wlm_etcd *e, int ttl_s, int64_t *id, struct wlm_
 /* *ttl = seconds left, 0 when the lease is gone. */
 int wlm_etcd_lease_keepalive(struct wlm_etcd *e, int64_t id, int64_t *ttl, struct wlm_error *err);
 int wlm_etcd_lease_revoke(struct wlm_etcd *e, int64_t id, struct wlm_error *err);
+
+/* ---------------------------------------------------------------- watch
+ *
+ * A streaming watch (POST /v3/watch: one chunked HTTP response carrying a
+ * JSON result per line) on a libuv loop, never blocking it. It resumes after
+ * a disconnect on the next endpoint from the revision after the last event
+ * it delivered; when that revision was compacted it says so (on_compacted)
+ * and waits for wlm_etcd_watch_restart. Everything runs on the loop. */
+struct wlm_etcd_watch;
+struct wlm_etcd_watch_cbs {
+    /* One changed key; value is NULL for a delete. */
+    void (*on_event)(void *ud, const char *key, const char *value, size_t vlen, int64_t mod_rev);
+    /* After the events of one response: everything up to rev is delivered. */
+    void (*on_batch)(void *ud, int64_t rev);
+    /* The watch was created on a member (connected) or lost (why). */
+    void (*on_state)(void *ud, int connected, const char *why);
+    /* start revision compacted: the caller reloads and restarts the watch. */
+    void (*on_compacted)(void *ud, int64_t compact_rev);
+};
+/* Watch `key` (and every key under it when prefix is set) from start_rev
+ * on, over the endpoints of `e` (only its list is used). */
+int wlm_etcd_watch_new(uv_loop_t *loop, const struct wlm_etcd *e, const char *key, int prefix,
+                       int64_t start_rev, const struct wlm_etcd_watch_cbs *cbs, void *ud,
+                       struct wlm_etcd_watch **out, struct wlm_error *err);
+/* Drop the connection and watch again from start_rev (on the next endpoint
+ * when next_endpoint is set: the one in use looks stuck). */
+void wlm_etcd_watch_restart(struct wlm_etcd_watch *w, int64_t start_rev, int next_endpoint);
+/* Stop; the memory goes when libuv has closed the handles. */
+void wlm_etcd_watch_free(struct wlm_etcd_watch *w);
+struct wlm_etcd_watch_stats {
+    int connected;
+    int64_t next_rev;        /* the revision it resumes from */
+    int64_t seen_rev;        /* the highest header revision a member reported */
+    double last_data;        /* monotonic time of the last bytes received */
+    uint64_t events, connects, drops;
+    char endpoint[80];
+};
+void wlm_etcd_watch_stats(const struct wlm_etcd_watch *w, struct wlm_etcd_watch_stats *out);
 
 /* base64 (standard alphabet, padded). Caller frees. */
 char *wlm_base64_encode(const void *data, size_t len);

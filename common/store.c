@@ -5,6 +5,7 @@
 
 #include "etcd.h"
 #include "store.h"
+#include "store_mirror.h"
 
 struct wlm_store {
     sqlite3 *db;
@@ -17,6 +18,7 @@ struct wlm_store {
     uint64_t writes;
     int fenced_out;
     int readonly;
+    struct store_mirror *mirror; /* a standby's copy: scans read it */
 };
 
 int wlm_store_new_sqlite(sqlite3 *db, struct wlm_store **out, struct wlm_error *err)
@@ -58,8 +60,43 @@ void wlm_store_free(struct wlm_store *st)
     if (!st)
         return;
     json_decref(st->pending);
+    if (st->mirror)
+        wlm_errorlog("store", "store freed with its copy still watching", NULL);
     wlm_etcd_close(st->etcd);
     free(st);
+}
+
+int wlm_store_mirror_start(struct wlm_store *st, uv_loop_t *loop, void (*on_change)(void *ud),
+                           void *ud, struct wlm_error *err)
+{
+    if (!st->etcd)
+        return wlm_error_set(err, WLM_EUNSUPPORTED, "a watched copy needs the etcd store");
+    if (st->mirror)
+        return 0;
+    return store_mirror_new(loop, st->etcd, st->prefix, on_change, ud, &st->mirror, err);
+}
+
+void wlm_store_mirror_stop(struct wlm_store *st)
+{
+    store_mirror_free(st->mirror);
+    st->mirror = NULL;
+}
+
+const char *wlm_store_mirror_raw(const struct wlm_store *st, const char *full_key)
+{
+    return st->mirror ? store_mirror_raw(st->mirror, full_key) : NULL;
+}
+
+void wlm_store_mirror_check(struct wlm_store *st, int64_t store_rev)
+{
+    if (st->mirror)
+        store_mirror_check(st->mirror, store_rev);
+}
+
+void wlm_store_mirror_stats(const struct wlm_store *st, struct wlm_store_mirror_stats *out)
+{
+    store_mirror_stats(st->mirror, out);
+    out->on = st->mirror != NULL;
 }
 
 int wlm_store_is_etcd(const struct wlm_store *st) { return st && st->etcd; }
@@ -311,6 +348,8 @@ static int etcd_scan(struct wlm_store *st, const char *table, const char *key_pr
 {
     char pfx[512];
     snprintf(pfx, sizeof(pfx), "%s%s/%s", st->prefix, table, key_prefix ? key_prefix : "");
+    if (st->mirror)
+        return store_mirror_scan(st->mirror, pfx, fn, ud, err);
     struct wlm_etcd_kv *kvs;
     size_t n;
     int rc = wlm_etcd_range(st->etcd, pfx, 1, &kvs, &n, NULL, err);

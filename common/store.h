@@ -61,6 +61,29 @@ int wlm_store_scan_prefix(struct wlm_store *st, const char *table, const char *k
 void wlm_store_set_readonly(struct wlm_store *st, int on);
 /* etcd: 1 once a commit was refused by the fence (leadership lost). */
 int wlm_store_fenced_out(const struct wlm_store *st);
+/* etcd: keep a copy of every key under the prefix in memory, fed by an etcd
+ * watch on `loop` (an HA standby's warm cache). From then on scans read the
+ * copy: no round trip, and the documents come parsed. on_change runs on the
+ * loop after each batch of changes is applied (and after the copy was read
+ * whole again). Reading the copy first blocks for its round trips. */
+int wlm_store_mirror_start(struct wlm_store *st, uv_loop_t *loop, void (*on_change)(void *ud),
+                           void *ud, struct wlm_error *err);
+/* Back to reading etcd itself (a standby that is elected). */
+void wlm_store_mirror_stop(struct wlm_store *st);
+/* The value of one key of the copy that is not a JSON object, e.g.
+ * PREFIX/leader (NULL: no such key, or no copy). */
+const char *wlm_store_mirror_raw(const struct wlm_store *st, const char *full_key);
+/* Another read saw the store at store_rev: a watch that stays silent past
+ * it is restarted on the next member. */
+void wlm_store_mirror_check(struct wlm_store *st, int64_t store_rev);
+struct wlm_store_mirror_stats {
+    int on, connected;
+    int64_t rev; /* every change up to this revision is in the copy */
+    size_t keys;
+    uint64_t applied, resyncs, drops, stuck_restarts;
+};
+void wlm_store_mirror_stats(const struct wlm_store *st, struct wlm_store_mirror_stats *out);
+
 /* Writes committed (for benchmarks: etcd writes per second). */
 uint64_t wlm_store_writes(const struct wlm_store *st);
 

@@ -35,6 +35,11 @@ static struct {
     int store_ok;                    /* the last read of the store worked */
     int64_t store_rev, loaded_rev;   /* the store's revision; the follower's copy's */
     double next_reload, next_upgrade;
+    /* A follower's copy is the store's watched copy (wlm_store_mirror_*):
+     * each applied batch of changes schedules a reload of the follower's
+     * memory from it, at most a fifth of the time. */
+    uv_timer_t reload_timer;
+    int mirror_on;
     uv_signal_t sigint, sigterm;
     int exit_code;
     unsigned errors_logged;
@@ -138,6 +143,79 @@ static int standby_listen(struct wlm_error *err)
     return wlm_http_server_listen(ha.standby, err);
 }
 
+/* ------------------------------------------------------------ the watched copy */
+
+static void on_tick(uv_timer_t *t);
+
+/* Reload the follower's memory from the copy when the copy moved on. */
+static void on_reload(uv_timer_t *t)
+{
+    (void)t;
+    if (!ha.follower || ha.transition || ha.stopping || !ha.mirror_on)
+        return;
+    struct wlm_store_mirror_stats ms;
+    wlm_store_mirror_stats(ha.ws, &ms);
+    if (ms.rev == ha.loaded_rev)
+        return;
+    struct wlm_error err = {0};
+    double t0 = wlm_now_mono();
+    if (controller_reload(ha.follower, &err)) {
+        log_error("standby refresh failed", &err);
+        ha.next_reload = t0 + 1;
+        uv_timer_start(&ha.reload_timer, on_reload, 1000, 0);
+        return;
+    }
+    double t1 = wlm_now_mono();
+    ha.loaded_rev = ms.rev;
+    /* Reloading is not free (it grows with the jobs): at most a fifth of the time. */
+    ha.next_reload = t1 + (t1 - t0) * 4;
+}
+
+static void schedule_reload(void)
+{
+    if (!ha.follower || ha.transition || uv_is_active((uv_handle_t *)&ha.reload_timer))
+        return;
+    double wait = ha.next_reload - wlm_now_mono();
+    uv_timer_start(&ha.reload_timer, on_reload, wait > 0 ? (uint64_t)(wait * 1000) + 1 : 0, 0);
+}
+
+static void on_mirror_change(void *ud)
+{
+    (void)ud;
+    if (ha.leader || ha.stopping)
+        return;
+    /* The leader key is in the copy too: its deletion (the leader's lease
+     * expired or was revoked) starts a campaign now, not at the next tick. */
+    const char *leader = wlm_store_mirror_raw(ha.ws, ha.key);
+    if (!leader && ha.leader_url[0] && !ha.transition) {
+        wlm_info(COMP, "the leader key is gone: campaigning now", "leader_was=%s", ha.leader_url);
+        ha.leader_url[0] = 0;
+        long long tick = ha.cfg.lease_ttl_s * 1000 / 6;
+        uv_timer_start(&ha.timer, on_tick, 0, (uint64_t)(tick > 250 ? 250 : tick));
+    } else if (leader && strcmp(leader, ha.leader_url) != 0) {
+        wlm_info(COMP, "standby", "leader=%s", leader[0] ? leader : "(none)");
+        wlm_strlcpy(ha.leader_url, leader, sizeof(ha.leader_url));
+    }
+    schedule_reload();
+}
+
+static int mirror_start(struct wlm_error *err)
+{
+    int rc = wlm_store_mirror_start(ha.ws, ha.loop, on_mirror_change, NULL, err);
+    if (rc == 0)
+        ha.mirror_on = 1;
+    return rc;
+}
+
+static void mirror_stop(void)
+{
+    if (!ha.mirror_on)
+        return;
+    uv_timer_stop(&ha.reload_timer);
+    wlm_store_mirror_stop(ha.ws);
+    ha.mirror_on = 0;
+}
+
 /* ------------------------------------------------------------ listeners
  *
  * One process, one port: the bare standby server, a follower controller
@@ -163,8 +241,9 @@ static void start_next(void)
                  (wlm_now_mono() - t0) * 1000, ha.url);
         return;
     }
-    /* A follower: reads served from a copy of the store. */
-    if (controller_new_follower(ha.loop, &ha.cfg, ha.ws, &ha.follower, &err) ||
+    /* A follower: reads served from a copy of the store, kept warm by a watch. */
+    if ((!ha.mirror_on && mirror_start(&err)) ||
+        controller_new_follower(ha.loop, &ha.cfg, ha.ws, &ha.follower, &err) ||
         controller_listen_only(ha.follower, &err)) {
         wlm_warn(COMP, "standby serves redirects only for now", "error=\"%s\"", err.msg);
         if (ha.follower) {
@@ -177,10 +256,12 @@ static void start_next(void)
             wlm_errorlog(COMP, "standby cannot listen", "error=\"%s\"", e2.msg);
         return;
     }
-    ha.loaded_rev = ha.store_rev;
-    ha.next_reload = wlm_now_mono() + 1;
-    wlm_info(COMP, "standby: serving reads from the store's state", "load_ms=%.0f",
-             (wlm_now_mono() - t0) * 1000);
+    struct wlm_store_mirror_stats ms;
+    wlm_store_mirror_stats(ha.ws, &ms);
+    ha.loaded_rev = ms.rev;
+    ha.next_reload = 0;
+    wlm_info(COMP, "standby: serving reads from the store's watched copy", "load_ms=%.0f keys=%zu",
+             (wlm_now_mono() - t0) * 1000, ms.keys);
 }
 
 static void on_standby_closed(void *ud)
@@ -277,31 +358,14 @@ static void become_leader(int64_t rev, double t0)
     /* The lease runs from its last renewal, not from the campaign. */
     ha.lease_until = ha.last_renew + (double)ha.cfg.lease_ttl_s;
     wlm_strlcpy(ha.leader_url, ha.url, sizeof(ha.leader_url));
+    /* The leader reads etcd itself: its own writes are there at once. */
+    mirror_stop();
     wlm_store_set_fence(ha.ws, ha.key, rev);
     wlm_store_set_readonly(ha.ws, 0);
     keepalive_start();
     wlm_info(COMP, "elected leader", "key=%s revision=%lld url=%s", ha.key, (long long)rev,
              ha.url);
     switch_to(NEXT_LEADER);
-}
-
-/* A follower refreshes its copy when the store moved on, at most every
- * second and at most a fifth of the time (loading is not free). */
-static void refresh_follower(double now)
-{
-    if (!ha.follower || now < ha.next_reload || ha.store_rev == ha.loaded_rev || !ha.store_ok)
-        return;
-    struct wlm_error err = {0};
-    double t0 = wlm_now_mono();
-    int64_t rev = ha.store_rev;
-    if (controller_reload(ha.follower, &err)) {
-        log_error("standby refresh failed", &err);
-        ha.next_reload = now + 2;
-        return;
-    }
-    double dt = wlm_now_mono() - t0;
-    ha.loaded_rev = rev;
-    ha.next_reload = wlm_now_mono() + (dt * 5 > 1 ? dt * 5 : 1);
 }
 
 /* ------------------------------------------------------------ the timer */
@@ -363,6 +427,7 @@ static void campaign(void)
     if (wlm_etcd_range(ha.e, ha.key, 0, &kvs, &n, &srev, &err) == 0) {
         ha.store_ok = 1;
         ha.store_rev = srev;
+        wlm_store_mirror_check(ha.ws, srev); /* a watch silent past srev is restarted */
         const char *now = n ? kvs[0].value : "";
         if (strcmp(now, ha.leader_url) != 0)
             wlm_info(COMP, "standby", "leader=%s", now[0] ? now : "(none)");
@@ -411,7 +476,7 @@ static void on_tick(uv_timer_t *t)
     if (!ha.follower && ha.standby && ha.store_ok && now >= ha.next_upgrade)
         switch_to(NEXT_FOLLOWER);
     else
-        refresh_follower(now);
+        schedule_reload(); /* normally the watch's batches do this */
 }
 
 /* ------------------------------------------------------------ start and stop */
@@ -433,6 +498,8 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_signal_stop(&ha.sigterm);
     uv_timer_stop(&ha.timer);
     keepalive_stop();
+    mirror_stop();
+    uv_close((uv_handle_t *)&ha.reload_timer, NULL);
     /* Hand the lead over at once: a standby need not wait for the TTL. */
     struct wlm_error err = {0};
     if (ha.lease && wlm_etcd_lease_revoke(ha.e, ha.lease, &err))
@@ -490,6 +557,7 @@ int ctl_ha_main(uv_loop_t *loop, const struct controller_config *cfg, char **arg
     wlm_info(COMP, "standby, campaigning", "store=%s prefix=%s url=%s lease_ttl_s=%lld",
              wlm_etcd_endpoint(ha.e), wlm_store_prefix(ha.ws), ha.url, cfg->lease_ttl_s);
     uv_timer_init(loop, &ha.timer);
+    uv_timer_init(loop, &ha.reload_timer);
     long long tick = cfg->lease_ttl_s * 1000 / 6;
     if (tick > 250)
         tick = 250;
