@@ -60,7 +60,12 @@ static const char submit_help[] =
     "  --min-memory MB       require nodes with at least MB memory\n"
     "  --arch ARCH           require this node architecture\n"
     "  --copy PATH           file to copy into the job's VM (repeatable)\n"
-    "  --submit-id KEY       idempotency key: resubmitting with it never duplicates\n"
+    "  --submit-id KEY       idempotency key: resubmitting with it never duplicates (with -f:\n"
+    "                        the base of the file's keys). Without it a random one is made,\n"
+    "                        used for every retry (after a lost answer, on the next controller,\n"
+    "                        after a redirect to a new leader) and printed when the outcome is\n"
+    "                        unknown\n"
+    "  -v, --verbose         print the submission's idempotency key (to stderr)\n"
     "  --json                print the controller's answer as JSON\n"
     "\n"
     "Work and defaults:\n"
@@ -354,7 +359,8 @@ static int cmd_submit(const struct ctx *c, int argc, char **argv)
     json_t *deps = json_array(), *labels = json_object(), *req = json_object(),
            *files = json_array();
     const char *file = NULL;
-    int as_json = 0, rc = EXIT_USAGE, command_set = 0;
+    int as_json = 0, rc = EXIT_USAGE, command_set = 0, verbose = 0;
+    char key[128] = "";
     struct wlm_buf cmd;
     wlm_buf_init(&cmd);
     for (int i = 1; i < argc; i++) {
@@ -383,6 +389,10 @@ static int cmd_submit(const struct ctx *c, int argc, char **argv)
         }
         if (!strcmp(a, "--json")) {
             as_json = 1;
+            continue;
+        }
+        if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+            verbose = 1;
             continue;
         }
         if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
@@ -495,7 +505,19 @@ static int cmd_submit(const struct ctx *c, int argc, char **argv)
         json_object_set(job, "files", files);
 
     char *body = NULL;
+    /* The idempotency key: given, or random. Every retry sends the same
+     * body, so the controllers (a new leader too) recognise it. */
+    const char *given = json_string_value(json_object_get(job, "submit_id"));
+    if (given && !given[0]) {
+        fprintf(stderr, "wlm job submit: --submit-id: the key is empty\n");
+        goto out;
+    }
+    if (given)
+        wlm_strlcpy(key, given, sizeof(key));
+    else
+        make_key(key, sizeof(key));
     if (file) {
+        json_object_del(job, "submit_id"); /* with -f: the base of the file's keys */
         if (json_object_size(job)) {
             fprintf(stderr, "wlm job submit: -f FILE cannot be combined with job flags\n");
             goto out;
@@ -514,8 +536,6 @@ static int cmd_submit(const struct ctx *c, int argc, char **argv)
             rc = EXIT_FAIL;
             goto out;
         }
-        char key[64];
-        make_key(key, sizeof(key));
         add_keys(chk, key);
         body = json_dumps(chk, JSON_COMPACT);
         json_decref(chk);
@@ -525,15 +545,21 @@ static int cmd_submit(const struct ctx *c, int argc, char **argv)
                             "FILE)\n");
             goto out;
         }
-        char key[64];
-        make_key(key, sizeof(key));
         add_keys(job, key);
         body = json_dumps(job, JSON_COMPACT);
     }
+    if (verbose)
+        fprintf(stderr, "wlm job submit: submit_id %s%s (to %s)\n", key,
+                file ? " (jobs of a batch: KEY#0, KEY#1, ...)" : "", c->url);
     json_t *resp = NULL;
     int st = post_retrying(c, body, &resp);
     free(body);
     rc = status_exit(st);
+    if (st < 0 || st >= 500)
+        fprintf(stderr,
+                "wlm job submit: the submission was not acknowledged and may or may not be "
+                "stored; submitting again with --submit-id %s can never make it twice\n",
+                key);
     if (rc == EXIT_OK) {
         if (as_json) {
             print_json(resp);
