@@ -152,6 +152,8 @@ static void disconnect(struct wlm_etcd *e)
         close(e->fd);
     e->fd = -1;
     e->blen = 0;
+    if (e->buf)
+        e->buf[0] = 0; /* the parser looks for text in it: no stale bytes */
 }
 
 void wlm_etcd_close(struct wlm_etcd *e)
@@ -223,6 +225,8 @@ static int connect_to(struct wlm_etcd *e, double deadline)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     e->fd = fd;
     e->blen = 0;
+    if (e->buf)
+        e->buf[0] = 0;
     return 0;
 }
 
@@ -351,7 +355,21 @@ static int read_response(struct wlm_etcd *e, double deadline, int *status, char 
                     return rc;
                 }
             if (csz == 0) {
-                consume(e, need);
+                /* The last chunk, then trailer lines up to an empty one
+                 * (etcd's error answers carry Grpc-Trailer-Content-Type). */
+                consume(e, line);
+                for (;;) {
+                    char *te;
+                    while (!(te = strstr(e->buf, "\r\n")))
+                        if ((rc = fill(e, deadline))) {
+                            free(out);
+                            return rc;
+                        }
+                    size_t tl = (size_t)(te - e->buf) + 2;
+                    consume(e, tl);
+                    if (tl == 2)
+                        break;
+                }
                 break;
             }
             char *no = realloc(out, olen + csz + 1);

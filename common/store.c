@@ -18,6 +18,10 @@ struct wlm_store {
     uint64_t writes;
     int fenced_out;
     int readonly;
+    /* etcd: the smallest commit (operations) etcd refused as too large
+     * (--max-txn-ops, --max-request-bytes); 0 while none was. Commits at
+     * least this large are split in WLM_STORE_MAX_OPS pieces. */
+    size_t refused_ops;
     struct store_mirror *mirror; /* a standby's copy: scans read it */
 };
 
@@ -104,6 +108,7 @@ sqlite3 *wlm_store_sqlite(struct wlm_store *st) { return st ? st->db : NULL; }
 struct wlm_etcd *wlm_store_etcd(struct wlm_store *st) { return st ? st->etcd : NULL; }
 const char *wlm_store_prefix(const struct wlm_store *st) { return st->prefix; }
 uint64_t wlm_store_writes(const struct wlm_store *st) { return st->writes; }
+size_t wlm_store_split_at(const struct wlm_store *st) { return st->refused_ops; }
 int wlm_store_fenced_out(const struct wlm_store *st) { return st->fenced_out; }
 void wlm_store_set_readonly(struct wlm_store *st, int on) { st->readonly = on; }
 
@@ -128,14 +133,19 @@ int wlm_store_begin(struct wlm_store *st, struct wlm_error *err)
     return 0;
 }
 
-static int etcd_flush(struct wlm_store *st, struct wlm_error *err)
+/* Commit the pending writes in transactions of at most `chunk` operations,
+ * each carrying the fence. *too_big is set when etcd refused the first one
+ * as too large (nothing was written). */
+static int etcd_flush_chunks(struct wlm_store *st, size_t chunk, int *too_big,
+                             struct wlm_error *err)
 {
     struct wlm_etcd_txn t;
     wlm_etcd_txn_init(&t);
     const char *key;
     json_t *op;
     size_t left = json_object_size(st->pending);
-    int rc = 0;
+    int rc = 0, first = 1;
+    *too_big = 0;
     json_object_foreach(st->pending, key, op)
     {
         json_t *v = json_object_get(op, "put");
@@ -144,14 +154,19 @@ static int etcd_flush(struct wlm_store *st, struct wlm_error *err)
         else
             wlm_etcd_txn_del(&t, key, 0);
         left--;
-        if (t.nops < WLM_STORE_MAX_OPS && left > 0)
+        if (t.nops < chunk && left > 0)
             continue;
         if (st->fence_key[0])
             wlm_etcd_txn_cmp_create(&t, st->fence_key, st->fence_rev);
         int ok = 0;
         size_t n = t.nops;
-        if ((rc = wlm_etcd_txn_commit(st->etcd, &t, &ok, NULL, err)))
+        if ((rc = wlm_etcd_txn_commit(st->etcd, &t, &ok, NULL, err))) {
+            *too_big = first && rc == -WLM_EIO &&
+                       (strstr(err->msg, "too many operations") ||
+                        strstr(err->msg, "request is too large"));
             break;
+        }
+        first = 0;
         if (!ok) {
             st->fenced_out = 1;
             rc = wlm_error_set(err, WLM_EUNAVAIL,
@@ -161,6 +176,30 @@ static int etcd_flush(struct wlm_store *st, struct wlm_error *err)
         st->writes += n;
     }
     wlm_etcd_txn_fini(&t);
+    return rc;
+}
+
+/* One transaction for the whole commit (atomic, across a failover too)
+ * unless etcd refused one this large before: then pieces of
+ * WLM_STORE_MAX_OPS (under etcd's default --max-txn-ops, 128). */
+static int etcd_flush(struct wlm_store *st, struct wlm_error *err)
+{
+    size_t n = json_object_size(st->pending);
+    int too_big = 0, rc;
+    if (n > WLM_STORE_MAX_OPS && (!st->refused_ops || n < st->refused_ops)) {
+        rc = etcd_flush_chunks(st, n, &too_big, err);
+        if (too_big) {
+            st->refused_ops = n;
+            wlm_warn("store",
+                     "etcd refused a transaction this large: splitting large commits (they are "
+                     "not atomic; raise etcd's --max-txn-ops / --max-request-bytes)",
+                     "operations=%zu error=\"%s\"", n, err->msg);
+            wlm_error_clear(err);
+            rc = etcd_flush_chunks(st, WLM_STORE_MAX_OPS, &too_big, err);
+        }
+    } else {
+        rc = etcd_flush_chunks(st, WLM_STORE_MAX_OPS, &too_big, err);
+    }
     json_decref(st->pending);
     st->pending = NULL;
     return rc;

@@ -5,8 +5,9 @@
  * A document is a flat JSON object: one row. On SQLite a table is a real
  * table whose columns are the document's members (created by the caller's
  * migrations); on etcd a document is the value of PREFIX/TABLE/KEY. Writes
- * between begin and commit are atomic on both (etcd: one transaction, split
- * past WLM_STORE_MAX_OPS operations). On etcd every commit is fenced: it
+ * between begin and commit are atomic on both (etcd: one transaction; only
+ * when etcd refused one that large, --max-txn-ops or --max-request-bytes,
+ * are commits of that size split in WLM_STORE_MAX_OPS pieces). On etcd every commit is fenced: it
  * carries a compare on the leader key's create revision, so a deposed leader
  * cannot write; that failure reads -WLM_EUNAVAIL "not the leader".
  */
@@ -20,7 +21,7 @@
 struct wlm_etcd;
 struct wlm_store;
 
-#define WLM_STORE_MAX_OPS 120 /* etcd's default --max-txn-ops is 128 */
+#define WLM_STORE_MAX_OPS 120 /* pieces of a split commit: etcd's default --max-txn-ops is 128 */
 
 /* SQLite backend on an open database (borrowed: the caller closes it). */
 int wlm_store_new_sqlite(sqlite3 *db, struct wlm_store **out, struct wlm_error *err);
@@ -84,6 +85,9 @@ struct wlm_store_mirror_stats {
 };
 void wlm_store_mirror_stats(const struct wlm_store *st, struct wlm_store_mirror_stats *out);
 
+/* etcd: the smallest commit (operations) etcd refused as too large, so
+ * commits this large are split; 0 while every commit was one transaction. */
+size_t wlm_store_split_at(const struct wlm_store *st);
 /* Writes committed (for benchmarks: etcd writes per second). */
 uint64_t wlm_store_writes(const struct wlm_store *st);
 

@@ -69,6 +69,8 @@ class Cluster:
              "--initial-cluster", self.initial, "--initial-cluster-state", "new",
              "--initial-cluster-token", os.path.basename(self.dir),
              "--heartbeat-interval", "100", "--election-timeout", "1000",
+             # a request's writes in one transaction (docs/ha.md)
+             "--max-txn-ops", "10000", "--max-request-bytes", "10485760",
              "--logger", "zap", "--log-outputs", "stderr"],
             stdout=log, stderr=log, start_new_session=True)
 

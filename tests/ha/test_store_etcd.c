@@ -1,8 +1,11 @@
 /*
  * test_store_etcd.c - the etcd store on the etcd at $WLM_TEST_ETCD
- * (HOST:PORT; it_store_etcd starts one): a standby's watched copy follows
- * another store's writes, survives a compaction of the changes it missed,
- * and reads a copy larger than one range page.
+ * (HOST:PORT, started with --max-txn-ops raised; it_store_etcd starts it):
+ * a standby's watched copy follows another store's writes, survives a
+ * compaction of the changes it missed, and reads a copy larger than one
+ * range page; a commit of hundreds of writes is one transaction (one
+ * revision). On $WLM_TEST_ETCD_DEFAULT (etcd's default limits) the same
+ * commit is refused whole once and then stored in pieces.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,7 +21,7 @@
 #include "etcd.h"
 #include "store.h"
 
-static char url[128];
+static char url[128], url_default[128];
 
 static struct wlm_store *open_store(const char *prefix)
 {
@@ -225,6 +228,79 @@ static void test_copy_of_many_keys(void **state)
     wlm_store_free(w);
 }
 
+/* 300 writes in one commit (one fenced by a leader key, as a leader's). */
+static int64_t commit_300(struct wlm_store *w, int64_t *before)
+{
+    struct wlm_error err = {0};
+    char lk[80];
+    snprintf(lk, sizeof(lk), "%sleader", wlm_store_prefix(w));
+    struct wlm_etcd_txn t;
+    wlm_etcd_txn_init(&t);
+    wlm_etcd_txn_put(&t, lk, "me", 2, 0);
+    int ok = 0;
+    int64_t rev = 0;
+    assert_int_equal(wlm_etcd_txn_commit(wlm_store_etcd(w), &t, &ok, &rev, &err), 0);
+    wlm_etcd_txn_fini(&t);
+    assert_true(ok);
+    wlm_store_set_fence(w, lk, rev);
+    *before = store_rev(w);
+    assert_int_equal(wlm_store_begin(w, &err), 0);
+    for (int i = 0; i < 300; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "j%03d", i);
+        put(w, "t", name, i);
+    }
+    int rc = wlm_store_commit(w, &err);
+    if (rc)
+        fprintf(stderr, "commit: %s\n", err.msg);
+    assert_int_equal(rc, 0);
+    return store_rev(w);
+}
+
+/* Raised --max-txn-ops: a commit of 300 writes is one transaction, so a
+ * leader that dies during it leaves all of it or none. */
+static void test_large_commit_is_one_transaction(void **state)
+{
+    (void)state;
+    char prefix[64];
+    snprintf(prefix, sizeof(prefix), "/atomic%d/", (int)getpid());
+    struct wlm_store *w = open_store(prefix);
+    int64_t before = 0, after = commit_300(w, &before);
+    assert_int_equal(after - before, 1);
+    assert_int_equal(wlm_store_split_at(w), 0);
+    struct rows rows;
+    scan(w, "t", &rows);
+    assert_int_equal(rows.n, 300);
+    struct wlm_error err = {0};
+    assert_int_equal(wlm_store_del_all(w, "t", &err), 0);
+    wlm_store_free(w);
+}
+
+/* etcd's default limits: the single transaction is refused (nothing
+ * written), the commit goes through in pieces, and the store remembers. */
+static void test_large_commit_split_on_default_etcd(void **state)
+{
+    (void)state;
+    const char *ep = getenv("WLM_TEST_ETCD_DEFAULT");
+    if (!ep || !ep[0]) {
+        fprintf(stderr, "test_store_etcd: WLM_TEST_ETCD_DEFAULT is not set\n");
+        fail();
+    }
+    char prefix[64];
+    snprintf(prefix, sizeof(prefix), "/split%d/", (int)getpid());
+    struct wlm_store *w = NULL;
+    struct wlm_error err = {0};
+    assert_int_equal(wlm_store_new_etcd(url_default, prefix, &w, &err), 0);
+    int64_t before = 0, after = commit_300(w, &before);
+    assert_int_equal(after - before, 3); /* 120 + 120 + 60 */
+    assert_int_equal(wlm_store_split_at(w), 300);
+    struct rows rows;
+    scan(w, "t", &rows);
+    assert_int_equal(rows.n, 300);
+    assert_int_equal(wlm_store_del_all(w, "t", &err), 0);
+    wlm_store_free(w);
+}
+
 int main(void)
 {
     const char *ep = getenv("WLM_TEST_ETCD");
@@ -233,11 +309,15 @@ int main(void)
         return 1;
     }
     snprintf(url, sizeof(url), "etcd://%s", ep);
+    const char *dep = getenv("WLM_TEST_ETCD_DEFAULT");
+    snprintf(url_default, sizeof(url_default), "etcd://%s", dep ? dep : "");
     wlm_log_set_level(WLM_LOG_WARN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_copy_follows_writes),
         cmocka_unit_test(test_copy_after_compaction),
         cmocka_unit_test(test_copy_of_many_keys),
+        cmocka_unit_test(test_large_commit_is_one_transaction),
+        cmocka_unit_test(test_large_commit_split_on_default_etcd),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
