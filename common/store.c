@@ -161,9 +161,12 @@ static int etcd_flush_chunks(struct wlm_store *st, size_t chunk, int *too_big,
         int ok = 0;
         size_t n = t.nops;
         if ((rc = wlm_etcd_txn_commit(st->etcd, &t, &ok, NULL, err))) {
+            /* --max-txn-ops; --max-request-bytes (raft; or the gRPC limit
+             * behind the gateway, 512 KiB above it) */
             *too_big = first && rc == -WLM_EIO &&
                        (strstr(err->msg, "too many operations") ||
-                        strstr(err->msg, "request is too large"));
+                        strstr(err->msg, "request is too large") ||
+                        strstr(err->msg, "larger than max"));
             break;
         }
         first = 0;
