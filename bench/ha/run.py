@@ -7,6 +7,10 @@
                      (3 members, 2 controllers): median and worst
   run.py heartbeats  --nodes simulated agents heartbeating every 5 s against a
                      controller on etcd: controller CPU, etcd writes/s, p99
+  run.py lag         how long after its 201 a job submitted to the leader is
+                     readable on the standby (its copy fed by an etcd watch):
+                     median and p99, with --preload jobs already stored, idle
+                     and under a background load of submissions
 
 Use a Release build: WLM_BIN_DIR=build/rel/bin (wlm-controller, ha_load).
 Everything runs on loopback with its own ports and data directories.
@@ -143,6 +147,75 @@ def failover(args):
         len(times), statistics.median(times), max(times), min(times)))
 
 
+def lag(args):
+    import threading
+    from halib import Client
+    cl = Cluster("bench-ha-lag", members=args.members, controllers=2)
+    try:
+        cl.start_ctl(0)
+        ld = cl.wait_leader(20)
+        cl.start_ctl(1)
+        sb = 1 - ld
+        cl.wait_standby(sb)
+        leader, standby = Client([cl.urls[ld]]), Client([cl.urls[sb]])
+        stored = 0
+        print("# standby lag: 201 from the leader -> GET /v1/jobs/ID 200 on the standby "
+              "(%d members, %d probes per row, polled every 2 ms)" % (args.members, args.samples))
+        print("%-8s %-10s %8s %8s %8s" % ("stored", "load", "p50_ms", "p99_ms", "max_ms"))
+        for preload in [int(x) for x in args.preload.split(",")]:
+            while stored < preload:
+                n = min(100, preload - stored)
+                st, d = leader.request("POST", "/v1/jobs", {"jobs": [
+                    {"name": "pre-%d" % (stored + i), "command": "/bin/true", "work_seconds": 5}
+                    for i in range(n)]}, deadline=60)
+                if st != 201:
+                    sys.exit("preload answered %s %s" % (st, d))
+                stored += n
+            time.sleep(2)
+            for loaded in (False, True):
+                stop = threading.Event()
+                done = [0]
+
+                def background():
+                    c = Client([cl.urls[ld]])
+                    while not stop.is_set():
+                        c.request("POST", "/v1/jobs", {"name": "bg", "command": "/bin/true",
+                                                       "work_seconds": 5})
+                        done[0] += 1
+                bg = [threading.Thread(target=background) for _ in range(4 if loaded else 0)]
+                for t in bg:
+                    t.start()
+                lags = []
+                t_start = time.time()
+                for i in range(args.samples):
+                    st, d = leader.request("POST", "/v1/jobs", {"name": "probe", "command":
+                                                                "/bin/true", "work_seconds": 5})
+                    if st != 201:
+                        sys.exit("probe answered %s %s" % (st, d))
+                    jid, t0 = d["jobs"][0]["id"], time.time()
+                    while True:
+                        code, _, _ = standby.once(standby.hosts[0], "GET", "/v1/jobs/%d" % jid)
+                        if code == 200:
+                            break
+                        if time.time() - t0 > 30:
+                            sys.exit("job %d not on the standby after 30 s" % jid)
+                        time.sleep(0.002)
+                    lags.append(time.time() - t0)
+                elapsed = time.time() - t_start
+                stop.set()
+                for t in bg:
+                    t.join()
+                stored += args.samples + done[0]
+                lags.sort()
+                print("%-8d %-10s %8.1f %8.1f %8.1f" % (
+                    preload, "%d/s" % (done[0] / elapsed) if loaded else "idle",
+                    1000 * lags[len(lags) // 2], 1000 * lags[min(len(lags) - 1,
+                                                                 int(len(lags) * 0.99))],
+                    1000 * lags[-1]))
+    finally:
+        cl.cleanup(True)
+
+
 def heartbeats(args):
     cl = Cluster("bench-ha-hb", members=args.members, controllers=1)
     try:
@@ -188,17 +261,21 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("run.py: terminated"))
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["submit", "failover", "heartbeats"])
+    ap.add_argument("what", choices=["submit", "failover", "heartbeats", "lag"])
     ap.add_argument("--members", type=int, default=3, help="etcd members (default 3)")
     ap.add_argument("--kills", type=int, default=20, help="failover: kills (default 20)")
     ap.add_argument("--nodes", type=int, default=10000, help="heartbeats: agents (default 10000)")
     ap.add_argument("--duration", type=int, default=30, help="heartbeats: seconds (default 30)")
     ap.add_argument("--scale", type=int, default=1, help="submit: divide job counts by this")
+    ap.add_argument("--samples", type=int, default=200, help="lag: probes per row")
+    ap.add_argument("--preload", default="0,1000,10000",
+                    help="lag: jobs stored before each row (cumulative)")
     args = ap.parse_args()
     if not os.path.exists(os.path.join(BIN, "ha_load")):
         sys.exit("set WLM_BIN_DIR to a build's bin directory with wlm-controller and ha_load")
     halib.BIN = BIN
-    {"submit": submit, "failover": failover, "heartbeats": heartbeats}[args.what](args)
+    {"submit": submit, "failover": failover, "heartbeats": heartbeats,
+     "lag": lag}[args.what](args)
 
 
 if __name__ == "__main__":
