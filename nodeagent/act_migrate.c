@@ -47,7 +47,9 @@ static void migrate_done(struct na_action *x, const char *mode)
     nodeagent_repo_put(x->a->repo, &x->rec, NULL);
     na_set_result(x, json_pack("{s:s,s:s,s:f}", "target", x->target, "mode", mode, "seconds",
                                wlm_now_mono() - x->t_start));
-    if (x->stage == 1) {
+    if (x->recovered)
+        json_object_set_new(x->result, "recovered", json_true());
+    else if (x->stage == 1) {
         json_object_set_new(x->result, "downtime_ms", json_real(x->mstats.downtime_ms));
         json_object_set_new(x->result, "migration_ms", json_real(x->mstats.total_ms));
         json_object_set_new(x->result, "memory_bytes", json_integer(x->mstats.data_bytes));

@@ -230,6 +230,15 @@ void nodeagent_libvirt_state_text(struct nodeagent_driver *d, const char *id, ch
 /* 1 while libvirt runs a job on the domain (a save or migration that goes
  * on even when the client that started it is gone), else 0. */
 int nodeagent_libvirt_job_active(struct nodeagent_driver *d, const char *id);
+/* After a live migration cut off with the agent that drove it: what became
+ * of the guest's copy (by UUID) on the destination hypervisor. An incoming
+ * copy that never ran is removed there (NODEAGENT_PEER_ABSENT after it);
+ * NODEAGENT_PEER_RUNNING when the guest went on there; NODEAGENT_PEER_UNKNOWN
+ * when the destination cannot be asked or its copy's state says nothing
+ * sure. `detail` says which, for the log and the action's outcome. */
+enum { NODEAGENT_PEER_UNKNOWN = -1, NODEAGENT_PEER_ABSENT = 0, NODEAGENT_PEER_RUNNING = 1 };
+int nodeagent_libvirt_peer_outcome(struct nodeagent_driver *d, const char *dest_uri,
+                                   const char *uuid, char *detail, size_t n);
 /* The file the serial console of a domain writes to; -WLM_ENOTFOUND when none. */
 int nodeagent_libvirt_console_path(struct nodeagent_driver *d, const char *id, char *out, size_t n);
 /* The disk image file of a domain (its first disk); -WLM_ENOTFOUND when none. */

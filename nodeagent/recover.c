@@ -87,6 +87,42 @@ static const char *param_str(const char *params, const char *key, char *out, siz
     return out[0] ? out : NULL;
 }
 
+/* A live migration cut off with this agent: libvirt ended it without us,
+ * but may have left the guest half on each side (see drv_libvirt_peer.c).
+ * Exactly one copy goes on: the destination's if it runs (this side's,
+ * paused for a confirm that never came, is stale and goes), else this
+ * side's, resumed if the migration left it paused. When the destination
+ * cannot be asked, a paused copy here stays paused: running it while the
+ * other may run would corrupt the shared disk. 1 when the job's record
+ * was settled here. */
+static int migrate_peer(struct nodeagent *a, const struct nodeagent_action_rec *ar,
+                        struct nodeagent_vm_rec *r)
+{
+    char dest[600], detail[400];
+    enum nodeagent_wl_state st;
+    if (!param_str(ar->params, "dest_uri", dest, sizeof(dest)))
+        return 0; /* a suspend + restore migration: the save file tells */
+    int here = vm_alive(a, r->job, &st);
+    int peer = nodeagent_libvirt_peer_outcome(a->vm, dest, r->uuid, detail, sizeof(detail));
+    if (peer == NODEAGENT_PEER_RUNNING) {
+        if (here && a->vm->ops->stop(a->vm, r->job, 1, NULL) < 0)
+            here = -1;
+        wlm_strlcpy(r->state, "migrated", sizeof(r->state));
+        nodeagent_repo_put(a->repo, r, NULL);
+    } else if (here && st == NODEAGENT_WL_PAUSED && peer == NODEAGENT_PEER_ABSENT) {
+        if (a->vm->ops->resume(a->vm, r->job, NULL) == 0) {
+            wlm_strlcpy(r->state, "running", sizeof(r->state));
+            nodeagent_repo_put(a->repo, r, NULL);
+        }
+    } else if (!here) {
+        return 0;
+    }
+    wlm_info(NA_COMP, "recover: cut-off live migration", "action=%s job=%s peer=\"%s\" state=%s%s",
+             ar->id, r->job, detail, r->state,
+             here < 0 ? " (the stale copy here could not be removed)" : "");
+    return 1;
+}
+
 /* Before reconcile: a suspend, migrate, stop or destroy that got as far as
  * removing the domain must not look like a job that ended by itself. */
 void na_recover_actions_pre(struct nodeagent *a)
@@ -111,6 +147,8 @@ void na_recover_actions_pre(struct nodeagent *a)
                          "action=%s kind=%s job=%s", acts[i].id, k, r.job);
             usleep(100000);
         }
+        if (!strcmp(k, "migrate") && migrate_peer(a, &acts[i], &r))
+            continue;
         if (vm_alive(a, r.job, &st))
             continue;
         char save[600];
@@ -193,6 +231,40 @@ static int rerun(struct nodeagent *a, const struct nodeagent_action_rec *ar)
     return 0;
 }
 
+/* A live migration that finished without the agent that drove it: the
+ * target agent has not taken the job into its repository yet. Ask it now,
+ * as the uninterrupted migrate would have (act_migrate.c), and settle the
+ * action by its answer. */
+static int adopt_again(struct nodeagent *a, const struct nodeagent_action_rec *ar,
+                       const struct nodeagent_vm_rec *r)
+{
+    json_t *params = json_loads(ar->params ? ar->params : "{}", 0, NULL);
+    const char *t = params ? json_string_value(json_object_get(params, "target")) : NULL;
+    char dest[600];
+    if (!t || !*t || !param_str(ar->params, "dest_uri", dest, sizeof(dest))) {
+        json_decref(params);
+        return 0; /* no target agent to tell, or not a live migration */
+    }
+    struct na_action *x = na_action_new(a, ar->id, ar->kind, ar->target, params);
+    if (!x) {
+        json_decref(params);
+        return 0;
+    }
+    x->recovered = 1;
+    wlm_strlcpy(x->target, t, sizeof(x->target));
+    x->rec = *r;
+    x->stage = 1;
+    x->mstats = (struct nodeagent_migrate_stats){-1, -1, -1};
+    x->t_accept = x->t_start = wlm_now_mono();
+    wlm_strlcpy(x->status, "running", sizeof(x->status));
+    x->next = a->actions;
+    a->actions = x;
+    wlm_info(NA_COMP, "recover: the cut-off live migration finished; asking the target to adopt",
+             "id=%s job=%s target=%s", x->id, x->job, x->target);
+    na_migrate_after(x);
+    return 1;
+}
+
 static int proc_alive(struct nodeagent *a, const char *id, long *pid)
 {
     struct nodeagent_wl_info wi = {0};
@@ -230,6 +302,8 @@ static void recover_one(struct nodeagent *a, const struct nodeagent_action_rec *
         }
         return;
     }
+    if (!strcmp(k, "migrate") && have && !strcmp(state, "migrated") && adopt_again(a, ar, &r))
+        return;
     if (!strcmp(k, "suspend") || !strcmp(k, "migrate")) {
         int done = have && !strcmp(state, !strcmp(k, "suspend") ? "suspended" : "migrated");
         if (done) {

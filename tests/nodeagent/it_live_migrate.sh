@@ -191,28 +191,74 @@ wait_count "$con" $((before + 10)) 90
 grep -q "recover: waiting for libvirt's job" "$dir/a.log" && waited=yes || waited=no
 echo "ok: suspend cut off by kill -9 settled from the save file after the restart (domain still there at the restart: $still, waited for libvirt's save: $waited); the job continues"
 
-# 4. kill -9 of agent A during a live migration (the agent drives it, so
-# libvirt cancels it), restarted at once: one domain, on A, running; the
-# migrate is reported lost and the job goes on.
-before=$(last_count "$con")
-code=$(api -o "$dir/post" -w '%{http_code}' -d "{\"id\":\"k3\",\"kind\":\"migrate\",\"job\":\"$job\",\"target\":\"$url_b\",\"dest_uri\":\"$uri_b\"}" "$url_a/v1/actions")
-[ "$code" = 202 ] || fail "migrate: $code $(cat "$dir/post")"
-sleep 0.5
-kill -9 "${pids[0]}"
-wait "${pids[0]}" 2>/dev/null || true
-start_agent a "$uri_a"
-pids[0]=${pids[${#pids[@]}-1]}
-r=$(api "$url_a/v1/actions/k3")
-echo "migrate cut off: $(echo "$r" | field 'd["status"]') $(echo "$r" | field 'd.get("error","")') $(echo "$r" | field 'd.get("detail","")')"
-for _ in $(seq 100); do [ "$(domains "$uri_b")" = 0 ] && break; sleep 0.1; done
-[ "$(domains "$uri_b")" = 0 ] || fail "a second domain remains on B after the cut-off migration"
-[ "$(domains "$uri_a")" = 1 ] || fail "A has $(domains "$uri_a") domains after the cut-off migration"
-[ "$(virsh -c "$uri_a" domstate "wlm-$job" 2>/dev/null | head -1)" = running ] || fail "job not running on A: $(virsh -c "$uri_a" domstate "wlm-$job" 2>&1)"
-[ "$(api "$url_a/v1/jobs/$job" | field 'd["state"]')" = running ] || fail "A's repository after the cut-off migration"
-wait_count "$con" $((before + 10)) 60
-echo "ok: live migration cut off by kill -9: one domain, on A, running; the job goes on"
+# 4. kill -9 of agent A during a live migration, restarted at once. The
+# agent drives libvirt's migration phases, so where the kill lands decides
+# what libvirt leaves: early, it cancels and the guest goes on at A; at the
+# switchover the guest may be left running on B with A's copy paused for a
+# confirm that never comes, or an unfinished incoming copy on B. Whatever
+# it is, the restarted agent leaves exactly one copy, running, the action's
+# outcome says where (succeeded: B, which adopted it; failed: A), and the
+# counter goes on. Three times: killed 0.5 s in, the moment the source's
+# copy pauses for the switchover, and 0.15 s after that.
+cut_migrate() { # ID WHEN(early|switchover|late) FROM_URL FROM_URI TO_URL TO_URI FROM_IDX FROM_NAME
+  local id=$1 when=$2 fu=$3 furi=$4 tu=$5 turi=$6 idx=$7 name=$8 st="" r code before n_f n_t
+  before=$(last_count "$con")
+  code=$(api -o "$dir/post" -w '%{http_code}' -d "{\"id\":\"$id\",\"kind\":\"migrate\",\"job\":\"$job\",\"target\":\"$tu\",\"dest_uri\":\"$turi\"}" "$fu/v1/actions")
+  [ "$code" = 202 ] || fail "migrate: $code $(cat "$dir/post")"
+  if [ "$when" = early ]; then
+    sleep 0.5
+  else
+    for _ in $(seq 3000); do
+      st=$(virsh -c "$furi" domstate "wlm-$job" 2>/dev/null || true)
+      [ "${st%%$'\n'*}" = running ] || break
+    done
+  fi
+  [ "$when" = late ] && sleep 0.15 # past the switchover: libvirt is finishing on the destination
+  kill -9 "${pids[$idx]}"
+  wait "${pids[$idx]}" 2>/dev/null || true
+  start_agent "$name" "$furi"
+  pids[idx]=${pids[${#pids[@]}-1]}
+  fu=$(eval echo "\$url_$name")
+  for _ in $(seq 600); do
+    r=$(api "$fu/v1/actions/$id")
+    case "$(echo "$r" | field 'd["status"]')" in succeeded | failed) break ;; esac
+    sleep 0.1
+  done
+  echo "migrate cut off ($when): $(echo "$r" | field 'd["status"]') $(echo "$r" | field 'd.get("error","")') $(echo "$r" | field 'd.get("detail","")')"
+  for _ in $(seq 100); do
+    n_f=$(domains "$furi")
+    n_t=$(domains "$turi")
+    [ $((n_f + n_t)) = 1 ] && break
+    sleep 0.1
+  done
+  [ $((n_f + n_t)) = 1 ] || fail "$n_f domain(s) on the source and $n_t on the destination after the cut-off migration ($when)"
+  if [ "$(echo "$r" | field 'd["status"]')" = succeeded ]; then
+    [ "$n_t" = 1 ] || fail "the action succeeded but the job is not on the destination"
+    [ "$(virsh -c "$turi" domstate "wlm-$job" 2>/dev/null | head -1 || true)" = running ] || fail "job not running on the destination"
+    [ "$(api "$tu/v1/jobs/$job" | field 'd["state"]')" = running ] || fail "the destination did not adopt the job: $(api "$tu/v1/jobs/$job")"
+    [ "$(api "$fu/v1/jobs/$job" | field 'd["state"]')" = migrated ] || fail "the source's repository after the cut-off migration"
+    where=destination
+  else
+    [ "$n_f" = 1 ] || fail "the action failed but the job is not on the source"
+    [ "$(virsh -c "$furi" domstate "wlm-$job" 2>/dev/null | head -1 || true)" = running ] || fail "job not running on the source: $(virsh -c "$furi" domstate "wlm-$job" 2>&1)"
+    [ "$(api "$fu/v1/jobs/$job" | field 'd["state"]')" = running ] || fail "the source's repository after the cut-off migration"
+    where=source
+  fi
+  wait_count "$con" $((before + 10)) 60
+  echo "ok: live migration cut off by kill -9 ($when${st:+, source ${st%%$'\n'*}}): one domain, running, on the $where; the job goes on"
+}
+cut_migrate k3 early "$url_a" "$uri_a" "$url_b" "$uri_b" 0 a
+for k in "k4 switchover" "k5 late"; do
+  if [ "$(api "$url_a/v1/jobs/$job" | field 'd.get("state")')" = running ]; then
+    cut_migrate $k "$url_a" "$uri_a" "$url_b" "$uri_b" 0 a
+  else
+    cut_migrate $k "$url_b" "$uri_b" "$url_a" "$uri_a" 1 b
+  fi
+done
+last=$url_b
+[ "$(api "$url_a/v1/jobs/$job" | field 'd.get("state")')" = running ] && last=$url_a
 
-r=$(act "$url_a" "{\"id\":\"d1\",\"kind\":\"destroy\",\"job\":\"$job\"}")
+r=$(act "$last" "{\"id\":\"d1\",\"kind\":\"destroy\",\"job\":\"$job\"}")
 [ "$(echo "$r" | field 'd["status"]')" = succeeded ] || fail "destroy: $r"
 for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
 for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
