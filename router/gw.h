@@ -170,6 +170,7 @@ struct rt_upconn {
     int noreuse; /* EOF seen or stray bytes after the response */
     int hdone;   /* response head parsed */
     int rpaused; /* not reading: the client side has RT_WINDOW pending */
+    uint64_t deadline; /* loop ms when the upstream timeout expires; 0 = none (see up_arm) */
     int sending; /* the request is being written (connected) */
     int tunnel;  /* carrying an Upgrade tunnel */
     char upgrade[64]; /* Upgrade value of a 101 response */
@@ -186,6 +187,7 @@ struct rt_conn {
     uv_timer_t timer;
     struct rt_worker *w;
     int admin, closing, handles, want_close, paused, timer_mode;
+    uint64_t deadline; /* loop ms when timer_mode's timeout expires (see conn_arm) */
     enum rt_proto proto;
     char pre[24];
     size_t prelen;
@@ -226,6 +228,8 @@ struct rt_worker {
     uv_timer_t sweep;
     pthread_t th;
     struct rt_req *ready_head, *ready_tail;
+    struct rt_req *freeq; /* freed requests kept for reuse (linked by rnext) */
+    unsigned nfreeq;
     uint64_t seq;
     int need_drain; /* own ready list got work: drain at the end of the callback */
     struct rt_conn *dirty; /* h2 conns with frames to send, flushed in the check phase */
@@ -307,6 +311,7 @@ int rt_buf_hdr(char **b, size_t *len, size_t *cap, const char *n, size_t nl, con
                    size_t vl);
 int rt_buf_printf(char **b, size_t *len, size_t *cap, const char *fmt, ...) WLM_PRINTF(4, 5);
 int rt_stream_write(uv_stream_t *s, const char *d, size_t n);
+int rt_stream_writev(uv_stream_t *s, const uv_buf_t *bufs, unsigned nb);
 const char *rt_reason(int s);
 
 /* dispatch.c */
@@ -329,6 +334,7 @@ struct rt_state *rt_state_install(struct router *r, struct rt_state *s, uint64_t
 void rt_resp_reset(struct rt_resp *rs);
 void rt_resp_local(struct rt_req *q, int status, const char *extra, const char *msg);
 void req_free(struct rt_req *q);
+void rt_worker_free_reqs(struct rt_worker *w);
 void conn_unlink(struct rt_conn *c, struct rt_req *q);
 void req_complete(struct rt_req *q);
 #define RT_BODY_WHOLE (-2LL)
@@ -359,17 +365,20 @@ void up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
 int up_pump(struct rt_req *q); /* -1: the upstream failed, q may be gone */
 size_t up_pending(const struct rt_req *q);
 void up_drained(struct rt_upconn *u);
+void up_arm(struct rt_upconn *u, unsigned ms);
 
 /* h1conn.c */
 void conn_close(struct rt_conn *c);
 void conn_flush(struct rt_conn *c);
 void conn_end(struct rt_conn *c);
 void conn_stall(struct rt_conn *c, int stalled);
+void conn_arm(struct rt_conn *c, int mode, unsigned ms);
 void rt_on_accept(uv_stream_t *ls, int status);
 void conn_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
 void rt_stream_drained(uv_stream_t *s);
 int conn_process(struct rt_conn *c, const char *d, size_t len);
 int conn_write(struct rt_conn *c, const char *d, size_t n);
+int conn_writev(struct rt_conn *c, const uv_buf_t *bufs, unsigned nb);
 void conn_handshake_done(struct rt_conn *c);
 
 /* tunnel.c */

@@ -155,6 +155,43 @@ static void write_done(uv_write_t *w, int status)
         rt_stream_drained(s);
 }
 
+/* rt_stream_write for several pieces: one writev when the socket takes
+ * them all (the usual case), else a copy of what is left is queued. */
+int rt_stream_writev(uv_stream_t *s, const uv_buf_t *bufs, unsigned nb)
+{
+    size_t total = 0;
+    for (unsigned i = 0; i < nb; i++)
+        total += bufs[i].len;
+    if (total == 0)
+        return 0;
+    int k = uv_try_write(s, bufs, nb);
+    if (k == (int)total)
+        return 0;
+    if (k < 0 && k != UV_EAGAIN)
+        return k;
+    size_t skip = k < 0 ? 0 : (size_t)k;
+    struct rt_wreq *w = malloc(sizeof *w + total - skip);
+    if (!w)
+        return UV_ENOMEM;
+    size_t o = 0;
+    for (unsigned i = 0; i < nb; i++) {
+        size_t l = bufs[i].len;
+        if (skip >= l) {
+            skip -= l;
+            continue;
+        }
+        memcpy(w->data + o, bufs[i].base + skip, l - skip);
+        o += l - skip;
+        skip = 0;
+    }
+    w->len = o;
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)w->len);
+    int rc = uv_write(&w->w, s, &b, 1, write_done);
+    if (rc)
+        free(w);
+    return rc;
+}
+
 /* Write everything: synchronously when the socket takes it, else queue a
  * copy of the rest. Returns 0 or a libuv error. */
 int rt_stream_write(uv_stream_t *s, const char *d, size_t n)

@@ -91,14 +91,35 @@ void conn_end(struct rt_conn *c)
         return;
     }
     /* A client that never reads does not keep it forever. */
-    c->timer_mode = T_IDLE;
-    uv_timer_start(&c->timer, conn_timeout, ms, 0);
+    conn_arm(c, T_IDLE, ms);
 }
 
+
+/* Timers are lazy: a keep-alive connection switches between "idle" and "a
+ * request in flight" on every request, and moving a libuv timer each time
+ * costs two heap operations per request. conn_arm only records the new
+ * deadline when the running timer is due no later; a timer that fires
+ * early re-arms for what is left, one that fires with nothing armed
+ * (T_NONE) does nothing. */
+void conn_arm(struct rt_conn *c, int mode, unsigned ms)
+{
+    c->timer_mode = mode;
+    c->deadline = uv_now(&c->w->loop) + ms;
+    if (uv_is_active((uv_handle_t *)&c->timer) && uv_timer_get_due_in(&c->timer) <= ms)
+        return;
+    uv_timer_start(&c->timer, conn_timeout, ms, 0);
+}
 
 static void conn_timeout(uv_timer_t *t)
 {
     struct rt_conn *c = t->data;
+    if (c->timer_mode == T_NONE)
+        return;
+    uint64_t now = uv_now(&c->w->loop);
+    if (now < c->deadline) {
+        uv_timer_start(&c->timer, conn_timeout, c->deadline - now, 0);
+        return;
+    }
     if (c->timer_mode == T_STALL)
         wlm_debug("router", "client stopped reading", "peer=%s idle_ms=%u", c->peer,
                   c->w->r->o.idle_timeout_ms);
@@ -116,13 +137,10 @@ void conn_stall(struct rt_conn *c, int stalled)
 {
     if (c->closing || c->ending)
         return;
-    if (stalled && c->timer_mode == T_NONE) {
-        c->timer_mode = T_STALL;
-        uv_timer_start(&c->timer, conn_timeout, c->w->r->o.idle_timeout_ms, 0);
-    } else if (!stalled && c->timer_mode == T_STALL) {
+    if (stalled && c->timer_mode == T_NONE)
+        conn_arm(c, T_STALL, c->w->r->o.idle_timeout_ms);
+    else if (!stalled && c->timer_mode == T_STALL)
         c->timer_mode = T_NONE;
-        uv_timer_stop(&c->timer);
-    }
 }
 
 static void conn_timers(struct rt_conn *c)
@@ -133,16 +151,12 @@ static void conn_timers(struct rt_conn *c)
     /* A new connection must send its first request head within the header
      * timeout too, so silent connections cannot pin memory for the idle time. */
     if (c->partial || c->proto == P_DETECT) {
-        if (c->timer_mode != T_HEADER) { /* not extended by trickling bytes */
-            c->timer_mode = T_HEADER;
-            uv_timer_start(&c->timer, conn_timeout, r->o.header_timeout_ms, 0);
-        }
+        if (c->timer_mode != T_HEADER) /* not extended by trickling bytes */
+            conn_arm(c, T_HEADER, r->o.header_timeout_ms);
     } else if (c->nreq == 0) {
-        c->timer_mode = T_IDLE;
-        uv_timer_start(&c->timer, conn_timeout, r->o.idle_timeout_ms, 0);
-    } else if (c->timer_mode != T_NONE) {
+        conn_arm(c, T_IDLE, r->o.idle_timeout_ms);
+    } else {
         c->timer_mode = T_NONE;
-        uv_timer_stop(&c->timer);
     }
 }
 
@@ -159,6 +173,58 @@ static void h1_unlink_done(struct rt_conn *c, struct rt_req *q)
     }
     conn_unlink(c, q);
     req_free(q);
+}
+
+/* "HTTP/1.1 <status> <reason>\r\n" into out (64 bytes); returns its length. */
+static size_t h1_status_line(int status, char *out)
+{
+    const char *r = rt_reason(status);
+    size_t rl = strlen(r);
+    if (rl > 40)
+        rl = 40;
+    memcpy(out, "HTTP/1.1 ", 9);
+    unsigned s = (unsigned)status % 1000;
+    out[9] = (char)('0' + s / 100);
+    out[10] = (char)('0' + s / 10 % 10);
+    out[11] = (char)('0' + s % 10);
+    out[12] = ' ';
+    memcpy(out + 13, r, rl);
+    memcpy(out + 13 + rl, "\r\n", 2);
+    return 15 + rl;
+}
+
+/* The framing headers that end q's response head (Content-Length or
+ * chunked, Connection: close, the blank line) into out (96 bytes). clen as
+ * for h1_head. */
+static size_t h1_tail(const struct rt_req *q, char *out, long long clen, int close)
+{
+    size_t o = 0;
+    int st = q->resp.status;
+    if (!(st == 204 || st == 304 || st / 100 == 1)) {
+        if (clen >= 0) {
+            char t[24];
+            int i = 24;
+            unsigned long long v = (unsigned long long)clen;
+            do
+                t[--i] = (char)('0' + v % 10);
+            while ((v /= 10));
+            memcpy(out + o, "Content-Length: ", 16);
+            o += 16;
+            memcpy(out + o, t + i, (size_t)(24 - i));
+            o += (size_t)(24 - i);
+            memcpy(out + o, "\r\n", 2);
+            o += 2;
+        } else if (q->chunked_out) {
+            memcpy(out + o, "Transfer-Encoding: chunked\r\n", 28);
+            o += 28;
+        }
+    }
+    if (close) {
+        memcpy(out + o, "Connection: close\r\n", 19);
+        o += 19;
+    }
+    memcpy(out + o, "\r\n", 2);
+    return o + 2;
 }
 
 /* Status line and headers of q's response into b. clen < 0: the body is
@@ -262,22 +328,19 @@ void conn_flush(struct rt_conn *c)
         }
         if (q->state != Q_DONE)
             break;
-        char *b = NULL;
-        size_t len = 0, cap = 0;
         int close = !q->keep_alive || c->want_close || c->body_q == q;
         const struct rt_resp *rs = &q->resp;
-        cap = rs->hlen + rs->blen + 128;
-        b = malloc(cap);
-        if (!b) {
-            conn_close(c);
-            return;
-        }
-        /* HEAD: the length the upstream announced (none when it gave none). */
-        h1_head(q, &b, &len, &cap, q->head ? q->resp_clen : (long long)rs->blen, close);
-        if (!q->head && rs->blen)
-            rt_buf_add(&b, &len, &cap, rs->body, rs->blen);
-        int rc = conn_write(c, b, len);
-        free(b);
+        /* One writev: status line, the headers as received, the framing
+         * headers, the body - no copy into one buffer. HEAD: the length the
+         * upstream announced (none when it gave none). */
+        char st[64], tail[96];
+        size_t sl = h1_status_line(rs->status, st);
+        size_t tl = h1_tail(q, tail, q->head ? q->resp_clen : (long long)rs->blen, close);
+        uv_buf_t v[4] = {uv_buf_init(st, (unsigned)sl),
+                         uv_buf_init(rs->hb ? rs->hb : st, rs->hb ? (unsigned)rs->hlen : 0),
+                         uv_buf_init(tail, (unsigned)tl),
+                         uv_buf_init(rs->body, !q->head && rs->blen ? (unsigned)rs->blen : 0)};
+        int rc = conn_writev(c, v, 4);
         q->bytes_out = q->head ? 0 : rs->blen;
         h1_unlink_done(c, q);
         if (rc) {
@@ -649,12 +712,29 @@ int conn_write(struct rt_conn *c, const char *d, size_t n)
     return rt_stream_write((uv_stream_t *)&c->tcp, d, n);
 }
 
+/* Several pieces as one write: writev in plaintext; on TLS gathered first,
+ * so they go out in one record rather than one per piece. */
+int conn_writev(struct rt_conn *c, const uv_buf_t *bufs, unsigned nb)
+{
+    if (!c->ssl)
+        return rt_stream_writev((uv_stream_t *)&c->tcp, bufs, nb);
+    char *b = NULL;
+    size_t len = 0, cap = 0;
+    for (unsigned i = 0; i < nb; i++)
+        if (rt_buf_add(&b, &len, &cap, bufs[i].base, bufs[i].len)) {
+            free(b);
+            return UV_ENOMEM;
+        }
+    int rc = conn_write(c, b, len);
+    free(b);
+    return rc;
+}
+
 /* TLS is up: the connection now waits for its first request like a new
  * plaintext one. */
 void conn_handshake_done(struct rt_conn *c)
 {
     c->timer_mode = T_NONE;
-    uv_timer_stop(&c->timer);
     if (c->proto != P_H2)
         c->partial = 1; /* the header timeout starts now */
 }
@@ -709,8 +789,7 @@ void rt_on_accept(uv_stream_t *ls, int status)
             return;
         }
         uv_read_start((uv_stream_t *)&c->tcp, rt_worker_alloc, conn_read);
-        c->timer_mode = T_HANDSHAKE;
-        uv_timer_start(&c->timer, conn_timeout, r->o.tls_handshake_timeout_ms, 0);
+        conn_arm(c, T_HANDSHAKE, r->o.tls_handshake_timeout_ms);
         return;
     }
     uv_read_start((uv_stream_t *)&c->tcp, rt_worker_alloc, conn_read);

@@ -36,7 +36,25 @@ void req_free(struct rt_req *q)
     }
     rt_resp_reset(&q->resp);
     free(q->upbytes);
+    /* Kept for the next request of this worker: no malloc/free per request. */
+    struct rt_worker *w = q->w;
+    if (w->nfreeq < 256) {
+        q->rnext = w->freeq;
+        w->freeq = q;
+        w->nfreeq++;
+        return;
+    }
     free(q);
+}
+
+void rt_worker_free_reqs(struct rt_worker *w)
+{
+    while (w->freeq) {
+        struct rt_req *q = w->freeq;
+        w->freeq = q->rnext;
+        free(q);
+    }
+    w->nfreeq = 0;
 }
 
 void conn_unlink(struct rt_conn *c, struct rt_req *q)
@@ -84,7 +102,10 @@ static void rt_gen_reqid(struct rt_worker *w, char *out, size_t n)
     memcpy(out, w->r->idprefix, pl);
     o = pl;
     out[o++] = '-';
-    o += (size_t)snprintf(out + o, n - o, "%u", w->idx % 100);
+    unsigned wi = w->idx % 100; /* no printf on the hot path */
+    if (wi >= 10)
+        out[o++] = (char)('0' + wi / 10);
+    out[o++] = (char)('0' + wi % 10);
     out[o++] = '-';
     t[16] = 0;
     do
@@ -184,9 +205,15 @@ int rt_build_upstream(struct rt_req *q, const char *method, const char *target, 
 
 struct rt_req *req_new(struct rt_conn *c)
 {
-    struct rt_req *q = calloc(1, sizeof *q);
-    if (!q)
+    struct rt_worker *w = c->w;
+    struct rt_req *q = w->freeq;
+    if (q) {
+        w->freeq = q->rnext;
+        w->nfreeq--;
+        memset(q, 0, sizeof *q);
+    } else if (!(q = calloc(1, sizeof *q))) {
         return NULL;
+    }
     q->w = c->w;
     q->conn = c;
     if (!c->admin && c->w->r->alog) {

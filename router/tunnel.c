@@ -33,6 +33,7 @@ void rt_tunnel_start(struct rt_upconn *u, const char *rest, size_t n)
     struct rt_conn *c = q->conn;
     struct router *r = q->w->r;
     uv_timer_stop(&u->timer);
+    u->deadline = 0;
     rt_release_slot(q, 1, 0); /* the handshake is done: the slot goes back */
     pthread_mutex_lock(&r->mu);
     q->st->tunnels_total++;

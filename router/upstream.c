@@ -156,14 +156,18 @@ static int up_on_hvalue(http_parser *p, const char *at, size_t len)
 
 int rt_hop_by_hop(const char *n, size_t nl)
 {
-    static const char *const hop[] = {"connection",        "keep-alive", "proxy-connection",
-                                      "transfer-encoding", "upgrade",    "te",
-                                      "trailer",           "content-length", "http2-settings",
-                                      NULL};
-    for (size_t i = 0; hop[i]; i++)
-        if (rt_ieq(n, nl, hop[i]))
-            return 1;
-    return 0;
+    /* Called for every header both ways: pick the candidate by length. */
+    const char *h;
+    switch (nl) {
+    case 2: h = "te"; break;
+    case 7: h = (n[0] | 0x20) == 'u' ? "upgrade" : "trailer"; break;
+    case 10: h = (n[0] | 0x20) == 'c' ? "connection" : "keep-alive"; break;
+    case 14: h = (n[0] | 0x20) == 'c' ? "content-length" : "http2-settings"; break;
+    case 16: h = "proxy-connection"; break;
+    case 17: h = "transfer-encoding"; break;
+    default: return 0;
+    }
+    return strncasecmp(n, h, nl) == 0;
 }
 
 static int up_on_headers_complete(http_parser *p)
@@ -186,6 +190,11 @@ static int up_on_headers_complete(http_parser *p)
     rt_resp_reset(&q->resp);
     q->boff = 0;
     q->resp.status = p->status_code;
+    /* Sized once: the headers as received plus X-Request-Id. */
+    q->resp.hcap = u->hklen + 2 * 64 + sizeof q->reqid;
+    q->resp.hb = malloc(q->resp.hcap);
+    if (!q->resp.hb)
+        q->resp.hcap = 0;
     const char *k = u->hk, *end = u->hk + u->hklen;
     while (k && k < end) {
         size_t nl = strlen(k);
@@ -248,7 +257,7 @@ static void up_done(struct rt_upconn *u)
 {
     struct rt_req *q = u->req;
     int ka = http_should_keep_alive(&u->p) && !u->noreuse && !q->body_pending;
-    uv_timer_stop(&u->timer);
+    u->deadline = 0; /* the timer may run on: up_timeout ignores it */
     u->req = NULL;
     q->up = NULL;
     up_release(u, ka);
@@ -276,7 +285,7 @@ static void up_check_pause(struct rt_upconn *u)
     u->rpaused = 1;
     wlm_debug("router", "upstream paused", "id=%s pending=%zu", q->reqid, resp_pending(q));
     uv_read_stop((uv_stream_t *)&u->tcp);
-    uv_timer_stop(&u->timer); /* the client is the slow side now */
+    u->deadline = 0; /* the client is the slow side now: no upstream timeout */
     if (q->conn)
         conn_stall(q->conn, 1);
 }
@@ -289,7 +298,7 @@ void rt_up_resume(struct rt_req *q)
     u->rpaused = 0;
     wlm_debug("router", "upstream resumed", "id=%s pending=%zu", q->reqid, resp_pending(q));
     uv_read_start((uv_stream_t *)&u->tcp, rt_worker_alloc, up_read);
-    uv_timer_start(&u->timer, up_timeout, u->w->r->up_timeout_ms, 0);
+    up_arm(u, u->w->r->up_timeout_ms);
     if (q->conn)
         conn_stall(q->conn, 0);
 }
@@ -356,19 +365,36 @@ static void up_read_(struct rt_upconn *u, ssize_t n, const uv_buf_t *b)
          * silence timer. */
         struct rt_req *q = u->req;
         q->state = Q_STREAM;
-        uv_timer_start(&u->timer, up_timeout, u->w->r->up_timeout_ms, 0);
+        up_arm(u, u->w->r->up_timeout_ms);
         rt_resp_progress(q);
         if (u->req == q)
             up_check_pause(u);
     }
 }
 
+/* Like the client connections' timers (conn_arm), the upstream timer is
+ * lazy: re-arming it for every request or body chunk only moves
+ * u->deadline unless the running timer would fire later than that. */
+void up_arm(struct rt_upconn *u, unsigned ms)
+{
+    u->deadline = uv_now(&u->w->loop) + ms;
+    if (uv_is_active((uv_handle_t *)&u->timer) && uv_timer_get_due_in(&u->timer) <= ms)
+        return;
+    uv_timer_start(&u->timer, up_timeout, ms, 0);
+}
+
 static void up_timeout(uv_timer_t *t)
 {
     struct rt_upconn *u = t->data;
     struct rt_worker *w = u->w;
-    if (u->req)
-        up_fail(u, 1);
+    if (!u->req || !u->deadline || u->tunnel)
+        return;
+    uint64_t now = uv_now(&w->loop);
+    if (now < u->deadline) {
+        uv_timer_start(&u->timer, up_timeout, u->deadline - now, 0);
+        return;
+    }
+    up_fail(u, 1);
     rt_maybe_drain(w);
 }
 
@@ -391,7 +417,7 @@ int up_pump(struct rt_req *q)
         q->uplen = q->upsent = 0;
     }
     if (!u->hdone) /* while the body goes up, the timeout counts silence */
-        uv_timer_start(&u->timer, up_timeout, u->w->r->up_timeout_ms, 0);
+        up_arm(u, u->w->r->up_timeout_ms);
     if (q->body_pending)
         rt_body_resume(q); /* written at once: the client may send more */
     return 0;
@@ -417,7 +443,7 @@ static void up_send(struct rt_upconn *u)
     u->in_value = 0;
     u->hdone = 0;
     u->sending = 1;
-    uv_timer_start(&u->timer, up_timeout, q->w->r->up_timeout_ms, 0);
+    up_arm(u, q->w->r->up_timeout_ms);
     up_pump(q);
 }
 
@@ -495,7 +521,7 @@ void up_start(struct rt_req *q)
     u->tcp.data = u->timer.data = u->creq.data = u;
     u->handles = 2;
     /* The connect gets the request's deadline too. */
-    uv_timer_start(&u->timer, up_timeout, w->r->up_timeout_ms, 0);
+    up_arm(u, w->r->up_timeout_ms);
     int rc = uv_tcp_connect(&u->creq, &u->tcp, (const struct sockaddr *)&in->sa, up_connected);
     if (rc)
         up_fail(u, 0);
