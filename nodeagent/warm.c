@@ -68,7 +68,10 @@ struct na_warm {
     unsigned long claims, evicted, failed_boots;
 };
 
-static double now(void) { return wlm_now_mono(); }
+static double now(void)
+{
+    return wlm_now_mono();
+}
 
 /* ------------------------------------------------------------ helpers */
 
@@ -345,8 +348,10 @@ static void boot_one(struct na_warm *w, int vcpus, long long mem)
             w->rss_kb_last = rss;
         w->last_error[0] = '\0';
         pthread_mutex_unlock(&w->mu);
-        wlm_info(NA_COMP, "warm pool: VM parked", "vm=%s vcpus=%d memory_mb=%lld seconds=%.2f "
-                 "rss_mb=%.0f", dom, vcpus, mem, now() - t0, (double)rss / 1024);
+        wlm_info(NA_COMP, "warm pool: VM parked",
+                 "vm=%s vcpus=%d memory_mb=%lld seconds=%.2f "
+                 "rss_mb=%.0f",
+                 dom, vcpus, mem, now() - t0, (double)rss / 1024);
         return;
     }
     if (i < w->n)
@@ -434,8 +439,8 @@ static void *warm_thread(void *arg)
         if (pick_victim_locked(w, &victim)) {
             w->evicted++;
             pthread_mutex_unlock(&w->mu);
-            wlm_info(NA_COMP, "warm pool: parked VM destroyed to give memory back",
-                     "vm=%s", victim.id + 1);
+            wlm_info(NA_COMP, "warm pool: parked VM destroyed to give memory back", "vm=%s",
+                     victim.id + 1);
             vm_discard(a, &victim);
             pthread_mutex_lock(&w->mu);
             continue;
@@ -515,8 +520,8 @@ static int adopt_parked(struct na_warm *w, const struct nodeagent_wl_info *li)
             wlm_buf_append(&b, buf, got);
         fclose(f);
     }
-    int ready = b.data && memmem(b.data, b.len, "WLM-READY", 9) &&
-                !memmem(b.data, b.len, "WLM-START", 9);
+    int ready =
+        b.data && memmem(b.data, b.len, "WLM-READY", 9) && !memmem(b.data, b.len, "WLM-START", 9);
     wlm_buf_fini(&b);
     if (!ready)
         return 0;
@@ -574,8 +579,8 @@ int na_warm_start(struct nodeagent *a, struct wlm_error *err)
     if (nodeagent_libvirt_pool_list(a->vm, w->prefix, &left, &nl, NULL) == 0) {
         for (size_t i = 0; i < nl; i++) {
             if (adopt_parked(w, &left[i])) {
-                wlm_info(NA_COMP, "warm pool: adopted a parked VM left by a previous run",
-                         "vm=%s", left[i].id + 1);
+                wlm_info(NA_COMP, "warm pool: adopted a parked VM left by a previous run", "vm=%s",
+                         left[i].id + 1);
                 continue;
             }
             wlm_info(NA_COMP, "warm pool: destroying a VM left by a previous run", "vm=%s",
@@ -709,8 +714,10 @@ int na_warm_claim(struct nodeagent *a, const struct na_warm_job *job, struct na_
         int booting = 0;
         for (size_t j = 0; j < w->n; j++)
             booting += w->vms[j].vcpus == job->vcpus && w->vms[j].memory_mb == job->memory_mb;
-        snprintf(out->why, sizeof(out->why), "no parked VM of shape %d vCPU / %lld MiB (%d "
-                 "booting)", job->vcpus, job->memory_mb, booting);
+        snprintf(out->why, sizeof(out->why),
+                 "no parked VM of shape %d vCPU / %lld MiB (%d "
+                 "booting)",
+                 job->vcpus, job->memory_mb, booting);
         pthread_mutex_unlock(&w->mu);
         return 1;
     }
@@ -731,8 +738,7 @@ int na_warm_claim(struct nodeagent *a, const struct na_warm_job *job, struct na_
     }
     FILE *pf = fopen(job->payload, "rb");
     if (!pf) {
-        wlm_error_set(err, errno, "cannot read job payload %s: %s", job->payload,
-                      strerror(errno));
+        wlm_error_set(err, errno, "cannot read job payload %s: %s", job->payload, strerror(errno));
         goto fail;
     }
     struct wlm_buf b;
@@ -748,6 +754,13 @@ int na_warm_claim(struct nodeagent *a, const struct na_warm_job *job, struct na_
     while ((got = fread(buf, 1, sizeof(buf), pf)) > 0)
         wlm_buf_append(&b, buf, got);
     fclose(pf);
+    /* Claimed (the job's id in the domain's metadata) while still paused: a
+     * short job may finish and power the guest off before the hand-over
+     * below returns. */
+    if (nodeagent_libvirt_claim(a->vm, v.id, job->job, err) < 0) {
+        wlm_buf_fini(&b);
+        goto fail;
+    }
     if (a->vm->ops->resume(a->vm, v.id, err) < 0) {
         wlm_buf_fini(&b);
         goto fail;
@@ -764,21 +777,20 @@ int na_warm_claim(struct nodeagent *a, const struct na_warm_job *job, struct na_
     if (rc) {
         if (fd >= 0)
             close(fd);
-        wlm_error_set(err, WLM_EIO, "warm pool: cannot hand the job to %s over %s: %s",
-                      out->domain, v.sock, strerror(-rc));
+        wlm_error_set(err, WLM_EIO, "warm pool: cannot hand the job to %s over %s: %s", out->domain,
+                      v.sock, strerror(-rc));
         goto fail;
     }
     out->handoff_seconds = now() - t0;
     /* The guest reads the job, prints WLM-START and runs it. The socket
      * stays open until then: a closed host side would end the guest's read. */
-    int wr = na_wait_console(a, v.id, job->console, "WLM-START", (double)a->cfg.boot_timeout_s, err);
+    int wr =
+        na_wait_console(a, v.id, job->console, "WLM-START", (double)a->cfg.boot_timeout_s, err);
     close(fd);
     if (wr < 0) {
         vm_discard(a, &v);
         return -1;
     }
-    if (nodeagent_libvirt_claim(a->vm, v.id, job->job, err) < 0)
-        goto fail;
     out->start_seconds = now() - t0;
     out->rss_kb = v.rss_kb;
     unlink(v.sock);
@@ -841,18 +853,17 @@ json_t *na_warm_json(struct nodeagent *a)
         booting += b;
         target += t;
         if (t || p || b)
-            json_array_append_new(shapes,
-                                  json_pack("{s:i,s:I,s:i,s:i,s:i,s:i}", "vcpus", s->vcpus,
-                                            "memory_mb", (json_int_t)s->memory_mb, "parked", p,
-                                            "booting", b, "target", t, "hint", s->hint));
+            json_array_append_new(shapes, json_pack("{s:i,s:I,s:i,s:i,s:i,s:i}", "vcpus", s->vcpus,
+                                                    "memory_mb", (json_int_t)s->memory_mb, "parked",
+                                                    p, "booting", b, "target", t, "hint", s->hint));
     }
     json_t *o = json_pack("{s:s,s:i,s:i,s:i,s:I,s:I,s:f,s:f,s:I,s:I,s:I,s:o}", "park", "paused",
                           "parked", parked, "booting", booting, "target", target, "memory_mb",
                           (json_int_t)pool_mb_locked(w), "memory_limit_mb",
                           (json_int_t)a->cfg.pool_memory_mb, "refill_seconds", w->refill_seconds,
                           "parked_rss_mb", (double)w->rss_kb_last / 1024.0, "claims",
-                          (json_int_t)w->claims, "evicted", (json_int_t)w->evicted,
-                          "failed_boots", (json_int_t)w->failed_boots, "shapes", shapes);
+                          (json_int_t)w->claims, "evicted", (json_int_t)w->evicted, "failed_boots",
+                          (json_int_t)w->failed_boots, "shapes", shapes);
     if (w->last_error[0])
         json_object_set_new(o, "last_error", json_string(w->last_error));
     pthread_mutex_unlock(&w->mu);
