@@ -69,12 +69,15 @@ e2e_wait 120 "both jobs to complete" done2
 # that is a move, not a second start.
 for id in 1 2; do
   n=0
+  seen=""
   for url in $(wlm nodes --json | e2e_py "import json,sys; print(' '.join(x['agent_url'] for x in json.load(sys.stdin)))"); do
     curl -s -H "Authorization: Bearer $WLM_TOKEN" "$url/v1/jobs" |
       e2e_py "import json,sys; sys.exit(0 if any(r.get('job')=='j$id' and r.get('state')!='migrated' for r in json.load(sys.stdin)['jobs']) else 1)" &&
       n=$((n + 1))
+    seen="$seen $url:$(curl -s -H "Authorization: Bearer $WLM_TOKEN" "$url/v1/jobs" |
+      e2e_py "import json,sys; print([r.get('state') for r in json.load(sys.stdin)['jobs'] if r.get('job')=='j$id'])")"
   done
-  [ "$n" -le 1 ] || e2e_fail "job $id has domains on $n nodes"
+  [ "$n" -le 1 ] || e2e_fail "job $id has domains on $n nodes (records:$seen; events: $(wlm job show "$id" 2>&1 | tail -n 15 | tr '\n' '|'))"
 done
 [ "$(instances)" -eq 1 ] || e2e_fail "$(instances) instance processes at the end (want 1)"
 echo "restart 2 (during execution): both jobs completed once, one app instance"
