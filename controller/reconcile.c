@@ -40,8 +40,8 @@ void ctl_cleanup_ended(struct controller *c)
             char *text = wlm_asprintf("{\"id\":\"end-j%lld\",\"kind\":\"destroy\","
                                       "\"job\":\"j%lld\"}",
                                       (long long)j->id, (long long)j->id);
-            wlm_http_client_request(c->client, "POST", url, ctl_agent_token(c),
-                                    "application/json", text, strlen(text), 10000, NULL, NULL);
+            wlm_http_client_request(c->client, "POST", url, ctl_agent_token(c), "application/json",
+                                    text, strlen(text), 10000, NULL, NULL);
             free(text);
             free(url);
         }
@@ -126,9 +126,12 @@ static void reconcile_after_restart(struct controller *c, struct ctl_node *n, js
     int64_t *ids = calloc(nj ? nj : 1, sizeof(*ids));
     size_t nids = 0;
     /* A start in flight when the controller died has no node recorded yet:
-     * every node's report settles it. */
+     * every node's report settles it - unless its agent is asked for the
+     * start's outcome (settle.c): a start still under way there shows no
+     * running domain yet, and is not lost. */
     for (size_t i = 0; ids && i < nj; i++)
         if (jobs[i]->state == JOBSCHED_STARTING && !c->nplan &&
+            !ctl_settle_job_pending(c, jobs[i]->id) &&
             (!strcmp(jobs[i]->node, n->name) || !jobs[i]->node[0]))
             ids[nids++] = jobs[i]->id;
     for (size_t i = 0; i < nids; i++) {
@@ -181,7 +184,8 @@ void ctl_cycle_heartbeat(struct controller *c, struct ctl_node *n, double now, d
     if (!n->said_driver && n->report && json_object_get(n->report, "driver")) {
         n->said_driver = 1;
         if (ctl_node_is_test(n) && !c->cfg.simulate_jobs)
-            wlm_warn(CTL_COMP, "node runs the libvirt test driver: nothing runs inside its VMs; "
+            wlm_warn(CTL_COMP,
+                     "node runs the libvirt test driver: nothing runs inside its VMs; "
                      "its agent simulates each job for the time its work takes at its allocation",
                      "node=%s", n->name);
     }
@@ -213,8 +217,8 @@ void ctl_cycle_heartbeat(struct controller *c, struct ctl_node *n, double now, d
             /* The job's own word (WLM-PROGRESS lines) beats CPU time. */
             const char *src = json_string_value(json_object_get(d, "progress_source"));
             json_t *pg = json_object_get(d, "progress");
-            if (src && (!strcmp(src, "guest") || !strcmp(src, "simulated")) &&
-                json_is_number(pg) && j->work_mcycles > 0) {
+            if (src && (!strcmp(src, "guest") || !strcmp(src, "simulated")) && json_is_number(pg) &&
+                j->work_mcycles > 0) {
                 double f = json_number_value(pg);
                 done = (f < 0 ? 0 : f > 1 ? 1 : f) * j->work_mcycles;
             }
@@ -269,9 +273,9 @@ void ctl_cycle_heartbeat(struct controller *c, struct ctl_node *n, double now, d
                 json_t *m = json_object_get(c->app_cpu_meas, in->app);
                 double mc = m ? json_number_value(json_array_get(m, 0)) : 0;
                 double mw = m ? json_number_value(json_array_get(m, 1)) : 0;
-                json_object_set_new(c->app_cpu_meas, in->app,
-                                    json_pack("[f,f]", mc + cpu - in->cpu_s_seen,
-                                              mw + wait - in->wait_s_seen));
+                json_object_set_new(
+                    c->app_cpu_meas, in->app,
+                    json_pack("[f,f]", mc + cpu - in->cpu_s_seen, mw + wait - in->wait_s_seen));
             }
             in->cpu_s_seen = cpu;
             in->wait_s_seen = wait;

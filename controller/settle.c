@@ -1,8 +1,8 @@
 /*
  * settle.c - actions in flight across a controller restart.
  *
- * Every action other than a start (starts are settled from the job's own
- * STARTING state, reconcile.c) is written to `inflight_actions` (through the
+ * Every action on a job or an instance's allocation (a job's start too) is
+ * written to `inflight_actions` (through the
  * controller's store, so on etcd a standby that takes over sees them) when it is
  * sent and deleted when its outcome is known. A controller that starts with
  * rows there was stopped (or killed) while those actions were out: it loads
@@ -40,6 +40,7 @@ static const char settle_schema[] =
 int ctl_settle_tracked(const struct ctl_action *a)
 {
     switch (a->kind) {
+    case PLACEMENT_ACT_START_JOB: /* its agent may still be starting it */
     case PLACEMENT_ACT_PAUSE_JOB:
     case PLACEMENT_ACT_RESUME_JOB:
     case PLACEMENT_ACT_SUSPEND_JOB:
@@ -131,6 +132,14 @@ int ctl_settle_load(struct controller *c, struct wlm_error *err)
         return rc;
     return wlm_store_scan(c->store, INFLIGHT, wlm_store_is_etcd(c->store) ? NULL : "sent_at",
                           load_row, c, err);
+}
+
+int ctl_settle_job_pending(const struct controller *c, int64_t job)
+{
+    for (size_t i = 0; i < c->nsettle; i++)
+        if (c->settle[i].is_job && c->settle[i].job == job)
+            return 1;
+    return 0;
 }
 
 struct ctl_action *ctl_settle_find(struct controller *c, const char *id)

@@ -11,6 +11,8 @@ void ctl_settle_record(struct controller *c, const struct ctl_action *a);
 void ctl_settle_forget(struct controller *c, const char *id);
 /* At start: create the table and load what a previous run left in flight. */
 int ctl_settle_load(struct controller *c, struct wlm_error *err);
+/* 1 while an action on the job from before the restart is unsettled. */
+int ctl_settle_job_pending(const struct controller *c, int64_t job);
 struct ctl_action *ctl_settle_find(struct controller *c, const char *id);
 /* Apply the outcome (as a completion would) and forget the action. */
 void ctl_settle_outcome(struct controller *c, struct ctl_action *a, int ok, const char *detail,

@@ -2,7 +2,8 @@
 # kill -9 the controller while it runs a web application and jobs (and once
 # while a placement's actions are in flight); after the restart nothing is
 # started twice: the same instance keeps serving, every job runs on exactly
-# one node and completes once.
+# one node and completes once; a start its agent had not yet answered is
+# settled from that agent's answer.
 set -euo pipefail
 . "$WLM_SOURCE_DIR/scripts/lib.sh"
 . "$WLM_SOURCE_DIR/tests/e2e/lib.sh"
@@ -81,4 +82,46 @@ for id in 1 2; do
 done
 [ "$(instances)" -eq 1 ] || e2e_fail "$(instances) instance processes at the end (want 1)"
 echo "restart 2 (during execution): both jobs completed once, one app instance"
+
+# 3. A start its agent has not answered when the controller dies: both
+# agents are stopped (SIGSTOP) while job three is submitted, so the start
+# waits unread in an agent's socket; the controller is killed and restarted,
+# then the agents go on and the start is carried out. The restarted
+# controller asks that agent for the start's outcome (it does not judge the
+# start lost from heartbeats that do not show the job yet), so job three
+# runs on one node, once. (The app goes first, so that no resize of its
+# instance is ordered before the start.)
+wlm app delete web >/dev/null
+no_instances() { [ "$(instances)" -eq 0 ]; }
+e2e_wait 60 "the app's instance to stop" no_instances
+sleep 3
+agents=("${pids[2]}" "${pids[3]}")
+sent=$(grep -c 'action sent.*kind=start' "$dir/controller.log" || true)
+kill -STOP "${agents[@]}"
+wlm job submit --name three --command true --work-seconds 5 --threads 1 --max-speed 1000 --memory 256 --class gold >/dev/null
+for _ in $(seq 60); do
+  [ "$(grep -c 'action sent.*kind=start' "$dir/controller.log" || true)" -gt "$sent" ] && break
+  sleep 0.1
+done
+[ "$(grep -c 'action sent.*kind=start' "$dir/controller.log" || true)" -gt "$sent" ] || {
+  kill -CONT "${agents[@]}"
+  e2e_fail "no start sent for job three"
+}
+restart_controller
+kill -CONT "${agents[@]}"
+done3() { [ "$(e2e_job_state 3)" = COMPLETED ]; }
+e2e_wait 120 "job three to complete" done3
+n=0
+for url in $(wlm nodes --json | e2e_py "import json,sys; print(' '.join(x['agent_url'] for x in json.load(sys.stdin)))"); do
+  curl -s -H "Authorization: Bearer $WLM_TOKEN" "$url/v1/jobs" |
+    e2e_py "import json,sys; sys.exit(0 if any(r.get('job')=='j3' for r in json.load(sys.stdin)['jobs']) else 1)" &&
+    n=$((n + 1))
+done
+[ "$n" = 1 ] || e2e_fail "job three has records on $n nodes: $(wlm job show 3 2>&1 | tail -n 15 | tr '\n' '|')"
+grep -q 'settled an action from before the restart.*kind=start.*outcome=succeeded' "$dir/controller.log" ||
+  e2e_fail "the start in flight was not settled from its agent's answer: $(grep -E 'kind=start|lost in a controller restart' "$dir/controller.log" | tail -n 5)"
+if wlm job show 3 2>&1 | grep -q "lost in a controller restart"; then
+  e2e_fail "job three's start was judged lost: $(wlm job show 3 2>&1 | tail -n 15 | tr '\n' '|')"
+fi
+echo "restart 3 (a start unanswered): settled from its agent, job three ran once"
 echo "it_controller_restart: ok"
