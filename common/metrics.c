@@ -12,8 +12,12 @@
 
 enum metric_kind { M_COUNTER, M_GAUGE, M_HISTOGRAM };
 
-struct wlm_counter { double v; };
-struct wlm_gauge { double v; };
+struct wlm_counter {
+    double v;
+};
+struct wlm_gauge {
+    double v;
+};
 struct wlm_histogram {
     double *bounds;
     unsigned long long *counts; /* per finite bucket, not cumulative */
@@ -22,8 +26,12 @@ struct wlm_histogram {
     double sum;
 };
 
+struct family;
+
 struct series {
     char *labels;
+    struct family *fam;
+    unsigned hash;
     union {
         struct wlm_counter c;
         struct wlm_gauge g;
@@ -39,9 +47,66 @@ struct family {
     struct family *next;
 };
 
+/* Series are found by (name, labels) through an open-addressing hash table:
+ * a controller keeps several series per node, and with thousands of nodes
+ * a scan per update was the heartbeat path's main cost. */
 struct wlm_metrics {
     struct family *head, **tail;
+    struct series **tab;
+    size_t cap, n;
 };
+
+static unsigned key_hash(const char *name, const char *labels)
+{
+    unsigned h = 2166136261u;
+    for (const char *c = name; *c; c++)
+        h = (h ^ (unsigned char)*c) * 16777619u;
+    h = (h ^ 0xffu) * 16777619u;
+    for (const char *c = labels; *c; c++)
+        h = (h ^ (unsigned char)*c) * 16777619u;
+    return h;
+}
+
+static struct series *tab_find(const struct wlm_metrics *m, unsigned h, const char *name,
+                               const char *labels)
+{
+    if (!m->cap)
+        return NULL;
+    for (size_t i = h & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+        struct series *s = m->tab[i];
+        if (!s)
+            return NULL;
+        if (s->hash == h && !strcmp(s->fam->name, name) && !strcmp(s->labels, labels))
+            return s;
+    }
+}
+
+static void tab_put(struct series **tab, size_t cap, struct series *s)
+{
+    size_t i = s->hash & (cap - 1);
+    while (tab[i])
+        i = (i + 1) & (cap - 1);
+    tab[i] = s;
+}
+
+static int tab_add(struct wlm_metrics *m, struct series *s)
+{
+    if (2 * (m->n + 1) > m->cap) {
+        size_t cap = m->cap ? 2 * m->cap : 64;
+        struct series **t = calloc(cap, sizeof(*t));
+        if (!t)
+            return -1;
+        for (size_t i = 0; i < m->cap; i++)
+            if (m->tab[i])
+                tab_put(t, cap, m->tab[i]);
+        free(m->tab);
+        m->tab = t;
+        m->cap = cap;
+    }
+    tab_put(m->tab, m->cap, s);
+    m->n++;
+    return 0;
+}
 
 struct wlm_metrics *wlm_metrics_new(void)
 {
@@ -74,6 +139,7 @@ void wlm_metrics_free(struct wlm_metrics *m)
         free(f);
         f = fn;
     }
+    free(m->tab);
     free(m);
 }
 
@@ -81,7 +147,12 @@ static struct series *series_get(struct wlm_metrics *m, const char *name, const 
                                  const char *labels, enum metric_kind kind, int *created)
 {
     struct family *f;
+    const char *l = labels ? labels : "";
+    unsigned h = key_hash(name, l);
     *created = 0;
+    struct series *hit = tab_find(m, h, name, l);
+    if (hit)
+        return hit->fam->kind == kind ? hit : NULL;
     for (f = m->head; f; f = f->next)
         if (strcmp(f->name, name) == 0)
             break;
@@ -98,14 +169,17 @@ static struct series *series_get(struct wlm_metrics *m, const char *name, const 
         *m->tail = f;
         m->tail = &f->next;
     }
-    const char *l = labels ? labels : "";
-    for (struct series *s = f->head; s; s = s->next)
-        if (strcmp(s->labels, l) == 0)
-            return s;
     struct series *s = calloc(1, sizeof(*s));
     if (!s)
         return NULL;
     s->labels = strdup(l);
+    s->fam = f;
+    s->hash = h;
+    if (!s->labels || tab_add(m, s) < 0) {
+        free(s->labels);
+        free(s);
+        return NULL;
+    }
     *f->tail = s;
     f->tail = &s->next;
     *created = 1;
