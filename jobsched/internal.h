@@ -61,4 +61,60 @@ int jstore_history(struct jobsched_store *st, int64_t id, struct jobsched_event 
 /* The etcd document of a job, from memory (NULL when unknown). */
 json_t *jobsched__job_doc(struct jobsched *js, int64_t id);
 
+/* ---- the scheduler object, shared by jobsched.c and its pieces ---- */
+#define COMP "jobsched"
+
+struct node_copy {
+    struct jobsched_node *v;
+    size_t n;
+};
+
+struct jobsched {
+    struct jobsched_config cfg;
+    struct jobsched_store *st;
+    struct jobsched_job **jobs; /* ascending id */
+    size_t njobs, capjobs;
+    struct jobsched_profile *profiles;
+    size_t nprofiles;
+    struct node_copy nodes;
+    size_t *match; /* scratch, one per node */
+    double (*clock)(void *ud);
+    void *clock_ud;
+    int in_tx;
+    int stale;       /* memory may differ from the store (a reload failed) */
+    uv_loop_t *loop; /* set: the API group-commits submissions */
+    void *api_group; /* the API's group being collected */
+};
+
+/* jobsched.c */
+void jobsched__job_free(struct jobsched_job *j);
+struct jobsched_job *jobsched__find_job(const struct jobsched *js, int64_t id);
+int jobsched__append_job(struct jobsched *js, struct jobsched_job *j);
+int jobsched__add_dependent(struct jobsched_job *target, int64_t id);
+
+/* persist.c */
+json_t *jobsched__spec_to_json(const struct jobsched_job *j);
+void jobsched__clear_memory(struct jobsched *js);
+int jobsched__load_all(struct jobsched *js, struct wlm_error *err);
+int jobsched__tx_begin(struct jobsched *js, struct wlm_error *err);
+int jobsched__tx_commit(struct jobsched *js, struct wlm_error *err);
+void jobsched__tx_abort(struct jobsched *js);
+
+/* nodes.c */
+void jobsched__nodes_free(struct node_copy *nc);
+void jobsched__refresh_eligible(struct jobsched *js, struct jobsched_job *j);
+
+/* state.c */
+int jobsched__set_state(struct jobsched *js, struct jobsched_job *j, enum jobsched_state to,
+                        double now, const char *reason, struct wlm_error *err);
+int jobsched__evaluate(struct jobsched *js, struct jobsched_job *j, double now,
+                       struct wlm_error *err);
+int jobsched__cascade(struct jobsched *js, struct jobsched_job *start, double now,
+                      struct wlm_error *err);
+
+/* profiles.c */
+struct jobsched_profile *jobsched__profile_find(const struct jobsched *js, const char *kind);
+int jobsched__learn_from(struct jobsched *js, struct jobsched_job *j, double now,
+                         struct wlm_error *err);
+
 #endif
