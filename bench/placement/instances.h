@@ -17,13 +17,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "../../tests/placement/helpers.h" /* tp_rand, tp_concave */
 #include "placement.h"
-
-static inline double bi_rand(unsigned long long *s)
-{
-    *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
-    return (double)(*s >> 11) / 9007199254740992.0;
-}
 
 static inline struct placement_problem *bi_contended(size_t nn, unsigned long long seed, double load)
 {
@@ -46,7 +41,7 @@ static inline struct placement_problem *bi_contended(size_t nn, unsigned long lo
     unsigned long long s = seed * 2654435761ULL + 12345;
     double total = 0;
     for (size_t i = 0; i < nn; i++) {
-        size_t t = (size_t)(bi_rand(&s) * 6);
+        size_t t = (size_t)(tp_rand(&s) * 6);
         struct placement_node *n = &p->nodes[i];
         snprintf(n->name, sizeof(n->name), "n%zu", i);
         n->cores = types[t].cores;
@@ -71,18 +66,18 @@ static inline struct placement_problem *bi_contended(size_t nn, unsigned long lo
         }
         snprintf(w->name, sizeof(w->name), "job%zu", i);
         w->kind = PLACEMENT_JOB;
-        int threads = 1 + (int)(bi_rand(&s) * 4);
+        int threads = 1 + (int)(tp_rand(&s) * 4);
         w->max_cpu_per_instance = threads * 2000.0;
-        w->memory_mb = 1024.0 * (2 + (int)(bi_rand(&s) * 15));
+        w->memory_mb = 1024.0 * (2 + (int)(tp_rand(&s) * 15));
         w->max_instances = 1;
         w->migratable = 1;
         w->whole = 1;
         w->stall_cost = 0.0001;
         w->state = PLACEMENT_JOB_QUEUED;
-        if (bi_rand(&s) < 0.1)
+        if (tp_rand(&s) < 0.1)
             snprintf(w->requires, sizeof(w->requires), "fast");
-        double u0 = -0.8 + 1.1 * bi_rand(&s);
-        double u1 = u0 + 0.4 + 0.8 * bi_rand(&s);
+        double u0 = -0.8 + 1.1 * tp_rand(&s);
+        double u1 = u0 + 0.4 + 0.8 * tp_rand(&s);
         if (u1 > 1)
             u1 = 1;
         w->utility.npoints = 2;
@@ -99,11 +94,11 @@ static inline struct placement_problem *bi_contended(size_t nn, unsigned long lo
         struct placement_workload *w = &p->workloads[i];
         snprintf(w->name, sizeof(w->name), "app%zu", i);
         w->kind = PLACEMENT_APP;
-        w->memory_mb = 1024.0 * (1 + (int)(bi_rand(&s) * 4));
+        w->memory_mb = 1024.0 * (1 + (int)(tp_rand(&s) * 4));
         w->max_cpu_per_instance = 8000;
         w->min_instances = 1;
-        w->max_instances = 1 + (int)(bi_rand(&s) * 5);
-        double need = per * (0.3 + 1.4 * bi_rand(&s)); /* CPU for utility 0.5 */
+        w->max_instances = 1 + (int)(tp_rand(&s) * 5);
+        double need = per * (0.3 + 1.4 * tp_rand(&s)); /* CPU for utility 0.5 */
         w->utility.npoints = 3;
         w->utility.cpu_mhz[0] = 0;
         w->utility.util[0] = -1;
@@ -140,7 +135,7 @@ static inline struct placement_problem *bi_urgent(size_t nn, unsigned long long 
             w->memory_mb = 2048;
             w->max_cpu_per_instance = 8000;
             w->min_instances = 1;
-            w->max_instances = 1 + (int)(bi_rand(&s) * 3);
+            w->max_instances = 1 + (int)(tp_rand(&s) * 3);
             continue;
         }
         memset(w, 0, sizeof(*w));
@@ -151,9 +146,9 @@ static inline struct placement_problem *bi_urgent(size_t nn, unsigned long long 
         w->max_instances = 1;
         w->migratable = 1;
         w->whole = 1;
-        int threads = 1 + (int)(bi_rand(&s) * 12);
+        int threads = 1 + (int)(tp_rand(&s) * 12);
         w->max_cpu_per_instance = threads * 2000.0;
-        w->memory_mb = 1024.0 * (8 + (int)(bi_rand(&s) * 40));
+        w->memory_mb = 1024.0 * (8 + (int)(tp_rand(&s) * 40));
         jobs += w->max_cpu_per_instance;
     }
     /* scale the job sizes so their caps add up to `fill` of the CPU */
@@ -168,19 +163,12 @@ static inline struct placement_problem *bi_urgent(size_t nn, unsigned long long 
         w->utility.cpu_mhz[0] = 0;
         w->utility.util[0] = -1;
         w->utility.cpu_mhz[1] = w->max_cpu_per_instance;
-        w->utility.util[1] = 0.2 + 0.8 * bi_rand(&s);
+        w->utility.util[1] = 0.2 + 0.8 * tp_rand(&s);
     }
     double left = total * fmax(0.02, 1 - fill) / (double)((p->nworkloads + 5) / 6);
     for (size_t i = 0; i < p->nworkloads; i += 6) {
-        struct placement_utility *u = &p->workloads[i].utility;
-        double need = left * (0.5 + bi_rand(&s)); /* CPU for utility 0.5 */
-        u->npoints = 3;
-        u->cpu_mhz[0] = 0;
-        u->util[0] = -1;
-        u->cpu_mhz[1] = need;
-        u->util[1] = 0.5;
-        u->cpu_mhz[2] = 2 * need;
-        u->util[2] = 1;
+        double need = left * (0.5 + tp_rand(&s)); /* CPU for utility 0.5 */
+        tp_concave(&p->workloads[i].utility, need);
     }
     return p;
 }

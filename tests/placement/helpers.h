@@ -92,6 +92,18 @@ static inline double tp_rand(unsigned long long *s)
     return (double)(*s >> 11) / 9007199254740992.0;
 }
 
+/* A concave 3-point utility: -1 at 0, 0.5 at `need` MHz, 1 at 2 x need. */
+static inline void tp_concave(struct placement_utility *u, double need)
+{
+    u->npoints = 3;
+    u->cpu_mhz[0] = 0;
+    u->util[0] = -1;
+    u->cpu_mhz[1] = need;
+    u->util[1] = 0.5;
+    u->cpu_mhz[2] = 2 * need;
+    u->util[2] = 1;
+}
+
 /* A random mixed instance: nn nodes (4-16 cores of 2 GHz, 16-64 GB), nw
  * workloads (1/3 apps with up to 4 instances, 2/3 jobs), concave 3-point
  * utilities, sized so CPU is contended (the max-min level is below 1). */
@@ -118,15 +130,7 @@ static inline struct placement_problem *tp_random(size_t nn, size_t nw, unsigned
                 need = capi * 0.9;
             tp_job(p, i, mem, capi, need);
         }
-        struct placement_utility *u = &p->workloads[i].utility;
-        /* -1 at 0, 0.5 at `need`, 1 at 2 x need: concave */
-        u->npoints = 3;
-        u->cpu_mhz[0] = 0;
-        u->util[0] = -1;
-        u->cpu_mhz[1] = need;
-        u->util[1] = 0.5;
-        u->cpu_mhz[2] = 2 * need;
-        u->util[2] = 1;
+        tp_concave(&p->workloads[i].utility, need);
     }
     return p;
 }
