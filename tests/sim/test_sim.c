@@ -223,18 +223,26 @@ static void test_energy(void **state)
     sim_result_fini(&r);
 }
 
-/* Power rules: utilisation-sum keeps ceil(U + headroom) nodes on, so an
- * idle cluster drops to one node. */
-static void test_power_utilsum(void **state)
+/* The power tests' cluster: four 2-core nodes under an APC policy, 100 W
+ * idle, 200 W busy, 0 W off, for one hour, with the given power rule. */
+static struct sim_config power_cluster(enum sim_power power)
 {
-    (void)state;
     struct sim_config c = tiny(SIM_POLICY_APC, 2);
     c.nodes = 4;
     c.idle_w = 100;
     c.max_w = 200;
     c.off_w = 0;
     c.horizon_s = 3600;
-    c.power = SIM_POWER_UTILSUM;
+    c.power = power;
+    return c;
+}
+
+/* Power rules: utilisation-sum keeps ceil(U + headroom) nodes on, so an
+ * idle cluster drops to one node. */
+static void test_power_utilsum(void **state)
+{
+    (void)state;
+    struct sim_config c = power_cluster(SIM_POWER_UTILSUM);
     struct sim_result r;
     assert_int_equal(sim_run(&c, NULL, 0, &r, NULL), 0);
     assert_int_equal(r.node_shutdowns, 3);
@@ -252,13 +260,7 @@ static void test_power_utilsum(void **state)
 static void test_power_core(void **state)
 {
     (void)state;
-    struct sim_config c = tiny(SIM_POLICY_APC, 2);
-    c.nodes = 4;
-    c.idle_w = 100;
-    c.max_w = 200;
-    c.off_w = 0;
-    c.horizon_s = 3600;
-    c.power = SIM_POWER_WLM;
+    struct sim_config c = power_cluster(SIM_POWER_WLM);
     struct sim_result r;
     assert_int_equal(sim_run(&c, NULL, 0, &r, NULL), 0);
     assert_int_equal(r.node_shutdowns, 3);
