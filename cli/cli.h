@@ -26,6 +26,18 @@ json_t *cli_load_json(const char *path, const char *who);
 /* Print rows as an aligned table: `cells` holds nrows*ncols strings, the
  * first row is the header. */
 void cli_table(FILE *out, const char *const *cells, size_t nrows, size_t ncols);
+/* GET a list: *v gets the answer, *list its member `key` (borrowed from *v).
+ * Returns -1 when the caller should go on and print *list (then free *v), or
+ * the exit code when done: 3 controller unreachable, 1 an error answer
+ * (printed), 0 with as_json after printing the list as JSON. */
+int cli_get_list(const struct cli_ctx *ctx, const char *path, const char *key, int as_json,
+                 json_t **v, json_t **list);
+/* A table for cli_table: the header's ncols cells (copied) and nrows rows of
+ * ncols cells each, NULL until the caller fills them (row i at
+ * cells + (i + 1) * ncols). print_free prints it, or `empty` when nrows is 0,
+ * and frees every cell. */
+char **cli_cells_new(size_t nrows, size_t ncols, const char *const *hdr);
+void cli_cells_print_free(char **cells, size_t nrows, size_t ncols, const char *empty);
 
 /* Subcommands in this directory. */
 int cli_cmd_app(const struct cli_ctx *ctx, int argc, char **argv);

@@ -210,6 +210,48 @@ void cli_table(FILE *out, const char *const *cells, size_t nrows, size_t ncols)
     }
 }
 
+int cli_get_list(const struct cli_ctx *ctx, const char *path, const char *key, int as_json,
+                 json_t **v, json_t **list)
+{
+    *v = NULL;
+    *list = NULL;
+    int st = cli_call(ctx, "GET", path, NULL, v);
+    if (st != 200) {
+        json_decref(*v);
+        *v = NULL;
+        return st < 0 ? 3 : 1;
+    }
+    *list = json_object_get(*v, key);
+    if (as_json) {
+        char *s = json_dumps(*list, JSON_INDENT(2));
+        printf("%s\n", s);
+        free(s);
+        json_decref(*v);
+        *v = NULL;
+        return 0;
+    }
+    return -1;
+}
+
+char **cli_cells_new(size_t nrows, size_t ncols, const char *const *hdr)
+{
+    char **cells = calloc((nrows + 1) * ncols, sizeof(char *));
+    for (size_t c = 0; c < ncols; c++)
+        cells[c] = strdup(hdr[c]);
+    return cells;
+}
+
+void cli_cells_print_free(char **cells, size_t nrows, size_t ncols, const char *empty)
+{
+    if (nrows == 0)
+        printf("%s\n", empty);
+    else
+        cli_table(stdout, (const char *const *)cells, nrows + 1, ncols);
+    for (size_t i = 0; i < (nrows + 1) * ncols; i++)
+        free(cells[i]);
+    free(cells);
+}
+
 static int cmd_nodes(const struct cli_ctx *ctx, int argc, char **argv)
 {
     int as_json = 0;
@@ -231,27 +273,15 @@ static int cmd_nodes(const struct cli_ctx *ctx, int argc, char **argv)
             return 2;
         }
     }
-    json_t *v;
-    int st = cli_call(ctx, "GET", "/v1/nodes", NULL, &v);
-    if (st != 200) {
-        json_decref(v);
-        return st < 0 ? 3 : 1;
-    }
-    json_t *nodes = json_object_get(v, "nodes");
-    if (as_json) {
-        char *s = json_dumps(nodes, JSON_INDENT(2));
-        printf("%s\n", s);
-        free(s);
-        json_decref(v);
-        return 0;
-    }
+    json_t *v, *nodes;
+    int rc = cli_get_list(ctx, "/v1/nodes", "nodes", as_json, &v, &nodes);
+    if (rc >= 0)
+        return rc;
     size_t n = json_array_size(nodes);
     const size_t ncols = 11;
-    char **cells = calloc((n + 1) * ncols, sizeof(char *));
     const char *hdr[] = {"NAME",     "STATE",    "CORES",    "MHZ",       "MEMORY_MB", "POWER",
                          "POWER_W",  "BUDGET_W", "VM_SLOTS", "HEARTBEAT", "NOTES"};
-    for (size_t c = 0; c < ncols; c++)
-        cells[c] = strdup(hdr[c]);
+    char **cells = cli_cells_new(n, ncols, hdr);
     for (size_t i = 0; i < n; i++) {
         json_t *o = json_array_get(nodes, i);
         char **row = cells + (i + 1) * ncols;
@@ -293,13 +323,8 @@ static int cmd_nodes(const struct cli_ctx *ctx, int argc, char **argv)
             wlm_buf_printf(&b, "%scannot %s", b.len ? "; " : "", k);
         row[10] = b.len ? wlm_buf_steal(&b) : (wlm_buf_fini(&b), strdup("-"));
     }
-    if (n == 0)
-        printf("no nodes registered (start wlm-nodeagent with --controller pointing here)\n");
-    else
-        cli_table(stdout, (const char *const *)cells, n + 1, ncols);
-    for (size_t i = 0; i < (n + 1) * ncols; i++)
-        free(cells[i]);
-    free(cells);
+    cli_cells_print_free(cells, n, ncols,
+                         "no nodes registered (start wlm-nodeagent with --controller pointing here)");
     json_decref(v);
     return 0;
 }

@@ -105,26 +105,14 @@ static int token_list(const struct cli_ctx *ctx, int argc, char **argv)
             return 2;
         }
     }
-    json_t *v = NULL;
-    int st = cli_call(ctx, "GET", "/v1/tokens", NULL, &v);
-    if (st != 200) {
-        json_decref(v);
-        return st < 0 ? 3 : 1;
-    }
-    json_t *toks = json_object_get(v, "tokens");
-    if (as_json) {
-        char *s = json_dumps(toks, JSON_INDENT(2));
-        printf("%s\n", s);
-        free(s);
-        json_decref(v);
-        return 0;
-    }
+    json_t *v, *toks;
+    int rc = cli_get_list(ctx, "/v1/tokens", "tokens", as_json, &v, &toks);
+    if (rc >= 0)
+        return rc;
     size_t n = json_array_size(toks);
     const size_t ncols = 6;
-    char **cells = calloc((n + 1) * ncols, sizeof(char *));
     const char *hdr[] = {"ID", "NAME", "ROLE", "NODE", "CREATED", "REVOKED"};
-    for (size_t c = 0; c < ncols; c++)
-        cells[c] = strdup(hdr[c]);
+    char **cells = cli_cells_new(n, ncols, hdr);
     for (size_t i = 0; i < n; i++) {
         json_t *o = json_array_get(toks, i);
         char **row = cells + (i + 1) * ncols;
@@ -135,13 +123,7 @@ static int token_list(const struct cli_ctx *ctx, int argc, char **argv)
         row[4] = fmt_time(json_object_get(o, "created_at"));
         row[5] = fmt_time(json_object_get(o, "revoked_at"));
     }
-    if (n == 0)
-        printf("no tokens (only the bootstrap token works)\n");
-    else
-        cli_table(stdout, (const char *const *)cells, n + 1, ncols);
-    for (size_t i = 0; i < (n + 1) * ncols; i++)
-        free(cells[i]);
-    free(cells);
+    cli_cells_print_free(cells, n, ncols, "no tokens (only the bootstrap token works)");
     json_decref(v);
     return 0;
 }
