@@ -199,7 +199,12 @@ void nodeagent_libvirt_state_text(struct nodeagent_driver *dd, const char *id, c
     virDomainFree(dom);
 }
 
-int nodeagent_libvirt_console_path(struct nodeagent_driver *dd, const char *id, char *out, size_t n)
+/* The quoted value that follows `attr` (e.g. "<source path=") after the first
+ * `elem` in a domain's live XML, copied to out[n]: the file behind its serial
+ * console or its disk. -WLM_ENOTFOUND when there is none (or it does not
+ * fit). */
+static int domain_xml_source(struct nodeagent_driver *dd, const char *id, const char *elem,
+                             const char *attr, char *out, size_t n)
 {
     out[0] = '\0';
     if (!dd || dd->ops != &lv_ops)
@@ -210,11 +215,12 @@ int nodeagent_libvirt_console_path(struct nodeagent_driver *dd, const char *id, 
     char *xml = virDomainGetXMLDesc(dom, 0);
     virResetLastError();
     virDomainFree(dom);
-    const char *ser = xml ? strstr(xml, "<serial type='file'>") : NULL;
-    const char *src = ser ? strstr(ser, "<source path=") : NULL;
+    const char *at = xml ? strstr(xml, elem) : NULL;
+    const char *src = at ? strstr(at, attr) : NULL;
     if (src) {
-        char q = src[13];
-        const char *b = src + 14, *e = strchr(b, q);
+        size_t al = strlen(attr);
+        char q = src[al];
+        const char *b = src + al + 1, *e = strchr(b, q);
         if (e && (size_t)(e - b) < n) {
             memcpy(out, b, (size_t)(e - b));
             out[e - b] = '\0';
@@ -224,29 +230,14 @@ int nodeagent_libvirt_console_path(struct nodeagent_driver *dd, const char *id, 
     return out[0] ? 0 : -WLM_ENOTFOUND;
 }
 
+int nodeagent_libvirt_console_path(struct nodeagent_driver *dd, const char *id, char *out, size_t n)
+{
+    return domain_xml_source(dd, id, "<serial type='file'>", "<source path=", out, n);
+}
+
 int nodeagent_libvirt_disk_path(struct nodeagent_driver *dd, const char *id, char *out, size_t n)
 {
-    out[0] = '\0';
-    if (!dd || dd->ops != &lv_ops)
-        return -WLM_EINVAL;
-    virDomainPtr dom = lv_lookup(LV(dd), id, NULL);
-    if (!dom)
-        return -WLM_ENOTFOUND;
-    char *xml = virDomainGetXMLDesc(dom, 0);
-    virResetLastError();
-    virDomainFree(dom);
-    const char *disk = xml ? strstr(xml, "<disk") : NULL;
-    const char *src = disk ? strstr(disk, "<source file=") : NULL;
-    if (src) {
-        char q = src[13];
-        const char *b = src + 14, *e = strchr(b, q);
-        if (e && (size_t)(e - b) < n) {
-            memcpy(out, b, (size_t)(e - b));
-            out[e - b] = '\0';
-        }
-    }
-    free(xml);
-    return out[0] ? 0 : -WLM_ENOTFOUND;
+    return domain_xml_source(dd, id, "<disk", "<source file=", out, n);
 }
 
 const char *nodeagent_libvirt_describe(struct nodeagent_driver *dd)
