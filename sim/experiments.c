@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sim.h"
+#include "internal.h"
 
 void sim_exp_defaults(struct sim_exp_opts *o)
 {
@@ -27,7 +27,7 @@ void sim_exp_defaults(struct sim_exp_opts *o)
     o->vms = 64;
 }
 
-static FILE *open_out(const struct sim_exp_opts *o, const char *suffix, struct wlm_error *err)
+FILE *sim_exp_open_out(const struct sim_exp_opts *o, const char *suffix, struct wlm_error *err)
 {
     char path[1024];
     snprintf(path, sizeof(path), "%s%s", o->out_prefix, suffix);
@@ -37,7 +37,7 @@ static FILE *open_out(const struct sim_exp_opts *o, const char *suffix, struct w
     return f;
 }
 
-static int close_out(FILE *f, struct wlm_error *err)
+int sim_exp_close_out(FILE *f, struct wlm_error *err)
 {
     if (!f)
         return 0;
@@ -45,6 +45,28 @@ static int close_out(FILE *f, struct wlm_error *err)
     if (fclose(f) != 0 || bad)
         return wlm_error_setf(err, WLM_EIO, "out", "write failed");
     return 0;
+}
+
+double sim_missed_pct(const struct sim_result *r)
+{
+    return 100.0 * (double)(r->missed + (r->jobs - r->done)) / (double)r->jobs;
+}
+
+void sim_exp_summary_row(FILE *sum, FILE *table, const char *key, const double *v, unsigned seeds,
+                         const char *const *mname, int nm, int sum_prec,
+                         const struct sim_exp_cell *cell)
+{
+    for (int m = 0; m < nm; m++) {
+        double mu, h;
+        sim_ci95(&v[(size_t)m * seeds], seeds, &mu, &h);
+        if (sum)
+            fprintf(sum, "%s,%s,%u,%.*f,%.*f\n", key, mname[m], seeds, sum_prec, mu, sum_prec, h);
+        if (table)
+            fprintf(table, " %*.*f +-%*.*f", cell[m].width, cell[m].prec, mu, cell[m].hwidth,
+                    cell[m].hprec, h);
+    }
+    if (table)
+        fprintf(table, "\n");
 }
 
 /* ---------------------------------------------------------------- exp 1 */
@@ -100,7 +122,8 @@ static int exp1_trace(const struct sim_exp_opts *o, struct wlm_error *err)
     }
     if (o->out_prefix) {
         rc = -WLM_EIO;
-        if (!(runs = open_out(o, "-runs.csv", err)) || !(sum = open_out(o, "-summary.csv", err)))
+        if (!(runs = sim_exp_open_out(o, "-runs.csv", err)) ||
+            !(sum = sim_exp_open_out(o, "-summary.csv", err)))
             goto out;
         fprintf(runs, "policy,trace,jobs,done,missed,unfinished,missed_pct");
         fprintf(sum, "policy,jobs,missed_pct");
@@ -165,7 +188,7 @@ static int exp1_trace(const struct sim_exp_opts *o, struct wlm_error *err)
     }
     rc = 0;
 out:
-    if (close_out(runs, err) || close_out(sum, err))
+    if (sim_exp_close_out(runs, err) || sim_exp_close_out(sum, err))
         rc = rc ? rc : -WLM_EIO;
     for (int p = 0; p < nrun; p++)
         sim_result_fini(&rows[p].r);
@@ -197,8 +220,9 @@ int sim_exp1(const struct sim_exp_opts *o, struct wlm_error *err)
 #define M(a, p, m, i) a[((size_t)(p)*NM + (m)) * nia + (i)]
     if (o->out_prefix) {
         rc = -WLM_EIO;
-        if (!(runs = open_out(o, "-runs.csv", err)) || !(sum = open_out(o, "-summary.csv", err)) ||
-            !(svg = open_out(o, ".svg", err)))
+        if (!(runs = sim_exp_open_out(o, "-runs.csv", err)) ||
+            !(sum = sim_exp_open_out(o, "-summary.csv", err)) ||
+            !(svg = sim_exp_open_out(o, ".svg", err)))
             goto out;
         fprintf(runs, "policy,mean_ia_min,seed,jobs,done,missed,unfinished,missed_pct,starts,"
                       "suspends,resumes,migrations,moves,end_h\n");
@@ -223,7 +247,7 @@ int sim_exp1(const struct sim_exp_opts *o, struct wlm_error *err)
                     free(jobs);
                     goto out;
                 }
-                double pct = 100.0 * (double)(r.missed + (r.jobs - r.done)) / (double)r.jobs;
+                double pct = sim_missed_pct(&r);
                 V(p, 0, i, k) = pct;
                 V(p, 1, i, k) = r.suspends;
                 V(p, 2, i, k) = r.migrations;
@@ -295,7 +319,7 @@ int sim_exp1(const struct sim_exp_opts *o, struct wlm_error *err)
 #undef V
 #undef M
 out:
-    if (close_out(runs, err) || close_out(sum, err) || close_out(svg, err))
+    if (sim_exp_close_out(runs, err) || sim_exp_close_out(sum, err) || sim_exp_close_out(svg, err))
         rc = rc ? rc : -WLM_EIO;
     free(x);
     free(v);
@@ -348,7 +372,8 @@ int sim_exp2(const struct sim_exp_opts *o, struct wlm_error *err)
     }
     if (o->out_prefix) {
         rc = -WLM_EIO;
-        if (!(runs = open_out(o, "-runs.csv", err)) || !(sum = open_out(o, "-summary.csv", err)))
+        if (!(runs = sim_exp_open_out(o, "-runs.csv", err)) ||
+            !(sum = sim_exp_open_out(o, "-summary.csv", err)))
             goto out;
         fprintf(runs, "power,seed,energy_day_kwh,energy_run_kwh,jobs,missed,missed_pct,web_"
                       "violation_min,node_boots,"
@@ -371,7 +396,7 @@ int sim_exp2(const struct sim_exp_opts *o, struct wlm_error *err)
                 free(jobs);
                 goto out;
             }
-            double pct = 100.0 * (double)(r.missed + (r.jobs - r.done)) / (double)r.jobs;
+            double pct = sim_missed_pct(&r);
             double *row = &v[((size_t)p * NM) * o->seeds];
             row[0 * o->seeds + k] = r.energy_horizon_kwh;
             row[1 * o->seeds + k] = pct;
@@ -398,23 +423,17 @@ int sim_exp2(const struct sim_exp_opts *o, struct wlm_error *err)
                 c.nodes, c.cores, njobs, o->exp2_ia_min, sim_policy_name(c.policy), o->seeds,
                 "power", "energy_day_kWh", "jobs_missed_%", "web_violation_min", "node_boots",
                 "suspends+migr");
+    static const struct sim_exp_cell cell[NM] = {
+        {12, 2, 5, 2}, {12, 2, 5, 2}, {12, 2, 5, 2}, {9, 1, 3, 1}, {9, 1, 3, 1}};
     for (int p = 0; p < NP; p++) {
         if (o->table)
             fprintf(o->table, "%-10s", sim_power_name(p));
-        for (int m = 0; m < NM; m++) {
-            double mu, h;
-            sim_ci95(&v[((size_t)p * NM + (size_t)m) * o->seeds], o->seeds, &mu, &h);
-            if (sum)
-                fprintf(sum, "%s,%s,%u,%.3f,%.3f\n", sim_power_name(p), mname[m], o->seeds, mu, h);
-            if (o->table)
-                fprintf(o->table, m < 3 ? " %12.2f +-%5.2f" : " %9.1f +-%3.1f", mu, h);
-        }
-        if (o->table)
-            fprintf(o->table, "\n");
+        sim_exp_summary_row(sum, o->table, sim_power_name(p), &v[(size_t)p * NM * o->seeds],
+                            o->seeds, mname, NM, 3, cell);
     }
     rc = 0;
 out:
-    if (close_out(runs, err) || close_out(sum, err))
+    if (sim_exp_close_out(runs, err) || sim_exp_close_out(sum, err))
         rc = rc ? rc : -WLM_EIO;
     free(v);
     return rc;
@@ -439,7 +458,8 @@ int sim_exp3(const struct sim_exp_opts *o, struct wlm_error *err)
     }
     if (o->out_prefix) {
         rc = -WLM_EIO;
-        if (!(runs = open_out(o, "-runs.csv", err)) || !(sum = open_out(o, "-summary.csv", err)))
+        if (!(runs = sim_exp_open_out(o, "-runs.csv", err)) ||
+            !(sum = sim_exp_open_out(o, "-summary.csv", err)))
             goto out;
         fprintf(runs, "balancer,seed,hosts,vms,migrations,rounds,converged\n");
     }
@@ -506,7 +526,7 @@ int sim_exp3(const struct sim_exp_opts *o, struct wlm_error *err)
     }
     rc = 0;
 out:
-    if (close_out(runs, err) || close_out(sum, err))
+    if (sim_exp_close_out(runs, err) || sim_exp_close_out(sum, err))
         rc = rc ? rc : -WLM_EIO;
     free(v);
     free(load);

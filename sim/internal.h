@@ -61,4 +61,24 @@ int sim_apc_decide_core(const struct sim_apc_node *nodes, size_t nn, const struc
 int sim_exp2_check(const struct sim_exp_opts *o, struct wlm_error *err);
 size_t sim_exp2_day(const struct sim_exp_opts *o, struct sim_config *c);
 
+/* Shared by the experiments (experiments.c, powercap.c). An output file
+ * named out_prefix + suffix, or NULL with err set; closing reports a failed
+ * write (NULL is fine). */
+FILE *sim_exp_open_out(const struct sim_exp_opts *o, const char *suffix, struct wlm_error *err);
+int sim_exp_close_out(FILE *f, struct wlm_error *err);
+/* Per cent of a run's jobs that missed their goal or did not finish. */
+double sim_missed_pct(const struct sim_result *r);
+/* How a summary table prints one metric: " mean +-half" with these widths
+ * and precisions. */
+struct sim_exp_cell {
+    int width, prec, hwidth, hprec;
+};
+/* One row of a summary over seeds: for each of nm metrics (v holds each
+ * metric's value for all seeds, one metric after another) its mean and 95 %
+ * CI half-width, as "key,metric,seeds,mean,ci95" in sum (sum_prec decimals)
+ * and as a cell in table, which then ends the line. Either file may be NULL. */
+void sim_exp_summary_row(FILE *sum, FILE *table, const char *key, const double *v, unsigned seeds,
+                         const char *const *mname, int nm, int sum_prec,
+                         const struct sim_exp_cell *cell);
+
 #endif

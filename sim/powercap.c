@@ -114,18 +114,10 @@ int sim_exp2_powercap(const struct sim_exp_opts *o, struct wlm_error *err)
         goto out;
     }
     if (o->out_prefix) {
-        char path[700];
         rc = -WLM_EIO;
-        snprintf(path, sizeof(path), "%s-runs.csv", o->out_prefix);
-        if (!(runs = fopen(path, "w"))) {
-            wlm_error_set(err, WLM_EIO, "cannot write %s", path);
+        if (!(runs = sim_exp_open_out(o, "-runs.csv", err)) ||
+            !(sum = sim_exp_open_out(o, "-summary.csv", err)))
             goto out;
-        }
-        snprintf(path, sizeof(path), "%s-summary.csv", o->out_prefix);
-        if (!(sum = fopen(path, "w"))) {
-            wlm_error_set(err, WLM_EIO, "cannot write %s", path);
-            goto out;
-        }
         fprintf(runs, "cap_pct,cap_w,split,seed,min_utility_mean,min_utility_worst,jobs,missed,"
                       "unfinished,missed_pct,web_violation_min,energy_day_kwh,decisions\n");
     }
@@ -152,7 +144,7 @@ int sim_exp2_powercap(const struct sim_exp_opts *o, struct wlm_error *err)
                     free(jobs);
                     goto out;
                 }
-                double pct = 100.0 * (double)(r.missed + (r.jobs - r.done)) / (double)r.jobs;
+                double pct = sim_missed_pct(&r);
                 double mean = r.decisions ? r.min_utility_sum / r.decisions : 0;
                 double m[NM] = {mean, r.min_utility_worst, pct, r.web_violation_s / 60,
                                 r.energy_horizon_kwh};
@@ -179,29 +171,22 @@ int sim_exp2_powercap(const struct sim_exp_opts *o, struct wlm_error *err)
                 c.nodes, peak_w, njobs, o->exp2_ia_min, sim_policy_name(c.policy), o->seeds, "cap",
                 "split", "min_util_mean", "min_util_worst", "jobs_missed_%", "web_viol_min",
                 "energy_kWh");
+    static const struct sim_exp_cell cell[NM] = {
+        {8, 3, 6, 3}, {8, 3, 6, 3}, {9, 2, 5, 2}, {9, 2, 5, 2}, {9, 2, 5, 2}};
     for (int ci = 0; ci < NC; ci++)
         for (int si = 0; si < NS; si++) {
             if (o->table)
                 fprintf(o->table, "%3.0f%%  %-6s", 100 * caps[ci], split_name[si]);
-            for (int q = 0; q < NM; q++) {
-                double mu, h;
-                sim_ci95(&v[(((size_t)ci * NS + (size_t)si) * NM + (size_t)q) * o->seeds], o->seeds,
-                         &mu, &h);
-                if (sum)
-                    fprintf(sum, "%.0f,%s,%s,%u,%.4f,%.4f\n", 100 * caps[ci], split_name[si],
-                            mname[q], o->seeds, mu, h);
-                if (o->table)
-                    fprintf(o->table, q < 2 ? " %8.3f +-%6.3f" : " %9.2f +-%5.2f", mu, h);
-            }
-            if (o->table)
-                fprintf(o->table, "\n");
+            char key[64];
+            snprintf(key, sizeof(key), "%.0f,%s", 100 * caps[ci], split_name[si]);
+            sim_exp_summary_row(sum, o->table, key,
+                                &v[((size_t)ci * NS + (size_t)si) * NM * o->seeds], o->seeds, mname,
+                                NM, 4, cell);
         }
     rc = 0;
 out:
-    if (runs && fclose(runs) != 0 && !rc)
-        rc = wlm_error_set(err, WLM_EIO, "cannot write the runs file");
-    if (sum && fclose(sum) != 0 && !rc)
-        rc = wlm_error_set(err, WLM_EIO, "cannot write the summary file");
+    if (sim_exp_close_out(runs, err) || sim_exp_close_out(sum, err))
+        rc = rc ? rc : -WLM_EIO;
     free(v);
     return rc;
 }
