@@ -284,6 +284,7 @@ struct h2_stream {
     struct h2_check chk;
     const char *bad;        /* the head is malformed: why (answered 400) */
     unsigned long long got; /* DATA bytes received */
+    int refused; /* answered before its body ended: reset (NO_ERROR) once the answer is out */
 };
 
 static inline char *rt_dup(const char *x)

@@ -146,8 +146,14 @@ static int h2_on_data(nghttp2_session *s, uint8_t flags, int32_t sid, const uint
         return 0;
     }
     if (q->body_bytes + n > c->w->r->o.max_body_bytes) {
+        /* Like HTTP/1.1: the request is taken back (queue or upstream) and
+         * answered 413; once the answer is out the stream is reset with
+         * NO_ERROR so the client stops sending (RFC 9113 8.1). Only a
+         * response already under way is cut instead. */
         nghttp2_session_consume(s, sid, n);
-        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, sid, NGHTTP2_CANCEL);
+        st->refused = 1;
+        if (req_refuse(q, 413, "request body too large"))
+            nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, sid, NGHTTP2_CANCEL);
         return 0;
     }
     q->h2_unconsumed += n;
@@ -216,7 +222,7 @@ static void h2_request(struct rt_conn *c, int32_t sid, struct h2_stream *st, int
                 slen = RT_BODY_CHUNKED;
         }
         if (slen > 0 && (unsigned long long)slen > c->w->r->o.max_body_bytes)
-            st->too_big = 413;
+            st->too_big = 413, st->refused = 1;
     }
     if (why || st->too_big || !method || !path || bad_host) {
         rt_resp_local(q, why ? 400 : st->too_big ? st->too_big : 400, NULL,
@@ -253,6 +259,19 @@ static int h2_on_frame(nghttp2_session *s, const nghttp2_frame *f, void *ud)
                                   NGHTTP2_PROTOCOL_ERROR); /* shorter than announced */
     else if (st->q && end && st->q->stream_id == f->hd.stream_id)
         rt_body_end(st->q); /* last DATA, or trailers (dropped) */
+    return 0;
+}
+
+/* A stream answered before the client finished its body: once the answer
+ * has ended, tell the client to stop sending. */
+static int h2_on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+    if (!(f->hd.flags & NGHTTP2_FLAG_END_STREAM) ||
+        (f->hd.type != NGHTTP2_DATA && f->hd.type != NGHTTP2_HEADERS))
+        return 0;
+    struct h2_stream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+    if (st && st->refused && !nghttp2_session_get_stream_remote_close(s, f->hd.stream_id))
+        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_NO_ERROR);
     return 0;
 }
 
@@ -423,6 +442,7 @@ int h2_start(struct rt_conn *c, const char *settings, size_t slen, struct rt_req
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, h2_on_data);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, h2_on_frame);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, h2_on_close);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, h2_on_frame_send);
     nghttp2_option *opt;
     if (nghttp2_option_new(&opt)) {
         nghttp2_session_callbacks_del(cb);

@@ -5,7 +5,8 @@ A chunked upload (no length announced) that passes --max-body-bytes after
 its head already went upstream gets a 413 answer from the router: the
 partial request is cut at the upstream, the concurrency slot is given back,
 the client reads the 413 (not a reset) and the connection closes. The same
-for an upload still queued behind a full concurrency limit. What a user
+for an upload still queued behind a full concurrency limit, and for an h2
+upload (answered 413, then RST_STREAM NO_ERROR). What a user
 would notice if the slot leaked: with "limit": 1 the next request would
 wait in the queue and get 503; here it must be served at once, and the
 stats must show nothing in flight.
@@ -138,6 +139,15 @@ def upload_too_big(port, before_more=None):
     return out, reset
 
 
+def h2_frame(t, f, sid, payload):
+    return len(payload).to_bytes(3, "big") + bytes([t, f]) + sid.to_bytes(4, "big") + payload
+
+
+def h2_lit(idx, value):  # HPACK literal without indexing, indexed name
+    v = value.encode()
+    return bytes([idx, len(v)]) + v
+
+
 def get(port, path="/hello"):
     s = socket.create_connection(("127.0.0.1", port), 10)
     s.settimeout(10)
@@ -262,6 +272,50 @@ def main():
     s.close()
     check(out.startswith(b"HTTP/1.1 413") and b"<reset>" not in out and be.heads == heads,
           "Content-Length over the limit -> 413 read by the client, nothing upstream")
+
+    # --- h2: a body without content-length passing the limit once upstream
+    # gets a 413 answer, then RST_STREAM NO_ERROR (stop sending); the slot
+    # is released
+    cut = be.cut
+    got0 = be.got
+    s = socket.create_connection(("127.0.0.1", port), 10)
+    s.settimeout(10)
+    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h2_frame(4, 0, 0, b"") +
+              h2_frame(1, 0x4, 1, b"\x83\x86" + h2_lit(4, "/sink") + h2_lit(1, "shop")) +
+              b"".join(h2_frame(0, 0, 1, b"z" * 16384) for _ in range(4)))
+    check(wait_for(lambda: be.got > got0), "h2: the upload's head and first DATA reached the upstream")
+    try:
+        s.sendall(b"".join(h2_frame(0, 0, 1, b"z" * 16384) for _ in range(12)))
+    except OSError:
+        pass
+    body, rst, buf = b"", None, b""
+    try:
+        while rst is None:
+            while len(buf) < 9 or len(buf) < 9 + int.from_bytes(buf[:3], "big"):
+                b = s.recv(65536)
+                if not b:
+                    raise OSError("closed")
+                buf += b
+            ln = int.from_bytes(buf[:3], "big")
+            t, f, sid = buf[3], buf[4], int.from_bytes(buf[5:9], "big") & 0x7fffffff
+            payload, buf = buf[9:9 + ln], buf[9 + ln:]
+            if t == 4 and not f & 1:
+                s.sendall(h2_frame(4, 1, 0, b""))
+            if sid == 1 and t == 0:
+                body += payload
+            if sid == 1 and t == 3:
+                rst = int.from_bytes(payload, "big")
+    except OSError:
+        pass
+    s.close()
+    check(b"Content Too Large" in body and b"too large" in body,
+          f"h2: upload over the limit upstream -> 413 answer ({body[:60]!r})")
+    check(rst == 0, f"h2: then RST_STREAM NO_ERROR so the client stops sending (code {rst})")
+    check(wait_for(lambda: be.cut == cut + 1), "h2: the upstream saw its partial upload cut")
+    t0 = time.time()
+    check(get(port).startswith(b"HTTP/1.1 200") and time.time() - t0 < 1.0,
+          "h2: the next request is served at once: the slot was released")
+    check(stats(aport)["in_flight"] == 0, "h2: nothing left in flight")
 
     r.terminate()
     rc = r.wait(20)
