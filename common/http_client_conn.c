@@ -170,6 +170,18 @@ static void cconn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = buf->base ? suggested : 0;
 }
 
+/* The request failed on a reused connection before any of its answer came:
+ * the server most likely timed the idle connection out just as we sent, so
+ * it goes once more, on a fresh connection. */
+static void cconn_retry(struct cconn *conn, struct creq *r)
+{
+    r->retried = 1;
+    r->conn = NULL;
+    conn->req = NULL;
+    wlm__http_cconn_close(conn);
+    wlm__http_creq_start(r);
+}
+
 static void cconn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct cconn *conn = s->data;
@@ -203,11 +215,7 @@ static void cconn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             }
         }
         if (conn->reused && conn->nrecv == 0 && !r->retried) {
-            r->retried = 1;
-            r->conn = NULL;
-            conn->req = NULL;
-            wlm__http_cconn_close(conn);
-            wlm__http_creq_start(r);
+            cconn_retry(conn, r);
             return;
         }
         if (conn->ssl && !conn->tls_up) {
@@ -307,11 +315,7 @@ static void cconn_write_cb(uv_write_t *w, int status)
     if (status < 0 && status != UV_ECANCELED && !conn->closing) {
         struct creq *r = conn->req;
         if (r && conn->reused && !r->retried) {
-            r->retried = 1;
-            r->conn = NULL;
-            conn->req = NULL;
-            wlm__http_cconn_close(conn);
-            wlm__http_creq_start(r);
+            cconn_retry(conn, r);
             return;
         }
         if (r)
