@@ -26,7 +26,8 @@ static void write_cb(uv_write_t *w, int status)
         wlm__http_conn_close(conn);
 }
 
-/* Send what OpenSSL produced (handshake, records, alerts). */
+/* Send `data` (malloc'd, taken) as it is: what OpenSSL produced (handshake,
+ * records, alerts), or a plain connection's response bytes. */
 int wlm__http_conn_write_raw(struct wlm_http_conn *conn, char *data, size_t len)
 {
     struct http_wreq *wr = malloc(sizeof(*wr));
@@ -64,21 +65,8 @@ int wlm__http_conn_write(struct wlm_http_conn *conn, struct wlm_buf *b)
         wlm_buf_fini(b);
         return wlm__http_conn_tls_flush(conn);
     }
-    struct http_wreq *wr = malloc(sizeof(*wr));
-    if (!wr) {
-        wlm__http_conn_close(conn);
-        return -ENOMEM;
-    }
     size_t len = b->len;
-    wr->data = wlm_buf_steal(b);
-    uv_buf_t ub = uv_buf_init(wr->data, (unsigned)len);
-    int rc = uv_write(&wr->w, (uv_stream_t *)&conn->tcp, &ub, 1, write_cb);
-    if (rc) {
-        free(wr->data);
-        free(wr);
-        wlm__http_conn_close(conn);
-    }
-    return rc;
+    return wlm__http_conn_write_raw(conn, wlm_buf_steal(b), len);
 }
 
 static void close_cb(uv_handle_t *h)
