@@ -3,10 +3,8 @@
  * idle one from the pool, or a new one after resolving the host), its deadline,
  * delivering its outcome exactly once, and releasing it.
  */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "http_client_internal.h"
 

@@ -4,7 +4,6 @@
  * completion, which queues it and hands it to dispatch.
  */
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 

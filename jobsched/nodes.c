@@ -3,10 +3,7 @@
  * the nodes it could run on (matchmaking, match.c).
  */
 #include <errno.h>
-#include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "internal.h"
 

@@ -3,11 +3,7 @@
  * its stored JSON form, loading the whole table, and the transactions every
  * mutation runs in (a failed one reloads the table from disk).
  */
-#include <errno.h>
-#include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "internal.h"
 

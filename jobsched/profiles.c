@@ -3,8 +3,6 @@
  * teaching it a completed run.
  */
 #include <errno.h>
-#include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

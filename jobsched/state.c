@@ -4,7 +4,6 @@
  * re-deciding the dependents of a job that changed.
  */
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -2,10 +2,7 @@
  * update.c - updates from the controller: re-evaluation, explicit
  * transitions, cancellation, placement, and usage reports.
  */
-#include <errno.h>
 #include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
