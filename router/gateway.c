@@ -465,6 +465,7 @@ void router_free(struct router *r)
         uv_run(&r->w[i].loop, UV_RUN_NOWAIT);
         uv_loop_close(&r->w[i].loop);
         rt_worker_free_reqs(&r->w[i]);
+        free(r->w[i].obuf);
     }
     rt_alog_close(r->alog);
     rt_state_free(r->cur);

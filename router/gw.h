@@ -235,6 +235,8 @@ struct rt_worker {
     struct rt_conn *dirty; /* h2 conns with frames to send, flushed in the check phase */
     uv_check_t flush;
     char rbuf[65536];
+    char *obuf; /* h2_flush gathers a connection's frames here (kept between flushes) */
+    size_t obuf_cap;
 };
 
 struct router {

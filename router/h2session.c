@@ -36,6 +36,10 @@ static struct h2_stream *h2_stream_new(struct rt_conn *c)
     struct h2_stream *st = calloc(1, sizeof *st);
     if (!st)
         return NULL;
+    st->hcap = 512; /* a typical request head in one allocation */
+    st->hb = malloc(st->hcap);
+    if (!st->hb)
+        st->hcap = 0;
     st->chk.clen = -1;
     st->next = c->streams;
     if (c->streams)
@@ -101,10 +105,12 @@ static int h2_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_
         st->too_big = 431;
         return 0;
     }
-    rt_buf_add(&st->hb, &st->hlen, &st->hcap, name, nl);
-    rt_buf_add(&st->hb, &st->hlen, &st->hcap, "", 1);
-    rt_buf_add(&st->hb, &st->hlen, &st->hcap, value, vl);
-    rt_buf_add(&st->hb, &st->hlen, &st->hcap, "", 1);
+    /* "name\0value\0", one reservation */
+    if (rt_buf_add(&st->hb, &st->hlen, &st->hcap, name, nl + 1) == 0) {
+        st->hb[st->hlen - 1] = 0;
+        if (rt_buf_add(&st->hb, &st->hlen, &st->hcap, value, vl) == 0)
+            st->hlen++; /* rt_buf_add keeps a NUL after the data */
+    }
     return 0;
 }
 
@@ -324,6 +330,18 @@ static ssize_t h2_read_body(nghttp2_session *s, int32_t sid, uint8_t *buf, size_
     return (ssize_t)n;
 }
 
+/* v in decimal into out (at least 21 bytes), NUL-terminated: no printf per response. */
+static void u64_str(unsigned long long v, char *out)
+{
+    char t[24];
+    int i = 24;
+    do
+        t[--i] = (char)('0' + v % 10);
+    while ((v /= 10));
+    memcpy(out, t + i, (size_t)(24 - i));
+    out[24 - i] = 0;
+}
+
 /* q's response has news (head, body bytes, end, or an upstream failure):
  * submit it the first time, wake its data provider after. */
 void h2_respond(struct rt_conn *c, struct rt_req *q)
@@ -348,7 +366,7 @@ void h2_respond(struct rt_conn *c, struct rt_req *q)
     nghttp2_nv nv[128];
     size_t n = 0;
     char status[8], clen[24];
-    snprintf(status, sizeof status, "%d", q->resp.status);
+    u64_str((unsigned long long)q->resp.status, status);
     nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, strlen(status),
                            NGHTTP2_NV_FLAG_NONE};
     /* Header names are lower-cased in place: h2 requires it. */
@@ -364,14 +382,19 @@ void h2_respond(struct rt_conn *c, struct rt_req *q)
         char *v = colon + 1;
         while (v < eol && *v == ' ')
             v++;
+        /* A value unique to this response (the request id) would only
+         * churn the HPACK dynamic tables on both sides: not indexed. */
+        uint8_t fl = colon - p == 12 && memcmp(p, "x-request-id", 12) == 0
+                         ? NGHTTP2_NV_FLAG_NO_INDEX
+                         : NGHTTP2_NV_FLAG_NONE;
         nv[n++] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)v, (size_t)(colon - p),
-                               (size_t)(eol - v), NGHTTP2_NV_FLAG_NONE};
+                               (size_t)(eol - v), fl};
         p = eol + 2;
     }
     int whole = q->state == Q_DONE;
     long long cl = whole && !q->head ? (long long)q->resp.blen : q->resp_clen;
     if (cl >= 0 && !(q->resp.status == 204 || q->resp.status == 304)) {
-        snprintf(clen, sizeof clen, "%lld", cl);
+        u64_str((unsigned long long)cl, clen);
         nv[n++] = (nghttp2_nv){(uint8_t *)"content-length", (uint8_t *)clen, 14, strlen(clen),
                                NGHTTP2_NV_FLAG_NONE};
     }
@@ -401,8 +424,11 @@ void h2_flush(struct rt_conn *c)
         return;
     /* Gather pending frames into one write, up to RT_WINDOW queued on the
      * socket; the rest is pulled when the socket drains (rt_stream_drained). */
-    char *b = NULL;
-    size_t len = 0, cap = 0;
+    /* The worker's scratch buffer: no allocation per flush. conn_write
+     * copies only what the socket does not take at once. */
+    struct rt_worker *w = c->w;
+    char *b = w->obuf;
+    size_t len = 0, cap = w->obuf_cap;
     size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
     for (;;) {
         if (queued + len >= RT_WINDOW) {
@@ -412,7 +438,7 @@ void h2_flush(struct rt_conn *c)
         const uint8_t *d;
         ssize_t n = nghttp2_session_mem_send(c->h2, &d);
         if (n < 0) {
-            free(b);
+            w->obuf = b, w->obuf_cap = cap;
             conn_close(c);
             return;
         }
@@ -420,8 +446,13 @@ void h2_flush(struct rt_conn *c)
             break;
         rt_buf_add(&b, &len, &cap, d, (size_t)n);
     }
+    w->obuf = b, w->obuf_cap = cap;
+    if (cap > 4 * RT_WINDOW) { /* a rare huge batch: do not keep it */
+        w->obuf = NULL, w->obuf_cap = 0;
+    }
     int rc = conn_write(c, b, len);
-    free(b);
+    if (!w->obuf)
+        free(b);
     if (rc) {
         conn_close(c);
         return;
