@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "gw.h" /* h2check.c's validator */
 #include "router.h"
 
 static const char *cfg_text =
@@ -419,6 +420,71 @@ static void test_gateway_lifecycle(void **st)
     router_config_free(cfg);
 }
 
+/* One h2 request head through h2check.c: fields "name=value" (the first
+ * '=' splits), NULL-terminated; returns NULL (valid) or the reason. */
+static const char *h2_head(const char *const *fields)
+{
+    struct h2_check k = {0, 0, -1};
+    for (size_t i = 0; fields[i]; i++) {
+        const char *eq = strchr(fields[i] + 1, '=');
+        size_t nl = (size_t)(eq - fields[i]);
+        const char *why = h2_check_field(&k, (const uint8_t *)fields[i], nl,
+                                         (const uint8_t *)eq + 1, strlen(eq + 1));
+        if (why)
+            return why;
+    }
+    return h2_check_head(&k);
+}
+
+#define H2(...) h2_head((const char *const[]){__VA_ARGS__, NULL})
+#define REQ ":method=GET", ":scheme=https", ":path=/x"
+
+static void test_h2_check(void **st)
+{
+    (void)st;
+    /* valid heads */
+    assert_null(H2(REQ, ":authority=shop"));
+    assert_null(H2(REQ, "host=shop:8443"));
+    assert_null(H2(REQ, ":authority=shop", "host=shop", "te=trailers", "content-length=12"));
+    assert_null(H2(":method=OPTIONS", ":scheme=http", ":path=*", ":authority=a"));
+    assert_null(H2(":method=GET", ":scheme=foo", ":path=opaque", ":authority=a"));
+    /* Host: two, none (with no :authority), invalid */
+    assert_string_equal(H2(REQ, "host=a", "host=a"), "more than one Host header");
+    assert_string_equal(H2(REQ, ":authority=a", "host=a", "host=b"), "more than one Host header");
+    assert_string_equal(H2(REQ), "missing Host header and :authority");
+    assert_string_equal(H2(REQ, "host=a b"), "invalid Host header");
+    /* pseudo-headers */
+    assert_string_equal(H2(":method=GET", ":method=GET", ":scheme=http", ":path=/"),
+                        "repeated pseudo-header field");
+    assert_string_equal(H2(REQ, "x-a=1", ":authority=a"), "pseudo-header field after a regular field");
+    assert_string_equal(H2(REQ, ":status=200"), "unknown pseudo-header field");
+    assert_string_equal(H2(":scheme=http", ":path=/", ":authority=a"), "missing :method");
+    assert_string_equal(H2(":method=GET", ":scheme=http", ":authority=a"), "missing :scheme or :path");
+    assert_string_equal(H2(":method=CONNECT", ":authority=a:443"), "CONNECT is not supported");
+    assert_string_equal(H2(":method=GET", ":scheme=http", ":path=*", ":authority=a"),
+                        "invalid :path for an http(s) request");
+    assert_string_equal(H2(":method=GET", ":scheme=http", ":path=x", ":authority=a"),
+                        "invalid :path for an http(s) request");
+    assert_string_equal(H2(":method=G T", ":scheme=http", ":path=/", ":authority=a"), "invalid :method");
+    assert_string_equal(H2(":method=GET", ":scheme=1http", ":path=/", ":authority=a"), "invalid :scheme");
+    /* fields */
+    assert_string_equal(H2(REQ, ":authority=a", "X-Up=1"), "invalid header field name");
+    assert_string_equal(H2(REQ, ":authority=a", "x-a=1\r\nx-b: 2"), "invalid header field value");
+    assert_string_equal(H2(REQ, ":authority=a", "x-a= padded"), "invalid header field value");
+    assert_string_equal(H2(REQ, ":authority=a", "connection=close"), "connection-specific header field");
+    assert_string_equal(H2(REQ, ":authority=a", "transfer-encoding=chunked"),
+                        "connection-specific header field");
+    assert_string_equal(H2(REQ, ":authority=a", "te=gzip"), "te other than trailers");
+    assert_string_equal(H2(REQ, ":authority=a", "content-length=1", "content-length=1"),
+                        "more than one content-length");
+    assert_string_equal(H2(REQ, ":authority=a", "content-length=-1"), "invalid content-length");
+    assert_string_equal(H2(REQ, ":authority=a", "content-length=12a"), "invalid content-length");
+    /* the length is kept for the DATA check */
+    struct h2_check k = {0, 0, -1};
+    assert_null(h2_check_field(&k, (const uint8_t *)"content-length", 14, (const uint8_t *)"4096", 4));
+    assert_int_equal(k.clen, 4096);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -431,6 +497,7 @@ int main(void)
         cmocka_unit_test(test_sched_eligible_migrate),
         cmocka_unit_test(test_h1),
         cmocka_unit_test(test_h1_stream),
+        cmocka_unit_test(test_h2_check),
         cmocka_unit_test(test_gateway_lifecycle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
