@@ -140,7 +140,9 @@ static int h2_on_data(nghttp2_session *s, uint8_t flags, int32_t sid, const uint
     struct rt_conn *c = ud;
     struct h2_stream *st = nghttp2_session_get_stream_user_data(s, sid);
     struct rt_req *q = st ? st->q : NULL;
-    if (st && (st->got += n, st->chk.clen >= 0 && st->got > (unsigned long long)st->chk.clen)) {
+    if (st)
+        st->got += n;
+    if (st && st->chk.clen >= 0 && st->got > (unsigned long long)st->chk.clen) {
         /* More than its content-length: it must not run into the next
          * request on the upstream connection. */
         nghttp2_session_consume(s, sid, n);
