@@ -7,11 +7,61 @@
 
 #include "cycle.h"
 
+static size_t name_hash(const char *s)
+{
+    size_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+void ctl_nodes_reindex(struct controller *c)
+{
+    c->node_idx_n = 0;
+}
+
+/* Nodes are only appended between reindexes: index the new ones. */
+static int node_idx_sync(struct controller *c)
+{
+    if (2 * (c->nnodes + 1) > c->node_idx_cap) {
+        size_t cap = c->node_idx_cap ? c->node_idx_cap : 64;
+        while (2 * (c->nnodes + 1) > cap)
+            cap *= 2;
+        size_t *t = calloc(cap, sizeof(*t));
+        if (!t)
+            return -1;
+        free(c->node_idx);
+        c->node_idx = t;
+        c->node_idx_cap = cap;
+        c->node_idx_n = 0;
+    } else if (c->node_idx_n == 0 || c->node_idx_n > c->nnodes) {
+        memset(c->node_idx, 0, c->node_idx_cap * sizeof(*c->node_idx));
+        c->node_idx_n = 0;
+    }
+    for (size_t i = c->node_idx_n; i < c->nnodes; i++) {
+        size_t k = name_hash(c->nodes[i].name) & (c->node_idx_cap - 1);
+        while (c->node_idx[k])
+            k = (k + 1) & (c->node_idx_cap - 1);
+        c->node_idx[k] = i + 1;
+    }
+    c->node_idx_n = c->nnodes;
+    return 0;
+}
+
 struct ctl_node *ctl_node_find(struct controller *c, const char *name)
 {
-    for (size_t i = 0; i < c->nnodes; i++)
-        if (!strcmp(c->nodes[i].name, name))
-            return &c->nodes[i];
+    if (node_idx_sync(c) < 0) {
+        for (size_t i = 0; i < c->nnodes; i++)
+            if (!strcmp(c->nodes[i].name, name))
+                return &c->nodes[i];
+        return NULL;
+    }
+    for (size_t k = name_hash(name) & (c->node_idx_cap - 1); c->node_idx[k];
+         k = (k + 1) & (c->node_idx_cap - 1)) {
+        struct ctl_node *n = &c->nodes[c->node_idx[k] - 1];
+        if (!strcmp(n->name, name))
+            return n;
+    }
     return NULL;
 }
 
@@ -68,8 +118,8 @@ void ctl_inst_remove(struct controller *c, struct ctl_instance *in)
 static json_t *inst_doc(const struct ctl_instance *in)
 {
     return json_pack("{s:s,s:s,s:s,s:s,s:i,s:f,s:i}", "id", in->id, "app", in->app, "node",
-                     in->node, "host", in->host, "port", in->port, "cpu_mhz", in->cpu_mhz,
-                     "state", (int)in->state);
+                     in->node, "host", in->host, "port", in->port, "cpu_mhz", in->cpu_mhz, "state",
+                     (int)in->state);
 }
 
 /* Write what changed in the instance table since the last save (one
@@ -88,13 +138,12 @@ void ctl_instances_save(struct controller *c)
         goto fail;
     const char *id;
     json_t *doc;
-    json_object_foreach(c->inst_saved, id, doc)
-        if (!json_object_get(now, id) && wlm_store_del(c->store, "instances", "id", id, &err))
-            goto fail;
-    json_object_foreach(now, id, doc)
-        if (!json_equal(doc, json_object_get(c->inst_saved, id)) &&
-            wlm_store_put(c->store, "instances", "id", doc, &err))
-            goto fail;
+    json_object_foreach(c->inst_saved, id,
+                        doc) if (!json_object_get(now, id) &&
+                                 wlm_store_del(c->store, "instances", "id", id, &err)) goto fail;
+    json_object_foreach(now, id,
+                        doc) if (!json_equal(doc, json_object_get(c->inst_saved, id)) &&
+                                 wlm_store_put(c->store, "instances", "id", doc, &err)) goto fail;
     if (wlm_store_commit(c->store, &err))
         goto fail_committed;
     json_decref(c->inst_saved);

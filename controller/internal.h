@@ -121,6 +121,9 @@ struct controller {
     int started;
     struct ctl_node *nodes;
     size_t nnodes, capnodes;
+    /* Node name -> index + 1 in `nodes` (open addressing; instances.c), so a
+     * heartbeat finds its node without a scan of thousands. */
+    size_t *node_idx, node_idx_cap, node_idx_n;
     struct jobsched_store *jstore;
     struct jobsched *js;
     struct ctl_app *apps;
@@ -210,6 +213,8 @@ int ctl_instances_load(struct controller *c, struct wlm_error *err);
 /* Drop and load them again, counting each app's (a follower's refresh). */
 int ctl_instances_reload(struct controller *c, struct wlm_error *err);
 struct ctl_node *ctl_node_find(struct controller *c, const char *name);
+/* After nodes were removed or reordered: the name index is rebuilt. */
+void ctl_nodes_reindex(struct controller *c);
 /* A node stopped heartbeating: replace its app instances, move its jobs. */
 void ctl_cycle_node_lost(struct controller *c, struct ctl_node *n);
 double ctl_app_allocation(const struct controller *c, const char *app);

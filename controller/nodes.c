@@ -20,13 +20,6 @@ const char *controller_node_state_name(enum controller_node_state s)
     return s == CONTROLLER_NODE_READY ? "READY" : "LOST";
 }
 
-static struct ctl_node *node_find(struct controller *c, const char *name)
-{
-    for (size_t i = 0; i < c->nnodes; i++)
-        if (strcmp(c->nodes[i].name, name) == 0)
-            return &c->nodes[i];
-    return NULL;
-}
 
 static void node_fini(struct ctl_node *n)
 {
@@ -86,6 +79,9 @@ void ctl_nodes_free(struct controller *c)
     free(c->nodes);
     c->nodes = NULL;
     c->nnodes = c->capnodes = 0;
+    free(c->node_idx);
+    c->node_idx = NULL;
+    c->node_idx_cap = c->node_idx_n = 0;
 }
 
 static json_t *node_json(struct controller *c, const struct ctl_node *n, double now)
@@ -187,7 +183,7 @@ static void handle_register(struct wlm_http_req *req, void *ud)
     }
     json_decref(body);
     double now = wlm_now_wall();
-    struct ctl_node *old = node_find(c, in.name);
+    struct ctl_node *old = ctl_node_find(c, in.name);
     in.registered_at = old ? old->registered_at : now;
     /* Commit before answering: a registration we acknowledged survives a crash. */
     char *labels = wlm_json_dumps(in.labels);
@@ -229,7 +225,7 @@ static void handle_register(struct wlm_http_req *req, void *ud)
 static void handle_heartbeat(struct wlm_http_req *req, void *ud)
 {
     struct controller *c = ud;
-    struct ctl_node *n = node_find(c, req->params[0]);
+    struct ctl_node *n = ctl_node_find(c, req->params[0]);
     if (!n) {
         wlm_http_respond_error(req, 404, "not_found", "node '%s' is not registered",
                                req->params[0]);
@@ -275,7 +271,7 @@ static void handle_list(struct wlm_http_req *req, void *ud)
 static void handle_get(struct wlm_http_req *req, void *ud)
 {
     struct controller *c = ud;
-    struct ctl_node *n = node_find(c, req->params[0]);
+    struct ctl_node *n = ctl_node_find(c, req->params[0]);
     if (!n) {
         wlm_http_respond_error(req, 404, "not_found", "node '%s' is not registered",
                                req->params[0]);
@@ -287,7 +283,7 @@ static void handle_get(struct wlm_http_req *req, void *ud)
 static void handle_delete(struct wlm_http_req *req, void *ud)
 {
     struct controller *c = ud;
-    struct ctl_node *n = node_find(c, req->params[0]);
+    struct ctl_node *n = ctl_node_find(c, req->params[0]);
     if (!n) {
         wlm_http_respond_error(req, 404, "not_found", "node '%s' is not registered",
                                req->params[0]);
@@ -305,6 +301,7 @@ static void handle_delete(struct wlm_http_req *req, void *ud)
     size_t idx = (size_t)(n - c->nodes);
     memmove(n, n + 1, (c->nnodes - idx - 1) * sizeof(*n));
     c->nnodes--;
+    ctl_nodes_reindex(c);
     wlm_http_respond(req, 204, NULL, NULL, NULL, 0);
 }
 

@@ -38,6 +38,12 @@ for n in json.load(sys.stdin)['nodes']:
         if i['kind']=='app' and i['state']=='RUNNING': print(n['name'])"; }
 has_instance() { [ -n "$(inst_node)" ]; }
 e2e_wait 60 "the web instance to run" has_instance
+# Power saving consolidates the two onto one node first (a migration and a
+# power-off): the node is chosen once that is done, so the job is still
+# there when its agent dies.
+one_on() { [ "$(e2e_nodes_on)" -eq 1 ]; }
+e2e_wait 60 "consolidation onto one node" one_on
+sleep 3
 victim=$(job_node)
 echo "job runs on $victim; web instance on $(inst_node)"
 # The agents were started in order n1, n2 after the router and controller.
