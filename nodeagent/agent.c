@@ -759,9 +759,7 @@ struct nodeagent *nodeagent_new(uv_loop_t *loop, const struct nodeagent_config *
     } else if (nodeagent_proc_node_info(&a->node, err) < 0) {
         goto fail;
     }
-    char cg[96];
-    snprintf(cg, sizeof(cg), "wlm-%s", a->cfg.name);
-    a->proc = nodeagent_process_new(cg, a->node.mhz, err);
+    a->proc = nodeagent_process_new(a->cfg.cgroup, a->node.mhz, err);
     if (!a->proc)
         goto fail;
     snprintf(path, sizeof(path), "%s/vmrepo.db", a->cfg.state_dir);

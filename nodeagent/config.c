@@ -41,6 +41,9 @@ const struct wlm_cfg_field nodeagent_cfg_fields[] = {
      "repository, job dirs, console logs (default /tmp/wlm-nodeagent-NAME)"},
     {"shared_dir", WLM_CFG_STR, F(shared_dir), S(shared_dir), "WLM_SHARED_DIR", "", 0, -1,
      "shared storage for VM save files (default: wlm-shared beside STATE_DIR)"},
+    {"cgroup", WLM_CFG_STR, F(cgroup), S(cgroup), NULL, "", 0, -1,
+     "cgroup (under the cpu and cpuacct hierarchies) that app instances run in (default "
+     "wlm-NAME); two agents on one machine need different ones"},
     {"heartbeat_ms", WLM_CFG_INT, F(heartbeat_ms), 0, NULL, "2000", 50, 3600000,
      "heartbeat period in milliseconds"},
     {"labels", WLM_CFG_STR, F(labels), S(labels), NULL, "", 0, -1, "node labels k=v,k=v"},
@@ -100,6 +103,8 @@ void nodeagent_config_finish(struct nodeagent_config *c)
     }
     if (!c->state_dir[0])
         snprintf(c->state_dir, sizeof(c->state_dir), "/tmp/wlm-nodeagent-%s", c->name);
+    if (!c->cgroup[0])
+        snprintf(c->cgroup, sizeof(c->cgroup), "wlm-%.80s", c->name);
     if (!c->shared_dir[0]) {
         /* Agents whose state dirs are siblings (one machine, a demo or a
          * test) share save files by default, so suspend on one node and

@@ -738,6 +738,13 @@ static const struct nodeagent_driver_ops pr_ops = {
 struct nodeagent_driver *nodeagent_process_new(const char *cgroup_name, int node_mhz,
                                                struct wlm_error *err)
 {
+    if (cgroup_name && (strchr(cgroup_name, '/') || cgroup_name[0] == '.')) {
+        wlm_error_setf(err, WLM_EINVAL, "cgroup",
+                       "--cgroup '%s': one directory name under the cgroup hierarchies (no '/', "
+                       "not starting with '.')",
+                       cgroup_name);
+        return NULL;
+    }
     struct pr_driver *d = calloc(1, sizeof(*d));
     if (!d) {
         wlm_error_set(err, ENOMEM, "out of memory");

@@ -39,6 +39,7 @@ struct nodeagent_config {
     long long listen_port;
     char state_dir[512];  /* repository, job dirs, console logs; default /tmp/wlm-nodeagent-NAME */
     char shared_dir[512]; /* shared storage for save files; default STATE/shared */
+    char cgroup[96];      /* app instances' cgroup (cpu, cpuacct); default wlm-NAME */
     long long heartbeat_ms;
     char labels[512];                          /* "k=v,k=v" */
     long long pool_size;                       /* images pre-created at start-up */

@@ -55,6 +55,7 @@ e2e_start_cluster() {
     mkdir -p "$dir/$n"
     "$bin/wlm-nodeagent" --name "$n" --controller "$WLM_CONTROLLER" --libvirt-uri "test://$dir/$n.xml" \
       --listen-port 0 --state-dir "$dir/$n" --shared-dir "$dir/shared" --heartbeat-ms 500 \
+      --cgroup "wlm-${dir##*/}-$n" \
       ${labels:+--labels "$labels"} ${E2E_AGENT_FLAGS:-} >"$dir/$n.log" 2>&1 &
     pids+=($!)
   done
