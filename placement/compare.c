@@ -300,7 +300,9 @@ int pl_choose_contention(const struct pl_choice *r, size_t K, struct pl_sol *sol
     if (!isfinite(lk) || (cur_ok && pl_lex_gain(vc, vk, nv) > 1e-6)) {
         base = &cur;
         vb = vc;
-        why = isfinite(lk) ? "current placement kept (better than any plan without moves)" : "";
+        why = isfinite(lk) ? "current placement kept, its CPU re-divided and waiting work started "
+                             "where it fits (better than any plan without moves)"
+                           : "";
     }
     int nb = 0, nm = 0;
     double cb = pl_change_cost(c, &cur, base, &nb), cm = pl_change_cost(c, &cur, &move, &nm);
