@@ -169,6 +169,8 @@ struct rt_upconn {
     int in_value, complete;
     int noreuse; /* EOF seen or stray bytes after the response */
     int hdone;   /* response head parsed */
+    int fed;     /* http-parser has seen bytes of this response */
+    int fast_ka; /* the response was read by up_fast: keep-alive (1/0); -1 otherwise */
     int rpaused; /* not reading: the client side has RT_WINDOW pending */
     uint64_t deadline; /* loop ms when the upstream timeout expires; 0 = none (see up_arm) */
     int sending; /* the request is being written (connected) */
@@ -359,7 +361,6 @@ void rt_resp_progress(struct rt_req *q);
 /* upstream.c */
 void up_close(struct rt_upconn *u);
 void up_fail(struct rt_upconn *u, int timeout);
-int rt_hop_by_hop(const char *n, size_t nl);
 void rt_worker_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b);
 void up_start(struct rt_req *q);
 int up_abandon(struct rt_req *q);

@@ -34,4 +34,15 @@ static inline int rt_ieq(const char *a, size_t alen, const char *b)
 
 char *rt_strndup(const char *s, size_t n);
 
+/* upfast.c: a whole plain HTTP/1.1 response (see there), and the
+ * hop-by-hop field names. */
+struct rt_fast {
+    int status, keep_alive;
+    long long clen;
+    size_t head_len;
+};
+int rt_fast_response(const char *b, size_t n, struct rt_fast *f, char **hb, size_t *hlen,
+                     size_t *hcap);
+int rt_hop_by_hop(const char *n, size_t nl);
+
 #endif

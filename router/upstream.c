@@ -154,21 +154,6 @@ static int up_on_hvalue(http_parser *p, const char *at, size_t len)
     return rt_buf_add(&u->hk, &u->hklen, &u->hkcap, at, len);
 }
 
-int rt_hop_by_hop(const char *n, size_t nl)
-{
-    /* Called for every header both ways: pick the candidate by length. */
-    const char *h;
-    switch (nl) {
-    case 2: h = "te"; break;
-    case 7: h = (n[0] | 0x20) == 'u' ? "upgrade" : "trailer"; break;
-    case 10: h = (n[0] | 0x20) == 'c' ? "connection" : "keep-alive"; break;
-    case 14: h = (n[0] | 0x20) == 'c' ? "content-length" : "http2-settings"; break;
-    case 16: h = "proxy-connection"; break;
-    case 17: h = "transfer-encoding"; break;
-    default: return 0;
-    }
-    return strncasecmp(n, h, nl) == 0;
-}
 
 static int up_on_headers_complete(http_parser *p)
 {
@@ -245,6 +230,42 @@ static int up_on_message_complete(http_parser *p)
     return 0;
 }
 
+/* The first read of u's response: when it is a whole plain response, q gets
+ * it as up_on_headers_complete + up_on_body would have built it and 1 is
+ * returned (the caller finishes the request); else 0 and nothing changed. */
+static int up_fast(struct rt_upconn *u, const char *b, size_t n)
+{
+    struct rt_req *q = u->req;
+    if (!q || q->head || q->tunnel || q->body_pending)
+        return 0;
+    struct rt_fast f;
+    size_t hcap = n + 64 + sizeof q->reqid, hlen = 0;
+    char *hb = malloc(hcap);
+    if (!hb)
+        return 0;
+    if (rt_fast_response(b, n, &f, &hb, &hlen, &hcap) ||
+        rt_buf_hdr(&hb, &hlen, &hcap, "X-Request-Id", 12, q->reqid, strlen(q->reqid))) {
+        free(hb);
+        return 0;
+    }
+    rt_resp_reset(&q->resp);
+    q->boff = 0;
+    q->resp.status = f.status;
+    q->resp.hb = hb;
+    q->resp.hlen = hlen;
+    q->resp.hcap = hcap;
+    q->resp_clen = f.clen;
+    if (f.clen && rt_buf_add(&q->resp.body, &q->resp.blen, &q->resp.bcap, b + f.head_len,
+                             (size_t)f.clen)) {
+        rt_resp_reset(&q->resp);
+        return 0;
+    }
+    u->hdone = 1;
+    u->complete = 1;
+    u->fast_ka = f.keep_alive;
+    return 1;
+}
+
 static const http_parser_settings up_settings = {
     .on_header_field = up_on_hfield,
     .on_header_value = up_on_hvalue,
@@ -256,7 +277,8 @@ static const http_parser_settings up_settings = {
 static void up_done(struct rt_upconn *u)
 {
     struct rt_req *q = u->req;
-    int ka = http_should_keep_alive(&u->p) && !u->noreuse && !q->body_pending;
+    int ka = (u->fast_ka >= 0 ? u->fast_ka : http_should_keep_alive(&u->p)) && !u->noreuse &&
+             !q->body_pending;
     u->deadline = 0; /* the timer may run on: up_timeout ignores it */
     u->req = NULL;
     q->up = NULL;
@@ -344,6 +366,11 @@ static void up_read_(struct rt_upconn *u, ssize_t n, const uv_buf_t *b)
         return;
     }
     u->got_bytes = 1;
+    if (!u->fed && up_fast(u, b->base, (size_t)n)) { /* a whole plain response */
+        up_done(u);
+        return;
+    }
+    u->fed = 1;
     size_t k = http_parser_execute(&u->p, &up_settings, b->base, (size_t)n);
     if (u->complete && u->p.status_code == 101 && u->req->tunnel && u->req->conn) {
         rt_tunnel_start(u, b->base + k, (size_t)n - k);
@@ -442,6 +469,8 @@ static void up_send(struct rt_upconn *u)
     u->hklen = 0;
     u->in_value = 0;
     u->hdone = 0;
+    u->fed = 0;
+    u->fast_ka = -1;
     u->sending = 1;
     up_arm(u, q->w->r->up_timeout_ms);
     up_pump(q);

@@ -1,16 +1,21 @@
 /* fuzz_router.c - libFuzzer target: HTTP/1 request parsing + classification,
- * and configuration parsing.
+ * configuration parsing, and the upstream response fast path compared with
+ * http-parser (first byte bit 2 without bit 0).
  *
  * The first input byte picks the mode (bit 0: config; bit 1: streaming
  * mode, bodies through a sink as the gateway reads them); for requests the
  * second byte is the chunk size, so the incremental reader sees heads split
  * at odd places (as they are on real sockets) and pipelined requests. Upgrade
  * heads (tunnels) end the input like h2c ones. */
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <http_parser.h>
+
+#include "internal.h"
 #include "router.h"
 
 static const char cfg_text[] =
@@ -28,6 +33,100 @@ static void sink(void *ud, const char *d, size_t n)
     *total += n;
 }
 
+/* The upstream fast path (upfast.c) against http-parser: a response the
+ * fast path takes must read the same with http-parser - one whole message,
+ * same status, Content-Length, keep-alive and the same fields passed on. */
+struct diff {
+    char hb[8192]; /* "name: value\r\n" lines, as the fast path builds them */
+    size_t hlen;
+    char name[4096], value[4096];
+    size_t nl, vl;
+    int in_value, done, overflow;
+    long long clen; /* as announced (http-parser counts it down over the body) */
+};
+
+static void diff_flush(struct diff *d)
+{
+    while (d->vl && (d->value[d->vl - 1] == ' ' || d->value[d->vl - 1] == '\t'))
+        d->vl--; /* trailing OWS is not part of the value */
+    int skip = rt_hop_by_hop(d->name, d->nl);
+    if (!skip && d->hlen + d->nl + d->vl + 4 <= sizeof d->hb) {
+        memcpy(d->hb + d->hlen, d->name, d->nl);
+        memcpy(d->hb + d->hlen + d->nl, ": ", 2);
+        memcpy(d->hb + d->hlen + d->nl + 2, d->value, d->vl);
+        memcpy(d->hb + d->hlen + d->nl + 2 + d->vl, "\r\n", 2);
+        d->hlen += d->nl + d->vl + 4;
+    } else if (!skip) {
+        d->overflow = 1;
+    }
+    d->nl = d->vl = 0;
+}
+
+static int d_field(http_parser *p, const char *at, size_t len)
+{
+    struct diff *d = p->data;
+    if (d->in_value)
+        diff_flush(d);
+    d->in_value = 0;
+    if (d->nl + len > sizeof d->name)
+        return d->overflow = 1, 0;
+    memcpy(d->name + d->nl, at, len);
+    d->nl += len;
+    return 0;
+}
+
+static int d_value(http_parser *p, const char *at, size_t len)
+{
+    struct diff *d = p->data;
+    d->in_value = 1;
+    if (d->vl + len > sizeof d->value)
+        return d->overflow = 1, 0;
+    memcpy(d->value + d->vl, at, len);
+    d->vl += len;
+    return 0;
+}
+
+static int d_headers(http_parser *p)
+{
+    struct diff *d = p->data;
+    if (d->nl)
+        diff_flush(d);
+    d->clen = p->content_length == ULLONG_MAX ? -1 : (long long)p->content_length;
+    return 0;
+}
+
+static int d_complete(http_parser *p)
+{
+    ((struct diff *)p->data)->done = 1;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static void fast_vs_parser(const char *b, size_t n)
+{
+    struct rt_fast f;
+    char *hb = NULL;
+    size_t hl = 0, hc = 0;
+    if (rt_fast_response(b, n, &f, &hb, &hl, &hc)) {
+        free(hb);
+        return; /* left to http-parser: nothing to compare */
+    }
+    static struct diff d;
+    memset(&d, 0, sizeof d);
+    http_parser p;
+    http_parser_settings s = {.on_header_field = d_field, .on_header_value = d_value,
+                              .on_headers_complete = d_headers, .on_message_complete = d_complete};
+    http_parser_init(&p, HTTP_RESPONSE);
+    p.data = &d;
+    size_t k = http_parser_execute(&p, &s, b, n);
+    if (!d.done || k != n || (int)p.status_code != f.status ||
+        d.clen != f.clen || http_should_keep_alive(&p) != f.keep_alive)
+        abort();
+    if (!d.overflow && (d.hlen != hl || memcmp(d.hb, hb ? hb : "", hl) != 0))
+        abort();
+    free(hb);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct router_config *cfg;
@@ -35,6 +134,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     if (size < 2)
         return 0;
+    if ((data[0] & 5) == 4) { /* bit 2 (not a config): an upstream response */
+        fast_vs_parser((const char *)data + 1, size - 1);
+        return 0;
+    }
     if (data[0] & 1) {
         struct router_config *c = NULL;
         struct wlm_error err = {0};

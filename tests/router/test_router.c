@@ -485,6 +485,66 @@ static void test_h2_check(void **st)
     assert_int_equal(k.clen, 4096);
 }
 
+/* The upstream fast path (upfast.c): what it takes whole, what it leaves to
+ * http-parser (-1). */
+static int fast(const char *r, struct rt_fast *f, char *hdrs, size_t cap)
+{
+    char *hb = NULL;
+    size_t hl = 0, hc = 0;
+    int rc = rt_fast_response(r, strlen(r), f, &hb, &hl, &hc);
+    snprintf(hdrs, cap, "%.*s", (int)hl, hb ? hb : "");
+    free(hb);
+    return rc;
+}
+
+static void test_upstream_fast(void **st)
+{
+    (void)st;
+    struct rt_fast f;
+    char h[512];
+    assert_int_equal(fast("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
+                          "X-A:  v1 \r\nKeep-Alive: timeout=5\r\nConnection: keep-alive\r\n\r\nhello",
+                          &f, h, sizeof h), 0);
+    assert_int_equal(f.status, 200);
+    assert_int_equal(f.keep_alive, 1);
+    assert_int_equal(f.clen, 5);
+    assert_int_equal(f.head_len, strlen("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
+                                        "X-A:  v1 \r\nKeep-Alive: timeout=5\r\nConnection: keep-alive\r\n\r\n"));
+    /* hop-by-hop and framing fields dropped, values trimmed */
+    assert_string_equal(h, "Content-Type: text/plain\r\nX-A: v1\r\n");
+    assert_int_equal(fast("HTTP/1.1 503 Busy\r\nconnection: Close\r\ncontent-length: 0\r\n\r\n", &f, h,
+                          sizeof h), 0);
+    assert_int_equal(f.status, 503);
+    assert_int_equal(f.keep_alive, 0);
+    assert_int_equal(f.clen, 0);
+    /* left to http-parser */
+    const char *other[] = {
+        "HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nx",             /* version */
+        "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 101 Switching\r\nUpgrade: websocket\r\n\r\n",
+        "HTTP/1.1 204 No Content\r\n\r\n",
+        "HTTP/1.1 304 Not Modified\r\nContent-Length: 3\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\nx",
+        "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+        "HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\nx",
+        "HTTP/1.1 200 OK\r\n\r\nbody until close",                      /* no length */
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel",            /* body not all here */
+        "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxHTTP/1.1 200",  /* bytes after it */
+        "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nX-A: a\r\n b\r\n\r\nx", /* obs-fold */
+        "HTTP/1.1 200 OK\nContent-Length: 1\n\nx",                     /* bare LF */
+        "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nX-A: a\x01b\r\n\r\nx",  /* control byte */
+        "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nX A: a\r\n\r\nx",    /* bad name */
+        "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: upgrade\r\n\r\nx",
+        "HTTP/1.1 2x0 OK\r\nContent-Length: 1\r\n\r\nx",
+        "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n",                      /* head not all here */
+    };
+    for (size_t i = 0; i < sizeof other / sizeof *other; i++) {
+        if (fast(other[i], &f, h, sizeof h) != -1)
+            fail_msg("taken by the fast path: %s", other[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -498,6 +558,7 @@ int main(void)
         cmocka_unit_test(test_h1),
         cmocka_unit_test(test_h1_stream),
         cmocka_unit_test(test_h2_check),
+        cmocka_unit_test(test_upstream_fast),
         cmocka_unit_test(test_gateway_lifecycle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
