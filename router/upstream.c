@@ -239,7 +239,9 @@ static int up_fast(struct rt_upconn *u, const char *b, size_t n)
     if (!q || q->head || q->tunnel || q->body_pending)
         return 0;
     struct rt_fast f;
-    size_t hcap = n + 64 + sizeof q->reqid, hlen = 0;
+    /* the head is at most n bytes; a large body in the same read should not
+     * size the header buffer (it grows if a head is larger) */
+    size_t hcap = (n < 2048 ? n : 2048) + 64 + sizeof q->reqid, hlen = 0;
     char *hb = malloc(hcap);
     if (!hb)
         return 0;
