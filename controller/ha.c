@@ -166,6 +166,9 @@ static void on_reload(uv_timer_t *t)
         return;
     }
     double t1 = wlm_now_mono();
+    if (t1 - t0 > 0.2)
+        wlm_info(COMP, "standby: slow refresh from the copy", "ms=%.0f revision=%lld keys=%zu",
+                 (t1 - t0) * 1000, (long long)ms.rev, ms.keys);
     ha.loaded_rev = ms.rev;
     /* Reloading is not free (it grows with the jobs): at most a fifth of the time. */
     ha.next_reload = t1 + (t1 - t0) * 4;

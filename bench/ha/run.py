@@ -10,7 +10,7 @@
   run.py lag         how long after its 201 a job submitted to the leader is
                      readable on the standby (its copy fed by an etcd watch):
                      median and p99, with --preload jobs already stored, idle
-                     and under a background load of submissions
+                     and under a steady background stream of submissions
 
 Use a Release build: WLM_BIN_DIR=build/rel/bin (wlm-controller, ha_load).
 Everything runs on loopback with its own ports and data directories.
@@ -178,11 +178,14 @@ def lag(args):
 
                 def background():
                     c = Client([cl.urls[ld]])
+                    nxt = time.time()
                     while not stop.is_set():
                         c.request("POST", "/v1/jobs", {"name": "bg", "command": "/bin/true",
                                                        "work_seconds": 5})
                         done[0] += 1
-                bg = [threading.Thread(target=background) for _ in range(4 if loaded else 0)]
+                        nxt += 1.0 / args.rate
+                        time.sleep(max(0.0, nxt - time.time()))
+                bg = [threading.Thread(target=background) for _ in range(1 if loaded else 0)]
                 for t in bg:
                     t.start()
                 lags = []
@@ -267,7 +270,9 @@ def main():
     ap.add_argument("--nodes", type=int, default=10000, help="heartbeats: agents (default 10000)")
     ap.add_argument("--duration", type=int, default=30, help="heartbeats: seconds (default 30)")
     ap.add_argument("--scale", type=int, default=1, help="submit: divide job counts by this")
-    ap.add_argument("--samples", type=int, default=200, help="lag: probes per row")
+    ap.add_argument("--samples", type=int, default=100, help="lag: probes per row")
+    ap.add_argument("--rate", type=float, default=20,
+                    help="lag: background submissions per second in the loaded rows")
     ap.add_argument("--preload", default="0,1000,10000",
                     help="lag: jobs stored before each row (cumulative)")
     args = ap.parse_args()
