@@ -91,6 +91,11 @@ const char *wlm_store_mirror_raw(const struct wlm_store *st, const char *full_ke
     return st->mirror ? store_mirror_raw(st->mirror, full_key) : NULL;
 }
 
+uint64_t wlm_store_mirror_changes(const struct wlm_store *st, const char *table)
+{
+    return st->mirror ? store_mirror_changes(st->mirror, table) : 0;
+}
+
 void wlm_store_mirror_check(struct wlm_store *st, int64_t store_rev)
 {
     if (st->mirror)

@@ -74,6 +74,9 @@ void wlm_store_mirror_stop(struct wlm_store *st);
 /* The value of one key of the copy that is not a JSON object, e.g.
  * PREFIX/leader (NULL: no such key, or no copy). */
 const char *wlm_store_mirror_raw(const struct wlm_store *st, const char *full_key);
+/* How many changes the copy applied to `table` so far (a copy read whole
+ * again counts as a change of every table); 0 without a copy. */
+uint64_t wlm_store_mirror_changes(const struct wlm_store *st, const char *table);
 /* Another read saw the store at store_rev: a watch that stays silent past
  * it is restarted on the next member. */
 void wlm_store_mirror_check(struct wlm_store *st, int64_t store_rev);

@@ -44,6 +44,13 @@ struct store_mirror {
     int resync_init;
     double behind_since;
     uint64_t applied, resyncs, stuck_restarts;
+    /* Changes applied per table (PREFIX/TABLE/...), so a reader can tell
+     * whether what it derived from a table is out of date. */
+    struct {
+        char name[48];
+        uint64_t n;
+    } tables[32];
+    size_t ntables;
 };
 
 /* ---------------------------------------------------------------- the array */
@@ -220,11 +227,33 @@ static int full_read(struct store_mirror *m, struct wlm_error *err)
 
 /* ---------------------------------------------------------------- the watch */
 
+static void count_change(struct store_mirror *m, const char *key)
+{
+    size_t plen = strlen(m->prefix);
+    if (strncmp(key, m->prefix, plen) != 0)
+        return;
+    const char *t = key + plen, *slash = strchr(t, '/');
+    size_t tl = slash ? (size_t)(slash - t) : strlen(t);
+    if (tl >= sizeof(m->tables[0].name))
+        return;
+    for (size_t i = 0; i < m->ntables; i++)
+        if (strlen(m->tables[i].name) == tl && strncmp(m->tables[i].name, t, tl) == 0) {
+            m->tables[i].n++;
+            return;
+        }
+    if (m->ntables == sizeof(m->tables) / sizeof(m->tables[0]))
+        return;
+    memcpy(m->tables[m->ntables].name, t, tl);
+    m->tables[m->ntables].name[tl] = 0;
+    m->tables[m->ntables++].n = 1;
+}
+
 static void on_event(void *ud, const char *key, const char *value, size_t vlen, int64_t mod_rev)
 {
     struct store_mirror *m = ud;
     if (mod_rev <= m->rev)
         return; /* applied already (the full read saw it) */
+    count_change(m, key);
     if (value)
         apply_put(m, key, value, vlen, mod_rev);
     else
@@ -263,6 +292,8 @@ static void on_resync(uv_timer_t *t)
         return;
     }
     m->resyncs++;
+    for (size_t i = 0; i < m->ntables; i++)
+        m->tables[i].n++; /* anything may have changed */
     wlm_info(COMP, "store copy read whole again", "revision=%lld keys=%zu ms=%.0f",
              (long long)m->rev, m->n, (wlm_now_mono() - t0) * 1000);
     wlm_etcd_watch_restart(m->watch, m->rev + 1, 0);
@@ -379,6 +410,14 @@ void store_mirror_check(struct store_mirror *m, int64_t store_rev)
         m->behind_since = 0;
         wlm_etcd_watch_restart(m->watch, m->rev + 1, 1);
     }
+}
+
+uint64_t store_mirror_changes(const struct store_mirror *m, const char *table)
+{
+    for (size_t i = 0; i < m->ntables; i++)
+        if (strcmp(m->tables[i].name, table) == 0)
+            return m->tables[i].n + m->resyncs;
+    return m->resyncs;
 }
 
 void store_mirror_stats(const struct store_mirror *m, struct wlm_store_mirror_stats *out)

@@ -20,6 +20,7 @@ int store_mirror_scan(struct store_mirror *m, const char *pfx, wlm_store_row_fn 
                       struct wlm_error *err);
 /* The value of one key when it is not a JSON object (NULL: absent). */
 const char *store_mirror_raw(const struct store_mirror *m, const char *key);
+uint64_t store_mirror_changes(const struct store_mirror *m, const char *table);
 void store_mirror_check(struct store_mirror *m, int64_t store_rev);
 void store_mirror_stats(const struct store_mirror *m, struct wlm_store_mirror_stats *out);
 

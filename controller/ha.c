@@ -40,6 +40,7 @@ static struct {
      * memory from it, at most a fifth of the time. */
     uv_timer_t reload_timer;
     int mirror_on;
+    uint64_t loaded_changes; /* changes of the tables the follower holds, at its last load */
     uv_signal_t sigint, sigterm;
     int exit_code;
     unsigned errors_logged;
@@ -147,7 +148,18 @@ static int standby_listen(struct wlm_error *err)
 
 static void on_tick(uv_timer_t *t);
 
-/* Reload the follower's memory from the copy when the copy moved on. */
+/* Changes of the tables a follower holds in memory (controller_reload);
+ * the others (audit log, tokens, job histories) are read per request. */
+static uint64_t held_changes(void)
+{
+    static const char *const held[] = {"jobs", "job_profiles", "apps", "instances"};
+    uint64_t n = 0;
+    for (size_t i = 0; i < sizeof(held) / sizeof(held[0]); i++)
+        n += wlm_store_mirror_changes(ha.ws, held[i]);
+    return n;
+}
+
+/* Reload the follower's memory from the copy when what it holds changed. */
 static void on_reload(uv_timer_t *t)
 {
     (void)t;
@@ -157,6 +169,11 @@ static void on_reload(uv_timer_t *t)
     wlm_store_mirror_stats(ha.ws, &ms);
     if (ms.rev == ha.loaded_rev)
         return;
+    uint64_t changes = held_changes();
+    if (changes == ha.loaded_changes) { /* only tables read per request moved */
+        ha.loaded_rev = ms.rev;
+        return;
+    }
     struct wlm_error err = {0};
     double t0 = wlm_now_mono();
     if (controller_reload(ha.follower, &err)) {
@@ -170,6 +187,7 @@ static void on_reload(uv_timer_t *t)
         wlm_info(COMP, "standby: slow refresh from the copy", "ms=%.0f revision=%lld keys=%zu",
                  (t1 - t0) * 1000, (long long)ms.rev, ms.keys);
     ha.loaded_rev = ms.rev;
+    ha.loaded_changes = changes;
     /* Reloading is not free (it grows with the jobs): at most a fifth of the time. */
     ha.next_reload = t1 + (t1 - t0) * 4;
 }
@@ -262,6 +280,7 @@ static void start_next(void)
     struct wlm_store_mirror_stats ms;
     wlm_store_mirror_stats(ha.ws, &ms);
     ha.loaded_rev = ms.rev;
+    ha.loaded_changes = held_changes();
     ha.next_reload = 0;
     wlm_info(COMP, "standby: serving reads from the store's watched copy", "load_ms=%.0f keys=%zu",
              (wlm_now_mono() - t0) * 1000, ms.keys);
