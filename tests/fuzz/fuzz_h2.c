@@ -182,22 +182,36 @@ static void send_all(int fd, const void *p, size_t n)
     }
 }
 
+/* A connection to the router. A connect that fails is tried again for up
+ * to 20 s: on a loaded machine the router's thread may not accept within
+ * the socket's 1 s timeout, and that is not a finding. */
+static int connect_router(void)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)rport)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (int tries = 0; tries < 200; tries++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd < 0)
+            abort();
+        struct timeval tv = {1, 0};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0)
+            return fd;
+        close(fd);
+        usleep(100000);
+    }
+    fprintf(stderr, "fuzz_h2: cannot connect to the router on port %d for 20 s\n", rport);
+    abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!rt)
         setup();
     if (size < 1)
         return 0;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        abort();
-    struct timeval tv = {1, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)rport)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
-        abort();
+    int fd = connect_router();
     if (!(data[0] & 1))
         send_all(fd, preface, sizeof preface - 1);
     send_all(fd, data + 1, size - 1);
