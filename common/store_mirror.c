@@ -41,7 +41,6 @@ struct store_mirror {
     void (*on_change)(void *ud);
     void *ud;
     uv_timer_t resync; /* after a compaction, or a failed full read */
-    int resync_init;
     double behind_since;
     uint64_t applied, resyncs, stuck_restarts;
     /* Changes applied per table (PREFIX/TABLE/...), so a reader can tell
@@ -227,6 +226,8 @@ static int full_read(struct store_mirror *m, struct wlm_error *err)
 
 /* ---------------------------------------------------------------- the watch */
 
+static void on_resync(uv_timer_t *t);
+
 static void count_change(struct store_mirror *m, const char *key)
 {
     size_t plen = strlen(m->prefix);
@@ -254,10 +255,10 @@ static void on_event(void *ud, const char *key, const char *value, size_t vlen, 
     if (mod_rev <= m->rev)
         return; /* applied already (the full read saw it) */
     count_change(m, key);
-    if (value)
-        apply_put(m, key, value, vlen, mod_rev);
-    else
+    if (!value)
         apply_del(m, key);
+    else if (apply_put(m, key, value, vlen, mod_rev) && !uv_is_active((uv_handle_t *)&m->resync))
+        uv_timer_start(&m->resync, on_resync, 1000, 0); /* out of memory: read it whole later */
     m->applied++;
 }
 
@@ -311,6 +312,13 @@ static void on_compacted(void *ud, int64_t compact_rev)
 
 /* ---------------------------------------------------------------- API */
 
+static void on_resync_closed(uv_handle_t *h)
+{
+    struct store_mirror *m = h->data;
+    entries_free(m->v, m->n);
+    free(m);
+}
+
 int store_mirror_new(uv_loop_t *loop, struct wlm_etcd *e, const char *prefix,
                      void (*on_change)(void *ud), void *ud, struct store_mirror **out,
                      struct wlm_error *err)
@@ -329,24 +337,15 @@ int store_mirror_new(uv_loop_t *loop, struct wlm_etcd *e, const char *prefix,
         free(m);
         return rc;
     }
-    static const struct wlm_etcd_watch_cbs cbs = {on_event, on_batch, on_state, on_compacted};
-    if ((rc = wlm_etcd_watch_new(loop, e, m->prefix, 1, m->rev + 1, &cbs, m, &m->watch, err))) {
-        entries_free(m->v, m->n);
-        free(m);
-        return rc;
-    }
     uv_timer_init(loop, &m->resync);
     m->resync.data = m;
-    m->resync_init = 1;
+    static const struct wlm_etcd_watch_cbs cbs = {on_event, on_batch, on_state, on_compacted};
+    if ((rc = wlm_etcd_watch_new(loop, e, m->prefix, 1, m->rev + 1, &cbs, m, &m->watch, err))) {
+        uv_close((uv_handle_t *)&m->resync, on_resync_closed); /* frees m */
+        return rc;
+    }
     *out = m;
     return 0;
-}
-
-static void on_resync_closed(uv_handle_t *h)
-{
-    struct store_mirror *m = h->data;
-    entries_free(m->v, m->n);
-    free(m);
 }
 
 void store_mirror_free(struct store_mirror *m)
