@@ -163,6 +163,21 @@ static struct pr_inst *find(struct pr_driver *d, const char *id)
     return NULL;
 }
 
+/* The instance's entry, a new one at the end if it has none (NULL when out
+ * of memory); the caller holds d->mu and fills it. */
+static struct pr_inst *find_or_add(struct pr_driver *d, const char *id)
+{
+    struct pr_inst *in = find(d, id);
+    if (!in) {
+        struct pr_inst *arr = realloc(d->inst, (d->n + 1) * sizeof(*arr));
+        if (arr) {
+            d->inst = arr;
+            in = &d->inst[d->n++];
+        }
+    }
+    return in;
+}
+
 static int pr_node_info(struct nodeagent_driver *dd, struct nodeagent_node_info *out,
                         struct wlm_error *err)
 {
@@ -438,14 +453,7 @@ static int pr_start(struct nodeagent_driver *dd, const struct nodeagent_spec *s,
     unsigned long long st = 0;
     nodeagent_proc_start_ticks(pid, &st);
     pthread_mutex_lock(&d->mu);
-    struct pr_inst *in = find(d, s->id);
-    if (!in) {
-        struct pr_inst *arr = realloc(d->inst, (d->n + 1) * sizeof(*arr));
-        if (arr) {
-            d->inst = arr;
-            in = &d->inst[d->n++];
-        }
-    }
+    struct pr_inst *in = find_or_add(d, s->id);
     if (in) {
         memset(in, 0, sizeof(*in));
         wlm_strlcpy(in->id, s->id, sizeof(in->id));
@@ -793,14 +801,7 @@ int nodeagent_process_adopt(struct nodeagent_driver *dd, const struct nodeagent_
     int alive = nodeagent_proc_check(rec->pid, rec->start_ticks, rec->id, rec->command, why,
                                      sizeof(why)) == 0;
     pthread_mutex_lock(&d->mu);
-    struct pr_inst *in = find(d, rec->id);
-    if (!in) {
-        struct pr_inst *arr = realloc(d->inst, (d->n + 1) * sizeof(*arr));
-        if (arr) {
-            d->inst = arr;
-            in = &d->inst[d->n++];
-        }
-    }
+    struct pr_inst *in = find_or_add(d, rec->id);
     if (in) {
         memset(in, 0, sizeof(*in));
         wlm_strlcpy(in->id, rec->id, sizeof(in->id));

@@ -21,15 +21,6 @@ restart_controller() {
   pids+=($cpid)
   wlm_wait_http "$WLM_CONTROLLER/healthz" 30 || e2e_fail "controller did not restart"
 }
-instances() { # running processes of this cluster's app instances
-  local n=0 pid args p
-  for pid in $(pgrep -f 'wlm-sampleapp --port' || true); do
-    args=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
-    p=$(sed -n 's/.*--port \([0-9]*\).*/\1/p' <<<"$args")
-    [ -n "$p" ] && [ "$p" -ge "$E2E_PORT_BASE" ] && [ "$p" -lt $((E2E_PORT_BASE + 100)) ] && n=$((n + 1))
-  done
-  echo "$n"
-}
 cat >"$dir/web.json" <<'JSON'
 {"name": "web", "command": "wlm-sampleapp --port {port} --cpu-ms 1 --delay-ms 1", "memory_mb": 256,
  "prefix": "/", "classes": [{"name": "default", "goal_ms": 200}]}
@@ -51,7 +42,7 @@ restart_controller
 sleep 8
 after=$(wlm placement --json | e2e_py "import json,sys; print(sorted(i['name'] for n in json.load(sys.stdin)['nodes'] for i in n['instances'] if i['kind']=='app'))")
 [ "$before" = "$after" ] || e2e_fail "app instances changed across the restart: $before -> $after"
-[ "$(instances)" -eq 1 ] || e2e_fail "$(instances) instance processes after the restart (want 1)"
+[ "$(e2e_instances)" -eq 1 ] || e2e_fail "$(e2e_instances) instance processes after the restart (want 1)"
 serving || e2e_fail "the app stopped serving after the restart"
 [ "$(e2e_job_state 1)" = RUNNING ] || e2e_fail "job 1 is $(e2e_job_state 1) after the restart"
 echo "restart 1: same instance $after, job 1 still RUNNING"
@@ -80,7 +71,7 @@ for id in 1 2; do
   done
   [ "$n" -le 1 ] || e2e_fail "job $id has domains on $n nodes (records:$seen; events: $(wlm job show "$id" 2>&1 | tail -n 15 | tr '\n' '|'))"
 done
-[ "$(instances)" -eq 1 ] || e2e_fail "$(instances) instance processes at the end (want 1)"
+[ "$(e2e_instances)" -eq 1 ] || e2e_fail "$(e2e_instances) instance processes at the end (want 1)"
 echo "restart 2 (during execution): both jobs completed once, one app instance"
 
 # 3. A start its agent has not answered when the controller dies: both
@@ -92,7 +83,7 @@ echo "restart 2 (during execution): both jobs completed once, one app instance"
 # runs on one node, once. (The app goes first, so that no resize of its
 # instance is ordered before the start.)
 wlm app delete web >/dev/null
-no_instances() { [ "$(instances)" -eq 0 ]; }
+no_instances() { [ "$(e2e_instances)" -eq 0 ]; }
 e2e_wait 60 "the app's instance to stop" no_instances
 sleep 3
 agents=("${pids[2]}" "${pids[3]}")

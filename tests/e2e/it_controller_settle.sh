@@ -24,16 +24,7 @@ JSON
   wlm app deploy -f "$dir/web.json" >/dev/null
 }
 app 2
-inst_pids() {
-  local pid args p
-  for pid in $(pgrep -f 'wlm-sampleapp --port' || true); do
-    args=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
-    p=$(sed -n 's/.*--port \([0-9]*\).*/\1/p' <<<"$args")
-    [ -n "$p" ] && [ "$p" -ge "$E2E_PORT_BASE" ] && [ "$p" -lt $((E2E_PORT_BASE + 100)) ] && echo "$pid"
-  done
-  return 0
-}
-two() { [ "$(inst_pids | wc -l)" -eq 2 ]; }
+two() { [ "$(e2e_instances)" -eq 2 ]; }
 e2e_wait 60 "two instances" two
 
 # Freeze the agents, redeploy with one instance: the next placement sends an
@@ -50,8 +41,8 @@ kill -9 "$cpid"
 wait "$cpid" 2>/dev/null || true
 kill -CONT "${pids[2]}" "${pids[3]}"
 # The agent stops the instance with no controller to tell.
-for _ in $(seq 100); do [ "$(inst_pids | wc -l)" -eq 1 ] && break; sleep 0.1; done
-[ "$(inst_pids | wc -l)" -eq 1 ] || e2e_fail "the agent did not stop the instance"
+for _ in $(seq 100); do [ "$(e2e_instances)" -eq 1 ] && break; sleep 0.1; done
+[ "$(e2e_instances)" -eq 1 ] || e2e_fail "the agent did not stop the instance"
 grep -q 'action done.*kind=app_stop' "$dir/controller.log" && e2e_fail "the stop completed before the kill"
 
 t0=$(date +%s.%N)
@@ -87,7 +78,7 @@ for _ in $(seq 50); do
 done
 [ "$ninst" = 1 ] || e2e_fail "the router should have 1 instance: $cfg"
 sleep 3
-[ "$(inst_pids | wc -l)" -eq 1 ] || e2e_fail "instance processes: $(inst_pids | wc -l), want 1"
+[ "$(e2e_instances)" -eq 1 ] || e2e_fail "instance processes: $(e2e_instances), want 1"
 serving() { [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://$E2E_WEB/")" = 200 ]; }
 e2e_wait 20 "the remaining instance to serve" serving
 grep -q 'kind=app_stop' <(grep 'action sent' "$dir/controller2.log") && e2e_fail "the stop was sent twice"

@@ -66,18 +66,25 @@ e2e_start_cluster() {
   e2e_fail "nodes did not all become READY"
 }
 
-# Application instances run in their own sessions (agents leave them running
-# across restarts, as on a real node): stop the ones of this cluster.
-e2e_kill_instances() {
+# The pids of this cluster's app instances (sample apps listening in its
+# port range E2E_PORT_BASE..+99), one a line.
+e2e_instance_pids() {
   local pid args p
   [ -n "${E2E_PORT_BASE:-}" ] || return 0
   for pid in $(pgrep -f 'wlm-sampleapp --port' || true); do
     args=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
     p=$(sed -n 's/.*--port \([0-9]*\).*/\1/p' <<<"$args")
-    if [ -n "$p" ] && [ "$p" -ge "$E2E_PORT_BASE" ] && [ "$p" -lt $((E2E_PORT_BASE + 100)) ]; then
-      kill -9 "$pid" 2>/dev/null || true
-    fi
+    [ -n "$p" ] && [ "$p" -ge "$E2E_PORT_BASE" ] && [ "$p" -lt $((E2E_PORT_BASE + 100)) ] && echo "$pid"
   done
+  return 0
+}
+e2e_instances() { e2e_instance_pids | wc -l; }
+
+# Application instances run in their own sessions (agents leave them running
+# across restarts, as on a real node): stop the ones of this cluster.
+e2e_kill_instances() {
+  local pid
+  for pid in $(e2e_instance_pids); do kill -9 "$pid" 2>/dev/null || true; done
 }
 
 # e2e_wait SECONDS DESCRIPTION COMMAND...: poll until COMMAND succeeds.

@@ -66,15 +66,6 @@ done
 ready2() { [ "$("$bin/wlm" nodes --json 2>/dev/null | grep -c '"READY"')" -ge 2 ]; }
 e2e_wait 30 "both nodes READY (through the controller list)" ready2
 
-instances() {
-  local n=0 pid args p
-  for pid in $(pgrep -f 'wlm-sampleapp --port' || true); do
-    args=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
-    p=$(sed -n 's/.*--port \([0-9]*\).*/\1/p' <<<"$args")
-    [ -n "$p" ] && [ "$p" -ge "$E2E_PORT_BASE" ] && [ "$p" -lt $((E2E_PORT_BASE + 100)) ] && n=$((n + 1))
-  done
-  echo "$n"
-}
 cat >"$dir/web.json" <<'JSON'
 {"name": "web", "command": "wlm-sampleapp --port {port} --cpu-ms 1 --delay-ms 1", "memory_mb": 256,
  "prefix": "/", "classes": [{"name": "default", "goal_ms": 200}]}
@@ -106,7 +97,7 @@ failover() { # kill -9 the leader; the other must lead within 5 s
 # 1. A quiet moment.
 failover
 sleep 6
-[ "$(instances)" -eq 1 ] || e2e_fail "$(instances) instance processes after the failover (want 1)"
+[ "$(e2e_instances)" -eq 1 ] || e2e_fail "$(e2e_instances) instance processes after the failover (want 1)"
 serving || e2e_fail "the app stopped serving after the failover"
 [ "$(e2e_job_state 1)" = RUNNING ] || e2e_fail "job 1 is $(e2e_job_state 1) after the failover"
 echo "failover 1: one instance, serving, job 1 still RUNNING"
@@ -137,7 +128,7 @@ for id in 1 2; do
   started=$(wlm job show "$id" --json | e2e_py "import json,sys; print(sum(1 for e in json.load(sys.stdin).get('history',[]) if e.get('to')=='STARTING'))")
   [ "$started" -le 1 ] || e2e_fail "job $id was started $started times"
 done
-[ "$(instances)" -eq 1 ] || e2e_fail "$(instances) instance processes at the end (want 1)"
+[ "$(e2e_instances)" -eq 1 ] || e2e_fail "$(e2e_instances) instance processes at the end (want 1)"
 serving || e2e_fail "the app is not served at the end"
 echo "failover 2 (actions in flight): both jobs completed once, one app instance, still serving"
 echo "it_ha_cluster: ok"

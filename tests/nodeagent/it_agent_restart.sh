@@ -76,26 +76,26 @@ else: print("none")' "$1" "$2"
 }
 
 start_agent 1
-# keep: serves until stopped. stubborn: ignores SIGTERM, so its app_stop takes 2 s.
+# keep: serves until stopped. sticky: ignores SIGTERM, so its app_stop takes 2 s.
 r=$(post "$(printf '{"id":"a-keep","kind":"app_start","instance":"%s-keep","command":"sleep 1000","port":1}' "$t")")
 [ "${r%% *}" = 202 ] || fail "app_start keep: $r"
-r=$(post "$(printf '{"id":"a-stub","kind":"app_start","instance":"%s-stub","command":"trap \\"\\" TERM; while :; do sleep 0.1; done","port":2}' "$t")")
-[ "${r%% *}" = 202 ] || fail "app_start stubborn: $r"
+r=$(post "$(printf '{"id":"a-sticky","kind":"app_start","instance":"%s-sticky","command":"trap \\"\\" TERM; while :; do sleep 0.1; done","port":2}' "$t")")
+[ "${r%% *}" = 202 ] || fail "app_start sticky: $r"
 r=$(post '{"id":"j-start","kind":"start","job":"rtjob","command":"x","sim_seconds":1000}')
 [ "${r%% *}" = 202 ] || fail "start: $r"
-for id in a-keep a-stub j-start; do
+for id in a-keep a-sticky j-start; do
   [ "$(wait_action $id | field 'd["status"]')" = succeeded ] || fail "$id: $(cat "$dir/act")"
 done
 keep_pid=$(inst $t-keep pid)
-stub_pid=$(inst $t-stub pid)
-[ "$keep_pid" -gt 0 ] && [ "$stub_pid" -gt 0 ] || fail "no pids ($keep_pid, $stub_pid)"
-echo "ok: two instances (pids $keep_pid, $stub_pid) and a job run"
+sticky_pid=$(inst $t-sticky pid)
+[ "$keep_pid" -gt 0 ] && [ "$sticky_pid" -gt 0 ] || fail "no pids ($keep_pid, $sticky_pid)"
+echo "ok: two instances (pids $keep_pid, $sticky_pid) and a job run"
 
-# An app_stop in flight (the stubborn instance holds it for 2 s), then kill -9.
-r=$(post "$(printf '{"id":"s-stub","kind":"app_stop","instance":"%s-stub"}' "$t")")
+# An app_stop in flight (the sticky instance holds it for 2 s), then kill -9.
+r=$(post "$(printf '{"id":"s-sticky","kind":"app_stop","instance":"%s-sticky"}' "$t")")
 [ "${r%% *}" = 202 ] || fail "app_stop: $r"
 sleep 0.4
-[ "$(api "$url/v1/actions/s-stub" | field 'd["status"]')" = running ] || fail "app_stop not in flight"
+[ "$(api "$url/v1/actions/s-sticky" | field 'd["status"]')" = running ] || fail "app_stop not in flight"
 kill -9 "$agent_pid"
 wait "$agent_pid" 2>/dev/null || true
 alive "$keep_pid" || fail "instance died with the agent"
@@ -110,10 +110,10 @@ n=$( (grep -l "WLM_INSTANCE=$t-keep" /proc/[0-9]*/environ 2>/dev/null || true) |
 echo "ok: running instance re-adopted by pid + start time + command (pid $keep_pid)"
 
 # The interrupted app_stop is carried out again under its id.
-r=$(wait_action s-stub)
-[ "$(echo "$r" | field 'd["status"]')" = succeeded ] || fail "s-stub after restart: $r"
-[ "$(echo "$r" | field 'd.get("recovered")')" = True ] || fail "s-stub not marked recovered: $r"
-alive "$stub_pid" && fail "stubborn instance still runs after its app_stop"
+r=$(wait_action s-sticky)
+[ "$(echo "$r" | field 'd["status"]')" = succeeded ] || fail "s-sticky after restart: $r"
+[ "$(echo "$r" | field 'd.get("recovered")')" = True ] || fail "s-sticky not marked recovered: $r"
+alive "$sticky_pid" && fail "sticky instance still runs after its app_stop"
 echo "ok: app_stop cut off by the crash finished after the restart"
 
 # Retried ids get the recorded outcome: 200, the first result, nothing redone.
@@ -123,7 +123,7 @@ r=$(post "$(printf '{"id":"a-keep","kind":"app_start","instance":"%s-keep","comm
 r=$(post '{"id":"j-start","kind":"start","job":"rtjob","command":"x"}')
 [ "${r%% *}" = 200 ] || fail "retried start gave $r"
 [ "$(echo "${r#* }" | field 'd["status"]')" = succeeded ] || fail "retried start: $r"
-r=$(post "$(printf '{"id":"s-stub","kind":"app_stop","instance":"%s-stub"}' "$t")")
+r=$(post "$(printf '{"id":"s-sticky","kind":"app_stop","instance":"%s-sticky"}' "$t")")
 [ "${r%% *}" = 200 ] || fail "retried app_stop gave $r"
 # (The test driver's domains live inside the agent process, so the job itself
 # ends with it; it_real_vm shows a real domain adopted across kill -9.)
