@@ -161,6 +161,12 @@ cpu_of() { # name -> ticks
   echo "$t"
 }
 HZ=$(getconf CLK_TCK)
+# Busy ticks of the load generator's and backend's core: behind a proxy that
+# keeps up, this core is the ceiling (wrk and the backend share it).
+load_ticks() { awk -v c="cpu$LOAD_CPU" '$1 == c {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+per_req() { # ticks requests -> microseconds per request
+  awk -v c="$1" -v n="${2:-0}" -v hz="$HZ" 'BEGIN{printf "%.2f", n ? c * 1e6 / hz / n : 0}'
+}
 # Each run appends "target proto rps p50_ms p99_ms" to $work/runs.
 to_ms() { # wrk latency "123.45us" / "1.23ms" / "1.2s" -> ms
   awk -v v="$1" 'BEGIN{ if (v ~ /us$/) {sub(/us$/,"",v); print v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v); print v+0} else {sub(/s$/,"",v); print v*1000} }'
@@ -168,10 +174,12 @@ to_ms() { # wrk latency "123.45us" / "1.23ms" / "1.2s" -> ms
 run_wrk() { # name port [scheme]
   local out scheme=${3:-http} proto=http/1.1
   [ "$scheme" = https ] && proto=https/1.1
-  local c0 c1 n
+  local c0 c1 l0 l1 n
   c0=$(cpu_of "$1")
+  l0=$(load_ticks)
   out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "$scheme://127.0.0.1:$2/" 2>&1) || true
   c1=$(cpu_of "$1")
+  l1=$(load_ticks)
   n=$(awk '/requests in/ {print $1}' <<<"$out")
   local rps p50 p99 bad
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
@@ -180,15 +188,17 @@ run_wrk() { # name port [scheme]
   bad=$(awk '/Non-2xx/ {print $5}' <<<"$out")
   [ -n "$bad" ] && echo "warning: $1 had $bad non-2xx responses" >&2
   [ -z "$rps" ] && { echo "warning: $1 $proto run failed: $(head -c 200 <<<"$out")" >&2; return 0; }
-  echo "$1 $proto $rps $(to_ms "$p50") $(to_ms "$p99") $(awk -v c=$((c1 - c0)) -v n="${n:-0}" -v hz="$HZ" 'BEGIN{printf "%.2f", n ? c * 1e6 / hz / n : 0}')" >>"$work/runs"
+  echo "$1 $proto $rps $(to_ms "$p50") $(to_ms "$p99") $(per_req $((c1 - c0)) "$n") $(per_req $((l1 - l0)) "$n")" >>"$work/runs"
 }
 run_h2() { # name port [scheme]
   local out line rps p50 sd p99 failed scheme=${3:-http} proto=h2c
   [ "$scheme" = https ] && proto=h2-tls
-  local c0 c1 n
+  local c0 c1 l0 l1 n
   c0=$(cpu_of "$1")
+  l0=$(load_ticks)
   out=$(taskset -c "$LOAD_CPU" h2load -c 16 -m 16 -D "$DUR" "$scheme://127.0.0.1:$2/" 2>&1) || true
   c1=$(cpu_of "$1")
+  l1=$(load_ticks)
   n=$(awk '/^requests:/ {print $8}' <<<"$out")
   rps=$(awk '/^finished in/ {print $4}' <<<"$out")
   [ -z "$rps" ] && { echo "warning: $1 $proto run failed: $(head -c 200 <<<"$out")" >&2; return 0; }
@@ -199,7 +209,7 @@ run_h2() { # name port [scheme]
   p99=$(awk -v m="$p50" -v s="$sd" 'BEGIN{printf "%.3f", m + 2.33*s}')
   failed=$(awk '/^requests:/ {print $10}' <<<"$out")
   [ "${failed:-0}" != "0" ] && echo "warning: $1 h2 had $failed failed requests" >&2
-  echo "$1 $proto $rps $p50 $p99 $(awk -v c=$((c1 - c0)) -v n="${n:-0}" -v hz="$HZ" 'BEGIN{printf "%.2f", n ? c * 1e6 / hz / n : 0}')" >>"$work/runs"
+  echo "$1 $proto $rps $p50 $p99 $(per_req $((c1 - c0)) "$n") $(per_req $((l1 - l0)) "$n")" >>"$work/runs"
 }
 
 if [ "${ONLY:-all}" != fair ]; then
@@ -245,15 +255,15 @@ python3 - "$work/runs" <<'PY'
 import sys, statistics
 rows = {}
 for line in open(sys.argv[1]):
-    t, proto, rps, p50, p99, cpu = line.split()
-    rows.setdefault((t, proto), []).append((float(rps), float(p50), float(p99), float(cpu)))
+    t, proto, rps, p50, p99, cpu, load = line.split()
+    rows.setdefault((t, proto), []).append((float(rps), float(p50), float(p99), float(cpu), float(load)))
 def med(k):
     runs = sorted(rows[k])
     return runs[len(runs) // 2]
 print()
 print("Throughput (median of runs; one proxy worker on one core)")
 print(f"{'target':<11} {'proto':<9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs nginx':>9} {'vs haproxy':>11}"
-      f" {'CPU us/req':>11} {'CPU vs ngx':>10} {'CPU vs hap':>10}")
+      f" {'CPU us/req':>11} {'CPU vs ngx':>10} {'CPU vs hap':>10} {'load us/req':>12}")
 def cpu_med(k):
     v = sorted(x[3] for x in rows[k])
     return v[len(v) // 2]
@@ -270,16 +280,28 @@ for proto in ("http/1.1", "h2c", "https/1.1", "h2-tls"):
     for t in ("direct", "nginx", "haproxy", "wlm-router"):
         if (t, proto) not in rows:
             continue
-        rps, p50, p99, _ = med((t, proto))
+        rps, p50, p99, _, _ = med((t, proto))
         vn = ratio(rps, "nginx", proto)
         vh = ratio(rps, "haproxy", proto)
         c = cpu_med((t, proto))
         cn = cratio((t, proto), "nginx", proto) if t != "direct" else "-"
         ch = cratio((t, proto), "haproxy", proto) if t != "direct" else "-"
         cs = f"{c:.1f}" if t != "direct" else "-"
-        print(f"{t:<11} {proto:<9} {rps:>9.0f} {p50:>8.3f} {p99:>8.3f} {vn:>9} {vh:>11} {cs:>11} {cn:>10} {ch:>10}")
+        ld = sorted(x[4] for x in rows[(t, proto)])[len(rows[(t, proto)]) // 2]
+        print(f"{t:<11} {proto:<9} {rps:>9.0f} {p50:>8.3f} {p99:>8.3f} {vn:>9} {vh:>11} {cs:>11} {cn:>10} {ch:>10} {ld:>12.1f}")
+    if ("direct", proto) in rows:
+        # The load side (wrk + backend) has one core: when it is ~100 % busy
+        # behind a proxy, it, not the proxy, set that proxy's req/s.
+        busy = []
+        for t in ("nginx", "haproxy", "wlm-router"):
+            if (t, proto) in rows:
+                rps, _, _, cpu, ld = med((t, proto))
+                busy.append(f"{t} {100 * cpu * rps / 1e6:.0f} % / {100 * ld * rps / 1e6:.0f} %")
+        print(f"(core busy, proxy / load generator + backend: {', '.join(busy)}; "
+              f"direct, no proxy: {med(('direct', proto))[0]:.0f} req/s)")
 print("(h2 latency: p50 = mean, p99 ~ mean + 2.33 sd, h2load reports no percentiles)")
-print("(CPU us/req: the proxy's user+system time per request, median of runs; CPU vs X > 1 = X spends more)")
+print("(CPU us/req: the proxy's user+system time per request, median of runs; CPU vs X > 1 = X spends more;")
+print(" load us/req: busy time of the load generator's and backend's core per request)")
 print()
 print("Workers: wlm-router 1 worker (pinned) vs 2 workers (unpinned), wrk")
 for proto in ("http/1.1", "https/1.1"):
