@@ -2,6 +2,8 @@
 #ifndef WLM_CLI_H
 #define WLM_CLI_H
 
+#include <string.h>
+
 #include "common.h"
 
 /* Where the controller is and how to authenticate, from flags and env. */
@@ -18,6 +20,19 @@ struct cli_ctx {
  * -1. Non-2xx answers print the server's error and detail. */
 int cli_call(const struct cli_ctx *ctx, const char *method, const char *path, const char *body,
              json_t **out);
+
+/* What to check when the controller could not be reached, from the
+ * transport error: "(...)" to print on the line after it. */
+static inline const char *cli_unreachable_hint(const char *err)
+{
+    if (strstr(err, "certificate verify failed"))
+        return "(the controller's certificate is not trusted here: set --ca or WLM_CA to the CA "
+               "certificate that signed it)";
+    if (strstr(err, "TLS handshake") || strstr(err, "wrong version number"))
+        return "(a TLS failure: does WLM_CONTROLLER say https:// for a TLS controller and "
+               "http:// for a plain one?)";
+    return "(is wlm-controller running there? set --controller or WLM_CONTROLLER)";
+}
 
 /* A JSON file ("-" = standard input); prints "WHO: FILE: what is wrong" and
  * returns NULL when it cannot be read or parsed. */

@@ -66,7 +66,8 @@ int cj_call(const struct ctx *c, const char *method, const char *path, const cha
     if (wlm_http_fetch(method, url, c->token, body ? "application/json" : NULL, body,
                        body ? strlen(body) : 0, 30000, &resp, &err)) {
         if (quiet < 2)
-            fprintf(stderr, "wlm job: cannot reach the controller at %s: %s\n", c->url, err.msg);
+            fprintf(stderr, "wlm job: cannot reach the controller at %s: %s\n         %s\n", c->url,
+                    err.msg, cli_unreachable_hint(err.msg));
         return -1;
     }
     json_t *v = resp.body_len ? json_loadb(resp.body, resp.body_len, 0, NULL) : NULL;

@@ -158,10 +158,8 @@ int cli_call(const struct cli_ctx *ctx, const char *method, const char *path, co
     *out = NULL;
     if (wlm_http_fetch(method, url, ctx->token, body ? "application/json" : NULL, body,
                        body ? strlen(body) : 0, 15000, &resp, &err)) {
-        fprintf(stderr, "wlm: cannot reach the controller at %s: %s\n"
-                        "     (is wlm-controller running there? set --controller or "
-                        "WLM_CONTROLLER)\n",
-                ctx->controller, err.msg);
+        fprintf(stderr, "wlm: cannot reach the controller at %s: %s\n     %s\n", ctx->controller,
+                err.msg, cli_unreachable_hint(err.msg));
         return -1;
     }
     int status = resp.status;

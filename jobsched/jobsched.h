@@ -111,7 +111,8 @@ struct jobsched_job {
     enum jobsched_class cls;
     double deadline; /* explicit completion-time goal, 0 when derived from the class */
     double submit_time;
-    double goal_time; /* deadline, or submit + factor(class) x profiled run time */
+    double goal_time; /* deadline, or factor(class) x profiled run time after the
+                       * submission or, later, the goals of the jobs it waits for */
     enum jobsched_profile_source profile_source;
     struct jobsched_dep *deps;
     size_t ndeps;

@@ -96,6 +96,60 @@ static int insert_job(struct jobsched *js, struct jobsched_job *j, struct wlm_er
     return jstore_event(js->st, j->id, j->submit_time, "PENDING", "PENDING", "submitted", err);
 }
 
+/* A class-derived goal of a job that waits for others counts from when
+ * they are due, not from its submission: "report" after "index" gets
+ * factor x its own run time after index's goal. (From the submission, a
+ * chain's later jobs would be born late, their utility at the floor before
+ * they could run.) Explicit deadlines stay as given. Jobs of the batch may
+ * name later ones, so the goals settle in dependency order (depth first;
+ * the batch has no cycles, jobsched_batch_parse refused those). */
+static double dep_goal(const struct jobsched *js, const struct jobsched_batch *b,
+                       struct jobsched_job **made, unsigned char *done, size_t i, double now);
+
+static double due_after(const struct jobsched *js, const struct jobsched_batch *b,
+                        struct jobsched_job **made, unsigned char *done, size_t i, double now)
+{
+    double start = now;
+    const struct jobsched_spec *s = &b->jobs[i];
+    for (size_t d = 0; d < s->ndeps; d++) {
+        double t = now;
+        if (s->deps[d].batch_index >= 0) {
+            t = dep_goal(js, b, made, done, (size_t)s->deps[d].batch_index, now);
+        } else {
+            const struct jobsched_job *o = jobsched__find_job(js, s->deps[d].job_id);
+            if (o && !jobsched_state_terminal(o->state))
+                t = o->goal_time;
+        }
+        if (t > start)
+            start = t;
+    }
+    return start;
+}
+
+static double dep_goal(const struct jobsched *js, const struct jobsched_batch *b,
+                       struct jobsched_job **made, unsigned char *done, size_t i, double now)
+{
+    struct jobsched_job *j = made[i];
+    if (done[i])
+        return j->goal_time;
+    done[i] = 1;
+    if (j->deadline <= 0 && b->jobs[i].ndeps > 0)
+        j->goal_time += due_after(js, b, made, done, i, now) - now;
+    return j->goal_time;
+}
+
+static int goals_after_dependencies(const struct jobsched *js, const struct jobsched_batch *b,
+                                    struct jobsched_job **made, double now, struct wlm_error *err)
+{
+    unsigned char *done = calloc(b->njobs ? b->njobs : 1, 1);
+    if (!done)
+        return wlm_error_set(err, ENOMEM, "out of memory");
+    for (size_t i = 0; i < b->njobs; i++)
+        dep_goal(js, b, made, done, i, now);
+    free(done);
+    return 0;
+}
+
 /* One submission inside the open transaction. Returns 0 or <0; *fatal is
  * set when the transaction itself is now unusable (database or memory
  * failure) and must be rolled back. Validation errors and conflicts change
@@ -106,6 +160,7 @@ static int submit_in_tx(struct jobsched *js, const json_t *body, const char *ide
     struct jobsched_batch b;
     struct jobsched_job **made = NULL;
     int64_t *old = NULL;
+    size_t given = 0; /* made[0..given) belong to the scheduler */
     *resp = NULL;
     *fatal = 0;
     if (duplicate)
@@ -158,22 +213,21 @@ static int submit_in_tx(struct jobsched *js, const json_t *body, const char *ide
 
     /* From here on any failure leaves the transaction half-written. */
     *fatal = 1;
+    for (size_t i = 0; i < b.njobs; i++)
+        if (!(made[i] = job_from_spec(js, &b.jobs[i], b.batch, now))) {
+            rc = wlm_error_set(err, ENOMEM, "out of memory");
+            goto unowned;
+        }
+    if ((rc = goals_after_dependencies(js, &b, made, now, err)))
+        goto unowned;
     for (size_t i = 0; i < b.njobs; i++) {
-        struct jobsched_job *j = job_from_spec(js, &b.jobs[i], b.batch, now);
-        if (!j) {
+        if ((rc = insert_job(js, made[i], err)))
+            goto unowned;
+        if (jobsched__append_job(js, made[i])) {
             rc = wlm_error_set(err, ENOMEM, "out of memory");
-            goto out;
+            goto unowned;
         }
-        if ((rc = insert_job(js, j, err))) {
-            jobsched__job_free(j);
-            goto out;
-        }
-        if (jobsched__append_job(js, j)) {
-            jobsched__job_free(j);
-            rc = wlm_error_set(err, ENOMEM, "out of memory");
-            goto out;
-        }
-        made[i] = j;
+        given = i + 1;
     }
     /* Edges after every id is known: a job may name a later one. */
     for (size_t i = 0; i < b.njobs; i++) {
@@ -218,6 +272,11 @@ static int submit_in_tx(struct jobsched *js, const json_t *body, const char *ide
     *resp = b.batch ? json_pack("{s:o,s:s}", "jobs", arr, "batch", b.batch)
                     : json_pack("{s:o}", "jobs", arr);
     *fatal = 0;
+    goto out;
+unowned: /* jobs made but not yet the scheduler's */
+    for (size_t i = given; i < b.njobs; i++)
+        if (made[i])
+            jobsched__job_free(made[i]);
 out:
     free(old);
     free(made);

@@ -629,6 +629,57 @@ static void test_profiler_learns_and_persists(void **state)
     assert_int_equal(jobsched_profile_get(f->js, "render")->samples, 2);
 }
 
+/* A class-derived goal counts from when the jobs it waits for are due:
+ * "report" after "index" after "ingest" is not born late. The batch names a
+ * later job first; an explicit deadline stays; a finished dependency counts
+ * as due now; the goals are what is stored. */
+static void test_goal_after_dependencies(void **state)
+{
+    struct fx *f = *state;
+    struct wlm_error err = {0};
+    assert_int_equal(
+        submit(f,
+               "{\"jobs\":["
+               "{\"name\":\"report\",\"command\":\"r\",\"class\":\"platinum\",\"work_seconds\":"
+               "60,\"dependencies\":\"afterok:index\"},"
+               "{\"name\":\"ingest\",\"command\":\"i\",\"class\":\"gold\",\"work_seconds\":60},"
+               "{\"name\":\"index\",\"command\":\"x\",\"class\":\"gold\",\"work_seconds\":120,"
+               "\"dependencies\":\"afterok:ingest\"},"
+               "{\"name\":\"fixed\",\"command\":\"f\",\"deadline\":1100,"
+               "\"dependencies\":\"afterany:index\"},"
+               "{\"name\":\"both\",\"command\":\"b\",\"class\":\"silver\",\"work_seconds\":10,"
+               "\"dependencies\":[{\"kind\":\"afterok\",\"on\":\"ingest\"},"
+               "{\"kind\":\"afterany\",\"on\":\"report\"}]}]}",
+               1000, &err),
+        0);
+    int64_t report = ids[0], ingest = ids[1], index = ids[2], fixed = ids[3], both = ids[4];
+    double g_ingest = 1000 + 3 * 60, g_index = g_ingest + 3 * 120, g_report = g_index + 1.5 * 60;
+    NEAR(jobsched_get(f->js, ingest)->goal_time, g_ingest);
+    NEAR(jobsched_get(f->js, index)->goal_time, g_index);
+    NEAR(jobsched_get(f->js, report)->goal_time, g_report);
+    NEAR(jobsched_get(f->js, fixed)->goal_time, 1100);
+    NEAR(jobsched_get(f->js, both)->goal_time, g_report + 10 * 10);
+    /* On time all along the chain, each job's utility at its goal is 0, and
+     * the last one's is not at the floor while the first has not run. */
+    const struct jobsched_job *r = jobsched_get(f->js, report);
+    assert_true(r->goal_time - r->submit_time > 600);
+    /* A later job after a running one counts from that one's goal; after
+     * a finished one, from its submission. */
+    run_to(f, ingest, JOBSCHED_COMPLETED, 1100);
+    char text[512];
+    snprintf(text, sizeof(text),
+             "{\"jobs\":[{\"command\":\"a\",\"class\":\"gold\",\"work_seconds\":10,"
+             "\"dependencies\":\"afterok:%lld\"},{\"command\":\"b\",\"class\":\"gold\","
+             "\"work_seconds\":10,\"dependencies\":\"afterok:%lld\"}]}",
+             (long long)index, (long long)ingest);
+    assert_int_equal(submit(f, text, 1200, &err), 0);
+    NEAR(jobsched_get(f->js, ids[0])->goal_time, g_index + 3 * 10);
+    NEAR(jobsched_get(f->js, ids[1])->goal_time, 1200 + 3 * 10);
+    reopen(f);
+    NEAR(jobsched_get(f->js, report)->goal_time, g_report);
+    NEAR(jobsched_get(f->js, both)->goal_time, g_report + 10 * 10);
+}
+
 static void test_store_reopen(void **state)
 {
     struct fx *f = *state;
@@ -751,6 +802,7 @@ int main(void)
         cmocka_unit_test(test_utility_curve),
         cmocka_unit_test(test_hypothetical_utility),
         cmocka_unit_test_setup_teardown(test_goal_from_class_and_deadline, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_goal_after_dependencies, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_profiler_learns_and_persists, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_store_reopen, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_idempotent_submission, fx_setup, fx_teardown),
