@@ -110,5 +110,5 @@ void ctl_cycle_free(struct controller *c)
     json_decref(c->job_backoff);
     json_decref(c->unsupported);
     free(c->insts);
-    free(c->plan);
+    ctl_plan_free(c);
 }

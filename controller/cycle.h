@@ -56,6 +56,8 @@ void ctl_action_failed(struct controller *c, struct ctl_action *a, const char *w
  * actions from before a restart). */
 void ctl_action_apply(struct controller *c, struct ctl_action *a, const json_t *result);
 void ctl_dispatch(struct controller *c);
+/* Free the plan (each action's dependencies and the array); no plan after. */
+void ctl_plan_free(struct controller *c);
 void ctl_handle_complete(struct wlm_http_req *req, void *ud);
 void ctl_place_tick(struct controller *c);
 void ctl_check_timeouts(struct controller *c);

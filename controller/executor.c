@@ -486,14 +486,21 @@ void ctl_dispatch(struct controller *c)
     }
     if (c->nplan && !open) {
         wlm_info(CTL_COMP, "plan finished", "actions=%zu failed=%zu", c->nplan, failed);
-        free(c->plan);
-        c->plan = NULL;
-        c->nplan = 0;
+        ctl_plan_free(c);
         ctl_events_broadcast(
             c, "plan",
             json_pack("{s:I,s:I}", "actions", (json_int_t)0, "failed", (json_int_t)failed));
         ctl_apps_reap(c);
     }
+}
+
+void ctl_plan_free(struct controller *c)
+{
+    for (size_t i = 0; i < c->nplan; i++)
+        free(c->plan[i].deps);
+    free(c->plan);
+    c->plan = NULL;
+    c->nplan = 0;
 }
 
 /* POST /v1/actions/:id/complete from a node agent. */
@@ -560,11 +567,24 @@ static void plan_from_decision(struct controller *c, struct solve_work *sw)
     c->nplan = 0;
     if (!c->plan)
         return;
+    /* Every dependency is kept: one dropped would let an arrival start
+     * before the memory it needs is freed, or a node power off under a
+     * guest. Allocated first, so that running out of memory leaves no plan
+     * (the next cycle decides again), not half of one. */
+    for (size_t i = 0; i < d->nactions; i++) {
+        if (d->actions[i].ndeps &&
+            !(c->plan[i].deps = malloc(d->actions[i].ndeps * sizeof(size_t)))) {
+            c->nplan = d->nactions;
+            ctl_plan_free(c);
+            wlm_errorlog(CTL_COMP, "no memory for the plan's dependencies", "actions=%zu",
+                      d->nactions);
+            return;
+        }
+    }
     c->plan_seq++;
     for (size_t i = 0; i < d->nactions; i++) {
         const struct placement_action *pa = &d->actions[i];
         struct ctl_action *a = &c->plan[c->nplan++];
-        memset(a, 0, sizeof(*a));
         snprintf(a->id, sizeof(a->id), "p%u-%u-%zu", (unsigned)(wlm_now_wall()) % 100000000u,
                  c->plan_seq, i);
         a->kind = pa->kind;
@@ -578,8 +598,8 @@ static void plan_from_decision(struct controller *c, struct solve_work *sw)
             wlm_strlcpy(a->from_node, sw->node_names[pa->from_node], sizeof(a->from_node));
             wlm_strlcpy(a->node, a->from_node, sizeof(a->node));
         }
-        for (size_t k = 0; k < pa->ndeps && a->ndeps < WLM_ARRAY_LEN(a->deps); k++)
-            a->deps[a->ndeps++] = pa->deps[k];
+        memcpy(a->deps, pa->deps, pa->ndeps * sizeof(*a->deps)); /* allocated above */
+        a->ndeps = pa->ndeps;
         if (pa->workload != (size_t)-1 && pa->workload < sw->p->nworkloads) {
             const struct wl_ref *r = &sw->refs[pa->workload];
             a->is_job = r->is_job;

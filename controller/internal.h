@@ -83,7 +83,7 @@ struct ctl_action {
     char app[64];
     char instance[96];
     double cpu_mhz, memory_mb;
-    size_t deps[16];
+    size_t *deps; /* plan indices that must be done first (owned; ctl_plan_free) */
     size_t ndeps;
     enum ctl_act_state st;
     double sent_at, done_at;
