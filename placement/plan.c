@@ -398,10 +398,24 @@ int pl_plan(const struct pl_ctx *c, const struct pl_sol *tgt, const int *node_on
         pl.it[mi].after = pl.nit - 1;
     }
 
-    /* 4. Remaining departures, CPU increases, resumes. */
-    for (size_t i = 0; i < pl.nit; i++)
-        if (pl.it[i].type == IT_DEPART && !pl.it[i].done && apply_depart(&pl, &pl.it[i]))
+    /* 4. Remaining departures, CPU increases, resumes. An app instance that
+     * is not in the way of anything stops only once the app's new instances
+     * have started (make before break: a moved app keeps serving). */
+    for (size_t i = 0; i < pl.nit; i++) {
+        struct item *x = &pl.it[i];
+        if (x->type != IT_DEPART || x->done)
+            continue;
+        if (apply_depart(&pl, x))
             goto out;
+        if (x->kind != PLACEMENT_ACT_STOP_INSTANCE)
+            continue;
+        for (size_t k = 0; k < pl.nit; k++) {
+            const struct item *y = &pl.it[k];
+            if (y->kind == PLACEMENT_ACT_START_INSTANCE && y->w == x->w && y->done &&
+                dep(&pl, x->action, y->action))
+                goto out;
+        }
+    }
     for (size_t k = 0; k < ups.n; k++) {
         const struct placement_assign *x = &tgt->a[ups.v[k]];
         const struct placement_workload *w = &p->workloads[x->workload];

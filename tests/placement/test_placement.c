@@ -227,6 +227,44 @@ static void test_consolidation(void **state)
     placement_problem_free(p);
 }
 
+/* Make before break: an app moved to another node stops its old instance
+ * only after the new one has started, and the emptied node powers off
+ * after that. */
+static void test_app_move_starts_first(void **state)
+{
+    (void)state;
+    struct placement_problem *p = tp_new(2, 1);
+    for (size_t n = 0; n < 2; n++)
+        tp_node(p, n, 4, 1000, 4096, 1);
+    tp_app(p, 0, 512, 2000, 1, 2, 1000);
+    tp_cur(p, 0, 0, 1000);
+    struct placement_assign target[] = {{0, 1, 1000}};
+    int node_on[] = {0, 1};
+    struct placement_decision *d = NULL;
+    struct wlm_error err = {0};
+    assert_int_equal(placement_plan_target(p, target, 1, node_on, &d, &err), 0);
+    assert_int_equal(placement_plan_verify(p, d, &err), 0);
+    size_t start = SIZE_MAX, stop = SIZE_MAX, off = SIZE_MAX;
+    for (size_t i = 0; i < d->nactions; i++) {
+        if (d->actions[i].kind == PLACEMENT_ACT_START_INSTANCE)
+            start = i;
+        if (d->actions[i].kind == PLACEMENT_ACT_STOP_INSTANCE)
+            stop = i;
+        if (d->actions[i].kind == PLACEMENT_ACT_POWER_OFF)
+            off = i;
+    }
+    assert_true(start < stop && stop < off);
+    int after_start = 0, after_stop = 0;
+    for (size_t k = 0; k < d->actions[stop].ndeps; k++)
+        after_start |= d->actions[stop].deps[k] == start;
+    for (size_t k = 0; k < d->actions[off].ndeps; k++)
+        after_stop |= d->actions[off].deps[k] == stop;
+    assert_true(after_start);
+    assert_true(after_stop);
+    placement_decision_free(d);
+    placement_problem_free(p);
+}
+
 /* Juggling: the large VM L can only go to n1 once the small VM S has moved
  * from n1 to n2; the plan orders S first and makes L depend on it. */
 static void test_juggling(void **state)
@@ -548,6 +586,7 @@ int main(void)
         cmocka_unit_test(test_memory_infeasible),
         cmocka_unit_test(test_fits_nowhere),
         cmocka_unit_test(test_consolidation),
+        cmocka_unit_test(test_app_move_starts_first),
         cmocka_unit_test(test_juggling),
         cmocka_unit_test(test_balancing),
         cmocka_unit_test(test_hysteresis),
