@@ -598,7 +598,8 @@ static void plan_from_decision(struct controller *c, struct solve_work *sw)
             wlm_strlcpy(a->from_node, sw->node_names[pa->from_node], sizeof(a->from_node));
             wlm_strlcpy(a->node, a->from_node, sizeof(a->node));
         }
-        memcpy(a->deps, pa->deps, pa->ndeps * sizeof(*a->deps)); /* allocated above */
+        if (pa->ndeps) /* a->deps was allocated above */
+            memcpy(a->deps, pa->deps, pa->ndeps * sizeof(*a->deps));
         a->ndeps = pa->ndeps;
         if (pa->workload != (size_t)-1 && pa->workload < sw->p->nworkloads) {
             const struct wl_ref *r = &sw->refs[pa->workload];
