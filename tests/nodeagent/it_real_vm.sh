@@ -124,7 +124,8 @@ echo "ok: pause/resume"
 r=$(act "$url_a" '{"id":"z1","kind":"resize","job":"'$tag-count'","cpu_shares":512,"vcpu_quota":20000,"vcpu_period":100000}')
 [ "$(echo "$r" | field 'd["result"]["vcpu_quota"]')" = 20000 ] || fail "vcpu_quota not read back: $r"
 [ "$(echo "$r" | field 'd["result"]["cpu_shares"]')" = 512 ] || fail "cpu_shares not read back: $r"
-[[ "$(virsh schedinfo "wlm-$tag-count")" =~ vcpu_quota\ *:\ 20000 ]] || fail "libvirt does not show the quota"
+si=$(virsh schedinfo "wlm-$tag-count" 2>&1)
+[[ "$si" =~ vcpu_quota\ *:\ 20000 ]] || fail "libvirt does not show the quota: $si"
 echo "ok: CPU cap"
 
 # 4. kill -9 the agent mid-job; the restarted agent adopts the domain.
