@@ -56,6 +56,20 @@ wlm_kill_tree() {
   for p in "$@"; do kill -KILL "$p" 2>/dev/null || true; done
 }
 
+# wlm_rm_cgroups NAME...: remove the agent cgroups NAME (e.g. wlm-n1, or a glob) from
+# every hierarchy, children first. An agent killed with -9 leaves its own
+# behind; only empty ones go (rmdir), so nothing running is touched.
+wlm_rm_cgroups() {
+  local n cg
+  for n in "$@"; do
+    for cg in /sys/fs/cgroup/*/$n; do # $n may be a pattern
+      [ -d "$cg" ] || continue
+      find "$cg" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null || true
+      rmdir "$cg" 2>/dev/null || true
+    done
+  done
+}
+
 # wlm_make_ca DIR [NAME]: a local certificate authority (DIR/ca.pem, DIR/ca.key)
 # made with the openssl command line, for TLS on the control plane.
 wlm_make_ca() {

@@ -24,14 +24,8 @@ e2e_begin() {
 e2e_cleanup() {
   [ ${#pids[@]} -gt 0 ] && wlm_kill_tree "${pids[@]}"
   e2e_kill_instances
-  # The agents' cgroups (an agent killed with -9 leaves its own behind):
-  # empty by now, removed so reruns on one machine do not pile them up.
-  local cg
-  for cg in /sys/fs/cgroup/*/"wlm-${dir##*/}-"*; do
-    [ -d "$cg" ] || continue
-    find "$cg" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null || true
-    rmdir "$cg" 2>/dev/null || true
-  done
+  # The agents' cgroups, so that reruns on one machine do not pile them up.
+  wlm_rm_cgroups "wlm-${dir##*/}-*"
   [ -n "${E2E_KEEP:-}" ] && echo "kept $dir" >&2 || rm -rf "$dir"
 }
 

@@ -20,6 +20,7 @@ cleanup() {
   for p in $( (grep -l "WLM_INSTANCE=$t-" /proc/[0-9]*/environ 2>/dev/null || true) | cut -d/ -f3); do
     kill -9 "$p" 2>/dev/null || true
   done
+  wlm_rm_cgroups wlm-rt
   [ -n "${WLM_KEEP_TMP:-}" ] || rm -rf "$dir"
 }
 trap cleanup EXIT

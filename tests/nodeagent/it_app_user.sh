@@ -20,6 +20,7 @@ chmod 755 "$dir"
 pids=()
 cleanup() {
   [ ${#pids[@]} -gt 0 ] && wlm_kill_tree "${pids[@]}" 2>/dev/null
+  wlm_rm_cgroups "wlm-au$$"
   [ -n "${WLM_KEEP_TMP:-}" ] || rm -rf "$dir"
 }
 trap cleanup EXIT
