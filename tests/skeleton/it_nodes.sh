@@ -7,7 +7,11 @@ set -euo pipefail
 bin=$WLM_BIN_DIR
 dir=$(mktemp -d /tmp/wlm-it-nodes-XXXXXX)
 pids=()
-cleanup() { [ ${#pids[@]} -gt 0 ] && wlm_kill_tree "${pids[@]}"; rm -rf "$dir"; }
+cleanup() {
+  [ ${#pids[@]} -gt 0 ] && wlm_kill_tree "${pids[@]}"
+  wlm_rm_cgroups "wlm-nodes$$-*" # beta's agent is killed with -9 below
+  rm -rf "$dir"
+}
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; for f in "$dir"/*.log; do echo "== $f"; tail -20 "$f"; done >&2; exit 1; }
 
@@ -26,7 +30,7 @@ for n in alpha beta; do
   wlm_test_node_xml "$dir/$n.xml" 4 2400 8192
   mkdir -p "$dir/$n"
   "$bin/wlm-nodeagent" --name "$n" --controller "$WLM_CONTROLLER" --libvirt-uri "test://$dir/$n.xml" \
-    --listen-port 0 --state-dir "$dir/$n" --heartbeat-ms 300 >"$dir/$n.log" 2>&1 &
+    --listen-port 0 --state-dir "$dir/$n" --heartbeat-ms 300 --cgroup "wlm-nodes$$-$n" >"$dir/$n.log" 2>&1 &
   pids+=($!)
   eval "pid_$n=$!"
 done
