@@ -93,12 +93,14 @@ static char *read_all(const char *path, size_t *len)
     }
     struct wlm_buf b;
     wlm_buf_init(&b);
-    char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        wlm_buf_append(&b, chunk, n);
+    int rc = wlm_buf_read_file(&b, f);
     if (f != stdin)
         fclose(f);
+    if (rc) {
+        fprintf(stderr, "wlm job submit: cannot read %s: %s\n", path, strerror(-rc));
+        wlm_buf_fini(&b);
+        return NULL;
+    }
     *len = b.len;
     char *s = wlm_buf_steal(&b);
     return s ? s : strdup("");

@@ -91,6 +91,9 @@ int wlm_buf_printf(struct wlm_buf *b, const char *fmt, ...) WLM_PRINTF(2, 3);
 int wlm_buf_vprintf(struct wlm_buf *b, const char *fmt, va_list ap);
 /* Detach the NUL-terminated contents; the buffer is left empty. */
 char *wlm_buf_steal(struct wlm_buf *b);
+/* Append everything f has until its end: 0, -ENOMEM, or -errno (-EIO if
+ * unknown) when reading failed; what was read stays in b, unusable. */
+int wlm_buf_read_file(struct wlm_buf *b, FILE *f);
 
 /* ---------------------------------------------------------------- clock */
 

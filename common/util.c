@@ -84,6 +84,17 @@ int wlm_buf_append(struct wlm_buf *b, const void *data, size_t len)
     return 0;
 }
 
+int wlm_buf_read_file(struct wlm_buf *b, FILE *f)
+{
+    char chunk[65536];
+    size_t n;
+    errno = 0;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        if (wlm_buf_append(b, chunk, n))
+            return -ENOMEM;
+    return ferror(f) ? -(errno ? errno : EIO) : 0;
+}
+
 int wlm_buf_vprintf(struct wlm_buf *b, const char *fmt, va_list ap)
 {
     va_list ap2;

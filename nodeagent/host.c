@@ -386,11 +386,12 @@ int nodeagent_kernel_pvh(const char *bzimage, const char *cache_dir, char *out, 
         return -errno;
     struct wlm_buf b;
     wlm_buf_init(&b);
-    char buf[65536];
-    size_t got;
-    while ((got = fread(buf, 1, sizeof(buf), f)) > 0)
-        wlm_buf_append(&b, buf, got);
+    int rd = wlm_buf_read_file(&b, f);
     fclose(f);
+    if (rd) {
+        wlm_buf_fini(&b);
+        return rd;
+    }
     static const char xz_magic[6] = {(char)0xfd, '7', 'z', 'X', 'Z', 0};
     const char *m = b.data ? memmem(b.data, b.len, xz_magic, 6) : NULL;
     int r = -ENOTSUP;

@@ -309,12 +309,6 @@ enum { T_NONE, T_HEADER, T_IDLE, T_HANDSHAKE, T_TUNNEL, T_STALL };
 /* gw_util.c */
 void rt_hist_add(struct rt_hist *h, double ms);
 double rt_hist_q(const struct rt_hist *h, double q);
-int rt_buf_add(char **b, size_t *len, size_t *cap, const void *d, size_t n);
-int rt_buf_str(char **b, size_t *len, size_t *cap, const char *s);
-int rt_buf_u(char **b, size_t *len, size_t *cap, unsigned long long v);
-int rt_buf_hdr(char **b, size_t *len, size_t *cap, const char *n, size_t nl, const char *v,
-                   size_t vl);
-int rt_buf_printf(char **b, size_t *len, size_t *cap, const char *fmt, ...) WLM_PRINTF(4, 5);
 int rt_stream_write(uv_stream_t *s, const char *d, size_t n);
 int rt_stream_writev(uv_stream_t *s, const uv_buf_t *bufs, unsigned nb);
 const char *rt_reason(int s);

@@ -1,4 +1,5 @@
-/* gw_util.c - byte buffers, histograms, reason phrases and socket writes shared by the gateway files. */
+/* gw_util.c - histograms, reason phrases and socket writes shared by the
+ * gateway files (byte buffers: buf.c). */
 #include <strings.h>
 
 #include "gw.h"
@@ -26,91 +27,6 @@ double rt_hist_q(const struct rt_hist *h, double q)
             return i < RT_NB ? rt_hist_ms[i] : rt_hist_ms[RT_NB - 1] * 2;
     }
     return 0;
-}
-
-int rt_buf_add(char **b, size_t *len, size_t *cap, const void *d, size_t n)
-{
-    if (*len + n + 1 > *cap) {
-        size_t nc = *cap ? *cap : 256;
-        while (nc < *len + n + 1)
-            nc *= 2;
-        char *nb = realloc(*b, nc);
-        if (!nb)
-            return -1;
-        *b = nb;
-        *cap = nc;
-    }
-    memcpy(*b + *len, d, n);
-    *len += n;
-    (*b)[*len] = 0;
-    return 0;
-}
-
-/* The hot path avoids printf: these append pieces directly. */
-int rt_buf_str(char **b, size_t *len, size_t *cap, const char *s)
-{
-    return rt_buf_add(b, len, cap, s, strlen(s));
-}
-
-int rt_buf_u(char **b, size_t *len, size_t *cap, unsigned long long v)
-{
-    char t[24];
-    int i = 24;
-    do
-        t[--i] = (char)('0' + v % 10);
-    while ((v /= 10));
-    return rt_buf_add(b, len, cap, t + i, (size_t)(24 - i));
-}
-
-/* "name: value\r\n" */
-int rt_buf_hdr(char **b, size_t *len, size_t *cap, const char *n, size_t nl, const char *v,
-                   size_t vl)
-{
-    if (*len + nl + vl + 5 > *cap && rt_buf_add(b, len, cap, "", 0) == 0) {
-        size_t nc = *cap;
-        while (nc < *len + nl + vl + 5)
-            nc *= 2;
-        char *nb = realloc(*b, nc);
-        if (!nb)
-            return -1;
-        *b = nb;
-        *cap = nc;
-    }
-    char *p = *b + *len;
-    memcpy(p, n, nl);
-    p += nl;
-    *p++ = ':';
-    *p++ = ' ';
-    memcpy(p, v, vl);
-    p += vl;
-    *p++ = '\r';
-    *p++ = '\n';
-    *p = 0;
-    *len += nl + vl + 4;
-    return 0;
-}
-
-int rt_buf_printf(char **b, size_t *len, size_t *cap, const char *fmt, ...)
-{
-    char tmp[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return -1;
-    if ((size_t)n >= sizeof tmp) {
-        char *big = malloc((size_t)n + 1);
-        if (!big)
-            return -1;
-        va_start(ap, fmt);
-        vsnprintf(big, (size_t)n + 1, fmt, ap);
-        va_end(ap);
-        int rc = rt_buf_add(b, len, cap, big, (size_t)n);
-        free(big);
-        return rc;
-    }
-    return rt_buf_add(b, len, cap, tmp, (size_t)n);
 }
 
 const char *rt_reason(int s)

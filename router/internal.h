@@ -41,6 +41,14 @@ struct rt_fast {
     long long clen;
     size_t head_len;
 };
+/* buf.c: append to a growable buffer; 0, or -1 out of memory. */
+int rt_buf_add(char **b, size_t *len, size_t *cap, const void *d, size_t n);
+int rt_buf_str(char **b, size_t *len, size_t *cap, const char *s);
+int rt_buf_u(char **b, size_t *len, size_t *cap, unsigned long long v);
+int rt_buf_hdr(char **b, size_t *len, size_t *cap, const char *n, size_t nl, const char *v,
+               size_t vl);
+int rt_buf_printf(char **b, size_t *len, size_t *cap, const char *fmt, ...) WLM_PRINTF(4, 5);
+
 int rt_fast_response(const char *b, size_t n, struct rt_fast *f, char **hb, size_t *hlen,
                      size_t *hcap);
 int rt_hop_by_hop(const char *n, size_t nl);

@@ -32,34 +32,6 @@ int rt_hop_by_hop(const char *n, size_t nl)
     return strncasecmp(n, h, nl) == 0;
 }
 
-/* "name: value\r\n" onto *b (grown as needed). */
-static int add_field(char **b, size_t *len, size_t *cap, const char *n, size_t nl, const char *v,
-                     size_t vl)
-{
-    size_t need = *len + nl + vl + 5;
-    if (need > *cap) {
-        size_t nc = *cap ? *cap : 256;
-        while (nc < need)
-            nc *= 2;
-        char *nb = realloc(*b, nc);
-        if (!nb)
-            return -1;
-        *b = nb;
-        *cap = nc;
-    }
-    char *p = *b + *len;
-    memcpy(p, n, nl);
-    p += nl;
-    *p++ = ':';
-    *p++ = ' ';
-    memcpy(p, v, vl);
-    p += vl;
-    memcpy(p, "\r\n", 3); /* and a NUL */
-    *len += nl + vl + 4;
-    return 0;
-}
-
-/* RFC 9110 tchar */
 static int tchar(unsigned char c)
 {
     static const char extra[] = "!#$%&'*+-.^_`|~";
@@ -167,7 +139,7 @@ int rt_fast_response(const char *b, size_t n, struct rt_fast *f, char **hb, size
         }
         if (rt_hop_by_hop(name, nl))
             continue;
-        if (add_field(hb, hlen, hcap, name, nl, val, vl))
+        if (rt_buf_hdr(hb, hlen, hcap, name, nl, val, vl))
             return -1;
     }
     if (clen < 0 || (unsigned long long)(end - p) != (unsigned long long)clen)

@@ -14,7 +14,7 @@ mkdir -p "$out/corpus"
   -D_GNU_SOURCE -DWLM_VERSION='"fuzz"' -I"$src/router" -I"$src/common" \
   $(pkg-config --cflags libuv jansson) \
   "$src/tests/router/fuzz_router.c" "$src/router/h1req.c" "$src/router/config.c" \
-  "$src/router/sched.c" "$src/router/upfast.c" -o "$out/fuzz_router" -lhttp_parser $(pkg-config --libs jansson)
+  "$src/router/sched.c" "$src/router/upfast.c" "$src/router/buf.c" -o "$out/fuzz_router" -lhttp_parser $(pkg-config --libs jansson)
 # Seeds: a few valid requests and configs, so the run starts deep.
 printf '\x00\x07GET /api/x HTTP/1.1\r\nHost: shop.example\r\nX-Class: gold\r\n\r\nPOST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nCookie: tier=silver\r\n\r\n3\r\nabc\r\n0\r\n\r\n' >"$out/corpus/seed1"
 printf '\x00\x40GET /x HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n' >"$out/corpus/seed2"
